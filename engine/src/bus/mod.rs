@@ -1,0 +1,87 @@
+//! The bus port: a work queue of [`TaskCommand`]s, a stream of [`TaskEvent`]s per task and
+//! for the whole agent, and cancel signals to whichever worker runs a task.
+//!
+//! Readers subscribe to a task's events *before* they act (submit, read a snapshot), then
+//! drop events whose `seq` they have already seen: that makes streams gap-free without
+//! polling storage.
+//!
+//! Backends: `memory` (default, in-process). [`conformance`] holds the suite every backend
+//! must pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bindu_schemas::bus::{TaskCommand, TaskEvent};
+use futures::stream::BoxStream;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod memory;
+
+pub use memory::MemoryBus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The subscriber fell behind and missed `0` events; re-read a snapshot to recover.
+    #[error("subscriber lagged behind and missed {0} events")]
+    Lagged(u64),
+    /// The bus is shutting down or was closed.
+    #[error("bus closed")]
+    Closed,
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    #[error("bus error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type EventStream = BoxStream<'static, Result<Arc<TaskEvent>, BusError>>;
+pub type CommandStream = BoxStream<'static, Result<Delivery, BusError>>;
+pub type CancelStream = BoxStream<'static, String>;
+
+/// Acknowledges one delivered command.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// The command is done (its outcome is durable); never deliver it again.
+    async fn ack(&self) -> Result<(), BusError>;
+    /// Deliver the command again after `delay` (for transient failures).
+    async fn nack(&self, delay: Duration) -> Result<(), BusError>;
+    /// Still working on it: extend the ack deadline.
+    async fn in_progress(&self) -> Result<(), BusError>;
+}
+
+/// A command taken from the work queue.
+pub struct Delivery {
+    pub command: TaskCommand,
+    /// 1 on first delivery.
+    pub attempt: u64,
+    pub acker: Box<dyn Acker>,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Short backend name for `/health` and logs (`memory`, `nats`).
+    fn backend(&self) -> &'static str;
+
+    async fn ready(&self) -> Result<(), BusError>;
+
+    /// Enqueues commands; waits for room when the queue is full (back-pressure).
+    async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError>;
+
+    /// A worker's share of the work queue: each command goes to one consumer.
+    async fn consume_commands(&self) -> Result<CommandStream, BusError>;
+
+    async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError>;
+
+    /// Live events of one task, from now on.
+    async fn subscribe_task(&self, task_id: &str) -> Result<EventStream, BusError>;
+
+    /// Live events of every task of this agent, from now on.
+    async fn subscribe_all(&self) -> Result<EventStream, BusError>;
+
+    /// Asks whichever worker runs `task_id` to stop its handler.
+    async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError>;
+
+    /// Task ids whose handlers must stop.
+    async fn cancel_signals(&self) -> Result<CancelStream, BusError>;
+}

@@ -1,0 +1,535 @@
+//! Layered configuration: defaults < TOML file < environment < CLI flags.
+//!
+//! Every scalar setting is one row of [`KEYS`]: its TOML key, its environment variable
+//! (Bindu's names where Bindu has one), its default and whether it is secret. All sources go
+//! through the same [`Config::set`], so a bad value is reported the same way wherever it came
+//! from, naming the key and the source. The README's configuration table mirrors [`KEYS`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bindu_schemas::AgentSkill;
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Dotted TOML key, e.g. `server.port`.
+    pub key: &'static str,
+    /// Environment variable, e.g. `BINDU_PORT`.
+    pub env: &'static str,
+    pub default: &'static str,
+    /// Redacted by `bindu config`.
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+macro_rules! keys {
+    ($($key:literal, $env:literal, $default:literal, $secret:literal, $help:literal;)*) => {
+        /// Every scalar configuration key.
+        pub const KEYS: &[KeySpec] = &[$(KeySpec { key: $key, env: $env, default: $default, secret: $secret, help: $help },)*];
+    };
+}
+
+keys! {
+    "server.host", "BINDU_HOST", "127.0.0.1", false, "Address the HTTP server binds to.";
+    "server.port", "BINDU_PORT", "3773", false, "TCP port of the HTTP server (0 picks a free one).";
+    "server.deployment_url", "BINDU_DEPLOYMENT_URL", "", false, "Public base URL put in the agent card; default http://<host>:<bound port>.";
+    "server.max_body_bytes", "BINDU_MAX_BODY_BYTES", "10485760", false, "Largest request body accepted; larger ones are refused with HTTP 413 before being read whole.";
+    "server.shutdown_timeout_secs", "BINDU_SHUTDOWN_TIMEOUT", "30", false, "On SIGTERM/Ctrl-C, how long in-flight requests and tasks may take to finish.";
+    "server.sse_keepalive_secs", "BINDU_SSE_KEEPALIVE", "15", false, "Interval of SSE keep-alive comments on open streams.";
+    "agent.name", "BINDU_AGENT_NAME", "bindu-echo", false, "Agent name (card, DID).";
+    "agent.description", "BINDU_AGENT_DESCRIPTION", "Echoes every message back; the bindu demo agent.", false, "Agent description (card).";
+    "agent.version", "BINDU_AGENT_VERSION", "0.1.0", false, "The agent's own version (card).";
+    "agent.author", "BINDU_AGENT_AUTHOR", "", false, "Author or organisation (card provider).";
+    "agent.provider_url", "BINDU_AGENT_PROVIDER_URL", "", false, "Provider URL (card provider, with agent.author).";
+    "agent.documentation_url", "BINDU_AGENT_DOCUMENTATION_URL", "", false, "Documentation URL (card).";
+    "agent.extended_card_file", "BINDU_EXTENDED_CARD_FILE", "", false, "JSON file whose fields override the public card for agent/getAuthenticatedExtendedCard; unset → -32007.";
+    "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory.";
+    "storage.memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS", "1000000", false, "Memory store bound; beyond it the oldest terminal tasks are evicted.";
+    "scheduler.type", "SCHEDULER_TYPE", "memory", false, "Bus backend: memory.";
+    "scheduler.queue_capacity", "SCHEDULER__QUEUE_CAPACITY", "65536", false, "Memory bus: commands waiting for a worker before senders wait (back-pressure).";
+    "worker.handler", "BINDU_HANDLER", "echo", false, "Handler run by `bindu serve`: echo.";
+    "worker.concurrency", "BINDU_WORKER_CONCURRENCY", "256", false, "Tasks one worker process runs at once.";
+    "logging.default_level", "LOGGING__DEFAULT_LEVEL", "info", false, "Log level (trace, debug, info, warn, error) or a tracing filter such as `info,bindu_ingress=debug`.";
+    "logging.format", "LOGGING__FORMAT", "text", false, "Log format: text or json.";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub deployment_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub sse_keepalive_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    pub description: String,
+    pub version: String,
+    pub author: Option<String>,
+    pub provider_url: Option<String>,
+    pub documentation_url: Option<String>,
+    pub extended_card_file: Option<PathBuf>,
+    /// From the TOML file's `[[agent.skills]]`; the echo skill when none are given.
+    pub skills: Vec<AgentSkill>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    pub memory_max_tasks: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub kind: SchedulerKind,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub handler: String,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub default_level: String,
+    pub format: LogFormat,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub agent: AgentConfig,
+    pub storage: StorageConfig,
+    pub scheduler: SchedulerConfig,
+    pub worker: WorkerConfig,
+    pub logging: LoggingConfig,
+    /// Raw value and source of every key, for `bindu config`.
+    values: BTreeMap<&'static str, (String, Source)>,
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A setting that could not be used. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}` (from {source_desc}): {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub source_desc: String,
+    pub message: String,
+}
+
+fn default_skill() -> AgentSkill {
+    AgentSkill {
+        id: "echo".into(),
+        name: "echo".into(),
+        description: "Replies with the parts of the user's last message.".into(),
+        tags: vec!["echo".into(), "demo".into()],
+        examples: Some(vec!["Hello, agent!".into()]),
+        input_modes: None,
+        output_modes: None,
+        security: None,
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("expected {what}, got {v:?}"))
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+fn http_url(v: &str) -> Result<Option<String>, String> {
+    match non_empty(v) {
+        None => Ok(None),
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            Ok(Some(u.trim_end_matches('/').to_string()))
+        }
+        Some(u) => Err(format!("expected an http:// or https:// URL, got {u:?}")),
+    }
+}
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+impl Config {
+    /// Defaults only.
+    pub fn defaults() -> Self {
+        let mut c = Config {
+            server: ServerConfig {
+                host: String::new(),
+                port: 0,
+                deployment_url: None,
+                max_body_bytes: 0,
+                shutdown_timeout_secs: 0,
+                sse_keepalive_secs: 0,
+            },
+            agent: AgentConfig {
+                name: String::new(),
+                description: String::new(),
+                version: String::new(),
+                author: None,
+                provider_url: None,
+                documentation_url: None,
+                extended_card_file: None,
+                skills: vec![default_skill()],
+            },
+            storage: StorageConfig {
+                kind: StorageKind::Memory,
+                memory_max_tasks: 0,
+            },
+            scheduler: SchedulerConfig {
+                kind: SchedulerKind::Memory,
+                queue_capacity: 0,
+            },
+            worker: WorkerConfig {
+                handler: String::new(),
+                concurrency: 0,
+            },
+            logging: LoggingConfig {
+                default_level: String::new(),
+                format: LogFormat::Text,
+            },
+            values: BTreeMap::new(),
+        };
+        for k in KEYS {
+            // Defaults are compile-time constants checked by the tests below.
+            if let Err(e) = c.set(k.key, k.default, Source::Default) {
+                panic!("bad default for {}: {e}", k.key);
+            }
+        }
+        c
+    }
+
+    /// Loads the layers: `file` (TOML), then `env` (a lookup, normally the process
+    /// environment), then `flags` (key, value, flag name).
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &[(&str, String, &str)],
+    ) -> Result<Config, ConfigError> {
+        let mut c = Config::defaults();
+        if let Some(path) = file {
+            c.apply_file(path)?;
+        }
+        for k in KEYS {
+            if let Some(v) = env(k.env) {
+                c.set(k.key, &v, Source::Env(k.env))?;
+            }
+        }
+        for (key, value, flag) in flags {
+            c.set(key, value, Source::Flag(flag.to_string()))?;
+        }
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            key: key.to_string(),
+            source_desc: format!("file {}", path.display()),
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("--config", format!("cannot read the file: {e}")))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| err("--config", format!("not valid TOML: {e}")))?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (key, value) in flat {
+            if key == "agent.skills" {
+                let skills: Vec<AgentSkill> = value
+                    .try_into()
+                    .map_err(|e| err(&key, format!("each skill needs id, name and description: {e}")))?;
+                if skills.is_empty() {
+                    return Err(err(&key, "list at least one skill or leave the key out".into()));
+                }
+                self.agent.skills = skills;
+                continue;
+            }
+            let text = match &value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => return Err(err(&key, format!("expected a single value, got {}", other.type_str()))),
+            };
+            self.set(&key, &text, Source::File(path.to_path_buf()))?;
+        }
+        Ok(())
+    }
+
+    /// Sets one key from its textual value.
+    pub fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let Some(spec) = KEYS.iter().find(|k| k.key == key) else {
+            return Err(ConfigError {
+                key: key.to_string(),
+                source_desc: source.to_string(),
+                message: "unknown key (see the configuration table in the README)".into(),
+            });
+        };
+        self.apply(key, value).map_err(|message| ConfigError {
+            key: format!("{} / {}", spec.key, spec.env),
+            source_desc: source.to_string(),
+            message,
+        })?;
+        self.values.insert(spec.key, (value.to_string(), source));
+        Ok(())
+    }
+
+    fn apply(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "server.host" => {
+                self.server.host = non_empty(v).ok_or("must not be empty")?;
+            }
+            "server.port" => self.server.port = parse_num(v, "a port number 0-65535")?,
+            "server.deployment_url" => self.server.deployment_url = http_url(v)?,
+            "server.max_body_bytes" => {
+                let n: usize = parse_num(v, "a number of bytes")?;
+                if n < 1024 {
+                    return Err("must be at least 1024".into());
+                }
+                self.server.max_body_bytes = n;
+            }
+            "server.shutdown_timeout_secs" => {
+                self.server.shutdown_timeout_secs = parse_num(v, "a number of seconds")?
+            }
+            "server.sse_keepalive_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.server.sse_keepalive_secs = n;
+            }
+            "agent.name" => self.agent.name = non_empty(v).ok_or("must not be empty")?,
+            "agent.description" => self.agent.description = v.trim().to_string(),
+            "agent.version" => self.agent.version = non_empty(v).ok_or("must not be empty")?,
+            "agent.author" => self.agent.author = non_empty(v),
+            "agent.provider_url" => self.agent.provider_url = http_url(v)?,
+            "agent.documentation_url" => self.agent.documentation_url = http_url(v)?,
+            "agent.extended_card_file" => self.agent.extended_card_file = non_empty(v).map(PathBuf::from),
+            "storage.type" => {
+                self.storage.kind = match v.trim().to_ascii_lowercase().as_str() {
+                    "memory" => StorageKind::Memory,
+                    other => {
+                        return Err(format!(
+                            "{other:?} is not available in this build; supported: memory"
+                        ))
+                    }
+                }
+            }
+            "storage.memory_max_tasks" => {
+                let n: usize = parse_num(v, "a number of tasks")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.storage.memory_max_tasks = n;
+            }
+            "scheduler.type" => {
+                self.scheduler.kind = match v.trim().to_ascii_lowercase().as_str() {
+                    "memory" => SchedulerKind::Memory,
+                    other => {
+                        return Err(format!(
+                            "{other:?} is not available in this build; supported: memory"
+                        ))
+                    }
+                }
+            }
+            "scheduler.queue_capacity" => {
+                let n: usize = parse_num(v, "a number of commands")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.scheduler.queue_capacity = n;
+            }
+            "worker.handler" => {
+                self.worker.handler = match v.trim() {
+                    "echo" => "echo".into(),
+                    other => return Err(format!("unknown handler {other:?}; supported: echo")),
+                }
+            }
+            "worker.concurrency" => {
+                let n: usize = parse_num(v, "a number of tasks")?;
+                if !(1..=100_000).contains(&n) {
+                    return Err("must be between 1 and 100000".into());
+                }
+                self.worker.concurrency = n;
+            }
+            "logging.default_level" => {
+                let level = v.trim().to_ascii_lowercase();
+                if level.is_empty() || (!level.contains('=') && !LEVELS.contains(&level.as_str())) {
+                    return Err(format!(
+                        "expected one of {} or a tracing filter, got {v:?}",
+                        LEVELS.join(", ")
+                    ));
+                }
+                self.logging.default_level = level;
+            }
+            "logging.format" => {
+                self.logging.format = match v.trim().to_ascii_lowercase().as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(format!("expected text or json, got {v:?}")),
+                }
+            }
+            _ => return Err("unknown key".into()),
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML-like lines with their sources; secrets redacted.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for k in KEYS {
+            let (value, source) = self
+                .values
+                .get(k.key)
+                .cloned()
+                .unwrap_or((k.default.to_string(), Source::Default));
+            let shown = if k.secret && !value.is_empty() {
+                "<redacted>".to_string()
+            } else {
+                value
+            };
+            out.push_str(&format!(
+                "{} = {}    # {}, {}\n",
+                k.key,
+                toml::Value::String(shown),
+                k.env,
+                source
+            ));
+        }
+        let skills: Vec<&str> = self.agent.skills.iter().map(|s| s.id.as_str()).collect();
+        out.push_str(&format!("# agent.skills: {}\n", skills.join(", ")));
+        out
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults();
+        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.server.port, 3773);
+        assert_eq!(c.server.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.worker.handler, "echo");
+        assert_eq!(c.agent.skills.len(), 1);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bindu.toml");
+        std::fs::write(
+            &file,
+            "[server]\nport = 4000\nhost = \"0.0.0.0\"\n[agent]\nname = \"file-agent\"\n[[agent.skills]]\nid = \"s1\"\nname = \"S1\"\ndescription = \"d\"\ntags = [\"x\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            &env(&[("BINDU_PORT", "5000"), ("BINDU_AGENT_NAME", "env-agent")]),
+            &[("server.port", "6000".into(), "--port")],
+        )
+        .unwrap();
+        assert_eq!(c.server.host, "0.0.0.0", "file beats default");
+        assert_eq!(c.agent.name, "env-agent", "env beats file");
+        assert_eq!(c.server.port, 6000, "flag beats env");
+        assert_eq!(c.agent.skills[0].id, "s1");
+        let rendered = c.render();
+        assert!(rendered.contains("server.port = \"6000\"    # BINDU_PORT, flag --port"), "{rendered}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = Config::load(None, &env(&[("BINDU_PORT", "seventy")]), &[]).unwrap_err();
+        assert!(e.key.contains("BINDU_PORT"));
+        assert!(e.source_desc.contains("BINDU_PORT"));
+        let e = Config::load(None, &env(&[("STORAGE_TYPE", "mongo")]), &[]).unwrap_err();
+        assert!(e.key.contains("STORAGE_TYPE"));
+        let e = Config::load(None, &env(&[("LOGGING__DEFAULT_LEVEL", "loud")]), &[]).unwrap_err();
+        assert!(e.key.contains("logging.default_level"));
+        let e = Config::load(None, &env(&[("BINDU_DEPLOYMENT_URL", "ftp://x")]), &[]).unwrap_err();
+        assert!(e.key.contains("BINDU_DEPLOYMENT_URL"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bindu.toml");
+        std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
+        let e = Config::load(Some(&file), &env(&[]), &[]).unwrap_err();
+        assert_eq!(e.key, "server.prot");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

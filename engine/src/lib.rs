@@ -1,0 +1,20 @@
+//! Ports and domain logic shared by ingress and workers.
+//!
+//! - [`state`]: the task state machine (which transitions are legal).
+//! - [`store`]: the [`store::TaskStore`] port (tasks, contexts, push configs, feedback) and
+//!   its backends (`memory`); [`store::conformance`] is the suite every backend must pass.
+//! - [`bus`]: the [`bus::Bus`] port (task work queue, task events, cancel signals) and its
+//!   backends (`memory`); [`bus::conformance`] likewise.
+//! - [`config`]: layered configuration (defaults < TOML < environment < CLI) and the table of
+//!   every key.
+//! - [`time`]: timestamps as the wire wants them.
+
+pub mod bus;
+pub mod config;
+pub mod state;
+pub mod store;
+pub mod time;
+
+pub use bus::{Bus, BusError};
+pub use config::Config;
+pub use store::{StoreError, TaskStore};

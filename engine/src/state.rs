@@ -1,0 +1,92 @@
+//! The task state machine.
+//!
+//! ```text
+//! submitted               → working | rejected | canceled | failed
+//! working                 → working (interim status) | input-required | auth-required
+//!                           | completed | failed | canceled | rejected
+//! input-/auth-required    → submitted (follow-up message) | working | canceled | failed
+//! completed, canceled,
+//! failed, rejected        → nothing (terminal, immutable)
+//! ```
+//! `unknown` is never entered by this engine; a task found in it may only fail or be canceled.
+
+use bindu_schemas::TaskState::{self, *};
+
+/// Whether a task may move from `from` to `to`.
+pub fn can_transition(from: TaskState, to: TaskState) -> bool {
+    match from {
+        Completed | Canceled | Failed | Rejected => false,
+        Submitted => matches!(to, Working | Rejected | Canceled | Failed),
+        Working => matches!(
+            to,
+            Working | InputRequired | AuthRequired | Completed | Failed | Canceled | Rejected
+        ),
+        InputRequired | AuthRequired => matches!(to, Submitted | Working | Canceled | Failed),
+        Unknown => matches!(to, Canceled | Failed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_state() -> impl Strategy<Value = TaskState> {
+        proptest::sample::select(TaskState::ALL.to_vec())
+    }
+
+    #[test]
+    fn happy_paths() {
+        assert!(can_transition(Submitted, Working));
+        assert!(can_transition(Working, Completed));
+        assert!(can_transition(Working, InputRequired));
+        assert!(can_transition(InputRequired, Submitted));
+        assert!(!can_transition(Submitted, Completed));
+        assert!(!can_transition(Submitted, Submitted));
+        assert!(!can_transition(Working, Submitted));
+    }
+
+    proptest! {
+        #[test]
+        fn terminal_states_never_move(from in any_state(), to in any_state()) {
+            if from.is_terminal() {
+                prop_assert!(!can_transition(from, to));
+            }
+        }
+
+        #[test]
+        fn nothing_enters_unknown_or_leaves_to_submitted_except_follow_ups(from in any_state(), to in any_state()) {
+            if to == Unknown {
+                prop_assert!(!can_transition(from, to));
+            }
+            if to == Submitted {
+                prop_assert_eq!(can_transition(from, to), from.is_interrupted());
+            }
+        }
+
+        #[test]
+        fn every_non_terminal_state_can_be_canceled_or_failed(from in any_state()) {
+            if !from.is_terminal() {
+                prop_assert!(can_transition(from, Canceled));
+                prop_assert!(can_transition(from, Failed));
+            }
+        }
+
+        #[test]
+        fn random_walks_stay_legal_and_end_immutable(steps in proptest::collection::vec(any_state(), 1..40)) {
+            let mut state = Submitted;
+            for to in steps {
+                if can_transition(state, to) {
+                    state = to;
+                } else if state.is_terminal() {
+                    prop_assert!(!can_transition(state, to));
+                }
+            }
+            if state.is_terminal() {
+                for to in TaskState::ALL {
+                    prop_assert!(!can_transition(state, to));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The behaviour every [`TaskStore`] backend must show. Backends call [`run_all`] from their
+//! tests with a factory for fresh, empty stores (enable the `testing` feature).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bindu_schemas::bus::EventBody;
+use bindu_schemas::{Artifact, Message, Part, PushNotificationConfig, Role, TaskState};
+
+use super::*;
+
+pub fn user_message(text: &str) -> Message {
+    let mut m = Message::agent(uuid::Uuid::new_v4().to_string(), vec![Part::text(text)]);
+    m.role = Role::User;
+    m
+}
+
+/// Submits a fresh task with a server-chosen id.
+pub async fn submit_new(store: &dyn TaskStore, owner: Option<&str>) -> Submitted {
+    store
+        .submit(SubmitRequest {
+            owner: owner.map(str::to_string),
+            task_id: uuid::Uuid::new_v4().to_string(),
+            context_id: None,
+            message: user_message("hello"),
+            push_config: None,
+        })
+        .await
+        .expect("submit a new task")
+}
+
+/// Moves a submitted task through `working` to `state`.
+pub async fn run_to(store: &dyn TaskStore, task_id: &str, state: TaskState) -> Applied {
+    let working = store
+        .apply(vec![
+            TaskUpdate::new(task_id, Expect::State(TaskState::Submitted)).status(TaskState::Working, None)
+        ])
+        .await
+        .remove(0)
+        .expect("submitted → working");
+    if state == TaskState::Working {
+        return working;
+    }
+    store
+        .apply(vec![TaskUpdate::new(task_id, Expect::State(TaskState::Working)).status(state, None)])
+        .await
+        .remove(0)
+        .expect("working → target")
+}
+
+fn chunk(id: &str, text: &str, append: bool, last: bool) -> ArtifactChunk {
+    ArtifactChunk {
+        artifact: Artifact {
+            artifact_id: id.into(),
+            parts: vec![Part::text(text)],
+            name: Some("result".into()),
+            description: None,
+            metadata: None,
+            extensions: None,
+        },
+        append,
+        last_chunk: last,
+    }
+}
+
+/// Runs every conformance check, each on a fresh store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: TaskStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    submit_creates_and_get_reads(&make().await).await;
+    owners_are_isolated(&make().await).await;
+    compare_and_set_and_terminal_immutability(&make().await).await;
+    follow_ups_continue_interrupted_tasks(&make().await).await;
+    artifact_chunks_merge(&make().await).await;
+    list_tasks_pages_newest_first(&make().await).await;
+    contexts_list_and_clear(&make().await).await;
+    push_configs(&make().await).await;
+    feedback(&make().await).await;
+    concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;
+    counts_by_state(&make().await).await;
+}
+
+pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {
+    let s = submit_new(store, None).await;
+    assert!(s.created);
+    assert_eq!(s.version, 1);
+    assert_eq!(s.event.seq, 1);
+    assert_eq!(s.event.state(), Some(TaskState::Submitted));
+    assert_eq!(s.task.status.state, TaskState::Submitted);
+    assert!(!s.task.context_id.is_empty(), "server generates a context id");
+    let history = s.task.history.as_ref().expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].task_id.as_deref(), Some(s.task.id.as_str()));
+    assert_eq!(history[0].context_id.as_deref(), Some(s.task.context_id.as_str()));
+
+    let got = store.get(&s.task.id, Access::Owner(None)).await.expect("get");
+    assert_eq!(got.task, s.task);
+    assert_eq!(got.version, 1);
+    assert!(matches!(store.get("missing", Access::Internal).await, Err(StoreError::NotFound(_))));
+
+    // Client-chosen ids are honoured and tasks in one context share it.
+    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
+    for id in ["client-task-1", "client-task-2"] {
+        let s = store
+            .submit(SubmitRequest {
+                owner: None,
+                task_id: id.into(),
+                context_id: Some(ctx.clone()),
+                message: user_message("hi"),
+                push_config: None,
+            })
+            .await
+            .expect("client ids");
+        assert_eq!(s.task.id, id);
+        assert_eq!(s.task.context_id, ctx);
+    }
+}
+
+pub async fn owners_are_isolated(store: &dyn TaskStore) {
+    let s = submit_new(store, Some("did:example:alice")).await;
+    let id = &s.task.id;
+    assert!(store.get(id, Access::Owner(Some("did:example:alice"))).await.is_ok());
+    for other in [Access::Owner(Some("did:example:bob")), Access::Owner(None)] {
+        assert!(matches!(store.get(id, other).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(store.list_push_configs(id, other).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.clear_context(&s.task.context_id, other).await,
+            Err(StoreError::ContextNotFound(_))
+        ));
+        let page = store.list_tasks(other, ListQuery { limit: 100, ..Default::default() }).await.expect("list");
+        assert!(page.items.iter().all(|t| t.id != *id));
+    }
+    // Bob cannot continue or join Alice's task or context.
+    let mut msg = user_message("intrude");
+    msg.task_id = Some(id.clone());
+    let r = store
+        .submit(SubmitRequest {
+            owner: Some("did:example:bob".into()),
+            task_id: id.clone(),
+            context_id: None,
+            message: msg,
+            push_config: None,
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))));
+    let r = store
+        .submit(SubmitRequest {
+            owner: Some("did:example:bob".into()),
+            task_id: uuid::Uuid::new_v4().to_string(),
+            context_id: Some(s.task.context_id.clone()),
+            message: user_message("join"),
+            push_config: None,
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::ContextNotFound(_))));
+}
+
+pub async fn compare_and_set_and_terminal_immutability(store: &dyn TaskStore) {
+    let s = submit_new(store, None).await;
+    let id = s.task.id.clone();
+    // submitted → completed is illegal.
+    let r = store
+        .apply(vec![TaskUpdate::new(&id, Expect::Any).status(TaskState::Completed, None)])
+        .await;
+    assert!(matches!(r[0], Err(StoreError::IllegalTransition { .. })));
+    // A wrong expectation is a conflict and changes nothing.
+    let r = store
+        .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working)).status(TaskState::Completed, None)])
+        .await;
+    assert!(matches!(r[0], Err(StoreError::Conflict { state: TaskState::Submitted, .. })));
+
+    let applied = run_to(store, &id, TaskState::Completed).await;
+    assert_eq!(applied.state, TaskState::Completed);
+    assert_eq!(applied.version, 3);
+    assert_eq!(applied.events.len(), 1);
+    assert_eq!(applied.events[0].seq, 3);
+    assert!(applied.events[0].is_final());
+
+    // Terminal: no message, no status, no artifact can change it.
+    let mut msg = user_message("again");
+    msg.task_id = Some(id.clone());
+    let r = store
+        .submit(SubmitRequest { owner: None, task_id: id.clone(), context_id: None, message: msg, push_config: None })
+        .await;
+    assert!(matches!(r, Err(StoreError::Immutable { state: TaskState::Completed, .. })));
+    for update in [
+        TaskUpdate::new(&id, Expect::Any).status(TaskState::Failed, None),
+        TaskUpdate::new(&id, Expect::Any).artifact(chunk("a", "late", false, true)),
+        TaskUpdate::new(&id, Expect::NotTerminal).status(TaskState::Canceled, None),
+    ] {
+        let r = store.apply(vec![update]).await;
+        assert!(r[0].is_err(), "terminal task must not change: {:?}", r[0]);
+    }
+    let got = store.get(&id, Access::Internal).await.expect("get");
+    assert_eq!(got.task.status.state, TaskState::Completed);
+    assert!(got.task.artifacts.is_none());
+    assert_eq!(got.version, 3);
+
+    // A batch reports each update separately.
+    let a = submit_new(store, None).await.task.id;
+    let r = store
+        .apply(vec![
+            TaskUpdate::new(&a, Expect::State(TaskState::Submitted)).status(TaskState::Working, None),
+            TaskUpdate::new("missing", Expect::Any).status(TaskState::Working, None),
+            TaskUpdate::new(&a, Expect::State(TaskState::Working)).status(TaskState::Failed, None),
+        ])
+        .await;
+    assert!(r[0].is_ok());
+    assert!(matches!(r[1], Err(StoreError::NotFound(_))));
+    assert_eq!(r[2].as_ref().map(|a| a.state).ok(), Some(TaskState::Failed));
+}
+
+pub async fn follow_ups_continue_interrupted_tasks(store: &dyn TaskStore) {
+    let s = submit_new(store, None).await;
+    let id = s.task.id.clone();
+    // Queued task: a follow-up is refused as busy.
+    let mut msg = user_message("too early");
+    msg.task_id = Some(id.clone());
+    let r = store
+        .submit(SubmitRequest { owner: None, task_id: id.clone(), context_id: None, message: msg, push_config: None })
+        .await;
+    assert!(matches!(r, Err(StoreError::Busy { .. })));
+
+    let prompt = Message::agent("q1".into(), vec![Part::text("which city?")]);
+    store
+        .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Submitted)).status(TaskState::Working, None)])
+        .await
+        .remove(0)
+        .expect("working");
+    let applied = store
+        .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working))
+            .history(prompt.clone())
+            .status(TaskState::InputRequired, Some(prompt))])
+        .await
+        .remove(0)
+        .expect("input-required");
+    assert!(applied.events[0].is_final(), "interrupted states end a stream");
+
+    let mut msg = user_message("Paris");
+    msg.task_id = Some(id.clone());
+    // A mismatching context is refused.
+    let r = store
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: id.clone(),
+            context_id: Some("another-context".into()),
+            message: msg.clone(),
+            push_config: None,
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))));
+    let again = store
+        .submit(SubmitRequest { owner: None, task_id: id.clone(), context_id: None, message: msg, push_config: None })
+        .await
+        .expect("follow-up");
+    assert!(!again.created);
+    assert_eq!(again.task.status.state, TaskState::Submitted);
+    assert_eq!(again.version, applied.version + 1);
+    assert_eq!(again.event.seq, again.version);
+    let texts: Vec<String> = again.task.history.expect("history").iter().map(|m| m.text()).collect();
+    assert_eq!(texts, ["hello", "which city?", "Paris"]);
+}
+
+pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
+    let id = submit_new(store, None).await.task.id;
+    run_to(store, &id, TaskState::Working).await;
+    let mut seqs = Vec::new();
+    for (text, append, last) in [("Hel", false, false), ("lo ", true, false), ("world", true, true)] {
+        let a = store
+            .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working)).artifact(chunk("art-1", text, append, last))])
+            .await
+            .remove(0)
+            .expect("chunk");
+        assert_eq!(a.events.len(), 1);
+        match &a.events[0].event {
+            EventBody::Artifact(e) => {
+                assert_eq!(e.append, Some(append));
+                assert_eq!(e.last_chunk, Some(last));
+            }
+            other => panic!("expected an artifact event, got {other:?}"),
+        }
+        seqs.push(a.events[0].seq);
+    }
+    assert_eq!(seqs, [3, 4, 5]);
+    // A second artifact, then a replacement (append:false) of it.
+    for text in ["first", "replaced"] {
+        store
+            .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working)).artifact(chunk("art-2", text, false, true))])
+            .await
+            .remove(0)
+            .expect("chunk");
+    }
+    let task = store.get(&id, Access::Internal).await.expect("get").task;
+    let artifacts = task.artifacts.expect("artifacts");
+    assert_eq!(artifacts.len(), 2);
+    let text = |a: &Artifact| -> String {
+        a.parts.iter().map(|p| match p { Part::Text(t) => t.text.clone(), _ => String::new() }).collect()
+    };
+    assert_eq!(text(&artifacts[0]), "Hello world");
+    assert_eq!(artifacts[0].parts.len(), 3);
+    assert_eq!(text(&artifacts[1]), "replaced");
+}
+
+pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(submit_new(store, Some("owner-a")).await.task.id);
+    }
+    submit_new(store, Some("owner-b")).await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = store
+            .list_tasks(Access::Owner(Some("owner-a")), ListQuery { cursor: cursor.clone(), limit: 2, context_id: None })
+            .await
+            .expect("list");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|t| t.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, every task once, other owners hidden");
+    assert!(matches!(
+        store.list_tasks(Access::Owner(None), ListQuery { cursor: Some("garbage".into()), limit: 2, context_id: None }).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
+    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let s = store
+            .submit(SubmitRequest {
+                owner: None,
+                task_id: uuid::Uuid::new_v4().to_string(),
+                context_id: Some(ctx.clone()),
+                message: user_message("x"),
+                push_config: None,
+            })
+            .await
+            .expect("submit");
+        ids.push(s.task.id);
+    }
+    let other = submit_new(store, None).await;
+    let page = store
+        .list_contexts(Access::Owner(None), ListQuery { limit: 10, ..Default::default() })
+        .await
+        .expect("contexts");
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[0].context_id, other.task.context_id, "newest first");
+    let summary = page.items.iter().find(|c| c.context_id == ctx).expect("context listed");
+    assert_eq!(summary.task_count, 3);
+    assert_eq!(summary.task_ids, ids);
+
+    let by_ctx = store
+        .list_tasks(Access::Owner(None), ListQuery { limit: 10, context_id: Some(ctx.clone()), cursor: None })
+        .await
+        .expect("by context");
+    assert_eq!(by_ctx.items.len(), 3);
+
+    let deleted = store.clear_context(&ctx, Access::Owner(None)).await.expect("clear");
+    assert_eq!(deleted.len(), 3);
+    for id in &ids {
+        assert!(matches!(store.get(id, Access::Internal).await, Err(StoreError::NotFound(_))));
+    }
+    assert!(matches!(store.clear_context(&ctx, Access::Owner(None)).await, Err(StoreError::ContextNotFound(_))));
+    assert!(store.get(&other.task.id, Access::Internal).await.is_ok());
+}
+
+pub async fn push_configs(store: &dyn TaskStore) {
+    let id = submit_new(store, None).await.task.id;
+    let cfg = |cid: &str, url: &str| PushNotificationConfig {
+        url: url.into(),
+        id: Some(cid.into()),
+        token: Some("secret".into()),
+        authentication: None,
+    };
+    assert!(store.list_push_configs(&id, Access::Owner(None)).await.expect("list").is_empty());
+    store.set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a")).await.expect("set a");
+    store.set_push_config(&id, Access::Owner(None), cfg("b", "http://127.0.0.1:9/b")).await.expect("set b");
+    store.set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a2")).await.expect("replace a");
+    let list = store.list_push_configs(&id, Access::Owner(None)).await.expect("list");
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].url, "http://127.0.0.1:9/a2");
+    assert!(store.delete_push_config(&id, Access::Owner(None), "a").await.expect("delete"));
+    assert!(!store.delete_push_config(&id, Access::Owner(None), "a").await.expect("delete again"));
+    assert_eq!(store.list_push_configs(&id, Access::Owner(None)).await.expect("list").len(), 1);
+    for i in 0..MAX_PUSH_CONFIGS_PER_TASK {
+        let r = store.set_push_config(&id, Access::Owner(None), cfg(&format!("n{i}"), "http://127.0.0.1:9/n")).await;
+        if i + 1 < MAX_PUSH_CONFIGS_PER_TASK {
+            r.expect("within the bound");
+        } else {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "bounded per task");
+        }
+    }
+    assert!(matches!(
+        store.set_push_config("missing", Access::Owner(None), cfg("x", "http://127.0.0.1:9/")).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn feedback(store: &dyn TaskStore) {
+    let id = submit_new(store, None).await.task.id;
+    store
+        .add_feedback(&id, Access::Owner(None), Feedback { feedback: "great".into(), rating: Some(5), metadata: None, created_at: crate::time::now_rfc3339() })
+        .await
+        .expect("feedback");
+    let all = store.feedback(&id, Access::Owner(None)).await.expect("read");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].rating, Some(5));
+    assert!(matches!(
+        store.add_feedback("missing", Access::Owner(None), all[0].clone()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn concurrent_terminal_writes_one_winner<S: TaskStore>(store: Arc<S>) {
+    for _ in 0..20 {
+        let id = submit_new(&*store, None).await.task.id;
+        run_to(&*store, &id, TaskState::Working).await;
+        let mut handles = Vec::new();
+        for target in [TaskState::Completed, TaskState::Failed, TaskState::Canceled, TaskState::Completed] {
+            let store = store.clone();
+            let id = id.clone();
+            handles.push(tokio::spawn(async move {
+                store
+                    .apply(vec![TaskUpdate::new(&id, Expect::NotTerminal).status(target, None)])
+                    .await
+                    .remove(0)
+                    .map(|a| a.state)
+            }));
+        }
+        let mut winners = Vec::new();
+        for h in handles {
+            if let Ok(state) = h.await.expect("join") {
+                winners.push(state);
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one terminal write wins");
+        let got = store.get(&id, Access::Internal).await.expect("get");
+        assert_eq!(got.task.status.state, winners[0]);
+        assert_eq!(got.version, 3);
+    }
+}
+
+pub async fn counts_by_state(store: &dyn TaskStore) {
+    let a = submit_new(store, None).await.task.id;
+    submit_new(store, None).await;
+    run_to(store, &a, TaskState::Completed).await;
+    let counts = store.count_by_state().await.expect("counts");
+    let get = |s: TaskState| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+    assert_eq!(get(TaskState::Submitted), 1);
+    assert_eq!(get(TaskState::Completed), 1);
+    assert_eq!(get(TaskState::Working), 0);
+}

@@ -1,0 +1,273 @@
+//! The task store port: tasks, contexts, history, artifacts, push configs and feedback.
+//!
+//! Every write that changes a task goes through [`TaskStore::submit`] (a new user message)
+//! or [`TaskStore::apply`] (a batch of compare-and-set updates). Both return the
+//! [`TaskEvent`]s they recorded, with per-task sequence numbers, so the caller can publish
+//! exactly what was stored.
+//!
+//! Ownership: every task and context belongs to the caller that created it (`None` when
+//! auth is off). A read through [`Access::Owner`] of someone else's row answers exactly like
+//! a missing row.
+//!
+//! Backends: `memory` (default). [`conformance`] holds the suite every backend runs.
+
+use async_trait::async_trait;
+use bindu_schemas::bus::TaskEvent;
+use bindu_schemas::{
+    Artifact, ContextSummary, Message, Metadata, PushNotificationConfig, Task, TaskState,
+};
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod memory;
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("task not found: {0}")]
+    NotFound(String),
+    #[error("context not found: {0}")]
+    ContextNotFound(String),
+    /// A new message for a task in a terminal state.
+    #[error("task {task_id} is {state} and cannot be modified")]
+    Immutable { task_id: String, state: TaskState },
+    /// A new message for a task that is still queued or running.
+    #[error("task {task_id} is {state}; wait until it finishes or asks for input")]
+    Busy { task_id: String, state: TaskState },
+    /// The compare-and-set precondition did not hold.
+    #[error("task {task_id} is {state}, which this update does not expect")]
+    Conflict { task_id: String, state: TaskState },
+    #[error("illegal transition of task {task_id} from {from} to {to}")]
+    IllegalTransition {
+        task_id: String,
+        from: TaskState,
+        to: TaskState,
+    },
+    /// The request contradicts what is stored (e.g. a contextId that does not match).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend cannot be reached right now; the operation may be retried.
+    #[error("task store unavailable: {0}")]
+    Unavailable(String),
+    #[error("task store error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Who is reading or writing.
+#[derive(Debug, Clone, Copy)]
+pub enum Access<'a> {
+    /// The engine itself (workers, dispatcher): sees every task of this agent.
+    Internal,
+    /// A caller: `None` when auth is off. Sees only rows it owns.
+    Owner(Option<&'a str>),
+}
+
+impl Access<'_> {
+    pub fn permits(&self, owner: Option<&str>) -> bool {
+        match self {
+            Access::Internal => true,
+            Access::Owner(caller) => *caller == owner,
+        }
+    }
+}
+
+/// A user message that creates a task or continues an interrupted one.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest {
+    /// The authenticated caller, `None` when auth is off.
+    pub owner: Option<String>,
+    pub task_id: String,
+    /// `None` when continuing a task without naming its context (the task's is used) or when
+    /// the server must generate one.
+    pub context_id: Option<String>,
+    pub message: Message,
+    /// Inline `configuration.pushNotificationConfig`, stored with the task.
+    pub push_config: Option<PushNotificationConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The task after the message was recorded (state `submitted`).
+    pub task: Task,
+    /// The number of events recorded for the task so far (= `event.seq`).
+    pub version: u64,
+    pub event: TaskEvent,
+    pub created: bool,
+}
+
+/// Which states a compare-and-set update accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    NotTerminal,
+    State(TaskState),
+}
+
+impl Expect {
+    pub fn matches(self, state: TaskState) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::NotTerminal => !state.is_terminal(),
+            Expect::State(s) => s == state,
+        }
+    }
+}
+
+/// One artifact chunk (`append` / `lastChunk` as in `TaskArtifactUpdateEvent`).
+#[derive(Debug, Clone)]
+pub struct ArtifactChunk {
+    pub artifact: Artifact,
+    pub append: bool,
+    pub last_chunk: bool,
+}
+
+/// A compare-and-set update of one task. Applied atomically: artifacts first, then history,
+/// then the status; one event per artifact chunk and one for the status.
+#[derive(Debug, Clone)]
+pub struct TaskUpdate {
+    pub task_id: String,
+    pub expect: Expect,
+    pub artifacts: Vec<ArtifactChunk>,
+    pub history: Vec<Message>,
+    /// New state and its optional status message.
+    pub status: Option<(TaskState, Option<Message>)>,
+    pub metadata: Option<Metadata>,
+}
+
+impl TaskUpdate {
+    pub fn new(task_id: impl Into<String>, expect: Expect) -> Self {
+        TaskUpdate {
+            task_id: task_id.into(),
+            expect,
+            artifacts: Vec::new(),
+            history: Vec::new(),
+            status: None,
+            metadata: None,
+        }
+    }
+
+    pub fn status(mut self, state: TaskState, message: Option<Message>) -> Self {
+        self.status = Some((state, message));
+        self
+    }
+
+    pub fn history(mut self, message: Message) -> Self {
+        self.history.push(message);
+        self
+    }
+
+    pub fn artifact(mut self, chunk: ArtifactChunk) -> Self {
+        self.artifacts.push(chunk);
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub state: TaskState,
+    pub version: u64,
+    pub events: Vec<TaskEvent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskSnapshot {
+    pub task: Task,
+    /// Sequence number of the last event recorded for the task.
+    pub version: u64,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub cursor: Option<String>,
+    pub limit: u32,
+    pub context_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    pub feedback: String,
+    pub rating: Option<u8>,
+    pub metadata: Option<Metadata>,
+    pub created_at: String,
+}
+
+/// Most push configs one task can hold.
+pub const MAX_PUSH_CONFIGS_PER_TASK: usize = 16;
+
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Short backend name for `/health` and logs (`memory`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Ok when the backend can serve requests.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Records a user message: creates the task (and its context) or continues an
+    /// interrupted task (back to `submitted`). Terminal → [`StoreError::Immutable`], queued
+    /// or running → [`StoreError::Busy`], someone else's → not found.
+    async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError>;
+
+    /// Applies compare-and-set updates; one result per update, in order.
+    async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>>;
+
+    async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError>;
+
+    /// Newest first.
+    async fn list_tasks(&self, access: Access<'_>, query: ListQuery) -> Result<Page<Task>, StoreError>;
+
+    /// Newest first.
+    async fn list_contexts(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+    ) -> Result<Page<ContextSummary>, StoreError>;
+
+    /// Deletes a context and its tasks; returns the deleted tasks' ids and last states.
+    async fn clear_context(
+        &self,
+        context_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<(String, TaskState)>, StoreError>;
+
+    /// Adds or replaces (same `id`) a push config; the config must carry an id.
+    async fn set_push_config(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+        config: PushNotificationConfig,
+    ) -> Result<PushNotificationConfig, StoreError>;
+
+    async fn list_push_configs(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<PushNotificationConfig>, StoreError>;
+
+    /// Returns whether a config was removed.
+    async fn delete_push_config(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+        config_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    async fn add_feedback(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+        feedback: Feedback,
+    ) -> Result<(), StoreError>;
+
+    async fn feedback(&self, task_id: &str, access: Access<'_>) -> Result<Vec<Feedback>, StoreError>;
+
+    /// Number of stored tasks in each state (for metrics).
+    async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
+}

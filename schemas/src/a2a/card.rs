@@ -1,0 +1,203 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Metadata;
+
+/// The agent's self-description, served at `/.well-known/agent-card.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCard {
+    pub protocol_version: String,
+    pub name: String,
+    pub description: String,
+    pub url: String,
+    pub version: String,
+    pub capabilities: AgentCapabilities,
+    pub default_input_modes: Vec<String>,
+    pub default_output_modes: Vec<String>,
+    pub skills: Vec<AgentSkill>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_transport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_interfaces: Option<Vec<AgentInterface>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<AgentProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documentation_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_schemes: Option<BTreeMap<String, SecurityScheme>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Vec<BTreeMap<String, Vec<String>>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supports_authenticated_extended_card: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Vec<AgentCardSignature>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCapabilities {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_notifications: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_transition_history: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Vec<AgentExtension>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentExtension {
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Metadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSkill {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "input_modes")]
+    pub input_modes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "output_modes")]
+    pub output_modes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Vec<BTreeMap<String, Vec<String>>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInterface {
+    pub url: String,
+    pub transport: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentProvider {
+    pub organization: String,
+    pub url: String,
+}
+
+/// A JWS (RFC 7515) signature over the card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCardSignature {
+    pub protected: String,
+    pub signature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Metadata>,
+}
+
+/// `TransportProtocol` values.
+pub mod transport {
+    pub const JSONRPC: &str = "JSONRPC";
+    pub const GRPC: &str = "GRPC";
+    pub const HTTP_JSON: &str = "HTTP+JSON";
+}
+
+/// How a client authenticates, discriminated by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum SecurityScheme {
+    #[serde(rename = "apiKey")]
+    ApiKey {
+        #[serde(rename = "in")]
+        location: ApiKeyLocation,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    #[serde(rename = "http", rename_all = "camelCase")]
+    Http {
+        scheme: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bearer_format: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    #[serde(rename = "oauth2", rename_all = "camelCase")]
+    OAuth2 {
+        flows: OAuthFlows,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oauth2_metadata_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    #[serde(rename = "openIdConnect", rename_all = "camelCase")]
+    OpenIdConnect {
+        open_id_connect_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    #[serde(rename = "mutualTLS")]
+    MutualTls {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyLocation {
+    Query,
+    Header,
+    Cookie,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthFlows {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_code: Option<OAuthFlow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_credentials: Option<OAuthFlow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implicit: Option<OAuthFlow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<OAuthFlow>,
+}
+
+/// One OAuth2 flow. Which URLs are required depends on the flow (authorization code:
+/// both; client credentials and password: `tokenUrl`; implicit: `authorizationUrl`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthFlow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
+    #[serde(default)]
+    pub scopes: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_schemes_round_trip() {
+        let json = serde_json::json!({
+            "bearer": {"type": "http", "scheme": "Bearer", "bearerFormat": "JWT"},
+            "key": {"type": "apiKey", "in": "header", "name": "X-Key"},
+            "oauth": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "http://127.0.0.1/t", "scopes": {"agent:read": "read"}}}},
+            "oidc": {"type": "openIdConnect", "openIdConnectUrl": "http://127.0.0.1/.well-known/openid-configuration"},
+            "mtls": {"type": "mutualTLS"}
+        });
+        let parsed: BTreeMap<String, SecurityScheme> = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), json);
+    }
+}

@@ -1,0 +1,353 @@
+//! Params (and Bindu extension results) of every JSON-RPC method.
+
+use serde::{Deserialize, Serialize};
+
+use super::message::validate_id;
+use super::{Message, Metadata, Task, Validate};
+
+fn validate_history_length(v: Option<i64>) -> Result<(), String> {
+    match v {
+        Some(n) if n < 0 => Err(format!("`historyLength` must be 0 or more, got {n}")),
+        _ => Ok(()),
+    }
+}
+
+/// Converts a validated `historyLength` to the trim length.
+pub fn history_length(v: Option<i64>) -> Option<u32> {
+    v.map(|n| n.clamp(0, u32::MAX as i64) as u32)
+}
+
+/// `message/send` and `message/stream`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageSendParams {
+    pub message: Message,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<MessageSendConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for MessageSendParams {
+    fn validate(&self) -> Result<(), String> {
+        self.message.validate()?;
+        if let Some(c) = &self.configuration {
+            validate_history_length(c.history_length)?;
+            if let Some(p) = &c.push_notification_config {
+                p.validate()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSendConfiguration {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "accepted_output_modes"
+    )]
+    pub accepted_output_modes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "history_length")]
+    pub history_length: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "push_notification_config"
+    )]
+    pub push_notification_config: Option<PushNotificationConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<bool>,
+}
+
+/// `tasks/cancel`, `tasks/resubscribe`, `tasks/pushNotificationConfig/list`.
+/// `id` is the task id; Bindu's `taskId` / `task_id` are accepted too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskIdParams {
+    #[serde(alias = "taskId", alias = "task_id")]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for TaskIdParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("id", &self.id)
+    }
+}
+
+/// `tasks/get`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskQueryParams {
+    #[serde(alias = "taskId", alias = "task_id")]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "history_length")]
+    pub history_length: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for TaskQueryParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("id", &self.id)?;
+        validate_history_length(self.history_length)
+    }
+}
+
+/// `tasks/pushNotificationConfig/get`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetTaskPushNotificationConfigParams {
+    #[serde(alias = "taskId", alias = "task_id")]
+    pub id: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "push_notification_config_id"
+    )]
+    pub push_notification_config_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for GetTaskPushNotificationConfigParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("id", &self.id)
+    }
+}
+
+/// `tasks/pushNotificationConfig/delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTaskPushNotificationConfigParams {
+    #[serde(alias = "taskId", alias = "task_id")]
+    pub id: String,
+    #[serde(alias = "push_notification_config_id")]
+    pub push_notification_config_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for DeleteTaskPushNotificationConfigParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("id", &self.id)?;
+        validate_id("pushNotificationConfigId", &self.push_notification_config_id)
+    }
+}
+
+/// Where and how to deliver push notifications for a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushNotificationConfig {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<PushNotificationAuthenticationInfo>,
+}
+
+impl Validate for PushNotificationConfig {
+    fn validate(&self) -> Result<(), String> {
+        let url = self.url.trim();
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| "`pushNotificationConfig.url` must be an http:// or https:// URL".to_string())?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty() {
+            return Err("`pushNotificationConfig.url` has no host".into());
+        }
+        if url.len() > 2048 {
+            return Err("`pushNotificationConfig.url` is longer than 2048 bytes".into());
+        }
+        if let Some(id) = &self.id {
+            validate_id("pushNotificationConfig.id", id)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushNotificationAuthenticationInfo {
+    pub schemes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
+}
+
+/// `tasks/pushNotificationConfig/set` params and the result of set/get/list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPushNotificationConfig {
+    #[serde(alias = "task_id", alias = "id")]
+    pub task_id: String,
+    #[serde(alias = "push_notification_config")]
+    pub push_notification_config: PushNotificationConfig,
+}
+
+impl Validate for TaskPushNotificationConfig {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("taskId", &self.task_id)?;
+        self.push_notification_config.validate()
+    }
+}
+
+// ---- Bindu extensions -------------------------------------------------------------------
+
+/// Largest page `tasks/list` and `contexts/list` return.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Page size when `limit` is absent.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// `tasks/list` (Bindu extension): newest first, cursor pagination, owner-filtered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTasksParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "length")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "context_id")]
+    pub context_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "history_length")]
+    pub history_length: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+fn validate_limit(limit: Option<i64>) -> Result<(), String> {
+    match limit {
+        Some(n) if n < 1 || n > MAX_PAGE_SIZE as i64 => {
+            Err(format!("`limit` must be between 1 and {MAX_PAGE_SIZE}, got {n}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The page size to use for a validated `limit`.
+pub fn page_size(limit: Option<i64>) -> u32 {
+    limit.map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_PAGE_SIZE as i64) as u32)
+}
+
+impl Validate for ListTasksParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_limit(self.limit)?;
+        validate_history_length(self.history_length)?;
+        if let Some(c) = &self.context_id {
+            validate_id("contextId", c)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTasksResult {
+    pub tasks: Vec<Task>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `tasks/feedback` (Bindu extension).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFeedbackParams {
+    #[serde(alias = "task_id", alias = "id")]
+    pub task_id: String,
+    pub feedback: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+/// Longest feedback text accepted.
+pub const MAX_FEEDBACK_LEN: usize = 64 * 1024;
+
+impl Validate for TaskFeedbackParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("taskId", &self.task_id)?;
+        if self.feedback.trim().is_empty() {
+            return Err("`feedback` must not be empty".into());
+        }
+        if self.feedback.len() > MAX_FEEDBACK_LEN {
+            return Err(format!("`feedback` is longer than {MAX_FEEDBACK_LEN} bytes"));
+        }
+        match self.rating {
+            Some(r) if !(1..=5).contains(&r) => {
+                Err(format!("`rating` must be an integer from 1 to 5, got {r}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFeedbackResult {
+    pub message: String,
+    pub task_id: String,
+}
+
+/// `contexts/list` (Bindu extension).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListContextsParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "length")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for ListContextsParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_limit(self.limit)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextSummary {
+    pub context_id: String,
+    pub task_count: u64,
+    pub task_ids: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListContextsResult {
+    pub contexts: Vec<ContextSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `contexts/clear` (Bindu extension): deletes a context and all its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClearContextParams {
+    #[serde(alias = "context_id", alias = "id")]
+    pub context_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for ClearContextParams {
+    fn validate(&self) -> Result<(), String> {
+        validate_id("contextId", &self.context_id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClearContextResult {
+    pub message: String,
+    pub context_id: String,
+    pub deleted_tasks: u64,
+}

@@ -1,0 +1,14 @@
+//! Pure data shared by every bindu crate. No I/O, no async runtime.
+//!
+//! - [`a2a`]: the A2A v0.3.0 object model (messages, parts, tasks, events, agent card,
+//!   method params), camelCase on the wire, Bindu's snake_case names accepted on input.
+//! - [`jsonrpc`]: the JSON-RPC 2.0 envelope, the request validation pipeline
+//!   (-32700 → -32600 → -32601 → -32602) and every error code we emit.
+//! - [`bus`]: the public bus contract: task commands and task events with per-task
+//!   sequence numbers, and the subject names other services can subscribe to.
+
+pub mod a2a;
+pub mod bus;
+pub mod jsonrpc;
+
+pub use a2a::*;
