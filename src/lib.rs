@@ -1,1 +1,212 @@
+//! bindu: turn any handler into an A2A v0.3.0 agent service.
+//!
+//! This crate is the composition root: configuration → telemetry → backends → ingress and
+//! workers → shutdown. The parts live in their own crates:
+//! [`schemas`] (wire types), [`engine`] (ports, backends, state machine, config),
+//! `bindu-ingress` (HTTP) and `bindu-workers` (handler runtime).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bindu::{handler_fn, HandlerInput, HandlerError};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = bindu::engine::Config::defaults();
+//! let handler = handler_fn(|input: HandlerInput| async move {
+//!     let text = input.last_user_message().map(|m| m.text()).unwrap_or_default();
+//!     Ok::<_, HandlerError>(format!("You said: {text}"))
+//! });
+//! let server = bindu::start(config, Arc::new(handler)).await?;
+//! println!("listening on {}", server.base_url());
+//! server.wait().await
+//! # }
+//! ```
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bindu_engine::bus::MemoryBus;
+use bindu_engine::store::MemoryStore;
+use bindu_engine::{Bus, Config, TaskStore};
+use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
+use bindu_ingress::{Ingress, IngressOptions};
+use bindu_workers::{WorkerOptions, WorkerPool};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use bindu_engine as engine;
+pub use bindu_schemas as schemas;
+pub use bindu_workers::handler::handler_fn;
+pub use bindu_workers::{EchoHandler, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput};
+
+pub mod telemetry;
+
+/// A running agent: HTTP ingress and worker pool in one process.
+pub struct Server {
+    local_addr: SocketAddr,
+    base_url: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// The address the HTTP server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL put in the agent card (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Begins a graceful shutdown: stop accepting, finish in-flight work within the deadline.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// A token that starts the shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task panicked")?
+    }
+}
+
+/// Binds, builds the backends and starts serving in the background.
+pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<Server> {
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new(config.storage.memory_max_tasks));
+    let memory_bus = Arc::new(MemoryBus::new(config.scheduler.queue_capacity));
+    let bus: Arc<dyn Bus> = memory_bus.clone();
+
+    let host = config.server.host.as_str();
+    let listener = TcpListener::bind((host, config.server.port))
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {host}:{} (server.host / server.port)",
+                config.server.port
+            )
+        })?;
+    let local_addr = listener.local_addr().context("reading the bound address")?;
+    let base_url = match &config.server.deployment_url {
+        Some(url) => url.clone(),
+        None => {
+            let mut addr = local_addr;
+            if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    "listening on all interfaces; set BINDU_DEPLOYMENT_URL so the agent card carries a reachable URL"
+                );
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+
+    let caps = CardCapabilities {
+        streaming: true,
+        push_notifications: false,
+    };
+    let card = build_card(&config.agent, &base_url, caps);
+    let extended_card = match &config.agent.extended_card_file {
+        Some(path) => Some(load_extended_card(path, &card).map_err(|e| {
+            anyhow::anyhow!("agent.extended_card_file / BINDU_EXTENDED_CARD_FILE: {e}")
+        })?),
+        None => None,
+    };
+    let mut card = card;
+    if extended_card.is_some() {
+        card.supports_authenticated_extended_card = Some(true);
+    }
+
+    let shutdown = CancellationToken::new();
+    let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let ingress = Ingress::new(
+        store.clone(),
+        bus.clone(),
+        card,
+        extended_card,
+        IngressOptions {
+            max_body_bytes: config.server.max_body_bytes,
+            sse_keepalive: Duration::from_secs(config.server.sse_keepalive_secs),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        shutdown.clone(),
+    );
+    let router = ingress.router();
+    let pool = WorkerPool::new(
+        store,
+        bus,
+        handler,
+        WorkerOptions {
+            concurrency: config.worker.concurrency,
+            drain_timeout: Duration::from_secs(5),
+        },
+    );
+
+    let worker_stop = CancellationToken::new();
+    let mut workers = tokio::spawn(pool.run(worker_stop.clone()));
+    let mut http = tokio::spawn(bindu_ingress::serve(listener, router, shutdown.clone()));
+    tracing::info!(%local_addr, url = %base_url, "agent listening");
+
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = token.cancelled() => {}
+            r = &mut http => {
+                token.cancel();
+                r.context("the HTTP server panicked")?.context("the HTTP server failed")?;
+            }
+            r = &mut workers => {
+                token.cancel();
+                r.context("the worker pool panicked")?.context("the worker pool failed")?;
+                anyhow::bail!("the worker pool stopped unexpectedly");
+            }
+        }
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "shutting down: finishing in-flight work"
+        );
+        let until = tokio::time::Instant::now() + deadline;
+        if !http.is_finished() {
+            match tokio::time::timeout_at(until, &mut http).await {
+                Ok(r) => r
+                    .context("the HTTP server panicked")?
+                    .context("the HTTP server failed")?,
+                Err(_) => {
+                    tracing::warn!("shutdown deadline passed with requests still open");
+                    http.abort();
+                }
+            }
+        }
+        // No more requests: let the workers finish what was already queued, then stop.
+        memory_bus.close();
+        if !workers.is_finished() && tokio::time::timeout_at(until, &mut workers).await.is_err() {
+            tracing::warn!("shutdown deadline passed; interrupting running tasks");
+            worker_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut workers).await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    });
+
+    Ok(Server {
+        local_addr,
+        base_url,
+        shutdown,
+        task,
+    })
+}
+
+/// The built-in handler named by `worker.handler` / `BINDU_HANDLER`.
+pub fn builtin_handler(name: &str) -> anyhow::Result<Arc<dyn Handler>> {
+    match name {
+        "echo" => Ok(Arc::new(EchoHandler)),
+        other => anyhow::bail!("unknown handler {other:?}"),
+    }
+}

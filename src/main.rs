@@ -1,1 +1,158 @@
-fn main() {}
+//! The `bindu` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bindu_engine::config::ConfigError;
+use bindu_engine::Config;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bindu",
+    version,
+    about = "A2A agent engine: turn any handler into an A2A v0.3.0 service"
+)]
+struct Cli {
+    /// TOML configuration file (also BINDU_CONFIG).
+    #[arg(long, global = true, env = "BINDU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: HTTP ingress and worker pool in one process.
+    Serve(Overrides),
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config(Overrides),
+}
+
+/// Flags that override the file and the environment.
+#[derive(Args, Default)]
+struct Overrides {
+    /// Address to bind (server.host / BINDU_HOST).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind (server.port / BINDU_PORT).
+    #[arg(long)]
+    port: Option<String>,
+    /// Public base URL for the agent card (server.deployment_url / BINDU_DEPLOYMENT_URL).
+    #[arg(long)]
+    deployment_url: Option<String>,
+    /// Log level or filter (logging.default_level / LOGGING__DEFAULT_LEVEL).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Handlers running at once (worker.concurrency / BINDU_WORKER_CONCURRENCY).
+    #[arg(long)]
+    concurrency: Option<String>,
+}
+
+impl Overrides {
+    fn flags(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut out = Vec::new();
+        let mut push = |key, v: &Option<String>, flag| {
+            if let Some(v) = v {
+                out.push((key, v.clone(), flag));
+            }
+        };
+        push("server.host", &self.host, "--host");
+        push("server.port", &self.port, "--port");
+        push(
+            "server.deployment_url",
+            &self.deployment_url,
+            "--deployment-url",
+        );
+        push("logging.default_level", &self.log_level, "--log-level");
+        push("worker.concurrency", &self.concurrency, "--concurrency");
+        out
+    }
+}
+
+fn load(cli_config: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let flags = overrides.flags();
+    let flags: Vec<(&str, String, &str)> =
+        flags.iter().map(|(k, v, f)| (*k, v.clone(), *f)).collect();
+    Config::load(
+        cli_config.map(|p| p.as_path()),
+        &|k| std::env::var(k).ok(),
+        &flags,
+    )
+}
+
+fn main() -> ExitCode {
+    // A .env file in the working directory fills in variables that are not already set.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let (overrides, serve) = match &cli.command {
+        Command::Serve(o) => (o, true),
+        Command::Config(o) => (o, false),
+    };
+    let config = match load(cli.config.as_ref(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bindu: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !serve {
+        print!("{}", config.render());
+        return ExitCode::SUCCESS;
+    }
+    bindu::telemetry::init(&config.logging);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bindu: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_until_signal(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("bindu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+    let handler = bindu::builtin_handler(&config.worker.handler)?;
+    let server = bindu::start(config, handler).await?;
+    eprintln!(
+        "bindu: agent listening on {} (card: {}/.well-known/agent-card.json)",
+        server.local_addr(),
+        server.base_url()
+    );
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received; shutting down");
+        token.cancel();
+    });
+    server.wait().await.context("server stopped with an error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -281,11 +281,17 @@ impl Config {
         flatten("", &toml::Value::Table(table), &mut flat);
         for (key, value) in flat {
             if key == "agent.skills" {
-                let skills: Vec<AgentSkill> = value
-                    .try_into()
-                    .map_err(|e| err(&key, format!("each skill needs id, name and description: {e}")))?;
+                let skills: Vec<AgentSkill> = value.try_into().map_err(|e| {
+                    err(
+                        &key,
+                        format!("each skill needs id, name and description: {e}"),
+                    )
+                })?;
                 if skills.is_empty() {
-                    return Err(err(&key, "list at least one skill or leave the key out".into()));
+                    return Err(err(
+                        &key,
+                        "list at least one skill or leave the key out".into(),
+                    ));
                 }
                 self.agent.skills = skills;
                 continue;
@@ -295,7 +301,12 @@ impl Config {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Float(f) => f.to_string(),
-                other => return Err(err(&key, format!("expected a single value, got {}", other.type_str()))),
+                other => {
+                    return Err(err(
+                        &key,
+                        format!("expected a single value, got {}", other.type_str()),
+                    ))
+                }
             };
             self.set(&key, &text, Source::File(path.to_path_buf()))?;
         }
@@ -350,7 +361,9 @@ impl Config {
             "agent.author" => self.agent.author = non_empty(v),
             "agent.provider_url" => self.agent.provider_url = http_url(v)?,
             "agent.documentation_url" => self.agent.documentation_url = http_url(v)?,
-            "agent.extended_card_file" => self.agent.extended_card_file = non_empty(v).map(PathBuf::from),
+            "agent.extended_card_file" => {
+                self.agent.extended_card_file = non_empty(v).map(PathBuf::from)
+            }
             "storage.type" => {
                 self.storage.kind = match v.trim().to_ascii_lowercase().as_str() {
                     "memory" => StorageKind::Memory,
@@ -470,7 +483,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -505,7 +521,10 @@ mod tests {
         assert_eq!(c.server.port, 6000, "flag beats env");
         assert_eq!(c.agent.skills[0].id, "s1");
         let rendered = c.render();
-        assert!(rendered.contains("server.port = \"6000\"    # BINDU_PORT, flag --port"), "{rendered}");
+        assert!(
+            rendered.contains("server.port = \"6000\"    # BINDU_PORT, flag --port"),
+            "{rendered}"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -1,1 +1,20 @@
-//! placeholder
+//! HTTP ingress: everything a client talks to. It validates and dispatches JSON-RPC,
+//! records new tasks, publishes their commands and answers from the task store and the
+//! task-event bus. It never runs handlers.
+//!
+//! - [`app`]: the [`Ingress`] state, the router and [`serve`].
+//! - [`rpc`]: `POST /`: body limit, envelope validation, one module per method family.
+//! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
+//! - [`error`]: the one place internal errors become JSON-RPC errors.
+//! - [`card`]: the agent card.
+//! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
+
+pub mod app;
+pub mod card;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod rpc;
+pub mod sse;
+
+pub use app::{serve, Caller, Ingress, IngressOptions};

@@ -73,7 +73,10 @@ impl JsonRpcError {
         Self::new(code::PARSE_ERROR, format!("Invalid JSON payload: {detail}"))
     }
     pub fn invalid_request(detail: impl std::fmt::Display) -> Self {
-        Self::new(code::INVALID_REQUEST, format!("Invalid JSON-RPC request: {detail}"))
+        Self::new(
+            code::INVALID_REQUEST,
+            format!("Invalid JSON-RPC request: {detail}"),
+        )
     }
     pub fn method_not_found(method: &str) -> Self {
         Self::new(
@@ -97,7 +100,10 @@ impl JsonRpcError {
         )
     }
     pub fn unsupported_operation(detail: impl std::fmt::Display) -> Self {
-        Self::new(code::UNSUPPORTED_OPERATION, format!("Unsupported operation: {detail}"))
+        Self::new(
+            code::UNSUPPORTED_OPERATION,
+            format!("Unsupported operation: {detail}"),
+        )
     }
     pub fn extended_card_not_configured() -> Self {
         Self::new(
@@ -115,7 +121,10 @@ impl JsonRpcError {
         )
     }
     pub fn context_not_found(context_id: &str) -> Self {
-        Self::new(code::CONTEXT_NOT_FOUND, format!("Context not found: {context_id}"))
+        Self::new(
+            code::CONTEXT_NOT_FOUND,
+            format!("Context not found: {context_id}"),
+        )
     }
 }
 
@@ -260,7 +269,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
             Err(e) => fail(RequestId::Null, JsonRpcError::parse_error(e)),
             Ok(_) if first == Some(b'[') => fail(
                 RequestId::Null,
-                JsonRpcError::invalid_request("batch requests are not supported; send one request object per call"),
+                JsonRpcError::invalid_request(
+                    "batch requests are not supported; send one request object per call",
+                ),
             ),
             Ok(_) => fail(
                 RequestId::Null,
@@ -303,9 +314,8 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
         }
     }
     let method_name: String = match env.method {
-        Some(raw) if raw.get().starts_with('"') => {
-            serde_json::from_str(raw.get()).map_err(|e| fail(id.clone(), JsonRpcError::invalid_request(e)))?
-        }
+        Some(raw) if raw.get().starts_with('"') => serde_json::from_str(raw.get())
+            .map_err(|e| fail(id.clone(), JsonRpcError::invalid_request(e)))?,
         Some(_) => {
             return Err(fail(
                 id,
@@ -343,33 +353,76 @@ mod tests {
     fn validation_order() {
         assert_eq!(err_code("{not json").0, code::PARSE_ERROR);
         assert_eq!(err_code("").0, code::PARSE_ERROR);
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":1,"method":"x"} trailing"#).0, code::PARSE_ERROR);
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"method":"x"} trailing"#).0,
+            code::PARSE_ERROR
+        );
         assert_eq!(err_code("[]").0, code::INVALID_REQUEST);
-        assert_eq!(err_code(r#"[{"jsonrpc":"2.0","id":1,"method":"tasks/get"}]"#).0, code::INVALID_REQUEST);
+        assert_eq!(
+            err_code(r#"[{"jsonrpc":"2.0","id":1,"method":"tasks/get"}]"#).0,
+            code::INVALID_REQUEST
+        );
         assert_eq!(err_code("42").0, code::INVALID_REQUEST);
-        assert_eq!(err_code(r#"{"jsonrpc":"1.0","id":7,"method":"tasks/get"}"#), (code::INVALID_REQUEST, RequestId::Number(7.into())));
-        assert_eq!(err_code(r#"{"id":"a","method":"tasks/get"}"#), (code::INVALID_REQUEST, RequestId::String("a".into())));
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":"a"}"#), (code::INVALID_REQUEST, RequestId::String("a".into())));
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":"a","method":5}"#).0, code::INVALID_REQUEST);
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":{"x":1},"method":"tasks/get"}"#), (code::INVALID_REQUEST, RequestId::Null));
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":true,"method":"tasks/get"}"#), (code::INVALID_REQUEST, RequestId::Null));
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":"q","method":"nope"}"#), (code::METHOD_NOT_FOUND, RequestId::String("q".into())));
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","method":"nope"}"#), (code::METHOD_NOT_FOUND, RequestId::Null));
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"1.0","id":7,"method":"tasks/get"}"#),
+            (code::INVALID_REQUEST, RequestId::Number(7.into()))
+        );
+        assert_eq!(
+            err_code(r#"{"id":"a","method":"tasks/get"}"#),
+            (code::INVALID_REQUEST, RequestId::String("a".into()))
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":"a"}"#),
+            (code::INVALID_REQUEST, RequestId::String("a".into()))
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":"a","method":5}"#).0,
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":{"x":1},"method":"tasks/get"}"#),
+            (code::INVALID_REQUEST, RequestId::Null)
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":true,"method":"tasks/get"}"#),
+            (code::INVALID_REQUEST, RequestId::Null)
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":"q","method":"nope"}"#),
+            (code::METHOD_NOT_FOUND, RequestId::String("q".into()))
+        );
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","method":"nope"}"#),
+            (code::METHOD_NOT_FOUND, RequestId::Null)
+        );
         // Malformed params are still a parse error: the body is not JSON.
-        assert_eq!(err_code(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{bad}}"#), (code::PARSE_ERROR, RequestId::Null));
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{bad}}"#),
+            (code::PARSE_ERROR, RequestId::Null)
+        );
     }
 
     #[test]
     fn accepts_valid_requests() {
-        let r = parse_request(br#" {"jsonrpc":"2.0","id":"x-1","method":"tasks/get","params":{"id":"t"}}"#).unwrap();
+        let r = parse_request(
+            br#" {"jsonrpc":"2.0","id":"x-1","method":"tasks/get","params":{"id":"t"}}"#,
+        )
+        .unwrap();
         assert_eq!(r.method, Method::TasksGet);
         assert_eq!(r.id, RequestId::String("x-1".into()));
         let p: crate::a2a::TaskQueryParams = r.params().unwrap();
         assert_eq!(p.id, "t");
-        let r = parse_request(br#"{"jsonrpc":"2.0","id":null,"method":"tasks/get","params":[1]}"#).unwrap();
-        assert_eq!(r.params::<crate::a2a::TaskQueryParams>().unwrap_err().code, code::INVALID_PARAMS);
+        let r = parse_request(br#"{"jsonrpc":"2.0","id":null,"method":"tasks/get","params":[1]}"#)
+            .unwrap();
+        assert_eq!(
+            r.params::<crate::a2a::TaskQueryParams>().unwrap_err().code,
+            code::INVALID_PARAMS
+        );
         let r = parse_request(br#"{"jsonrpc":"2.0","id":-1.5,"method":"tasks/get"}"#).unwrap();
-        assert_eq!(r.params::<crate::a2a::TaskQueryParams>().unwrap_err().code, code::INVALID_PARAMS);
+        assert_eq!(
+            r.params::<crate::a2a::TaskQueryParams>().unwrap_err().code,
+            code::INVALID_PARAMS
+        );
     }
 
     #[test]

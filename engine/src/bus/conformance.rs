@@ -32,7 +32,11 @@ pub fn status_event(task_id: &str, seq: u64, state: TaskState) -> TaskEvent {
             task_id: task_id.into(),
             context_id: "ctx".into(),
             kind: StatusUpdateKind::StatusUpdate,
-            status: TaskStatus { state, message: None, timestamp: None },
+            status: TaskStatus {
+                state,
+                message: None,
+                timestamp: None,
+            },
             is_final: state.is_final(),
             metadata: None,
         }),
@@ -64,7 +68,9 @@ pub async fn commands_go_to_exactly_one_consumer(bus: &dyn Bus) {
     let mut c1 = bus.consume_commands().await.expect("consumer 1");
     let mut c2 = bus.consume_commands().await.expect("consumer 2");
     let ids: Vec<String> = (0..50).map(|i| format!("task-{i}")).collect();
-    bus.publish_commands(ids.iter().map(|id| command(id)).collect()).await.expect("publish");
+    bus.publish_commands(ids.iter().map(|id| command(id)).collect())
+        .await
+        .expect("publish");
     let mut seen = HashSet::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while seen.len() < ids.len() && tokio::time::Instant::now() < deadline {
@@ -75,7 +81,11 @@ pub async fn commands_go_to_exactly_one_consumer(bus: &dyn Bus) {
         }
         .expect("delivery");
         assert!(d.attempt >= 1);
-        assert!(seen.insert(d.command.task_id.clone()), "delivered twice: {}", d.command.task_id);
+        assert!(
+            seen.insert(d.command.task_id.clone()),
+            "delivered twice: {}",
+            d.command.task_id
+        );
         d.acker.ack().await.expect("ack");
     }
     assert_eq!(seen.len(), ids.len(), "every command delivered");
@@ -92,7 +102,9 @@ pub async fn task_events_reach_task_subscribers_in_order(bus: &dyn Bus) {
     ])
     .await
     .expect("publish");
-    bus.publish_events(vec![status_event("t-1", 3, TaskState::Completed)]).await.expect("publish");
+    bus.publish_events(vec![status_event("t-1", 3, TaskState::Completed)])
+        .await
+        .expect("publish");
     for s in [&mut a, &mut b] {
         let seqs = [next(s).await.seq, next(s).await.seq, next(s).await.seq];
         assert_eq!(seqs, [1, 2, 3]);
@@ -109,13 +121,18 @@ pub async fn all_events_subscription(bus: &dyn Bus) {
     ])
     .await
     .expect("publish");
-    let got = [next(&mut all).await.task_id().to_string(), next(&mut all).await.task_id().to_string()];
+    let got = [
+        next(&mut all).await.task_id().to_string(),
+        next(&mut all).await.task_id().to_string(),
+    ];
     assert_eq!(got, ["x", "y"]);
 }
 
 pub async fn cancel_signals_reach_listeners(bus: &dyn Bus) {
     let mut signals = bus.cancel_signals().await.expect("listen");
     bus.signal_cancel("victim").await.expect("signal");
-    let got = tokio::time::timeout(WAIT, signals.next()).await.expect("in time");
+    let got = tokio::time::timeout(WAIT, signals.next())
+        .await
+        .expect("in time");
     assert_eq!(got.as_deref(), Some("victim"));
 }

@@ -107,7 +107,10 @@ impl futures::Stream for Subscription {
     }
 }
 
-fn event_stream(rx: broadcast::Receiver<Arc<TaskEvent>>, guard: Option<Unsubscribe>) -> EventStream {
+fn event_stream(
+    rx: broadcast::Receiver<Arc<TaskEvent>>,
+    guard: Option<Unsubscribe>,
+) -> EventStream {
     Subscription {
         inner: BroadcastStream::new(rx),
         _guard: guard,
@@ -131,7 +134,10 @@ impl Bus for MemoryBus {
 
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
         for c in commands {
-            self.commands_tx.send(c).await.map_err(|_| BusError::Closed)?;
+            self.commands_tx
+                .send(c)
+                .await
+                .map_err(|_| BusError::Closed)?;
         }
         Ok(())
     }
@@ -215,8 +221,11 @@ mod tests {
     async fn a_full_queue_applies_back_pressure() {
         let bus = MemoryBus::new(2);
         let cmd = super::super::conformance::command("t");
-        bus.publish_commands(vec![cmd.clone(), cmd.clone()]).await.unwrap();
-        let third = tokio::time::timeout(Duration::from_millis(50), bus.publish_commands(vec![cmd])).await;
+        bus.publish_commands(vec![cmd.clone(), cmd.clone()])
+            .await
+            .unwrap();
+        let third =
+            tokio::time::timeout(Duration::from_millis(50), bus.publish_commands(vec![cmd])).await;
         assert!(third.is_err(), "publish waits while the queue is full");
         assert_eq!(bus.queued(), 2);
     }

@@ -32,9 +32,11 @@ pub async fn submit_new(store: &dyn TaskStore, owner: Option<&str>) -> Submitted
 /// Moves a submitted task through `working` to `state`.
 pub async fn run_to(store: &dyn TaskStore, task_id: &str, state: TaskState) -> Applied {
     let working = store
-        .apply(vec![
-            TaskUpdate::new(task_id, Expect::State(TaskState::Submitted)).status(TaskState::Working, None)
-        ])
+        .apply(vec![TaskUpdate::new(
+            task_id,
+            Expect::State(TaskState::Submitted),
+        )
+        .status(TaskState::Working, None)])
         .await
         .remove(0)
         .expect("submitted → working");
@@ -42,7 +44,11 @@ pub async fn run_to(store: &dyn TaskStore, task_id: &str, state: TaskState) -> A
         return working;
     }
     store
-        .apply(vec![TaskUpdate::new(task_id, Expect::State(TaskState::Working)).status(state, None)])
+        .apply(vec![TaskUpdate::new(
+            task_id,
+            Expect::State(TaskState::Working),
+        )
+        .status(state, None)])
         .await
         .remove(0)
         .expect("working → target")
@@ -90,16 +96,28 @@ pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {
     assert_eq!(s.event.seq, 1);
     assert_eq!(s.event.state(), Some(TaskState::Submitted));
     assert_eq!(s.task.status.state, TaskState::Submitted);
-    assert!(!s.task.context_id.is_empty(), "server generates a context id");
+    assert!(
+        !s.task.context_id.is_empty(),
+        "server generates a context id"
+    );
     let history = s.task.history.as_ref().expect("history");
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].task_id.as_deref(), Some(s.task.id.as_str()));
-    assert_eq!(history[0].context_id.as_deref(), Some(s.task.context_id.as_str()));
+    assert_eq!(
+        history[0].context_id.as_deref(),
+        Some(s.task.context_id.as_str())
+    );
 
-    let got = store.get(&s.task.id, Access::Owner(None)).await.expect("get");
+    let got = store
+        .get(&s.task.id, Access::Owner(None))
+        .await
+        .expect("get");
     assert_eq!(got.task, s.task);
     assert_eq!(got.version, 1);
-    assert!(matches!(store.get("missing", Access::Internal).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get("missing", Access::Internal).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     // Client-chosen ids are honoured and tasks in one context share it.
     let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
@@ -122,15 +140,33 @@ pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {
 pub async fn owners_are_isolated(store: &dyn TaskStore) {
     let s = submit_new(store, Some("did:example:alice")).await;
     let id = &s.task.id;
-    assert!(store.get(id, Access::Owner(Some("did:example:alice"))).await.is_ok());
+    assert!(store
+        .get(id, Access::Owner(Some("did:example:alice")))
+        .await
+        .is_ok());
     for other in [Access::Owner(Some("did:example:bob")), Access::Owner(None)] {
-        assert!(matches!(store.get(id, other).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(store.list_push_configs(id, other).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.get(id, other).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.list_push_configs(id, other).await,
+            Err(StoreError::NotFound(_))
+        ));
         assert!(matches!(
             store.clear_context(&s.task.context_id, other).await,
             Err(StoreError::ContextNotFound(_))
         ));
-        let page = store.list_tasks(other, ListQuery { limit: 100, ..Default::default() }).await.expect("list");
+        let page = store
+            .list_tasks(
+                other,
+                ListQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("list");
         assert!(page.items.iter().all(|t| t.id != *id));
     }
     // Bob cannot continue or join Alice's task or context.
@@ -163,14 +199,26 @@ pub async fn compare_and_set_and_terminal_immutability(store: &dyn TaskStore) {
     let id = s.task.id.clone();
     // submitted → completed is illegal.
     let r = store
-        .apply(vec![TaskUpdate::new(&id, Expect::Any).status(TaskState::Completed, None)])
+        .apply(vec![
+            TaskUpdate::new(&id, Expect::Any).status(TaskState::Completed, None)
+        ])
         .await;
     assert!(matches!(r[0], Err(StoreError::IllegalTransition { .. })));
     // A wrong expectation is a conflict and changes nothing.
     let r = store
-        .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working)).status(TaskState::Completed, None)])
+        .apply(vec![TaskUpdate::new(
+            &id,
+            Expect::State(TaskState::Working),
+        )
+        .status(TaskState::Completed, None)])
         .await;
-    assert!(matches!(r[0], Err(StoreError::Conflict { state: TaskState::Submitted, .. })));
+    assert!(matches!(
+        r[0],
+        Err(StoreError::Conflict {
+            state: TaskState::Submitted,
+            ..
+        })
+    ));
 
     let applied = run_to(store, &id, TaskState::Completed).await;
     assert_eq!(applied.state, TaskState::Completed);
@@ -183,9 +231,21 @@ pub async fn compare_and_set_and_terminal_immutability(store: &dyn TaskStore) {
     let mut msg = user_message("again");
     msg.task_id = Some(id.clone());
     let r = store
-        .submit(SubmitRequest { owner: None, task_id: id.clone(), context_id: None, message: msg, push_config: None })
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: id.clone(),
+            context_id: None,
+            message: msg,
+            push_config: None,
+        })
         .await;
-    assert!(matches!(r, Err(StoreError::Immutable { state: TaskState::Completed, .. })));
+    assert!(matches!(
+        r,
+        Err(StoreError::Immutable {
+            state: TaskState::Completed,
+            ..
+        })
+    ));
     for update in [
         TaskUpdate::new(&id, Expect::Any).status(TaskState::Failed, None),
         TaskUpdate::new(&id, Expect::Any).artifact(chunk("a", "late", false, true)),
@@ -203,7 +263,8 @@ pub async fn compare_and_set_and_terminal_immutability(store: &dyn TaskStore) {
     let a = submit_new(store, None).await.task.id;
     let r = store
         .apply(vec![
-            TaskUpdate::new(&a, Expect::State(TaskState::Submitted)).status(TaskState::Working, None),
+            TaskUpdate::new(&a, Expect::State(TaskState::Submitted))
+                .status(TaskState::Working, None),
             TaskUpdate::new("missing", Expect::Any).status(TaskState::Working, None),
             TaskUpdate::new(&a, Expect::State(TaskState::Working)).status(TaskState::Failed, None),
         ])
@@ -220,24 +281,40 @@ pub async fn follow_ups_continue_interrupted_tasks(store: &dyn TaskStore) {
     let mut msg = user_message("too early");
     msg.task_id = Some(id.clone());
     let r = store
-        .submit(SubmitRequest { owner: None, task_id: id.clone(), context_id: None, message: msg, push_config: None })
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: id.clone(),
+            context_id: None,
+            message: msg,
+            push_config: None,
+        })
         .await;
     assert!(matches!(r, Err(StoreError::Busy { .. })));
 
     let prompt = Message::agent("q1".into(), vec![Part::text("which city?")]);
     store
-        .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Submitted)).status(TaskState::Working, None)])
+        .apply(vec![TaskUpdate::new(
+            &id,
+            Expect::State(TaskState::Submitted),
+        )
+        .status(TaskState::Working, None)])
         .await
         .remove(0)
         .expect("working");
     let applied = store
-        .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working))
-            .history(prompt.clone())
-            .status(TaskState::InputRequired, Some(prompt))])
+        .apply(vec![TaskUpdate::new(
+            &id,
+            Expect::State(TaskState::Working),
+        )
+        .history(prompt.clone())
+        .status(TaskState::InputRequired, Some(prompt))])
         .await
         .remove(0)
         .expect("input-required");
-    assert!(applied.events[0].is_final(), "interrupted states end a stream");
+    assert!(
+        applied.events[0].is_final(),
+        "interrupted states end a stream"
+    );
 
     let mut msg = user_message("Paris");
     msg.task_id = Some(id.clone());
@@ -253,14 +330,26 @@ pub async fn follow_ups_continue_interrupted_tasks(store: &dyn TaskStore) {
         .await;
     assert!(matches!(r, Err(StoreError::Invalid(_))));
     let again = store
-        .submit(SubmitRequest { owner: None, task_id: id.clone(), context_id: None, message: msg, push_config: None })
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: id.clone(),
+            context_id: None,
+            message: msg,
+            push_config: None,
+        })
         .await
         .expect("follow-up");
     assert!(!again.created);
     assert_eq!(again.task.status.state, TaskState::Submitted);
     assert_eq!(again.version, applied.version + 1);
     assert_eq!(again.event.seq, again.version);
-    let texts: Vec<String> = again.task.history.expect("history").iter().map(|m| m.text()).collect();
+    let texts: Vec<String> = again
+        .task
+        .history
+        .expect("history")
+        .iter()
+        .map(|m| m.text())
+        .collect();
     assert_eq!(texts, ["hello", "which city?", "Paris"]);
 }
 
@@ -268,9 +357,17 @@ pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
     let id = submit_new(store, None).await.task.id;
     run_to(store, &id, TaskState::Working).await;
     let mut seqs = Vec::new();
-    for (text, append, last) in [("Hel", false, false), ("lo ", true, false), ("world", true, true)] {
+    for (text, append, last) in [
+        ("Hel", false, false),
+        ("lo ", true, false),
+        ("world", true, true),
+    ] {
         let a = store
-            .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working)).artifact(chunk("art-1", text, append, last))])
+            .apply(vec![TaskUpdate::new(
+                &id,
+                Expect::State(TaskState::Working),
+            )
+            .artifact(chunk("art-1", text, append, last))])
             .await
             .remove(0)
             .expect("chunk");
@@ -288,7 +385,11 @@ pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
     // A second artifact, then a replacement (append:false) of it.
     for text in ["first", "replaced"] {
         store
-            .apply(vec![TaskUpdate::new(&id, Expect::State(TaskState::Working)).artifact(chunk("art-2", text, false, true))])
+            .apply(vec![TaskUpdate::new(
+                &id,
+                Expect::State(TaskState::Working),
+            )
+            .artifact(chunk("art-2", text, false, true))])
             .await
             .remove(0)
             .expect("chunk");
@@ -297,7 +398,13 @@ pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
     let artifacts = task.artifacts.expect("artifacts");
     assert_eq!(artifacts.len(), 2);
     let text = |a: &Artifact| -> String {
-        a.parts.iter().map(|p| match p { Part::Text(t) => t.text.clone(), _ => String::new() }).collect()
+        a.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.text.clone(),
+                _ => String::new(),
+            })
+            .collect()
     };
     assert_eq!(text(&artifacts[0]), "Hello world");
     assert_eq!(artifacts[0].parts.len(), 3);
@@ -314,7 +421,14 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
     let mut cursor = None;
     for _ in 0..10 {
         let page = store
-            .list_tasks(Access::Owner(Some("owner-a")), ListQuery { cursor: cursor.clone(), limit: 2, context_id: None })
+            .list_tasks(
+                Access::Owner(Some("owner-a")),
+                ListQuery {
+                    cursor: cursor.clone(),
+                    limit: 2,
+                    context_id: None,
+                },
+            )
             .await
             .expect("list");
         assert!(page.items.len() <= 2);
@@ -325,9 +439,21 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         }
     }
     ids.reverse();
-    assert_eq!(seen, ids, "newest first, every task once, other owners hidden");
+    assert_eq!(
+        seen, ids,
+        "newest first, every task once, other owners hidden"
+    );
     assert!(matches!(
-        store.list_tasks(Access::Owner(None), ListQuery { cursor: Some("garbage".into()), limit: 2, context_id: None }).await,
+        store
+            .list_tasks(
+                Access::Owner(None),
+                ListQuery {
+                    cursor: Some("garbage".into()),
+                    limit: 2,
+                    context_id: None
+                }
+            )
+            .await,
         Err(StoreError::Invalid(_))
     ));
 }
@@ -350,27 +476,56 @@ pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
     }
     let other = submit_new(store, None).await;
     let page = store
-        .list_contexts(Access::Owner(None), ListQuery { limit: 10, ..Default::default() })
+        .list_contexts(
+            Access::Owner(None),
+            ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .expect("contexts");
     assert_eq!(page.items.len(), 2);
-    assert_eq!(page.items[0].context_id, other.task.context_id, "newest first");
-    let summary = page.items.iter().find(|c| c.context_id == ctx).expect("context listed");
+    assert_eq!(
+        page.items[0].context_id, other.task.context_id,
+        "newest first"
+    );
+    let summary = page
+        .items
+        .iter()
+        .find(|c| c.context_id == ctx)
+        .expect("context listed");
     assert_eq!(summary.task_count, 3);
     assert_eq!(summary.task_ids, ids);
 
     let by_ctx = store
-        .list_tasks(Access::Owner(None), ListQuery { limit: 10, context_id: Some(ctx.clone()), cursor: None })
+        .list_tasks(
+            Access::Owner(None),
+            ListQuery {
+                limit: 10,
+                context_id: Some(ctx.clone()),
+                cursor: None,
+            },
+        )
         .await
         .expect("by context");
     assert_eq!(by_ctx.items.len(), 3);
 
-    let deleted = store.clear_context(&ctx, Access::Owner(None)).await.expect("clear");
+    let deleted = store
+        .clear_context(&ctx, Access::Owner(None))
+        .await
+        .expect("clear");
     assert_eq!(deleted.len(), 3);
     for id in &ids {
-        assert!(matches!(store.get(id, Access::Internal).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.get(id, Access::Internal).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
-    assert!(matches!(store.clear_context(&ctx, Access::Owner(None)).await, Err(StoreError::ContextNotFound(_))));
+    assert!(matches!(
+        store.clear_context(&ctx, Access::Owner(None)).await,
+        Err(StoreError::ContextNotFound(_))
+    ));
     assert!(store.get(&other.task.id, Access::Internal).await.is_ok());
 }
 
@@ -382,18 +537,53 @@ pub async fn push_configs(store: &dyn TaskStore) {
         token: Some("secret".into()),
         authentication: None,
     };
-    assert!(store.list_push_configs(&id, Access::Owner(None)).await.expect("list").is_empty());
-    store.set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a")).await.expect("set a");
-    store.set_push_config(&id, Access::Owner(None), cfg("b", "http://127.0.0.1:9/b")).await.expect("set b");
-    store.set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a2")).await.expect("replace a");
-    let list = store.list_push_configs(&id, Access::Owner(None)).await.expect("list");
+    assert!(store
+        .list_push_configs(&id, Access::Owner(None))
+        .await
+        .expect("list")
+        .is_empty());
+    store
+        .set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a"))
+        .await
+        .expect("set a");
+    store
+        .set_push_config(&id, Access::Owner(None), cfg("b", "http://127.0.0.1:9/b"))
+        .await
+        .expect("set b");
+    store
+        .set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a2"))
+        .await
+        .expect("replace a");
+    let list = store
+        .list_push_configs(&id, Access::Owner(None))
+        .await
+        .expect("list");
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].url, "http://127.0.0.1:9/a2");
-    assert!(store.delete_push_config(&id, Access::Owner(None), "a").await.expect("delete"));
-    assert!(!store.delete_push_config(&id, Access::Owner(None), "a").await.expect("delete again"));
-    assert_eq!(store.list_push_configs(&id, Access::Owner(None)).await.expect("list").len(), 1);
+    assert!(store
+        .delete_push_config(&id, Access::Owner(None), "a")
+        .await
+        .expect("delete"));
+    assert!(!store
+        .delete_push_config(&id, Access::Owner(None), "a")
+        .await
+        .expect("delete again"));
+    assert_eq!(
+        store
+            .list_push_configs(&id, Access::Owner(None))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     for i in 0..MAX_PUSH_CONFIGS_PER_TASK {
-        let r = store.set_push_config(&id, Access::Owner(None), cfg(&format!("n{i}"), "http://127.0.0.1:9/n")).await;
+        let r = store
+            .set_push_config(
+                &id,
+                Access::Owner(None),
+                cfg(&format!("n{i}"), "http://127.0.0.1:9/n"),
+            )
+            .await;
         if i + 1 < MAX_PUSH_CONFIGS_PER_TASK {
             r.expect("within the bound");
         } else {
@@ -401,7 +591,13 @@ pub async fn push_configs(store: &dyn TaskStore) {
         }
     }
     assert!(matches!(
-        store.set_push_config("missing", Access::Owner(None), cfg("x", "http://127.0.0.1:9/")).await,
+        store
+            .set_push_config(
+                "missing",
+                Access::Owner(None),
+                cfg("x", "http://127.0.0.1:9/")
+            )
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -409,14 +605,28 @@ pub async fn push_configs(store: &dyn TaskStore) {
 pub async fn feedback(store: &dyn TaskStore) {
     let id = submit_new(store, None).await.task.id;
     store
-        .add_feedback(&id, Access::Owner(None), Feedback { feedback: "great".into(), rating: Some(5), metadata: None, created_at: crate::time::now_rfc3339() })
+        .add_feedback(
+            &id,
+            Access::Owner(None),
+            Feedback {
+                feedback: "great".into(),
+                rating: Some(5),
+                metadata: None,
+                created_at: crate::time::now_rfc3339(),
+            },
+        )
         .await
         .expect("feedback");
-    let all = store.feedback(&id, Access::Owner(None)).await.expect("read");
+    let all = store
+        .feedback(&id, Access::Owner(None))
+        .await
+        .expect("read");
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].rating, Some(5));
     assert!(matches!(
-        store.add_feedback("missing", Access::Owner(None), all[0].clone()).await,
+        store
+            .add_feedback("missing", Access::Owner(None), all[0].clone())
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -426,12 +636,19 @@ pub async fn concurrent_terminal_writes_one_winner<S: TaskStore>(store: Arc<S>) 
         let id = submit_new(&*store, None).await.task.id;
         run_to(&*store, &id, TaskState::Working).await;
         let mut handles = Vec::new();
-        for target in [TaskState::Completed, TaskState::Failed, TaskState::Canceled, TaskState::Completed] {
+        for target in [
+            TaskState::Completed,
+            TaskState::Failed,
+            TaskState::Canceled,
+            TaskState::Completed,
+        ] {
             let store = store.clone();
             let id = id.clone();
             handles.push(tokio::spawn(async move {
                 store
-                    .apply(vec![TaskUpdate::new(&id, Expect::NotTerminal).status(target, None)])
+                    .apply(vec![
+                        TaskUpdate::new(&id, Expect::NotTerminal).status(target, None)
+                    ])
                     .await
                     .remove(0)
                     .map(|a| a.state)

@@ -128,13 +128,7 @@ impl MemoryStore {
         if self.tasks.len() <= self.max_tasks {
             return;
         }
-        let candidates: Vec<String> = self
-            .task_order
-            .lock()
-            .values()
-            .take(64)
-            .cloned()
-            .collect();
+        let candidates: Vec<String> = self.task_order.lock().values().take(64).cloned().collect();
         let mut evicted = 0;
         for id in candidates {
             if evicted == 2 {
@@ -250,9 +244,9 @@ impl MemoryStore {
     ) -> Result<Page<T>, StoreError> {
         let before = match cursor {
             None => u64::MAX,
-            Some(c) => c
-                .parse::<u64>()
-                .map_err(|_| StoreError::Invalid(format!("`cursor` {c:?} is not a cursor this server issued")))?,
+            Some(c) => c.parse::<u64>().map_err(|_| {
+                StoreError::Invalid(format!("`cursor` {c:?} is not a cursor this server issued"))
+            })?,
         };
         let ids: Vec<(u64, String)> = {
             let order = order.lock();
@@ -441,19 +435,28 @@ impl TaskStore for MemoryStore {
         }
     }
 
-    async fn list_tasks(&self, access: Access<'_>, query: ListQuery) -> Result<Page<Task>, StoreError> {
-        Self::page(&self.task_order, query.cursor.as_deref(), query.limit, |id| {
-            let e = self.tasks.get(id)?;
-            if !access.permits(e.owner.as_deref()) {
-                return None;
-            }
-            if let Some(c) = &query.context_id {
-                if *c != e.task.context_id {
+    async fn list_tasks(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+    ) -> Result<Page<Task>, StoreError> {
+        Self::page(
+            &self.task_order,
+            query.cursor.as_deref(),
+            query.limit,
+            |id| {
+                let e = self.tasks.get(id)?;
+                if !access.permits(e.owner.as_deref()) {
                     return None;
                 }
-            }
-            Some(e.task.clone())
-        })
+                if let Some(c) = &query.context_id {
+                    if *c != e.task.context_id {
+                        return None;
+                    }
+                }
+                Some(e.task.clone())
+            },
+        )
     }
 
     async fn list_contexts(
@@ -461,19 +464,24 @@ impl TaskStore for MemoryStore {
         access: Access<'_>,
         query: ListQuery,
     ) -> Result<Page<ContextSummary>, StoreError> {
-        Self::page(&self.context_order, query.cursor.as_deref(), query.limit, |id| {
-            let c = self.contexts.get(id)?;
-            if !access.permits(c.owner.as_deref()) {
-                return None;
-            }
-            Some(ContextSummary {
-                context_id: id.to_string(),
-                task_count: c.task_ids.len() as u64,
-                task_ids: c.task_ids.clone(),
-                created_at: c.created_at.clone(),
-                updated_at: c.updated_at.clone(),
-            })
-        })
+        Self::page(
+            &self.context_order,
+            query.cursor.as_deref(),
+            query.limit,
+            |id| {
+                let c = self.contexts.get(id)?;
+                if !access.permits(c.owner.as_deref()) {
+                    return None;
+                }
+                Some(ContextSummary {
+                    context_id: id.to_string(),
+                    task_count: c.task_ids.len() as u64,
+                    task_ids: c.task_ids.clone(),
+                    created_at: c.created_at.clone(),
+                    updated_at: c.updated_at.clone(),
+                })
+            },
+        )
     }
 
     async fn clear_context(
@@ -560,7 +568,11 @@ impl TaskStore for MemoryStore {
         Ok(())
     }
 
-    async fn feedback(&self, task_id: &str, access: Access<'_>) -> Result<Vec<Feedback>, StoreError> {
+    async fn feedback(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<Feedback>, StoreError> {
         self.tasks
             .get(task_id)
             .filter(|e| access.permits(e.owner.as_deref()))
@@ -576,7 +588,10 @@ impl TaskStore for MemoryStore {
     }
 }
 
-fn upsert_push(list: &mut Vec<PushNotificationConfig>, config: PushNotificationConfig) -> Result<(), StoreError> {
+fn upsert_push(
+    list: &mut Vec<PushNotificationConfig>,
+    config: PushNotificationConfig,
+) -> Result<(), StoreError> {
     if let Some(existing) = list.iter_mut().find(|p| p.id == config.id) {
         *existing = config;
         return Ok(());
@@ -610,9 +625,15 @@ mod tests {
         // Finish the first task only.
         conformance::run_to(&store, &ids[0], TaskState::Completed).await;
         let s = conformance::submit_new(&store, None).await;
-        assert!(store.get(&ids[0], Access::Internal).await.is_err(), "oldest terminal task evicted");
+        assert!(
+            store.get(&ids[0], Access::Internal).await.is_err(),
+            "oldest terminal task evicted"
+        );
         for id in ids[1..].iter().chain([&s.task.id]) {
-            assert!(store.get(id, Access::Internal).await.is_ok(), "non-terminal tasks are kept");
+            assert!(
+                store.get(id, Access::Internal).await.is_ok(),
+                "non-terminal tasks are kept"
+            );
         }
     }
 }

@@ -221,7 +221,11 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError>;
 
     /// Newest first.
-    async fn list_tasks(&self, access: Access<'_>, query: ListQuery) -> Result<Page<Task>, StoreError>;
+    async fn list_tasks(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+    ) -> Result<Page<Task>, StoreError>;
 
     /// Newest first.
     async fn list_contexts(
@@ -266,7 +270,11 @@ pub trait TaskStore: Send + Sync + 'static {
         feedback: Feedback,
     ) -> Result<(), StoreError>;
 
-    async fn feedback(&self, task_id: &str, access: Access<'_>) -> Result<Vec<Feedback>, StoreError>;
+    async fn feedback(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<Feedback>, StoreError>;
 
     /// Number of stored tasks in each state (for metrics).
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;

@@ -71,9 +71,17 @@ pub struct AgentSkill {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub examples: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "input_modes")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "input_modes"
+    )]
     pub input_modes: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "output_modes")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "output_modes"
+    )]
     pub output_modes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<Vec<BTreeMap<String, Vec<String>>>>,
@@ -129,7 +137,7 @@ pub enum SecurityScheme {
     },
     #[serde(rename = "oauth2", rename_all = "camelCase")]
     OAuth2 {
-        flows: OAuthFlows,
+        flows: Box<OAuthFlows>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         oauth2_metadata_url: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +205,8 @@ mod tests {
             "oidc": {"type": "openIdConnect", "openIdConnectUrl": "http://127.0.0.1/.well-known/openid-configuration"},
             "mtls": {"type": "mutualTLS"}
         });
-        let parsed: BTreeMap<String, SecurityScheme> = serde_json::from_value(json.clone()).unwrap();
+        let parsed: BTreeMap<String, SecurityScheme> =
+            serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&parsed).unwrap(), json);
     }
 }

@@ -49,7 +49,11 @@ pub struct MessageSendConfiguration {
         alias = "accepted_output_modes"
     )]
     pub accepted_output_modes: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "history_length")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "history_length"
+    )]
     pub history_length: Option<i64>,
     #[serde(
         default,
@@ -83,7 +87,11 @@ impl Validate for TaskIdParams {
 pub struct TaskQueryParams {
     #[serde(alias = "taskId", alias = "task_id")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "history_length")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "history_length"
+    )]
     pub history_length: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
@@ -133,7 +141,10 @@ pub struct DeleteTaskPushNotificationConfigParams {
 impl Validate for DeleteTaskPushNotificationConfigParams {
     fn validate(&self) -> Result<(), String> {
         validate_id("id", &self.id)?;
-        validate_id("pushNotificationConfigId", &self.push_notification_config_id)
+        validate_id(
+            "pushNotificationConfigId",
+            &self.push_notification_config_id,
+        )
     }
 }
 
@@ -155,7 +166,9 @@ impl Validate for PushNotificationConfig {
         let rest = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"))
-            .ok_or_else(|| "`pushNotificationConfig.url` must be an http:// or https:// URL".to_string())?;
+            .ok_or_else(|| {
+                "`pushNotificationConfig.url` must be an http:// or https:// URL".to_string()
+            })?;
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
         if host.is_empty() {
             return Err("`pushNotificationConfig.url` has no host".into());
@@ -211,7 +224,11 @@ pub struct ListTasksParams {
     pub limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "context_id")]
     pub context_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "history_length")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "history_length"
+    )]
     pub history_length: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
@@ -219,16 +236,18 @@ pub struct ListTasksParams {
 
 fn validate_limit(limit: Option<i64>) -> Result<(), String> {
     match limit {
-        Some(n) if n < 1 || n > MAX_PAGE_SIZE as i64 => {
-            Err(format!("`limit` must be between 1 and {MAX_PAGE_SIZE}, got {n}"))
-        }
+        Some(n) if n < 1 || n > MAX_PAGE_SIZE as i64 => Err(format!(
+            "`limit` must be between 1 and {MAX_PAGE_SIZE}, got {n}"
+        )),
         _ => Ok(()),
     }
 }
 
 /// The page size to use for a validated `limit`.
 pub fn page_size(limit: Option<i64>) -> u32 {
-    limit.map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_PAGE_SIZE as i64) as u32)
+    limit.map_or(DEFAULT_PAGE_SIZE, |n| {
+        n.clamp(1, MAX_PAGE_SIZE as i64) as u32
+    })
 }
 
 impl Validate for ListTasksParams {
@@ -274,7 +293,9 @@ impl Validate for TaskFeedbackParams {
             return Err("`feedback` must not be empty".into());
         }
         if self.feedback.len() > MAX_FEEDBACK_LEN {
-            return Err(format!("`feedback` is longer than {MAX_FEEDBACK_LEN} bytes"));
+            return Err(format!(
+                "`feedback` is longer than {MAX_FEEDBACK_LEN} bytes"
+            ));
         }
         match self.rating {
             Some(r) if !(1..=5).contains(&r) => {

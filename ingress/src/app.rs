@@ -1,0 +1,152 @@
+//! Ingress state, router and server loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bindu_engine::{Bus, TaskStore};
+use bindu_schemas::AgentCard;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// The authenticated caller of a request (a DID or OAuth client id), put into request
+/// extensions by the auth layer. Absent when auth is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+#[derive(Debug, Clone)]
+pub struct IngressOptions {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Interval of SSE keep-alive comments.
+    pub sse_keepalive: Duration,
+    /// Version reported by `/health`.
+    pub version: String,
+}
+
+impl Default for IngressOptions {
+    fn default() -> Self {
+        IngressOptions {
+            max_body_bytes: 10 * 1024 * 1024,
+            sse_keepalive: Duration::from_secs(15),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Shared state of every request handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingress {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn TaskStore>,
+    pub bus: Arc<dyn Bus>,
+    pub card: AgentCard,
+    pub card_json: Bytes,
+    pub extended_card: Option<AgentCard>,
+    pub options: IngressOptions,
+    pub metrics: Metrics,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+}
+
+impl Ingress {
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        bus: Arc<dyn Bus>,
+        card: AgentCard,
+        extended_card: Option<AgentCard>,
+        options: IngressOptions,
+        shutdown: CancellationToken,
+    ) -> Self {
+        // Serialising a card of strings and booleans cannot fail.
+        let card_json = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
+        Ingress {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                card,
+                card_json,
+                extended_card,
+                options,
+                metrics: Metrics::new(),
+                started: Instant::now(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn card(&self) -> &AgentCard {
+        &self.inner.card
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", post(crate::rpc::handle).get(redirect_to_card))
+            .route("/.well-known/agent-card.json", get(agent_card))
+            .route("/.well-known/agent.json", get(agent_card))
+            .route("/health", get(crate::health::health))
+            .route("/healthz", get(crate::health::healthz))
+            .route("/metrics", get(crate::metrics::metrics))
+            .fallback(not_found)
+            .with_state(self.clone())
+    }
+}
+
+async fn agent_card(axum::extract::State(app): axum::extract::State<Ingress>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=60"),
+        ],
+        app.inner.card_json.clone(),
+    )
+        .into_response()
+}
+
+async fn redirect_to_card() -> Response {
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, "/.well-known/agent-card.json")],
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({
+            "error": format!("no route for {}", uri.path()),
+            "hint": "A2A JSON-RPC requests go to POST /; the agent card is at /.well-known/agent-card.json",
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
+/// finish (open SSE streams end at shutdown).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Small JSON replies must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,48 @@
+//! `/health` (readiness, 503 when a backend is down or shutdown began) and `/healthz`
+//! (liveness).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::app::Ingress;
+
+pub(crate) async fn health(State(app): State<Ingress>) -> Response {
+    let inner = &app.inner;
+    let store = inner.store.ready().await;
+    let bus = inner.bus.ready().await;
+    let shutting_down = inner.shutdown.is_cancelled();
+    let ready = store.is_ok() && bus.is_ok() && !shutting_down;
+    let body = json!({
+        "status": if ready { "ok" } else { "unavailable" },
+        "ready": ready,
+        "version": inner.options.version,
+        "uptime_seconds": inner.started.elapsed().as_secs(),
+        "shutting_down": shutting_down,
+        "runtime": {
+            "storage_backend": inner.store.backend(),
+            "storage_ready": store.is_ok(),
+            "storage_error": store.err().map(|e| e.to_string()),
+            "bus_backend": inner.bus.backend(),
+            "bus_ready": bus.is_ok(),
+            "bus_error": bus.err().map(|e| e.to_string()),
+        },
+        "application": {
+            "name": inner.card.name,
+            "url": inner.card.url,
+            "protocol_version": inner.card.protocol_version,
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub(crate) async fn healthz() -> Response {
+    Json(json!({"status": "alive"})).into_response()
+}

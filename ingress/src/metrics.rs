@@ -1,0 +1,142 @@
+//! Prometheus metrics (OpenMetrics text at `/metrics`). Names follow
+//! `bindu_<area>_<noun>_<unit>[_total]`; labels are low-cardinality (method, outcome, state).
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::app::Ingress;
+
+pub const RPC_REQUESTS: &str = "bindu_rpc_requests";
+pub const RPC_DURATION: &str = "bindu_rpc_request_duration_seconds";
+pub const RPC_IN_FLIGHT: &str = "bindu_rpc_requests_in_flight";
+pub const TASKS: &str = "bindu_tasks";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    /// `ok` or the JSON-RPC error code.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    in_flight: Gauge,
+    tasks: Family<StateLabels, Gauge>,
+}
+
+/// Decrements the in-flight gauge when the request ends.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18)));
+        let in_flight = Gauge::default();
+        let tasks = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            RPC_REQUESTS,
+            "JSON-RPC requests by method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            RPC_DURATION,
+            "Time to answer a JSON-RPC request (to the first byte of a stream)",
+            duration.clone(),
+        );
+        registry.register(
+            RPC_IN_FLIGHT,
+            "JSON-RPC requests being answered",
+            in_flight.clone(),
+        );
+        registry.register(TASKS, "Stored tasks by state", tasks.clone());
+        Metrics {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            tasks,
+        }
+    }
+
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    pub fn observe(&self, method: &'static str, error_code: Option<i32>, started: Instant) {
+        let outcome = error_code.map_or_else(|| "ok".to_string(), |c| c.to_string());
+        self.requests
+            .get_or_create(&RequestLabels { method, outcome })
+            .inc();
+        self.duration
+            .get_or_create(&MethodLabels { method })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+pub(crate) async fn metrics(State(app): State<Ingress>) -> Response {
+    let inner = &app.inner;
+    if let Ok(counts) = inner.store.count_by_state().await {
+        for (state, n) in counts {
+            inner
+                .metrics
+                .tasks
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &inner.metrics.registry) {
+        tracing::error!(error = %e, "could not encode metrics");
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}

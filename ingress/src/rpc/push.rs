@@ -1,0 +1,117 @@
+//! `tasks/pushNotificationConfig/set|get|list|delete`. Configs are stored with the task;
+//! their URLs are never contacted here (delivery is the dispatcher's job).
+
+use bindu_engine::store::Access;
+use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::{
+    DeleteTaskPushNotificationConfigParams, GetTaskPushNotificationConfigParams, TaskIdParams,
+    TaskPushNotificationConfig,
+};
+
+use super::{ok, Reply};
+use crate::app::Ingress;
+use crate::error::store_error;
+
+pub(crate) async fn set(
+    app: &Ingress,
+    id: &RequestId,
+    params: TaskPushNotificationConfig,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let mut config = params.push_notification_config;
+    config
+        .id
+        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+    let stored = app
+        .inner
+        .store
+        .set_push_config(&params.task_id, Access::Owner(caller.as_deref()), config)
+        .await
+        .map_err(store_error)?;
+    ok(
+        id,
+        &TaskPushNotificationConfig {
+            task_id: params.task_id,
+            push_notification_config: stored,
+        },
+    )
+}
+
+pub(crate) async fn get(
+    app: &Ingress,
+    id: &RequestId,
+    params: GetTaskPushNotificationConfigParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let configs = app
+        .inner
+        .store
+        .list_push_configs(&params.id, Access::Owner(caller.as_deref()))
+        .await
+        .map_err(store_error)?;
+    let found = match &params.push_notification_config_id {
+        Some(cid) => configs
+            .into_iter()
+            .find(|c| c.id.as_deref() == Some(cid.as_str())),
+        None => configs.into_iter().next(),
+    };
+    let Some(config) = found else {
+        return Err(JsonRpcError::invalid_params(
+            match params.push_notification_config_id {
+                Some(cid) => format!(
+                    "task {} has no push notification config with id {cid}",
+                    params.id
+                ),
+                None => format!("task {} has no push notification config", params.id),
+            },
+        ));
+    };
+    ok(
+        id,
+        &TaskPushNotificationConfig {
+            task_id: params.id,
+            push_notification_config: config,
+        },
+    )
+}
+
+pub(crate) async fn list(
+    app: &Ingress,
+    id: &RequestId,
+    params: TaskIdParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let configs = app
+        .inner
+        .store
+        .list_push_configs(&params.id, Access::Owner(caller.as_deref()))
+        .await
+        .map_err(store_error)?;
+    let result: Vec<TaskPushNotificationConfig> = configs
+        .into_iter()
+        .map(|c| TaskPushNotificationConfig {
+            task_id: params.id.clone(),
+            push_notification_config: c,
+        })
+        .collect();
+    ok(id, &result)
+}
+
+pub(crate) async fn delete(
+    app: &Ingress,
+    id: &RequestId,
+    params: DeleteTaskPushNotificationConfigParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    // Deleting a config that is already gone is not an error (idempotent).
+    app.inner
+        .store
+        .delete_push_config(
+            &params.id,
+            Access::Owner(caller.as_deref()),
+            &params.push_notification_config_id,
+        )
+        .await
+        .map_err(store_error)?;
+    ok(id, &serde_json::Value::Null)
+}

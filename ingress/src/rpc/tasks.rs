@@ -1,0 +1,194 @@
+//! `tasks/get`, `tasks/cancel`, `tasks/resubscribe`, `tasks/list`, `tasks/feedback` and
+//! `agent/getAuthenticatedExtendedCard`.
+
+use bindu_engine::store::{Access, Expect, Feedback, ListQuery, StoreError, TaskUpdate};
+use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::{
+    history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
+    TaskFeedbackResult, TaskIdParams, TaskQueryParams, TaskState,
+};
+
+use super::{ok, Reply};
+use crate::app::Ingress;
+use crate::error::{bus_error, store_error};
+
+pub(crate) async fn get(
+    app: &Ingress,
+    id: &RequestId,
+    params: TaskQueryParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let mut task = app
+        .inner
+        .store
+        .get(&params.id, Access::Owner(caller.as_deref()))
+        .await
+        .map_err(store_error)?
+        .task;
+    task.trim_history(history_length(params.history_length));
+    ok(id, &task)
+}
+
+pub(crate) async fn cancel(
+    app: &Ingress,
+    id: &RequestId,
+    params: TaskIdParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let inner = &app.inner;
+    let access = Access::Owner(caller.as_deref());
+    let snapshot = inner
+        .store
+        .get(&params.id, access)
+        .await
+        .map_err(store_error)?;
+    let state = snapshot.task.status.state;
+    if state.is_terminal() {
+        return Err(JsonRpcError::task_not_cancelable(
+            &params.id,
+            state.as_str(),
+        ));
+    }
+    let update = TaskUpdate::new(&params.id, Expect::NotTerminal).status(TaskState::Canceled, None);
+    match inner.store.apply(vec![update]).await.pop() {
+        Some(Ok(applied)) => {
+            if let Err(e) = inner.bus.publish_events(applied.events).await {
+                tracing::warn!(task_id = %params.id, error = %e, "could not publish the canceled event");
+            }
+        }
+        Some(Err(
+            StoreError::Conflict { state, .. } | StoreError::IllegalTransition { from: state, .. },
+        )) => {
+            return Err(JsonRpcError::task_not_cancelable(
+                &params.id,
+                state.as_str(),
+            ));
+        }
+        Some(Err(e)) => return Err(store_error(e)),
+        None => return Err(JsonRpcError::internal("the task store returned no result")),
+    }
+    // The handler may still be running somewhere: interrupt it. Its late writes fail the
+    // compare-and-set, so the task stays canceled either way.
+    inner
+        .bus
+        .signal_cancel(&params.id)
+        .await
+        .map_err(bus_error)?;
+    tracing::info!(task_id = %params.id, "task canceled");
+    let task = inner
+        .store
+        .get(&params.id, access)
+        .await
+        .map_err(store_error)?
+        .task;
+    ok(id, &task)
+}
+
+pub(crate) async fn resubscribe(
+    app: &Ingress,
+    id: &RequestId,
+    params: TaskIdParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let inner = &app.inner;
+    // Subscribe first, then read the snapshot: events after it are never missed.
+    let events = inner
+        .bus
+        .subscribe_task(&params.id)
+        .await
+        .map_err(bus_error)?;
+    let snapshot = inner
+        .store
+        .get(&params.id, Access::Owner(caller.as_deref()))
+        .await
+        .map_err(store_error)?;
+    let state = snapshot.task.status.state;
+    if state.is_terminal() {
+        return Err(JsonRpcError::unsupported_operation(format!(
+            "task {} is already {state}; read its final state with tasks/get",
+            params.id
+        )));
+    }
+    Ok(Reply::Stream(crate::sse::task_stream(
+        app,
+        id.clone(),
+        snapshot.task,
+        snapshot.version,
+        events,
+        None,
+    )))
+}
+
+pub(crate) async fn list(
+    app: &Ingress,
+    id: &RequestId,
+    params: ListTasksParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    let page = app
+        .inner
+        .store
+        .list_tasks(
+            Access::Owner(caller.as_deref()),
+            ListQuery {
+                cursor: params.cursor,
+                limit: page_size(params.limit),
+                context_id: params.context_id,
+            },
+        )
+        .await
+        .map_err(store_error)?;
+    let trim = history_length(params.history_length);
+    let tasks = page
+        .items
+        .into_iter()
+        .map(|mut t| {
+            t.trim_history(trim);
+            t
+        })
+        .collect();
+    ok(
+        id,
+        &ListTasksResult {
+            tasks,
+            next_cursor: page.next_cursor,
+        },
+    )
+}
+
+pub(crate) async fn feedback(
+    app: &Ingress,
+    id: &RequestId,
+    params: TaskFeedbackParams,
+    caller: Option<String>,
+) -> Result<Reply, JsonRpcError> {
+    app.inner
+        .store
+        .add_feedback(
+            &params.task_id,
+            Access::Owner(caller.as_deref()),
+            Feedback {
+                feedback: params.feedback,
+                // Validated to 1..=5.
+                rating: params.rating.map(|r| r as u8),
+                metadata: params.metadata,
+                created_at: bindu_engine::time::now_rfc3339(),
+            },
+        )
+        .await
+        .map_err(store_error)?;
+    ok(
+        id,
+        &TaskFeedbackResult {
+            message: "Feedback submitted successfully".into(),
+            task_id: params.task_id,
+        },
+    )
+}
+
+pub(crate) fn extended_card(app: &Ingress, id: &RequestId) -> Result<Reply, JsonRpcError> {
+    match &app.inner.extended_card {
+        Some(card) => ok(id, card),
+        None => Err(JsonRpcError::extended_card_not_configured()),
+    }
+}

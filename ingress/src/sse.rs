@@ -1,0 +1,132 @@
+//! Task event streams over SSE (`message/stream`, `tasks/resubscribe`).
+//!
+//! Each event is one compact `data:` line holding a JSON-RPC response with the request id;
+//! its SSE `id:` is the task event's sequence number. The first event is the Task, then the
+//! status and artifact updates in order; after the update with `final: true` the stream
+//! ends. A client that goes away only drops its subscription: the task keeps running.
+
+use std::convert::Infallible;
+
+use axum::http::{header, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bindu_engine::bus::{BusError, EventStream};
+use bindu_engine::store::Access;
+use bindu_schemas::jsonrpc::{ErrorResponse, JsonRpcError, RequestId, SuccessResponse};
+use bindu_schemas::Task;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::app::Ingress;
+
+struct StreamState {
+    app: Ingress,
+    id: RequestId,
+    task_id: String,
+    first: Option<Task>,
+    /// Highest sequence number already sent (or covered by a snapshot).
+    after: u64,
+    events: EventStream,
+    trim: Option<u32>,
+    done: bool,
+}
+
+fn data_event<T: Serialize>(id: &RequestId, seq: u64, result: &T) -> Event {
+    let json = serde_json::to_string(&SuccessResponse::new(id, result))
+        .unwrap_or_else(|e| error_json(id, JsonRpcError::internal(e)));
+    Event::default().id(seq.to_string()).data(json)
+}
+
+fn error_json(id: &RequestId, e: JsonRpcError) -> String {
+    String::from_utf8(ErrorResponse::new(id.clone(), e).to_json()).unwrap_or_default()
+}
+
+impl StreamState {
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        if let Some(task) = self.first.take() {
+            return Some(data_event(&self.id, self.after, &task));
+        }
+        loop {
+            match self.events.next().await {
+                Some(Ok(e)) => {
+                    if e.seq <= self.after {
+                        continue;
+                    }
+                    self.after = e.seq;
+                    self.done = e.is_final();
+                    return Some(data_event(&self.id, e.seq, &e.event));
+                }
+                Some(Err(BusError::Lagged(missed))) => {
+                    // Too slow to keep up: resynchronise from a fresh snapshot.
+                    tracing::debug!(task_id = %self.task_id, missed, "stream lagged; sending a snapshot");
+                    match self
+                        .app
+                        .inner
+                        .store
+                        .get(&self.task_id, Access::Internal)
+                        .await
+                    {
+                        Ok(snap) if snap.version > self.after => {
+                            self.after = snap.version;
+                            self.done = snap.task.status.state.is_final();
+                            let mut task = snap.task;
+                            task.trim_history(self.trim);
+                            return Some(data_event(&self.id, snap.version, &task));
+                        }
+                        Ok(_) => continue,
+                        Err(e) => {
+                            self.done = true;
+                            return Some(
+                                Event::default()
+                                    .data(error_json(&self.id, crate::error::store_error(e))),
+                            );
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(
+                        Event::default().data(error_json(&self.id, crate::error::bus_error(e))),
+                    );
+                }
+                None => return None,
+            }
+        }
+    }
+}
+
+/// An SSE response: `snapshot` first (its sequence number is `version`), then every event
+/// of `events` after it until the final one.
+pub(crate) fn task_stream(
+    app: &Ingress,
+    id: RequestId,
+    snapshot: Task,
+    version: u64,
+    events: EventStream,
+    trim: Option<u32>,
+) -> Response {
+    let state = StreamState {
+        app: app.clone(),
+        id,
+        task_id: snapshot.id.clone(),
+        first: Some(snapshot),
+        after: version,
+        events,
+        trim,
+        done: false,
+    };
+    let stream = futures::stream::unfold(state, |mut st| async move {
+        st.next_event().await.map(|e| (Ok::<_, Infallible>(e), st))
+    })
+    .take_until(app.inner.shutdown.clone().cancelled_owned());
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(app.inner.options.sse_keepalive))
+        .into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}

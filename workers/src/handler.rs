@@ -1,0 +1,252 @@
+//! The handler contract.
+//!
+//! A handler receives the task's conversation and returns a [`HandlerOutput`]:
+//!
+//! | output | task ends |
+//! |---|---|
+//! | `Text`, `Parts`, `Data` | `completed`, with one artifact named `result` |
+//! | `Streamed` (chunks already sent through the [`Emitter`]) | `completed` |
+//! | `InputRequired(prompt)` / `AuthRequired(prompt)` | paused; a follow-up message resumes it |
+//! | `Rejected(reason)` | `rejected` |
+//! | `Err(error)` | `failed`, with the error's message |
+//!
+//! Text or data shaped like `{"state":"input-required","prompt":"…"}` (Bindu's structured
+//! response) counts as the matching pause.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bindu_engine::store::{ArtifactChunk, Expect, TaskUpdate};
+use bindu_engine::{Bus, TaskStore};
+use bindu_schemas::{Artifact, Message, Metadata, Part, Task, TaskState};
+use tokio_util::sync::CancellationToken;
+
+/// What a handler gets for one run.
+pub struct HandlerInput {
+    pub task_id: String,
+    pub context_id: String,
+    /// The task's messages, oldest first (user messages and earlier agent replies).
+    pub history: Vec<Message>,
+    /// Tasks named by `referenceTaskIds` in the history, with their history and artifacts.
+    pub references: Vec<Task>,
+    /// The authenticated caller, `None` when auth is off.
+    pub caller: Option<String>,
+    /// Fires when the task is canceled or the worker shuts down; the run is then aborted.
+    pub cancel: CancellationToken,
+    /// Streams artifact chunks and interim status messages while the handler runs.
+    pub emitter: Emitter,
+}
+
+impl HandlerInput {
+    /// The newest user message, if any.
+    pub fn last_user_message(&self) -> Option<&Message> {
+        self.history
+            .iter()
+            .rev()
+            .find(|m| m.role == bindu_schemas::Role::User)
+    }
+}
+
+/// What a handler returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandlerOutput {
+    Text(String),
+    Parts(Vec<Part>),
+    Data(Metadata),
+    /// Every artifact was already sent through the [`Emitter`].
+    Streamed,
+    InputRequired(String),
+    AuthRequired(String),
+    Rejected(String),
+}
+
+impl HandlerOutput {
+    /// Recognises Bindu's structured `{"state": "input-required" | "auth-required", "prompt"}`.
+    pub fn normalize(self) -> HandlerOutput {
+        let structured = |map: &Metadata| -> Option<HandlerOutput> {
+            let state = map.get("state")?.as_str()?;
+            let prompt = map
+                .get("prompt")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default()
+                .to_string();
+            match state {
+                "input-required" => Some(HandlerOutput::InputRequired(prompt)),
+                "auth-required" => Some(HandlerOutput::AuthRequired(prompt)),
+                _ => None,
+            }
+        };
+        match self {
+            HandlerOutput::Text(text) => {
+                let trimmed = text.trim();
+                if trimmed.starts_with('{') && trimmed.contains("\"state\"") {
+                    if let Ok(map) = serde_json::from_str::<Metadata>(trimmed) {
+                        if let Some(out) = structured(&map) {
+                            return out;
+                        }
+                    }
+                }
+                HandlerOutput::Text(text)
+            }
+            HandlerOutput::Data(map) => structured(&map).unwrap_or(HandlerOutput::Data(map)),
+            other => other,
+        }
+    }
+}
+
+impl From<String> for HandlerOutput {
+    fn from(s: String) -> Self {
+        HandlerOutput::Text(s)
+    }
+}
+
+impl From<&str> for HandlerOutput {
+    fn from(s: &str) -> Self {
+        HandlerOutput::Text(s.to_string())
+    }
+}
+
+/// Why a handler failed; its message becomes the failed task's status message.
+pub struct HandlerError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        HandlerError(e.into())
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HandlerError({self})")
+    }
+}
+
+/// An agent. Implemented for async closures through [`handler_fn`].
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, input: HandlerInput) -> Result<HandlerOutput, HandlerError>;
+}
+
+/// Wraps `async fn(HandlerInput) -> Result<impl Into<HandlerOutput>, HandlerError>`.
+pub fn handler_fn<F, Fut, O>(f: F) -> impl Handler
+where
+    F: Fn(HandlerInput) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<O, HandlerError>> + Send + 'static,
+    O: Into<HandlerOutput>,
+{
+    struct FnHandler<F>(F);
+    #[async_trait]
+    impl<F, Fut, O> Handler for FnHandler<F>
+    where
+        F: Fn(HandlerInput) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<O, HandlerError>> + Send + 'static,
+        O: Into<HandlerOutput>,
+    {
+        async fn handle(&self, input: HandlerInput) -> Result<HandlerOutput, HandlerError> {
+            (self.0)(input).await.map(Into::into)
+        }
+    }
+    FnHandler(f)
+}
+
+/// Streams a running task's output: each call is recorded in the store and published as an
+/// event before it returns.
+#[derive(Clone)]
+pub struct Emitter {
+    pub(crate) task_id: String,
+    pub(crate) store: Arc<dyn TaskStore>,
+    pub(crate) bus: Arc<dyn Bus>,
+}
+
+impl Emitter {
+    async fn record(&self, update: TaskUpdate) -> Result<(), HandlerError> {
+        let applied = self
+            .store
+            .apply(vec![update])
+            .await
+            .pop()
+            .ok_or("the task store returned no result")??;
+        if let Err(e) = self.bus.publish_events(applied.events).await {
+            tracing::warn!(task_id = %self.task_id, error = %e, "could not publish a streamed event");
+        }
+        Ok(())
+    }
+
+    /// Sends one chunk of an artifact. The first chunk of an artifact has `append: false`;
+    /// later ones `append: true`; the last one `last_chunk: true`.
+    pub async fn artifact_chunk(
+        &self,
+        artifact: Artifact,
+        append: bool,
+        last_chunk: bool,
+    ) -> Result<(), HandlerError> {
+        self.record(
+            TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working)).artifact(
+                ArtifactChunk {
+                    artifact,
+                    append,
+                    last_chunk,
+                },
+            ),
+        )
+        .await
+    }
+
+    /// Publishes an interim status message (the task stays `working`).
+    pub async fn status(&self, text: impl Into<String>) -> Result<(), HandlerError> {
+        let msg = Message::agent(
+            uuid::Uuid::new_v4().to_string(),
+            vec![Part::text(text.into())],
+        );
+        self.record(
+            TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working))
+                .status(TaskState::Working, Some(msg)),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structured_prompts_are_recognised() {
+        let out =
+            HandlerOutput::Text(r#"{"state":"input-required","prompt":"Which city?"}"#.into())
+                .normalize();
+        assert_eq!(out, HandlerOutput::InputRequired("Which city?".into()));
+        let mut map = Metadata::new();
+        map.insert("state".into(), "auth-required".into());
+        map.insert("prompt".into(), "Log in".into());
+        assert_eq!(
+            HandlerOutput::Data(map).normalize(),
+            HandlerOutput::AuthRequired("Log in".into())
+        );
+        let plain = HandlerOutput::Text(r#"{"state":"completed"}"#.into());
+        assert_eq!(plain.clone().normalize(), plain);
+        let text = HandlerOutput::Text("just text with \"state\"".into());
+        assert_eq!(text.clone().normalize(), text);
+    }
+
+    #[test]
+    fn errors_keep_their_message() {
+        let e: HandlerError = "model unavailable".into();
+        assert_eq!(e.to_string(), "model unavailable");
+        let io = std::io::Error::other("disk full");
+        let e: HandlerError = io.into();
+        assert_eq!(e.to_string(), "disk full");
+    }
+}

@@ -1,0 +1,349 @@
+//! The worker pool.
+//!
+//! For each command: `submitted → working` (compare-and-set; a duplicate or a command for a
+//! canceled task stops here), run the handler with the task's conversation, record the
+//! outcome with a compare-and-set on `working` (so a canceled task stays canceled), publish
+//! the recorded events, then ack. At most `concurrency` handlers run at once; the pool takes
+//! no new command while it is full (back-pressure on the queue).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindu_engine::bus::{BusError, Delivery};
+use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
+use bindu_engine::{Bus, TaskStore};
+use bindu_schemas::{Artifact, Message, Part, TaskState};
+use dashmap::DashMap;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::handler::{Emitter, Handler, HandlerInput, HandlerOutput};
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Handlers running at once.
+    pub concurrency: usize,
+    /// After shutdown is signalled, how long running handlers may take to finish before they
+    /// are interrupted and their tasks marked failed.
+    pub drain_timeout: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            concurrency: 256,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn TaskStore>,
+    bus: Arc<dyn Bus>,
+    handler: Arc<dyn Handler>,
+    options: WorkerOptions,
+    running: DashMap<String, CancellationToken>,
+}
+
+/// Most referenced tasks loaded for one run.
+const MAX_REFERENCES: usize = 32;
+
+impl WorkerPool {
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        bus: Arc<dyn Bus>,
+        handler: Arc<dyn Handler>,
+        options: WorkerOptions,
+    ) -> Self {
+        WorkerPool {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                handler,
+                options,
+                running: DashMap::new(),
+            }),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then drains in-flight tasks.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let inner = self.inner;
+        let concurrency = inner.options.concurrency.max(1);
+        let mut commands = inner.bus.consume_commands().await?;
+        let mut cancels = inner.bus.cancel_signals().await?;
+        let listener = {
+            let inner = inner.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let task_id = tokio::select! {
+                        id = cancels.next() => match id { Some(id) => id, None => break },
+                        _ = shutdown.cancelled() => break,
+                    };
+                    if let Some(token) = inner.running.get(&task_id) {
+                        tracing::info!(task_id = %task_id, "cancel signal: interrupting the handler");
+                        token.cancel();
+                    }
+                }
+            })
+        };
+        let permits = Arc::new(Semaphore::new(concurrency));
+        tracing::info!(concurrency, "worker pool started");
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.cancelled() => break,
+            };
+            let delivery = tokio::select! {
+                d = commands.next() => d,
+                _ = shutdown.cancelled() => break,
+            };
+            match delivery {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "could not take a command from the bus; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Some(Ok(d)) => {
+                    let inner = inner.clone();
+                    let span = tracing::info_span!(
+                        "task",
+                        task_id = %d.command.task_id,
+                        context_id = %d.command.context_id,
+                        caller = d.command.caller.as_deref().unwrap_or("-"),
+                    );
+                    tokio::spawn(
+                        async move {
+                            inner.process(d).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+        }
+        drop(commands);
+        // Drain: wait for running handlers, then interrupt whatever is left.
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        if tokio::time::timeout(inner.options.drain_timeout, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = inner.running.len(),
+                "drain deadline passed; interrupting running handlers"
+            );
+            for entry in inner.running.iter() {
+                entry.value().cancel();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), permits.acquire_many(all)).await;
+        }
+        listener.abort();
+        tracing::info!("worker pool stopped");
+        Ok(())
+    }
+}
+
+enum Outcome {
+    Finished(Result<HandlerOutput, crate::HandlerError>),
+    Panicked,
+    Interrupted,
+}
+
+impl Inner {
+    async fn record(&self, update: TaskUpdate) -> Result<TaskState, StoreError> {
+        let applied = self
+            .store
+            .apply(vec![update])
+            .await
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no result from the task store".into()))??;
+        if let Err(e) = self.bus.publish_events(applied.events).await {
+            tracing::warn!(error = %e, "could not publish task events");
+        }
+        Ok(applied.state)
+    }
+
+    async fn process(&self, d: Delivery) {
+        let cmd = &d.command;
+        let task_id = cmd.task_id.as_str();
+        match self
+            .record(
+                TaskUpdate::new(task_id, Expect::State(TaskState::Submitted))
+                    .status(TaskState::Working, None),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(task_id, error = %e, "task store unavailable; command will be retried");
+                let _ = d.acker.nack(Duration::from_secs(1)).await;
+                return;
+            }
+            Err(e) => {
+                // Duplicate, canceled or deleted task: nothing to run.
+                tracing::debug!(task_id, error = %e, "command skipped");
+                let _ = d.acker.ack().await;
+                return;
+            }
+        }
+
+        let snapshot = match self.store.get(task_id, Access::Internal).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(task_id, error = %e, "task vanished before its handler ran");
+                let _ = d.acker.ack().await;
+                return;
+            }
+        };
+        let history = snapshot.task.history.unwrap_or_default();
+        let mut seen = HashSet::new();
+        let mut references = Vec::new();
+        let mut wanted: Vec<String> = Vec::new();
+        for m in &history {
+            if let Some(ids) = &m.reference_task_ids {
+                wanted.extend(ids.iter().cloned());
+            }
+        }
+        for id in &wanted {
+            if references.len() == MAX_REFERENCES
+                || !seen.insert(id.clone())
+                || id.as_str() == task_id
+            {
+                continue;
+            }
+            // Only tasks the same caller owns are visible; others are silently skipped.
+            if let Ok(r) = self
+                .store
+                .get(id, Access::Owner(snapshot.owner.as_deref()))
+                .await
+            {
+                references.push(r.task);
+            }
+        }
+
+        let token = CancellationToken::new();
+        self.running.insert(task_id.to_string(), token.clone());
+        let input = HandlerInput {
+            task_id: task_id.to_string(),
+            context_id: snapshot.task.context_id.clone(),
+            history,
+            references,
+            caller: snapshot.owner.clone(),
+            cancel: token.clone(),
+            emitter: Emitter {
+                task_id: task_id.to_string(),
+                store: self.store.clone(),
+                bus: self.bus.clone(),
+            },
+        };
+        let handler = self.handler.clone();
+        let mut run = tokio::spawn(async move { handler.handle(input).await });
+        let outcome = tokio::select! {
+            r = &mut run => match r {
+                Ok(r) => Outcome::Finished(r),
+                Err(_) => Outcome::Panicked,
+            },
+            _ = token.cancelled() => {
+                run.abort();
+                Outcome::Interrupted
+            }
+        };
+        self.running.remove(task_id);
+
+        let update = outcome_update(task_id, outcome);
+        match self.record(update).await {
+            Ok(state) => tracing::debug!(task_id, %state, "task finished"),
+            Err(StoreError::Conflict { state, .. }) => {
+                tracing::info!(task_id, %state, "task changed while its handler ran (canceled?); result dropped")
+            }
+            Err(e) => tracing::warn!(task_id, error = %e, "could not record the task's outcome"),
+        }
+        let _ = d.acker.ack().await;
+    }
+}
+
+fn agent_message(parts: Vec<Part>) -> Message {
+    Message::agent(uuid::Uuid::new_v4().to_string(), parts)
+}
+
+fn failed(task_id: &str, reason: String) -> TaskUpdate {
+    let msg = agent_message(vec![Part::text(reason)]);
+    TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+        .history(msg.clone())
+        .status(TaskState::Failed, Some(msg))
+}
+
+/// Maps what the handler did to the update that records it.
+fn outcome_update(task_id: &str, outcome: Outcome) -> TaskUpdate {
+    let output = match outcome {
+        Outcome::Finished(Ok(o)) => o.normalize(),
+        Outcome::Finished(Err(e)) => return failed(task_id, format!("Task failed: {e}")),
+        Outcome::Panicked => return failed(task_id, "Task failed: the handler panicked".into()),
+        Outcome::Interrupted => {
+            return failed(
+                task_id,
+                "Task interrupted: the worker shut down or the task was canceled".into(),
+            )
+        }
+    };
+    let working = TaskUpdate::new(task_id, Expect::State(TaskState::Working));
+    let parts = match output {
+        HandlerOutput::Text(t) => vec![Part::text(t)],
+        HandlerOutput::Parts(p) if p.is_empty() => {
+            return failed(task_id, "Task failed: the handler returned no parts".into())
+        }
+        HandlerOutput::Parts(p) => p,
+        HandlerOutput::Data(d) => vec![Part::data(d)],
+        HandlerOutput::Streamed => return working.status(TaskState::Completed, None),
+        HandlerOutput::InputRequired(prompt) | HandlerOutput::AuthRequired(prompt)
+            if prompt.is_empty() =>
+        {
+            return failed(
+                task_id,
+                "Task failed: the handler asked for input without a prompt".into(),
+            )
+        }
+        HandlerOutput::InputRequired(prompt) => {
+            let msg = agent_message(vec![Part::text(prompt)]);
+            return working
+                .history(msg.clone())
+                .status(TaskState::InputRequired, Some(msg));
+        }
+        HandlerOutput::AuthRequired(prompt) => {
+            let msg = agent_message(vec![Part::text(prompt)]);
+            return working
+                .history(msg.clone())
+                .status(TaskState::AuthRequired, Some(msg));
+        }
+        HandlerOutput::Rejected(reason) => {
+            let msg = agent_message(vec![Part::text(reason)]);
+            return working
+                .history(msg.clone())
+                .status(TaskState::Rejected, Some(msg));
+        }
+    };
+    working
+        .artifact(ArtifactChunk {
+            artifact: Artifact {
+                artifact_id: uuid::Uuid::new_v4().to_string(),
+                parts: parts.clone(),
+                name: Some("result".into()),
+                description: None,
+                metadata: None,
+                extensions: None,
+            },
+            append: false,
+            last_chunk: true,
+        })
+        .history(agent_message(parts))
+        .status(TaskState::Completed, None)
+}
