@@ -178,6 +178,40 @@ impl ErrorResponse {
     }
 }
 
+/// A request as a client builds it (`SendMessageRequest`, `GetTaskRequest`, ... are this
+/// with the matching `P`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope<P> {
+    pub jsonrpc: String,
+    pub id: RequestId,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<P>,
+}
+
+impl<P> RequestEnvelope<P> {
+    pub fn new(id: RequestId, method: Method, params: P) -> Self {
+        RequestEnvelope {
+            jsonrpc: VERSION.to_string(),
+            id,
+            method: method.as_str().to_string(),
+            params: Some(params),
+        }
+    }
+}
+
+/// A response as a client reads it: success with a `result` of type `R`, or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResponseEnvelope<R> {
+    Success {
+        jsonrpc: String,
+        id: RequestId,
+        result: R,
+    },
+    Error(ErrorResponse),
+}
+
 macro_rules! methods {
     ($($variant:ident => $name:literal,)*) => {
         /// Every method we answer.
@@ -423,6 +457,30 @@ mod tests {
             r.params::<crate::a2a::TaskQueryParams>().unwrap_err().code,
             code::INVALID_PARAMS
         );
+    }
+
+    #[test]
+    fn client_envelopes_round_trip() {
+        let req = RequestEnvelope::new(
+            RequestId::Number(3.into()),
+            Method::TasksGet,
+            crate::a2a::TaskQueryParams {
+                id: "t".into(),
+                history_length: Some(1),
+                metadata: None,
+            },
+        );
+        let json = serde_json::to_string(&req).unwrap();
+        let parsed = parse_request(json.as_bytes()).unwrap();
+        assert_eq!(parsed.method, Method::TasksGet);
+        let ok: ResponseEnvelope<serde_json::Value> =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","id":3,"result":{"x":1}}"#).unwrap();
+        assert!(matches!(ok, ResponseEnvelope::Success { .. }));
+        let err: ResponseEnvelope<serde_json::Value> = serde_json::from_str(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(err, ResponseEnvelope::Error(e) if e.error.code == code::PARSE_ERROR));
     }
 
     #[test]
