@@ -17,7 +17,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::*;
 
 /// Events buffered per task subscriber before it counts as lagging.
-const TASK_BUFFER: usize = 256;
+const TASK_BUFFER: usize = 64;
 const ALL_BUFFER: usize = 8192;
 
 pub struct MemoryBus {
