@@ -1,6 +1,8 @@
--- wrk script: non-blocking A2A message/send with a fresh messageId per request.
--- Usage: wrk -t2 -c64 -d10s -s loadtest/wrk-send.lua http://127.0.0.1:3773/
+-- wrk script: A2A message/send with a fresh messageId per request.
+-- Non-blocking by default; BLOCKING=1 waits for each task to complete.
+-- Usage: [BLOCKING=1] wrk -t2 -c64 -d10s --latency -s loadtest/wrk-send.lua http://127.0.0.1:3773/
 local counter = 0
+local blocking = os.getenv("BLOCKING") == "1" and "true" or "false"
 local thread_id = math.random(1, 1e9)
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -8,7 +10,7 @@ wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
   local id = string.format("%d-%d", thread_id, counter)
-  local body = '{"jsonrpc":"2.0","id":"' .. id .. '","method":"message/send","params":{"message":{"role":"user","kind":"message","messageId":"m-' .. id .. '","parts":[{"kind":"text","text":"hello"}]},"configuration":{"blocking":false}}}'
+  local body = '{"jsonrpc":"2.0","id":"' .. id .. '","method":"message/send","params":{"message":{"role":"user","kind":"message","messageId":"m-' .. id .. '","parts":[{"kind":"text","text":"hello"}]},"configuration":{"blocking":' .. blocking .. '}}}'
   return wrk.format(nil, nil, nil, body)
 end
 
