@@ -15,11 +15,18 @@ use bindu::{handler_fn, HandlerError, HandlerInput, HandlerOutput};
 async fn main() -> anyhow::Result<()> {
     let mut config = bindu::engine::Config::defaults();
     config.set("agent.name", "greeter", Source::Default)?;
-    config.set("agent.description", "Greets whoever you name.", Source::Default)?;
+    config.set(
+        "agent.description",
+        "Greets whoever you name.",
+        Source::Default,
+    )?;
     bindu::telemetry::init(&config.logging);
 
     let handler = handler_fn(|input: HandlerInput| async move {
-        let text = input.last_user_message().map(|m| m.text()).unwrap_or_default();
+        let text = input
+            .last_user_message()
+            .map(|m| m.text())
+            .unwrap_or_default();
         if text.trim().is_empty() {
             return Ok(HandlerOutput::InputRequired("Whom should I greet?".into()));
         }

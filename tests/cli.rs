@@ -9,14 +9,19 @@ use std::time::{Duration, Instant};
 fn bindu() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bindu"));
     // Start from a clean environment so the caller's variables cannot leak in.
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c.current_dir(std::env::temp_dir());
     c
 }
 
 #[test]
 fn invalid_values_name_the_key_and_exit_2() {
-    let out = bindu().env("BINDU_PORT", "not-a-port").arg("config").output().unwrap();
+    let out = bindu()
+        .env("BINDU_PORT", "not-a-port")
+        .arg("config")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BINDU_PORT"), "{err}");
@@ -25,11 +30,18 @@ fn invalid_values_name_the_key_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
 
-    let out = bindu().env("STORAGE_TYPE", "cassandra").arg("serve").output().unwrap();
+    let out = bindu()
+        .env("STORAGE_TYPE", "cassandra")
+        .arg("serve")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("STORAGE_TYPE"));
 
-    let out = bindu().args(["config", "--config", "/nonexistent/bindu.toml"]).output().unwrap();
+    let out = bindu()
+        .args(["config", "--config", "/nonexistent/bindu.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -38,27 +50,46 @@ fn config_prints_effective_values_with_sources() {
     let dir = std::env::temp_dir().join(format!("bindu-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bindu.toml");
-    std::fs::write(&file, "[agent]\nname = \"from-file\"\n[server]\nport = 4100\n").unwrap();
+    std::fs::write(
+        &file,
+        "[agent]\nname = \"from-file\"\n[server]\nport = 4100\n",
+    )
+    .unwrap();
     let out = bindu()
         .env("BINDU_CONFIG", &file)
         .env("BINDU_PORT", "4200")
         .args(["config", "--host", "127.0.0.2"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("agent.name = \"from-file\""), "{text}");
-    assert!(text.contains("server.port = \"4200\"    # BINDU_PORT, environment variable BINDU_PORT"), "{text}");
-    assert!(text.contains("server.host = \"127.0.0.2\"    # BINDU_HOST, flag --host"), "{text}");
+    assert!(
+        text.contains("server.port = \"4200\"    # BINDU_PORT, environment variable BINDU_PORT"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server.host = \"127.0.0.2\"    # BINDU_HOST, flag --host"),
+        "{text}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn readme_lists_every_config_key() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for key in bindu::engine::config::KEYS {
         let row = format!("| `{}` | `{}` |", key.env, key.key);
-        assert!(readme.contains(&row), "README's configuration table lacks {}", key.env);
+        assert!(
+            readme.contains(&row),
+            "README's configuration table lacks {}",
+            key.env
+        );
     }
 }
 
@@ -98,7 +129,10 @@ fn serve_answers_and_stops_on_sigterm() {
     assert_eq!(body["result"]["status"]["state"], "completed");
     assert_eq!(body["result"]["artifacts"][0]["parts"][0]["text"], "ping");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {

@@ -31,7 +31,8 @@ pub struct HandlerInput {
     pub references: Vec<Task>,
     /// The authenticated caller, `None` when auth is off.
     pub caller: Option<String>,
-    /// Fires when the task is canceled or the worker shuts down; the run is then aborted.
+    /// Fires when the task is canceled or the worker shuts down; the run is aborted if it
+    /// has not returned [`crate::pool::CANCEL_GRACE`] later.
     pub cancel: CancellationToken,
     /// Streams artifact chunks and interim status messages while the handler runs.
     pub emitter: Emitter,

@@ -52,6 +52,9 @@ struct Inner {
     running: DashMap<String, CancellationToken>,
 }
 
+/// How long a handler may keep running after its cancel token fired before it is aborted.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
 /// Most referenced tasks loaded for one run.
 const MAX_REFERENCES: usize = 32;
 
@@ -173,6 +176,19 @@ impl Inner {
     }
 
     async fn process(&self, d: Delivery) {
+        let task_id = d.command.task_id.clone();
+        // Registered before the task turns `working`, so no cancel signal can fall between.
+        let token = CancellationToken::new();
+        self.running.insert(task_id.clone(), token.clone());
+        let outcome = self.run(&d, token).await;
+        self.running.remove(&task_id);
+        if outcome.is_some() {
+            let _ = d.acker.ack().await;
+        }
+    }
+
+    /// Runs one command; `None` when it was handed back to the bus for a retry.
+    async fn run(&self, d: &Delivery, token: CancellationToken) -> Option<()> {
         let cmd = &d.command;
         let task_id = cmd.task_id.as_str();
         match self
@@ -186,13 +202,12 @@ impl Inner {
             Err(StoreError::Unavailable(e)) => {
                 tracing::warn!(task_id, error = %e, "task store unavailable; command will be retried");
                 let _ = d.acker.nack(Duration::from_secs(1)).await;
-                return;
+                return None;
             }
             Err(e) => {
                 // Duplicate, canceled or deleted task: nothing to run.
                 tracing::debug!(task_id, error = %e, "command skipped");
-                let _ = d.acker.ack().await;
-                return;
+                return Some(());
             }
         }
 
@@ -200,8 +215,7 @@ impl Inner {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(task_id, error = %e, "task vanished before its handler ran");
-                let _ = d.acker.ack().await;
-                return;
+                return Some(());
             }
         };
         let history = snapshot.task.history.unwrap_or_default();
@@ -230,8 +244,6 @@ impl Inner {
             }
         }
 
-        let token = CancellationToken::new();
-        self.running.insert(task_id.to_string(), token.clone());
         let input = HandlerInput {
             task_id: task_id.to_string(),
             context_id: snapshot.task.context_id.clone(),
@@ -253,11 +265,13 @@ impl Inner {
                 Err(_) => Outcome::Panicked,
             },
             _ = token.cancelled() => {
-                run.abort();
+                // Give the handler a moment to notice `input.cancel` and clean up.
+                if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
+                    run.abort();
+                }
                 Outcome::Interrupted
             }
         };
-        self.running.remove(task_id);
 
         let update = outcome_update(task_id, outcome);
         match self.record(update).await {
@@ -267,7 +281,7 @@ impl Inner {
             }
             Err(e) => tracing::warn!(task_id, error = %e, "could not record the task's outcome"),
         }
-        let _ = d.acker.ack().await;
+        Some(())
     }
 }
 

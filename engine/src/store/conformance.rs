@@ -412,6 +412,8 @@ pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
 }
 
 pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
+    // An older task of another owner: it must not cause an empty trailing page.
+    submit_new(store, Some("owner-b")).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(submit_new(store, Some("owner-a")).await.task.id);
@@ -442,6 +444,22 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
     assert_eq!(
         seen, ids,
         "newest first, every task once, other owners hidden"
+    );
+    let exact = store
+        .list_tasks(
+            Access::Owner(Some("owner-a")),
+            ListQuery {
+                cursor: None,
+                limit: 5,
+                context_id: None,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(exact.items.len(), 5);
+    assert!(
+        exact.next_cursor.is_none(),
+        "no next page when nothing else matches"
     );
     assert!(matches!(
         store

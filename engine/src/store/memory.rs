@@ -259,13 +259,14 @@ impl MemoryStore {
         let mut items = Vec::new();
         let mut last = None;
         for (k, id) in ids {
-            if items.len() == limit as usize {
-                return Ok(Page {
-                    items,
-                    next_cursor: last.map(|k: u64| k.to_string()),
-                });
-            }
             if let Some(item) = pick(&id) {
+                if items.len() == limit as usize {
+                    // Another matching item exists: there is a next page.
+                    return Ok(Page {
+                        items,
+                        next_cursor: last.map(|k: u64| k.to_string()),
+                    });
+                }
                 items.push(item);
                 last = Some(k);
             }

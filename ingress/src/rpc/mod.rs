@@ -24,7 +24,7 @@ use bindu_schemas::jsonrpc::{
     parse_request, ErrorResponse, JsonRpcError, Method, Request, RequestId, SuccessResponse,
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 use crate::app::{Caller, Ingress};
@@ -47,35 +47,71 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Reads the body, refusing it once it passes `limit` bytes (without buffering it whole).
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        let e = ErrorResponse::new(
-            RequestId::Null,
-            JsonRpcError::invalid_request(format!(
-                "the request body is larger than the {limit}-byte limit (server.max_body_bytes / BINDU_MAX_BODY_BYTES)"
-            )),
-        );
-        json_response(StatusCode::PAYLOAD_TOO_LARGE, e.to_json())
+/// After refusing an oversized body, how much more of it we read and discard so the client
+/// (still writing) receives the 413 instead of a reset connection.
+const DRAIN_MAX_BYTES: usize = 32 * 1024 * 1024;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn too_large(limit: usize) -> Response {
+    let e = ErrorResponse::new(
+        RequestId::Null,
+        JsonRpcError::invalid_request(format!(
+            "the request body is larger than the {limit}-byte limit (server.max_body_bytes / BINDU_MAX_BODY_BYTES)"
+        )),
+    );
+    let mut resp = json_response(StatusCode::PAYLOAD_TOO_LARGE, e.to_json());
+    // The rest of the body is not read: this connection cannot carry another request.
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Reads and discards what is left of a refused body, within bounds.
+async fn drain(mut body: Body) {
+    let work = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > DRAIN_MAX_BYTES {
+                    break;
+                }
+            }
+        }
     };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, work).await;
+}
+
+/// Reads the body, refusing it once it passes `limit` bytes (it is never buffered whole).
+async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        drain(body).await;
+        return Err(too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => {
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(1024, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             let e = ErrorResponse::new(
                 RequestId::Null,
                 JsonRpcError::parse_error(format!("could not read the request body: {e}")),
             );
-            Err(json_response(StatusCode::BAD_REQUEST, e.to_json()))
+            json_response(StatusCode::BAD_REQUEST, e.to_json())
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                drain(body).await;
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(data);
         }
     }
+    Ok(buf.freeze())
 }
 
 pub(crate) async fn handle(
