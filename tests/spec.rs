@@ -7,10 +7,18 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+/// `$BINDU_SHARED_DIR`, else the nearest `shared/` beside this checkout or one of its
+/// ancestors (the project's layout is `<root>/main` next to `<root>/shared`).
 fn shared_dir() -> PathBuf {
-    std::env::var_os("BINDU_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")))
+    if let Some(dir) = std::env::var_os("BINDU_SHARED_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|a| a.join("shared"))
+        .find(|d| d.join("spec/a2a-v0.3.0.schema.json").is_file())
+        .unwrap_or_else(|| manifest.join("../shared"))
 }
 
 struct Spec {
