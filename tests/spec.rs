@@ -7,18 +7,35 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-/// `$BINDU_SHARED_DIR`, else the nearest `shared/` beside this checkout or one of its
-/// ancestors (the project's layout is `<root>/main` next to `<root>/shared`).
-fn shared_dir() -> PathBuf {
+/// The vendored copy of the schema (see `schemas/spec/SOURCE.md`).
+const SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schemas/spec/a2a-v0.3.0.schema.json"
+);
+
+/// The team's shared copy, when this checkout sits beside `shared/` (or `$BINDU_SHARED_DIR`).
+fn shared_schema() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("BINDU_SHARED_DIR") {
-        return PathBuf::from(dir);
+        return Some(PathBuf::from(dir).join("spec/a2a-v0.3.0.schema.json"));
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
-        .map(|a| a.join("shared"))
-        .find(|d| d.join("spec/a2a-v0.3.0.schema.json").is_file())
-        .unwrap_or_else(|| manifest.join("../shared"))
+        .map(|a| a.join("shared/spec/a2a-v0.3.0.schema.json"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn the_vendored_schema_is_the_shared_one() {
+    let vendored = std::fs::read(SCHEMA).unwrap();
+    if let Some(shared) = shared_schema() {
+        let shared = std::fs::read(&shared).unwrap_or_else(|e| panic!("{}: {e}", shared.display()));
+        assert!(
+            vendored == shared,
+            "schemas/spec/ differs from the shared spec: re-copy it"
+        );
+    }
+    // Upstream blob 7e0da25e…: the same size as the tagged file.
+    assert_eq!(vendored.len(), 103_940);
 }
 
 struct Spec {
@@ -27,13 +44,7 @@ struct Spec {
 
 impl Spec {
     fn load() -> Spec {
-        let path = shared_dir().join("spec/a2a-v0.3.0.schema.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "the A2A schema must be at {} (set BINDU_SHARED_DIR): {e}",
-                path.display()
-            )
-        });
+        let text = std::fs::read_to_string(SCHEMA).unwrap();
         let schema: Value = serde_json::from_str(&text).unwrap();
         Spec {
             definitions: schema["definitions"].clone(),
