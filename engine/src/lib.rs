@@ -10,6 +10,7 @@
 //! - [`time`]: timestamps as the wire wants them.
 
 pub mod bus;
+pub mod retry;
 pub mod config;
 pub mod state;
 pub mod store;

@@ -124,6 +124,14 @@ impl TaskStore for Flaky {
         self.check()?;
         self.inner.feedback(task_id, access).await
     }
+    async fn purge(
+        &self,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.purge(older_than, dry_run).await
+    }
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
         self.check()?;
         self.inner.count_by_state().await

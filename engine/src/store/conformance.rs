@@ -87,6 +87,7 @@ where
     feedback(&make().await).await;
     concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;
     counts_by_state(&make().await).await;
+    purge_removes_only_terminal_tasks(&make().await).await;
 }
 
 pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {
@@ -694,4 +695,42 @@ pub async fn counts_by_state(store: &dyn TaskStore) {
     assert_eq!(get(TaskState::Submitted), 1);
     assert_eq!(get(TaskState::Completed), 1);
     assert_eq!(get(TaskState::Working), 0);
+}
+
+pub async fn purge_removes_only_terminal_tasks(store: &dyn TaskStore) {
+    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let s = store
+            .submit(SubmitRequest {
+                owner: None,
+                task_id: uuid::Uuid::new_v4().to_string(),
+                context_id: Some(ctx.clone()),
+                message: user_message("x"),
+                push_config: None,
+            })
+            .await
+            .expect("submit");
+        ids.push(s.task.id);
+    }
+    run_to(store, &ids[0], TaskState::Completed).await;
+    run_to(store, &ids[1], TaskState::Failed).await;
+    run_to(store, &ids[2], TaskState::Working).await;
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(store.purge(hour, true).await.expect("dry run"), 0, "nothing is an hour old");
+    let zero = std::time::Duration::ZERO;
+    assert_eq!(store.purge(zero, true).await.expect("dry run"), 2);
+    assert!(store.get(&ids[0], Access::Internal).await.is_ok(), "a dry run deletes nothing");
+    assert_eq!(store.purge(zero, false).await.expect("purge"), 2);
+    for id in &ids[..2] {
+        assert!(matches!(store.get(id, Access::Internal).await, Err(StoreError::NotFound(_))));
+    }
+    let running = store.get(&ids[2], Access::Internal).await.expect("non-terminal task kept");
+    assert_eq!(running.task.status.state, TaskState::Working);
+    let ctx_page = store
+        .list_contexts(Access::Owner(None), ListQuery { limit: 10, ..Default::default() })
+        .await
+        .expect("contexts");
+    let summary = ctx_page.items.iter().find(|c| c.context_id == ctx).expect("context kept: it still has a task");
+    assert_eq!(summary.task_ids, vec![ids[2].clone()]);
 }

@@ -6,11 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use bindu_schemas::bus::{EventBody, TaskEvent};
-use bindu_schemas::{
-    ArtifactUpdateKind, ContextSummary, PushNotificationConfig, StatusUpdateKind, Task,
-    TaskArtifactUpdateEvent, TaskKind, TaskState, TaskStatus, TaskStatusUpdateEvent,
-};
+use bindu_schemas::bus::TaskEvent;
+use bindu_schemas::{ContextSummary, PushNotificationConfig, Task, TaskKind, TaskState, TaskStatus};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -29,6 +26,7 @@ struct TaskEntry {
     order: u64,
     push: Vec<PushNotificationConfig>,
     feedback: Vec<Feedback>,
+    updated: std::time::SystemTime,
 }
 
 struct ContextEntry {
@@ -54,44 +52,8 @@ fn state_index(s: TaskState) -> usize {
     TaskState::ALL.iter().position(|x| *x == s).unwrap_or(8)
 }
 
-fn status_event(task: &Task, seq: u64, timestamp: &str) -> TaskEvent {
-    TaskEvent {
-        seq,
-        timestamp: timestamp.to_string(),
-        event: EventBody::Status(TaskStatusUpdateEvent {
-            task_id: task.id.clone(),
-            context_id: task.context_id.clone(),
-            kind: StatusUpdateKind::StatusUpdate,
-            status: task.status.clone(),
-            is_final: task.status.state.is_final(),
-            metadata: None,
-        }),
-    }
-}
-
-/// Applies an artifact chunk to a task's artifacts with A2A's merge rule.
-pub fn merge_artifact(task: &mut Task, chunk: &ArtifactChunk) {
-    let artifacts = task.artifacts.get_or_insert_with(Vec::new);
-    match artifacts
-        .iter_mut()
-        .find(|a| a.artifact_id == chunk.artifact.artifact_id)
-    {
-        Some(existing) if chunk.append => {
-            existing.parts.extend(chunk.artifact.parts.iter().cloned());
-            if chunk.artifact.name.is_some() {
-                existing.name.clone_from(&chunk.artifact.name);
-            }
-            if chunk.artifact.description.is_some() {
-                existing.description.clone_from(&chunk.artifact.description);
-            }
-            if let Some(meta) = &chunk.artifact.metadata {
-                let m = existing.metadata.get_or_insert_with(Default::default);
-                m.extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
-        Some(existing) => *existing = chunk.artifact.clone(),
-        None => artifacts.push(chunk.artifact.clone()),
-    }
+fn task_status_event(task: &Task, seq: u64, timestamp: &str) -> TaskEvent {
+    status_event(&task.id, &task.context_id, &task.status, seq, timestamp)
 }
 
 impl MemoryStore {
@@ -190,19 +152,7 @@ impl MemoryStore {
         for chunk in &update.artifacts {
             merge_artifact(&mut e.task, chunk);
             e.version += 1;
-            events.push(TaskEvent {
-                seq: e.version,
-                timestamp: now.clone(),
-                event: EventBody::Artifact(TaskArtifactUpdateEvent {
-                    task_id: e.task.id.clone(),
-                    context_id: e.task.context_id.clone(),
-                    kind: ArtifactUpdateKind::ArtifactUpdate,
-                    artifact: chunk.artifact.clone(),
-                    append: Some(chunk.append),
-                    last_chunk: Some(chunk.last_chunk),
-                    metadata: None,
-                }),
-            });
+            events.push(artifact_event(&e.task.id, &e.task.context_id, chunk, e.version, &now));
         }
         if !update.history.is_empty() {
             e.task
@@ -216,6 +166,7 @@ impl MemoryStore {
                 .get_or_insert_with(Default::default)
                 .extend(meta);
         }
+        e.updated = std::time::SystemTime::now();
         if let Some((to, message)) = update.status {
             e.task.status = TaskStatus {
                 state: to,
@@ -223,7 +174,7 @@ impl MemoryStore {
                 timestamp: Some(now.clone()),
             };
             e.version += 1;
-            events.push(status_event(&e.task, e.version, &now));
+            events.push(task_status_event(&e.task, e.version, &now));
             if from != to {
                 self.count(from, -1);
                 self.count(to, 1);
@@ -336,9 +287,10 @@ impl TaskStore for MemoryStore {
                     timestamp: Some(now.clone()),
                 };
                 e.version += 1;
+                e.updated = std::time::SystemTime::now();
                 self.count(state, -1);
                 self.count(TaskState::Submitted, 1);
-                let event = status_event(&e.task, e.version, &now);
+                let event = task_status_event(&e.task, e.version, &now);
                 let out = Submitted {
                     task: e.task.clone(),
                     version: e.version,
@@ -394,7 +346,7 @@ impl TaskStore for MemoryStore {
                     artifacts: None,
                     metadata: None,
                 };
-                let event = status_event(&task, 1, &now);
+                let event = task_status_event(&task, 1, &now);
                 vac.insert(TaskEntry {
                     task: task.clone(),
                     owner: req.owner,
@@ -402,6 +354,7 @@ impl TaskStore for MemoryStore {
                     order,
                     push,
                     feedback: Vec::new(),
+                    updated: std::time::SystemTime::now(),
                 });
                 self.count(TaskState::Submitted, 1);
                 self.task_order.lock().insert(order, req.task_id);
@@ -579,6 +532,40 @@ impl TaskStore for MemoryStore {
             .filter(|e| access.permits(e.owner.as_deref()))
             .map(|e| e.feedback.clone())
             .ok_or_else(|| StoreError::NotFound(task_id.to_string()))
+    }
+
+    async fn purge(&self, older_than: std::time::Duration, dry_run: bool) -> Result<u64, StoreError> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let doomed: Vec<(String, String)> = self
+            .tasks
+            .iter()
+            .filter(|e| e.task.status.state.is_terminal() && e.updated <= cutoff)
+            .map(|e| (e.key().clone(), e.task.context_id.clone()))
+            .collect();
+        if dry_run {
+            return Ok(doomed.len() as u64);
+        }
+        let mut n = 0;
+        for (id, context_id) in doomed {
+            if self.remove_task(&id).is_some() {
+                n += 1;
+            }
+            let empty = match self.contexts.get_mut(&context_id) {
+                Some(mut ctx) => {
+                    ctx.task_ids.retain(|t| *t != id);
+                    ctx.task_ids.is_empty()
+                }
+                None => false,
+            };
+            if empty {
+                if let Some((_, ctx)) = self.contexts.remove_if(&context_id, |_, c| c.task_ids.is_empty()) {
+                    self.context_order.lock().remove(&ctx.order);
+                }
+            }
+        }
+        Ok(n)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {

@@ -11,17 +11,25 @@
 //!
 //! Backends: `memory` (default). [`conformance`] holds the suite every backend runs.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use bindu_schemas::bus::TaskEvent;
+use bindu_schemas::bus::{EventBody, TaskEvent};
 use bindu_schemas::{
-    Artifact, ContextSummary, Message, Metadata, PushNotificationConfig, Task, TaskState,
+    Artifact, ArtifactUpdateKind, ContextSummary, Message, Metadata, PushNotificationConfig,
+    StatusUpdateKind, Task, TaskArtifactUpdateEvent, TaskState, TaskStatus,
+    TaskStatusUpdateEvent,
 };
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -199,6 +207,65 @@ pub struct Feedback {
     pub created_at: String,
 }
 
+/// The event announcing a task's new status.
+pub fn status_event(task_id: &str, context_id: &str, status: &TaskStatus, seq: u64, timestamp: &str) -> TaskEvent {
+    TaskEvent {
+        seq,
+        timestamp: timestamp.to_string(),
+        event: EventBody::Status(TaskStatusUpdateEvent {
+            task_id: task_id.to_string(),
+            context_id: context_id.to_string(),
+            kind: StatusUpdateKind::StatusUpdate,
+            status: status.clone(),
+            is_final: status.state.is_final(),
+            metadata: None,
+        }),
+    }
+}
+
+/// The event announcing an artifact chunk.
+pub fn artifact_event(task_id: &str, context_id: &str, chunk: &ArtifactChunk, seq: u64, timestamp: &str) -> TaskEvent {
+    TaskEvent {
+        seq,
+        timestamp: timestamp.to_string(),
+        event: EventBody::Artifact(TaskArtifactUpdateEvent {
+            task_id: task_id.to_string(),
+            context_id: context_id.to_string(),
+            kind: ArtifactUpdateKind::ArtifactUpdate,
+            artifact: chunk.artifact.clone(),
+            append: Some(chunk.append),
+            last_chunk: Some(chunk.last_chunk),
+            metadata: None,
+        }),
+    }
+}
+
+/// Applies an artifact chunk to a task's artifacts with A2A's merge rule: a new id or
+/// `append: false` creates or replaces the artifact; `append: true` extends its parts.
+pub fn merge_artifact(task: &mut Task, chunk: &ArtifactChunk) {
+    let artifacts = task.artifacts.get_or_insert_with(Vec::new);
+    match artifacts
+        .iter_mut()
+        .find(|a| a.artifact_id == chunk.artifact.artifact_id)
+    {
+        Some(existing) if chunk.append => {
+            existing.parts.extend(chunk.artifact.parts.iter().cloned());
+            if chunk.artifact.name.is_some() {
+                existing.name.clone_from(&chunk.artifact.name);
+            }
+            if chunk.artifact.description.is_some() {
+                existing.description.clone_from(&chunk.artifact.description);
+            }
+            if let Some(meta) = &chunk.artifact.metadata {
+                let m = existing.metadata.get_or_insert_with(Default::default);
+                m.extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        Some(existing) => *existing = chunk.artifact.clone(),
+        None => artifacts.push(chunk.artifact.clone()),
+    }
+}
+
 /// Most push configs one task can hold.
 pub const MAX_PUSH_CONFIGS_PER_TASK: usize = 16;
 
@@ -278,4 +345,8 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Number of stored tasks in each state (for metrics).
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
+
+    /// Deletes terminal tasks last changed more than `older_than` ago (and contexts left
+    /// empty); with `dry_run`, only counts them. Returns the number of tasks.
+    async fn purge(&self, older_than: Duration, dry_run: bool) -> Result<u64, StoreError>;
 }

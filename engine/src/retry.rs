@@ -1,0 +1,104 @@
+//! Retry with exponential back-off and full jitter, for transient failures only.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay before jitter.
+    pub base: Duration,
+    /// Largest delay before jitter.
+    pub max_delay: Duration,
+    /// Give up once this much time has passed since the first attempt.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `attempt` (1-based): a random duration in
+    /// `[0, min(max_delay, base * 2^(attempt-1))]`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let cap = exp.min(self.max_delay);
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+    }
+
+    /// Runs `op` until it succeeds, fails with a non-transient error, or the deadline passes.
+    pub async fn run<T, E, F, Fut>(&self, mut op: F, is_transient: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_transient(&e) => {
+                    attempt += 1;
+                    let delay = self.delay(attempt);
+                    if start.elapsed() + delay > self.deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn delays_grow_and_stay_capped() {
+        let p = RetryPolicy { base: Duration::from_millis(10), max_delay: Duration::from_millis(100), deadline: Duration::from_secs(1) };
+        for attempt in 1..30 {
+            let d = p.delay(attempt);
+            let cap = Duration::from_millis(10 * (1u64 << (attempt - 1).min(16))).min(Duration::from_millis(100));
+            assert!(d <= cap, "attempt {attempt}: {d:?} > {cap:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_only() {
+        let p = RetryPolicy { base: Duration::from_millis(1), max_delay: Duration::from_millis(2), deadline: Duration::from_secs(5) };
+        let calls = AtomicU32::new(0);
+        let r: Result<u32, &str> = p
+            .run(|| async { if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err("transient") } else { Ok(7) } }, |e| *e == "transient")
+            .await;
+        assert_eq!(r, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        let calls = AtomicU32::new(0);
+        let r: Result<u32, &str> = p
+            .run(|| async { calls.fetch_add(1, Ordering::SeqCst); Err("fatal") }, |e| *e == "transient")
+            .await;
+        assert_eq!(r, Err("fatal"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_at_the_deadline() {
+        let p = RetryPolicy { base: Duration::from_millis(5), max_delay: Duration::from_millis(10), deadline: Duration::from_millis(50) };
+        let r: Result<(), &str> = p.run(|| async { Err("transient") }, |_| true).await;
+        assert_eq!(r, Err("transient"));
+    }
+}
