@@ -10,8 +10,8 @@
 //! - [`time`]: timestamps as the wire wants them.
 
 pub mod bus;
-pub mod retry;
 pub mod config;
+pub mod retry;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -38,7 +38,11 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails with a non-transient error, or the deadline passes.
-    pub async fn run<T, E, F, Fut>(&self, mut op: F, is_transient: impl Fn(&E) -> bool) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        mut op: F,
+        is_transient: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -69,27 +73,51 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_capped() {
-        let p = RetryPolicy { base: Duration::from_millis(10), max_delay: Duration::from_millis(100), deadline: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            deadline: Duration::from_secs(1),
+        };
         for attempt in 1..30 {
             let d = p.delay(attempt);
-            let cap = Duration::from_millis(10 * (1u64 << (attempt - 1).min(16))).min(Duration::from_millis(100));
+            let cap = Duration::from_millis(10 * (1u64 << (attempt - 1).min(16)))
+                .min(Duration::from_millis(100));
             assert!(d <= cap, "attempt {attempt}: {d:?} > {cap:?}");
         }
     }
 
     #[tokio::test]
     async fn retries_transient_errors_only() {
-        let p = RetryPolicy { base: Duration::from_millis(1), max_delay: Duration::from_millis(2), deadline: Duration::from_secs(5) };
+        let p = RetryPolicy {
+            base: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            deadline: Duration::from_secs(5),
+        };
         let calls = AtomicU32::new(0);
         let r: Result<u32, &str> = p
-            .run(|| async { if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err("transient") } else { Ok(7) } }, |e| *e == "transient")
+            .run(
+                || async {
+                    if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                        Err("transient")
+                    } else {
+                        Ok(7)
+                    }
+                },
+                |e| *e == "transient",
+            )
             .await;
         assert_eq!(r, Ok(7));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
 
         let calls = AtomicU32::new(0);
         let r: Result<u32, &str> = p
-            .run(|| async { calls.fetch_add(1, Ordering::SeqCst); Err("fatal") }, |e| *e == "transient")
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err("fatal")
+                },
+                |e| *e == "transient",
+            )
             .await;
         assert_eq!(r, Err("fatal"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -97,7 +125,11 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_at_the_deadline() {
-        let p = RetryPolicy { base: Duration::from_millis(5), max_delay: Duration::from_millis(10), deadline: Duration::from_millis(50) };
+        let p = RetryPolicy {
+            base: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+            deadline: Duration::from_millis(50),
+        };
         let r: Result<(), &str> = p.run(|| async { Err("transient") }, |_| true).await;
         assert_eq!(r, Err("transient"));
     }

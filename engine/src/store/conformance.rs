@@ -717,20 +717,43 @@ pub async fn purge_removes_only_terminal_tasks(store: &dyn TaskStore) {
     run_to(store, &ids[1], TaskState::Failed).await;
     run_to(store, &ids[2], TaskState::Working).await;
     let hour = std::time::Duration::from_secs(3600);
-    assert_eq!(store.purge(hour, true).await.expect("dry run"), 0, "nothing is an hour old");
+    assert_eq!(
+        store.purge(hour, true).await.expect("dry run"),
+        0,
+        "nothing is an hour old"
+    );
     let zero = std::time::Duration::ZERO;
     assert_eq!(store.purge(zero, true).await.expect("dry run"), 2);
-    assert!(store.get(&ids[0], Access::Internal).await.is_ok(), "a dry run deletes nothing");
+    assert!(
+        store.get(&ids[0], Access::Internal).await.is_ok(),
+        "a dry run deletes nothing"
+    );
     assert_eq!(store.purge(zero, false).await.expect("purge"), 2);
     for id in &ids[..2] {
-        assert!(matches!(store.get(id, Access::Internal).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.get(id, Access::Internal).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
-    let running = store.get(&ids[2], Access::Internal).await.expect("non-terminal task kept");
+    let running = store
+        .get(&ids[2], Access::Internal)
+        .await
+        .expect("non-terminal task kept");
     assert_eq!(running.task.status.state, TaskState::Working);
     let ctx_page = store
-        .list_contexts(Access::Owner(None), ListQuery { limit: 10, ..Default::default() })
+        .list_contexts(
+            Access::Owner(None),
+            ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .expect("contexts");
-    let summary = ctx_page.items.iter().find(|c| c.context_id == ctx).expect("context kept: it still has a task");
+    let summary = ctx_page
+        .items
+        .iter()
+        .find(|c| c.context_id == ctx)
+        .expect("context kept: it still has a task");
     assert_eq!(summary.task_ids, vec![ids[2].clone()]);
 }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bindu_schemas::bus::TaskEvent;
-use bindu_schemas::{ContextSummary, PushNotificationConfig, Task, TaskKind, TaskState, TaskStatus};
+use bindu_schemas::{
+    ContextSummary, PushNotificationConfig, Task, TaskKind, TaskState, TaskStatus,
+};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -152,7 +154,13 @@ impl MemoryStore {
         for chunk in &update.artifacts {
             merge_artifact(&mut e.task, chunk);
             e.version += 1;
-            events.push(artifact_event(&e.task.id, &e.task.context_id, chunk, e.version, &now));
+            events.push(artifact_event(
+                &e.task.id,
+                &e.task.context_id,
+                chunk,
+                e.version,
+                &now,
+            ));
         }
         if !update.history.is_empty() {
             e.task
@@ -534,7 +542,11 @@ impl TaskStore for MemoryStore {
             .ok_or_else(|| StoreError::NotFound(task_id.to_string()))
     }
 
-    async fn purge(&self, older_than: std::time::Duration, dry_run: bool) -> Result<u64, StoreError> {
+    async fn purge(
+        &self,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<u64, StoreError> {
         let cutoff = std::time::SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(std::time::UNIX_EPOCH);
@@ -560,7 +572,10 @@ impl TaskStore for MemoryStore {
                 None => false,
             };
             if empty {
-                if let Some((_, ctx)) = self.contexts.remove_if(&context_id, |_, c| c.task_ids.is_empty()) {
+                if let Some((_, ctx)) = self
+                    .contexts
+                    .remove_if(&context_id, |_, c| c.task_ids.is_empty())
+                {
                     self.context_order.lock().remove(&ctx.order);
                 }
             }

@@ -17,8 +17,7 @@ use async_trait::async_trait;
 use bindu_schemas::bus::{EventBody, TaskEvent};
 use bindu_schemas::{
     Artifact, ArtifactUpdateKind, ContextSummary, Message, Metadata, PushNotificationConfig,
-    StatusUpdateKind, Task, TaskArtifactUpdateEvent, TaskState, TaskStatus,
-    TaskStatusUpdateEvent,
+    StatusUpdateKind, Task, TaskArtifactUpdateEvent, TaskState, TaskStatus, TaskStatusUpdateEvent,
 };
 
 #[cfg(any(test, feature = "testing"))]
@@ -208,7 +207,13 @@ pub struct Feedback {
 }
 
 /// The event announcing a task's new status.
-pub fn status_event(task_id: &str, context_id: &str, status: &TaskStatus, seq: u64, timestamp: &str) -> TaskEvent {
+pub fn status_event(
+    task_id: &str,
+    context_id: &str,
+    status: &TaskStatus,
+    seq: u64,
+    timestamp: &str,
+) -> TaskEvent {
     TaskEvent {
         seq,
         timestamp: timestamp.to_string(),
@@ -224,7 +229,13 @@ pub fn status_event(task_id: &str, context_id: &str, status: &TaskStatus, seq: u
 }
 
 /// The event announcing an artifact chunk.
-pub fn artifact_event(task_id: &str, context_id: &str, chunk: &ArtifactChunk, seq: u64, timestamp: &str) -> TaskEvent {
+pub fn artifact_event(
+    task_id: &str,
+    context_id: &str,
+    chunk: &ArtifactChunk,
+    seq: u64,
+    timestamp: &str,
+) -> TaskEvent {
     TaskEvent {
         seq,
         timestamp: timestamp.to_string(),

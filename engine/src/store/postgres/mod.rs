@@ -1,0 +1,706 @@
+//! Postgres task store (sqlx, no compile-time query checking).
+//!
+//! - Every row carries the agent's identity (`agent`), so many agents share one database;
+//!   every query filters on it. Callers own their tasks and contexts (`owner`, '' when auth
+//!   is off); another caller's rows answer like missing ones.
+//! - Writes go through one [`writer`] task that group-commits submits and transitions from
+//!   many concurrent tasks in one transaction (bounded batch size and linger,
+//!   `synchronous_commit = on`); a caller hears back only after its batch committed.
+//!   Every transition is a compare-and-set checked under a row lock.
+//! - History and artifact chunks are append-only child rows, merged on read.
+//! - Migrations are embedded and applied at start-up under sqlx's advisory lock.
+//! - Transient errors (connection lost, server restarting, serialization failures) are
+//!   retried with back-off and jitter until the operation timeout; then the caller gets
+//!   [`StoreError::Unavailable`].
+
+mod read;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bindu_schemas::Metadata;
+use bindu_schemas::{ContextSummary, PushNotificationConfig, Task, TaskState};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Executor, PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::retry::RetryPolicy;
+
+/// How to reach and use the database.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// The namespace of this agent's rows (its DID).
+    pub agent: String,
+    pub pool_size: u32,
+    /// Most operations committed in one transaction.
+    pub batch_max: usize,
+    /// How long the writer waits for more operations before committing a batch that is not
+    /// full (zero: commit what has arrived while the previous batch was committing).
+    pub batch_linger: Duration,
+    /// Longest any store operation may take, retries included.
+    pub timeout: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>, agent: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            agent: agent.into(),
+            pool_size: 8,
+            batch_max: 512,
+            batch_linger: Duration::from_millis(1),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `url` with its password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Whether a database error may go away by itself (retry) or not.
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08")
+                || matches!(
+                    &*c,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
+        }),
+        _ => false,
+    }
+}
+
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    if is_transient(&e) || matches!(e, sqlx::Error::PoolClosed) {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Other(Box::new(e))
+    }
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+    agent: Arc<str>,
+    writer: mpsc::Sender<writer::Op>,
+    options: PostgresOptions,
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations and starts the batch writer.
+    pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
+        let pool = Self::pool(&options).await?;
+        Self::migrate(&pool).await?;
+        let (tx, rx) = mpsc::channel(options.batch_max * 4);
+        tokio::spawn(writer::run(
+            rx,
+            pool.clone(),
+            options.agent.clone().into(),
+            options.clone(),
+        ));
+        Ok(PostgresStore {
+            pool,
+            agent: options.agent.clone().into(),
+            writer: tx,
+            options,
+        })
+    }
+
+    /// A connection pool with `synchronous_commit = on` on every connection.
+    pub async fn pool(options: &PostgresOptions) -> Result<PgPool, StoreError> {
+        let connect: PgConnectOptions = options.url.parse().map_err(|e| {
+            StoreError::Invalid(format!(
+                "DATABASE_URL {} is not a Postgres URL: {e}",
+                redact_url(&options.url)
+            ))
+        })?;
+        PgPoolOptions::new()
+            .max_connections(options.pool_size.max(2))
+            .acquire_timeout(options.timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = on").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to Postgres at {}: {e}",
+                    redact_url(&options.url)
+                ))
+            })
+    }
+
+    /// Applies the embedded migrations (safe to run from several processes at once).
+    pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(pool)
+            .await
+            .map_err(|e| StoreError::Other(Box::new(e)))
+    }
+
+    pub fn pool_handle(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            deadline: self.options.timeout,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Runs a read with retries, bounded by the operation timeout.
+    async fn read<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let policy = self.policy();
+        let work = policy.run(op, is_transient);
+        match tokio::time::timeout(self.options.timeout, work).await {
+            Ok(r) => r.map_err(db_error),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer from Postgres within {:?}",
+                self.options.timeout
+            ))),
+        }
+    }
+
+    async fn send<T>(
+        &self,
+        op: writer::Op,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.writer
+            .send(op)
+            .await
+            .map_err(|_| StoreError::Unavailable("the batch writer stopped".into()))?;
+        // The writer answers every operation (it bounds its own retries by the timeout).
+        match tokio::time::timeout(self.options.timeout * 2, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(StoreError::Unavailable("the batch writer stopped".into())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the write was not confirmed within {:?}",
+                self.options.timeout * 2
+            ))),
+        }
+    }
+
+    fn owner_filter<'a>(access: Access<'a>) -> Option<&'a str> {
+        match access {
+            Access::Internal => None,
+            Access::Owner(o) => Some(o.unwrap_or("")),
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.read(|| async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let push = req.push_config.clone();
+        let owner = req.owner.clone();
+        let outcome = self.send(writer::Op::Submit { req, reply: tx }, rx).await?;
+        let submitted = match outcome {
+            writer::SubmitOutcome::Created(s) => s,
+            writer::SubmitOutcome::Continued {
+                task_id,
+                version,
+                event,
+            } => {
+                let mut snap = self.get(&task_id, Access::Internal).await?;
+                // Later writes may already have landed; report the submission itself.
+                snap.task.status = match &event.event {
+                    bindu_schemas::bus::EventBody::Status(s) => s.status.clone(),
+                    _ => snap.task.status,
+                };
+                Submitted {
+                    task: snap.task,
+                    version,
+                    event,
+                    created: false,
+                }
+            }
+        };
+        if let Some(config) = push {
+            self.set_push_config(&submitted.task.id, Access::Owner(owner.as_deref()), config)
+                .await?;
+        }
+        Ok(submitted)
+    }
+
+    async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>> {
+        let mut waits = Vec::with_capacity(updates.len());
+        for update in updates {
+            let (tx, rx) = oneshot::channel();
+            if self
+                .writer
+                .send(writer::Op::Update { update, reply: tx })
+                .await
+                .is_err()
+            {
+                waits.push(None);
+            } else {
+                waits.push(Some(rx));
+            }
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for w in waits {
+            out.push(match w {
+                None => Err(StoreError::Unavailable("the batch writer stopped".into())),
+                Some(rx) => match tokio::time::timeout(self.options.timeout * 2, rx).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(StoreError::Unavailable("the batch writer stopped".into())),
+                    Err(_) => Err(StoreError::Unavailable(
+                        "the write was not confirmed in time".into(),
+                    )),
+                },
+            });
+        }
+        out
+    }
+
+    async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError> {
+        let sql = read::task_by_id();
+        let row = self
+            .read(|| {
+                sqlx::query(&sql)
+                    .bind(&*self.agent)
+                    .bind(task_id)
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(task_id.to_string()));
+        };
+        let snap = read::snapshot(&row)?;
+        if !access.permits(snap.owner.as_deref()) {
+            return Err(StoreError::NotFound(task_id.to_string()));
+        }
+        Ok(snap)
+    }
+
+    async fn list_tasks(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+    ) -> Result<Page<Task>, StoreError> {
+        let before = read::parse_cursor(query.cursor.as_deref())?;
+        let owner = Self::owner_filter(access);
+        let sql = read::task_page(owner.is_some(), query.context_id.is_some());
+        let limit = i64::from(query.limit) + 1;
+        let rows = self
+            .read(|| {
+                let mut q = sqlx::query(&sql).bind(&*self.agent).bind(before);
+                if let Some(o) = owner {
+                    q = q.bind(o);
+                }
+                if let Some(c) = &query.context_id {
+                    q = q.bind(c);
+                }
+                q.bind(limit).fetch_all(&self.pool)
+            })
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut next_cursor = None;
+        for (i, row) in rows.iter().enumerate() {
+            if i == query.limit as usize {
+                next_cursor = Some(read::cursor_of(&rows[i - 1])?);
+                break;
+            }
+            items.push(read::snapshot(row)?.task);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn list_contexts(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+    ) -> Result<Page<ContextSummary>, StoreError> {
+        let before = read::parse_cursor(query.cursor.as_deref())?;
+        let owner = Self::owner_filter(access);
+        let sql = read::context_page(owner.is_some());
+        let limit = i64::from(query.limit) + 1;
+        let rows = self
+            .read(|| {
+                let mut q = sqlx::query(&sql).bind(&*self.agent).bind(before);
+                if let Some(o) = owner {
+                    q = q.bind(o);
+                }
+                q.bind(limit).fetch_all(&self.pool)
+            })
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut next_cursor = None;
+        for (i, row) in rows.iter().enumerate() {
+            if i == query.limit as usize {
+                next_cursor = Some(read::cursor_of(&rows[i - 1])?);
+                break;
+            }
+            items.push(read::context_summary(row)?);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn clear_context(
+        &self,
+        context_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<(String, TaskState)>, StoreError> {
+        let agent = &*self.agent;
+        let deleted: Option<Vec<(String, String)>> = self
+            .read(|| async move {
+                let mut tx = self.pool.begin().await?;
+                let owner: Option<String> = sqlx::query_scalar(
+                    "SELECT owner FROM bindu_contexts WHERE agent = $1 AND id = $2 FOR UPDATE",
+                )
+                .bind(agent)
+                .bind(context_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match owner {
+                    Some(o) if access.permits((!o.is_empty()).then_some(o.as_str())) => {}
+                    _ => return Ok(None),
+                }
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "DELETE FROM bindu_tasks WHERE agent = $1 AND context_id = $2 RETURNING id, state",
+                )
+                .bind(agent)
+                .bind(context_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM bindu_contexts WHERE agent = $1 AND id = $2")
+                    .bind(agent)
+                    .bind(context_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(rows))
+            })
+            .await?;
+        let Some(rows) = deleted else {
+            return Err(StoreError::ContextNotFound(context_id.to_string()));
+        };
+        rows.into_iter()
+            .map(|(id, state)| Ok((id, read::state(&state)?)))
+            .collect()
+    }
+
+    async fn set_push_config(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+        config: PushNotificationConfig,
+    ) -> Result<PushNotificationConfig, StoreError> {
+        let config_id = config
+            .id
+            .clone()
+            .ok_or_else(|| StoreError::Invalid("a push notification config needs an id".into()))?;
+        let agent = &*self.agent;
+        let value = serde_json::to_value(&config).map_err(|e| StoreError::Other(Box::new(e)))?;
+        let outcome: Result<(), StoreError> = self
+            .read(|| {
+                let value = value.clone();
+                let config_id = config_id.clone();
+                async move {
+                    let mut tx = self.pool.begin().await?;
+                    if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
+                        return Ok(Err(e));
+                    }
+                    let others: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM bindu_push_configs WHERE agent = $1 AND task_id = $2 AND config_id <> $3",
+                    )
+                    .bind(agent)
+                    .bind(task_id)
+                    .bind(&config_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if others >= MAX_PUSH_CONFIGS_PER_TASK as i64 {
+                        return Ok(Err(StoreError::Invalid(format!(
+                            "a task can hold at most {MAX_PUSH_CONFIGS_PER_TASK} push notification configs"
+                        ))));
+                    }
+                    sqlx::query(
+                        "INSERT INTO bindu_push_configs (agent, task_id, config_id, config) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (agent, task_id, config_id) DO UPDATE SET config = EXCLUDED.config",
+                    )
+                    .bind(agent)
+                    .bind(task_id)
+                    .bind(&config_id)
+                    .bind(Json(value))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Ok(()))
+                }
+            })
+            .await?;
+        outcome.map(|()| config)
+    }
+
+    async fn list_push_configs(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<PushNotificationConfig>, StoreError> {
+        let agent = &*self.agent;
+        let rows: Vec<(String, Option<Json<PushNotificationConfig>>)> = self
+            .read(|| {
+                sqlx::query_as(
+                    "SELECT t.owner, p.config FROM bindu_tasks t \
+                     LEFT JOIN bindu_push_configs p ON p.agent = t.agent AND p.task_id = t.id \
+                     WHERE t.agent = $1 AND t.id = $2 ORDER BY p.seq_no",
+                )
+                .bind(agent)
+                .bind(task_id)
+                .fetch_all(&self.pool)
+            })
+            .await?;
+        match rows.first() {
+            Some((owner, _)) if access.permits((!owner.is_empty()).then_some(owner.as_str())) => {}
+            _ => return Err(StoreError::NotFound(task_id.to_string())),
+        }
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, c)| c.map(|Json(c)| c))
+            .collect())
+    }
+
+    async fn delete_push_config(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+        config_id: &str,
+    ) -> Result<bool, StoreError> {
+        let agent = &*self.agent;
+        let outcome: Result<bool, StoreError> = self
+            .read(|| async move {
+                let mut tx = self.pool.begin().await?;
+                if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
+                    return Ok(Err(e));
+                }
+                let n = sqlx::query("DELETE FROM bindu_push_configs WHERE agent = $1 AND task_id = $2 AND config_id = $3")
+                    .bind(agent)
+                    .bind(task_id)
+                    .bind(config_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(Ok(n > 0))
+            })
+            .await?;
+        outcome
+    }
+
+    async fn add_feedback(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+        feedback: Feedback,
+    ) -> Result<(), StoreError> {
+        let agent = &*self.agent;
+        let feedback = &feedback;
+        let outcome: Result<(), StoreError> = self
+            .read(|| async move {
+                let mut tx = self.pool.begin().await?;
+                if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
+                    return Ok(Err(e));
+                }
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bindu_task_feedback WHERE agent = $1 AND task_id = $2")
+                    .bind(agent)
+                    .bind(task_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if n >= 100 {
+                    return Ok(Err(StoreError::Invalid(format!("task {task_id} already has 100 feedback entries"))));
+                }
+                sqlx::query(
+                    "INSERT INTO bindu_task_feedback (agent, task_id, feedback, rating, metadata) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(agent)
+                .bind(task_id)
+                .bind(&feedback.feedback)
+                .bind(feedback.rating.map(i16::from))
+                .bind(feedback.metadata.clone().map(Json))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome
+    }
+
+    async fn feedback(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<Feedback>, StoreError> {
+        // Ownership first: someone else's task answers like a missing one.
+        self.get(task_id, access).await?;
+        let agent = &*self.agent;
+        let sql = format!(
+            "SELECT feedback, rating, metadata, to_char(created_at AT TIME ZONE 'UTC', {}) AS created_at \
+             FROM bindu_task_feedback WHERE agent = $1 AND task_id = $2 ORDER BY id",
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
+        );
+        let rows: Vec<(String, Option<i16>, Option<Json<Metadata>>, String)> = self
+            .read(|| {
+                sqlx::query_as(&sql)
+                    .bind(agent)
+                    .bind(task_id)
+                    .fetch_all(&self.pool)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(feedback, rating, metadata, created_at)| Feedback {
+                feedback,
+                rating: rating.and_then(|r| u8::try_from(r).ok()),
+                metadata: metadata.map(|Json(m)| m),
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+        let rows = self
+            .read(|| async {
+                sqlx::query(
+                    "SELECT state, count(*) AS n FROM bindu_tasks WHERE agent = $1 GROUP BY state",
+                )
+                .bind(&*self.agent)
+                .fetch_all(&self.pool)
+                .await
+            })
+            .await?;
+        let mut out: Vec<(TaskState, u64)> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let state = read::state(&row.try_get::<String, _>("state").map_err(db_error)?)?;
+            let n: i64 = row.try_get("n").map_err(db_error)?;
+            if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn purge(&self, older_than: Duration, dry_run: bool) -> Result<u64, StoreError> {
+        let agent = &*self.agent;
+        let terminal: Vec<&str> = TaskState::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        let secs = older_than.as_secs_f64();
+        let cutoff = "now() - make_interval(secs => $3)";
+        if dry_run {
+            let sql = format!(
+                "SELECT count(*) FROM bindu_tasks WHERE agent = $1 AND state = ANY($2) AND updated_at <= {cutoff}"
+            );
+            let n: i64 = self
+                .read(|| {
+                    sqlx::query_scalar(&sql)
+                        .bind(agent)
+                        .bind(&terminal)
+                        .bind(secs)
+                        .fetch_one(&self.pool)
+                })
+                .await?;
+            return Ok(u64::try_from(n).unwrap_or(0));
+        }
+        // In chunks, so a large purge never holds many locks or one huge transaction.
+        let sql = format!(
+            "WITH doomed AS (SELECT id FROM bindu_tasks WHERE agent = $1 AND state = ANY($2) \
+                               AND updated_at <= {cutoff} LIMIT 1000) \
+             DELETE FROM bindu_tasks t USING doomed d WHERE t.agent = $1 AND t.id = d.id"
+        );
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .read(|| {
+                    sqlx::query(&sql)
+                        .bind(agent)
+                        .bind(&terminal)
+                        .bind(secs)
+                        .execute(&self.pool)
+                })
+                .await?
+                .rows_affected();
+            total += n;
+            if n < 1000 {
+                break;
+            }
+        }
+        let sql = format!(
+            "DELETE FROM bindu_contexts c WHERE c.agent = $1 AND c.updated_at <= {} \
+             AND NOT EXISTS (SELECT 1 FROM bindu_tasks t WHERE t.agent = c.agent AND t.context_id = c.id)",
+            "now() - make_interval(secs => $2)"
+        );
+        self.read(|| sqlx::query(&sql).bind(agent).bind(secs).execute(&self.pool))
+            .await?;
+        Ok(total)
+    }
+}
+
+/// Locks a task row and checks the caller may touch it. The outer `Result` is the
+/// database's, the inner one the caller's answer.
+async fn lock_task(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    agent: &str,
+    task_id: &str,
+    access: Access<'_>,
+) -> Result<Result<(), StoreError>, sqlx::Error> {
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT owner FROM bindu_tasks WHERE agent = $1 AND id = $2 FOR UPDATE")
+            .bind(agent)
+            .bind(task_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match owner {
+        Some(o) if access.permits((!o.is_empty()).then_some(o.as_str())) => Ok(()),
+        _ => Err(StoreError::NotFound(task_id.to_string())),
+    })
+}

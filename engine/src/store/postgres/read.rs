@@ -1,0 +1,135 @@
+//! Read queries and row decoding. History and artifact chunks are aggregated in the same
+//! round trip as the task row; chunks are merged here with the A2A rule.
+
+use bindu_schemas::{
+    Artifact, ContextSummary, Message, Metadata, Task, TaskKind, TaskState, TaskStatus,
+};
+use serde::Deserialize;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::Row;
+
+use super::db_error;
+use crate::store::{merge_artifact, ArtifactChunk, StoreError, TaskSnapshot};
+
+const TASK_COLUMNS: &str = "SELECT t.id, t.context_id, t.owner, t.status, t.version, t.metadata, t.seq_no, \
+    COALESCE((SELECT jsonb_agg(m.message ORDER BY m.ordinal) FROM bindu_task_messages m \
+              WHERE m.agent = t.agent AND m.task_id = t.id), '[]'::jsonb) AS history, \
+    COALESCE((SELECT jsonb_agg(jsonb_build_object('artifact', a.artifact, 'append', a.append, 'lastChunk', a.last_chunk) ORDER BY a.seq) \
+              FROM bindu_task_artifacts a WHERE a.agent = t.agent AND a.task_id = t.id), '[]'::jsonb) AS chunks \
+    FROM bindu_tasks t";
+
+pub(super) fn task_by_id() -> String {
+    format!("{TASK_COLUMNS} WHERE t.agent = $1 AND t.id = $2")
+}
+
+/// Newest first, below cursor `$2`, at most `$3` rows; optional owner and context filters
+/// are separate statements so each uses its index.
+pub(super) fn task_page(owner: bool, context: bool) -> String {
+    let mut sql = format!("{TASK_COLUMNS} WHERE t.agent = $1 AND t.seq_no < $2");
+    let mut n = 3;
+    if owner {
+        sql.push_str(&format!(" AND t.owner = ${n}"));
+        n += 1;
+    }
+    if context {
+        sql.push_str(&format!(" AND t.context_id = ${n}"));
+        n += 1;
+    }
+    sql.push_str(&format!(" ORDER BY t.seq_no DESC LIMIT ${n}"));
+    sql
+}
+
+const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+
+pub(super) fn context_page(owner: bool) -> String {
+    let mut sql = format!(
+        "SELECT c.id, c.seq_no, \
+         to_char(c.created_at AT TIME ZONE 'UTC', {TS}) AS created_at, \
+         to_char(c.updated_at AT TIME ZONE 'UTC', {TS}) AS updated_at, \
+         COALESCE((SELECT jsonb_agg(t.id ORDER BY t.seq_no) FROM bindu_tasks t \
+                   WHERE t.agent = c.agent AND t.context_id = c.id), '[]'::jsonb) AS task_ids \
+         FROM bindu_contexts c WHERE c.agent = $1 AND c.seq_no < $2"
+    );
+    let n = if owner {
+        sql.push_str(" AND c.owner = $3");
+        4
+    } else {
+        3
+    };
+    sql.push_str(&format!(" ORDER BY c.seq_no DESC LIMIT ${n}"));
+    sql
+}
+
+#[derive(Deserialize)]
+struct ChunkRow {
+    artifact: Artifact,
+    append: bool,
+    #[serde(rename = "lastChunk")]
+    last_chunk: bool,
+}
+
+pub(super) fn state(s: &str) -> Result<TaskState, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| StoreError::Other(format!("unknown task state {s:?} in the database").into()))
+}
+
+pub(super) fn snapshot(row: &PgRow) -> Result<TaskSnapshot, StoreError> {
+    let id: String = row.try_get("id").map_err(db_error)?;
+    let context_id: String = row.try_get("context_id").map_err(db_error)?;
+    let owner: String = row.try_get("owner").map_err(db_error)?;
+    let Json(status): Json<TaskStatus> = row.try_get("status").map_err(db_error)?;
+    let version: i64 = row.try_get("version").map_err(db_error)?;
+    let metadata: Option<Json<Metadata>> = row.try_get("metadata").map_err(db_error)?;
+    let Json(history): Json<Vec<Message>> = row.try_get("history").map_err(db_error)?;
+    let Json(chunks): Json<Vec<ChunkRow>> = row.try_get("chunks").map_err(db_error)?;
+    let mut task = Task {
+        id,
+        context_id,
+        status,
+        kind: TaskKind::Task,
+        history: Some(history),
+        artifacts: None,
+        metadata: metadata.map(|Json(m)| m),
+    };
+    for c in chunks {
+        merge_artifact(
+            &mut task,
+            &ArtifactChunk {
+                artifact: c.artifact,
+                append: c.append,
+                last_chunk: c.last_chunk,
+            },
+        );
+    }
+    Ok(TaskSnapshot {
+        task,
+        version: u64::try_from(version).unwrap_or(0),
+        owner: (!owner.is_empty()).then_some(owner),
+    })
+}
+
+pub(super) fn context_summary(row: &PgRow) -> Result<ContextSummary, StoreError> {
+    let Json(task_ids): Json<Vec<String>> = row.try_get("task_ids").map_err(db_error)?;
+    Ok(ContextSummary {
+        context_id: row.try_get("id").map_err(db_error)?,
+        task_count: task_ids.len() as u64,
+        task_ids,
+        created_at: row.try_get("created_at").map_err(db_error)?,
+        updated_at: row.try_get("updated_at").map_err(db_error)?,
+    })
+}
+
+pub(super) fn cursor_of(row: &PgRow) -> Result<String, StoreError> {
+    let seq: i64 = row.try_get("seq_no").map_err(db_error)?;
+    Ok(seq.to_string())
+}
+
+pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<i64, StoreError> {
+    match cursor {
+        None => Ok(i64::MAX),
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            StoreError::Invalid(format!("`cursor` {c:?} is not a cursor this server issued"))
+        }),
+    }
+}

@@ -1,0 +1,403 @@
+//! T2: the Postgres task store against a real server. Each test gets a fresh database,
+//! created from `BINDU_TEST_DATABASE_URL` (or `DATABASE_URL`, or the local default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
+//!
+//! Run with `cargo test -p bindu-engine --features postgres,testing --test postgres`
+//! (`scripts/test` does when Postgres is reachable).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindu_engine::store::conformance::{self, run_to, submit_new, user_message};
+use bindu_engine::store::postgres::redact_url;
+use bindu_engine::store::*;
+use bindu_schemas::{Artifact, Part, TaskState};
+use sqlx::Connection;
+
+fn admin_url() -> String {
+    std::env::var("BINDU_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database, dropped when the value goes out of scope.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let admin = admin_url();
+        let name = format!("bindu_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "Postgres at {} is needed for this tier: {e}",
+                    redact_url(&admin)
+                )
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let (without_query, query) = match admin.split_once('?') {
+            Some((a, q)) => (a.to_string(), format!("?{q}")),
+            None => (admin.clone(), String::new()),
+        };
+        let base = without_query
+            .rsplit_once('/')
+            .map_or(without_query.as_str(), |(b, _)| b)
+            .to_string();
+        TestDb {
+            url: format!("{base}/{name}{query}"),
+            name,
+        }
+    }
+
+    fn options(&self, agent: &str) -> PostgresOptions {
+        let mut o = PostgresOptions::new(&self.url, agent);
+        o.pool_size = 4;
+        o
+    }
+
+    async fn store(&self, agent: &str) -> PostgresStore {
+        PostgresStore::connect(self.options(agent))
+            .await
+            .expect("connect")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = admin_url();
+        let name = self.name.clone();
+        // Best effort, on a thread of its own: Drop cannot be async.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let db = TestDb::new().await;
+    // Each check gets its own agent namespace: isolation is part of what is tested.
+    conformance::run_all(|| {
+        db.store_owned(format!(
+            "did:bindu:test:conformance:{}",
+            uuid::Uuid::new_v4()
+        ))
+    })
+    .await;
+}
+
+impl TestDb {
+    async fn store_owned(&self, agent: String) -> PostgresStore {
+        self.store(&agent).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_once() {
+    let db = TestDb::new().await;
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let options = db.options(&format!("agent-{i}"));
+        handles.push(tokio::spawn(async move {
+            PostgresStore::connect(options).await.map(|_| ())
+        }));
+    }
+    for h in handles {
+        h.await
+            .expect("join")
+            .expect("every concurrent start succeeds");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_in_two_processes_race_and_one_terminal_state_wins() {
+    let db = TestDb::new().await;
+    let agent = "did:bindu:test:race";
+    let a = Arc::new(db.store(agent).await);
+    let b = Arc::new(db.store(agent).await);
+    for _ in 0..10 {
+        let id = submit_new(&*a, None).await.task.id;
+        run_to(&*a, &id, TaskState::Working).await;
+        let mut handles = Vec::new();
+        for (store, target) in [
+            (a.clone(), TaskState::Completed),
+            (b.clone(), TaskState::Failed),
+            (a.clone(), TaskState::Canceled),
+            (b.clone(), TaskState::Completed),
+        ] {
+            let id = id.clone();
+            handles.push(tokio::spawn(async move {
+                store
+                    .apply(vec![
+                        TaskUpdate::new(&id, Expect::NotTerminal).status(target, None)
+                    ])
+                    .await
+                    .remove(0)
+                    .map(|x| x.state)
+            }));
+        }
+        let mut winners = Vec::new();
+        for h in handles {
+            if let Ok(s) = h.await.expect("join") {
+                winners.push(s);
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one terminal write wins");
+        for store in [&a, &b] {
+            let got = store.get(&id, Access::Internal).await.expect("get");
+            assert_eq!(got.task.status.state, winners[0]);
+            assert_eq!(got.version, 3);
+        }
+    }
+}
+
+fn chunk(text: &str, append: bool, last: bool) -> ArtifactChunk {
+    ArtifactChunk {
+        artifact: Artifact {
+            artifact_id: "a1".into(),
+            parts: vec![Part::text(text)],
+            name: Some("result".into()),
+            description: None,
+            metadata: None,
+            extensions: None,
+        },
+        append,
+        last_chunk: last,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_restart() {
+    let db = TestDb::new().await;
+    let agent = "did:bindu:test:restart";
+    let alice = Some("did:example:alice");
+    let (id, before, ctx_before) = {
+        let store = db.store(agent).await;
+        let s = store
+            .submit(SubmitRequest {
+                owner: alice.map(str::to_string),
+                task_id: "restart-task".into(),
+                context_id: Some("restart-ctx".into()),
+                message: user_message("remember me"),
+                push_config: Some(bindu_schemas::PushNotificationConfig {
+                    url: "https://example.com/hook".into(),
+                    id: Some("cfg-1".into()),
+                    token: None,
+                    authentication: None,
+                }),
+            })
+            .await
+            .expect("submit");
+        run_to(&store, &s.task.id, TaskState::Working).await;
+        for (text, append, last) in [("part one, ", false, false), ("part two", true, true)] {
+            store
+                .apply(vec![TaskUpdate::new(
+                    &s.task.id,
+                    Expect::State(TaskState::Working),
+                )
+                .artifact(chunk(text, append, last))])
+                .await
+                .remove(0)
+                .expect("chunk");
+        }
+        let reply = bindu_schemas::Message::agent("agent-1".into(), vec![Part::text("done")]);
+        store
+            .apply(vec![TaskUpdate::new(
+                &s.task.id,
+                Expect::State(TaskState::Working),
+            )
+            .history(reply)
+            .status(TaskState::Completed, None)])
+            .await
+            .remove(0)
+            .expect("complete");
+        store
+            .add_feedback(
+                &s.task.id,
+                Access::Owner(alice),
+                Feedback {
+                    feedback: "good".into(),
+                    rating: Some(4),
+                    metadata: None,
+                    created_at: String::new(),
+                },
+            )
+            .await
+            .expect("feedback");
+        let before = store.get(&s.task.id, Access::Internal).await.expect("get");
+        let ctx = store
+            .list_contexts(
+                Access::Owner(alice),
+                ListQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("ctx");
+        (s.task.id, before, ctx.items)
+    };
+    // A new process: a new pool and writer on the same database.
+    let store = db.store(agent).await;
+    let after = store
+        .get(&id, Access::Owner(alice))
+        .await
+        .expect("read back");
+    assert_eq!(after.task, before.task);
+    assert_eq!(after.version, before.version);
+    let artifacts = after.task.artifacts.as_ref().expect("artifacts");
+    assert_eq!(artifacts.len(), 1);
+    assert_eq!(artifacts[0].parts.len(), 2, "chunks merged on read");
+    assert_eq!(after.task.history.as_ref().map(Vec::len), Some(2));
+    let configs = store
+        .list_push_configs(&id, Access::Owner(alice))
+        .await
+        .expect("configs");
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].id.as_deref(), Some("cfg-1"));
+    let fb = store
+        .feedback(&id, Access::Owner(alice))
+        .await
+        .expect("feedback");
+    assert_eq!(fb[0].rating, Some(4));
+    let ctx = store
+        .list_contexts(
+            Access::Owner(alice),
+            ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("ctx");
+    assert_eq!(ctx.items, ctx_before);
+    // Still immutable after the restart.
+    let mut msg = user_message("again");
+    msg.task_id = Some(id.clone());
+    let r = store
+        .submit(SubmitRequest {
+            owner: alice.map(str::to_string),
+            task_id: id.clone(),
+            context_id: None,
+            message: msg,
+            push_config: None,
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Immutable { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_sharing_a_database_never_see_each_other() {
+    let db = TestDb::new().await;
+    let x = db.store("did:bindu:test:x").await;
+    let y = db.store("did:bindu:test:y").await;
+    let submit = |text: &str| SubmitRequest {
+        owner: None,
+        task_id: "same-id".into(),
+        context_id: Some("same-ctx".into()),
+        message: user_message(text),
+        push_config: None,
+    };
+    x.submit(submit("for x")).await.expect("x");
+    assert!(matches!(
+        y.get("same-id", Access::Internal).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let all = ListQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(y
+        .list_tasks(Access::Internal, all.clone())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    assert!(y
+        .list_contexts(Access::Internal, all)
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    // The same ids are free for the other agent.
+    let sy = y.submit(submit("for y")).await.expect("y");
+    assert!(sy.created);
+    run_to(&y, "same-id", TaskState::Completed).await;
+    let xt = x.get("same-id", Access::Internal).await.expect("x").task;
+    assert_eq!(xt.status.state, TaskState::Submitted);
+    assert_eq!(xt.history.expect("history")[0].text(), "for x");
+    assert_eq!(y.purge(Duration::ZERO, false).await.expect("purge y"), 1);
+    assert!(
+        x.get("same-id", Access::Internal).await.is_ok(),
+        "purging y leaves x alone"
+    );
+    let counts = x.count_by_state().await.expect("counts");
+    assert_eq!(
+        counts
+            .iter()
+            .find(|(s, _)| *s == TaskState::Submitted)
+            .map(|(_, n)| *n),
+        Some(1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_writes_are_batched_and_all_durable() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("did:bindu:test:batch").await);
+    let mut handles = Vec::new();
+    for _ in 0..400 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let s = submit_new(&*store, None).await;
+            run_to(&*store, &s.task.id, TaskState::Completed).await;
+            s.task.id
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.expect("join"));
+    }
+    let fresh = db.store("did:bindu:test:batch").await;
+    for id in &ids {
+        let got = fresh.get(id, Access::Internal).await.expect("durable");
+        assert_eq!(got.task.status.state, TaskState::Completed);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error() {
+    let mut options = PostgresOptions::new("postgres://bindu:hunter2@127.0.0.1:1/bindu", "agent");
+    options.timeout = Duration::from_secs(2);
+    let err = match PostgresStore::connect(options).await {
+        Err(e) => e,
+        Ok(_) => panic!("nothing listens on port 1"),
+    };
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password never appears: {text}"
+    );
+}
