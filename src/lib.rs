@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bindu_engine::bus::MemoryBus;
-use bindu_engine::store::MemoryStore;
+use bindu_engine::config::StorageKind;
+use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
 use bindu_engine::{Bus, Config, TaskStore};
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
 use bindu_ingress::{Ingress, IngressOptions};
@@ -78,9 +79,58 @@ impl Server {
     }
 }
 
+/// The Postgres options `config` asks for.
+pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
+    let url = config
+        .storage
+        .database_url
+        .clone()
+        .context("DATABASE_URL is not set")?;
+    let mut options = PostgresOptions::new(url, config.storage_namespace());
+    options.pool_size = config.storage.pool_size;
+    options.batch_max = config.storage.batch_max;
+    options.batch_linger = config.storage.batch_linger;
+    options.timeout = config.storage.timeout;
+    Ok(options)
+}
+
+/// The task store `config` asks for (connects and migrates Postgres).
+pub async fn build_store(config: &Config) -> anyhow::Result<Arc<dyn TaskStore>> {
+    Ok(match config.storage.kind {
+        StorageKind::Memory => Arc::new(MemoryStore::new(config.storage.memory_max_tasks)),
+        StorageKind::Postgres => {
+            let store = PostgresStore::connect(postgres_options(config)?)
+                .await
+                .map_err(|e| anyhow::anyhow!("task store (STORAGE_TYPE=postgres): {e}"))?;
+            tracing::info!(namespace = %config.storage_namespace(), "Postgres task store ready");
+            Arc::new(store)
+        }
+    })
+}
+
+/// Deletes old terminal tasks every hour, when `storage.retention` is set.
+fn spawn_retention(store: Arc<dyn TaskStore>, retention: Duration, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            match store.purge(retention, false).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tasks = n, "retention: purged old terminal tasks"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention purge failed; will retry next hour")
+                }
+            }
+        }
+    });
+}
+
 /// Binds, builds the backends and starts serving in the background.
 pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<Server> {
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new(config.storage.memory_max_tasks));
+    let store = build_store(&config).await?;
     let memory_bus = Arc::new(MemoryBus::new(config.scheduler.queue_capacity));
     let bus: Arc<dyn Bus> = memory_bus.clone();
 
@@ -125,6 +175,9 @@ pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<
     }
 
     let shutdown = CancellationToken::new();
+    if let Some(retention) = config.storage.retention {
+        spawn_retention(store.clone(), retention, shutdown.clone());
+    }
     let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
     let ingress = Ingress::new(
         store.clone(),

@@ -28,6 +28,27 @@ enum Command {
     Serve(Overrides),
     /// Print the effective configuration (secrets redacted) and exit.
     Config(Overrides),
+    /// Apply the task store's database migrations (Postgres) and exit.
+    Migrate(Overrides),
+    /// Maintain stored tasks.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+}
+
+#[derive(Subcommand)]
+enum TasksCommand {
+    /// Delete terminal tasks (completed, failed, canceled, rejected) older than a duration.
+    /// Without --yes, only counts them.
+    Purge {
+        /// Age of the last change, e.g. 30d, 12h, 90m.
+        #[arg(long)]
+        older_than: String,
+        /// Really delete (default: dry run that prints the count).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 /// Flags that override the file and the environment.
@@ -86,9 +107,9 @@ fn main() -> ExitCode {
     // A .env file in the working directory fills in variables that are not already set.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    let (overrides, serve) = match &cli.command {
-        Command::Serve(o) => (o, true),
-        Command::Config(o) => (o, false),
+    let overrides = match &cli.command {
+        Command::Serve(o) | Command::Config(o) | Command::Migrate(o) => o,
+        Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
     };
     let config = match load(cli.config.as_ref(), overrides) {
         Ok(c) => c,
@@ -97,10 +118,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !serve {
-        print!("{}", config.render());
-        return ExitCode::SUCCESS;
-    }
+    let work = match cli.command {
+        Command::Config(_) => {
+            print!("{}", config.render());
+            return ExitCode::SUCCESS;
+        }
+        Command::Tasks(TasksCommand::Purge {
+            older_than, yes, ..
+        }) => {
+            let age = match bindu_engine::config::parse_duration(&older_than) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("bindu: --older-than: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            Work::Purge(age, !yes)
+        }
+        Command::Migrate(_) => Work::Migrate,
+        Command::Serve(_) => Work::Serve,
+    };
     bindu::telemetry::init(&config.logging);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -109,13 +146,67 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve_until_signal(config)) {
+    let result = match work {
+        Work::Serve => runtime.block_on(serve_until_signal(config)),
+        Work::Migrate => runtime.block_on(migrate(config)),
+        Work::Purge(age, dry_run) => runtime.block_on(purge(config, age, dry_run)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("bindu: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+enum Work {
+    Serve,
+    Migrate,
+    Purge(std::time::Duration, bool),
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
+        println!("nothing to migrate: STORAGE_TYPE is memory");
+        return Ok(());
+    }
+    let options = bindu::postgres_options(&config)?;
+    let pool = bindu_engine::store::PostgresStore::pool(&options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bindu_engine::store::PostgresStore::migrate(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn purge(config: Config, age: std::time::Duration, dry_run: bool) -> anyhow::Result<()> {
+    if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
+        anyhow::bail!("purge needs a durable store: set STORAGE_TYPE=postgres and DATABASE_URL (the memory store lives inside `bindu serve`; use STORAGE__RETENTION there)");
+    }
+    let store = bindu::build_store(&config).await?;
+    let n = store
+        .purge(age, dry_run)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if dry_run {
+        println!("{n} terminal task(s) older than {} would be deleted; run again with --yes to delete them", humanize(age));
+    } else {
+        println!("deleted {n} terminal task(s) older than {}", humanize(age));
+    }
+    Ok(())
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 

@@ -2,18 +2,9 @@
 //! `bindu serve` answering requests and stopping cleanly on SIGTERM.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod process;
 
-fn bindu() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bindu"));
-    // Start from a clean environment so the caller's variables cannot leak in.
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c.current_dir(std::env::temp_dir());
-    c
-}
+use process::{bindu, rpc, Agent};
 
 #[test]
 fn invalid_values_name_the_key_and_exit_2() {
@@ -95,55 +86,16 @@ fn readme_lists_every_config_key() {
 
 #[test]
 fn serve_answers_and_stops_on_sigterm() {
-    let mut child = bindu()
-        .args(["serve", "--port", "0", "--log-level", "warn"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut addr = None;
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.strip_prefix("bindu: agent listening on ") {
-            addr = rest.split_whitespace().next().map(str::to_string);
-            break;
-        }
-    }
-    let addr = addr.expect("the server announces its address");
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let body: serde_json::Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://{addr}/"))
-            .body(r#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"role":"user","messageId":"m","parts":[{"kind":"text","text":"ping"}]}}}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let mut cmd = bindu();
+    cmd.args(["serve", "--port", "0", "--log-level", "warn"]);
+    let agent = Agent::start(cmd);
+    assert!(agent.addr.starts_with("127.0.0.1:"), "{}", agent.addr);
+    let body = rpc(
+        &agent.url(),
+        "message/send",
+        serde_json::json!({"message": {"role": "user", "messageId": "m", "parts": [{"kind": "text", "text": "ping"}]}}),
+    );
     assert_eq!(body["result"]["status"]["state"], "completed");
     assert_eq!(body["result"]["artifacts"][0]["parts"][0]["text"], "ping");
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("bindu did not stop within 20 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(agent.stop(), Some(0));
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bindu_schemas::AgentSkill;
 
@@ -44,7 +45,14 @@ keys! {
     "agent.provider_url", "BINDU_AGENT_PROVIDER_URL", "", false, "Provider URL (card provider, with agent.author).";
     "agent.documentation_url", "BINDU_AGENT_DOCUMENTATION_URL", "", false, "Documentation URL (card).";
     "agent.extended_card_file", "BINDU_EXTENDED_CARD_FILE", "", false, "JSON file whose fields override the public card for agent/getAuthenticatedExtendedCard; unset → -32007.";
-    "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory.";
+    "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory (one process) or postgres (durable, shared by every process).";
+    "storage.database_url", "DATABASE_URL", "", true, "Postgres URL, e.g. postgres://user:password@127.0.0.1:5432/bindu (required with STORAGE_TYPE=postgres).";
+    "storage.namespace", "STORAGE__NAMESPACE", "", false, "Namespace of this agent's rows in a shared database; default: the agent's identity (agent:<name> until DIDs).";
+    "storage.pool_size", "STORAGE__POOL_SIZE", "8", false, "Postgres connections per process.";
+    "storage.batch_max", "STORAGE__BATCH_MAX", "512", false, "Most task writes group-committed in one Postgres transaction.";
+    "storage.batch_linger_ms", "STORAGE__BATCH_LINGER_MS", "1", false, "How long a batch waits for more writes before committing (0: commit at once).";
+    "storage.timeout_secs", "STORAGE__TIMEOUT", "5", false, "Longest a store operation may take, retries of transient errors included; then the request fails with -32603.";
+    "storage.retention", "STORAGE__RETENTION", "", false, "Delete terminal tasks older than this (e.g. 30d, 12h); checked hourly. Unset: keep everything.";
     "storage.memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS", "1000000", false, "Memory store bound; beyond it the oldest terminal tasks are evicted.";
     "scheduler.type", "SCHEDULER_TYPE", "memory", false, "Bus backend: memory.";
     "scheduler.queue_capacity", "SCHEDULER__QUEUE_CAPACITY", "65536", false, "Memory bus: commands waiting for a worker before senders wait (back-pressure).";
@@ -57,6 +65,7 @@ keys! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
     Memory,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +106,13 @@ pub struct AgentConfig {
 pub struct StorageConfig {
     pub kind: StorageKind,
     pub memory_max_tasks: usize,
+    pub database_url: Option<String>,
+    pub namespace: Option<String>,
+    pub pool_size: u32,
+    pub batch_max: usize,
+    pub batch_linger: Duration,
+    pub timeout: Duration,
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +236,13 @@ impl Config {
             storage: StorageConfig {
                 kind: StorageKind::Memory,
                 memory_max_tasks: 0,
+                database_url: None,
+                namespace: None,
+                pool_size: 0,
+                batch_max: 0,
+                batch_linger: Duration::ZERO,
+                timeout: Duration::ZERO,
+                retention: None,
             },
             scheduler: SchedulerConfig {
                 kind: SchedulerKind::Memory,
@@ -263,7 +286,33 @@ impl Config {
         for (key, value, flag) in flags {
             c.set(key, value, Source::Flag(flag.to_string()))?;
         }
+        c.validate()?;
         Ok(c)
+    }
+
+    /// Checks that hold across keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.storage.kind == StorageKind::Postgres && self.storage.database_url.is_none() {
+            let source = self
+                .values
+                .get("storage.type")
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_default();
+            return Err(ConfigError {
+                key: "storage.database_url / DATABASE_URL".into(),
+                source_desc: source,
+                message: "STORAGE_TYPE=postgres needs DATABASE_URL".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The namespace of this agent's rows in a shared store.
+    pub fn storage_namespace(&self) -> String {
+        self.storage
+            .namespace
+            .clone()
+            .unwrap_or_else(|| format!("agent:{}", self.agent.name))
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
@@ -367,11 +416,56 @@ impl Config {
             "storage.type" => {
                 self.storage.kind = match v.trim().to_ascii_lowercase().as_str() {
                     "memory" => StorageKind::Memory,
+                    "postgres" | "postgresql" => StorageKind::Postgres,
                     other => {
                         return Err(format!(
-                            "{other:?} is not available in this build; supported: memory"
+                            "unknown backend {other:?}; supported: memory, postgres"
                         ))
                     }
+                }
+            }
+            "storage.database_url" => {
+                self.storage.database_url = match non_empty(v) {
+                    None => None,
+                    Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                        Some(u)
+                    }
+                    Some(_) => return Err("expected a postgres:// or postgresql:// URL".into()),
+                }
+            }
+            "storage.namespace" => self.storage.namespace = non_empty(v),
+            "storage.pool_size" => {
+                let n: u32 = parse_num(v, "a number of connections")?;
+                if !(2..=1000).contains(&n) {
+                    return Err("must be between 2 and 1000".into());
+                }
+                self.storage.pool_size = n;
+            }
+            "storage.batch_max" => {
+                let n: usize = parse_num(v, "a number of writes")?;
+                if !(1..=100_000).contains(&n) {
+                    return Err("must be between 1 and 100000".into());
+                }
+                self.storage.batch_max = n;
+            }
+            "storage.batch_linger_ms" => {
+                let n: u64 = parse_num(v, "a number of milliseconds")?;
+                if n > 1000 {
+                    return Err("must be at most 1000".into());
+                }
+                self.storage.batch_linger = Duration::from_millis(n);
+            }
+            "storage.timeout_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.storage.timeout = Duration::from_secs(n);
+            }
+            "storage.retention" => {
+                self.storage.retention = match non_empty(v) {
+                    None => None,
+                    Some(d) => Some(parse_duration(&d)?),
                 }
             }
             "storage.memory_max_tasks" => {
@@ -461,6 +555,31 @@ impl Config {
     }
 }
 
+/// Parses `30d`, `12h`, `90m`, `45s` (or a plain number of seconds).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration such as 30d, 12h, 90m or 45s, got {v:?}"))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        "w" => n.saturating_mul(7 * 86_400),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {v:?}; use s, m, h, d or w"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
     match value {
         toml::Value::Table(t) => {
@@ -539,6 +658,48 @@ mod tests {
         assert!(e.key.contains("logging.default_level"));
         let e = Config::load(None, &env(&[("BINDU_DEPLOYMENT_URL", "ftp://x")]), &[]).unwrap_err();
         assert!(e.key.contains("BINDU_DEPLOYMENT_URL"));
+    }
+
+    #[test]
+    fn postgres_needs_a_url_and_secrets_are_redacted() {
+        let e = Config::load(None, &env(&[("STORAGE_TYPE", "postgres")]), &[]).unwrap_err();
+        assert!(e.key.contains("DATABASE_URL"), "{e}");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("STORAGE_TYPE", "postgres"),
+                ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.storage.kind, StorageKind::Postgres);
+        let shown = c.render();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("storage.database_url = \"<redacted>\""),
+            "{shown}"
+        );
+        let e = Config::load(None, &env(&[("DATABASE_URL", "mysql://x")]), &[]).unwrap_err();
+        assert!(e.key.contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("12h").unwrap(),
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3y").is_err());
+        let e = Config::load(None, &env(&[("STORAGE__RETENTION", "forever")]), &[]).unwrap_err();
+        assert!(e.key.contains("STORAGE__RETENTION"));
     }
 
     #[test]

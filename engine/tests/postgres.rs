@@ -9,107 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::store::conformance::{self, run_to, submit_new, user_message};
-use bindu_engine::store::postgres::redact_url;
+use bindu_engine::store::postgres::test_db::TestDb;
 use bindu_engine::store::*;
 use bindu_schemas::{Artifact, Part, TaskState};
-use sqlx::Connection;
-
-fn admin_url() -> String {
-    std::env::var("BINDU_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh database, dropped when the value goes out of scope.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn new() -> TestDb {
-        let admin = admin_url();
-        let name = format!("bindu_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "Postgres at {} is needed for this tier: {e}",
-                    redact_url(&admin)
-                )
-            });
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let (without_query, query) = match admin.split_once('?') {
-            Some((a, q)) => (a.to_string(), format!("?{q}")),
-            None => (admin.clone(), String::new()),
-        };
-        let base = without_query
-            .rsplit_once('/')
-            .map_or(without_query.as_str(), |(b, _)| b)
-            .to_string();
-        TestDb {
-            url: format!("{base}/{name}{query}"),
-            name,
-        }
-    }
-
-    fn options(&self, agent: &str) -> PostgresOptions {
-        let mut o = PostgresOptions::new(&self.url, agent);
-        o.pool_size = 4;
-        o
-    }
-
-    async fn store(&self, agent: &str) -> PostgresStore {
-        PostgresStore::connect(self.options(agent))
-            .await
-            .expect("connect")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin = admin_url();
-        let name = self.name.clone();
-        // Best effort, on a thread of its own: Drop cannot be async.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
     let db = TestDb::new().await;
     // Each check gets its own agent namespace: isolation is part of what is tested.
-    conformance::run_all(|| {
-        db.store_owned(format!(
+    let db = &db;
+    conformance::run_all(|| async move {
+        db.store(&format!(
             "did:bindu:test:conformance:{}",
             uuid::Uuid::new_v4()
         ))
+        .await
     })
     .await;
-}
-
-impl TestDb {
-    async fn store_owned(&self, agent: String) -> PostgresStore {
-        self.store(&agent).await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

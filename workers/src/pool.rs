@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::bus::{BusError, Delivery};
+use bindu_engine::retry::RetryPolicy;
 use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
 use bindu_engine::{Bus, TaskStore};
 use bindu_schemas::{Artifact, Message, Part, TaskState};
@@ -51,6 +52,9 @@ struct Inner {
     options: WorkerOptions,
     running: DashMap<String, CancellationToken>,
 }
+
+/// How long a worker keeps retrying a write while the task store is unavailable.
+pub const RECORD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How long a handler may keep running after its cancel token fired before it is aborted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
@@ -162,13 +166,30 @@ enum Outcome {
 }
 
 impl Inner {
+    /// Records an update, riding out a store outage (transient errors are retried with
+    /// back-off for up to [`RECORD_DEADLINE`]): an accepted task must not be left behind.
     async fn record(&self, update: TaskUpdate) -> Result<TaskState, StoreError> {
-        let applied = self
-            .store
-            .apply(vec![update])
-            .await
-            .pop()
-            .ok_or_else(|| StoreError::Unavailable("no result from the task store".into()))??;
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            deadline: RECORD_DEADLINE,
+        };
+        let applied = policy
+            .run(
+                || async {
+                    self.store
+                        .apply(vec![update.clone()])
+                        .await
+                        .pop()
+                        .unwrap_or_else(|| {
+                            Err(StoreError::Unavailable(
+                                "no result from the task store".into(),
+                            ))
+                        })
+                },
+                |e| matches!(e, StoreError::Unavailable(_)),
+            )
+            .await?;
         if let Err(e) = self.bus.publish_events(applied.events).await {
             tracing::warn!(error = %e, "could not publish task events");
         }

@@ -14,6 +14,8 @@
 //!   [`StoreError::Unavailable`].
 
 mod read;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_db;
 mod writer;
 
 use std::sync::Arc;

@@ -1,0 +1,100 @@
+//! Runs the built `bindu` binary as a separate process (black-box tests).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `bindu` with a clean environment (only PATH), run from the temp directory.
+pub fn bindu() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bindu"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.current_dir(std::env::temp_dir());
+    c
+}
+
+/// A running `bindu serve`.
+pub struct Agent {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Agent {
+    /// Starts `cmd` (a `bindu serve --port 0 ...`) and waits until it announces its address.
+    pub fn start(mut cmd: Command) -> Agent {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn bindu");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut addr = None;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(rest) = line.strip_prefix("bindu: agent listening on ") {
+                addr = rest.split_whitespace().next().map(str::to_string);
+                break;
+            }
+            seen.push(line);
+        }
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            panic!(
+                "bindu did not announce its address; it printed:\n{}",
+                seen.join("\n")
+            );
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Agent { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("bindu did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One JSON-RPC call, blocking.
+pub fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+            .post(url)
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+            )
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json")
+    })
+}
