@@ -317,3 +317,147 @@ async fn an_unreachable_server_is_a_clear_error() {
         "the password never appears: {text}"
     );
 }
+
+/// A loopback TCP proxy in front of the real Postgres that can cut every connection and
+/// refuse new ones, like a database restart, then come back.
+struct Outage {
+    port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Outage {
+    async fn start(target: std::net::SocketAddr) -> Outage {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (flag, cuts) = (down.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Outage { port, down, cut }
+    }
+
+    fn go_down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn come_back(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gives_clear_errors_then_recovers() {
+    let db = TestDb::new().await;
+    let url: sqlx::postgres::PgConnectOptions = db.url.parse().expect("url");
+    let host = match url.get_host() {
+        h if h.starts_with('/') => "127.0.0.1".to_string(),
+        h => h.to_string(),
+    };
+    let target = tokio::net::lookup_host((host.as_str(), url.get_port()))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = Outage::start(target).await;
+    let proxied = {
+        let (before_host, after) = db.url.split_once('@').expect("url with user");
+        let rest = after.split_once('/').map_or("", |(_, r)| r);
+        format!("{before_host}@127.0.0.1:{}/{rest}", proxy.port)
+    };
+    let mut options = PostgresOptions::new(proxied, "did:bindu:test:outage");
+    options.timeout = Duration::from_secs(2);
+    let store = Arc::new(
+        PostgresStore::connect(options)
+            .await
+            .expect("connect through the proxy"),
+    );
+    let before = submit_new(&*store, None).await.task.id;
+
+    proxy.go_down();
+    // Reads, submits and transitions fail with Unavailable, bounded by the timeout.
+    let bounded = Duration::from_secs(15);
+    let r = tokio::time::timeout(bounded, store.get(&before, Access::Internal))
+        .await
+        .expect("no hang");
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let r = tokio::time::timeout(
+        bounded,
+        store.submit(SubmitRequest {
+            owner: None,
+            task_id: "during-outage".into(),
+            context_id: None,
+            message: user_message("x"),
+            push_config: None,
+        }),
+    )
+    .await
+    .expect("no hang");
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(matches!(
+        store.ready().await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    // A write started during the outage is retried and lands once the database is back.
+    let writer = {
+        let store = store.clone();
+        let id = before.clone();
+        tokio::spawn(async move {
+            store
+                .apply(vec![TaskUpdate::new(
+                    &id,
+                    Expect::State(TaskState::Submitted),
+                )
+                .status(TaskState::Working, None)])
+                .await
+                .remove(0)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.come_back();
+    let applied = tokio::time::timeout(bounded, writer)
+        .await
+        .expect("no hang")
+        .expect("join");
+    assert_eq!(
+        applied.expect("retried until the database came back").state,
+        TaskState::Working
+    );
+
+    // Everything works again, and nothing accepted before the outage was lost.
+    store.ready().await.expect("ready again");
+    let got = store
+        .get(&before, Access::Internal)
+        .await
+        .expect("read after recovery");
+    assert_eq!(got.task.status.state, TaskState::Working);
+    assert!(matches!(
+        store.get("during-outage", Access::Internal).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
