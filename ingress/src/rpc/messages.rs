@@ -47,50 +47,19 @@ pub(crate) async fn send(
     } else {
         None
     };
-    let context_id = message.context_id.take();
-    let message_id = message.message_id.clone();
-    let submitted = inner
-        .store
-        .submit(SubmitRequest {
-            owner: caller.clone(),
-            task_id: task_id.clone(),
-            context_id,
-            message,
-            push_config,
-        })
-        .await
-        .map_err(store_error)?;
-    if let Err(e) = inner
-        .bus
-        .publish_events(vec![submitted.event.clone()])
-        .await
-    {
-        tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
-    }
-    let command = TaskCommand {
-        op: CommandOp::Run,
+    let request = SubmitRequest {
+        owner: caller.clone(),
         task_id: task_id.clone(),
-        context_id: submitted.task.context_id.clone(),
-        message_id,
-        caller,
-        issued_at: bindu_engine::time::now_rfc3339(),
+        context_id: message.context_id.take(),
+        message,
+        push_config,
     };
-    if let Err(e) = inner.bus.publish_commands(vec![command]).await {
-        // Nothing will run this task: record that instead of leaving it queued forever.
-        let reason = Message::agent(
-            uuid::Uuid::new_v4().to_string(),
-            vec![Part::text(
-                "Task failed: it could not be queued for a worker",
-            )],
-        );
-        let update = TaskUpdate::new(&task_id, Expect::State(TaskState::Submitted))
-            .history(reason.clone())
-            .status(TaskState::Failed, Some(reason));
-        if let Some(Ok(applied)) = inner.store.apply(vec![update]).await.pop() {
-            let _ = inner.bus.publish_events(applied.events).await;
-        }
-        return Err(bus_error(e));
-    }
+    // Recording the task and queueing its command run as one detached unit: a client that
+    // hangs up mid-request must not leave a recorded task that no worker will ever run.
+    let accept = tokio::spawn(accept(app.clone(), request, caller));
+    let submitted = accept
+        .await
+        .map_err(|e| JsonRpcError::internal(format!("accepting the task failed: {e}")))??;
     tracing::debug!(%task_id, created = submitted.created, "task accepted");
 
     if stream {
@@ -122,6 +91,50 @@ pub(crate) async fn send(
     };
     task.trim_history(trim);
     ok(id, &task)
+}
+
+/// Records the message, announces it and queues the command that runs it.
+async fn accept(
+    app: Ingress,
+    request: SubmitRequest,
+    caller: Option<String>,
+) -> Result<bindu_engine::store::Submitted, JsonRpcError> {
+    let inner = &app.inner;
+    let task_id = request.task_id.clone();
+    let message_id = request.message.message_id.clone();
+    let submitted = inner.store.submit(request).await.map_err(store_error)?;
+    if let Err(e) = inner
+        .bus
+        .publish_events(vec![submitted.event.clone()])
+        .await
+    {
+        tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
+    }
+    let command = TaskCommand {
+        op: CommandOp::Run,
+        task_id: task_id.clone(),
+        context_id: submitted.task.context_id.clone(),
+        message_id,
+        caller,
+        issued_at: bindu_engine::time::now_rfc3339(),
+    };
+    if let Err(e) = inner.bus.publish_commands(vec![command]).await {
+        // Nothing will run this task: record that instead of leaving it queued forever.
+        let reason = Message::agent(
+            uuid::Uuid::new_v4().to_string(),
+            vec![Part::text(
+                "Task failed: it could not be queued for a worker",
+            )],
+        );
+        let update = TaskUpdate::new(&task_id, Expect::State(TaskState::Submitted))
+            .history(reason.clone())
+            .status(TaskState::Failed, Some(reason));
+        if let Some(Ok(applied)) = inner.store.apply(vec![update]).await.pop() {
+            let _ = inner.bus.publish_events(applied.events).await;
+        }
+        return Err(bus_error(e));
+    }
+    Ok(submitted)
 }
 
 /// Waits for the event that ends this run (terminal or interrupted state).

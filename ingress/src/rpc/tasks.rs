@@ -49,31 +49,10 @@ pub(crate) async fn cancel(
             state.as_str(),
         ));
     }
-    let update = TaskUpdate::new(&params.id, Expect::NotTerminal).status(TaskState::Canceled, None);
-    match inner.store.apply(vec![update]).await.pop() {
-        Some(Ok(applied)) => {
-            if let Err(e) = inner.bus.publish_events(applied.events).await {
-                tracing::warn!(task_id = %params.id, error = %e, "could not publish the canceled event");
-            }
-        }
-        Some(Err(
-            StoreError::Conflict { state, .. } | StoreError::IllegalTransition { from: state, .. },
-        )) => {
-            return Err(JsonRpcError::task_not_cancelable(
-                &params.id,
-                state.as_str(),
-            ));
-        }
-        Some(Err(e)) => return Err(store_error(e)),
-        None => return Err(JsonRpcError::internal("the task store returned no result")),
-    }
-    // The handler may still be running somewhere: interrupt it. Its late writes fail the
-    // compare-and-set, so the task stays canceled either way.
-    inner
-        .bus
-        .signal_cancel(&params.id)
-        .await
-        .map_err(bus_error)?;
+    // Detached, so a client hanging up cannot leave a canceled task whose handler runs on.
+    let work = tokio::spawn(cancel_now(app.clone(), params.id.clone()));
+    work.await
+        .map_err(|e| JsonRpcError::internal(format!("canceling the task failed: {e}")))??;
     tracing::info!(task_id = %params.id, "task canceled");
     let task = inner
         .store
@@ -82,6 +61,27 @@ pub(crate) async fn cancel(
         .map_err(store_error)?
         .task;
     ok(id, &task)
+}
+
+/// Records `canceled` (compare-and-set), announces it and interrupts the handler.
+async fn cancel_now(app: Ingress, task_id: String) -> Result<(), JsonRpcError> {
+    let inner = &app.inner;
+    let update = TaskUpdate::new(&task_id, Expect::NotTerminal).status(TaskState::Canceled, None);
+    match inner.store.apply(vec![update]).await.pop() {
+        Some(Ok(applied)) => {
+            if let Err(e) = inner.bus.publish_events(applied.events).await {
+                tracing::warn!(%task_id, error = %e, "could not publish the canceled event");
+            }
+        }
+        Some(Err(
+            StoreError::Conflict { state, .. } | StoreError::IllegalTransition { from: state, .. },
+        )) => return Err(JsonRpcError::task_not_cancelable(&task_id, state.as_str())),
+        Some(Err(e)) => return Err(store_error(e)),
+        None => return Err(JsonRpcError::internal("the task store returned no result")),
+    }
+    // The handler may still be running somewhere: interrupt it. Its late writes fail the
+    // compare-and-set, so the task stays canceled either way.
+    inner.bus.signal_cancel(&task_id).await.map_err(bus_error)
 }
 
 pub(crate) async fn resubscribe(

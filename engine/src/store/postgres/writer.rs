@@ -109,11 +109,17 @@ pub(super) async fn run(
                 Op::Update { update, reply } => (Input::Update(update), Reply::Update(reply)),
             })
             .unzip();
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(
             options.timeout,
             policy.run(|| commit(&pool, &agent, &inputs), is_transient),
         )
         .await;
+        tracing::debug!(
+            ops = inputs.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "task store batch committed"
+        );
         match result {
             Ok(Ok(outcomes)) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -280,10 +286,14 @@ async fn commit(
         .iter()
         .filter_map(|id| tasks.get(id).map(|w| row(id, w)))
         .collect();
+    let mut updated_ids: Vec<&str> = Vec::new();
     let updates: Vec<Value> = tasks
         .iter()
         .filter(|(_, w)| w.existed && w.dirty)
-        .map(|(id, w)| row(id, w))
+        .map(|(id, w)| {
+            updated_ids.push(id);
+            row(id, w)
+        })
         .collect();
     if !inserts.is_empty() {
         sqlx::query(
@@ -305,10 +315,13 @@ async fn commit(
                                  ELSE COALESCE(t.metadata, '{}'::jsonb) || x.metadata END \
              FROM jsonb_to_recordset($2) AS x(id text, state text, status jsonb, version bigint, \
                                                history_count int, metadata jsonb) \
-             WHERE t.agent = $1 AND t.id = x.id",
+             WHERE t.agent = $1 AND t.id = ANY($3) AND t.id = x.id",
         )
         .bind(agent)
         .bind(Json(Value::Array(updates)))
+        // `id = ANY` lets the planner use the primary key whatever it guesses about the
+        // JSON rows (without it, a stale estimate picks a scan of all the agent's tasks).
+        .bind(&updated_ids)
         .execute(&mut *tx)
         .await?;
     }
