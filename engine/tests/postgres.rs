@@ -461,3 +461,46 @@ async fn a_database_outage_gives_clear_errors_then_recovers() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_and_reads_use_indexes() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("did:bindu:test:plans").await);
+    let mut handles = Vec::new();
+    for i in 0..1500 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let owner = if i % 3 == 0 {
+                "did:example:a"
+            } else {
+                "did:example:b"
+            };
+            submit_new(&*store, Some(owner)).await
+        }));
+    }
+    for h in handles {
+        h.await.expect("join");
+    }
+    let pool = store.pool_handle();
+    sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+    let explain = |sql: &'static str| async move {
+        let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(pool).await.expect("explain");
+        rows.into_iter()
+            .map(|(l,)| l)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let plans = [
+        explain("EXPLAIN SELECT id FROM bindu_tasks t WHERE t.agent = 'did:bindu:test:plans' AND t.seq_no < 9223372036854775807 AND t.owner = 'did:example:a' ORDER BY t.seq_no DESC LIMIT 51").await,
+        explain("EXPLAIN SELECT id FROM bindu_tasks t WHERE t.agent = 'did:bindu:test:plans' AND t.id = 'x'").await,
+        explain("EXPLAIN SELECT message FROM bindu_task_messages m WHERE m.agent = 'did:bindu:test:plans' AND m.task_id = 'x' ORDER BY ordinal").await,
+        explain("EXPLAIN SELECT id FROM bindu_contexts c WHERE c.agent = 'did:bindu:test:plans' AND c.seq_no < 9223372036854775807 AND c.owner = 'did:example:a' ORDER BY c.seq_no DESC LIMIT 51").await,
+    ];
+    for plan in plans {
+        assert!(
+            !plan.contains("Seq Scan"),
+            "expected an index scan:\n{plan}"
+        );
+        assert!(plan.contains("Index"), "expected an index scan:\n{plan}");
+    }
+}
