@@ -86,7 +86,7 @@ pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
         .database_url
         .clone()
         .context("DATABASE_URL is not set")?;
-    let mut options = PostgresOptions::new(url, config.storage_namespace());
+    let mut options = PostgresOptions::new(url, config.namespace());
     options.pool_size = config.storage.pool_size;
     options.batch_max = config.storage.batch_max;
     options.batch_linger = config.storage.batch_linger;
@@ -102,7 +102,7 @@ pub async fn build_store(config: &Config) -> anyhow::Result<Arc<dyn TaskStore>> 
             let store = PostgresStore::connect(postgres_options(config)?)
                 .await
                 .map_err(|e| anyhow::anyhow!("task store (STORAGE_TYPE=postgres): {e}"))?;
-            tracing::info!(namespace = %config.storage_namespace(), "Postgres task store ready");
+            tracing::info!(namespace = %config.namespace(), "Postgres task store ready");
             Arc::new(store)
         }
     })

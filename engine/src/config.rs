@@ -47,7 +47,7 @@ keys! {
     "agent.extended_card_file", "BINDU_EXTENDED_CARD_FILE", "", false, "JSON file whose fields override the public card for agent/getAuthenticatedExtendedCard; unset → -32007.";
     "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory (one process) or postgres (durable, shared by every process).";
     "storage.database_url", "DATABASE_URL", "", true, "Postgres URL, e.g. postgres://user:password@127.0.0.1:5432/bindu (required with STORAGE_TYPE=postgres).";
-    "storage.namespace", "STORAGE__NAMESPACE", "", false, "Namespace of this agent's rows in a shared database; default: the agent's identity (agent:<name> until DIDs).";
+    "storage.namespace", "STORAGE__NAMESPACE", "", false, "Namespace of this agent's rows in a shared database; default: the agent name (its DID once agents have DIDs). Also names the agent on the bus.";
     "storage.pool_size", "STORAGE__POOL_SIZE", "8", false, "Postgres connections per process.";
     "storage.batch_max", "STORAGE__BATCH_MAX", "512", false, "Most task writes group-committed in one Postgres transaction.";
     "storage.batch_linger_ms", "STORAGE__BATCH_LINGER_MS", "1", false, "How long a batch waits for more writes before committing (0: commit at once).";
@@ -307,12 +307,13 @@ impl Config {
         Ok(())
     }
 
-    /// The namespace of this agent's rows in a shared store.
-    pub fn storage_namespace(&self) -> String {
+    /// The agent's namespace in shared stores and on the bus (`STORAGE__NAMESPACE`, else the
+    /// agent name; the agent's DID once identities exist).
+    pub fn namespace(&self) -> String {
         self.storage
             .namespace
             .clone()
-            .unwrap_or_else(|| format!("agent:{}", self.agent.name))
+            .unwrap_or_else(|| self.agent.name.clone())
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {

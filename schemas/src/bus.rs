@@ -91,3 +91,76 @@ impl TaskEvent {
         matches!(&self.event, EventBody::Status(e) if e.is_final)
     }
 }
+
+/// Subject names: the public part of the contract. `<agent>` is [`token`] of the agent's
+/// namespace, `<task>` is [`token`] of the task id.
+///
+/// | subject | what flows |
+/// |---|---|
+/// | `bindu.<agent>.tasks.commands` | [`TaskCommand`] JSON (JetStream work queue) |
+/// | `bindu.<agent>.tasks.events.<task>` | [`TaskEvent`] JSON (JetStream, kept for the retention age) |
+/// | `bindu.<agent>.tasks.cancel` | a task id (core NATS): stop that task's handler |
+/// | `bindu.<agent>.tasks.deadletter` | [`TaskCommand`] JSON that exhausted its deliveries |
+///
+/// Watching every task event of an agent: subscribe to `bindu.<agent>.tasks.events.>`.
+pub mod subjects {
+    /// A subject-safe token: ids made of `A-Z a-z 0-9 _ -` are used as they are; anything
+    /// else becomes `~` followed by the hex of its UTF-8 bytes (so distinct ids never collide).
+    pub fn token(s: &str) -> String {
+        let plain = !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if plain {
+            return s.to_string();
+        }
+        let mut out = String::with_capacity(1 + s.len() * 2);
+        out.push('~');
+        for b in s.bytes() {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
+    pub fn commands(agent: &str) -> String {
+        format!("bindu.{}.tasks.commands", token(agent))
+    }
+
+    pub fn events(agent: &str, task_id: &str) -> String {
+        format!("bindu.{}.tasks.events.{}", token(agent), token(task_id))
+    }
+
+    /// Wildcard matching every task event of the agent.
+    pub fn all_events(agent: &str) -> String {
+        format!("bindu.{}.tasks.events.>", token(agent))
+    }
+
+    pub fn cancel(agent: &str) -> String {
+        format!("bindu.{}.tasks.cancel", token(agent))
+    }
+
+    pub fn dead_letter(agent: &str) -> String {
+        format!("bindu.{}.tasks.deadletter", token(agent))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn tokens_are_subject_safe_and_distinct() {
+            assert_eq!(token("0b6a3c5e-8a51-4b7e"), "0b6a3c5e-8a51-4b7e");
+            assert_eq!(token("a.b"), "~612e62");
+            assert_ne!(token("a.b"), token("a_b"));
+            assert_eq!(token("did:bindu:x"), "~6469643a62696e64753a78");
+            for t in ["a b", "x*", "y>", "", "é"] {
+                let tok = token(t);
+                assert!(!tok.is_empty());
+                assert!(!tok.contains(['.', '*', '>', ' ']), "{tok}");
+            }
+            assert_eq!(
+                events("agent:echo", "t-1"),
+                "bindu.~6167656e743a6563686f.tasks.events.t-1"
+            );
+        }
+    }
+}

@@ -18,8 +18,14 @@ use futures::stream::BoxStream;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(all(feature = "nats", any(test, feature = "testing")))]
+pub mod nats_server;
 
 pub use memory::MemoryBus;
+#[cfg(feature = "nats")]
+pub use nats::{NatsBus, NatsOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -38,6 +44,16 @@ pub enum BusError {
 pub type EventStream = BoxStream<'static, Result<Arc<TaskEvent>, BusError>>;
 pub type CommandStream = BoxStream<'static, Result<Delivery, BusError>>;
 pub type CancelStream = BoxStream<'static, String>;
+pub type ExhaustedStream = BoxStream<'static, Exhausted>;
+
+/// A command the bus gave up redelivering (its handler crashed or timed out every time).
+#[derive(Debug, Clone)]
+pub struct Exhausted {
+    pub command: TaskCommand,
+    pub deliveries: u64,
+    /// Backend-specific position of the command, for [`Bus::dead_letter`].
+    pub position: u64,
+}
 
 /// Acknowledges one delivered command.
 #[async_trait]
@@ -84,4 +100,28 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Task ids whose handlers must stop.
     async fn cancel_signals(&self) -> Result<CancelStream, BusError>;
+
+    /// Whether [`Bus::replay_task`] can replay past events (a durable event log).
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// The task's events with a sequence number above `after_seq`, from the bus's history
+    /// where it keeps one, then live. Without history: live events only.
+    async fn replay_task(&self, task_id: &str, after_seq: u64) -> Result<EventStream, BusError> {
+        let _ = after_seq;
+        self.subscribe_task(task_id).await
+    }
+
+    /// Commands that ran out of deliveries, each reported to one listener.
+    /// Backends that never redeliver report none.
+    async fn exhausted_commands(&self) -> Result<ExhaustedStream, BusError> {
+        Ok(Box::pin(futures::stream::pending()))
+    }
+
+    /// Moves an exhausted command to the dead-letter subject and off the work queue.
+    async fn dead_letter(&self, exhausted: &Exhausted) -> Result<(), BusError> {
+        let _ = exhausted;
+        Ok(())
+    }
 }

@@ -109,6 +109,8 @@ pub enum Expect {
     Any,
     NotTerminal,
     State(TaskState),
+    /// `submitted` or `working`: a redelivered command whose first worker died mid-run.
+    Active,
 }
 
 impl Expect {
@@ -117,6 +119,7 @@ impl Expect {
             Expect::Any => true,
             Expect::NotTerminal => !state.is_terminal(),
             Expect::State(s) => s == state,
+            Expect::Active => matches!(state, TaskState::Submitted | TaskState::Working),
         }
     }
 }

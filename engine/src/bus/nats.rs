@@ -1,0 +1,463 @@
+//! NATS JetStream bus.
+//!
+//! - Commands: a work-queue stream on `bindu.<agent>.tasks.commands`, consumed by one durable
+//!   pull consumer (`workers`) shared by every worker process, with explicit acks, an ack
+//!   wait (extended by in-progress acks while a handler runs) and a delivery limit. Publishes
+//!   carry `Nats-Msg-Id` so a repeated publish within the duplicate window is dropped.
+//! - Events: a limits stream on `bindu.<agent>.tasks.events.<task>` kept for the retention
+//!   age. Live readers use plain subscriptions on the task's subject; replays use an ordered
+//!   consumer filtered on it.
+//! - Cancel: core NATS on `bindu.<agent>.tasks.cancel`.
+//! - Exhausted commands: JetStream's max-deliveries advisory, read by one worker (queue
+//!   group), which fails the task and moves the command to `bindu.<agent>.tasks.deadletter`
+//!   (a stream of its own).
+//!
+//! Streams and the consumer are created or updated at start-up; concurrent starts are fine.
+//! Written for nats-server 2.9 (no multi-filter consumers, no per-message fsync).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_trait::async_trait;
+use bindu_schemas::bus::{subjects, TaskCommand, TaskEvent};
+use futures::StreamExt;
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsStorage {
+    File,
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    pub url: String,
+    /// The agent's namespace (subjects and stream names derive from it).
+    pub agent: String,
+    pub replicas: usize,
+    pub storage: NatsStorage,
+    /// How long task events stay replayable.
+    pub event_max_age: Duration,
+    /// Redelivery deadline of a command without an ack or in-progress ack.
+    pub ack_wait: Duration,
+    /// Deliveries of one command before it is dead-lettered.
+    pub max_deliver: i64,
+    /// Wait (retrying) for the server at start-up instead of failing.
+    pub wait_for_server: bool,
+    /// Commands a worker may hold unacknowledged (prefetch bound).
+    pub prefetch: usize,
+}
+
+impl NatsOptions {
+    pub fn new(url: impl Into<String>, agent: impl Into<String>) -> Self {
+        NatsOptions {
+            url: url.into(),
+            agent: agent.into(),
+            replicas: 1,
+            storage: NatsStorage::File,
+            event_max_age: Duration::from_secs(24 * 3600),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            wait_for_server: false,
+            prefetch: 256,
+        }
+    }
+}
+
+fn stream_name(agent: &str, what: &str) -> String {
+    // Stream names allow fewer characters than subjects.
+    let token: String = subjects::token(agent)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("BINDU_{token}_{what}")
+}
+
+const CONSUMER: &str = "workers";
+
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    options: NatsOptions,
+    commands_subject: String,
+    commands_stream: String,
+    events_stream: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl NatsBus {
+    /// Connects and creates or updates the streams and the workers' consumer.
+    pub async fn connect(options: NatsOptions) -> Result<Self, BusError> {
+        let mut connect = async_nats::ConnectOptions::new()
+            .name(format!("bindu:{}", options.agent))
+            .connection_timeout(Duration::from_secs(5));
+        if options.wait_for_server {
+            connect = connect.retry_on_initial_connect();
+        }
+        let client = connect.connect(options.url.as_str()).await.map_err(|e| {
+            BusError::Unavailable(format!("cannot connect to NATS at {}: {e}", options.url))
+        })?;
+        let js = jetstream::new(client.clone());
+        let storage = match options.storage {
+            NatsStorage::File => stream::StorageType::File,
+            NatsStorage::Memory => stream::StorageType::Memory,
+        };
+        let agent = options.agent.clone();
+        let bus = NatsBus {
+            commands_subject: subjects::commands(&agent),
+            commands_stream: stream_name(&agent, "COMMANDS"),
+            events_stream: stream_name(&agent, "EVENTS"),
+            client,
+            js,
+            options,
+        };
+        bus.ensure_stream(stream::Config {
+            name: bus.commands_stream.clone(),
+            subjects: vec![bus.commands_subject.clone()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage,
+            num_replicas: bus.options.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+        bus.ensure_stream(stream::Config {
+            name: bus.events_stream.clone(),
+            subjects: vec![subjects::all_events(&agent)],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: bus.options.event_max_age,
+            storage,
+            num_replicas: bus.options.replicas,
+            ..Default::default()
+        })
+        .await?;
+        bus.ensure_stream(stream::Config {
+            name: stream_name(&agent, "DEADLETTER"),
+            subjects: vec![subjects::dead_letter(&agent)],
+            retention: stream::RetentionPolicy::Limits,
+            storage,
+            num_replicas: bus.options.replicas,
+            ..Default::default()
+        })
+        .await?;
+        bus.consumer().await?;
+        Ok(bus)
+    }
+
+    /// Create-or-update, retried: two processes starting at once may race on creation.
+    async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
+        let mut last = None;
+        for attempt in 0..5u64 {
+            match self.js.create_or_update_stream(config.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    last = Some(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+                }
+            }
+        }
+        Err(BusError::Unavailable(format!(
+            "cannot create stream {}: {}",
+            config.name,
+            last.unwrap_or_default()
+        )))
+    }
+
+    async fn consumer(&self) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
+        let stream = self
+            .js
+            .get_stream(&self.commands_stream)
+            .await
+            .map_err(unavailable)?;
+        let config = consumer::pull::Config {
+            durable_name: Some(CONSUMER.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            max_deliver: self.options.max_deliver,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        let mut last = None;
+        for attempt in 0..5u64 {
+            match stream
+                .get_or_create_consumer(CONSUMER, config.clone())
+                .await
+            {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    last = Some(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+                }
+            }
+        }
+        Err(BusError::Unavailable(format!(
+            "cannot create the workers' consumer: {}",
+            last.unwrap_or_default()
+        )))
+    }
+
+    fn decode_event(payload: &[u8]) -> Option<Arc<TaskEvent>> {
+        match serde_json::from_slice::<TaskEvent>(payload) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a task event that is not valid JSON");
+                None
+            }
+        }
+    }
+
+    fn live(sub: async_nats::Subscriber) -> EventStream {
+        sub.filter_map(|m| async move { Self::decode_event(&m.payload).map(Ok) })
+            .boxed()
+    }
+}
+
+struct NatsAcker(async_nats::jetstream::message::Acker);
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        self.0.double_ack().await.map_err(unavailable)
+    }
+    async fn nack(&self, delay: Duration) -> Result<(), BusError> {
+        self.0
+            .ack_with(jetstream::AckKind::Nak(Some(delay)))
+            .await
+            .map_err(unavailable)
+    }
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.0
+            .ack_with(jetstream::AckKind::Progress)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    fn backend(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn ready(&self) -> Result<(), BusError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            other => Err(BusError::Unavailable(format!("NATS connection is {other}"))),
+        }
+    }
+
+    async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
+        let mut acks = Vec::with_capacity(commands.len());
+        for c in &commands {
+            let payload = serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("{}:{}", c.task_id, c.message_id).as_str(),
+            );
+            let ack = self
+                .js
+                .publish_with_headers(self.commands_subject.clone(), headers, payload.into())
+                .await
+                .map_err(unavailable)?;
+            acks.push(ack);
+        }
+        // Acks stay in flight together; success only once JetStream stored every command.
+        for ack in acks {
+            ack.await
+                .map_err(|e| BusError::Unavailable(format!("command not stored: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn consume_commands(&self) -> Result<CommandStream, BusError> {
+        let consumer = self.consumer().await?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.options.prefetch.max(1))
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        Ok(messages
+            .filter_map(|m| async move {
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => return Some(Err(unavailable(e))),
+                };
+                let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+                let (msg, acker) = m.split();
+                match serde_json::from_slice::<TaskCommand>(&msg.payload) {
+                    Ok(command) => Some(Ok(Delivery {
+                        command,
+                        attempt,
+                        acker: Box::new(NatsAcker(acker)),
+                    })),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping a command that is not valid JSON");
+                        let _ = acker.ack_with(jetstream::AckKind::Term).await;
+                        None
+                    }
+                }
+            })
+            .boxed())
+    }
+
+    async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
+        let mut acks = Vec::with_capacity(events.len());
+        for e in &events {
+            let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
+            let subject = subjects::events(&self.options.agent, e.task_id());
+            acks.push(
+                self.js
+                    .publish(subject, payload.into())
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        for ack in acks {
+            ack.await
+                .map_err(|e| BusError::Unavailable(format!("event not stored: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn subscribe_task(&self, task_id: &str) -> Result<EventStream, BusError> {
+        let sub = self
+            .client
+            .subscribe(subjects::events(&self.options.agent, task_id))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::live(sub))
+    }
+
+    async fn subscribe_all(&self) -> Result<EventStream, BusError> {
+        let sub = self
+            .client
+            .subscribe(subjects::all_events(&self.options.agent))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::live(sub))
+    }
+
+    async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError> {
+        self.client
+            .publish(
+                subjects::cancel(&self.options.agent),
+                task_id.to_string().into(),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.client.flush().await.map_err(unavailable)
+    }
+
+    async fn cancel_signals(&self) -> Result<CancelStream, BusError> {
+        let sub = self
+            .client
+            .subscribe(subjects::cancel(&self.options.agent))
+            .await
+            .map_err(unavailable)?;
+        Ok(sub
+            .filter_map(|m| async move { String::from_utf8(m.payload.to_vec()).ok() })
+            .boxed())
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn replay_task(&self, task_id: &str, after_seq: u64) -> Result<EventStream, BusError> {
+        let stream = self
+            .js
+            .get_stream(&self.events_stream)
+            .await
+            .map_err(unavailable)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::events(&self.options.agent, task_id),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        Ok(messages
+            .filter_map(move |m| async move {
+                match m {
+                    Ok(m) => Self::decode_event(&m.payload)
+                        .filter(|e| e.seq > after_seq)
+                        .map(Ok),
+                    Err(e) => Some(Err(unavailable(e))),
+                }
+            })
+            .boxed())
+    }
+
+    async fn exhausted_commands(&self) -> Result<ExhaustedStream, BusError> {
+        let advisory = format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{CONSUMER}",
+            self.commands_stream
+        );
+        // A queue group: each advisory reaches exactly one worker process.
+        let sub = self
+            .client
+            .queue_subscribe(advisory, "bindu-dead-letters".to_string())
+            .await
+            .map_err(unavailable)?;
+        let js = self.js.clone();
+        let stream_name = self.commands_stream.clone();
+        Ok(sub
+            .filter_map(move |m| {
+                let js = js.clone();
+                let stream_name = stream_name.clone();
+                async move {
+                    let advisory: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
+                    let seq = advisory.get("stream_seq")?.as_u64()?;
+                    let deliveries = advisory
+                        .get("deliveries")
+                        .and_then(|d| d.as_u64())
+                        .unwrap_or(0);
+                    let stream = js.get_stream(&stream_name).await.ok()?;
+                    let raw = stream.get_raw_message(seq).await.ok()?;
+                    let command: TaskCommand = serde_json::from_slice(&raw.payload).ok()?;
+                    Some(Exhausted {
+                        command,
+                        deliveries,
+                        position: seq,
+                    })
+                }
+            })
+            .boxed())
+    }
+
+    async fn dead_letter(&self, exhausted: &Exhausted) -> Result<(), BusError> {
+        let payload =
+            serde_json::to_vec(&exhausted.command).map_err(|e| BusError::Other(Box::new(e)))?;
+        self.js
+            .publish(subjects::dead_letter(&self.options.agent), payload.into())
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        let stream = self
+            .js
+            .get_stream(&self.commands_stream)
+            .await
+            .map_err(unavailable)?;
+        stream
+            .delete_message(exhausted.position)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
