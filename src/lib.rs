@@ -26,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bindu_engine::bus::nats::NatsStorage;
 use bindu_engine::bus::MemoryBus;
-use bindu_engine::config::StorageKind;
+use bindu_engine::bus::{NatsBus, NatsOptions};
+use bindu_engine::config::{SchedulerKind, StorageKind};
 use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
 use bindu_engine::{Bus, Config, TaskStore};
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
@@ -46,7 +48,7 @@ pub mod telemetry;
 
 /// A running agent: HTTP ingress and worker pool in one process.
 pub struct Server {
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
     base_url: String,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
@@ -54,7 +56,18 @@ pub struct Server {
 
 impl Server {
     /// The address the HTTP server is bound to.
+    ///
+    /// # Panics
+    /// For a worker-only process, which serves no HTTP (see [`Server::http_addr`]).
     pub fn local_addr(&self) -> SocketAddr {
+        match self.local_addr {
+            Some(a) => a,
+            None => panic!("a worker-only process has no HTTP address"),
+        }
+    }
+
+    /// The address the HTTP server is bound to, if this process serves HTTP.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
@@ -128,94 +141,183 @@ fn spawn_retention(store: Arc<dyn TaskStore>, retention: Duration, stop: Cancell
     });
 }
 
-/// Binds, builds the backends and starts serving in the background.
-pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<Server> {
-    let store = build_store(&config).await?;
-    let memory_bus = Arc::new(MemoryBus::new(config.scheduler.queue_capacity));
-    let bus: Arc<dyn Bus> = memory_bus.clone();
-
-    let host = config.server.host.as_str();
-    let listener = TcpListener::bind((host, config.server.port))
-        .await
-        .with_context(|| {
-            format!(
-                "could not listen on {host}:{} (server.host / server.port)",
-                config.server.port
-            )
-        })?;
-    let local_addr = listener.local_addr().context("reading the bound address")?;
-    let base_url = match &config.server.deployment_url {
-        Some(url) => url.clone(),
-        None => {
-            let mut addr = local_addr;
-            if addr.ip().is_unspecified() {
-                tracing::warn!(
-                    "listening on all interfaces; set BINDU_DEPLOYMENT_URL so the agent card carries a reachable URL"
-                );
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{addr}")
+/// The bus `config` asks for; the memory bus is also returned so shutdown can drain it.
+pub async fn build_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<Arc<MemoryBus>>)> {
+    Ok(match config.scheduler.kind {
+        SchedulerKind::Memory => {
+            let bus = Arc::new(MemoryBus::new(config.scheduler.queue_capacity));
+            (bus.clone(), Some(bus))
         }
-    };
+        SchedulerKind::Nats => {
+            let url = config.nats.url.clone().context("NATS_URL is not set")?;
+            let mut options = NatsOptions::new(url, config.namespace());
+            options.replicas = config.nats.replicas;
+            options.storage = if config.nats.memory_storage {
+                NatsStorage::Memory
+            } else {
+                NatsStorage::File
+            };
+            options.event_max_age = config.nats.event_retention;
+            options.ack_wait = config.nats.ack_wait;
+            options.max_deliver = config.nats.max_deliver;
+            options.wait_for_server = config.nats.wait_for_server;
+            options.prefetch = config.worker.concurrency;
+            let bus = NatsBus::connect(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("task bus (SCHEDULER_TYPE=nats): {e}"))?;
+            tracing::info!(namespace = %config.namespace(), "NATS JetStream bus ready");
+            (Arc::new(bus), None)
+        }
+    })
+}
 
-    let caps = CardCapabilities {
-        streaming: true,
-        push_notifications: false,
-    };
-    let card = build_card(&config.agent, &base_url, caps);
-    let extended_card = match &config.agent.extended_card_file {
-        Some(path) => Some(load_extended_card(path, &card).map_err(|e| {
-            anyhow::anyhow!("agent.extended_card_file / BINDU_EXTENDED_CARD_FILE: {e}")
-        })?),
-        None => None,
-    };
-    let mut card = card;
-    if extended_card.is_some() {
-        card.supports_authenticated_extended_card = Some(true);
+/// Which parts of the engine a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP ingress and worker pool in one process (`bindu serve`).
+    Serve,
+    /// HTTP ingress only (`bindu ingress`); workers run elsewhere.
+    Ingress,
+    /// Worker pool only (`bindu worker`).
+    Worker,
+}
+
+/// Binds, builds the backends and starts serving in the background (`bindu serve`).
+pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<Server> {
+    launch(config, Some(handler), Role::Serve).await
+}
+
+/// Starts the parts of the engine `role` names. Ingress and worker roles need shared
+/// backends (Postgres and NATS) and refuse to start without them.
+pub async fn launch(
+    config: Config,
+    handler: Option<Arc<dyn Handler>>,
+    role: Role,
+) -> anyhow::Result<Server> {
+    if role != Role::Serve {
+        if let Some(why) = config.distributed_problem() {
+            anyhow::bail!(
+                "`bindu {}` runs beside other processes, but {why}",
+                if role == Role::Ingress {
+                    "ingress"
+                } else {
+                    "worker"
+                }
+            );
+        }
     }
+    let store = build_store(&config).await?;
+    let (bus, memory_bus) = build_bus(&config).await?;
 
     let shutdown = CancellationToken::new();
     if let Some(retention) = config.storage.retention {
-        spawn_retention(store.clone(), retention, shutdown.clone());
+        if role != Role::Ingress {
+            spawn_retention(store.clone(), retention, shutdown.clone());
+        }
     }
     let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
-    let ingress = Ingress::new(
-        store.clone(),
-        bus.clone(),
-        card,
-        extended_card,
-        IngressOptions {
-            max_body_bytes: config.server.max_body_bytes,
-            sse_keepalive: Duration::from_secs(config.server.sse_keepalive_secs),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-        shutdown.clone(),
-    );
-    let router = ingress.router();
-    let pool = WorkerPool::new(
-        store,
-        bus,
-        handler,
-        WorkerOptions {
-            concurrency: config.worker.concurrency,
-            drain_timeout: Duration::from_secs(5),
-        },
-    );
+
+    let (mut http, local_addr, base_url) = if role == Role::Worker {
+        (None, None, String::new())
+    } else {
+        let host = config.server.host.as_str();
+        let listener = TcpListener::bind((host, config.server.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "could not listen on {host}:{} (server.host / server.port)",
+                    config.server.port
+                )
+            })?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let base_url = match &config.server.deployment_url {
+            Some(url) => url.clone(),
+            None => {
+                let mut addr = local_addr;
+                if addr.ip().is_unspecified() {
+                    tracing::warn!(
+                        "listening on all interfaces; set BINDU_DEPLOYMENT_URL so the agent card carries a reachable URL"
+                    );
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            }
+        };
+        let caps = CardCapabilities {
+            streaming: true,
+            push_notifications: false,
+        };
+        let mut card = build_card(&config.agent, &base_url, caps);
+        let extended_card = match &config.agent.extended_card_file {
+            Some(path) => Some(load_extended_card(path, &card).map_err(|e| {
+                anyhow::anyhow!("agent.extended_card_file / BINDU_EXTENDED_CARD_FILE: {e}")
+            })?),
+            None => None,
+        };
+        if extended_card.is_some() {
+            card.supports_authenticated_extended_card = Some(true);
+        }
+        let ingress = Ingress::new(
+            store.clone(),
+            bus.clone(),
+            card,
+            extended_card,
+            IngressOptions {
+                max_body_bytes: config.server.max_body_bytes,
+                sse_keepalive: Duration::from_secs(config.server.sse_keepalive_secs),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            shutdown.clone(),
+        );
+        let http = tokio::spawn(bindu_ingress::serve(
+            listener,
+            ingress.router(),
+            shutdown.clone(),
+        ));
+        tracing::info!(%local_addr, url = %base_url, "agent listening");
+        (Some(http), Some(local_addr), base_url)
+    };
 
     let worker_stop = CancellationToken::new();
-    let mut workers = tokio::spawn(pool.run(worker_stop.clone()));
-    let mut http = tokio::spawn(bindu_ingress::serve(listener, router, shutdown.clone()));
-    tracing::info!(%local_addr, url = %base_url, "agent listening");
+    let mut workers = match (role, handler) {
+        (Role::Ingress, _) => None,
+        (_, None) => anyhow::bail!("a worker needs a handler"),
+        (_, Some(handler)) => {
+            let pool = WorkerPool::new(
+                store,
+                bus,
+                handler,
+                WorkerOptions {
+                    concurrency: config.worker.concurrency,
+                    drain_timeout: Duration::from_secs(5),
+                    heartbeat: (config.nats.ack_wait / 3).max(Duration::from_millis(200)),
+                },
+            );
+            Some(tokio::spawn(pool.run(worker_stop.clone())))
+        }
+    };
 
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
+        let http_done = async {
+            match http.as_mut() {
+                Some(h) => h.await,
+                None => std::future::pending().await,
+            }
+        };
+        let workers_done = async {
+            match workers.as_mut() {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = token.cancelled() => {}
-            r = &mut http => {
+            r = http_done => {
                 token.cancel();
                 r.context("the HTTP server panicked")?.context("the HTTP server failed")?;
             }
-            r = &mut workers => {
+            r = workers_done => {
                 token.cancel();
                 r.context("the worker pool panicked")?.context("the worker pool failed")?;
                 anyhow::bail!("the worker pool stopped unexpectedly");
@@ -226,23 +328,31 @@ pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<
             "shutting down: finishing in-flight work"
         );
         let until = tokio::time::Instant::now() + deadline;
-        if !http.is_finished() {
-            match tokio::time::timeout_at(until, &mut http).await {
-                Ok(r) => r
-                    .context("the HTTP server panicked")?
-                    .context("the HTTP server failed")?,
-                Err(_) => {
-                    tracing::warn!("shutdown deadline passed with requests still open");
-                    http.abort();
+        if let Some(mut h) = http.take() {
+            if !h.is_finished() {
+                match tokio::time::timeout_at(until, &mut h).await {
+                    Ok(r) => r
+                        .context("the HTTP server panicked")?
+                        .context("the HTTP server failed")?,
+                    Err(_) => {
+                        tracing::warn!("shutdown deadline passed with requests still open");
+                        h.abort();
+                    }
                 }
             }
         }
-        // No more requests: let the workers finish what was already queued, then stop.
-        memory_bus.close();
-        if !workers.is_finished() && tokio::time::timeout_at(until, &mut workers).await.is_err() {
-            tracing::warn!("shutdown deadline passed; interrupting running tasks");
-            worker_stop.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(10), &mut workers).await;
+        match &memory_bus {
+            // No more requests: let the workers finish what was already queued, then stop.
+            Some(bus) => bus.close(),
+            // A durable queue keeps what is not taken: stop taking, finish what runs.
+            None => worker_stop.cancel(),
+        }
+        if let Some(mut w) = workers.take() {
+            if !w.is_finished() && tokio::time::timeout_at(until, &mut w).await.is_err() {
+                tracing::warn!("shutdown deadline passed; interrupting running tasks");
+                worker_stop.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(10), &mut w).await;
+            }
         }
         tracing::info!("stopped");
         Ok(())
@@ -256,10 +366,12 @@ pub async fn start(config: Config, handler: Arc<dyn Handler>) -> anyhow::Result<
     })
 }
 
-/// The built-in handler named by `worker.handler` / `BINDU_HANDLER`.
-pub fn builtin_handler(name: &str) -> anyhow::Result<Arc<dyn Handler>> {
-    match name {
-        "echo" => Ok(Arc::new(EchoHandler)),
+/// The built-in handler `config` names (`worker.handler` / `BINDU_HANDLER`).
+pub fn builtin_handler(config: &Config) -> anyhow::Result<Arc<dyn Handler>> {
+    match config.worker.handler.as_str() {
+        "echo" => Ok(Arc::new(EchoHandler {
+            delay: config.worker.echo_delay,
+        })),
         other => anyhow::bail!("unknown handler {other:?}"),
     }
 }

@@ -26,6 +26,10 @@ struct Cli {
 enum Command {
     /// Run the agent: HTTP ingress and worker pool in one process.
     Serve(Overrides),
+    /// Run only the HTTP ingress (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats).
+    Ingress(Overrides),
+    /// Run only a worker pool (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats).
+    Worker(Overrides),
     /// Print the effective configuration (secrets redacted) and exit.
     Config(Overrides),
     /// Apply the task store's database migrations (Postgres) and exit.
@@ -108,7 +112,11 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let overrides = match &cli.command {
-        Command::Serve(o) | Command::Config(o) | Command::Migrate(o) => o,
+        Command::Serve(o)
+        | Command::Ingress(o)
+        | Command::Worker(o)
+        | Command::Config(o)
+        | Command::Migrate(o) => o,
         Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
     };
     let config = match load(cli.config.as_ref(), overrides) {
@@ -136,8 +144,25 @@ fn main() -> ExitCode {
             Work::Purge(age, !yes)
         }
         Command::Migrate(_) => Work::Migrate,
-        Command::Serve(_) => Work::Serve,
+        Command::Serve(_) => Work::Run(bindu::Role::Serve),
+        Command::Ingress(_) => Work::Run(bindu::Role::Ingress),
+        Command::Worker(_) => Work::Run(bindu::Role::Worker),
     };
+    if let Work::Run(role) = work {
+        if role != bindu::Role::Serve {
+            if let Some(why) = config.distributed_problem() {
+                eprintln!(
+                    "bindu: refusing to start a separate {} process: {why}",
+                    if role == bindu::Role::Ingress {
+                        "ingress"
+                    } else {
+                        "worker"
+                    }
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     bindu::telemetry::init(&config.logging);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -147,7 +172,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match work {
-        Work::Serve => runtime.block_on(serve_until_signal(config)),
+        Work::Run(role) => runtime.block_on(serve_until_signal(config, role)),
         Work::Migrate => runtime.block_on(migrate(config)),
         Work::Purge(age, dry_run) => runtime.block_on(purge(config, age, dry_run)),
     };
@@ -162,7 +187,7 @@ fn main() -> ExitCode {
 }
 
 enum Work {
-    Serve,
+    Run(bindu::Role),
     Migrate,
     Purge(std::time::Duration, bool),
 }
@@ -210,14 +235,20 @@ fn humanize(d: std::time::Duration) -> String {
     }
 }
 
-async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
-    let handler = bindu::builtin_handler(&config.worker.handler)?;
-    let server = bindu::start(config, handler).await?;
-    eprintln!(
-        "bindu: agent listening on {} (card: {}/.well-known/agent-card.json)",
-        server.local_addr(),
-        server.base_url()
-    );
+async fn serve_until_signal(config: Config, role: bindu::Role) -> anyhow::Result<()> {
+    let handler = match role {
+        bindu::Role::Ingress => None,
+        _ => Some(bindu::builtin_handler(&config)?),
+    };
+    let concurrency = config.worker.concurrency;
+    let server = bindu::launch(config, handler, role).await?;
+    match server.http_addr() {
+        Some(addr) => eprintln!(
+            "bindu: agent listening on {addr} (card: {}/.well-known/agent-card.json)",
+            server.base_url()
+        ),
+        None => eprintln!("bindu: worker running (concurrency {concurrency})"),
+    }
     let token = server.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -361,7 +361,7 @@ async fn snake_case_input_is_accepted_and_output_is_camel_case() {
 async fn a_body_over_the_limit_is_refused_with_413() {
     let srv = TestServer::start(
         &[("server.max_body_bytes", "4096")],
-        Arc::new(bindu::EchoHandler),
+        Arc::new(bindu::EchoHandler::default()),
     )
     .await;
     // Under the limit: served.
@@ -401,7 +401,7 @@ async fn post_chunked(
 async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     let srv = TestServer::start(
         &[("server.max_body_bytes", "4096")],
-        Arc::new(bindu::EchoHandler),
+        Arc::new(bindu::EchoHandler::default()),
     )
     .await;
     // One 10 KB chunk, so the whole body is on the wire before the server answers.
@@ -426,7 +426,7 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
 async fn every_large_chunked_body_over_the_limit_gets_the_413_reply() {
     let srv = TestServer::start(
         &[("server.max_body_bytes", "4096")],
-        Arc::new(bindu::EchoHandler),
+        Arc::new(bindu::EchoHandler::default()),
     )
     .await;
     for attempt in 0..10 {
@@ -1310,7 +1310,7 @@ async fn the_extended_card_comes_from_the_configured_file() {
     let path = file.0.to_str().unwrap().to_string();
     let srv = TestServer::start(
         &[("agent.extended_card_file", path.as_str())],
-        Arc::new(bindu::EchoHandler),
+        Arc::new(bindu::EchoHandler::default()),
     )
     .await;
 
@@ -1533,7 +1533,7 @@ async fn the_agent_card_is_served_at_both_well_known_paths() {
 async fn the_deployment_url_goes_into_the_card() {
     let srv = TestServer::start(
         &[("server.deployment_url", "https://agent.example.com")],
-        Arc::new(bindu::EchoHandler),
+        Arc::new(bindu::EchoHandler::default()),
     )
     .await;
     let (status, _, body) = srv.get("/.well-known/agent-card.json").await;

@@ -126,7 +126,7 @@ async fn server_output_matches_the_a2a_schema() {
     config
         .set("server.port", "0", bindu::engine::config::Source::Default)
         .unwrap();
-    let server = bindu::start(config, Arc::new(bindu::EchoHandler))
+    let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .unwrap();
     let base = format!("http://{}", server.local_addr());

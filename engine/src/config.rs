@@ -54,10 +54,18 @@ keys! {
     "storage.timeout_secs", "STORAGE__TIMEOUT", "5", false, "Longest a store operation may take, retries of transient errors included; then the request fails with -32603.";
     "storage.retention", "STORAGE__RETENTION", "", false, "Delete terminal tasks older than this (e.g. 30d, 12h); checked hourly. Unset: keep everything.";
     "storage.memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS", "1000000", false, "Memory store bound; beyond it the oldest terminal tasks are evicted.";
-    "scheduler.type", "SCHEDULER_TYPE", "memory", false, "Bus backend: memory.";
+    "scheduler.type", "SCHEDULER_TYPE", "memory", false, "Bus backend: memory (one process) or nats (JetStream; ingress and worker processes).";
+    "nats.url", "NATS_URL", "", false, "NATS server URL, e.g. nats://127.0.0.1:4222 (required with SCHEDULER_TYPE=nats).";
+    "nats.replicas", "NATS__REPLICAS", "1", false, "JetStream stream replicas (1 for a single server).";
+    "nats.storage", "NATS__STORAGE", "file", false, "JetStream storage: file (survives server restarts) or memory.";
+    "nats.event_retention", "NATS__EVENT_RETENTION", "24h", false, "How long task events stay replayable on the bus (resubscribe, Last-Event-ID).";
+    "nats.ack_wait_secs", "NATS__ACK_WAIT", "30", false, "Seconds before an unacknowledged command is redelivered; running handlers extend it with in-progress acks.";
+    "nats.max_deliver", "NATS__MAX_DELIVER", "5", false, "Deliveries of one command before its task is failed and the command dead-lettered.";
+    "nats.wait_for_server", "NATS__WAIT_FOR_SERVER", "false", false, "At start-up, wait (retrying) for NATS instead of exiting with an error.";
     "scheduler.queue_capacity", "SCHEDULER__QUEUE_CAPACITY", "65536", false, "Memory bus: commands waiting for a worker before senders wait (back-pressure).";
     "worker.handler", "BINDU_HANDLER", "echo", false, "Handler run by `bindu serve`: echo.";
     "worker.concurrency", "BINDU_WORKER_CONCURRENCY", "256", false, "Tasks one worker process runs at once.";
+    "worker.echo_delay_ms", "BINDU_ECHO_DELAY_MS", "0", false, "Echo handler: milliseconds of simulated work before replying (demos and load tests).";
     "logging.default_level", "LOGGING__DEFAULT_LEVEL", "info", false, "Log level (trace, debug, info, warn, error) or a tracing filter such as `info,bindu_ingress=debug`.";
     "logging.format", "LOGGING__FORMAT", "text", false, "Log format: text or json.";
 }
@@ -71,6 +79,18 @@ pub enum StorageKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedulerKind {
     Memory,
+    Nats,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: Option<String>,
+    pub replicas: usize,
+    pub memory_storage: bool,
+    pub event_retention: Duration,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    pub wait_for_server: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +145,7 @@ pub struct SchedulerConfig {
 pub struct WorkerConfig {
     pub handler: String,
     pub concurrency: usize,
+    pub echo_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +161,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub storage: StorageConfig,
     pub scheduler: SchedulerConfig,
+    pub nats: NatsConfig,
     pub worker: WorkerConfig,
     pub logging: LoggingConfig,
     /// Raw value and source of every key, for `bindu config`.
@@ -192,6 +214,14 @@ fn parse_num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("expected {what}, got {v:?}"))
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got {v:?}")),
+    }
 }
 
 fn non_empty(v: &str) -> Option<String> {
@@ -248,9 +278,19 @@ impl Config {
                 kind: SchedulerKind::Memory,
                 queue_capacity: 0,
             },
+            nats: NatsConfig {
+                url: None,
+                replicas: 1,
+                memory_storage: false,
+                event_retention: Duration::ZERO,
+                ack_wait: Duration::ZERO,
+                max_deliver: 0,
+                wait_for_server: false,
+            },
             worker: WorkerConfig {
                 handler: String::new(),
                 concurrency: 0,
+                echo_delay: Duration::ZERO,
             },
             logging: LoggingConfig {
                 default_level: String::new(),
@@ -292,6 +332,18 @@ impl Config {
 
     /// Checks that hold across keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.scheduler.kind == SchedulerKind::Nats && self.nats.url.is_none() {
+            let source = self
+                .values
+                .get("scheduler.type")
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_default();
+            return Err(ConfigError {
+                key: "nats.url / NATS_URL".into(),
+                source_desc: source,
+                message: "SCHEDULER_TYPE=nats needs NATS_URL".into(),
+            });
+        }
         if self.storage.kind == StorageKind::Postgres && self.storage.database_url.is_none() {
             let source = self
                 .values
@@ -305,6 +357,18 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// Why this configuration cannot run as separate ingress or worker processes, if so.
+    pub fn distributed_problem(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.storage.kind != StorageKind::Postgres {
+            why.push("STORAGE_TYPE=memory keeps tasks inside one process, so an ingress and its workers would not see each other's tasks: set STORAGE_TYPE=postgres and DATABASE_URL");
+        }
+        if self.scheduler.kind != SchedulerKind::Nats {
+            why.push("SCHEDULER_TYPE=memory queues work inside one process, so no other process could take it: set SCHEDULER_TYPE=nats and NATS_URL");
+        }
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     /// The agent's namespace in shared stores and on the bus (`STORAGE__NAMESPACE`, else the
@@ -479,12 +543,60 @@ impl Config {
             "scheduler.type" => {
                 self.scheduler.kind = match v.trim().to_ascii_lowercase().as_str() {
                     "memory" => SchedulerKind::Memory,
+                    "nats" => SchedulerKind::Nats,
                     other => {
                         return Err(format!(
-                            "{other:?} is not available in this build; supported: memory"
+                            "unknown backend {other:?}; supported: memory, nats"
                         ))
                     }
                 }
+            }
+            "nats.url" => {
+                self.nats.url = match non_empty(v) {
+                    None => None,
+                    Some(u) if u.starts_with("nats://") || u.starts_with("tls://") => Some(u),
+                    Some(_) => return Err("expected a nats:// or tls:// URL".into()),
+                }
+            }
+            "nats.replicas" => {
+                let n: usize = parse_num(v, "a number of replicas")?;
+                if !(1..=5).contains(&n) {
+                    return Err("must be between 1 and 5".into());
+                }
+                self.nats.replicas = n;
+            }
+            "nats.storage" => {
+                self.nats.memory_storage = match v.trim().to_ascii_lowercase().as_str() {
+                    "file" => false,
+                    "memory" => true,
+                    _ => return Err(format!("expected file or memory, got {v:?}")),
+                }
+            }
+            "nats.event_retention" => {
+                let d = parse_duration(v)?;
+                if d.is_zero() {
+                    return Err("must be longer than zero".into());
+                }
+                self.nats.event_retention = d;
+            }
+            "nats.ack_wait_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.nats.ack_wait = Duration::from_secs(n);
+            }
+            "nats.max_deliver" => {
+                let n: i64 = parse_num(v, "a number of deliveries")?;
+                if !(1..=1000).contains(&n) {
+                    return Err("must be between 1 and 1000".into());
+                }
+                self.nats.max_deliver = n;
+            }
+            "nats.wait_for_server" => self.nats.wait_for_server = parse_bool(v)?,
+            "worker.echo_delay_ms" => {
+                let n: u64 = parse_num(v, "a number of milliseconds")?;
+                self.worker.echo_delay = Duration::from_millis(n);
             }
             "scheduler.queue_capacity" => {
                 let n: usize = parse_num(v, "a number of commands")?;

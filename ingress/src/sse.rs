@@ -108,11 +108,26 @@ pub(crate) fn task_stream(
     events: EventStream,
     trim: Option<u32>,
 ) -> Response {
+    let task_id = snapshot.id.clone();
+    resume_stream(app, id, task_id, Some(snapshot), version, events, trim)
+}
+
+/// Like [`task_stream`], but without a snapshot when the client already has the events up
+/// to `version` (SSE `Last-Event-ID`).
+pub(crate) fn resume_stream(
+    app: &Ingress,
+    id: RequestId,
+    task_id: String,
+    snapshot: Option<Task>,
+    version: u64,
+    events: EventStream,
+    trim: Option<u32>,
+) -> Response {
     let state = StreamState {
         app: app.clone(),
         id,
-        task_id: snapshot.id.clone(),
-        first: Some(snapshot),
+        task_id,
+        first: snapshot,
         after: version,
         events,
         trim,

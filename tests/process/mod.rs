@@ -35,6 +35,10 @@ impl Agent {
                 addr = rest.split_whitespace().next().map(str::to_string);
                 break;
             }
+            if line.starts_with("bindu: worker running") {
+                addr = Some(String::new());
+                break;
+            }
             seen.push(line);
         }
         let Some(addr) = addr else {
@@ -51,6 +55,12 @@ impl Agent {
 
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// SIGKILL: the process dies mid-work.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and returns the exit code.

@@ -138,7 +138,7 @@ pub struct TestServer {
 impl TestServer {
     /// Echo handler, default settings.
     pub async fn echo() -> TestServer {
-        Self::start(&[], Arc::new(bindu::EchoHandler)).await
+        Self::start(&[], Arc::new(bindu::EchoHandler::default())).await
     }
 
     pub async fn with_handler(h: Arc<dyn Handler>) -> TestServer {

@@ -30,6 +30,9 @@ pub struct WorkerOptions {
     /// After shutdown is signalled, how long running handlers may take to finish before they
     /// are interrupted and their tasks marked failed.
     pub drain_timeout: Duration,
+    /// How often a running handler's command is marked in progress (keep it well under the
+    /// bus's redelivery deadline).
+    pub heartbeat: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -37,6 +40,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             concurrency: 256,
             drain_timeout: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -102,6 +106,20 @@ impl WorkerPool {
                 }
             })
         };
+        let dead_letters = {
+            let inner = inner.clone();
+            let mut exhausted = inner.bus.exhausted_commands().await?;
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let ex = tokio::select! {
+                        e = exhausted.next() => match e { Some(e) => e, None => break },
+                        _ = shutdown.cancelled() => break,
+                    };
+                    inner.give_up(ex).await;
+                }
+            })
+        };
         let permits = Arc::new(Semaphore::new(concurrency));
         tracing::info!(concurrency, "worker pool started");
         loop {
@@ -154,6 +172,7 @@ impl WorkerPool {
             let _ = tokio::time::timeout(Duration::from_secs(5), permits.acquire_many(all)).await;
         }
         listener.abort();
+        dead_letters.abort();
         tracing::info!("worker pool stopped");
         Ok(())
     }
@@ -166,6 +185,30 @@ enum Outcome {
 }
 
 impl Inner {
+    /// A command ran out of deliveries: fail its task with a reason, then dead-letter it.
+    async fn give_up(&self, ex: bindu_engine::bus::Exhausted) {
+        let task_id = ex.command.task_id.clone();
+        let reason = format!(
+            "Task failed: gave up after {} delivery attempts (the handler crashed or timed out each time)",
+            ex.deliveries
+        );
+        let msg = agent_message(vec![Part::text(reason)]);
+        let update = TaskUpdate::new(&task_id, Expect::NotTerminal)
+            .history(msg.clone())
+            .status(TaskState::Failed, Some(msg));
+        match self.record(update).await {
+            Ok(_) => {
+                tracing::warn!(%task_id, deliveries = ex.deliveries, "task failed after its last delivery")
+            }
+            Err(e) => {
+                tracing::info!(%task_id, error = %e, "exhausted command for a task that is already settled")
+            }
+        }
+        if let Err(e) = self.bus.dead_letter(&ex).await {
+            tracing::warn!(%task_id, error = %e, "could not dead-letter the command");
+        }
+    }
+
     /// Records an update, riding out a store outage (transient errors are retried with
     /// back-off for up to [`RECORD_DEADLINE`]): an accepted task must not be left behind.
     async fn record(&self, update: TaskUpdate) -> Result<TaskState, StoreError> {
@@ -214,8 +257,16 @@ impl Inner {
         let task_id = cmd.task_id.as_str();
         match self
             .record(
-                TaskUpdate::new(task_id, Expect::State(TaskState::Submitted))
-                    .status(TaskState::Working, None),
+                // A redelivery may find the task `working`: its first worker died mid-run.
+                TaskUpdate::new(
+                    task_id,
+                    if d.attempt > 1 {
+                        Expect::Active
+                    } else {
+                        Expect::State(TaskState::Submitted)
+                    },
+                )
+                .status(TaskState::Working, None),
             )
             .await
         {
@@ -280,17 +331,28 @@ impl Inner {
         };
         let handler = self.handler.clone();
         let mut run = tokio::spawn(async move { handler.handle(input).await });
-        let outcome = tokio::select! {
-            r = &mut run => match r {
-                Ok(r) => Outcome::Finished(r),
-                Err(_) => Outcome::Panicked,
-            },
-            _ = token.cancelled() => {
-                // Give the handler a moment to notice `input.cancel` and clean up.
-                if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
-                    run.abort();
+        let mut heartbeat =
+            tokio::time::interval(self.options.heartbeat.max(Duration::from_millis(100)));
+        heartbeat.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut run => break match r {
+                    Ok(r) => Outcome::Finished(r),
+                    Err(_) => Outcome::Panicked,
+                },
+                _ = token.cancelled() => {
+                    // Give the handler a moment to notice `input.cancel` and clean up.
+                    if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
+                        run.abort();
+                    }
+                    break Outcome::Interrupted;
                 }
-                Outcome::Interrupted
+                // Long handlers keep their command: no redelivery while still running.
+                _ = heartbeat.tick() => {
+                    if let Err(e) = d.acker.in_progress().await {
+                        tracing::warn!(task_id, error = %e, "could not extend the command's deadline");
+                    }
+                }
             }
         };
 

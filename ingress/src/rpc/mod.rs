@@ -142,8 +142,13 @@ pub(crate) async fn handle(
         }
     };
     let caller = caller.map(|axum::Extension(Caller(c))| c);
+    // SSE reconnects carry the last event id the client saw (a task event sequence number).
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let method = request.method;
-    let outcome = dispatch(&app, &request, caller).await;
+    let outcome = dispatch(&app, &request, caller, last_event_id).await;
     metrics.observe(
         method.as_str(),
         outcome.as_ref().err().map(|e| e.code),
@@ -163,6 +168,7 @@ async fn dispatch(
     app: &Ingress,
     req: &Request<'_>,
     caller: Option<String>,
+    last_event_id: Option<u64>,
 ) -> Result<Reply, JsonRpcError> {
     let id = &req.id;
     match req.method {
@@ -170,7 +176,9 @@ async fn dispatch(
         Method::MessageStream => messages::send(app, id, req.params()?, caller, true).await,
         Method::TasksGet => tasks::get(app, id, req.params()?, caller).await,
         Method::TasksCancel => tasks::cancel(app, id, req.params()?, caller).await,
-        Method::TasksResubscribe => tasks::resubscribe(app, id, req.params()?, caller).await,
+        Method::TasksResubscribe => {
+            tasks::resubscribe(app, id, req.params()?, caller, last_event_id).await
+        }
         Method::TasksList => tasks::list(app, id, req.params_or_default()?, caller).await,
         Method::TasksFeedback => tasks::feedback(app, id, req.params()?, caller).await,
         Method::GetAuthenticatedExtendedCard => tasks::extended_card(app, id),

@@ -89,34 +89,44 @@ pub(crate) async fn resubscribe(
     id: &RequestId,
     params: TaskIdParams,
     caller: Option<String>,
+    last_event_id: Option<u64>,
 ) -> Result<Reply, JsonRpcError> {
     let inner = &app.inner;
+    // With Last-Event-ID and a bus that keeps history, replay exactly what the client
+    // missed (from any replica); otherwise: the current snapshot, then live events.
+    let resume = last_event_id.filter(|_| inner.bus.keeps_history());
     // Subscribe first, then read the snapshot: events after it are never missed.
-    let events = inner
-        .bus
-        .subscribe_task(&params.id)
-        .await
-        .map_err(bus_error)?;
+    let events = match resume {
+        Some(after) => inner.bus.replay_task(&params.id, after).await,
+        None => inner.bus.subscribe_task(&params.id).await,
+    }
+    .map_err(bus_error)?;
     let snapshot = inner
         .store
         .get(&params.id, Access::Owner(caller.as_deref()))
         .await
         .map_err(store_error)?;
     let state = snapshot.task.status.state;
-    if state.is_terminal() {
+    let missed_something = resume.is_some_and(|after| after < snapshot.version);
+    if state.is_terminal() && !missed_something {
         return Err(JsonRpcError::unsupported_operation(format!(
             "task {} is already {state}; read its final state with tasks/get",
             params.id
         )));
     }
-    Ok(Reply::Stream(crate::sse::task_stream(
-        app,
-        id.clone(),
-        snapshot.task,
-        snapshot.version,
-        events,
-        None,
-    )))
+    Ok(Reply::Stream(match resume {
+        Some(after) => {
+            crate::sse::resume_stream(app, id.clone(), params.id, None, after, events, None)
+        }
+        None => crate::sse::task_stream(
+            app,
+            id.clone(),
+            snapshot.task,
+            snapshot.version,
+            events,
+            None,
+        ),
+    }))
 }
 
 pub(crate) async fn list(

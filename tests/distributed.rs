@@ -1,0 +1,310 @@
+//! T2/T3 distributed mode: the built binaries as separate processes on a private
+//! nats-server and a fresh Postgres database. One or two ingresses, two workers; a worker
+//! is SIGKILLed mid-run; cancel and resubscribe cross process boundaries; NATS restarts.
+#![allow(clippy::unwrap_used)]
+
+mod process;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bindu_engine::bus::nats_server::NatsServer;
+use bindu_engine::store::postgres::test_db::TestDb;
+use bindu_engine::store::{Access, ListQuery, TaskStore};
+use bindu_schemas::TaskState;
+use process::{bindu, Agent};
+use serde_json::{json, Value};
+
+const AGENT: &str = "dist-agent";
+
+fn command(
+    role: &str,
+    db: &TestDb,
+    nats: &NatsServer,
+    extra: &[(&str, &str)],
+) -> std::process::Command {
+    let mut cmd = bindu();
+    cmd.env("STORAGE_TYPE", "postgres")
+        .env("DATABASE_URL", &db.url)
+        .env("SCHEDULER_TYPE", "nats")
+        .env("NATS_URL", nats.url())
+        .env("BINDU_AGENT_NAME", AGENT)
+        .env("NATS__ACK_WAIT", "2")
+        .env("BINDU_SHUTDOWN_TIMEOUT", "5");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.args([role, "--port", "0", "--log-level", "warn"]);
+    cmd
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn rpc(c: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
+    c.post(url)
+        .json(&json!({"jsonrpc": "2.0", "id": "d", "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn send_params(text: &str, blocking: bool) -> Value {
+    json!({"message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+                       "parts": [{"kind": "text", "text": text}]},
+           "configuration": {"blocking": blocking}})
+}
+
+async fn wait_state(c: &reqwest::Client, url: &str, task_id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = rpc(c, url, "tasks/get", json!({"id": task_id})).await;
+        if t["result"]["status"]["state"] == want {
+            return t["result"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {task_id} never reached {want}: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads an SSE body until it ends, returning each `data:` JSON.
+async fn sse(resp: reqwest::Response) -> Vec<Value> {
+    let body = tokio::time::timeout(Duration::from_secs(60), resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let slow = [
+        ("BINDU_ECHO_DELAY_MS", "150"),
+        ("BINDU_WORKER_CONCURRENCY", "32"),
+    ];
+
+    // Refuses to run as a separate process on process-local backends.
+    let out = bindu().args(["worker"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STORAGE_TYPE=memory"));
+
+    let ingress = Agent::start(command("ingress", &db, &nats, &[]));
+    let ingress_b = Agent::start(command("ingress", &db, &nats, &[]));
+    let victim = Agent::start(command("worker", &db, &nats, &slow));
+    let survivor = Agent::start(command("worker", &db, &nats, &slow));
+    let url = ingress.url();
+    let c = client();
+
+    // A few thousand tasks, 64 at a time; one worker dies a quarter of the way in.
+    let total = 2000usize;
+    let ids = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(total)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..64 {
+        let (c, url, ids, next) = (c.clone(), url.clone(), ids.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    return;
+                }
+                let r = rpc(
+                    &c,
+                    &url,
+                    "message/send",
+                    send_params(&format!("task {i}"), false),
+                )
+                .await;
+                let id = r["result"]["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("accepted: {r}"))
+                    .to_string();
+                ids.lock().await.push(id);
+            }
+        }));
+    }
+    while next.load(std::sync::atomic::Ordering::SeqCst) < total / 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    victim.kill();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let ids = ids.lock().await.clone();
+    assert_eq!(ids.len(), total);
+
+    // Every task completes exactly once: one artifact, one agent reply.
+    let store = db.store(AGENT).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts: HashMap<TaskState, u64> =
+            store.count_by_state().await.unwrap().into_iter().collect();
+        if counts[&TaskState::Completed] == total as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all tasks completed: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut cursor = None;
+    let mut seen = 0;
+    loop {
+        let page = store
+            .list_tasks(
+                Access::Internal,
+                ListQuery {
+                    cursor: cursor.clone(),
+                    limit: 500,
+                    context_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        for t in &page.items {
+            assert_eq!(t.status.state, TaskState::Completed);
+            assert_eq!(
+                t.artifacts.as_ref().map(Vec::len),
+                Some(1),
+                "one artifact: {t:?}"
+            );
+            assert_eq!(
+                t.history.as_ref().map(Vec::len),
+                Some(2),
+                "one reply: {t:?}"
+            );
+            seen += 1;
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, total);
+
+    // Cancel across processes: the ingress cancels what a worker is running.
+    let long = Agent::start(command(
+        "worker",
+        &db,
+        &nats,
+        &[("BINDU_ECHO_DELAY_MS", "3000")],
+    ));
+    survivor.stop();
+    let r = rpc(&c, &url, "message/send", send_params("long", false)).await;
+    let tid = r["result"]["id"].as_str().unwrap().to_string();
+    wait_state(&c, &url, &tid, "working").await;
+    let canceled = rpc(&c, &url, "tasks/cancel", json!({"id": tid})).await;
+    assert_eq!(
+        canceled["result"]["status"]["state"], "canceled",
+        "{canceled}"
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let later = rpc(&c, &url, "tasks/get", json!({"id": tid})).await;
+    assert_eq!(later["result"]["status"]["state"], "canceled", "{later}");
+    assert!(later["result"].get("artifacts").is_none(), "{later}");
+
+    // A stream started on one ingress is resumed on another.
+    let resp = c
+        .post(&url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/stream", "params": send_params("streamed", true)}))
+        .send()
+        .await
+        .unwrap();
+    let mut first = resp.bytes_stream();
+    use futures::StreamExt;
+    let chunk = tokio::time::timeout(Duration::from_secs(10), first.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let line = String::from_utf8_lossy(&chunk).to_string();
+    let task: Value =
+        serde_json::from_str(line.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    let sid = task["result"]["id"].as_str().unwrap().to_string();
+    drop(first);
+    let resumed = c
+        .post(ingress_b.url())
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/resubscribe", "params": {"id": sid}}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse(resumed).await;
+    assert_eq!(
+        events[0]["result"]["kind"], "task",
+        "snapshot first: {events:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["result"]["final"], true, "{events:?}");
+    assert_eq!(last["result"]["status"]["state"], "completed");
+    // Last-Event-ID: replay from the bus exactly what came after event 1.
+    let replay = c
+        .post(ingress_b.url())
+        .header("Last-Event-ID", "1")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tasks/resubscribe", "params": {"id": sid}}))
+        .send()
+        .await
+        .unwrap();
+    let replayed = sse(replay).await;
+    let kinds: Vec<&str> = replayed
+        .iter()
+        .map(|e| e["result"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["status-update", "artifact-update", "status-update"],
+        "{replayed:?}"
+    );
+    assert_eq!(replayed[0]["result"]["status"]["state"], "working");
+
+    long.stop();
+    ingress_b.stop();
+    assert_eq!(ingress.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_ride_out_a_nats_restart() {
+    let mut nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let ingress = Agent::start(command("ingress", &db, &nats, &[]));
+    let worker = Agent::start(command("worker", &db, &nats, &[]));
+    let c = client();
+    let url = ingress.url();
+    let before = rpc(&c, &url, "message/send", send_params("before", true)).await;
+    assert_eq!(before["result"]["status"]["state"], "completed", "{before}");
+
+    nats.stop();
+    // While NATS is down a send is refused with a JSON-RPC error, never a false success.
+    let during = rpc(&c, &url, "message/send", send_params("during", false)).await;
+    assert!(during.get("error").is_some(), "{during}");
+    nats.restart();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let after = rpc(&c, &url, "message/send", send_params("after", true)).await;
+        if after["result"]["status"]["state"] == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {after}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    worker.stop();
+    ingress.stop();
+}
