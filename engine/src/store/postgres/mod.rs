@@ -27,7 +27,7 @@ use bindu_schemas::{ContextSummary, PushNotificationConfig, Task, TaskState};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Executor, PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::*;
 use crate::retry::RetryPolicy;
@@ -47,6 +47,8 @@ pub struct PostgresOptions {
     pub batch_linger: Duration,
     /// Longest any store operation may take, retries included.
     pub timeout: Duration,
+    /// Batches committed in parallel.
+    pub writers: usize,
 }
 
 impl PostgresOptions {
@@ -58,6 +60,7 @@ impl PostgresOptions {
             batch_max: 512,
             batch_linger: Duration::from_millis(1),
             timeout: Duration::from_secs(5),
+            writers: 2,
         }
     }
 }
@@ -107,7 +110,7 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
 pub struct PostgresStore {
     pool: PgPool,
     agent: Arc<str>,
-    writer: mpsc::Sender<writer::Op>,
+    writer: async_channel::Sender<writer::Op>,
     options: PostgresOptions,
 }
 
@@ -116,13 +119,24 @@ impl PostgresStore {
     pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(&options).await?;
         Self::migrate(&pool).await?;
-        let (tx, rx) = mpsc::channel(options.batch_max * 4);
-        tokio::spawn(writer::run(
-            rx,
-            pool.clone(),
-            options.agent.clone().into(),
-            options.clone(),
-        ));
+        // Writers have connections of their own: they never queue behind readers. Several
+        // writers commit batches in parallel (row locks are taken in sorted order, so they
+        // cannot deadlock each other; Postgres would report and the batch retry anyway).
+        let writers = options.writers.max(1);
+        let writer_pool = Self::pool(&PostgresOptions {
+            pool_size: u32::try_from(writers).unwrap_or(u32::MAX).saturating_add(1),
+            ..options.clone()
+        })
+        .await?;
+        let (tx, rx) = async_channel::bounded(options.batch_max * 4);
+        for _ in 0..writers {
+            tokio::spawn(writer::run(
+                rx.clone(),
+                writer_pool.clone(),
+                options.agent.clone().into(),
+                options.clone(),
+            ));
+        }
         Ok(PostgresStore {
             pool,
             agent: options.agent.clone().into(),

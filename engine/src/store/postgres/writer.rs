@@ -15,7 +15,7 @@ use bindu_schemas::{Metadata, Task, TaskKind, TaskState, TaskStatus};
 use serde_json::{json, Value};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{is_transient, PostgresOptions};
 use crate::retry::RetryPolicy;
@@ -80,7 +80,7 @@ fn error_for_all(e: &sqlx::Error) -> StoreError {
 }
 
 pub(super) async fn run(
-    mut rx: mpsc::Receiver<Op>,
+    rx: async_channel::Receiver<Op>,
     pool: PgPool,
     agent: Arc<str>,
     options: PostgresOptions,
@@ -89,7 +89,7 @@ pub(super) async fn run(
         deadline: options.timeout,
         ..RetryPolicy::default()
     };
-    while let Some(first) = rx.recv().await {
+    while let Ok(first) = rx.recv().await {
         let mut ops = vec![first];
         let linger_until = tokio::time::Instant::now() + options.batch_linger;
         while ops.len() < options.batch_max {
@@ -97,7 +97,7 @@ pub(super) async fn run(
                 Ok(op) => ops.push(op),
                 Err(_) if options.batch_linger.is_zero() => break,
                 Err(_) => match tokio::time::timeout_at(linger_until, rx.recv()).await {
-                    Ok(Some(op)) => ops.push(op),
+                    Ok(Ok(op)) => ops.push(op),
                     _ => break,
                 },
             }
