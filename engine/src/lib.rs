@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod identity;
 pub mod retry;
 pub mod state;
 pub mod store;

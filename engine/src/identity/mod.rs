@@ -1,0 +1,133 @@
+//! The agent's identity: an Ed25519 key pair kept on disk, the DIDs derived from it, its
+//! W3C DID document, and signatures over the text the agent produces.
+//!
+//! - `did`: `did:bindu:<author>:<name>:<agent_id>` and standard `did:key`.
+//! - `keys`: create-once-then-reuse key files (PKCS#8 PEM private key, mode 0600).
+//! - [`Identity`]: the loaded key pair with its DID; signs and builds the DID document.
+
+mod did;
+mod keys;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+pub use did::{agent_id, did_bindu, did_key, parse_did_key, sanitize};
+pub use keys::{load_or_create, KeyError};
+
+/// Metadata key under which every text part carries the agent's signature.
+pub const SIGNATURE_METADATA_KEY: &str = "did.message.signature";
+
+/// The agent's key pair and DID.
+#[derive(Clone)]
+pub struct Identity {
+    signing: SigningKey,
+    pub did: String,
+    pub author: String,
+    pub name: String,
+}
+
+impl std::fmt::Debug for Identity {
+    // Never prints the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("did", &self.did)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    pub fn new(signing: SigningKey, author: &str, name: &str) -> Identity {
+        let did = did_bindu(author, name, signing.verifying_key().as_bytes());
+        Identity {
+            signing,
+            did,
+            author: author.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    pub fn public_key_base58(&self) -> String {
+        bs58::encode(self.verifying_key().as_bytes()).into_string()
+    }
+
+    pub fn agent_id(&self) -> String {
+        agent_id(self.verifying_key().as_bytes())
+    }
+
+    /// The standard `did:key` of the same key.
+    pub fn did_key(&self) -> String {
+        did_key(self.verifying_key().as_bytes())
+    }
+
+    /// Base58 Ed25519 signature over `bytes`.
+    pub fn sign_base58(&self, bytes: &[u8]) -> String {
+        bs58::encode(self.signing.sign(bytes).to_bytes()).into_string()
+    }
+
+    /// The W3C DID v1 document of this agent.
+    pub fn document(&self, created: &str) -> serde_json::Value {
+        serde_json::json!({
+            "@context": ["https://www.w3.org/ns/did/v1", "https://getbindu.com/ns/v1"],
+            "id": self.did,
+            "created": created,
+            "authentication": [{
+                "id": format!("{}#key-1", self.did),
+                "type": "Ed25519VerificationKey2020",
+                "controller": self.did,
+                "publicKeyBase58": self.public_key_base58(),
+            }],
+        })
+    }
+}
+
+/// Verifies a base58 Ed25519 signature over `bytes` with a base58 public key.
+pub fn verify_base58(public_key_base58: &str, bytes: &[u8], signature_base58: &str) -> bool {
+    let Ok(key) = bs58::decode(public_key_base58).into_vec() else {
+        return false;
+    };
+    let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) else {
+        return false;
+    };
+    let Ok(key) = VerifyingKey::from_bytes(&key) else {
+        return false;
+    };
+    let Ok(sig) = bs58::decode(signature_base58).into_vec() else {
+        return false;
+    };
+    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
+        return false;
+    };
+    key.verify(bytes, &Signature::from_bytes(&sig)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies_and_never_prints_the_key() {
+        let id = Identity::new(
+            SigningKey::from_bytes(&[7; 32]),
+            "ops@example.com",
+            "gateway",
+        );
+        let sig = id.sign_base58(b"hello");
+        assert!(verify_base58(&id.public_key_base58(), b"hello", &sig));
+        assert!(!verify_base58(&id.public_key_base58(), b"hellO", &sig));
+        assert!(!verify_base58("not-base58-0OIl", b"hello", &sig));
+        assert!(!format!("{id:?}").contains(&format!("{:?}", [7u8; 32])));
+        let doc = id.document("2026-11-24T00:00:00Z");
+        assert_eq!(
+            doc["authentication"][0]["type"],
+            "Ed25519VerificationKey2020"
+        );
+        assert_eq!(
+            doc["authentication"][0]["publicKeyBase58"],
+            id.public_key_base58()
+        );
+        assert!(id.did.starts_with("did:bindu:ops_at_example_com:gateway:"));
+    }
+}
