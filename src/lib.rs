@@ -30,10 +30,13 @@ use bindu_engine::bus::nats::NatsStorage;
 use bindu_engine::bus::MemoryBus;
 use bindu_engine::bus::{NatsBus, NatsOptions};
 use bindu_engine::config::{SchedulerKind, StorageKind};
+use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
 use bindu_engine::{Bus, Config, TaskStore};
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
+use bindu_ingress::did::DidInfo;
 use bindu_ingress::{Ingress, IngressOptions};
+use bindu_schemas::AgentExtension;
 use bindu_workers::{WorkerOptions, WorkerPool};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -171,6 +174,26 @@ pub async fn build_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<
     })
 }
 
+/// Loads (or creates, on first start) the agent's key pair from `identity.dir`. The DID is
+/// `did:bindu:<author>:<name>:<id>` when `agent.author` is set, else the key's `did:key`.
+/// With `recreate`, a new key pair replaces the old one.
+pub fn load_identity(config: &Config, recreate: bool) -> anyhow::Result<(Identity, bool)> {
+    let (key, created) = identity::load_or_create(&config.identity.dir, recreate)
+        .map_err(|e| anyhow::anyhow!("agent identity (BINDU_KEY_DIR): {e}"))?;
+    let mut id = Identity::new(
+        key,
+        config.agent.author.as_deref().unwrap_or(""),
+        &config.agent.name,
+    );
+    if config.agent.author.is_none() {
+        id.did = id.did_key();
+    }
+    if created {
+        tracing::info!(did = %id.did, dir = %config.identity.dir.display(), "created a new agent key pair");
+    }
+    Ok((id, created))
+}
+
 /// Which parts of the engine a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -206,6 +229,9 @@ pub async fn launch(
             );
         }
     }
+    let (identity, _) = load_identity(&config, false)?;
+    let identity = Arc::new(identity);
+    tracing::info!(did = %identity.did, "agent identity");
     let store = build_store(&config).await?;
     let (bus, memory_bus) = build_bus(&config).await?;
 
@@ -248,6 +274,25 @@ pub async fn launch(
             push_notifications: false,
         };
         let mut card = build_card(&config.agent, &base_url, caps);
+        card.capabilities.extensions = Some(vec![AgentExtension {
+            uri: identity.did.clone(),
+            description: Some(format!("DID-based identity for {}", config.agent.name)),
+            required: Some(false),
+            params: serde_json::json!({
+                "author": config.agent.author,
+                "agent_name": config.agent.name,
+                "agent_id": identity.agent_id(),
+                "publicKeyBase58": identity.public_key_base58(),
+                "didKey": identity.did_key(),
+            })
+            .as_object()
+            .cloned(),
+        }]);
+        let did_info = DidInfo {
+            did: identity.did.clone(),
+            aliases: vec![identity.did_key()],
+            document: identity.document(&bindu_engine::time::now_rfc3339()),
+        };
         let extended_card = match &config.agent.extended_card_file {
             Some(path) => Some(load_extended_card(path, &card).map_err(|e| {
                 anyhow::anyhow!("agent.extended_card_file / BINDU_EXTENDED_CARD_FILE: {e}")
@@ -262,6 +307,7 @@ pub async fn launch(
             bus.clone(),
             card,
             extended_card,
+            Some(did_info),
             IngressOptions {
                 max_body_bytes: config.server.max_body_bytes,
                 sse_keepalive: Duration::from_secs(config.server.sse_keepalive_secs),
@@ -292,7 +338,8 @@ pub async fn launch(
                     drain_timeout: Duration::from_secs(5),
                     heartbeat: (config.nats.ack_wait / 3).max(Duration::from_millis(200)),
                 },
-            );
+            )
+            .with_identity(identity.clone());
             Some(tokio::spawn(pool.run(worker_stop.clone())))
         }
     };

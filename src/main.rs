@@ -37,6 +37,17 @@ enum Command {
     /// Maintain stored tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// The agent's identity.
+    #[command(subcommand)]
+    Did(DidCommand),
+}
+
+#[derive(Subcommand)]
+enum DidCommand {
+    /// Print the agent's DIDs and public key (creates the key pair on first use).
+    Show(Overrides),
+    /// Replace the key pair with a new one (the DID changes: tell the agent's callers).
+    New(Overrides),
 }
 
 #[derive(Subcommand)]
@@ -118,6 +129,7 @@ fn main() -> ExitCode {
         | Command::Config(o)
         | Command::Migrate(o) => o,
         Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
+        Command::Did(DidCommand::Show(o) | DidCommand::New(o)) => o,
     };
     let config = match load(cli.config.as_ref(), overrides) {
         Ok(c) => c,
@@ -130,6 +142,34 @@ fn main() -> ExitCode {
         Command::Config(_) => {
             print!("{}", config.render());
             return ExitCode::SUCCESS;
+        }
+        Command::Did(cmd) => {
+            let recreate = matches!(cmd, DidCommand::New(_));
+            return match bindu::load_identity(&config, recreate) {
+                Ok((id, created)) => {
+                    println!("did:        {}", id.did);
+                    println!("did:key:    {}", id.did_key());
+                    println!("agent id:   {}", id.agent_id());
+                    println!("public key: {} (base58)", id.public_key_base58());
+                    println!(
+                        "key dir:    {} ({})",
+                        config.identity.dir.display(),
+                        if created {
+                            "new key pair"
+                        } else {
+                            "existing key pair"
+                        }
+                    );
+                    if recreate {
+                        eprintln!("bindu: the agent has a new DID; callers that trusted the old one must be told");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bindu: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Command::Tasks(TasksCommand::Purge {
             older_than, yes, ..

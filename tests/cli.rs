@@ -99,3 +99,42 @@ fn serve_answers_and_stops_on_sigterm() {
     assert_eq!(body["result"]["artifacts"][0]["parts"][0]["text"], "ping");
     assert_eq!(agent.stop(), Some(0));
 }
+
+#[test]
+fn did_show_is_stable_and_did_new_rotates() {
+    let dir = std::env::temp_dir().join(format!("bindu-cli-did-{}", std::process::id()));
+    let show = |cmd: &str| {
+        let out = bindu()
+            .env("BINDU_KEY_DIR", &dir)
+            .env("BINDU_AGENT_AUTHOR", "ops@example.com")
+            .args(["did", cmd])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let did = text
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("did:")
+            .trim()
+            .to_string();
+        (did, text)
+    };
+    let (first, text) = show("show");
+    assert!(
+        first.starts_with("did:bindu:ops_at_example_com:bindu-echo:"),
+        "{text}"
+    );
+    assert!(text.contains("new key pair"));
+    let (second, text) = show("show");
+    assert_eq!(first, second, "the key is reused");
+    assert!(text.contains("existing key pair"));
+    let (rotated, _) = show("new");
+    assert_ne!(rotated, first);
+    std::fs::remove_dir_all(dir).ok();
+}

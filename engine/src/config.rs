@@ -41,10 +41,11 @@ keys! {
     "agent.name", "BINDU_AGENT_NAME", "bindu-echo", false, "Agent name (card, DID).";
     "agent.description", "BINDU_AGENT_DESCRIPTION", "Echoes every message back; the bindu demo agent.", false, "Agent description (card).";
     "agent.version", "BINDU_AGENT_VERSION", "0.1.0", false, "The agent's own version (card).";
-    "agent.author", "BINDU_AGENT_AUTHOR", "", false, "Author or organisation (card provider).";
+    "agent.author", "BINDU_AGENT_AUTHOR", "", false, "Author (e-mail or organisation): card provider and the DID did:bindu:<author>:<name>:<id>; unset → the agent's DID is its did:key.";
     "agent.provider_url", "BINDU_AGENT_PROVIDER_URL", "", false, "Provider URL (card provider, with agent.author).";
     "agent.documentation_url", "BINDU_AGENT_DOCUMENTATION_URL", "", false, "Documentation URL (card).";
     "agent.extended_card_file", "BINDU_EXTENDED_CARD_FILE", "", false, "JSON file whose fields override the public card for agent/getAuthenticatedExtendedCard; unset → -32007.";
+    "identity.dir", "BINDU_KEY_DIR", ".bindu", false, "Directory of the agent's Ed25519 key pair (private.pem, mode 0600; public.pem), created on first start and reused.";
     "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory (one process) or postgres (durable, shared by every process).";
     "storage.database_url", "DATABASE_URL", "", true, "Postgres URL, e.g. postgres://user:password@127.0.0.1:5432/bindu (required with STORAGE_TYPE=postgres).";
     "storage.namespace", "STORAGE__NAMESPACE", "", false, "Namespace of this agent's rows in a shared database; default: the agent name (its DID once agents have DIDs). Also names the agent on the bus.";
@@ -123,6 +124,11 @@ pub struct AgentConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub kind: StorageKind,
     pub memory_max_tasks: usize,
@@ -159,6 +165,7 @@ pub struct LoggingConfig {
 pub struct Config {
     pub server: ServerConfig,
     pub agent: AgentConfig,
+    pub identity: IdentityConfig,
     pub storage: StorageConfig,
     pub scheduler: SchedulerConfig,
     pub nats: NatsConfig,
@@ -262,6 +269,9 @@ impl Config {
                 documentation_url: None,
                 extended_card_file: None,
                 skills: vec![default_skill()],
+            },
+            identity: IdentityConfig {
+                dir: PathBuf::new(),
             },
             storage: StorageConfig {
                 kind: StorageKind::Memory,
@@ -488,6 +498,9 @@ impl Config {
                         ))
                     }
                 }
+            }
+            "identity.dir" => {
+                self.identity.dir = PathBuf::from(non_empty(v).ok_or("must not be empty")?)
             }
             "storage.database_url" => {
                 self.storage.database_url = match non_empty(v) {

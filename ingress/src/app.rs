@@ -52,6 +52,7 @@ pub(crate) struct Inner {
     pub card: AgentCard,
     pub card_json: Bytes,
     pub extended_card: Option<AgentCard>,
+    pub did: Option<crate::did::DidInfo>,
     pub options: IngressOptions,
     pub metrics: Metrics,
     pub started: Instant,
@@ -64,6 +65,7 @@ impl Ingress {
         bus: Arc<dyn Bus>,
         card: AgentCard,
         extended_card: Option<AgentCard>,
+        did: Option<crate::did::DidInfo>,
         options: IngressOptions,
         shutdown: CancellationToken,
     ) -> Self {
@@ -76,6 +78,7 @@ impl Ingress {
                 card,
                 card_json,
                 extended_card,
+                did,
                 options,
                 metrics: Metrics::new(),
                 started: Instant::now(),
@@ -94,6 +97,10 @@ impl Ingress {
             .route("/", post(crate::rpc::handle).get(redirect_to_card))
             .route("/.well-known/agent-card.json", get(agent_card))
             .route("/.well-known/agent.json", get(agent_card))
+            .route(
+                "/did/resolve",
+                get(crate::did::resolve_get).post(crate::did::resolve_post),
+            )
             .route("/health", get(crate::health::health))
             .route("/healthz", get(crate::health::healthz))
             .route("/metrics", get(crate::metrics::metrics))

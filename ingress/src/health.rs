@@ -33,6 +33,7 @@ pub(crate) async fn health(State(app): State<Ingress>) -> Response {
             "name": inner.card.name,
             "url": inner.card.url,
             "protocol_version": inner.card.protocol_version,
+            "agent_did": inner.did.as_ref().map(|d| d.did.clone()),
         },
     });
     let status = if ready {

@@ -6,11 +6,12 @@
 //! - [`rpc`]: `POST /`: body limit, envelope validation, one module per method family.
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
 //! - [`error`]: the one place internal errors become JSON-RPC errors.
-//! - [`card`]: the agent card.
+//! - [`card`]: the agent card; [`did`]: `/did/resolve`.
 //! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
 
 pub mod app;
 pub mod card;
+pub mod did;
 pub mod error;
 pub mod health;
 pub mod metrics;

@@ -34,6 +34,7 @@ async fn a_hang_up_during_submit_still_queues_the_task() {
         bus.clone(),
         card,
         None,
+        None,
         IngressOptions::default(),
         shutdown.clone(),
     );

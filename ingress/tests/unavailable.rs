@@ -30,6 +30,7 @@ async fn a_store_outage_is_reported_not_hung() {
         bus,
         card,
         None,
+        None,
         IngressOptions::default(),
         shutdown.clone(),
     );

@@ -169,10 +169,14 @@ pub struct Emitter {
     pub(crate) task_id: String,
     pub(crate) store: Arc<dyn TaskStore>,
     pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) identity: Option<Arc<bindu_engine::identity::Identity>>,
 }
 
 impl Emitter {
-    async fn record(&self, update: TaskUpdate) -> Result<(), HandlerError> {
+    async fn record(&self, mut update: TaskUpdate) -> Result<(), HandlerError> {
+        if let Some(identity) = &self.identity {
+            crate::pool::sign_update(&mut update, identity);
+        }
         let applied = self
             .store
             .apply(vec![update])

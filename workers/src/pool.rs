@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::bus::{BusError, Delivery};
+use bindu_engine::identity::{Identity, SIGNATURE_METADATA_KEY};
 use bindu_engine::retry::RetryPolicy;
 use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
 use bindu_engine::{Bus, TaskStore};
@@ -55,6 +56,7 @@ struct Inner {
     handler: Arc<dyn Handler>,
     options: WorkerOptions,
     running: DashMap<String, CancellationToken>,
+    identity: Option<Arc<Identity>>,
 }
 
 /// How long a worker keeps retrying a write while the task store is unavailable.
@@ -80,8 +82,18 @@ impl WorkerPool {
                 handler,
                 options,
                 running: DashMap::new(),
+                identity: None,
             }),
         }
+    }
+
+    /// Signs every text part the agent produces with this identity
+    /// (`metadata["did.message.signature"]`).
+    pub fn with_identity(mut self, identity: Arc<Identity>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.identity = Some(identity);
+        }
+        self
     }
 
     /// Runs until `shutdown` fires, then drains in-flight tasks.
@@ -327,6 +339,7 @@ impl Inner {
                 task_id: task_id.to_string(),
                 store: self.store.clone(),
                 bus: self.bus.clone(),
+                identity: self.identity.clone(),
             },
         };
         let handler = self.handler.clone();
@@ -356,7 +369,10 @@ impl Inner {
             }
         };
 
-        let update = outcome_update(task_id, outcome);
+        let mut update = outcome_update(task_id, outcome);
+        if let Some(identity) = &self.identity {
+            sign_update(&mut update, identity);
+        }
         match self.record(update).await {
             Ok(state) => tracing::debug!(task_id, %state, "task finished"),
             Err(StoreError::Conflict { state, .. }) => {
@@ -365,6 +381,32 @@ impl Inner {
             Err(e) => tracing::warn!(task_id, error = %e, "could not record the task's outcome"),
         }
         Some(())
+    }
+}
+
+/// Signs every text part of an update's artifacts, history and status message.
+pub(crate) fn sign_update(update: &mut TaskUpdate, identity: &Identity) {
+    for chunk in &mut update.artifacts {
+        sign_parts(&mut chunk.artifact.parts, identity);
+    }
+    for m in &mut update.history {
+        sign_parts(&mut m.parts, identity);
+    }
+    if let Some((_, Some(m))) = &mut update.status {
+        sign_parts(&mut m.parts, identity);
+    }
+}
+
+/// Adds `metadata["did.message.signature"]` (base58 Ed25519 over the UTF-8 text) to each
+/// text part.
+pub fn sign_parts(parts: &mut [Part], identity: &Identity) {
+    for part in parts {
+        if let Part::Text(t) = part {
+            let sig = identity.sign_base58(t.text.as_bytes());
+            t.metadata
+                .get_or_insert_with(Default::default)
+                .insert(SIGNATURE_METADATA_KEY.to_string(), sig.into());
+        }
     }
 }
 

@@ -49,7 +49,7 @@ pub fn load_or_create(dir: &Path, recreate: bool) -> Result<(SigningKey, bool), 
             path: private.clone(),
             reason: e.to_string(),
         })?;
-    write_private(&private, pem.as_bytes())?;
+    write_atomically(&private, pem.as_bytes(), true)?;
     let public = dir.join("public.pem");
     let public_pem = key
         .verifying_key()
@@ -58,20 +58,34 @@ pub fn load_or_create(dir: &Path, recreate: bool) -> Result<(SigningKey, bool), 
             path: public.clone(),
             reason: e.to_string(),
         })?;
-    std::fs::write(&public, public_pem.as_bytes()).map_err(io(&public))?;
-    Ok((key, true))
+    write_atomically(&public, public_pem.as_bytes(), false)?;
+    // Two processes creating keys at once: both read back the one that won the rename.
+    let pem = std::fs::read_to_string(&private).map_err(io(&private))?;
+    let on_disk = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Invalid {
+        path: private.clone(),
+        reason: e.to_string(),
+    })?;
+    drop(key);
+    Ok((on_disk, true))
 }
 
-/// Writes to a temporary file created with mode 0600, then renames it into place.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let tmp = path.with_extension("pem.tmp");
+/// Writes to a uniquely named temporary file (mode 0600 when `private`), then renames it
+/// into place: readers never see a partial file.
+fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyError> {
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(if private { 0o600 } else { 0o644 });
     }
+    #[cfg(not(unix))]
+    let _ = private;
     let mut file = options.open(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
