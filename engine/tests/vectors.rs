@@ -118,3 +118,61 @@ fn the_artifact_signature_vector() {
         &id.sign_base58(text.as_bytes())
     ));
 }
+
+#[test]
+fn every_request_signing_vector() {
+    use bindu_schemas::signing::{signing_payload, Form};
+    let v = vectors("did-request-signing.json");
+    let k = &v["key"];
+    let signer = seed(k["seed_hex"].as_str().unwrap());
+    let public = k["public_key_base58"].as_str().unwrap();
+    assert_eq!(
+        bs58::encode(signer.verifying_key().to_bytes()).into_string(),
+        public
+    );
+    let id = Identity::new(signer, "t", "t");
+    for case in v["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let hex = case["body_hex"].as_str().unwrap();
+        let body: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let body = String::from_utf8(body).unwrap();
+        let did = case["did"].as_str().unwrap();
+        let t = case["timestamp"].as_i64().unwrap();
+        let python = signing_payload(&body, did, t, Form::Python);
+        assert_eq!(
+            python,
+            case["python_payload"].as_str().unwrap(),
+            "{name}: python payload"
+        );
+        let sig = case["python_signature"].as_str().unwrap();
+        assert_eq!(
+            id.sign_base58(python.as_bytes()),
+            sig,
+            "{name}: python signature"
+        );
+        assert!(
+            identity::verify_base58(public, python.as_bytes(), sig),
+            "{name}"
+        );
+        if let Some(hex) = case["signature_hex"].as_str() {
+            let raw = bs58::decode(sig).into_vec().unwrap();
+            let as_hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(as_hex, hex, "{name}: signature bytes");
+        }
+        if let Some(js_sig) = case["js_signature"].as_str() {
+            let js = signing_payload(&body, did, t, Form::Js);
+            assert_eq!(
+                id.sign_base58(js.as_bytes()),
+                js_sig,
+                "{name}: js signature"
+            );
+            assert!(
+                identity::verify_base58(public, js.as_bytes(), js_sig),
+                "{name}"
+            );
+        }
+    }
+}

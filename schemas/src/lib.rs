@@ -6,9 +6,11 @@
 //!   (-32700 → -32600 → -32601 → -32602) and every error code we emit.
 //! - [`bus`]: the public bus contract: task commands and task events with per-task
 //!   sequence numbers, and the subject names other services can subscribe to.
+//! - [`signing`]: the canonical bytes of a DID-signed request (Bindu's scheme).
 
 pub mod a2a;
 pub mod bus;
 pub mod jsonrpc;
+pub mod signing;
 
 pub use a2a::*;
