@@ -33,10 +33,12 @@ use bindu_engine::config::{SchedulerKind, StorageKind};
 use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
 use bindu_engine::{Bus, Config, TaskStore};
+use bindu_ingress::auth::hydra::Hydra;
+use bindu_ingress::auth::{Auth, AuthSettings};
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
 use bindu_ingress::did::DidInfo;
 use bindu_ingress::{Ingress, IngressOptions};
-use bindu_schemas::AgentExtension;
+use bindu_schemas::{AgentExtension, SecurityScheme};
 use bindu_workers::{WorkerOptions, WorkerPool};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -302,6 +304,45 @@ pub async fn launch(
         if extended_card.is_some() {
             card.supports_authenticated_extended_card = Some(true);
         }
+        let auth = if config.auth.enabled {
+            let admin = config
+                .auth
+                .hydra_admin_url
+                .clone()
+                .context("HYDRA__ADMIN_URL is not set")?;
+            let hydra = Hydra::new(&admin, config.auth.hydra_timeout)
+                .map_err(|e| anyhow::anyhow!("Hydra client: {e}"))?;
+            // Honest card: callers learn they need a Bearer token.
+            card.security_schemes = Some(
+                [(
+                    "bearer".to_string(),
+                    SecurityScheme::Http {
+                        scheme: "Bearer".into(),
+                        bearer_format: None,
+                        description: Some(
+                            "OAuth2 access token from the agent's Hydra; DID clients also sign requests (X-DID, X-DID-Timestamp, X-DID-Signature)".into(),
+                        ),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            );
+            card.security = Some(vec![[("bearer".to_string(), Vec::new())]
+                .into_iter()
+                .collect()]);
+            Some(Auth::new(
+                Arc::new(hydra),
+                AuthSettings {
+                    allowed_dids: config.auth.allowed_dids.clone(),
+                    cache_ttl: config.auth.cache_ttl,
+                    sensitive_scopes: config.auth.sensitive_scopes.clone(),
+                    signature_window: config.auth.signature_window,
+                    replay_guard: config.auth.replay_guard,
+                },
+            ))
+        } else {
+            None
+        };
         let ingress = Ingress::new(
             store.clone(),
             bus.clone(),
@@ -315,6 +356,10 @@ pub async fn launch(
             },
             shutdown.clone(),
         );
+        let ingress = match auth {
+            Some(auth) => ingress.with_auth(auth),
+            None => ingress,
+        };
         let http = tokio::spawn(bindu_ingress::serve(
             listener,
             ingress.router(),

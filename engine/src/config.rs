@@ -45,6 +45,14 @@ keys! {
     "agent.provider_url", "BINDU_AGENT_PROVIDER_URL", "", false, "Provider URL (card provider, with agent.author).";
     "agent.documentation_url", "BINDU_AGENT_DOCUMENTATION_URL", "", false, "Documentation URL (card).";
     "agent.extended_card_file", "BINDU_EXTENDED_CARD_FILE", "", false, "JSON file whose fields override the public card for agent/getAuthenticatedExtendedCard; unset → -32007.";
+    "auth.enabled", "AUTH__ENABLED", "false", false, "Require a Hydra-issued Bearer token on JSON-RPC requests (public paths stay open).";
+    "auth.allowed_dids", "AUTH__ALLOWED_DIDS", "", false, "Comma-separated DIDs (token client ids) admitted; empty admits every valid token.";
+    "auth.signature_window_secs", "AUTH__SIGNATURE_WINDOW", "300", false, "Accepted clock difference of X-DID-Timestamp, in seconds (either direction).";
+    "auth.replay_guard", "AUTH__REPLAY_GUARD", "true", false, "Refuse a DID signature already seen within the window (reason `replayed`).";
+    "hydra.admin_url", "HYDRA__ADMIN_URL", "", false, "Ory Hydra admin API base URL (token introspection, client keys); required with AUTH__ENABLED.";
+    "hydra.cache_ttl_secs", "HYDRA__CACHE_TTL", "300", false, "Longest an introspection result or client key is cached (never past the token's exp).";
+    "hydra.timeout_secs", "HYDRA__TIMEOUT", "5", false, "Timeout of one Hydra request; a slow or unreachable Hydra gives HTTP 503 (-32603).";
+    "hydra.sensitive_scopes", "HYDRA__SENSITIVE_SCOPES", "", false, "Comma-separated scopes whose tokens are never cached.";
     "identity.dir", "BINDU_KEY_DIR", ".bindu", false, "Directory of the agent's Ed25519 key pair (private.pem, mode 0600; public.pem), created on first start and reused.";
     "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory (one process) or postgres (durable, shared by every process).";
     "storage.database_url", "DATABASE_URL", "", true, "Postgres URL, e.g. postgres://user:password@127.0.0.1:5432/bindu (required with STORAGE_TYPE=postgres).";
@@ -124,6 +132,18 @@ pub struct AgentConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    pub allowed_dids: Vec<String>,
+    pub signature_window: Duration,
+    pub replay_guard: bool,
+    pub hydra_admin_url: Option<String>,
+    pub cache_ttl: Duration,
+    pub hydra_timeout: Duration,
+    pub sensitive_scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
 pub struct IdentityConfig {
     pub dir: PathBuf,
 }
@@ -166,6 +186,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub agent: AgentConfig,
     pub identity: IdentityConfig,
+    pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub scheduler: SchedulerConfig,
     pub nats: NatsConfig,
@@ -223,6 +244,14 @@ fn parse_num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
         .map_err(|_| format!("expected {what}, got {v:?}"))
 }
 
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -272,6 +301,16 @@ impl Config {
             },
             identity: IdentityConfig {
                 dir: PathBuf::new(),
+            },
+            auth: AuthConfig {
+                enabled: false,
+                allowed_dids: Vec::new(),
+                signature_window: Duration::ZERO,
+                replay_guard: true,
+                hydra_admin_url: None,
+                cache_ttl: Duration::ZERO,
+                hydra_timeout: Duration::ZERO,
+                sensitive_scopes: Vec::new(),
             },
             storage: StorageConfig {
                 kind: StorageKind::Memory,
@@ -342,6 +381,18 @@ impl Config {
 
     /// Checks that hold across keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.enabled && self.auth.hydra_admin_url.is_none() {
+            let source = self
+                .values
+                .get("auth.enabled")
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_default();
+            return Err(ConfigError {
+                key: "hydra.admin_url / HYDRA__ADMIN_URL".into(),
+                source_desc: source,
+                message: "AUTH__ENABLED=true needs HYDRA__ADMIN_URL".into(),
+            });
+        }
         if self.scheduler.kind == SchedulerKind::Nats && self.nats.url.is_none() {
             let source = self
                 .values
@@ -499,6 +550,28 @@ impl Config {
                     }
                 }
             }
+            "auth.enabled" => self.auth.enabled = parse_bool(v)?,
+            "auth.allowed_dids" => self.auth.allowed_dids = comma_list(v),
+            "auth.signature_window_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if !(1..=86_400).contains(&n) {
+                    return Err("must be between 1 and 86400".into());
+                }
+                self.auth.signature_window = Duration::from_secs(n);
+            }
+            "auth.replay_guard" => self.auth.replay_guard = parse_bool(v)?,
+            "hydra.admin_url" => self.auth.hydra_admin_url = http_url(v)?,
+            "hydra.cache_ttl_secs" => {
+                self.auth.cache_ttl = Duration::from_secs(parse_num(v, "a number of seconds")?)
+            }
+            "hydra.timeout_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.auth.hydra_timeout = Duration::from_secs(n);
+            }
+            "hydra.sensitive_scopes" => self.auth.sensitive_scopes = comma_list(v),
             "identity.dir" => {
                 self.identity.dir = PathBuf::from(non_empty(v).ok_or("must not be empty")?)
             }

@@ -55,6 +55,7 @@ pub(crate) struct Inner {
     pub did: Option<crate::did::DidInfo>,
     pub options: IngressOptions,
     pub metrics: Metrics,
+    pub auth: std::sync::OnceLock<crate::auth::Auth>,
     pub started: Instant,
     pub shutdown: CancellationToken,
 }
@@ -81,10 +82,18 @@ impl Ingress {
                 did,
                 options,
                 metrics: Metrics::new(),
+                auth: std::sync::OnceLock::new(),
                 started: Instant::now(),
                 shutdown,
             }),
         }
+    }
+
+    /// Requires authentication on JSON-RPC requests (routers built from now on). The first
+    /// call wins.
+    pub fn with_auth(self, auth: crate::auth::Auth) -> Self {
+        let _ = self.inner.auth.set(auth);
+        self
     }
 
     pub fn card(&self) -> &AgentCard {
@@ -93,8 +102,15 @@ impl Ingress {
 
     /// The HTTP routes.
     pub fn router(&self) -> Router {
+        let rpc = match self.inner.auth.get() {
+            // Only this route is authenticated: every other path is public by construction.
+            Some(auth) => post(crate::rpc::handle).route_layer(
+                axum::middleware::from_fn_with_state(auth.clone(), crate::auth::layer),
+            ),
+            None => post(crate::rpc::handle),
+        };
         Router::new()
-            .route("/", post(crate::rpc::handle).get(redirect_to_card))
+            .route("/", rpc.get(redirect_to_card))
             .route("/.well-known/agent-card.json", get(agent_card))
             .route("/.well-known/agent.json", get(agent_card))
             .route(

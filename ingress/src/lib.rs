@@ -3,6 +3,7 @@
 //! task-event bus. It never runs handlers.
 //!
 //! - [`app`]: the [`Ingress`] state, the router and [`serve`].
+//! - [`auth`]: Bearer tokens (Hydra introspection), DID request signatures, replay guard.
 //! - [`rpc`]: `POST /`: body limit, envelope validation, one module per method family.
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
 //! - [`error`]: the one place internal errors become JSON-RPC errors.
@@ -10,6 +11,7 @@
 //! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
 
 pub mod app;
+pub mod auth;
 pub mod card;
 pub mod did;
 pub mod error;

@@ -1,0 +1,101 @@
+//! DID request signatures (Bindu's scheme): `X-DID`, `X-DID-Timestamp`, `X-DID-Signature`
+//! over the canonical bytes of `bindu_schemas::signing` (Python form, then JavaScript form).
+//! Every header is length-capped before decoding; duplicates are refused; the body is read
+//! up to 2 MiB (chunked or not); a signature seen before inside the window is refused.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bindu_engine::identity::verify_base58;
+use bindu_schemas::signing::{parse_timestamp, signing_payload, Form};
+use http_body_util::BodyExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{forbidden, hex, now, with_body, Auth, AuthorityError};
+
+/// Largest signed body.
+pub const MAX_SIGNED_BODY: usize = 2 * 1024 * 1024;
+const MAX_DID_LEN: usize = 2048;
+const MAX_TIMESTAMP_LEN: usize = 24;
+const MAX_SIGNATURE_LEN: usize = 128;
+
+fn reject(reason: &str, did: Option<&str>) -> Response {
+    let mut details = json!({"did_verified": false, "reason": reason});
+    if let Some(d) = did {
+        details["did"] = json!(d);
+    }
+    forbidden(json!({"error": "Invalid DID signature", "details": details}))
+}
+
+fn single<'a>(req: &'a Request, name: &str, max: usize) -> Option<&'a str> {
+    let mut values = req.headers().get_all(name).iter();
+    let v = values.next()?;
+    if values.next().is_some() || v.len() > max {
+        return None;
+    }
+    let s = v.to_str().ok()?.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Verifies the request's signature; on success returns the request with its body restored.
+pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Request, Response> {
+    let (Some(did), Some(ts), Some(sig)) = (
+        single(&req, "x-did", MAX_DID_LEN).map(str::to_string),
+        single(&req, "x-did-timestamp", MAX_TIMESTAMP_LEN).and_then(parse_timestamp),
+        single(&req, "x-did-signature", MAX_SIGNATURE_LEN).map(str::to_string),
+    ) else {
+        return Err(reject("missing_signature_headers", None));
+    };
+    if did != client {
+        return Err(reject("did_mismatch", Some(&did)));
+    }
+    let key = match auth.public_key(client).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(reject("public_key_unavailable", Some(&did))),
+        Err(AuthorityError::Unavailable(e)) | Err(AuthorityError::Invalid(e)) => {
+            tracing::warn!(%did, error = %e, "caller key lookup failed");
+            return Err(reject("public_key_unavailable", Some(&did)));
+        }
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_SIGNED_BODY as u64) {
+        return Err(reject("payload_too_large", Some(&did)));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_SIGNED_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(reject("payload_too_large", Some(&did))),
+    };
+    let window = auth.settings.signature_window.as_secs() as i64;
+    if now().abs_diff(ts) > window as u64 {
+        tracing::info!(%did, ts, "DID signature outside the time window");
+        return Err(reject("invalid_signature", Some(&did)));
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return Err(reject("invalid_signature", Some(&did)));
+    };
+    let verified = [Form::Python, Form::Js]
+        .into_iter()
+        .any(|form| verify_base58(&key, signing_payload(text, &did, ts, form).as_bytes(), &sig));
+    if !verified {
+        return Err(reject("invalid_signature", Some(&did)));
+    }
+    if auth.settings.replay_guard {
+        let seen = hex(&Sha256::digest(sig.as_bytes()));
+        // Kept twice the window: a timestamp may be up to `window` in the future.
+        let ttl = auth.settings.signature_window * 2;
+        if !auth.replays.insert_new(seen, (), ttl) {
+            return Err(reject("replayed", Some(&did)));
+        }
+    }
+    let _ = Body::empty();
+    Ok(with_body(parts, body))
+}
