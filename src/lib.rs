@@ -338,6 +338,7 @@ pub async fn launch(
                     sensitive_scopes: config.auth.sensitive_scopes.clone(),
                     signature_window: config.auth.signature_window,
                     replay_guard: config.auth.replay_guard,
+                    require_permissions: config.auth.require_permissions,
                 },
             ))
         } else {

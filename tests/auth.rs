@@ -521,3 +521,32 @@ async fn an_unreachable_hydra_is_503() {
     assert_eq!(v["error"]["code"], -32603);
     server.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_method_scopes_are_enforced_when_configured() {
+    let env = Env::start(&[("auth.require_permissions", "true")]).await;
+    env.token(
+        "reader",
+        "svc-reader",
+        json!(now() + 3600),
+        "openid agent:read",
+    );
+    env.token(
+        "writer",
+        "svc-writer",
+        json!(now() + 3600),
+        "agent:read agent:write",
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/list", "params": {}}).to_string();
+    let (status, body) = env.post(&[bearer("reader")], list).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = env.post(&[bearer("reader")], send_body("x")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (403, Some(-32013)),
+        "{body}"
+    );
+    assert_eq!(body["id"], 1, "the request id is echoed");
+    assert_eq!(env.post(&[bearer("writer")], send_body("x")).await.0, 200);
+    env.server.shutdown();
+}

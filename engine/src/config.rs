@@ -48,6 +48,7 @@ keys! {
     "auth.enabled", "AUTH__ENABLED", "false", false, "Require a Hydra-issued Bearer token on JSON-RPC requests (public paths stay open).";
     "auth.allowed_dids", "AUTH__ALLOWED_DIDS", "", false, "Comma-separated DIDs (token client ids) admitted; empty admits every valid token.";
     "auth.signature_window_secs", "AUTH__SIGNATURE_WINDOW", "300", false, "Accepted clock difference of X-DID-Timestamp, in seconds (either direction).";
+    "auth.require_permissions", "AUTH__REQUIRE_PERMISSIONS", "false", false, "Enforce per-method scopes: agent:read for reads, agent:write for sends and changes (403, -32013).";
     "auth.replay_guard", "AUTH__REPLAY_GUARD", "true", false, "Refuse a DID signature already seen within the window (reason `replayed`).";
     "hydra.admin_url", "HYDRA__ADMIN_URL", "", false, "Ory Hydra admin API base URL (token introspection, client keys); required with AUTH__ENABLED.";
     "hydra.cache_ttl_secs", "HYDRA__CACHE_TTL", "300", false, "Longest an introspection result or client key is cached (never past the token's exp).";
@@ -137,6 +138,7 @@ pub struct AuthConfig {
     pub allowed_dids: Vec<String>,
     pub signature_window: Duration,
     pub replay_guard: bool,
+    pub require_permissions: bool,
     pub hydra_admin_url: Option<String>,
     pub cache_ttl: Duration,
     pub hydra_timeout: Duration,
@@ -307,6 +309,7 @@ impl Config {
                 allowed_dids: Vec::new(),
                 signature_window: Duration::ZERO,
                 replay_guard: true,
+                require_permissions: false,
                 hydra_admin_url: None,
                 cache_ttl: Duration::ZERO,
                 hydra_timeout: Duration::ZERO,
@@ -560,6 +563,7 @@ impl Config {
                 self.auth.signature_window = Duration::from_secs(n);
             }
             "auth.replay_guard" => self.auth.replay_guard = parse_bool(v)?,
+            "auth.require_permissions" => self.auth.require_permissions = parse_bool(v)?,
             "hydra.admin_url" => self.auth.hydra_admin_url = http_url(v)?,
             "hydra.cache_ttl_secs" => {
                 self.auth.cache_ttl = Duration::from_secs(parse_num(v, "a number of seconds")?)

@@ -20,6 +20,10 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
+/// The caller's granted scopes, present when per-method permissions are enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedScopes(pub Vec<String>);
+
 #[derive(Debug, Clone)]
 pub struct IngressOptions {
     /// Largest request body accepted.

@@ -20,4 +20,4 @@ pub mod metrics;
 pub mod rpc;
 pub mod sse;
 
-pub use app::{serve, Caller, Ingress, IngressOptions};
+pub use app::{serve, Caller, GrantedScopes, Ingress, IngressOptions};

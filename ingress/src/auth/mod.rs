@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use bindu_schemas::jsonrpc::{code, ErrorResponse, JsonRpcError, RequestId};
 use sha2::{Digest, Sha256};
 
-use crate::app::Caller;
+use crate::app::{Caller, GrantedScopes};
 
 /// What the authority says about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,8 @@ pub struct AuthSettings {
     pub sensitive_scopes: Vec<String>,
     pub signature_window: Duration,
     pub replay_guard: bool,
+    /// Enforce `agent:read` / `agent:write` per method (403, -32013).
+    pub require_permissions: bool,
 }
 
 /// The authentication layer's state.
@@ -232,6 +234,10 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
             Ok(req) => req,
             Err(resp) => return resp,
         };
+    }
+    if auth.settings.require_permissions {
+        req.extensions_mut()
+            .insert(GrantedScopes(info.scopes.clone()));
     }
     req.extensions_mut().insert(Caller(client));
     next.run(req).await

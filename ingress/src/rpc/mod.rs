@@ -21,13 +21,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bindu_schemas::jsonrpc::{
-    parse_request, ErrorResponse, JsonRpcError, Method, Request, RequestId, SuccessResponse,
+    code, parse_request, ErrorResponse, JsonRpcError, Method, Request, RequestId, SuccessResponse,
 };
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::Serialize;
 
-use crate::app::{Caller, Ingress};
+use crate::app::{Caller, GrantedScopes, Ingress};
 
 /// What a method answers with.
 pub(crate) enum Reply {
@@ -117,6 +117,7 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<
 pub(crate) async fn handle(
     State(app): State<Ingress>,
     caller: Option<axum::Extension<Caller>>,
+    scopes: Option<axum::Extension<GrantedScopes>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -142,6 +143,24 @@ pub(crate) async fn handle(
         }
     };
     let caller = caller.map(|axum::Extension(Caller(c))| c);
+    if let Some(axum::Extension(GrantedScopes(granted))) = &scopes {
+        let needed = required_scope(request.method);
+        if !granted.iter().any(|s| s == needed) {
+            metrics.observe(
+                request.method.as_str(),
+                Some(code::INSUFFICIENT_PERMISSIONS),
+                started,
+            );
+            let e = ErrorResponse::new(
+                request.id,
+                JsonRpcError::new(
+                    code::INSUFFICIENT_PERMISSIONS,
+                    format!("`{}` needs the scope `{needed}`", request.method.as_str()),
+                ),
+            );
+            return json_response(StatusCode::FORBIDDEN, e.to_json());
+        }
+    }
     // SSE reconnects carry the last event id the client saw (a task event sequence number).
     let last_event_id = headers
         .get("last-event-id")
@@ -161,6 +180,27 @@ pub(crate) async fn handle(
             StatusCode::OK,
             ErrorResponse::new(request.id, error).to_json(),
         ),
+    }
+}
+
+/// The scope a method needs when permissions are enforced: reading needs `agent:read`,
+/// everything that creates or changes state needs `agent:write`.
+pub fn required_scope(method: Method) -> &'static str {
+    match method {
+        Method::TasksGet
+        | Method::TasksList
+        | Method::TasksResubscribe
+        | Method::PushConfigGet
+        | Method::PushConfigList
+        | Method::ContextsList
+        | Method::GetAuthenticatedExtendedCard => "agent:read",
+        Method::MessageSend
+        | Method::MessageStream
+        | Method::TasksCancel
+        | Method::TasksFeedback
+        | Method::PushConfigSet
+        | Method::PushConfigDelete
+        | Method::ContextsClear => "agent:write",
     }
 }
 
