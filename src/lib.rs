@@ -49,6 +49,7 @@ pub use bindu_schemas as schemas;
 pub use bindu_workers::handler::handler_fn;
 pub use bindu_workers::{EchoHandler, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput};
 
+pub mod client;
 pub mod telemetry;
 
 /// A running agent: HTTP ingress and worker pool in one process.

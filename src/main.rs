@@ -40,6 +40,25 @@ enum Command {
     /// The agent's identity.
     #[command(subcommand)]
     Did(DidCommand),
+    /// Call an A2A agent: `bindu call http://127.0.0.1:3773/ message/send '{"message":…}'`.
+    /// Streaming methods print one event per line.
+    Call {
+        /// The agent's JSON-RPC URL.
+        url: String,
+        /// The method, e.g. message/send, tasks/get.
+        method: String,
+        /// Params as JSON (default `{}`); a bare text for message/send and message/stream
+        /// becomes a user message.
+        params: Option<String>,
+        /// Bearer token (also BINDU_TOKEN).
+        #[arg(long, env = "BINDU_TOKEN")]
+        token: Option<String>,
+        /// Sign the request with this machine's agent key (BINDU_KEY_DIR) as its DID.
+        #[arg(long)]
+        sign: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +149,7 @@ fn main() -> ExitCode {
         | Command::Migrate(o) => o,
         Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
         Command::Did(DidCommand::Show(o) | DidCommand::New(o)) => o,
+        Command::Call { overrides, .. } => overrides,
     };
     let config = match load(cli.config.as_ref(), overrides) {
         Ok(c) => c,
@@ -142,6 +162,30 @@ fn main() -> ExitCode {
         Command::Config(_) => {
             print!("{}", config.render());
             return ExitCode::SUCCESS;
+        }
+        Command::Call {
+            url,
+            method,
+            params,
+            token,
+            sign,
+            ..
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("bindu: could not start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match runtime.block_on(call(&config, url, method, params, token, sign)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("bindu: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Command::Did(cmd) => {
             let recreate = matches!(cmd, DidCommand::New(_));
@@ -223,6 +267,57 @@ fn main() -> ExitCode {
             eprintln!("bindu: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `bindu call`: prints the response (or each stream event) as JSON; false on an error reply.
+async fn call(
+    config: &Config,
+    url: String,
+    method: String,
+    params: Option<String>,
+    token: Option<String>,
+    sign: bool,
+) -> anyhow::Result<bool> {
+    let streaming = matches!(method.as_str(), "message/stream" | "tasks/resubscribe");
+    let params: serde_json::Value = match params {
+        None => serde_json::json!({}),
+        Some(p) => match serde_json::from_str(&p) {
+            Ok(v) => v,
+            Err(_) if method.starts_with("message/") => serde_json::json!({"message": {
+                "role": "user", "kind": "message",
+                "messageId": format!("cli-{}", std::process::id()) + &format!("-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)),
+                "parts": [{"kind": "text", "text": p}]}}),
+            Err(e) => anyhow::bail!("params are not JSON: {e}"),
+        },
+    };
+    let mut client = bindu::client::Client::new(url)?;
+    if let Some(t) = token {
+        client = client.with_token(t);
+    }
+    if sign {
+        let (identity, _) = bindu::load_identity(config, false)?;
+        let did = identity.did.clone();
+        client = client.with_signer(std::sync::Arc::new(identity), did);
+    }
+    let mut ok = true;
+    if streaming {
+        let status = client
+            .stream(&method, params, |event| {
+                if event.get("error").is_some() {
+                    ok = false;
+                }
+                println!("{event}");
+            })
+            .await?;
+        Ok(ok && status < 400)
+    } else {
+        let (status, body) = client.call(&method, params).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        Ok(status < 400 && body.get("error").is_none())
     }
 }
 

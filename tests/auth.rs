@@ -106,7 +106,13 @@ impl Env {
             url: format!("{base}/"),
             base,
             server,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            // No pooled connections: a refused request may close its connection, and reusing
+            // it would be a client-side race, not what these tests are about.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         }
     }
 
@@ -122,7 +128,10 @@ impl Env {
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
-        let resp = req.send().await.unwrap();
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("no HTTP answer: {e:?}"));
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -548,5 +557,48 @@ async fn per_method_scopes_are_enforced_when_configured() {
     );
     assert_eq!(body["id"], 1, "the request id is echoed");
     assert_eq!(env.post(&[bearer("writer")], send_body("x")).await.0, 200);
+    env.server.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_client_signs_and_authenticates() {
+    let env = Env::start(&[]).await;
+    let did = "did:bindu:carol:client:1";
+    let carol = Arc::new(Identity::new(
+        SigningKey::from_bytes(&[3; 32]),
+        "carol",
+        "client",
+    ));
+    env.token("carol", did, json!(now() + 3600), "agent:read agent:write");
+    env.hydra
+        .keys
+        .lock()
+        .unwrap()
+        .insert(did.into(), carol.public_key_base58());
+    let client = bindu::client::Client::new(env.url.clone())
+        .unwrap()
+        .with_token("carol")
+        .with_signer(carol, did);
+    let msg = |t: &str| json!({"message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(), "parts": [{"kind": "text", "text": t}]}});
+    let (status, body) = client
+        .call("message/send", msg("signed hello"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["status"]["state"], "completed");
+    let mut events = Vec::new();
+    let status = client
+        .stream("message/stream", msg("signed stream"), |e| events.push(e))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(events.first().unwrap()["result"]["kind"], "task");
+    assert_eq!(events.last().unwrap()["result"]["final"], true);
+    // Without the signer the same token is refused.
+    let unsigned = bindu::client::Client::new(env.url.clone())
+        .unwrap()
+        .with_token("carol");
+    let (status, body) = unsigned.call("message/send", msg("x")).await.unwrap();
+    assert_eq!(status, 403, "{body}");
     env.server.shutdown();
 }

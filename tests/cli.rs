@@ -97,6 +97,37 @@ fn serve_answers_and_stops_on_sigterm() {
     );
     assert_eq!(body["result"]["status"]["state"], "completed");
     assert_eq!(body["result"]["artifacts"][0]["parts"][0]["text"], "ping");
+
+    // `bindu call`: a bare text becomes a user message; errors exit 1.
+    let out = bindu()
+        .args(["call", &agent.url(), "message/send", "pong"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["result"]["artifacts"][0]["parts"][0]["text"], "pong");
+    let out = bindu()
+        .args(["call", &agent.url(), "message/stream", "streamed"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["result"]["kind"], "task");
+    assert_eq!(lines.last().unwrap()["result"]["final"], true);
+    let out = bindu()
+        .args(["call", &agent.url(), "tasks/get", r#"{"id":"missing"}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], -32001);
     assert_eq!(agent.stop(), Some(0));
 }
 

@@ -176,21 +176,29 @@ fn bearer(req: &Request) -> Option<String> {
 /// The axum middleware (`from_fn_with_state`).
 pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Response {
     let Some(token) = bearer(&req) else {
-        return rpc_error(
-            StatusCode::UNAUTHORIZED,
-            code::AUTHENTICATION_REQUIRED,
-            "Authentication is required: send a valid token as `Authorization: Bearer <token>`",
-        );
+        return refuse(
+            req,
+            rpc_error(
+                StatusCode::UNAUTHORIZED,
+                code::AUTHENTICATION_REQUIRED,
+                "Authentication is required: send a valid token as `Authorization: Bearer <token>`",
+            ),
+        )
+        .await;
     };
     let info = match auth.introspect(&token).await {
         Ok(i) => i,
         Err(AuthorityError::Unavailable(e)) => {
             tracing::warn!(error = %e, "token introspection unavailable");
-            return rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::INTERNAL_ERROR,
-                "Authentication service temporarily unavailable; retry shortly",
-            );
+            return refuse(
+                req,
+                rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::INTERNAL_ERROR,
+                    "Authentication service temporarily unavailable; retry shortly",
+                ),
+            )
+            .await;
         }
         Err(AuthorityError::Invalid(e)) => {
             tracing::info!(error = %e, "token introspection returned an unusable answer");
@@ -212,11 +220,15 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
         info.exp,
         info.client_id.clone().or_else(|| info.sub.clone()),
     ) else {
-        return rpc_error(
-            StatusCode::UNAUTHORIZED,
-            code::INVALID_TOKEN,
-            "Token validation failed: the token has no expiry or no client",
-        );
+        return refuse(
+            req,
+            rpc_error(
+                StatusCode::UNAUTHORIZED,
+                code::INVALID_TOKEN,
+                "Token validation failed: the token has no expiry or no client",
+            ),
+        )
+        .await;
     };
     if exp < now() {
         return rpc_error(
@@ -226,7 +238,11 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
         );
     }
     if !auth.settings.allowed_dids.is_empty() && !auth.settings.allowed_dids.contains(&client) {
-        return forbidden(serde_json::json!({"error": "DID not admitted"}));
+        return refuse(
+            req,
+            forbidden(serde_json::json!({"error": "DID not admitted"})),
+        )
+        .await;
     }
     let mut req = req;
     if client.starts_with("did:") {
@@ -241,6 +257,13 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
     }
     req.extensions_mut().insert(Caller(client));
     next.run(req).await
+}
+
+/// Answers `resp` after reading (and dropping) a bounded part of the request body, so a
+/// client still sending sees the answer and the connection stays usable.
+pub(crate) async fn refuse(req: Request, resp: Response) -> Response {
+    crate::rpc::drain(req.into_body()).await;
+    resp
 }
 
 /// Rebuilds a request around a body that was read for verification.

@@ -3,7 +3,6 @@
 //! Every header is length-capped before decoding; duplicates are refused; the body is read
 //! up to 2 MiB (chunked or not); a signature seen before inside the window is refused.
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use bindu_engine::identity::verify_base58;
@@ -12,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{forbidden, hex, now, with_body, Auth, AuthorityError};
+use super::{forbidden, hex, now, refuse, with_body, Auth, AuthorityError};
 
 /// Largest signed body.
 pub const MAX_SIGNED_BODY: usize = 2 * 1024 * 1024;
@@ -45,17 +44,17 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
         single(&req, "x-did-timestamp", MAX_TIMESTAMP_LEN).and_then(parse_timestamp),
         single(&req, "x-did-signature", MAX_SIGNATURE_LEN).map(str::to_string),
     ) else {
-        return Err(reject("missing_signature_headers", None));
+        return Err(refuse(req, reject("missing_signature_headers", None)).await);
     };
     if did != client {
-        return Err(reject("did_mismatch", Some(&did)));
+        return Err(refuse(req, reject("did_mismatch", Some(&did))).await);
     }
     let key = match auth.public_key(client).await {
         Ok(Some(k)) => k,
-        Ok(None) => return Err(reject("public_key_unavailable", Some(&did))),
+        Ok(None) => return Err(refuse(req, reject("public_key_unavailable", Some(&did))).await),
         Err(AuthorityError::Unavailable(e)) | Err(AuthorityError::Invalid(e)) => {
             tracing::warn!(%did, error = %e, "caller key lookup failed");
-            return Err(reject("public_key_unavailable", Some(&did)));
+            return Err(refuse(req, reject("public_key_unavailable", Some(&did))).await);
         }
     };
     let declared = req
@@ -96,6 +95,5 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
             return Err(reject("replayed", Some(&did)));
         }
     }
-    let _ = Body::empty();
     Ok(with_body(parts, body))
 }

@@ -69,7 +69,7 @@ fn too_large(limit: usize) -> Response {
 }
 
 /// Reads and discards what is left of a refused body, within bounds.
-async fn drain(mut body: Body) {
+pub(crate) async fn drain(mut body: Body) {
     let work = async {
         let mut seen = 0usize;
         while let Some(Ok(frame)) = body.frame().await {

@@ -1,0 +1,125 @@
+//! A JSON-RPC client for A2A agents that can authenticate (Bearer token) and sign requests
+//! with a DID (Bindu's scheme: `X-DID`, `X-DID-Timestamp`, `X-DID-Signature`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bindu_engine::identity::Identity;
+use bindu_schemas::signing::{signing_payload, Form};
+use serde_json::{json, Value};
+
+pub struct Client {
+    url: String,
+    http: reqwest::Client,
+    token: Option<String>,
+    signer: Option<(Arc<Identity>, String)>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Client {
+    /// A client for the agent whose JSON-RPC endpoint is `url`.
+    pub fn new(url: impl Into<String>) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            url: url.into(),
+            http,
+            token: None,
+            signer: None,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// Sends `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Signs every request as `did` with `identity`'s key.
+    pub fn with_signer(mut self, identity: Arc<Identity>, did: impl Into<String>) -> Self {
+        self.signer = Some((identity, did.into()));
+        self
+    }
+
+    /// The headers that sign `body` now.
+    pub fn signature_headers(&self, body: &str) -> Vec<(&'static str, String)> {
+        let Some((identity, did)) = &self.signer else {
+            return Vec::new();
+        };
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let sig = identity.sign_base58(signing_payload(body, did, ts, Form::Python).as_bytes());
+        vec![
+            ("x-did", did.clone()),
+            ("x-did-timestamp", ts.to_string()),
+            ("x-did-signature", sig),
+        ]
+    }
+
+    async fn send(&self, method: &str, params: Value) -> anyhow::Result<reqwest::Response> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in self.signature_headers(&body) {
+            req = req.header(k, v);
+        }
+        req.body(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {}", self.url))
+    }
+
+    /// One call; returns the whole JSON-RPC response (result or error) and the HTTP status.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<(u16, Value)> {
+        let resp = self.send(method, params).await?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.context("reading the response")?;
+        let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        Ok((status, value))
+    }
+
+    /// A streaming call (`message/stream`, `tasks/resubscribe`): each event's JSON, in order,
+    /// passed to `on_event` as it arrives.
+    pub async fn stream(
+        &self,
+        method: &str,
+        params: Value,
+        mut on_event: impl FnMut(Value),
+    ) -> anyhow::Result<u16> {
+        use futures::StreamExt;
+        let resp = self.send(method, params).await?;
+        let status = resp.status().as_u16();
+        let mut bytes = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = bytes.next().await {
+            buf.push_str(&String::from_utf8_lossy(
+                &chunk.context("reading the stream")?,
+            ));
+            while let Some(end) = buf.find('\n') {
+                let line: String = buf.drain(..=end).collect();
+                if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                    on_event(serde_json::from_str(data).unwrap_or(Value::String(data.to_string())));
+                } else if let Some(rest) = line.trim_end().strip_prefix('{') {
+                    // A plain JSON error instead of a stream.
+                    on_event(serde_json::from_str(&format!("{{{rest}")).unwrap_or(Value::Null));
+                }
+            }
+        }
+        Ok(status)
+    }
+}
