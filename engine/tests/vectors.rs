@@ -9,18 +9,37 @@ use bindu_engine::identity::{
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
+/// The shared vectors (`../shared/vectors/` beside the checkout, or `$BINDU_SHARED_DIR`);
+/// the vendored copy in `tests/vectors/` must equal them, and stands in only where no shared
+/// directory exists.
 fn vectors(name: &str) -> Value {
-    let dir = std::env::var_os("BINDU_SHARED_DIR")
-        .map(PathBuf::from)
+    let vendored = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name);
+    let vendored_text = std::fs::read_to_string(&vendored)
+        .unwrap_or_else(|e| panic!("{}: {e}", vendored.display()));
+    let shared = std::env::var_os("BINDU_SHARED_DIR")
+        .map(|d| PathBuf::from(d).join("vectors").join(name))
         .or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .ancestors()
-                .map(|a| a.join("shared"))
-                .find(|d| d.join("vectors").is_dir())
-        })
-        .expect("the shared vectors (../shared/vectors or BINDU_SHARED_DIR)");
-    let path = dir.join("vectors").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                .map(|a| a.join("shared/vectors").join(name))
+                .find(|p| p.is_file())
+        });
+    let text = match shared {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                text,
+                vendored_text,
+                "tests/vectors/{name} differs from {}: re-copy it",
+                path.display()
+            );
+            text
+        }
+        None => vendored_text,
+    };
     serde_json::from_str(&text).expect("JSON")
 }
 
