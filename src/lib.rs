@@ -34,6 +34,7 @@ use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
 use bindu_engine::{Bus, Config, TaskStore};
 use bindu_ingress::auth::hydra::Hydra;
+use bindu_ingress::auth::shared::RedisState;
 use bindu_ingress::auth::{Auth, AuthSettings};
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
 use bindu_ingress::did::DidInfo;
@@ -331,7 +332,7 @@ pub async fn launch(
             card.security = Some(vec![[("bearer".to_string(), Vec::new())]
                 .into_iter()
                 .collect()]);
-            Some(Auth::new(
+            let auth = Auth::new(
                 Arc::new(hydra),
                 AuthSettings {
                     allowed_dids: config.auth.allowed_dids.clone(),
@@ -341,7 +342,21 @@ pub async fn launch(
                     replay_guard: config.auth.replay_guard,
                     require_permissions: config.auth.require_permissions,
                 },
-            ))
+            );
+            let auth = match &config.auth.redis_url {
+                Some(url) => {
+                    let prefix = format!(
+                        "bindu:{}:auth:",
+                        bindu_schemas::bus::subjects::token(&config.namespace())
+                    );
+                    let redis = RedisState::connect(url, &prefix)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+                    auth.with_shared_state(Arc::new(redis))
+                }
+                None => auth,
+            };
+            Some(auth)
         } else {
             None
         };

@@ -50,6 +50,7 @@ keys! {
     "auth.signature_window_secs", "AUTH__SIGNATURE_WINDOW", "300", false, "Accepted clock difference of X-DID-Timestamp, in seconds (either direction).";
     "auth.require_permissions", "AUTH__REQUIRE_PERMISSIONS", "false", false, "Enforce per-method scopes: agent:read for reads, agent:write for sends and changes (403, -32013).";
     "auth.replay_guard", "AUTH__REPLAY_GUARD", "true", false, "Refuse a DID signature already seen within the window (reason `replayed`).";
+    "cache.redis_url", "REDIS_URL", "", true, "Redis shared by ingress replicas for token introspections, caller keys and the DID replay guard (e.g. redis://127.0.0.1:6379).";
     "hydra.admin_url", "HYDRA__ADMIN_URL", "", false, "Ory Hydra admin API base URL (token introspection, client keys); required with AUTH__ENABLED.";
     "hydra.cache_ttl_secs", "HYDRA__CACHE_TTL", "300", false, "Longest an introspection result or client key is cached (never past the token's exp).";
     "hydra.timeout_secs", "HYDRA__TIMEOUT", "5", false, "Timeout of one Hydra request; a slow or unreachable Hydra gives HTTP 503 (-32603).";
@@ -139,6 +140,7 @@ pub struct AuthConfig {
     pub signature_window: Duration,
     pub replay_guard: bool,
     pub require_permissions: bool,
+    pub redis_url: Option<String>,
     pub hydra_admin_url: Option<String>,
     pub cache_ttl: Duration,
     pub hydra_timeout: Duration,
@@ -310,6 +312,7 @@ impl Config {
                 signature_window: Duration::ZERO,
                 replay_guard: true,
                 require_permissions: false,
+                redis_url: None,
                 hydra_admin_url: None,
                 cache_ttl: Duration::ZERO,
                 hydra_timeout: Duration::ZERO,
@@ -565,6 +568,13 @@ impl Config {
             "auth.replay_guard" => self.auth.replay_guard = parse_bool(v)?,
             "auth.require_permissions" => self.auth.require_permissions = parse_bool(v)?,
             "hydra.admin_url" => self.auth.hydra_admin_url = http_url(v)?,
+            "cache.redis_url" => {
+                self.auth.redis_url = match non_empty(v) {
+                    None => None,
+                    Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => Some(u),
+                    Some(_) => return Err("expected a redis:// or rediss:// URL".into()),
+                }
+            }
             "hydra.cache_ttl_secs" => {
                 self.auth.cache_ttl = Duration::from_secs(parse_num(v, "a number of seconds")?)
             }

@@ -24,6 +24,7 @@ use bindu_schemas::bus::{subjects, TaskCommand, TaskEvent};
 use futures::StreamExt;
 
 use super::*;
+use crate::retry::RetryPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatsStorage {
@@ -82,6 +83,15 @@ fn stream_name(agent: &str, what: &str) -> String {
 }
 
 const CONSUMER: &str = "workers";
+
+/// Start-up keeps retrying stream and consumer creation for up to 30 s.
+fn setup_policy() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(50),
+        max_delay: Duration::from_secs(2),
+        deadline: Duration::from_secs(30),
+    }
+}
 
 pub struct NatsBus {
     client: async_nats::Client,
@@ -155,23 +165,23 @@ impl NatsBus {
         Ok(bus)
     }
 
-    /// Create-or-update, retried: two processes starting at once may race on creation.
+    /// Create-or-update, retried with back-off for up to 30 s: two processes starting at once
+    /// may race on creation, and a busy server may time a request out.
     async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
-        let mut last = None;
-        for attempt in 0..5u64 {
-            match self.js.create_or_update_stream(config.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    last = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
-                }
-            }
-        }
-        Err(BusError::Unavailable(format!(
-            "cannot create stream {}: {}",
-            config.name,
-            last.unwrap_or_default()
-        )))
+        setup_policy()
+            .run(
+                || async {
+                    self.js
+                        .create_or_update_stream(config.clone())
+                        .await
+                        .map(|_| ())
+                },
+                |_| true,
+            )
+            .await
+            .map_err(|e| {
+                BusError::Unavailable(format!("cannot create stream {}: {e}", config.name))
+            })
     }
 
     async fn consumer(&self) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
@@ -188,23 +198,13 @@ impl NatsBus {
             max_ack_pending: 100_000,
             ..Default::default()
         };
-        let mut last = None;
-        for attempt in 0..5u64 {
-            match stream
-                .get_or_create_consumer(CONSUMER, config.clone())
-                .await
-            {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    last = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
-                }
-            }
-        }
-        Err(BusError::Unavailable(format!(
-            "cannot create the workers' consumer: {}",
-            last.unwrap_or_default()
-        )))
+        setup_policy()
+            .run(
+                || stream.get_or_create_consumer(CONSUMER, config.clone()),
+                |_| true,
+            )
+            .await
+            .map_err(|e| BusError::Unavailable(format!("cannot create the workers' consumer: {e}")))
     }
 
     fn decode_event(payload: &[u8]) -> Option<Arc<TaskEvent>> {

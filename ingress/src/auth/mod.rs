@@ -15,9 +15,11 @@
 //!
 //! - `hydra`: the Ory Hydra admin API as the [`TokenAuthority`].
 //! - `cache`: bounded TTL caches for introspections and client keys, and the replay guard.
+//! - `shared`: the same state shared by every replica through Redis, when configured.
 
 pub mod cache;
 pub mod hydra;
+pub mod shared;
 pub mod signature;
 
 use std::sync::Arc;
@@ -43,6 +45,36 @@ pub struct Introspection {
     /// Expiry, unix seconds; `None` when absent or not an integer.
     pub exp: Option<i64>,
     pub scopes: Vec<String>,
+}
+
+impl Introspection {
+    fn to_shared(&self) -> String {
+        serde_json::json!({
+            "active": self.active, "client_id": self.client_id, "sub": self.sub,
+            "exp": self.exp, "scopes": self.scopes,
+        })
+        .to_string()
+    }
+
+    fn from_shared(json: &str) -> Option<Introspection> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Some(Introspection {
+            active: v.get("active")?.as_bool()?,
+            client_id: text("client_id"),
+            sub: text("sub"),
+            exp: v.get("exp").and_then(|x| x.as_i64()),
+            scopes: v
+                .get("scopes")
+                .and_then(|x| x.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +114,7 @@ pub struct Auth {
     tokens: Arc<cache::TtlCache<Introspection>>,
     keys: Arc<cache::TtlCache<Option<String>>>,
     replays: Arc<cache::TtlCache<()>>,
+    shared: Option<Arc<dyn shared::SharedState>>,
 }
 
 /// Most entries in each cache.
@@ -97,13 +130,68 @@ impl Auth {
             tokens: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             replays: Arc::new(cache::TtlCache::new(CACHE_CAPACITY * 10)),
+            shared: None,
         }
+    }
+
+    /// Shares introspections, caller keys and the replay guard with other replicas.
+    pub fn with_shared_state(mut self, shared: Arc<dyn shared::SharedState>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    async fn shared_get(&self, key: &str) -> Option<String> {
+        let shared = self.shared.as_ref()?;
+        match shared.get(key).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "shared auth state unavailable; using this replica's cache");
+                None
+            }
+        }
+    }
+
+    async fn shared_put(&self, key: &str, value: &str, ttl: Duration) {
+        if let Some(shared) = &self.shared {
+            if let Err(e) = shared.put(key, value, ttl).await {
+                tracing::warn!(error = %e, "shared auth state unavailable; cached on this replica only");
+            }
+        }
+    }
+
+    /// First sighting of a signature, across replicas when shared state is configured.
+    pub(crate) async fn first_sighting(&self, key: String, ttl: Duration) -> bool {
+        if let Some(shared) = &self.shared {
+            match shared.put_new(&format!("replay:{key}"), ttl).await {
+                Ok(first) => {
+                    // Keep the local guard in step, so an outage later still remembers it.
+                    self.replays.insert(key, (), ttl);
+                    return first;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared replay guard unavailable; guarding this replica only")
+                }
+            }
+        }
+        self.replays.insert_new(key, (), ttl)
     }
 
     async fn introspect(&self, token: &str) -> Result<Introspection, AuthorityError> {
         let key = hex(&Sha256::digest(token.as_bytes()));
         if let Some(hit) = self.tokens.get(&key) {
             return Ok(hit);
+        }
+        if let Some(json) = self.shared_get(&format!("token:{key}")).await {
+            if let Some(hit) = Introspection::from_shared(&json) {
+                if let Some(left) = hit.exp.map(|e| e.saturating_sub(now())).filter(|l| *l > 0) {
+                    let ttl = self
+                        .settings
+                        .cache_ttl
+                        .min(Duration::from_secs(left as u64));
+                    self.tokens.insert(key, hit.clone(), ttl);
+                }
+                return Ok(hit);
+            }
         }
         let answer = self.authority.introspect(token).await?;
         let sensitive = answer
@@ -117,6 +205,8 @@ impl Auth {
                     .settings
                     .cache_ttl
                     .min(Duration::from_secs(left as u64));
+                self.shared_put(&format!("token:{key}"), &answer.to_shared(), ttl)
+                    .await;
                 self.tokens.insert(key, answer.clone(), ttl);
             }
         }
@@ -127,8 +217,19 @@ impl Auth {
         if let Some(hit) = self.keys.get(client_id) {
             return Ok(hit);
         }
+        let shared_key = format!("key:{}", hex(&Sha256::digest(client_id.as_bytes())));
+        if let Some(k) = self.shared_get(&shared_key).await {
+            self.keys.insert(
+                client_id.to_string(),
+                Some(k.clone()),
+                self.settings.cache_ttl,
+            );
+            return Ok(Some(k));
+        }
         let key = self.authority.client_public_key(client_id).await?;
-        if key.is_some() {
+        if let Some(k) = &key {
+            self.shared_put(&shared_key, k, self.settings.cache_ttl)
+                .await;
             self.keys
                 .insert(client_id.to_string(), key.clone(), self.settings.cache_ttl);
         }
@@ -262,7 +363,7 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
 /// Answers `resp` after reading (and dropping) a bounded part of the request body, so a
 /// client still sending sees the answer and the connection stays usable.
 pub(crate) async fn refuse(req: Request, resp: Response) -> Response {
-    crate::rpc::drain(req.into_body()).await;
+    let _ = crate::rpc::drain(req.into_body()).await;
     resp
 }
 

@@ -91,7 +91,7 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
         let seen = hex(&Sha256::digest(sig.as_bytes()));
         // Kept twice the window: a timestamp may be up to `window` in the future.
         let ttl = auth.settings.signature_window * 2;
-        if !auth.replays.insert_new(seen, (), ttl) {
+        if !auth.first_sighting(seen, ttl).await {
             return Err(reject("replayed", Some(&did)));
         }
     }

@@ -52,7 +52,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 const DRAIN_MAX_BYTES: usize = 32 * 1024 * 1024;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn too_large(limit: usize) -> Response {
+fn too_large(limit: usize, drained: bool) -> Response {
     let e = ErrorResponse::new(
         RequestId::Null,
         JsonRpcError::invalid_request(format!(
@@ -60,28 +60,39 @@ fn too_large(limit: usize) -> Response {
         )),
     );
     let mut resp = json_response(StatusCode::PAYLOAD_TOO_LARGE, e.to_json());
-    // The rest of the body is not read: this connection cannot carry another request.
-    resp.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
+    if !drained {
+        // The rest of the body was not read: this connection cannot carry another request.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 
 /// Reads and discards what is left of a refused body, within bounds.
-pub(crate) async fn drain(mut body: Body) {
+/// Returns whether the body was read to its end (the connection can then be reused).
+pub(crate) async fn drain(mut body: Body) -> bool {
     let work = async {
         let mut seen = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                seen += data.len();
-                if seen > DRAIN_MAX_BYTES {
-                    break;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        seen += data.len();
+                        if seen > DRAIN_MAX_BYTES {
+                            return false;
+                        }
+                    }
                 }
             }
         }
     };
-    let _ = tokio::time::timeout(DRAIN_MAX_TIME, work).await;
+    tokio::time::timeout(DRAIN_MAX_TIME, work)
+        .await
+        .unwrap_or(false)
 }
 
 /// Reads the body, refusing it once it passes `limit` bytes (it is never buffered whole).
@@ -91,8 +102,8 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        drain(body).await;
-        return Err(too_large(limit));
+        let drained = drain(body).await;
+        return Err(too_large(limit, drained));
     }
     let mut buf = bytes::BytesMut::with_capacity(declared.map_or(1024, |n| n as usize));
     while let Some(frame) = body.frame().await {
@@ -105,8 +116,8 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<
         })?;
         if let Some(data) = frame.data_ref() {
             if buf.len() + data.len() > limit {
-                drain(body).await;
-                return Err(too_large(limit));
+                let drained = drain(body).await;
+                return Err(too_large(limit, drained));
             }
             buf.extend_from_slice(data);
         }
