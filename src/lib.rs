@@ -100,13 +100,13 @@ impl Server {
 }
 
 /// The Postgres options `config` asks for.
-pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
+pub fn postgres_options(config: &Config, namespace: &str) -> anyhow::Result<PostgresOptions> {
     let url = config
         .storage
         .database_url
         .clone()
         .context("DATABASE_URL is not set")?;
-    let mut options = PostgresOptions::new(url, config.namespace());
+    let mut options = PostgresOptions::new(url, namespace);
     options.pool_size = config.storage.pool_size;
     options.batch_max = config.storage.batch_max;
     options.batch_linger = config.storage.batch_linger;
@@ -115,14 +115,14 @@ pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
 }
 
 /// The task store `config` asks for (connects and migrates Postgres).
-pub async fn build_store(config: &Config) -> anyhow::Result<Arc<dyn TaskStore>> {
+pub async fn build_store(config: &Config, namespace: &str) -> anyhow::Result<Arc<dyn TaskStore>> {
     Ok(match config.storage.kind {
         StorageKind::Memory => Arc::new(MemoryStore::new(config.storage.memory_max_tasks)),
         StorageKind::Postgres => {
-            let store = PostgresStore::connect(postgres_options(config)?)
+            let store = PostgresStore::connect(postgres_options(config, namespace)?)
                 .await
                 .map_err(|e| anyhow::anyhow!("task store (STORAGE_TYPE=postgres): {e}"))?;
-            tracing::info!(namespace = %config.namespace(), "Postgres task store ready");
+            tracing::info!(%namespace, "Postgres task store ready");
             Arc::new(store)
         }
     })
@@ -149,7 +149,10 @@ fn spawn_retention(store: Arc<dyn TaskStore>, retention: Duration, stop: Cancell
 }
 
 /// The bus `config` asks for; the memory bus is also returned so shutdown can drain it.
-pub async fn build_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<Arc<MemoryBus>>)> {
+pub async fn build_bus(
+    config: &Config,
+    namespace: &str,
+) -> anyhow::Result<(Arc<dyn Bus>, Option<Arc<MemoryBus>>)> {
     Ok(match config.scheduler.kind {
         SchedulerKind::Memory => {
             let bus = Arc::new(MemoryBus::new(config.scheduler.queue_capacity));
@@ -157,7 +160,7 @@ pub async fn build_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<
         }
         SchedulerKind::Nats => {
             let url = config.nats.url.clone().context("NATS_URL is not set")?;
-            let mut options = NatsOptions::new(url, config.namespace());
+            let mut options = NatsOptions::new(url, namespace);
             options.replicas = config.nats.replicas;
             options.storage = if config.nats.memory_storage {
                 NatsStorage::Memory
@@ -172,7 +175,7 @@ pub async fn build_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<
             let bus = NatsBus::connect(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("task bus (SCHEDULER_TYPE=nats): {e}"))?;
-            tracing::info!(namespace = %config.namespace(), "NATS JetStream bus ready");
+            tracing::info!(%namespace, "NATS JetStream bus ready");
             (Arc::new(bus), None)
         }
     })
@@ -236,8 +239,9 @@ pub async fn launch(
     let (identity, _) = load_identity(&config, false)?;
     let identity = Arc::new(identity);
     tracing::info!(did = %identity.did, "agent identity");
-    let store = build_store(&config).await?;
-    let (bus, memory_bus) = build_bus(&config).await?;
+    let namespace = config.namespace(&identity.did);
+    let store = build_store(&config, &namespace).await?;
+    let (bus, memory_bus) = build_bus(&config, &namespace).await?;
 
     let shutdown = CancellationToken::new();
     if let Some(retention) = config.storage.retention {
@@ -347,7 +351,7 @@ pub async fn launch(
                 Some(url) => {
                     let prefix = format!(
                         "bindu:{}:auth:",
-                        bindu_schemas::bus::subjects::token(&config.namespace())
+                        bindu_schemas::bus::subjects::token(&namespace)
                     );
                     let redis = RedisState::connect(url, &prefix)
                         .await

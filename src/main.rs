@@ -332,7 +332,8 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         println!("nothing to migrate: STORAGE_TYPE is memory");
         return Ok(());
     }
-    let options = bindu::postgres_options(&config)?;
+    // Migrations are the same for every namespace.
+    let options = bindu::postgres_options(&config, "")?;
     let pool = bindu_engine::store::PostgresStore::pool(&options)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -347,7 +348,11 @@ async fn purge(config: Config, age: std::time::Duration, dry_run: bool) -> anyho
     if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
         anyhow::bail!("purge needs a durable store: set STORAGE_TYPE=postgres and DATABASE_URL (the memory store lives inside `bindu serve`; use STORAGE__RETENTION there)");
     }
-    let store = bindu::build_store(&config).await?;
+    let namespace = match &config.storage.namespace {
+        Some(n) => n.clone(),
+        None => bindu::load_identity(&config, false)?.0.did,
+    };
+    let store = bindu::build_store(&config, &namespace).await?;
     let n = store
         .purge(age, dry_run)
         .await

@@ -643,9 +643,10 @@ async fn replicas_share_the_token_cache_and_the_replay_guard_through_redis() {
         std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let agent = format!("redis-test-{}", uuid::Uuid::new_v4().simple());
     let (hydra, addr) = fake_hydra().await;
+    // Replicas of one agent share its namespace (normally its DID, from a shared key dir).
     let extra = [
         ("cache.redis_url", redis.as_str()),
-        ("agent.name", agent.as_str()),
+        ("storage.namespace", agent.as_str()),
     ];
     let a = Env::start_with(hydra.clone(), addr, &extra).await;
     let b = Env::start_with(hydra.clone(), addr, &extra).await;

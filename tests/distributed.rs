@@ -30,6 +30,7 @@ fn command(
         .env("SCHEDULER_TYPE", "nats")
         .env("NATS_URL", nats.url())
         .env("BINDU_AGENT_NAME", AGENT)
+        .env("STORAGE__NAMESPACE", AGENT)
         .env("NATS__ACK_WAIT", "2")
         .env("BINDU_SHUTDOWN_TIMEOUT", "5");
     for (k, v) in extra {

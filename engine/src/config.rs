@@ -58,7 +58,7 @@ keys! {
     "identity.dir", "BINDU_KEY_DIR", ".bindu", false, "Directory of the agent's Ed25519 key pair (private.pem, mode 0600; public.pem), created on first start and reused.";
     "storage.type", "STORAGE_TYPE", "memory", false, "Task store backend: memory (one process) or postgres (durable, shared by every process).";
     "storage.database_url", "DATABASE_URL", "", true, "Postgres URL, e.g. postgres://user:password@127.0.0.1:5432/bindu (required with STORAGE_TYPE=postgres).";
-    "storage.namespace", "STORAGE__NAMESPACE", "", false, "Namespace of this agent's rows in a shared database; default: the agent name (its DID once agents have DIDs). Also names the agent on the bus.";
+    "storage.namespace", "STORAGE__NAMESPACE", "", false, "Namespace of this agent's rows in a shared database and of its subjects on the bus; default: the agent's DID.";
     "storage.pool_size", "STORAGE__POOL_SIZE", "8", false, "Postgres connections per process.";
     "storage.batch_max", "STORAGE__BATCH_MAX", "512", false, "Most task writes group-committed in one Postgres transaction.";
     "storage.batch_linger_ms", "STORAGE__BATCH_LINGER_MS", "1", false, "How long a batch waits for more writes before committing (0: commit at once).";
@@ -438,13 +438,13 @@ impl Config {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
-    /// The agent's namespace in shared stores and on the bus (`STORAGE__NAMESPACE`, else the
-    /// agent name; the agent's DID once identities exist).
-    pub fn namespace(&self) -> String {
+    /// The agent's namespace in shared stores and on the bus: `STORAGE__NAMESPACE`, else
+    /// the agent's DID.
+    pub fn namespace(&self, did: &str) -> String {
         self.storage
             .namespace
             .clone()
-            .unwrap_or_else(|| self.agent.name.clone())
+            .unwrap_or_else(|| did.to_string())
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {

@@ -104,12 +104,13 @@ impl TaskEvent {
 ///
 /// Watching every task event of an agent: subscribe to `bindu.<agent>.tasks.events.>`.
 pub mod subjects {
-    /// A subject-safe token: ids made of `A-Z a-z 0-9 _ -` are used as they are; anything
-    /// else becomes `~` followed by the hex of its UTF-8 bytes (so distinct ids never collide).
+    /// A subject-safe token: ids made of `A-Z a-z 0-9 _ - :` (UUIDs, DIDs) are used as they
+    /// are; anything else becomes `~` followed by the hex of its UTF-8 bytes (so distinct ids
+    /// never collide).
     pub fn token(s: &str) -> String {
         let plain = !s.is_empty()
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'));
         if plain {
             return s.to_string();
         }
@@ -151,15 +152,16 @@ pub mod subjects {
             assert_eq!(token("0b6a3c5e-8a51-4b7e"), "0b6a3c5e-8a51-4b7e");
             assert_eq!(token("a.b"), "~612e62");
             assert_ne!(token("a.b"), token("a_b"));
-            assert_eq!(token("did:bindu:x"), "~6469643a62696e64753a78");
+            assert_eq!(token("did:bindu:x"), "did:bindu:x");
+            assert_eq!(token("did:x.y"), "~6469643a782e79");
             for t in ["a b", "x*", "y>", "", "é"] {
                 let tok = token(t);
                 assert!(!tok.is_empty());
                 assert!(!tok.contains(['.', '*', '>', ' ']), "{tok}");
             }
             assert_eq!(
-                events("agent:echo", "t-1"),
-                "bindu.~6167656e743a6563686f.tasks.events.t-1"
+                events("did:key:z6Mk", "t-1"),
+                "bindu.did:key:z6Mk.tasks.events.t-1"
             );
         }
     }

@@ -165,16 +165,38 @@ impl NatsBus {
         Ok(bus)
     }
 
-    /// Create-or-update, retried with back-off for up to 30 s: two processes starting at once
-    /// may race on creation, and a busy server may time a request out.
+    /// Creates the stream, or updates it when its settings changed; retried with back-off
+    /// for up to 30 s. Concurrent starts: the loser of a creation race finds the stream on
+    /// its next attempt.
     async fn ensure_stream(&self, config: stream::Config) -> Result<(), BusError> {
         setup_policy()
             .run(
                 || async {
-                    self.js
-                        .create_or_update_stream(config.clone())
-                        .await
-                        .map(|_| ())
+                    match self.js.get_stream(&config.name).await {
+                        Ok(mut existing) => {
+                            let current = existing.info().await.map(|i| i.config.clone());
+                            let changed = current.map_or(true, |c| {
+                                c.max_age != config.max_age
+                                    || c.num_replicas != config.num_replicas
+                                    || c.subjects != config.subjects
+                            });
+                            if changed {
+                                self.js
+                                    .update_stream(config.clone())
+                                    .await
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string())
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        Err(_) => self
+                            .js
+                            .create_stream(config.clone())
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                    }
                 },
                 |_| true,
             )
