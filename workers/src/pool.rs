@@ -384,25 +384,38 @@ impl Inner {
     }
 }
 
-/// Signs every text part of an update's artifacts, history and status message.
+/// Signs every text part of an update's artifacts, history and status message. The same
+/// text (the artifact and the agent's reply usually carry it twice) is signed once.
 pub(crate) fn sign_update(update: &mut TaskUpdate, identity: &Identity) {
+    let mut memo: Vec<(String, String)> = Vec::new();
     for chunk in &mut update.artifacts {
-        sign_parts(&mut chunk.artifact.parts, identity);
+        sign_parts_memo(&mut chunk.artifact.parts, identity, &mut memo);
     }
     for m in &mut update.history {
-        sign_parts(&mut m.parts, identity);
+        sign_parts_memo(&mut m.parts, identity, &mut memo);
     }
     if let Some((_, Some(m))) = &mut update.status {
-        sign_parts(&mut m.parts, identity);
+        sign_parts_memo(&mut m.parts, identity, &mut memo);
     }
 }
 
 /// Adds `metadata["did.message.signature"]` (base58 Ed25519 over the UTF-8 text) to each
 /// text part.
 pub fn sign_parts(parts: &mut [Part], identity: &Identity) {
+    sign_parts_memo(parts, identity, &mut Vec::new());
+}
+
+fn sign_parts_memo(parts: &mut [Part], identity: &Identity, memo: &mut Vec<(String, String)>) {
     for part in parts {
         if let Part::Text(t) = part {
-            let sig = identity.sign_base58(t.text.as_bytes());
+            let sig = match memo.iter().find(|(text, _)| *text == t.text) {
+                Some((_, sig)) => sig.clone(),
+                None => {
+                    let sig = identity.sign_base58(t.text.as_bytes());
+                    memo.push((t.text.clone(), sig.clone()));
+                    sig
+                }
+            };
             t.metadata
                 .get_or_insert_with(Default::default)
                 .insert(SIGNATURE_METADATA_KEY.to_string(), sig.into());
