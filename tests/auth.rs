@@ -465,6 +465,25 @@ async fn did_clients_must_sign_and_hostile_input_is_refused() {
         assert_eq!(resp["details"]["did_verified"], false);
     }
 
+    // Non-ASCII bytes in the DID headers: refused as missing, never decoded or echoed raw.
+    {
+        let b = send_body("x");
+        let mut h = alice.headers(&b, now(), SigForm::Python);
+        h.push(bearer("alice"));
+        let mut req = env.http.post(&env.url).body(b);
+        for (k, v) in &h {
+            if *k != "x-did" {
+                req = req.header(*k, v.as_str());
+            }
+        }
+        let odd =
+            reqwest::header::HeaderValue::from_bytes(b"did:bindu:\xc3\xa9:caller:0000").unwrap();
+        let resp = req.header("x-did", odd).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 403);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(reason(&v), "missing_signature_headers", "{v}");
+    }
+
     // A DID client Hydra has no key for.
     let bob = signer(2, "did:bindu:bob:caller:1");
     env.token("bob", &bob.did, json!(now() + 3600), "");
