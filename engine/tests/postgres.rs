@@ -49,42 +49,10 @@ async fn concurrent_starts_migrate_once() {
 async fn writers_in_two_processes_race_and_one_terminal_state_wins() {
     let db = TestDb::new().await;
     let agent = "did:bindu:test:race";
-    let a = Arc::new(db.store(agent).await);
-    let b = Arc::new(db.store(agent).await);
-    for _ in 0..10 {
-        let id = submit_new(&*a, None).await.task.id;
-        run_to(&*a, &id, TaskState::Working).await;
-        let mut handles = Vec::new();
-        for (store, target) in [
-            (a.clone(), TaskState::Completed),
-            (b.clone(), TaskState::Failed),
-            (a.clone(), TaskState::Canceled),
-            (b.clone(), TaskState::Completed),
-        ] {
-            let id = id.clone();
-            handles.push(tokio::spawn(async move {
-                store
-                    .apply(vec![
-                        TaskUpdate::new(&id, Expect::NotTerminal).status(target, None)
-                    ])
-                    .await
-                    .remove(0)
-                    .map(|x| x.state)
-            }));
-        }
-        let mut winners = Vec::new();
-        for h in handles {
-            if let Ok(s) = h.await.expect("join") {
-                winners.push(s);
-            }
-        }
-        assert_eq!(winners.len(), 1, "exactly one terminal write wins");
-        for store in [&a, &b] {
-            let got = store.get(&id, Access::Internal).await.expect("get");
-            assert_eq!(got.task.status.state, winners[0]);
-            assert_eq!(got.version, 3);
-        }
-    }
+    // Two stores on one database: two writers with their own pools, like two processes.
+    let a: Arc<dyn TaskStore> = Arc::new(db.store(agent).await);
+    let b: Arc<dyn TaskStore> = Arc::new(db.store(agent).await);
+    conformance::racing_writers_one_terminal_winner(&[a, b], 10).await;
 }
 
 fn chunk(text: &str, append: bool, last: bool) -> ArtifactChunk {

@@ -651,17 +651,26 @@ pub async fn feedback(store: &dyn TaskStore) {
 }
 
 pub async fn concurrent_terminal_writes_one_winner<S: TaskStore>(store: Arc<S>) {
-    for _ in 0..20 {
-        let id = submit_new(&*store, None).await.task.id;
-        run_to(&*store, &id, TaskState::Working).await;
+    let store: Arc<dyn TaskStore> = store;
+    racing_writers_one_terminal_winner(&[store.clone(), store], 20).await;
+}
+
+/// Writers (one store used twice, or several stores on one database, like processes) race
+/// to end the same working task: exactly one terminal state wins and every writer reads it.
+pub async fn racing_writers_one_terminal_winner(writers: &[Arc<dyn TaskStore>], rounds: usize) {
+    let first = &writers[0];
+    for _ in 0..rounds {
+        let id = submit_new(&**first, None).await.task.id;
+        run_to(&**first, &id, TaskState::Working).await;
         let mut handles = Vec::new();
-        for target in [
+        let targets = [
             TaskState::Completed,
             TaskState::Failed,
             TaskState::Canceled,
             TaskState::Completed,
-        ] {
-            let store = store.clone();
+        ];
+        for (i, target) in targets.into_iter().enumerate() {
+            let store = writers[i % writers.len()].clone();
             let id = id.clone();
             handles.push(tokio::spawn(async move {
                 store
@@ -680,9 +689,11 @@ pub async fn concurrent_terminal_writes_one_winner<S: TaskStore>(store: Arc<S>) 
             }
         }
         assert_eq!(winners.len(), 1, "exactly one terminal write wins");
-        let got = store.get(&id, Access::Internal).await.expect("get");
-        assert_eq!(got.task.status.state, winners[0]);
-        assert_eq!(got.version, 3);
+        for store in writers {
+            let got = store.get(&id, Access::Internal).await.expect("get");
+            assert_eq!(got.task.status.state, winners[0]);
+            assert_eq!(got.version, 3);
+        }
     }
 }
 
