@@ -18,6 +18,8 @@
 //! - `shared`: the same state shared by every replica through Redis, when configured.
 
 pub mod cache;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_hydra;
 pub mod hydra;
 pub mod shared;
 pub mod signature;
@@ -31,6 +33,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bindu_engine::identity::batch::BatchVerifier;
 use bindu_schemas::jsonrpc::{code, ErrorResponse, JsonRpcError, RequestId};
 use sha2::{Digest, Sha256};
 
@@ -117,6 +120,9 @@ pub struct Auth {
     tokens: Arc<cache::TtlCache<Introspection>>,
     keys: Arc<cache::TtlCache<Option<String>>>,
     replays: Arc<cache::TtlCache<()>>,
+    /// Caller keys already decoded (decompressing a point costs as much as hashing a body).
+    parsed_keys: Arc<cache::TtlCache<ed25519_dalek::VerifyingKey>>,
+    verifier: BatchVerifier,
     shared: Option<Arc<dyn shared::SharedState>>,
 }
 
@@ -133,6 +139,8 @@ impl Auth {
             tokens: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             replays: Arc::new(cache::TtlCache::new(CACHE_CAPACITY * 10)),
+            parsed_keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
+            verifier: BatchVerifier::start(),
             shared: None,
         }
     }

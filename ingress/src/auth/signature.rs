@@ -5,7 +5,7 @@
 
 use axum::extract::Request;
 use axum::response::Response;
-use bindu_engine::identity::verify_base58;
+use bindu_engine::identity::batch::{decode_key, decode_signature, VerifyJob};
 use bindu_schemas::signing::{parse_timestamp, signing_payload, Form};
 use http_body_util::BodyExt;
 use serde_json::json;
@@ -81,10 +81,28 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
     let Ok(text) = std::str::from_utf8(&body) else {
         return Err(reject("invalid_signature", Some(&did)));
     };
-    let verified = [Form::Python, Form::Js]
-        .into_iter()
-        .any(|form| verify_base58(&key, signing_payload(text, &did, ts, form).as_bytes(), &sig));
-    if !verified {
+    let key = match auth.parsed_keys.get(&key) {
+        Some(k) => Some(k),
+        None => {
+            let parsed = decode_key(&key);
+            if let Some(k) = parsed {
+                auth.parsed_keys.insert(key, k, auth.settings.cache_ttl);
+            }
+            parsed
+        }
+    };
+    let (Some(key), Some(signature)) = (key, decode_signature(&sig)) else {
+        return Err(reject("invalid_signature", Some(&did)));
+    };
+    let job = VerifyJob {
+        key,
+        signature,
+        messages: [Form::Python, Form::Js]
+            .into_iter()
+            .map(|form| signing_payload(text, &did, ts, form).into_bytes())
+            .collect(),
+    };
+    if !auth.verifier.verify(job).await {
         return Err(reject("invalid_signature", Some(&did)));
     }
     if auth.settings.replay_guard {
