@@ -1,9 +1,9 @@
 //! End to end: what do DID request signatures cost in the request path?
 //!
-//! One embedded `bindu serve` (echo handler, memory backends, auth on against the fake Hydra
+//! An embedded `bindu serve` (echo handler, memory backends, auth on against the fake Hydra
 //! of the test support code) takes non-blocking `message/send` from 64 concurrent keep-alive
-//! connections, in three modes:
-//! - `no-auth`: auth off (a second server);
+//! connections, in three modes, each on a fresh server:
+//! - `no-auth`: auth off;
 //! - `token`: Bearer token of a non-DID client (introspection cached, no signature);
 //! - `signed`: Bearer token of a DID client plus `X-DID-*` headers, verified per request
 //!   (batched across concurrent requests by `identity::batch`), replay guard on.
@@ -170,14 +170,14 @@ fn main() {
         hydra.token("signed-token", CALLER, json!(now() + 3600), "agent:read agent:write");
         hydra.token("plain-token", "bench-client", json!(now() + 3600), "agent:read agent:write");
 
-        let open = server(None).await;
-        let authed = server(Some(hydra_addr)).await;
         let mut rates = Vec::new();
-        for (mode, srv, token, signer) in [
-            ("no-auth", &open, None, None),
-            ("token", &authed, Some("plain-token"), None),
-            ("signed", &authed, Some("signed-token"), Some(&caller)),
+        for (mode, auth, token, signer) in [
+            ("no-auth", None, None, None),
+            ("token", Some(hydra_addr), Some("plain-token"), None),
+            ("signed", Some(hydra_addr), Some("signed-token"), Some(&caller)),
         ] {
+            // A fresh server per mode: none inherits a store already full of tasks.
+            let srv = server(auth).await;
             let prepared = prepare(n, token, signer);
             let url = format!("http://{}/", srv.local_addr());
             let (count, elapsed, failures) = drive(&url, prepared, budget).await;
@@ -188,13 +188,12 @@ fn main() {
             );
             assert_eq!(failures, 0, "{mode}: every request must be accepted");
             rates.push(rate);
+            srv.shutdown();
         }
         println!(
             "signed_requests/ratio   signed/token = {:.0} %, signed/no-auth = {:.0} % (target ≥ 80 % of unsigned)",
             100.0 * rates[2] / rates[1],
             100.0 * rates[2] / rates[0]
         );
-        open.shutdown();
-        authed.shutdown();
     });
 }

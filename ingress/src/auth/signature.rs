@@ -11,7 +11,8 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{forbidden, hex, now, refuse, with_body, Auth, AuthorityError};
+use super::cache::Sighting;
+use super::{forbidden, now, refuse, with_body, Auth, AuthorityError};
 
 /// Largest signed body.
 pub const MAX_SIGNED_BODY: usize = 2 * 1024 * 1024;
@@ -106,11 +107,24 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
         return Err(reject("invalid_signature", Some(&did)));
     }
     if auth.settings.replay_guard {
-        let seen = hex(&Sha256::digest(sig.as_bytes()));
-        // Kept twice the window: a timestamp may be up to `window` in the future.
-        let ttl = auth.settings.signature_window * 2;
-        if !auth.first_sighting(seen, ttl).await {
-            return Err(reject("replayed", Some(&did)));
+        let digest: [u8; 32] = Sha256::digest(sig.as_bytes()).into();
+        // Acceptable while now ≤ ts + window: remembered exactly that long.
+        match auth
+            .first_sighting(&digest, ts.saturating_add(window))
+            .await
+        {
+            Sighting::First => {}
+            Sighting::Replayed => return Err(reject("replayed", Some(&did))),
+            Sighting::Full => {
+                tracing::warn!(
+                    "DID replay guard at capacity; refusing new signatures until entries expire"
+                );
+                return Err(super::rpc_error(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    bindu_schemas::jsonrpc::code::INTERNAL_ERROR,
+                    "Too many signed requests in the signature window; retry shortly",
+                ));
+            }
         }
     }
     Ok(with_body(parts, body))
