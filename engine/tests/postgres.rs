@@ -472,3 +472,83 @@ async fn listings_and_reads_use_indexes() {
         assert!(plan.contains("Index"), "expected an index scan:\n{plan}");
     }
 }
+
+/// A table that grew from empty faster than autovacuum analyzes it (at most once a minute)
+/// keeps the statistics of an almost empty table, and generic plans cached by long-lived
+/// connections (foreign-key checks among them) then scan every task of the agent for each
+/// lookup by id: each write grew slower as the table grew. The store's writer refreshes the
+/// statistics when its inserts double, and no secondary index leads with `agent` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_lookups_use_the_primary_key_while_the_table_grows() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("did:bindu:test:young").await);
+    let pool = store.pool_handle();
+    let mut conn = pool.acquire().await.expect("connection");
+    for table in ["bindu_tasks", "bindu_contexts", "bindu_task_messages"] {
+        sqlx::query(&format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        ))
+        .execute(&mut *conn)
+        .await
+        .expect("no autovacuum: only the store's own statistics refresh counts");
+    }
+    for round in 0..6 {
+        let mut handles = Vec::new();
+        for _ in 0..500 {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move { submit_new(&*store, None).await }));
+        }
+        for h in handles {
+            h.await.expect("join");
+        }
+        let _ = round;
+    }
+    // The refresh runs beside the writer: wait (bounded) until the statistics saw most rows.
+    let mut fresh = false;
+    for _ in 0..100 {
+        let tuples: f32 =
+            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'bindu_tasks'")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("reltuples");
+        if tuples >= 2000.0 {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        fresh,
+        "the writer refreshes the statistics as the table grows"
+    );
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .expect("generic plans");
+    for (name, sql, args) in [
+        (
+            "fk",
+            "PREPARE fk(text, text) AS SELECT 1 FROM ONLY bindu_tasks x WHERE agent = $1 AND id = $2 FOR KEY SHARE OF x",
+            "('a', 'b')",
+        ),
+        (
+            "lock",
+            "PREPARE lock(text, text[]) AS SELECT id FROM bindu_tasks WHERE agent = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
+            "('a', ARRAY['b','c'])",
+        ),
+        (
+            "ctx",
+            "PREPARE ctx(text, text) AS SELECT 1 FROM ONLY bindu_contexts x WHERE agent = $1 AND id = $2 FOR KEY SHARE OF x",
+            "('a', 'b')",
+        ),
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.expect("prepare");
+        let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN EXECUTE {name}{args}"))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+        let plan = rows.into_iter().map(|(l,)| l).collect::<Vec<_>>().join("\n");
+        assert!(plan.contains("_pkey"), "{name}: expected the primary key:\n{plan}");
+        assert!(!plan.contains("Filter"), "{name}: no row-by-row filter:\n{plan}");
+    }
+}

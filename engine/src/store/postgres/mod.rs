@@ -654,7 +654,8 @@ impl TaskStore for PostgresStore {
         let cutoff = "now() - make_interval(secs => $3)";
         if dry_run {
             let sql = format!(
-                "SELECT count(*) FROM bindu_tasks WHERE agent = $1 AND state = ANY($2) AND updated_at <= {cutoff}"
+                "SELECT count(*) FROM bindu_tasks WHERE created_at <= {cutoff} AND agent = $1 \
+                 AND state = ANY($2) AND updated_at <= {cutoff}"
             );
             let n: i64 = self
                 .read(|| {
@@ -669,8 +670,8 @@ impl TaskStore for PostgresStore {
         }
         // In chunks, so a large purge never holds many locks or one huge transaction.
         let sql = format!(
-            "WITH doomed AS (SELECT id FROM bindu_tasks WHERE agent = $1 AND state = ANY($2) \
-                               AND updated_at <= {cutoff} LIMIT 1000) \
+            "WITH doomed AS (SELECT id FROM bindu_tasks WHERE created_at <= {cutoff} AND agent = $1 \
+                               AND state = ANY($2) AND updated_at <= {cutoff} LIMIT 1000) \
              DELETE FROM bindu_tasks t USING doomed d WHERE t.agent = $1 AND t.id = d.id"
         );
         let mut total = 0u64;

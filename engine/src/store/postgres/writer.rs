@@ -89,6 +89,12 @@ pub(super) async fn run(
         deadline: options.timeout,
         ..RetryPolicy::default()
     };
+    // Fresh statistics keep the planner on the primary key while tables grow from empty
+    // (autovacuum analyzes at most once a minute); refreshed at start and each time this
+    // writer's own inserts double.
+    spawn_analyze(pool.clone());
+    let mut created: u64 = 0;
+    let mut next_analyze: u64 = 1024;
     while let Ok(first) = rx.recv().await {
         let mut ops = vec![first];
         let linger_until = tokio::time::Instant::now() + options.batch_linger;
@@ -122,6 +128,14 @@ pub(super) async fn run(
         );
         match result {
             Ok(Ok(outcomes)) => {
+                created += outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Ok(Outcome::Submit(SubmitOutcome::Created(_)))))
+                    .count() as u64;
+                if created >= next_analyze {
+                    next_analyze = created.saturating_mul(2);
+                    spawn_analyze(pool.clone());
+                }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     match (reply, outcome) {
                         (Reply::Submit(tx), Ok(Outcome::Submit(o))) => drop(tx.send(Ok(o))),
@@ -163,6 +177,25 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+fn spawn_analyze(pool: PgPool) {
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match sqlx::query(
+            "ANALYZE bindu_tasks, bindu_contexts, bindu_task_messages, bindu_task_artifacts",
+        )
+        .execute(&pool)
+        .await
+        {
+            Ok(_) => tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "task tables analyzed"
+            ),
+            // Not the owner of the tables, say: autovacuum still analyzes them.
+            Err(e) => tracing::debug!(error = %e, "could not analyze the task tables"),
+        }
+    });
 }
 
 /// A task row as the batch changes it.
