@@ -1087,7 +1087,7 @@ mod tests {
         assert_eq!(c.openai.base_url, "http://127.0.0.1:11434/v1");
         assert_eq!(c.worker.task_timeout, None);
         assert!(!c.render().contains("sk-secret-value"));
-        assert!(!format!("{c:?}").contains("sk-secret-value"));
+        assert!(!format!("{:?}", c.openai).contains("sk-secret-value"));
         let c = Config::load(
             None,
             &env(&[

@@ -90,9 +90,9 @@ enum Failure {
 
 impl OpenAiHandler {
     pub fn new(options: OpenAiOptions) -> Result<OpenAiHandler, HandlerError> {
+        // Stalls are timed per chunk in `relay`, where they get a clear message.
         let client = reqwest::Client::builder()
             .connect_timeout(options.timeout)
-            .read_timeout(options.timeout)
             .build()
             .map_err(|e| HandlerError::from(format!("building the HTTP client: {e}")))?;
         Ok(OpenAiHandler {
@@ -243,6 +243,11 @@ impl OpenAiHandler {
     }
 }
 
+/// Back-off before retry `attempt` (1-based), never shorter than the server's `Retry-After`.
+fn retry_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    policy.delay(attempt).max(retry_after.unwrap_or_default())
+}
+
 #[async_trait]
 impl Handler for OpenAiHandler {
     async fn handle(&self, input: HandlerInput) -> Result<HandlerOutput, HandlerError> {
@@ -277,7 +282,7 @@ impl Handler for OpenAiHandler {
                 }
                 Failure::Transient { why, after } => {
                     attempt += 1;
-                    let delay = policy.delay(attempt).max(after.unwrap_or_default());
+                    let delay = retry_delay(&policy, attempt, after);
                     tracing::info!(task_id = %input.task_id, attempt, delay_ms = delay.as_millis() as u64, reason = %why, "retrying the model request");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -290,5 +295,34 @@ impl Handler for OpenAiHandler {
             r = self.relay(resp, &input) => r,
             _ = input.cancel.cancelled() => Err("canceled".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_sets_a_floor_under_the_back_off() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            deadline: Duration::MAX,
+        };
+        for attempt in 1..6 {
+            assert!(retry_delay(&policy, attempt, None) <= Duration::from_millis(40));
+            assert_eq!(
+                retry_delay(&policy, attempt, Some(Duration::from_secs(2))),
+                Duration::from_secs(2)
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_stays_out_of_debug_output() {
+        let mut o = OpenAiOptions::new("http://127.0.0.1:1/v1/", "m");
+        o.api_key = Some("sk-very-secret".into());
+        assert!(!format!("{o:?}").contains("sk-very-secret"));
+        assert_eq!(o.base_url, "http://127.0.0.1:1/v1");
     }
 }
