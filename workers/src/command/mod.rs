@@ -211,10 +211,13 @@ impl CommandHandler {
                     return (finish(final_line, stream).await, true);
                 }
             };
-            if let Err(e) = emitted {
-                // The task cannot take more output (canceled, too large): this process is
-                // mid-task, so it is not reused.
-                return (Err(e), false);
+            match emitted {
+                Ok(()) => {}
+                // Output after a cancel is dropped while the process winds down.
+                Err(_) if input.cancel.is_cancelled() => {}
+                // The task cannot take more output (too large, changed under us): the
+                // process is mid-task, so it is not reused.
+                Err(e) => return (Err(e), false),
             }
         }
     }
