@@ -104,6 +104,9 @@ pub struct AuthSettings {
     pub replay_guard: bool,
     /// Enforce `agent:read` / `agent:write` per method (403, -32013).
     pub require_permissions: bool,
+    /// `MTLS__MODE=hybrid`: a verified client certificate is required too, and its DID
+    /// must equal the token's client id (Bindu documents this check but never makes it).
+    pub bind_client_certificate: bool,
 }
 
 /// The authentication layer's state.
@@ -276,6 +279,15 @@ fn bearer(req: &Request) -> Option<String> {
 
 /// The axum middleware (`from_fn_with_state`).
 pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    // As in Bindu, the transport credential is checked before the token.
+    let certificate_did = if auth.settings.bind_client_certificate {
+        match crate::tls::certificate_caller(&req) {
+            Ok(did) => Some(did),
+            Err(why) => return refuse(req, why.into_response()).await,
+        }
+    } else {
+        None
+    };
     let Some(token) = bearer(&req) else {
         return refuse(
             req,
@@ -344,6 +356,19 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
             forbidden(serde_json::json!({"error": "DID not admitted"})),
         )
         .await;
+    }
+    if let Some(cert_did) = certificate_did {
+        if cert_did != client {
+            return refuse(
+                req,
+                forbidden(serde_json::json!({
+                    "error": "The client certificate's DID does not match the token's client",
+                    "reason": "certificate_did_mismatch",
+                    "certificate_did": cert_did,
+                })),
+            )
+            .await;
+        }
     }
     let mut req = req;
     if client.starts_with("did:") {
