@@ -3,7 +3,9 @@
 //! This crate is the composition root: configuration → telemetry → backends → ingress and
 //! workers → shutdown. The parts live in their own crates:
 //! [`schemas`] (wire types), [`engine`] (ports, backends, state machine, config),
-//! `bindu-ingress` (HTTP) and `bindu-workers` (handler runtime).
+//! `bindu-ingress` (HTTP) and `bindu-workers` (handler runtime). [`Agent::builder()`]
+//! (in [`agent`]) is the library API: manifest, settings and handler, then `serve()` or
+//! `worker()`; [`start`] and [`launch`] are the lower-level entry points.
 //!
 //! ```no_run
 //! use std::sync::Arc;

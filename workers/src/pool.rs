@@ -5,6 +5,11 @@
 //! outcome with a compare-and-set on `working` (so a canceled task stays canceled), publish
 //! the recorded events, then ack. At most `concurrency` handlers run at once; the pool takes
 //! no new command while it is full (back-pressure on the queue).
+//!
+//! Limits per run: `task_timeout` (the cancel token fires, then the run is aborted after
+//! [`CANCEL_GRACE`] and the task fails), `max_output_bytes` (chunks, status messages and the
+//! result together; past it the emitter refuses and the result fails the task). A panic
+//! fails the task; the pool keeps serving.
 
 use std::collections::HashSet;
 use std::sync::Arc;
