@@ -201,6 +201,9 @@ async fn chunks_and_status_lines_stream_over_sse_in_order() {
     let artifacts = task["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 1, "{task}");
     assert_eq!(texts(&artifacts[0]).join(""), "abc");
+    let history = task["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["role"], "agent", "{task}");
+    assert_eq!(first_text(history.last().unwrap()), "abc");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

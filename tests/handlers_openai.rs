@@ -109,6 +109,12 @@ async fn tokens_stream_as_artifact_chunks_and_merge_into_one_artifact() {
     let artifacts = task["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 1, "{task}");
     assert_eq!(artifact_text(&artifacts[0]), "Hello world");
+    // The streamed reply also joins the history, as one agent message.
+    let history = task["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{task}");
+    assert_eq!(history[1]["role"], "agent");
+    assert_eq!(history[1]["parts"].as_array().unwrap().len(), 1);
+    assert_eq!(first_text(&history[1]), "Hello world");
 
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);

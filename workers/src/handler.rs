@@ -5,7 +5,7 @@
 //! | output | task ends |
 //! |---|---|
 //! | `Text`, `Parts`, `Data` | `completed`, with one artifact named `result` |
-//! | `Streamed` (chunks already sent through the [`Emitter`]) | `completed` |
+//! | `Streamed` (chunks already sent through the [`Emitter`]) | `completed`; the streamed parts join the history as one agent message |
 //! | `InputRequired(prompt)` / `AuthRequired(prompt)` | paused; a follow-up message resumes it |
 //! | `Rejected(reason)` | `rejected` |
 //! | `Err(error)` | `failed`, with the error's message |
@@ -175,6 +175,9 @@ pub struct Emitter {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) identity: Option<Arc<bindu_engine::identity::Identity>>,
     pub(crate) budget: OutputBudget,
+    /// Every part streamed so far, in order: the agent's reply in the task's history once
+    /// the run completes with [`HandlerOutput::Streamed`].
+    pub(crate) transcript: Arc<std::sync::Mutex<Vec<Part>>>,
 }
 
 /// The bytes of output one run may still produce (`worker.max_output_bytes`), shared by
@@ -264,6 +267,7 @@ impl Emitter {
         check_parts(&artifact.parts)?;
         self.budget
             .spend(artifact.parts.iter().map(part_size).sum())?;
+        let parts = artifact.parts.clone();
         self.record(
             TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working)).artifact(
                 ArtifactChunk {
@@ -273,7 +277,28 @@ impl Emitter {
                 },
             ),
         )
-        .await
+        .await?;
+        self.transcript
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(parts);
+        Ok(())
+    }
+
+    /// The streamed parts as one reply: adjacent text parts joined (signatures dropped;
+    /// the reply is signed as a whole), files and data as they are.
+    pub(crate) fn streamed_reply(&self) -> Vec<Part> {
+        let parts = std::mem::take(&mut *self.transcript.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out: Vec<Part> = Vec::new();
+        for part in parts {
+            match (out.last_mut(), part) {
+                (Some(Part::Text(prev)), Part::Text(t)) => prev.text.push_str(&t.text),
+                (_, Part::Text(t)) => out.push(Part::text(t.text)),
+                (_, other) => out.push(other),
+            }
+        }
+        out.retain(|p| !matches!(p, Part::Text(t) if t.text.is_empty()));
+        out
     }
 
     /// Publishes an interim status message (the task stays `working`).

@@ -368,8 +368,10 @@ impl Inner {
                 bus: self.bus.clone(),
                 identity: self.identity.clone(),
                 budget: budget.clone(),
+                transcript: Arc::default(),
             },
         };
+        let emitter = input.emitter.clone();
         let handler = self.handler.clone();
         let mut run = tokio::spawn(async move { handler.handle(input).await });
         let mut heartbeat =
@@ -415,7 +417,7 @@ impl Inner {
             }
         };
 
-        let mut update = outcome_update(task_id, outcome, &budget);
+        let mut update = outcome_update(task_id, outcome, &budget, &emitter);
         if let Some(identity) = &self.identity {
             sign_update(&mut update, identity);
         }
@@ -519,7 +521,12 @@ fn failed(task_id: &str, reason: String) -> TaskUpdate {
 }
 
 /// Maps what the handler did to the update that records it.
-fn outcome_update(task_id: &str, outcome: Outcome, budget: &OutputBudget) -> TaskUpdate {
+fn outcome_update(
+    task_id: &str,
+    outcome: Outcome,
+    budget: &OutputBudget,
+    emitter: &Emitter,
+) -> TaskUpdate {
     let output = match outcome {
         Outcome::Finished(Ok(o)) => o.normalize(),
         Outcome::Finished(Err(e)) => return failed(task_id, format!("Task failed: {e}")),
@@ -565,7 +572,16 @@ fn outcome_update(task_id: &str, outcome: Outcome, budget: &OutputBudget) -> Tas
         }
         HandlerOutput::Parts(p) => p,
         HandlerOutput::Data(d) => vec![Part::data(d)],
-        HandlerOutput::Streamed => return working.status(TaskState::Completed, None),
+        HandlerOutput::Streamed => {
+            // The streamed reply joins the history, as a returned one does.
+            let reply = emitter.streamed_reply();
+            let working = if reply.is_empty() {
+                working
+            } else {
+                working.history(agent_message(reply))
+            };
+            return working.status(TaskState::Completed, None);
+        }
         HandlerOutput::InputRequired(prompt) | HandlerOutput::AuthRequired(prompt)
             if prompt.is_empty() =>
         {
