@@ -29,6 +29,9 @@ pub struct AgentProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// The start of a line whose end has not arrived yet (kept here so that
+    /// [`AgentProcess::read_line`] can be dropped mid-line without losing bytes).
+    partial: Vec<u8>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     stderr_reader: JoinHandle<()>,
     pid: Option<u32>,
@@ -78,6 +81,7 @@ impl AgentProcess {
             child,
             stdin,
             stdout: BufReader::new(stdout),
+            partial: Vec::new(),
             stderr: tail,
             stderr_reader,
             pid,
@@ -103,32 +107,33 @@ impl AgentProcess {
     }
 
     /// Reads one line (without its `\n`) of at most `max` bytes; `None` at end of output.
+    /// Cancel-safe: a partly read line is kept for the next call.
     pub async fn read_line(&mut self, max: usize) -> Result<Option<String>, LineError> {
-        let mut line = Vec::new();
         loop {
             let buf = self.stdout.fill_buf().await?;
             if buf.is_empty() {
-                if line.is_empty() {
+                if self.partial.is_empty() {
                     return Ok(None);
                 }
                 break;
             }
             match buf.iter().position(|b| *b == b'\n') {
                 Some(i) => {
-                    line.extend_from_slice(&buf[..i]);
+                    self.partial.extend_from_slice(&buf[..i]);
                     self.stdout.consume(i + 1);
                     break;
                 }
                 None => {
                     let n = buf.len();
-                    line.extend_from_slice(buf);
+                    self.partial.extend_from_slice(buf);
                     self.stdout.consume(n);
                 }
             }
-            if line.len() > max {
+            if self.partial.len() > max {
                 return Err(LineError::TooLong(max));
             }
         }
+        let mut line = std::mem::take(&mut self.partial);
         if line.len() > max {
             return Err(LineError::TooLong(max));
         }
@@ -186,5 +191,46 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
         self.stderr_reader.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> AgentProcess {
+        AgentProcess::spawn(&["sh".into(), "-c".into(), script.into()]).expect("sh")
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_mid_line_loses_nothing() {
+        let mut p = sh("printf 'ab'; sleep 1; printf 'c\\n'; printf 'last'");
+        // Give up while only "ab" has arrived (the read is dropped mid-line)…
+        let first = tokio::time::timeout(Duration::from_millis(100), p.read_line(100)).await;
+        assert!(first.is_err(), "the line is not complete yet");
+        // …and the next read still returns the whole line.
+        let line = tokio::time::timeout(Duration::from_secs(10), p.read_line(100))
+            .await
+            .expect("in time")
+            .expect("a line");
+        assert_eq!(line.as_deref(), Some("abc"));
+        // A last line without a newline counts; then the end of output.
+        assert_eq!(p.read_line(100).await.expect("ok").as_deref(), Some("last"));
+        assert_eq!(p.read_line(100).await.expect("ok"), None);
+    }
+
+    #[tokio::test]
+    async fn long_lines_and_stderr_are_bounded() {
+        let mut p = sh(
+            "head -c 5000 /dev/zero | tr '\\0' x; echo; head -c 5000 /dev/zero | tr '\\0' e >&2",
+        );
+        assert!(matches!(
+            p.read_line(1000).await,
+            Err(LineError::TooLong(1000))
+        ));
+        let _ = p.wait_exit(Duration::from_secs(10)).await;
+        let tail = p.stderr_tail();
+        assert_eq!(tail.len(), STDERR_TAIL_BYTES);
+        assert!(tail.bytes().all(|b| b == b'e'));
     }
 }
