@@ -27,7 +27,7 @@ async fn streamer(input: HandlerInput) -> Result<HandlerOutput, HandlerError> {
         return Ok(HandlerOutput::InputRequired("Which city?".into()));
     }
     let mut s = input.emitter.stream("words");
-    for w in text.split(' ') {
+    for w in text.split_inclusive(' ') {
         s.send(vec![Part::text(w)]).await?;
     }
     s.finish(vec![]).await?;
@@ -121,7 +121,7 @@ async fn a_builder_worker_serves_a_separate_ingress() {
                 .to_string()
         })
         .collect();
-    assert_eq!(chunks, ["across", "the", "bus", ""], "{events:#?}");
+    assert_eq!(chunks, ["across ", "the ", "bus", ""], "{events:#?}");
     let last = &events.last().unwrap()["result"];
     assert_eq!(last["status"]["state"], "completed", "{events:#?}");
 
@@ -146,7 +146,11 @@ async fn a_builder_worker_serves_a_separate_ingress() {
     )
     .await;
     assert_eq!(done["result"]["status"]["state"], "completed", "{done}");
-    assert_eq!(done["result"]["history"].as_array().unwrap().len(), 3);
+    // ask, the prompt, the answer, and the streamed reply as one agent message.
+    let history = done["result"]["history"].as_array().unwrap();
+    assert_eq!(history.len(), 4, "{done}");
+    assert_eq!(history[3]["role"], "agent");
+    assert_eq!(history[3]["parts"][0]["text"], "Paris it is");
 
     worker.shutdown();
     tokio::time::timeout(Duration::from_secs(30), worker.wait())
