@@ -3,7 +3,9 @@
 //! This crate is the composition root: configuration → telemetry → backends → ingress and
 //! workers → shutdown. The parts live in their own crates:
 //! [`schemas`] (wire types), [`engine`] (ports, backends, state machine, config),
-//! `bindu-ingress` (HTTP) and `bindu-workers` (handler runtime).
+//! `bindu-ingress` (HTTP) and `bindu-workers` (handler runtime). [`Agent::builder()`]
+//! (in [`agent`]) is the library API: manifest, settings and handler, then `serve()` or
+//! `worker()`; [`start`] and [`launch`] are the lower-level entry points.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -41,16 +43,22 @@ use bindu_ingress::did::DidInfo;
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{AgentExtension, SecurityScheme};
-use bindu_workers::{WorkerOptions, WorkerPool};
+use bindu_workers::{
+    CommandHandler, CommandOptions, OpenAiHandler, OpenAiOptions, WorkerOptions, WorkerPool,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use agent::{Agent, AgentBuilder};
 pub use bindu_engine as engine;
 pub use bindu_schemas as schemas;
 pub use bindu_workers::handler::handler_fn;
-pub use bindu_workers::{EchoHandler, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput};
+pub use bindu_workers::{
+    ArtifactStream, EchoHandler, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput,
+};
 
+pub mod agent;
 pub mod client;
 pub mod telemetry;
 
@@ -225,6 +233,16 @@ pub async fn launch(
     handler: Option<Arc<dyn Handler>>,
     role: Role,
 ) -> anyhow::Result<Server> {
+    launch_with(config, handler, role, agent::Capabilities::default()).await
+}
+
+/// [`launch`], advertising at most the `requested` capabilities in the card.
+pub(crate) async fn launch_with(
+    config: Config,
+    handler: Option<Arc<dyn Handler>>,
+    role: Role,
+    requested: agent::Capabilities,
+) -> anyhow::Result<Server> {
     if role != Role::Serve {
         if let Some(why) = config.distributed_problem() {
             anyhow::bail!(
@@ -284,10 +302,13 @@ pub async fn launch(
                 format!("{scheme}://{addr}")
             }
         };
-        let caps = CardCapabilities {
+        let mut caps = CardCapabilities {
             streaming: true,
             push_notifications: false,
         };
+        // A builder may turn capabilities off in the card, never claim one the engine lacks.
+        caps.streaming &= requested.streaming;
+        caps.push_notifications &= requested.push_notifications;
         let mut card = build_card(&config.agent, &base_url, caps);
         card.capabilities.extensions = Some(vec![AgentExtension {
             uri: identity.did.clone(),
@@ -445,6 +466,9 @@ pub async fn launch(
                     concurrency: config.worker.concurrency,
                     drain_timeout: Duration::from_secs(5),
                     heartbeat: (config.nats.ack_wait / 3).max(Duration::from_millis(200)),
+                    task_timeout: config.worker.task_timeout,
+                    max_output_bytes: config.worker.max_output_bytes,
+                    history_sessions: config.worker.history_sessions,
                 },
             )
             .with_identity(identity.clone());
@@ -539,12 +563,38 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Arc<bindu_ingress::tls::Ser
     .map_err(|e| anyhow::anyhow!("MTLS__ENABLED=true: {e}"))
 }
 
-/// The built-in handler `config` names (`worker.handler` / `BINDU_HANDLER`).
+/// The built-in handler `config` names (`worker.handler` / `BINDU_HANDLER`): `echo`,
+/// `command` (`BINDU_HANDLER_COMMAND`) or `openai` (`OPENAI_BASE_URL`, `BINDU_HANDLER_MODEL`).
 pub fn builtin_handler(config: &Config) -> anyhow::Result<Arc<dyn Handler>> {
     match config.worker.handler.as_str() {
         "echo" => Ok(Arc::new(EchoHandler {
             delay: config.worker.echo_delay,
         })),
+        "command" => {
+            let mut options = CommandOptions::new(config.worker.command.clone());
+            options.processes = config.worker.command_processes;
+            options.max_line_bytes = config.worker.max_output_bytes;
+            let handler = CommandHandler::new(options)
+                .map_err(|e| anyhow::anyhow!("command handler (BINDU_HANDLER=command): {e}"))?;
+            Ok(Arc::new(handler))
+        }
+        "openai" => {
+            let model = config
+                .openai
+                .model
+                .clone()
+                .context("BINDU_HANDLER=openai needs BINDU_HANDLER_MODEL")?;
+            let mut options = OpenAiOptions::new(config.openai.base_url.clone(), model);
+            options.api_key.clone_from(&config.openai.api_key);
+            options
+                .system_prompt
+                .clone_from(&config.openai.system_prompt);
+            options.timeout = config.openai.timeout;
+            options.max_retries = config.openai.max_retries;
+            let handler = OpenAiHandler::new(options)
+                .map_err(|e| anyhow::anyhow!("openai handler (BINDU_HANDLER=openai): {e}"))?;
+            Ok(Arc::new(handler))
+        }
         other => anyhow::bail!("unknown handler {other:?}"),
     }
 }

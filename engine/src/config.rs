@@ -80,9 +80,20 @@ keys! {
     "nats.max_deliver", "NATS__MAX_DELIVER", "5", false, "Deliveries of one command before its task is failed and the command dead-lettered.";
     "nats.wait_for_server", "NATS__WAIT_FOR_SERVER", "false", false, "At start-up, wait (retrying) for NATS instead of exiting with an error.";
     "scheduler.queue_capacity", "SCHEDULER__QUEUE_CAPACITY", "65536", false, "Memory bus: commands waiting for a worker before senders wait (back-pressure).";
-    "worker.handler", "BINDU_HANDLER", "echo", false, "Handler run by `bindu serve`: echo.";
+    "worker.handler", "BINDU_HANDLER", "echo", false, "Handler run by `bindu serve` and `bindu worker`: echo, command (BINDU_HANDLER_COMMAND) or openai (OPENAI_BASE_URL, BINDU_HANDLER_MODEL).";
     "worker.concurrency", "BINDU_WORKER_CONCURRENCY", "256", false, "Tasks one worker process runs at once.";
     "worker.echo_delay_ms", "BINDU_ECHO_DELAY_MS", "0", false, "Echo handler: milliseconds of simulated work before replying (demos and load tests).";
+    "worker.task_timeout", "BINDU_TASK_TIMEOUT", "10m", false, "Longest one handler run may take (e.g. 90s, 10m); then it is interrupted and the task fails. 0: no limit.";
+    "worker.max_output_bytes", "BINDU_MAX_OUTPUT_BYTES", "10485760", false, "Most bytes of output (artifact parts, streamed chunks, status messages) one handler run may produce; beyond it the task fails.";
+    "worker.history_sessions", "BINDU_NUM_HISTORY_SESSIONS", "0", false, "Earlier tasks of the same context (the newest N, at most 100) given to the handler with their history and artifacts, like Bindu's num_history_sessions. 0: only the task's own history.";
+    "worker.command", "BINDU_HANDLER_COMMAND", "", false, "command handler: the program and its arguments, split on spaces with single/double quotes and no shell, e.g. `python3 agent.py`.";
+    "worker.command_processes", "BINDU_HANDLER_PROCESSES", "4", false, "command handler: long-lived processes, each running one task at a time; more tasks wait for a free one.";
+    "openai.base_url", "OPENAI_BASE_URL", "https://api.openai.com/v1", false, "openai handler: base URL of an OpenAI-compatible API; requests go to <base>/chat/completions (Ollama: http://127.0.0.1:11434/v1).";
+    "openai.api_key", "OPENAI_API_KEY", "", true, "openai handler: API key, sent as a Bearer token (unset for local servers).";
+    "openai.model", "BINDU_HANDLER_MODEL", "", false, "openai handler: the model name (required with BINDU_HANDLER=openai).";
+    "openai.system_prompt", "BINDU_HANDLER_SYSTEM_PROMPT", "", false, "openai handler: system message put before the conversation.";
+    "openai.timeout_secs", "OPENAI_TIMEOUT", "60", false, "openai handler: longest wait for the response to start and between two streamed chunks.";
+    "openai.max_retries", "OPENAI_MAX_RETRIES", "3", false, "openai handler: retries of a 429, a 5xx or a connection error before the first token, with exponential back-off that honours Retry-After.";
     "logging.default_level", "LOGGING__DEFAULT_LEVEL", "info", false, "Log level (trace, debug, info, warn, error) or a tracing filter such as `info,bindu_ingress=debug`.";
     "logging.format", "LOGGING__FORMAT", "text", false, "Log format: text or json.";
 }
@@ -211,6 +222,38 @@ pub struct WorkerConfig {
     pub handler: String,
     pub concurrency: usize,
     pub echo_delay: Duration,
+    /// `None`: no limit.
+    pub task_timeout: Option<Duration>,
+    pub max_output_bytes: usize,
+    pub history_sessions: usize,
+    /// The command handler's program and arguments.
+    pub command: Vec<String>,
+    pub command_processes: usize,
+}
+
+/// The `openai` handler's settings.
+#[derive(Clone)]
+pub struct OpenAiConfig {
+    pub base_url: String,
+    /// Secret: never logged (the `Debug` output redacts it).
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("system_prompt", &self.system_prompt)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +274,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub nats: NatsConfig,
     pub worker: WorkerConfig,
+    pub openai: OpenAiConfig,
     pub logging: LoggingConfig,
     /// Raw value and source of every key, for `bindu config`.
     values: BTreeMap<&'static str, (String, Source)>,
@@ -390,6 +434,19 @@ impl Config {
                 handler: String::new(),
                 concurrency: 0,
                 echo_delay: Duration::ZERO,
+                task_timeout: None,
+                max_output_bytes: 0,
+                history_sessions: 0,
+                command: Vec::new(),
+                command_processes: 0,
+            },
+            openai: OpenAiConfig {
+                base_url: String::new(),
+                api_key: None,
+                model: None,
+                system_prompt: None,
+                timeout: Duration::ZERO,
+                max_retries: 0,
             },
             logging: LoggingConfig {
                 default_level: String::new(),
@@ -478,6 +535,28 @@ impl Config {
                 key: "nats.url / NATS_URL".into(),
                 source_desc: source,
                 message: "SCHEDULER_TYPE=nats needs NATS_URL".into(),
+            });
+        }
+        let handler_source = || {
+            self.values
+                .get("worker.handler")
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_default()
+        };
+        if self.worker.handler == "command" && self.worker.command.is_empty() {
+            return Err(ConfigError {
+                key: "worker.command / BINDU_HANDLER_COMMAND".into(),
+                source_desc: handler_source(),
+                message:
+                    "BINDU_HANDLER=command needs BINDU_HANDLER_COMMAND (e.g. \"python3 agent.py\")"
+                        .into(),
+            });
+        }
+        if self.worker.handler == "openai" && self.openai.model.is_none() {
+            return Err(ConfigError {
+                key: "openai.model / BINDU_HANDLER_MODEL".into(),
+                source_desc: handler_source(),
+                message: "BINDU_HANDLER=openai needs BINDU_HANDLER_MODEL".into(),
             });
         }
         if self.storage.kind == StorageKind::Postgres && self.storage.database_url.is_none() {
@@ -793,9 +872,59 @@ impl Config {
             }
             "worker.handler" => {
                 self.worker.handler = match v.trim() {
-                    "echo" => "echo".into(),
-                    other => return Err(format!("unknown handler {other:?}; supported: echo")),
+                    h @ ("echo" | "command" | "openai") => h.into(),
+                    other => {
+                        return Err(format!(
+                            "unknown handler {other:?}; supported: echo, command, openai"
+                        ))
+                    }
                 }
+            }
+            "worker.task_timeout" => {
+                let d = parse_duration(v)?;
+                self.worker.task_timeout = (!d.is_zero()).then_some(d);
+            }
+            "worker.max_output_bytes" => {
+                let n: usize = parse_num(v, "a number of bytes")?;
+                if n < 1024 {
+                    return Err("must be at least 1024".into());
+                }
+                self.worker.max_output_bytes = n;
+            }
+            "worker.history_sessions" => {
+                let n: usize = parse_num(v, "a number of tasks")?;
+                if n > 100 {
+                    return Err("must be between 0 and 100".into());
+                }
+                self.worker.history_sessions = n;
+            }
+            "worker.command" => self.worker.command = split_command(v)?,
+            "worker.command_processes" => {
+                let n: usize = parse_num(v, "a number of processes")?;
+                if !(1..=1024).contains(&n) {
+                    return Err("must be between 1 and 1024".into());
+                }
+                self.worker.command_processes = n;
+            }
+            "openai.base_url" => {
+                self.openai.base_url = http_url(v)?.ok_or("must not be empty")?;
+            }
+            "openai.api_key" => self.openai.api_key = non_empty(v),
+            "openai.model" => self.openai.model = non_empty(v),
+            "openai.system_prompt" => self.openai.system_prompt = non_empty(v),
+            "openai.timeout_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.openai.timeout = Duration::from_secs(n);
+            }
+            "openai.max_retries" => {
+                let n: u32 = parse_num(v, "a number of retries")?;
+                if n > 20 {
+                    return Err("must be between 0 and 20".into());
+                }
+                self.openai.max_retries = n;
             }
             "worker.concurrency" => {
                 let n: usize = parse_num(v, "a number of tasks")?;
@@ -852,6 +981,69 @@ impl Config {
         out.push_str(&format!("# agent.skills: {}\n", skills.join(", ")));
         out
     }
+}
+
+/// Splits a command line into words: spaces separate words, single quotes keep text as is,
+/// double quotes keep spaces (inside them a backslash escapes `"` and `\`; outside quotes it
+/// escapes any character). No shell: no variables, globs or pipes.
+pub fn split_command(v: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("a trailing backslash escapes nothing".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
 }
 
 /// Parses `30d`, `12h`, `90m`, `45s` (or a plain number of seconds).
@@ -944,6 +1136,55 @@ mod tests {
             "{rendered}"
         );
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn command_lines_split_like_a_shell_without_one() {
+        assert_eq!(
+            split_command("python3  agent.py --name 'my agent' \"a \\\"b\\\"\" c\\ d").unwrap(),
+            ["python3", "agent.py", "--name", "my agent", "a \"b\"", "c d"]
+        );
+        assert!(split_command("   ").unwrap().is_empty());
+        assert_eq!(split_command("''").unwrap(), [""]);
+        assert!(split_command("python3 'open").is_err());
+        assert!(split_command("python3 \"open").is_err());
+    }
+
+    #[test]
+    fn handler_settings_are_checked_together() {
+        let e = Config::load(None, &env(&[("BINDU_HANDLER", "command")]), &[]).unwrap_err();
+        assert!(e.key.contains("BINDU_HANDLER_COMMAND"), "{e}");
+        let e = Config::load(None, &env(&[("BINDU_HANDLER", "openai")]), &[]).unwrap_err();
+        assert!(e.key.contains("BINDU_HANDLER_MODEL"), "{e}");
+        let e = Config::load(None, &env(&[("BINDU_HANDLER", "llama")]), &[]).unwrap_err();
+        assert!(e.key.contains("BINDU_HANDLER"), "{e}");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("BINDU_HANDLER", "openai"),
+                ("BINDU_HANDLER_MODEL", "llama3"),
+                ("OPENAI_API_KEY", "sk-secret-value"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/"),
+                ("BINDU_TASK_TIMEOUT", "0"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.openai.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(c.worker.task_timeout, None);
+        assert!(!c.render().contains("sk-secret-value"));
+        assert!(!format!("{:?}", c.openai).contains("sk-secret-value"));
+        let c = Config::load(
+            None,
+            &env(&[
+                ("BINDU_HANDLER", "command"),
+                ("BINDU_HANDLER_COMMAND", "sh agent.sh"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.worker.command, ["sh", "agent.sh"]);
+        assert_eq!(c.worker.task_timeout, Some(Duration::from_secs(600)));
     }
 
     #[test]

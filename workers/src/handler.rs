@@ -5,7 +5,7 @@
 //! | output | task ends |
 //! |---|---|
 //! | `Text`, `Parts`, `Data` | `completed`, with one artifact named `result` |
-//! | `Streamed` (chunks already sent through the [`Emitter`]) | `completed` |
+//! | `Streamed` (chunks already sent through the [`Emitter`]) | `completed`; the streamed parts join the history as one agent message |
 //! | `InputRequired(prompt)` / `AuthRequired(prompt)` | paused; a follow-up message resumes it |
 //! | `Rejected(reason)` | `rejected` |
 //! | `Err(error)` | `failed`, with the error's message |
@@ -13,6 +13,7 @@
 //! Text or data shaped like `{"state":"input-required","prompt":"…"}` (Bindu's structured
 //! response) counts as the matching pause.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +30,9 @@ pub struct HandlerInput {
     pub history: Vec<Message>,
     /// Tasks named by `referenceTaskIds` in the history, with their history and artifacts.
     pub references: Vec<Task>,
+    /// Earlier tasks of the same context, oldest first, with their history and artifacts:
+    /// the newest `worker.history_sessions` of them (empty when that is 0, the default).
+    pub context_history: Vec<Task>,
     /// The authenticated caller, `None` when auth is off.
     pub caller: Option<String>,
     /// Fires when the task is canceled or the worker shuts down; the run is aborted if it
@@ -170,9 +174,72 @@ pub struct Emitter {
     pub(crate) store: Arc<dyn TaskStore>,
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) identity: Option<Arc<bindu_engine::identity::Identity>>,
+    pub(crate) budget: OutputBudget,
+    /// Every part streamed so far, in order: the agent's reply in the task's history once
+    /// the run completes with [`HandlerOutput::Streamed`].
+    pub(crate) transcript: Arc<std::sync::Mutex<Vec<Part>>>,
+}
+
+/// The bytes of output one run may still produce (`worker.max_output_bytes`), shared by
+/// the emitter and the final result.
+#[derive(Clone, Debug)]
+pub(crate) struct OutputBudget {
+    used: Arc<AtomicUsize>,
+    pub(crate) limit: usize,
+}
+
+impl OutputBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        OutputBudget {
+            used: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// Counts `bytes` more; an error once the run's total passes the limit.
+    pub(crate) fn spend(&self, bytes: usize) -> Result<(), OutputTooLarge> {
+        let total = self
+            .used
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if total > self.limit {
+            return Err(OutputTooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+/// A run produced more than `worker.max_output_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("the output is larger than the limit of {limit} bytes (worker.max_output_bytes / BINDU_MAX_OUTPUT_BYTES)")]
+pub struct OutputTooLarge {
+    pub limit: usize,
+}
+
+/// The size a part counts for against the output limit: its text, its encoded file bytes
+/// or URI, or its JSON data.
+pub(crate) fn part_size(part: &Part) -> usize {
+    match part {
+        Part::Text(t) => t.text.len(),
+        Part::File(f) => {
+            f.file.bytes.as_ref().map_or(0, String::len)
+                + f.file.uri.as_ref().map_or(0, String::len)
+        }
+        Part::Data(d) => serde_json::to_vec(&d.data).map_or(usize::MAX, |v| v.len()),
+    }
 }
 
 impl Emitter {
+    /// Starts a new streamed artifact (one artifact id, chunks appended in order).
+    pub fn stream(&self, name: impl Into<String>) -> ArtifactStream {
+        ArtifactStream {
+            emitter: self.clone(),
+            artifact_id: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            sent: 0,
+        }
+    }
+
     async fn record(&self, mut update: TaskUpdate) -> Result<(), HandlerError> {
         if let Some(identity) = &self.identity {
             crate::pool::sign_update(&mut update, identity);
@@ -197,6 +264,10 @@ impl Emitter {
         append: bool,
         last_chunk: bool,
     ) -> Result<(), HandlerError> {
+        check_parts(&artifact.parts)?;
+        self.budget
+            .spend(artifact.parts.iter().map(part_size).sum())?;
+        let parts = artifact.parts.clone();
         self.record(
             TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working)).artifact(
                 ArtifactChunk {
@@ -206,20 +277,107 @@ impl Emitter {
                 },
             ),
         )
-        .await
+        .await?;
+        self.transcript
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(parts);
+        Ok(())
+    }
+
+    /// The streamed parts as one reply: adjacent text parts joined (signatures dropped;
+    /// the reply is signed as a whole), files and data as they are.
+    pub(crate) fn streamed_reply(&self) -> Vec<Part> {
+        let parts = std::mem::take(&mut *self.transcript.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out: Vec<Part> = Vec::new();
+        for part in parts {
+            match (out.last_mut(), part) {
+                (Some(Part::Text(prev)), Part::Text(t)) => prev.text.push_str(&t.text),
+                (_, Part::Text(t)) => out.push(Part::text(t.text)),
+                (_, other) => out.push(other),
+            }
+        }
+        out.retain(|p| !matches!(p, Part::Text(t) if t.text.is_empty()));
+        out
     }
 
     /// Publishes an interim status message (the task stays `working`).
     pub async fn status(&self, text: impl Into<String>) -> Result<(), HandlerError> {
-        let msg = Message::agent(
-            uuid::Uuid::new_v4().to_string(),
-            vec![Part::text(text.into())],
-        );
+        let text = text.into();
+        self.budget.spend(text.len())?;
+        let msg = Message::agent(uuid::Uuid::new_v4().to_string(), vec![Part::text(text)]);
         self.record(
             TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working))
                 .status(TaskState::Working, Some(msg)),
         )
         .await
+    }
+}
+
+/// Checks parts a handler produced: a file part carries exactly one of `bytes` (base64)
+/// and `uri`.
+pub(crate) fn check_parts(parts: &[Part]) -> Result<(), HandlerError> {
+    for (i, part) in parts.iter().enumerate() {
+        if let Part::File(f) = part {
+            match (&f.file.bytes, &f.file.uri) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(format!(
+                        "the handler's part {i} is a file with {} (it needs exactly one of `bytes` and `uri`)",
+                        if f.file.bytes.is_some() { "both `bytes` and `uri`" } else { "neither `bytes` nor `uri`" }
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One artifact streamed in chunks: the first chunk creates it (`append: false`), later
+/// ones extend it (`append: true`), [`ArtifactStream::finish`] sends the last one
+/// (`lastChunk: true`). Each chunk reaches the store and the bus before `send` returns, so
+/// SSE clients see it as it is produced; `tasks/get` shows the merged artifact.
+pub struct ArtifactStream {
+    emitter: Emitter,
+    artifact_id: String,
+    name: String,
+    sent: usize,
+}
+
+impl ArtifactStream {
+    fn artifact(&self, parts: Vec<Part>) -> Artifact {
+        Artifact {
+            artifact_id: self.artifact_id.clone(),
+            parts,
+            name: Some(self.name.clone()),
+            description: None,
+            metadata: None,
+            extensions: None,
+        }
+    }
+
+    /// Chunks sent so far.
+    pub fn chunks(&self) -> usize {
+        self.sent
+    }
+
+    /// Sends one chunk.
+    pub async fn send(&mut self, parts: Vec<Part>) -> Result<(), HandlerError> {
+        let append = self.sent > 0;
+        self.emitter
+            .artifact_chunk(self.artifact(parts), append, false)
+            .await?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Sends the last chunk (`parts` may be empty) and closes the artifact.
+    pub async fn finish(self, parts: Vec<Part>) -> Result<(), HandlerError> {
+        let append = self.sent > 0;
+        self.emitter
+            .artifact_chunk(self.artifact(parts), append, true)
+            .await
     }
 }
 

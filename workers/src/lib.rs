@@ -1,16 +1,25 @@
 //! Workers: take task commands from the bus, run the agent's handler, record and announce
 //! every transition.
 //!
-//! - [`handler`]: the [`Handler`] contract (input, output, streaming [`Emitter`]) and how an
-//!   output maps to task states.
+//! - [`handler`]: the [`Handler`] contract (input, output, streaming [`Emitter`] and
+//!   [`ArtifactStream`]) and how an output maps to task states.
 //! - [`echo`]: the built-in demo handler.
-//! - [`pool`]: the [`WorkerPool`]: bounded concurrency, compare-and-set writes, cancellation,
-//!   graceful drain.
+//! - [`command`]: runs any executable speaking a JSON-lines protocol (a pool of long-lived
+//!   processes).
+//! - [`openai`]: streams an OpenAI-compatible chat-completions endpoint.
+//! - [`pool`]: the [`WorkerPool`]: bounded concurrency, per-task timeout and output limit,
+//!   compare-and-set writes, cancellation, graceful drain.
 
+pub mod command;
 pub mod echo;
 pub mod handler;
+pub mod openai;
 pub mod pool;
 
+pub use command::{CommandHandler, CommandOptions};
 pub use echo::EchoHandler;
-pub use handler::{Emitter, Handler, HandlerError, HandlerInput, HandlerOutput};
+pub use handler::{
+    ArtifactStream, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput, OutputTooLarge,
+};
+pub use openai::{OpenAiHandler, OpenAiOptions};
 pub use pool::{WorkerOptions, WorkerPool};

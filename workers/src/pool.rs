@@ -5,6 +5,11 @@
 //! outcome with a compare-and-set on `working` (so a canceled task stays canceled), publish
 //! the recorded events, then ack. At most `concurrency` handlers run at once; the pool takes
 //! no new command while it is full (back-pressure on the queue).
+//!
+//! Limits per run: `task_timeout` (the cancel token fires, then the run is aborted after
+//! [`CANCEL_GRACE`] and the task fails), `max_output_bytes` (chunks, status messages and the
+//! result together; past it the emitter refuses and the result fails the task). A panic
+//! fails the task; the pool keeps serving.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use std::time::Duration;
 use bindu_engine::bus::{BusError, Delivery};
 use bindu_engine::identity::{Identity, SIGNATURE_METADATA_KEY};
 use bindu_engine::retry::RetryPolicy;
-use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
+use bindu_engine::store::{Access, ArtifactChunk, Expect, ListQuery, StoreError, TaskUpdate};
 use bindu_engine::{Bus, TaskStore};
 use bindu_schemas::{Artifact, Message, Part, TaskState};
 use dashmap::DashMap;
@@ -22,7 +27,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::handler::{Emitter, Handler, HandlerInput, HandlerOutput};
+use crate::handler::{
+    check_parts, part_size, Emitter, Handler, HandlerInput, HandlerOutput, OutputBudget,
+};
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -34,6 +41,12 @@ pub struct WorkerOptions {
     /// How often a running handler's command is marked in progress (keep it well under the
     /// bus's redelivery deadline).
     pub heartbeat: Duration,
+    /// Longest one handler run may take before it is interrupted and its task failed.
+    pub task_timeout: Option<Duration>,
+    /// Most bytes of output (artifact parts, chunks, status messages) of one run.
+    pub max_output_bytes: usize,
+    /// Earlier tasks of the same context handed to the handler (`HandlerInput::context_history`).
+    pub history_sessions: usize,
 }
 
 impl Default for WorkerOptions {
@@ -42,6 +55,9 @@ impl Default for WorkerOptions {
             concurrency: 256,
             drain_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
+            task_timeout: Some(Duration::from_secs(600)),
+            max_output_bytes: 10 * 1024 * 1024,
+            history_sessions: 0,
         }
     }
 }
@@ -194,6 +210,7 @@ enum Outcome {
     Finished(Result<HandlerOutput, crate::HandlerError>),
     Panicked,
     Interrupted,
+    TimedOut(Duration),
 }
 
 impl Inner {
@@ -328,11 +345,21 @@ impl Inner {
             }
         }
 
+        let context_history = self
+            .context_history(
+                task_id,
+                &snapshot.task.context_id,
+                snapshot.owner.as_deref(),
+            )
+            .await;
+
+        let budget = OutputBudget::new(self.options.max_output_bytes);
         let input = HandlerInput {
             task_id: task_id.to_string(),
             context_id: snapshot.task.context_id.clone(),
             history,
             references,
+            context_history,
             caller: snapshot.owner.clone(),
             cancel: token.clone(),
             emitter: Emitter {
@@ -340,13 +367,26 @@ impl Inner {
                 store: self.store.clone(),
                 bus: self.bus.clone(),
                 identity: self.identity.clone(),
+                budget: budget.clone(),
+                transcript: Arc::default(),
             },
         };
+        let emitter = input.emitter.clone();
         let handler = self.handler.clone();
         let mut run = tokio::spawn(async move { handler.handle(input).await });
         let mut heartbeat =
             tokio::time::interval(self.options.heartbeat.max(Duration::from_millis(100)));
         heartbeat.tick().await;
+        let deadline = async {
+            match self.options.task_timeout {
+                Some(limit) => {
+                    tokio::time::sleep(limit).await;
+                    limit
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
                 r = &mut run => break match r {
@@ -360,6 +400,14 @@ impl Inner {
                     }
                     break Outcome::Interrupted;
                 }
+                limit = &mut deadline => {
+                    tracing::warn!(task_id, limit_secs = limit.as_secs_f64(), "the handler ran past the task timeout; interrupting it");
+                    token.cancel();
+                    if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
+                        run.abort();
+                    }
+                    break Outcome::TimedOut(limit);
+                }
                 // Long handlers keep their command: no redelivery while still running.
                 _ = heartbeat.tick() => {
                     if let Err(e) = d.acker.in_progress().await {
@@ -369,7 +417,7 @@ impl Inner {
             }
         };
 
-        let mut update = outcome_update(task_id, outcome);
+        let mut update = outcome_update(task_id, outcome, &budget, &emitter);
         if let Some(identity) = &self.identity {
             sign_update(&mut update, identity);
         }
@@ -381,6 +429,44 @@ impl Inner {
             Err(e) => tracing::warn!(task_id, error = %e, "could not record the task's outcome"),
         }
         Some(())
+    }
+}
+
+impl Inner {
+    /// The newest `history_sessions` other tasks of the context the caller owns, oldest
+    /// first. A store error leaves the history out (logged): the run goes on without it.
+    async fn context_history(
+        &self,
+        task_id: &str,
+        context_id: &str,
+        owner: Option<&str>,
+    ) -> Vec<bindu_schemas::Task> {
+        let wanted = self.options.history_sessions;
+        if wanted == 0 {
+            return Vec::new();
+        }
+        let query = ListQuery {
+            cursor: None,
+            // One more: the page includes the running task itself.
+            limit: u32::try_from(wanted + 1).unwrap_or(u32::MAX),
+            context_id: Some(context_id.to_string()),
+        };
+        match self.store.list_tasks(Access::Owner(owner), query).await {
+            Ok(page) => {
+                let mut tasks: Vec<_> = page
+                    .items
+                    .into_iter()
+                    .filter(|t| t.id != task_id)
+                    .take(wanted)
+                    .collect();
+                tasks.reverse();
+                tasks
+            }
+            Err(e) => {
+                tracing::warn!(task_id, context_id, error = %e, "could not load the context's earlier tasks; running without them");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -435,7 +521,12 @@ fn failed(task_id: &str, reason: String) -> TaskUpdate {
 }
 
 /// Maps what the handler did to the update that records it.
-fn outcome_update(task_id: &str, outcome: Outcome) -> TaskUpdate {
+fn outcome_update(
+    task_id: &str,
+    outcome: Outcome,
+    budget: &OutputBudget,
+    emitter: &Emitter,
+) -> TaskUpdate {
     let output = match outcome {
         Outcome::Finished(Ok(o)) => o.normalize(),
         Outcome::Finished(Err(e)) => return failed(task_id, format!("Task failed: {e}")),
@@ -446,7 +537,33 @@ fn outcome_update(task_id: &str, outcome: Outcome) -> TaskUpdate {
                 "Task interrupted: the worker shut down or the task was canceled".into(),
             )
         }
+        Outcome::TimedOut(limit) => {
+            return failed(
+                task_id,
+                format!(
+                    "Task failed: the handler did not finish within the task timeout of {} s (worker.task_timeout / BINDU_TASK_TIMEOUT)",
+                    limit.as_secs_f64()
+                ),
+            )
+        }
     };
+    let size = match &output {
+        HandlerOutput::Text(t)
+        | HandlerOutput::InputRequired(t)
+        | HandlerOutput::AuthRequired(t)
+        | HandlerOutput::Rejected(t) => t.len(),
+        HandlerOutput::Parts(p) => p.iter().map(part_size).sum(),
+        HandlerOutput::Data(d) => serde_json::to_vec(d).map_or(usize::MAX, |v| v.len()),
+        HandlerOutput::Streamed => 0,
+    };
+    if let Err(e) = budget.spend(size) {
+        return failed(task_id, format!("Task failed: {e}"));
+    }
+    if let HandlerOutput::Parts(p) = &output {
+        if let Err(e) = check_parts(p) {
+            return failed(task_id, format!("Task failed: {e}"));
+        }
+    }
     let working = TaskUpdate::new(task_id, Expect::State(TaskState::Working));
     let parts = match output {
         HandlerOutput::Text(t) => vec![Part::text(t)],
@@ -455,7 +572,16 @@ fn outcome_update(task_id: &str, outcome: Outcome) -> TaskUpdate {
         }
         HandlerOutput::Parts(p) => p,
         HandlerOutput::Data(d) => vec![Part::data(d)],
-        HandlerOutput::Streamed => return working.status(TaskState::Completed, None),
+        HandlerOutput::Streamed => {
+            // The streamed reply joins the history, as a returned one does.
+            let reply = emitter.streamed_reply();
+            let working = if reply.is_empty() {
+                working
+            } else {
+                working.history(agent_message(reply))
+            };
+            return working.status(TaskState::Completed, None);
+        }
         HandlerOutput::InputRequired(prompt) | HandlerOutput::AuthRequired(prompt)
             if prompt.is_empty() =>
         {

@@ -43,6 +43,7 @@ async fn run_long_task(heartbeat: Duration) -> (TaskState, String, usize) {
             concurrency: 4,
             drain_timeout: Duration::from_secs(5),
             heartbeat,
+            ..WorkerOptions::default()
         },
     );
     let running = tokio::spawn(pool.run(stop.clone()));

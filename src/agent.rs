@@ -1,0 +1,233 @@
+//! The library API: the Rust counterpart of Bindu's `bindufy(config, handler)`.
+//!
+//! ```no_run
+//! use bindu::{handler_fn, Agent, HandlerError, HandlerInput};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let server = Agent::builder()
+//!     .name("greeter")
+//!     .description("Greets whoever you name.")
+//!     .author("ann@example.com")
+//!     .version("1.0.0")
+//!     .skill(bindu::agent::skill("greet", "Greet", "Says hello to a name", &["greeting"]))
+//!     .deployment_url("https://greeter.example.com")
+//!     .handler(handler_fn(|input: HandlerInput| async move {
+//!         let name = input.last_user_message().map(|m| m.text()).unwrap_or_default();
+//!         Ok::<_, HandlerError>(format!("Hello, {name}!"))
+//!     }))
+//!     .with_env() // BINDU_PORT, STORAGE_TYPE, … still apply on top
+//!     .serve()
+//!     .await?;
+//! server.wait().await
+//! # }
+//! ```
+//!
+//! The same builder's [`AgentBuilder::worker`] runs only the worker pool, for a separate
+//! `bindu worker`-style process next to `bindu ingress` (shared Postgres and NATS).
+
+use std::sync::Arc;
+
+use bindu_engine::config::{Config, ConfigError, Source};
+use bindu_schemas::AgentSkill;
+
+use crate::{Handler, Role, Server};
+
+/// Capabilities to advertise in the agent card. The engine supports streaming; push
+/// notifications only when its dispatcher runs. A builder can turn a capability off, not
+/// claim one the engine lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub streaming: bool,
+    pub push_notifications: bool,
+}
+
+impl Default for Capabilities {
+    /// Everything the engine supports.
+    fn default() -> Self {
+        Capabilities {
+            streaming: true,
+            push_notifications: true,
+        }
+    }
+}
+
+/// A skill for the card: id, name, description and tags.
+pub fn skill(id: &str, name: &str, description: &str, tags: &[&str]) -> AgentSkill {
+    AgentSkill {
+        id: id.into(),
+        name: name.into(),
+        description: description.into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        examples: None,
+        input_modes: None,
+        output_modes: None,
+        security: None,
+    }
+}
+
+/// Where a builder setting comes from, in `bindu config`-style messages.
+fn builder_source() -> Source {
+    Source::Flag("Agent::builder".into())
+}
+
+/// An agent ready to serve: its configuration and handler.
+pub struct Agent {
+    config: Config,
+    handler: Arc<dyn Handler>,
+    capabilities: Capabilities,
+}
+
+impl Agent {
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder {
+            config: Config::defaults(),
+            settings: Vec::new(),
+            skills: Vec::new(),
+            handler: None,
+            capabilities: Capabilities::default(),
+            env: false,
+        }
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// HTTP ingress and worker pool in this process.
+    pub async fn serve(self) -> anyhow::Result<Server> {
+        self.launch(Role::Serve).await
+    }
+
+    /// Only the worker pool: takes tasks from the shared bus (needs `STORAGE_TYPE=postgres`
+    /// and `SCHEDULER_TYPE=nats`, like `bindu worker`).
+    pub async fn worker(self) -> anyhow::Result<Server> {
+        self.launch(Role::Worker).await
+    }
+
+    /// Any role (`Role::Ingress` ignores the handler).
+    pub async fn launch(self, role: Role) -> anyhow::Result<Server> {
+        crate::launch_with(self.config, Some(self.handler), role, self.capabilities).await
+    }
+}
+
+/// Collects the agent's manifest, settings and handler. Setters never fail; a bad value
+/// is reported by [`AgentBuilder::build`] (and so by `serve`/`worker`), naming its key.
+pub struct AgentBuilder {
+    config: Config,
+    /// (key, value) pairs applied in order at build time.
+    settings: Vec<(String, String)>,
+    skills: Vec<AgentSkill>,
+    handler: Option<Arc<dyn Handler>>,
+    capabilities: Capabilities,
+    env: bool,
+}
+
+impl AgentBuilder {
+    /// Starts from this configuration instead of the defaults (e.g. one from
+    /// [`Config::load`]); the builder's own settings are applied over it.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets any configuration key of the README's table (`server.port`, `worker.concurrency`…).
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.settings.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn name(self, name: &str) -> Self {
+        self.set("agent.name", name)
+    }
+
+    pub fn description(self, description: &str) -> Self {
+        self.set("agent.description", description)
+    }
+
+    /// E-mail or organisation: the card's provider and the DID `did:bindu:<author>:<name>:<id>`.
+    pub fn author(self, author: &str) -> Self {
+        self.set("agent.author", author)
+    }
+
+    pub fn version(self, version: &str) -> Self {
+        self.set("agent.version", version)
+    }
+
+    /// The public base URL put in the agent card.
+    pub fn deployment_url(self, url: &str) -> Self {
+        self.set("server.deployment_url", url)
+    }
+
+    /// Adds a skill to the card (the first one replaces the default echo skill).
+    pub fn skill(mut self, skill: AgentSkill) -> Self {
+        self.skills.push(skill);
+        self
+    }
+
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// The agent's handler: a [`crate::handler_fn`] closure or any [`Handler`].
+    pub fn handler(self, handler: impl Handler) -> Self {
+        self.handler_arc(Arc::new(handler))
+    }
+
+    pub fn handler_arc(mut self, handler: Arc<dyn Handler>) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+
+    /// Lets the environment variables of the README's table override the builder's
+    /// settings at build time, so one binary can be deployed with `BINDU_PORT`,
+    /// `STORAGE_TYPE`, `DATABASE_URL`… like `bindu serve`.
+    pub fn with_env(mut self) -> Self {
+        self.env = true;
+        self
+    }
+
+    /// Checks the settings; the handler is required.
+    pub fn build(self) -> anyhow::Result<Agent> {
+        let mut config = self.config;
+        for (key, value) in &self.settings {
+            config.set(key, value, builder_source())?;
+        }
+        if !self.skills.is_empty() {
+            config.agent.skills = self.skills;
+        }
+        if self.env {
+            apply_env(&mut config)?;
+        }
+        config.validate()?;
+        let handler = self.handler.ok_or_else(|| {
+            anyhow::anyhow!("Agent::builder() needs a handler (call .handler(..))")
+        })?;
+        Ok(Agent {
+            config,
+            handler,
+            capabilities: self.capabilities,
+        })
+    }
+
+    /// Builds and serves (HTTP ingress and worker pool in this process).
+    pub async fn serve(self) -> anyhow::Result<Server> {
+        self.build()?.serve().await
+    }
+
+    /// Builds and runs only the worker pool (see [`Agent::worker`]).
+    pub async fn worker(self) -> anyhow::Result<Server> {
+        self.build()?.worker().await
+    }
+}
+
+/// Every key's environment variable that is set.
+fn apply_env(config: &mut Config) -> Result<(), ConfigError> {
+    for k in bindu_engine::config::KEYS {
+        if let Ok(value) = std::env::var(k.env) {
+            config.set(k.key, &value, Source::Env(k.env))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! One long-lived agent process: spawn it, write lines to its stdin, read bounded lines
+//! from its stdout, keep the tail of its stderr, kill it (and whatever it started).
+
+use std::collections::VecDeque;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+/// Bytes of stderr kept for error messages.
+pub const STDERR_TAIL_BYTES: usize = 2048;
+
+/// Why a stdout line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("the agent process printed a line longer than {0} bytes")]
+    TooLong(usize),
+    #[error("the agent process printed a line that is not UTF-8")]
+    NotUtf8,
+    #[error("reading the agent process's stdout: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct AgentProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// The start of a line whose end has not arrived yet (kept here so that
+    /// [`AgentProcess::read_line`] can be dropped mid-line without losing bytes).
+    partial: Vec<u8>,
+    stderr: Arc<Mutex<VecDeque<u8>>>,
+    stderr_reader: JoinHandle<()>,
+    pid: Option<u32>,
+}
+
+impl AgentProcess {
+    /// Starts `argv` in its own process group, with piped stdin, stdout and stderr.
+    pub fn spawn(argv: &[String]) -> std::io::Result<AgentProcess> {
+        let (program, args) = argv.split_first().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "the command is empty")
+        })?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            // Unreachable: all three were configured as pipes just above.
+            return Err(std::io::Error::other("the agent process has no pipes"));
+        };
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_BYTES)));
+        let stderr_reader = {
+            let tail = tail.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match stderr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+                            tail.extend(&buf[..n]);
+                            let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+                            tail.drain(..excess);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(AgentProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            partial: Vec::new(),
+            stderr: tail,
+            stderr_reader,
+            pid,
+        })
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Writes one JSON line to the process's stdin.
+    pub async fn send(&mut self, line: &impl Serialize) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec(line)?;
+        bytes.push(b'\n');
+        self.stdin.write_all(&bytes).await?;
+        self.stdin.flush().await
+    }
+
+    /// Reads one line (without its `\n`) of at most `max` bytes; `None` at end of output.
+    /// Cancel-safe: a partly read line is kept for the next call.
+    pub async fn read_line(&mut self, max: usize) -> Result<Option<String>, LineError> {
+        loop {
+            let buf = self.stdout.fill_buf().await?;
+            if buf.is_empty() {
+                if self.partial.is_empty() {
+                    return Ok(None);
+                }
+                break;
+            }
+            match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    self.partial.extend_from_slice(&buf[..i]);
+                    self.stdout.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    self.partial.extend_from_slice(buf);
+                    self.stdout.consume(n);
+                }
+            }
+            if self.partial.len() > max {
+                return Err(LineError::TooLong(max));
+            }
+        }
+        let mut line = std::mem::take(&mut self.partial);
+        if line.len() > max {
+            return Err(LineError::TooLong(max));
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        String::from_utf8(line)
+            .map_err(|_| LineError::NotUtf8)
+            .map(Some)
+    }
+
+    /// Forgets the stderr seen so far (each task's failure quotes only its own).
+    pub fn clear_stderr(&self) {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The last [`STDERR_TAIL_BYTES`] of stderr, trimmed, lossily decoded.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes: Vec<u8> = tail.iter().copied().collect();
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    }
+
+    /// Waits (bounded) for the process to exit and its stderr to be read to the end.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut self.stderr_reader).await;
+        status
+    }
+
+    /// Kills the process and every process in its group.
+    pub fn kill(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
+            // Never signal group 1 (that would mean every process we may signal). The group
+            // may outlive its leader (a script's children); its id is not reused while it
+            // exists.
+            if pid > 1 {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+        self.stderr_reader.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> AgentProcess {
+        AgentProcess::spawn(&["sh".into(), "-c".into(), script.into()]).expect("sh")
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_mid_line_loses_nothing() {
+        let mut p = sh("printf 'ab'; sleep 1; printf 'c\\n'; printf 'last'");
+        // Give up while only "ab" has arrived (the read is dropped mid-line)…
+        let first = tokio::time::timeout(Duration::from_millis(100), p.read_line(100)).await;
+        assert!(first.is_err(), "the line is not complete yet");
+        // …and the next read still returns the whole line.
+        let line = tokio::time::timeout(Duration::from_secs(10), p.read_line(100))
+            .await
+            .expect("in time")
+            .expect("a line");
+        assert_eq!(line.as_deref(), Some("abc"));
+        // A last line without a newline counts; then the end of output.
+        assert_eq!(p.read_line(100).await.expect("ok").as_deref(), Some("last"));
+        assert_eq!(p.read_line(100).await.expect("ok"), None);
+    }
+
+    #[tokio::test]
+    async fn long_lines_and_stderr_are_bounded() {
+        let mut p = sh(
+            "head -c 5000 /dev/zero | tr '\\0' x; echo; head -c 5000 /dev/zero | tr '\\0' e >&2",
+        );
+        assert!(matches!(
+            p.read_line(1000).await,
+            Err(LineError::TooLong(1000))
+        ));
+        let _ = p.wait_exit(Duration::from_secs(10)).await;
+        let tail = p.stderr_tail();
+        assert_eq!(tail.len(), STDERR_TAIL_BYTES);
+        assert!(tail.bytes().all(|b| b == b'e'));
+    }
+}
