@@ -262,8 +262,8 @@ pub struct LoggingConfig {
     pub format: LogFormat,
 }
 
-/// The effective configuration.
-#[derive(Debug, Clone)]
+/// The effective configuration. Its `Debug` output is [`Config::render`]'s: secrets redacted.
+#[derive(Clone)]
 pub struct Config {
     pub server: ServerConfig,
     pub agent: AgentConfig,
@@ -983,6 +983,16 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    // The typed fields hold secrets (database and Redis URLs, API keys) verbatim; never print
+    // them, whatever logs a config with `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Config {\n")?;
+        f.write_str(&self.render())?;
+        f.write_str("}")
+    }
+}
+
 /// Splits a command line into words: spaces separate words, single quotes keep text as is,
 /// double quotes keep spaces (inside them a backslash escapes `"` and `\`; outside quotes it
 /// escapes any character). No shell: no variables, globs or pipes.
@@ -1084,6 +1094,34 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value
             }
         }
         other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let mut c = Config::defaults();
+        c.set(
+            "storage.database_url",
+            "postgres://u:hunter2@127.0.0.1/db",
+            Source::Default,
+        )
+        .unwrap();
+        c.set(
+            "cache.redis_url",
+            "redis://:s3cret@127.0.0.1:6379",
+            Source::Default,
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }
 

@@ -64,16 +64,29 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_SIGNED_BODY as u64) {
-        return Err(reject("payload_too_large", Some(&did)));
+        return Err(refuse(req, reject("payload_too_large", Some(&did))).await);
     }
-    let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, MAX_SIGNED_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Err(reject("payload_too_large", Some(&did))),
-    };
+    let (parts, mut body) = req.into_parts();
+    let mut read = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(_)) => return Err(reject("payload_too_large", Some(&did))),
+            Some(Ok(frame)) => {
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                if read.len() + data.len() > MAX_SIGNED_BODY {
+                    // Read (bounded) and drop the rest, so the client sees the answer
+                    // instead of a reset while it is still sending.
+                    let _ = crate::rpc::drain(body).await;
+                    return Err(reject("payload_too_large", Some(&did)));
+                }
+                read.extend_from_slice(data);
+            }
+        }
+    }
+    let body = read.freeze();
     let window = auth.settings.signature_window.as_secs() as i64;
     if now().abs_diff(ts) > window as u64 {
         tracing::info!(%did, ts, "DID signature outside the time window");
