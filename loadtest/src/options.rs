@@ -73,7 +73,8 @@ pub struct Options {
     /// Longest wait for one HTTP answer (or between two stream events).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub timeout: Duration,
-    /// `send`: interval between two `tasks/get` polls of one pending task.
+    /// `send`: first `tasks/get` poll of an accepted task this long after it was accepted;
+    /// each further poll waits twice as long as the one before, up to 20 times this.
     #[arg(long, value_parser = parse_duration, default_value = "5ms")]
     pub poll_interval: Duration,
     /// `send`: connections used for `tasks/get` polling (default: concurrency / 4, at least 1).

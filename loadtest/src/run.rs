@@ -26,6 +26,18 @@ pub struct Pending {
     pub due: Instant,
     pub accepted: Instant,
     pub next_poll: Instant,
+    /// Polls so far: the interval doubles with each, up to 20 × `--poll-interval`, so slow
+    /// tasks do not turn the poller into the load.
+    pub polls: u32,
+}
+
+impl Pending {
+    /// When to poll next after a poll at `at` found the task still running.
+    pub fn backoff(&mut self, at: Instant, interval: std::time::Duration) {
+        self.polls = self.polls.saturating_add(1);
+        let factor = 1u32 << self.polls.min(5);
+        self.next_poll = at + (interval * factor).min(interval * 20);
+    }
 }
 
 /// State shared by every client of a run.
@@ -331,5 +343,29 @@ pub async fn progress(ctx: Arc<Ctx>, started: Instant) {
             );
         }
         (last_acc, last_done) = (acc, done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_back_off_to_twenty_intervals() {
+        let t0 = Instant::now();
+        let mut p = Pending {
+            task_id: "t".into(),
+            due: t0,
+            accepted: t0,
+            next_poll: t0,
+            polls: 0,
+        };
+        let waits: Vec<u128> = (0..7)
+            .map(|_| {
+                p.backoff(t0, Duration::from_millis(5));
+                (p.next_poll - t0).as_millis()
+            })
+            .collect();
+        assert_eq!(waits, vec![10, 20, 40, 80, 100, 100, 100]);
     }
 }

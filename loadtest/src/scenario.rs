@@ -160,6 +160,7 @@ async fn send(
                 due,
                 accepted: at,
                 next_poll: at + ctx.opts.poll_interval,
+                polls: 0,
             });
             None
         }
@@ -386,7 +387,7 @@ pub async fn poller(ctx: &Ctx, mut s: Session) -> Recorder {
         match got {
             Err(t) => {
                 rec.transport_error(&ctx.live, t.kind());
-                p.next_poll = at + ctx.opts.poll_interval;
+                p.backoff(at, ctx.opts.poll_interval);
                 ctx.pending_queue.lock().push_back(p);
             }
             Ok((status, body)) => {
@@ -398,7 +399,7 @@ pub async fn poller(ctx: &Ctx, mut s: Session) -> Recorder {
                             ctx.live.pending.fetch_sub(1, Relaxed);
                         }
                         _ => {
-                            p.next_poll = at + ctx.opts.poll_interval;
+                            p.backoff(at, ctx.opts.poll_interval);
                             ctx.pending_queue.lock().push_back(p);
                         }
                     },
