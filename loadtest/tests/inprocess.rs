@@ -139,6 +139,18 @@ async fn send_counts_match_the_server() {
     assert_eq!(r.latency.response.count, 300);
     assert_eq!(r.latency.accepted_to_completed.count, 300);
     assert!(r.latency.response.max_ms >= r.latency.response.p50_ms);
+
+    // The JSON report carries the same numbers.
+    let path = temp_dir("report").with_extension("json");
+    bindu_loadtest::write_json(&r, &path).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(json["scenario"], "send");
+    assert_eq!(json["sent"], 300);
+    assert_eq!(json["states"]["completed"], 300);
+    assert_eq!(json["errors"]["total"], 0);
+    assert_eq!(json["latency"]["response"]["count"], 300);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
