@@ -156,7 +156,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let progress = (!ctx.opts.quiet).then(|| tokio::spawn(progress(ctx.clone(), started)));
 
     let mut pollers = JoinSet::new();
-    if matches!(ctx.opts.scenario, Scenario::Send | Scenario::Mixed) {
+    // Blocking sends need them only when a server answers before the task finished.
+    if matches!(
+        ctx.opts.scenario,
+        Scenario::Send | Scenario::SendBlocking | Scenario::Mixed
+    ) {
         let n = ctx
             .opts
             .poll_connections
