@@ -1,6 +1,7 @@
 //! NATS JetStream bus throughput: publish a batch of task commands (acks in flight
-//! together), consume them through the workers' pull consumer and ack each one. Runs
-//! against a private nats-server (file storage, temporary directory).
+//! together), consume them through the workers' pull consumer and ack each one. Runs against
+//! `NATS_URL` when it is set and reachable, else against a private nats-server (file storage,
+//! temporary directory) when the binary is installed; otherwise prints why it is skipped.
 
 use std::time::{Duration, Instant};
 
@@ -12,13 +13,59 @@ use futures::StreamExt;
 
 const BATCH: usize = 1000;
 
-fn bus(c: &mut Criterion) {
+fn nats_binary() -> Option<String> {
+    if let Ok(b) = std::env::var("NATS_SERVER_BIN") {
+        return Some(b);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.exists())
+    });
+    on_path
+        .or_else(|| {
+            ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"]
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .map(|p| p.display().to_string())
+}
+
+/// `NATS_URL` when it answers, else a private server; `None` (with the reason printed) when
+/// neither is possible.
+fn server() -> Option<(String, Option<NatsServer>)> {
+    if let Ok(url) = std::env::var("NATS_URL") {
+        let hostport = url.trim_start_matches("nats://").to_string();
+        let reachable = std::net::ToSocketAddrs::to_socket_addrs(&hostport)
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|a| {
+                std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()
+            });
+        if reachable {
+            return Some((url, None));
+        }
+        println!("bus bench: NATS_URL={url} is not reachable; trying a private nats-server");
+    }
+    if nats_binary().is_none() {
+        println!("bus bench skipped: no NATS_URL reachable and no nats-server binary (install nats-server or set NATS_SERVER_BIN)");
+        return None;
+    }
     let server = NatsServer::start();
+    Some((server.url(), Some(server)))
+}
+
+fn bus(c: &mut Criterion) {
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => panic!("runtime: {e}"),
     };
-    let bus = match rt.block_on(NatsBus::connect(NatsOptions::new(server.url(), "bench"))) {
+    let subject = format!("bench{}", std::process::id());
+    let bus = match rt.block_on(NatsBus::connect(NatsOptions::new(url, subject))) {
         Ok(b) => b,
         Err(e) => panic!("connect: {e}"),
     };

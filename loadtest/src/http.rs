@@ -1,0 +1,298 @@
+//! A lean HTTP/1.1 client: each simulated client owns one keep-alive connection (hyper's
+//! connection API, no pool lookups, no per-request allocation beyond the body), like `wrk`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::target::Target;
+
+/// Why a request got no HTTP answer. Counted by [`Transport::kind`].
+#[derive(Debug)]
+pub enum Transport {
+    Connect(std::io::Error),
+    Http(hyper::Error),
+    Timeout,
+    /// The response or stream ended before the expected answer.
+    Truncated,
+}
+
+impl Transport {
+    /// A short, stable name for error counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Connect(_) => "connect",
+            Transport::Http(_) => "http",
+            Transport::Timeout => "timeout",
+            Transport::Truncated => "truncated",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Connect(e) => write!(f, "connect: {e}"),
+            Transport::Http(e) => write!(f, "http: {e}"),
+            Transport::Timeout => f.write_str("timed out"),
+            Transport::Truncated => f.write_str("the answer ended early"),
+        }
+    }
+}
+
+/// How requests are built: target, credentials and optional DID signer (shared by all
+/// connections).
+pub struct RequestFactory {
+    pub target: Target,
+    host: HeaderValue,
+    bearer: Option<HeaderValue>,
+    signer: Option<bindu::client::Client>,
+}
+
+impl RequestFactory {
+    pub fn new(
+        target: Target,
+        token: Option<&str>,
+        signer: Option<bindu::client::Client>,
+    ) -> anyhow::Result<RequestFactory> {
+        let host = HeaderValue::from_str(&target.authority)
+            .map_err(|_| anyhow::anyhow!("the URL's host cannot be a Host header"))?;
+        let bearer = token
+            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("the token cannot be sent in a header"))?;
+        Ok(RequestFactory {
+            target,
+            host,
+            bearer,
+            signer,
+        })
+    }
+
+    pub fn signs(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// A POST of `body` to the target, signed when a signer is configured.
+    pub fn post(&self, body: String, sse: bool) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = self
+            .target
+            .path
+            .parse()
+            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+        let h = req.headers_mut();
+        h.insert(HOST, self.host.clone());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if sse {
+            h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        }
+        if let Some(b) = &self.bearer {
+            h.insert(AUTHORIZATION, b.clone());
+        }
+        if let Some(signer) = &self.signer {
+            for (name, value) in signer.signature_headers(&body) {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+        }
+        *req.body_mut() = Full::new(Bytes::from(body));
+        req
+    }
+}
+
+/// One keep-alive connection, re-opened after a failure.
+pub struct Session {
+    addr: SocketAddr,
+    timeout: Duration,
+    sender: Option<http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Session {
+    pub fn new(addr: SocketAddr, timeout: Duration) -> Session {
+        Session {
+            addr,
+            timeout,
+            sender: None,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut http1::SendRequest<Full<Bytes>>, Transport> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = None;
+            let stream = tokio::time::timeout(self.timeout, TcpStream::connect(self.addr))
+                .await
+                .map_err(|_| Transport::Timeout)?
+                .map_err(Transport::Connect)?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(Transport::Http)?;
+            tokio::spawn(async move {
+                // Errors surface on the sender side as failed requests.
+                let _ = conn.await;
+            });
+            self.sender = Some(sender);
+        }
+        // Just set when it was missing.
+        self.sender.as_mut().ok_or(Transport::Truncated)
+    }
+
+    /// Sends `req` and waits for the response head. A failure closes the connection (the
+    /// next request opens a new one).
+    pub async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, Transport> {
+        let timeout = self.timeout;
+        let result = tokio::time::timeout(timeout, async {
+            let sender = self.connect().await?;
+            sender.ready().await.map_err(Transport::Http)?;
+            sender.send_request(req).await.map_err(Transport::Http)
+        })
+        .await
+        .unwrap_or(Err(Transport::Timeout));
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+
+    /// Sends `req` and reads the whole body.
+    pub async fn call(&mut self, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), Transport> {
+        let resp = self.send(req).await?;
+        let status = resp.status().as_u16();
+        match tokio::time::timeout(self.timeout, resp.into_body().collect()).await {
+            Ok(Ok(b)) => Ok((status, b.to_bytes())),
+            Ok(Err(e)) => {
+                self.sender = None;
+                Err(Transport::Http(e))
+            }
+            Err(_) => {
+                self.sender = None;
+                Err(Transport::Timeout)
+            }
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Drops the connection (after a stream that was abandoned half-way).
+    pub fn reset(&mut self) {
+        self.sender = None;
+    }
+}
+
+/// Reads `data:` payloads from an SSE response body.
+pub struct SseReader {
+    body: Incoming,
+    buf: BytesMut,
+    timeout: Duration,
+}
+
+impl SseReader {
+    pub fn new(body: Incoming, timeout: Duration) -> SseReader {
+        SseReader {
+            body,
+            buf: BytesMut::new(),
+            timeout,
+        }
+    }
+
+    /// The next event's data (its `data:` lines joined); `Ok(None)` at the end of the stream.
+    /// Comments (keep-alives) and events without data are skipped.
+    pub async fn next_data(&mut self) -> Result<Option<Vec<u8>>, Transport> {
+        loop {
+            if let Some(end) = find_blank_line(&self.buf) {
+                let block = self.buf.split_to(end.1);
+                let mut data = Vec::new();
+                for line in block[..end.0].split(|b| *b == b'\n') {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if let Some(d) = line.strip_prefix(b"data:") {
+                        if !data.is_empty() {
+                            data.push(b'\n');
+                        }
+                        data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Ok(Some(data));
+            }
+            match tokio::time::timeout(self.timeout, self.body.frame()).await {
+                Err(_) => return Err(Transport::Timeout),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => return Err(Transport::Http(e)),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the next body frame without a timeout (holding a soak stream open); `false`
+    /// when the stream ended.
+    pub async fn idle(&mut self) -> bool {
+        match self.body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    // Only keep-alives are expected; keep memory flat.
+                    if self.buf.len() < 64 * 1024 {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The end of the first event block: (end of its content, end including the blank line).
+fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' {
+            if buf[i + 1] == b'\n' {
+                return Some((i, i + 2));
+            }
+            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                return Some((i, i + 3));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Shared by every session of one run.
+pub type Factory = Arc<RequestFactory>;
+
+#[cfg(test)]
+mod tests {
+    use super::find_blank_line;
+
+    #[test]
+    fn event_blocks_end_at_a_blank_line() {
+        assert_eq!(find_blank_line(b"data: x\n\nrest"), Some((7, 9)));
+        assert_eq!(find_blank_line(b"data: x\r\n\r\n"), Some((8, 11)));
+        assert_eq!(find_blank_line(b"data: x\n"), None);
+        assert_eq!(find_blank_line(b""), None);
+    }
+}

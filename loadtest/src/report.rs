@@ -1,0 +1,326 @@
+//! The final report: a human table on stdout and the same numbers as JSON (`--json`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::options::Scenario;
+use crate::run::Ctx;
+use crate::stats::Recorder;
+
+/// Percentiles of one latency histogram, in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            count: h.len(),
+            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latencies {
+    /// Request due → answer (streams: first event). Open loop: from the scheduled time.
+    pub response: Latency,
+    /// Task accepted → seen finished (stream events, or tasks/get polls every
+    /// `poll_interval_ms` for non-blocking sends).
+    pub accepted_to_completed: Latency,
+    /// Request due → seen finished.
+    pub due_to_completed: Latency,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Errors {
+    pub total: u64,
+    /// By JSON-RPC error code.
+    pub jsonrpc: BTreeMap<String, u64>,
+    /// By HTTP status (non-2xx answers).
+    pub http: BTreeMap<String, u64>,
+    /// No HTTP answer: connect, timeout, truncated streams...
+    pub transport: BTreeMap<String, u64>,
+    /// Answers that were not JSON-RPC.
+    pub malformed: u64,
+}
+
+/// sse-soak results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Soak {
+    pub streams_requested: u64,
+    pub streams_opened: u64,
+    /// Streams the server ended before the hold was over.
+    pub closed_early: u64,
+    pub server_pid: Option<u32>,
+    pub rss_before_kib: Option<u64>,
+    /// With every stream open, after a 2 s settle.
+    pub rss_open_kib: Option<u64>,
+    /// At the end of the hold.
+    pub rss_end_kib: Option<u64>,
+    /// (rss_open - rss_before) / streams_opened.
+    pub bytes_per_stream: Option<u64>,
+    pub open_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub url: String,
+    /// `closed` (fixed concurrency) or `open` (fixed rate).
+    pub mode: &'static str,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub signed: bool,
+    pub authenticated: bool,
+    pub payload_bytes: Option<usize>,
+    pub window_secs: f64,
+    pub drain_secs: f64,
+    /// First-level requests issued.
+    pub sent: u64,
+    /// Accepted within the window, and during the drain.
+    pub accepted: u64,
+    pub accepted_after_window: u64,
+    /// Seen finished within the window, and during the drain (followed tasks only when
+    /// `poll_every` > 1).
+    pub completed: u64,
+    pub completed_after_window: u64,
+    pub accepted_per_sec: f64,
+    /// Finished within the window per second (scaled by `poll_every`).
+    pub completed_per_sec: f64,
+    /// 1 when every accepted task was followed to completion; N when one in N was.
+    pub poll_every: u64,
+    pub poll_interval_ms: f64,
+    /// Accepted tasks still not seen finished when the drain ended.
+    pub unfinished: u64,
+    /// Open loop: requests that fell due but were never sent (the client or server could
+    /// not keep up with the schedule).
+    pub due_not_sent: u64,
+    /// resubscribe: tasks already finished when the stream was asked for.
+    pub finished_before_resubscribe: u64,
+    pub latency: Latencies,
+    /// Finished tasks by state.
+    pub states: BTreeMap<String, u64>,
+    pub errors: Errors,
+    pub soak: Option<Soak>,
+}
+
+pub struct Timing {
+    pub window: Duration,
+    pub drain: Duration,
+}
+
+impl Report {
+    pub fn build(
+        ctx: &Ctx,
+        rec: Recorder,
+        timing: Timing,
+        unfinished: u64,
+        due_not_sent: u64,
+        soak: Option<Soak>,
+    ) -> Report {
+        let o = &ctx.opts;
+        let secs = timing.window.as_secs_f64().max(1e-9);
+        let errors = Errors {
+            total: rec.error_count(),
+            jsonrpc: rec
+                .rpc_errors
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            http: rec
+                .http_errors
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            transport: rec.transport_errors.clone(),
+            malformed: rec.malformed,
+        };
+        Report {
+            scenario: o.scenario,
+            url: o.url.clone(),
+            mode: if o.rate.is_some() { "open" } else { "closed" },
+            concurrency: o.concurrency,
+            rate: o.rate,
+            signed: ctx.factory.signs(),
+            authenticated: o.token.is_some(),
+            payload_bytes: o.payload_bytes,
+            window_secs: secs,
+            drain_secs: timing.drain.as_secs_f64(),
+            sent: ctx.live.sent.load(std::sync::atomic::Ordering::Relaxed),
+            accepted: rec.accepted_in_window,
+            accepted_after_window: rec.accepted_after,
+            completed: rec.completed_in_window,
+            completed_after_window: rec.completed_after,
+            accepted_per_sec: rec.accepted_in_window as f64 / secs,
+            completed_per_sec: rec.completed_in_window as f64 * o.poll_every as f64 / secs,
+            poll_every: o.poll_every,
+            poll_interval_ms: o.poll_interval.as_secs_f64() * 1000.0,
+            unfinished,
+            due_not_sent,
+            finished_before_resubscribe: rec.finished_before_resubscribe,
+            latency: Latencies {
+                response: Latency::of(&rec.response),
+                accepted_to_completed: Latency::of(&rec.accepted_to_completed),
+                due_to_completed: Latency::of(&rec.due_to_completed),
+            },
+            states: rec.states,
+            errors,
+            soak,
+        }
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let mode = match self.rate {
+            Some(r) => format!(
+                "open loop, {r} req/s offered, up to {} connections",
+                self.concurrency
+            ),
+            None => format!("closed loop, {} connections", self.concurrency),
+        };
+        let _ = writeln!(
+            t,
+            "bindu-loadtest: {} against {}",
+            self.scenario.name(),
+            self.url
+        );
+        let mode = if self.soak.is_some() {
+            "streams held open".to_string()
+        } else {
+            mode
+        };
+        let _ = writeln!(
+            t,
+            "  {mode}; signed: {}; bearer token: {}; payload: {}",
+            yes(self.signed),
+            yes(self.authenticated),
+            self.payload_bytes
+                .map_or("5 B".to_string(), |b| format!("{b} B")),
+        );
+        let _ = writeln!(
+            t,
+            "  window {:.2} s, drain {:.2} s",
+            self.window_secs, self.drain_secs
+        );
+        if let Some(s) = &self.soak {
+            let _ = writeln!(
+                t,
+                "  streams: {} requested, {} opened in {:.1} s, {} closed early by the server",
+                s.streams_requested, s.streams_opened, s.open_secs, s.closed_early
+            );
+            let kib = |v: Option<u64>| v.map_or("-".to_string(), |k| format!("{k} KiB"));
+            let _ = writeln!(
+                t,
+                "  server RSS (pid {}): before {}, all open {}, end of hold {}",
+                s.server_pid.map_or("-".into(), |p| p.to_string()),
+                kib(s.rss_before_kib),
+                kib(s.rss_open_kib),
+                kib(s.rss_end_kib)
+            );
+            if let Some(b) = s.bytes_per_stream {
+                let _ = writeln!(
+                    t,
+                    "  memory per open stream: {b} bytes ({:.1} KiB)",
+                    b as f64 / 1024.0
+                );
+            }
+        } else {
+            let _ = writeln!(
+                t,
+                "  sent {}   accepted {} (+{} after the window)   completed {} (+{} after){}",
+                self.sent,
+                self.accepted,
+                self.accepted_after_window,
+                self.completed,
+                self.completed_after_window,
+                if self.poll_every > 1 {
+                    format!(" [1 in {} followed]", self.poll_every)
+                } else {
+                    String::new()
+                }
+            );
+            let _ = writeln!(
+                t,
+                "  accepted/s {:.0}   completed/s {:.0}   unfinished {}{}",
+                self.accepted_per_sec,
+                self.completed_per_sec,
+                self.unfinished,
+                if self.mode == "open" {
+                    format!("   due but not sent {}", self.due_not_sent)
+                } else {
+                    String::new()
+                }
+            );
+            let _ = writeln!(
+                t,
+                "  {:<26} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "latency (ms)", "count", "mean", "p50", "p90", "p99", "p99.9", "max"
+            );
+            for (name, l) in [
+                ("request → answer", &self.latency.response),
+                ("accepted → completed", &self.latency.accepted_to_completed),
+                ("request → completed", &self.latency.due_to_completed),
+            ] {
+                let _ = writeln!(
+                    t,
+                    "  {:<26} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                    name, l.count, l.mean_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+                );
+            }
+            if !self.states.is_empty() {
+                let states: Vec<String> = self
+                    .states
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                let _ = writeln!(t, "  finished tasks: {}", states.join(", "));
+            }
+        }
+        let e = &self.errors;
+        if e.total == 0 {
+            let _ = writeln!(t, "  errors: none");
+        } else {
+            let _ = writeln!(t, "  errors: {}", e.total);
+            for (k, v) in &e.jsonrpc {
+                let _ = writeln!(t, "    JSON-RPC {k}: {v}");
+            }
+            for (k, v) in &e.http {
+                let _ = writeln!(t, "    HTTP {k}: {v}");
+            }
+            for (k, v) in &e.transport {
+                let _ = writeln!(t, "    {k}: {v}");
+            }
+            if e.malformed > 0 {
+                let _ = writeln!(t, "    not JSON-RPC: {}", e.malformed);
+            }
+        }
+        t
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
