@@ -241,6 +241,18 @@ impl Inner {
     /// Records an update, riding out a store outage (transient errors are retried with
     /// back-off for up to [`RECORD_DEADLINE`]): an accepted task must not be left behind.
     async fn record(&self, update: TaskUpdate) -> Result<TaskState, StoreError> {
+        self.record_noting_doubt(update, &std::sync::atomic::AtomicBool::new(false))
+            .await
+    }
+
+    /// [`Inner::record`], setting `doubt` when an attempt failed in a way that may still have
+    /// committed (a timed-out batch): a retry that then finds the task already moved may be
+    /// looking at this very write.
+    async fn record_noting_doubt(
+        &self,
+        update: TaskUpdate,
+        doubt: &std::sync::atomic::AtomicBool,
+    ) -> Result<TaskState, StoreError> {
         let policy = RetryPolicy {
             base: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
@@ -249,7 +261,8 @@ impl Inner {
         let applied = policy
             .run(
                 || async {
-                    self.store
+                    let r = self
+                        .store
                         .apply(vec![update.clone()])
                         .await
                         .pop()
@@ -257,7 +270,11 @@ impl Inner {
                             Err(StoreError::Unavailable(
                                 "no result from the task store".into(),
                             ))
-                        })
+                        });
+                    if matches!(r, Err(StoreError::Unavailable(_))) {
+                        doubt.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    r
                 },
                 |e| matches!(e, StoreError::Unavailable(_)),
             )
@@ -284,8 +301,9 @@ impl Inner {
     async fn run(&self, d: &Delivery, token: CancellationToken) -> Option<()> {
         let cmd = &d.command;
         let task_id = cmd.task_id.as_str();
+        let doubt = std::sync::atomic::AtomicBool::new(false);
         match self
-            .record(
+            .record_noting_doubt(
                 // A redelivery may find the task `working`: its first worker died mid-run.
                 TaskUpdate::new(
                     task_id,
@@ -296,10 +314,22 @@ impl Inner {
                     },
                 )
                 .status(TaskState::Working, None),
+                &doubt,
             )
             .await
         {
             Ok(_) => {}
+            // A timed-out attempt that did commit: the task is ours and `working`. (Skipping
+            // it here would ack the command and leave the task `working` for good.)
+            Err(StoreError::Conflict {
+                state: TaskState::Working,
+                ..
+            }) if doubt.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::info!(
+                    task_id,
+                    "an earlier attempt to start the task did commit; running it"
+                );
+            }
             Err(StoreError::Unavailable(e)) => {
                 tracing::warn!(task_id, error = %e, "task store unavailable; command will be retried");
                 let _ = d.acker.nack(Duration::from_secs(1)).await;
@@ -314,9 +344,16 @@ impl Inner {
 
         let snapshot = match self.store.get(task_id, Access::Internal).await {
             Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(task_id, error = %e, "task vanished before its handler ran");
+            Err(StoreError::NotFound(_)) => {
+                tracing::warn!(task_id, "task vanished before its handler ran");
                 return Some(());
+            }
+            Err(e) => {
+                // The task is `working` now: acking would leave it there for good. Hand the
+                // command back; its redelivery resumes the task (`Expect::Active`).
+                tracing::warn!(task_id, error = %e, "could not read the task; command will be retried");
+                let _ = d.acker.nack(Duration::from_secs(1)).await;
+                return None;
             }
         };
         let history = snapshot.task.history.unwrap_or_default();
@@ -426,7 +463,20 @@ impl Inner {
             Err(StoreError::Conflict { state, .. }) => {
                 tracing::info!(task_id, %state, "task changed while its handler ran (canceled?); result dropped")
             }
-            Err(e) => tracing::warn!(task_id, error = %e, "could not record the task's outcome"),
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!(
+                    task_id,
+                    "task deleted while its handler ran; result dropped"
+                )
+            }
+            Err(e) => {
+                // Never ack a command whose outcome is not durable: the redelivery runs the
+                // task again (at least once), and after the bus's last delivery the task is
+                // failed with a reason and the command dead-lettered.
+                tracing::warn!(task_id, error = %e, "could not record the task's outcome; command will be retried");
+                let _ = d.acker.nack(Duration::from_secs(1)).await;
+                return None;
+            }
         }
         Some(())
     }
