@@ -31,7 +31,10 @@ use bindu_engine::bus::MemoryBus;
 use bindu_engine::bus::{NatsBus, NatsOptions};
 use bindu_engine::config::{SchedulerKind, StorageKind};
 use bindu_engine::identity::{self, Identity};
-use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
+use bindu_engine::store::{
+    DeadLetter, DeadLetterStore, MemoryDeadLetters, MemoryStore, PostgresDeadLetters,
+    PostgresOptions, PostgresStore,
+};
 use bindu_engine::{Bus, Config, TaskStore};
 use bindu_ingress::auth::hydra::Hydra;
 use bindu_ingress::auth::shared::RedisState;
@@ -40,13 +43,19 @@ use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
 use bindu_ingress::did::DidInfo;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{AgentExtension, SecurityScheme};
-use bindu_workers::{WorkerOptions, WorkerPool};
+use bindu_workers::dispatcher::delivery::{DeliveryOptions, Sender};
+use bindu_workers::dispatcher::replay::ReplayError;
+use bindu_workers::dispatcher::{DispatcherMetrics, GlobalWebhook};
+use bindu_workers::{Dispatcher, DispatcherOptions, WorkerOptions, WorkerPool};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use bindu_engine as engine;
 pub use bindu_schemas as schemas;
+pub use bindu_workers::dispatcher::notification::{
+    verify as verify_notification, VerifyError as NotificationVerifyError,
+};
 pub use bindu_workers::handler::handler_fn;
 pub use bindu_workers::{EchoHandler, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput};
 
@@ -126,6 +135,56 @@ pub async fn build_store(config: &Config, namespace: &str) -> anyhow::Result<Arc
             Arc::new(store)
         }
     })
+}
+
+/// Where the webhook dispatcher records dead letters: Postgres with a Postgres task store,
+/// else in memory.
+pub async fn build_dead_letters(
+    config: &Config,
+    namespace: &str,
+) -> anyhow::Result<Arc<dyn DeadLetterStore>> {
+    Ok(match config.storage.kind {
+        StorageKind::Memory => Arc::new(MemoryDeadLetters::default()),
+        StorageKind::Postgres => {
+            let mut options = postgres_options(config, namespace)?;
+            options.pool_size = 2;
+            let pool = PostgresStore::pool(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("dead letters (STORAGE_TYPE=postgres): {e}"))?;
+            PostgresStore::migrate(&pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("dead letters: migration failed: {e}"))?;
+            Arc::new(PostgresDeadLetters::new(pool, namespace))
+        }
+    })
+}
+
+/// The global webhook `config` names, if any.
+pub fn global_webhook(config: &Config) -> Option<GlobalWebhook> {
+    config.push.webhook_url.clone().map(|url| GlobalWebhook {
+        url,
+        token: config.push.webhook_token.clone(),
+    })
+}
+
+/// The webhook dispatcher's settings from `config` (`PUSH__*`, `WEBHOOK_*`).
+pub fn dispatcher_options(config: &Config) -> DispatcherOptions {
+    let p = &config.push;
+    DispatcherOptions {
+        consumer: p.consumer.clone(),
+        max_in_flight: p.max_in_flight,
+        global: global_webhook(config),
+        delivery: DeliveryOptions {
+            destinations: p.destinations,
+            max_attempts: p.max_attempts,
+            retry_base: p.retry_base,
+            retry_max: p.retry_max,
+            timeout: p.timeout,
+            per_host_concurrency: p.per_host_concurrency,
+            sign: p.sign,
+        },
+        ..DispatcherOptions::default()
+    }
 }
 
 /// Deletes old terminal tasks every hour, when `storage.retention` is set.
@@ -210,6 +269,20 @@ pub enum Role {
     Ingress,
     /// Worker pool only (`bindu worker`).
     Worker,
+    /// Webhook dispatcher only (`bindu dispatcher`).
+    Dispatcher,
+}
+
+impl Role {
+    /// The subcommand that runs this role.
+    pub fn command(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Ingress => "ingress",
+            Role::Worker => "worker",
+            Role::Dispatcher => "dispatcher",
+        }
+    }
 }
 
 /// Binds, builds the backends and starts serving in the background (`bindu serve`).
@@ -228,11 +301,7 @@ pub async fn launch(
         if let Some(why) = config.distributed_problem() {
             anyhow::bail!(
                 "`bindu {}` runs beside other processes, but {why}",
-                if role == Role::Ingress {
-                    "ingress"
-                } else {
-                    "worker"
-                }
+                role.command()
             );
         }
     }
@@ -251,7 +320,32 @@ pub async fn launch(
     }
     let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
 
-    let (mut http, local_addr, base_url) = if role == Role::Worker {
+    // The dispatcher opens its durable consumer before any request is served, so it sees
+    // every event from the first one on.
+    let push = config.push.delivery_enabled();
+    let dispatcher_stop = CancellationToken::new();
+    let (dispatcher_metrics, mut dispatcher) =
+        if role == Role::Dispatcher || (role == Role::Serve && push) {
+            let metrics = DispatcherMetrics::default();
+            let dispatcher = Dispatcher::new(
+                store.clone(),
+                bus.clone(),
+                build_dead_letters(&config, &namespace).await?,
+                Some(identity.clone()),
+                dispatcher_options(&config),
+                metrics.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
+            let run = dispatcher
+                .start(dispatcher_stop.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
+            (Some(metrics), Some(tokio::spawn(run)))
+        } else {
+            (None, None)
+        };
+
+    let (mut http, local_addr, base_url) = if matches!(role, Role::Worker | Role::Dispatcher) {
         (None, None, String::new())
     } else {
         let host = config.server.host.as_str();
@@ -279,7 +373,8 @@ pub async fn launch(
         };
         let caps = CardCapabilities {
             streaming: true,
-            push_notifications: false,
+            // Only when notifications are really delivered (here or by `bindu dispatcher`).
+            push_notifications: push,
         };
         let mut card = build_card(&config.agent, &base_url, caps);
         card.capabilities.extensions = Some(vec![AgentExtension {
@@ -381,6 +476,10 @@ pub async fn launch(
             Some(auth) => ingress.with_auth(auth),
             None => ingress,
         };
+        let ingress = match &dispatcher_metrics {
+            Some(m) => ingress.with_metrics(|registry| m.register(registry)),
+            None => ingress,
+        };
         let http = tokio::spawn(bindu_ingress::serve(
             listener,
             ingress.router(),
@@ -392,7 +491,7 @@ pub async fn launch(
 
     let worker_stop = CancellationToken::new();
     let mut workers = match (role, handler) {
-        (Role::Ingress, _) => None,
+        (Role::Ingress | Role::Dispatcher, _) => None,
         (_, None) => anyhow::bail!("a worker needs a handler"),
         (_, Some(handler)) => {
             let pool = WorkerPool::new(
@@ -424,6 +523,12 @@ pub async fn launch(
                 None => std::future::pending().await,
             }
         };
+        let dispatcher_done = async {
+            match dispatcher.as_mut() {
+                Some(d) => d.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = token.cancelled() => {}
             r = http_done => {
@@ -434,6 +539,11 @@ pub async fn launch(
                 token.cancel();
                 r.context("the worker pool panicked")?.context("the worker pool failed")?;
                 anyhow::bail!("the worker pool stopped unexpectedly");
+            }
+            r = dispatcher_done => {
+                token.cancel();
+                r.context("the webhook dispatcher panicked")?.context("the webhook dispatcher failed")?;
+                anyhow::bail!("the webhook dispatcher stopped unexpectedly");
             }
         }
         tracing::info!(
@@ -467,6 +577,17 @@ pub async fn launch(
                 let _ = tokio::time::timeout(Duration::from_secs(10), &mut w).await;
             }
         }
+        // Last: the dispatcher has seen the events of the work finished above. What it has
+        // not delivered stays unacked for the next dispatcher (durable buses).
+        dispatcher_stop.cancel();
+        if let Some(d) = dispatcher.take() {
+            if tokio::time::timeout(Duration::from_secs(15), d)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the webhook dispatcher did not stop in time");
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     });
@@ -477,6 +598,78 @@ pub async fn launch(
         shutdown,
         task,
     })
+}
+
+/// The task store and dead letters `bindu webhooks` works on (Postgres only: the memory
+/// backends live inside `bindu serve`).
+async fn webhook_backends(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn TaskStore>, Arc<dyn DeadLetterStore>, Identity)> {
+    if config.storage.kind != StorageKind::Postgres {
+        anyhow::bail!("dead letters are kept in the task store: set STORAGE_TYPE=postgres and DATABASE_URL (with the memory store they live inside `bindu serve` and end with it)");
+    }
+    let (identity, _) = load_identity(config, false)?;
+    let namespace = config.namespace(&identity.did);
+    let store = build_store(config, &namespace).await?;
+    let letters = build_dead_letters(config, &namespace).await?;
+    Ok((store, letters, identity))
+}
+
+/// `bindu webhooks dead-letters`: newest first; with `pending_only`, those not replayed.
+pub async fn list_dead_letters(
+    config: &Config,
+    limit: u32,
+    pending_only: bool,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let (_, letters, _) = webhook_backends(config).await?;
+    letters
+        .list(limit, pending_only)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `bindu webhooks replay`: posts the dead letters `ids` (or, when empty, every pending
+/// one up to `limit`) again; one result per dead letter (attempts, or why it failed).
+pub async fn replay_dead_letters(
+    config: &Config,
+    ids: Vec<String>,
+    limit: u32,
+) -> anyhow::Result<Vec<(String, Result<u32, ReplayError>)>> {
+    let (store, letters, identity) = webhook_backends(config).await?;
+    let ids = if ids.is_empty() {
+        letters
+            .list(limit, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_iter()
+            .rev()
+            .map(|d| d.id)
+            .collect()
+    } else {
+        ids
+    };
+    let options = dispatcher_options(config);
+    let sender = Sender::new(
+        options.delivery.clone(),
+        Some(Arc::new(identity)),
+        DispatcherMetrics::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+    let stop = CancellationToken::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let r = bindu_workers::dispatcher::replay::replay(
+            letters.as_ref(),
+            store.as_ref(),
+            &sender,
+            options.global.as_ref(),
+            &id,
+            &stop,
+        )
+        .await;
+        out.push((id, r));
+    }
+    Ok(out)
 }
 
 /// The built-in handler `config` names (`worker.handler` / `BINDU_HANDLER`).

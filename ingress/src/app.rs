@@ -100,6 +100,18 @@ impl Ingress {
         self
     }
 
+    /// Adds metrics of other parts of the process (the webhook dispatcher) to `/metrics`.
+    /// Call before [`Ingress::router`]; later calls are ignored.
+    pub fn with_metrics(
+        mut self,
+        register: impl FnOnce(&mut prometheus_client::registry::Registry),
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            register(inner.metrics.registry_mut());
+        }
+        self
+    }
+
     pub fn card(&self) -> &AgentCard {
         &self.inner.card
     }
