@@ -1,6 +1,7 @@
 //! T1: the webhook dispatcher on the memory backends, with a worker pool running real tasks
 //! and webhook receivers on loopback ports. Every test allows loopback destinations only
 //! (PUSH__DESTINATIONS=loopback); nothing else is ever contacted.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

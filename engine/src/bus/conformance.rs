@@ -67,16 +67,13 @@ where
 }
 
 async fn next_delivery(stream: &mut DurableEventStream) -> EventDelivery {
-    loop {
-        let item = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("event within the time limit")
-            .expect("stream open");
-        match item {
-            Ok(d) => return d,
-            Err(BusError::Lagged(_)) => panic!("durable consumer lagged"),
-            Err(e) => panic!("durable consumer failed: {e}"),
-        }
+    let item = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("event within the time limit")
+        .expect("stream open");
+    match item {
+        Ok(d) => d,
+        Err(e) => panic!("durable consumer failed: {e}"),
     }
 }
 

@@ -114,15 +114,15 @@ impl Log {
         self.notify.notify_one();
     }
 
-    /// The next delivery of generation `gen`: `None` once a newer opening replaced it.
-    fn take(&self, gen: u64) -> Option<Option<Result<(u64, Arc<TaskEvent>, u64), BusError>>> {
+    /// The next delivery of generation `gen`.
+    fn take(&self, gen: u64) -> Taken {
         let mut s = self.state.lock();
         if s.generation != gen {
-            return Some(None);
+            return Taken::Replaced;
         }
         if s.lagged > 0 {
             let n = std::mem::take(&mut s.lagged);
-            return Some(Some(Err(BusError::Lagged(n))));
+            return Taken::Lagged(n);
         }
         while let Some(pos) = s.redeliver.pop_first() {
             if pos < s.base {
@@ -132,7 +132,7 @@ impl Log {
             if let Some(e) = s.entries.get_mut((pos - base) as usize) {
                 if !e.acked {
                     e.deliveries += 1;
-                    return Some(Some(Ok((pos, e.event.clone(), e.deliveries))));
+                    return Taken::Event(pos, e.event.clone(), e.deliveries);
                 }
             }
         }
@@ -143,11 +143,22 @@ impl Log {
             let e = &mut s.entries[(pos - base) as usize];
             if !e.acked {
                 e.deliveries += 1;
-                return Some(Some(Ok((pos, e.event.clone(), e.deliveries))));
+                return Taken::Event(pos, e.event.clone(), e.deliveries);
             }
         }
-        None
+        Taken::Nothing
     }
+}
+
+enum Taken {
+    /// A newer opening replaced this reader.
+    Replaced,
+    /// Unread entries were dropped.
+    Lagged(u64),
+    /// Position, event, delivery count.
+    Event(u64, Arc<TaskEvent>, u64),
+    /// Nothing to read yet.
+    Nothing,
 }
 
 struct LogAcker {
@@ -221,18 +232,18 @@ impl DurableLogs {
                     // Registered before looking, so no wake-up between the two is missed.
                     notified.as_mut().enable();
                     match log.take(gen) {
-                        Some(item) => Some(item),
-                        None => {
+                        Taken::Nothing => {
                             notified.await;
-                            None
+                            Taken::Nothing
                         }
+                        other => other,
                     }
                 };
                 match taken {
-                    None => continue,
-                    Some(None) => return None,
-                    Some(Some(Err(e))) => return Some((Err(e), log)),
-                    Some(Some(Ok((pos, event, attempt)))) => {
+                    Taken::Nothing => continue,
+                    Taken::Replaced => return None,
+                    Taken::Lagged(n) => return Some((Err(BusError::Lagged(n)), log)),
+                    Taken::Event(pos, event, attempt) => {
                         let acker = Box::new(LogAcker {
                             log: log.clone(),
                             pos,

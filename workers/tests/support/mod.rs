@@ -2,6 +2,7 @@
 //! loopback-only dispatcher, and task submission the way ingress does it.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
