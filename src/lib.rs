@@ -187,6 +187,38 @@ pub fn dispatcher_options(config: &Config) -> DispatcherOptions {
     }
 }
 
+/// `/metrics` and `/healthz` of a dispatcher-only process, until `stop`.
+async fn serve_dispatcher_metrics(
+    addr: SocketAddr,
+    metrics: DispatcherMetrics,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen on {addr} (push.metrics_addr)"))?;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    tracing::info!(%addr, "dispatcher metrics listening");
+    tokio::spawn(bindu_ingress::serve(listener, router, stop));
+    Ok(())
+}
+
 /// Deletes old terminal tasks every hour, when `storage.retention` is set.
 fn spawn_retention(store: Arc<dyn TaskStore>, retention: Duration, stop: CancellationToken) {
     tokio::spawn(async move {
@@ -324,26 +356,32 @@ pub async fn launch(
     // every event from the first one on.
     let push = config.push.delivery_enabled();
     let dispatcher_stop = CancellationToken::new();
-    let (dispatcher_metrics, mut dispatcher) =
-        if role == Role::Dispatcher || (role == Role::Serve && push) {
-            let metrics = DispatcherMetrics::default();
-            let dispatcher = Dispatcher::new(
-                store.clone(),
-                bus.clone(),
-                build_dead_letters(&config, &namespace).await?,
-                Some(identity.clone()),
-                dispatcher_options(&config),
-                metrics.clone(),
-            )
+    let (dispatcher_metrics, mut dispatcher) = if role == Role::Dispatcher
+        || (role == Role::Serve && push)
+    {
+        let metrics = DispatcherMetrics::default();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            bus.clone(),
+            build_dead_letters(&config, &namespace).await?,
+            Some(identity.clone()),
+            dispatcher_options(&config),
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
+        let run = dispatcher
+            .start(dispatcher_stop.clone())
+            .await
             .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
-            let run = dispatcher
-                .start(dispatcher_stop.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
-            (Some(metrics), Some(tokio::spawn(run)))
-        } else {
-            (None, None)
-        };
+        if role == Role::Dispatcher {
+            if let Some(addr) = config.push.metrics_addr {
+                serve_dispatcher_metrics(addr, metrics.clone(), dispatcher_stop.clone()).await?;
+            }
+        }
+        (Some(metrics), Some(tokio::spawn(run)))
+    } else {
+        (None, None)
+    };
 
     let (mut http, local_addr, base_url) = if matches!(role, Role::Worker | Role::Dispatcher) {
         (None, None, String::new())

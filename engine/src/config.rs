@@ -86,6 +86,7 @@ keys! {
     "push.per_host_concurrency", "PUSH__PER_HOST_CONCURRENCY", "8", false, "Requests in flight to one webhook host at once.";
     "push.max_in_flight", "PUSH__MAX_IN_FLIGHT", "10000", false, "Task events the dispatcher holds (queued or being delivered) before it stops taking more from the bus.";
     "push.sign", "PUSH__SIGN", "true", false, "Sign every notification with the agent's DID key (X-DID, X-DID-Timestamp, X-DID-Signature over the exact body).";
+    "push.metrics_addr", "PUSH__METRICS_ADDR", "", false, "`bindu dispatcher` only: address serving its /metrics and /healthz, e.g. 127.0.0.1:9464 (unset: none). `bindu serve` shows the dispatcher's metrics on its own /metrics.";
     "push.consumer", "PUSH__CONSUMER", "webhooks", false, "Name of the dispatcher's durable consumer of task events (one active dispatcher per name).";
     "webhook.url", "WEBHOOK_URL", "", false, "Global webhook: receives the notifications of every task that has no push config of its own.";
     "webhook.token", "WEBHOOK_TOKEN", "", true, "Token sent to the global webhook (Authorization: Bearer and X-A2A-Notification-Token).";
@@ -210,6 +211,7 @@ pub struct PushConfig {
     pub max_in_flight: usize,
     pub sign: bool,
     pub consumer: String,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub webhook_url: Option<String>,
     pub webhook_token: Option<String>,
 }
@@ -402,6 +404,7 @@ impl Config {
                 max_in_flight: 1,
                 sign: true,
                 consumer: String::new(),
+                metrics_addr: None,
                 webhook_url: None,
                 webhook_token: None,
             },
@@ -848,6 +851,14 @@ impl Config {
                     return Err("use letters, digits, `_` and `-` only".into());
                 }
                 self.push.consumer = name;
+            }
+            "push.metrics_addr" => {
+                self.push.metrics_addr = match non_empty(v) {
+                    None => None,
+                    Some(a) => Some(a.parse().map_err(|_| {
+                        format!("expected an address such as 127.0.0.1:9464, got {a:?}")
+                    })?),
+                }
             }
             "webhook.url" => {
                 self.push.webhook_url = match non_empty(v) {

@@ -159,15 +159,20 @@ impl Dispatcher {
             .consume_events(&self.shared.options.consumer)
             .await?;
         tracing::info!(consumer = %self.shared.options.consumer, "webhook dispatcher consuming task events");
-        Ok(run(self.shared, events, shutdown))
+        Ok(run(self.shared, self.bus, events, shutdown))
     }
 }
 
+/// Consecutive consumer errors after which the consumer is opened again.
+const REOPEN_AFTER_ERRORS: u32 = 10;
+
 async fn run(
     shared: Arc<Shared>,
+    bus: Arc<dyn Bus>,
     mut events: bindu_engine::bus::DurableEventStream,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
+    let mut errors = 0u32;
     let slots = Arc::new(Semaphore::new(shared.options.max_in_flight.max(1)));
     let mut lanes: HashMap<String, LaneHandle> = HashMap::new();
     let mut recent: HashMap<String, u64> = HashMap::new();
@@ -194,16 +199,41 @@ async fn run(
             _ = shutdown.cancelled() => break Ok(()),
         };
         let delivery = match delivery {
-            Some(Ok(d)) => d,
+            Some(Ok(d)) => {
+                errors = 0;
+                d
+            }
             Some(Err(BusError::Lagged(n))) => {
                 tracing::error!(missed = n, "the dispatcher fell behind the bus and missed events; their notifications are lost");
                 shared.metrics.gaps.inc_by(n);
                 continue;
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "task event consumer failed");
-                break Err(e.into());
+                // Transient (a NATS reconnect, missed heartbeats): back off, and after
+                // repeated failures open the consumer again (it resumes after its ack floor;
+                // events the lanes already finished come again and are dropped as duplicates).
+                errors += 1;
+                tracing::warn!(error = %e, errors, "task event consumer failed");
+                let pause = Duration::from_millis(100 * u64::from(errors.min(50)));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => break Ok(()),
+                }
+                if errors >= REOPEN_AFTER_ERRORS {
+                    match bus.consume_events(&shared.options.consumer).await {
+                        Ok(fresh) => {
+                            tracing::info!("reopened the task event consumer");
+                            events = fresh;
+                            errors = 0;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot reopen the task event consumer yet")
+                        }
+                    }
+                }
+                continue;
             }
+            // Another dispatcher took the consumer over, or the bus closed.
             None => break Ok(()),
         };
         let task_id = delivery.event.task_id().to_string();
