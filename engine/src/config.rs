@@ -1068,6 +1068,50 @@ mod tests {
     }
 
     #[test]
+    fn push_settings_parse_and_bad_ones_name_their_key() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PUSH__DESTINATIONS", "loopback, private"),
+                ("WEBHOOK_URL", "https://hooks.example.com/a2a/"),
+                ("WEBHOOK_TOKEN", "hook-secret"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.push.destinations,
+            PushDestinations {
+                public: false,
+                private: true,
+                loopback: true
+            }
+        );
+        assert_eq!(
+            c.push.webhook_url.as_deref(),
+            Some("https://hooks.example.com/a2a/"),
+            "the path is kept as given"
+        );
+        assert!(
+            c.push.delivery_enabled(),
+            "a global webhook enables delivery"
+        );
+        assert!(!Config::defaults().push.delivery_enabled());
+        assert!(!c.render().contains("hook-secret"));
+        for (var, value) in [
+            ("PUSH__DESTINATIONS", "intranet"),
+            ("PUSH__DESTINATIONS", ""),
+            ("WEBHOOK_URL", "ftp://x"),
+            ("PUSH__MAX_ATTEMPTS", "0"),
+            ("PUSH__CONSUMER", "a.b"),
+            ("PUSH__METRICS_ADDR", "nowhere"),
+        ] {
+            let e = Config::load(None, &env(&[(var, value)]), &[]).unwrap_err();
+            assert!(e.key.contains(var), "{var}={value}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
