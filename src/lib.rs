@@ -29,7 +29,7 @@ use anyhow::Context;
 use bindu_engine::bus::nats::NatsStorage;
 use bindu_engine::bus::MemoryBus;
 use bindu_engine::bus::{NatsBus, NatsOptions};
-use bindu_engine::config::{SchedulerKind, StorageKind};
+use bindu_engine::config::{MtlsMode, SchedulerKind, StorageKind};
 use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{
     DeadLetter, DeadLetterStore, MemoryDeadLetters, MemoryStore, PostgresDeadLetters,
@@ -41,6 +41,7 @@ use bindu_ingress::auth::shared::RedisState;
 use bindu_ingress::auth::{Auth, AuthSettings};
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
 use bindu_ingress::did::DidInfo;
+use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{AgentExtension, SecurityScheme};
 use bindu_workers::dispatcher::delivery::{DeliveryOptions, Sender};
@@ -386,6 +387,11 @@ pub async fn launch(
     let (mut http, local_addr, base_url) = if matches!(role, Role::Worker | Role::Dispatcher) {
         (None, None, String::new())
     } else {
+        let tls = if config.mtls.enabled {
+            Some(tls_config(&config)?)
+        } else {
+            None
+        };
         let host = config.server.host.as_str();
         let listener = TcpListener::bind((host, config.server.port))
             .await
@@ -406,7 +412,8 @@ pub async fn launch(
                     );
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                format!("http://{addr}")
+                let scheme = if config.mtls.enabled { "https" } else { "http" };
+                format!("{scheme}://{addr}")
             }
         };
         let caps = CardCapabilities {
@@ -443,6 +450,17 @@ pub async fn launch(
         if extended_card.is_some() {
             card.supports_authenticated_extended_card = Some(true);
         }
+        if config.mtls.client_certs() {
+            let schemes = card.security_schemes.get_or_insert_with(Default::default);
+            schemes.insert(
+                "mtls".to_string(),
+                SecurityScheme::MutualTls {
+                    description: Some(
+                        "TLS client certificate naming the caller's DID in a URI SAN".into(),
+                    ),
+                },
+            );
+        }
         let auth = if config.auth.enabled {
             let admin = config
                 .auth
@@ -466,9 +484,13 @@ pub async fn launch(
                 .into_iter()
                 .collect(),
             );
-            card.security = Some(vec![[("bearer".to_string(), Vec::new())]
-                .into_iter()
-                .collect()]);
+            let mut requirement: std::collections::BTreeMap<String, Vec<String>> =
+                [("bearer".to_string(), Vec::new())].into_iter().collect();
+            if config.mtls.client_certs() {
+                // Hybrid: both, in one requirement.
+                requirement.insert("mtls".to_string(), Vec::new());
+            }
+            card.security = Some(vec![requirement]);
             let auth = Auth::new(
                 Arc::new(hydra),
                 AuthSettings {
@@ -478,6 +500,8 @@ pub async fn launch(
                     signature_window: config.auth.signature_window,
                     replay_guard: config.auth.replay_guard,
                     require_permissions: config.auth.require_permissions,
+                    bind_client_certificate: config.mtls.client_certs()
+                        && config.mtls.mode == MtlsMode::Hybrid,
                 },
             );
             let auth = match &config.auth.redis_url {
@@ -518,11 +542,29 @@ pub async fn launch(
             Some(m) => ingress.with_metrics(|registry| m.register(registry)),
             None => ingress,
         };
-        let http = tokio::spawn(bindu_ingress::serve(
-            listener,
-            ingress.router(),
-            shutdown.clone(),
-        ));
+        let ingress = if config.mtls.client_certs() && config.mtls.mode == MtlsMode::Mtls {
+            tracing::warn!(
+                "MTLS__MODE=mtls: the client certificate alone identifies callers; no token and no DID request signature is checked"
+            );
+            ingress.with_certificate_auth(CertificateAuth {
+                allowed_dids: Arc::new(config.auth.allowed_dids.clone()),
+            })
+        } else {
+            ingress
+        };
+        let http = match tls {
+            Some(tls) => tokio::spawn(bindu_ingress::tls::serve_tls(
+                listener,
+                tls,
+                ingress.router(),
+                shutdown.clone(),
+            )),
+            None => tokio::spawn(bindu_ingress::serve(
+                listener,
+                ingress.router(),
+                shutdown.clone(),
+            )),
+        };
         tracing::info!(%local_addr, url = %base_url, "agent listening");
         (Some(http), Some(local_addr), base_url)
     };
@@ -708,6 +750,24 @@ pub async fn replay_dead_letters(
         out.push((id, r));
     }
     Ok(out)
+}
+
+/// The rustls configuration `mtls.*` describes; file names default to the key directory
+/// (`tls_cert.pem`, `tls_key.pem`, `ca_bundle.pem`, as Bindu lays them out).
+pub fn tls_config(config: &Config) -> anyhow::Result<Arc<bindu_ingress::tls::ServerConfig>> {
+    let dir = &config.identity.dir;
+    let pick =
+        |p: &Option<std::path::PathBuf>, name: &str| p.clone().unwrap_or_else(|| dir.join(name));
+    let cert = pick(&config.mtls.cert_file, "tls_cert.pem");
+    let key = pick(&config.mtls.key_file, "tls_key.pem");
+    let ca = pick(&config.mtls.ca_file, "ca_bundle.pem");
+    bindu_ingress::tls::server_config(&bindu_ingress::tls::TlsFiles {
+        cert: &cert,
+        key: &key,
+        client_ca: config.mtls.client_certs().then_some(ca.as_path()),
+        require_client_cert: config.mtls.require_client_cert,
+    })
+    .map_err(|e| anyhow::anyhow!("MTLS__ENABLED=true: {e}"))
 }
 
 /// The built-in handler `config` names (`worker.handler` / `BINDU_HANDLER`).

@@ -62,6 +62,15 @@ enum Command {
         /// Sign the request with this machine's agent key (BINDU_KEY_DIR) as its DID.
         #[arg(long)]
         sign: bool,
+        /// PEM CA bundle to trust for https URLs instead of the built-in web roots.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<std::path::PathBuf>,
+        /// PEM client certificate (chain) for mutual TLS; with --key-file.
+        #[arg(long, value_name = "PEM", requires = "key_file")]
+        cert_file: Option<std::path::PathBuf>,
+        /// PEM PKCS#8 private key of --cert-file.
+        #[arg(long, value_name = "PEM", requires = "cert_file")]
+        key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -210,6 +219,9 @@ fn main() -> ExitCode {
             params,
             token,
             sign,
+            ca_file,
+            cert_file,
+            key_file,
             ..
         } => {
             let runtime = match tokio::runtime::Runtime::new() {
@@ -219,7 +231,19 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            return match runtime.block_on(call(&config, url, method, params, token, sign)) {
+            return match runtime.block_on(call(
+                &config,
+                url,
+                method,
+                params,
+                token,
+                sign,
+                TlsFiles {
+                    ca: ca_file,
+                    cert: cert_file,
+                    key: key_file,
+                },
+            )) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => {
@@ -329,6 +353,13 @@ fn main() -> ExitCode {
 }
 
 /// `bindu call`: prints the response (or each stream event) as JSON; false on an error reply.
+/// `bindu call` HTTPS options.
+struct TlsFiles {
+    ca: Option<std::path::PathBuf>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+}
+
 async fn call(
     config: &Config,
     url: String,
@@ -336,6 +367,7 @@ async fn call(
     params: Option<String>,
     token: Option<String>,
     sign: bool,
+    tls: TlsFiles,
 ) -> anyhow::Result<bool> {
     let streaming = matches!(method.as_str(), "message/stream" | "tasks/resubscribe");
     let params: serde_json::Value = match params {
@@ -350,6 +382,22 @@ async fn call(
         },
     };
     let mut client = bindu::client::Client::new(url)?;
+    if tls.ca.is_some() || tls.cert.is_some() {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        };
+        let ca = tls.ca.as_deref().map(read).transpose()?;
+        let identity = match (&tls.cert, &tls.key) {
+            (Some(c), Some(k)) => {
+                let mut pem = read(c)?;
+                pem.push(b'\n');
+                pem.extend(read(k)?);
+                Some(pem)
+            }
+            _ => None,
+        };
+        client = client.with_tls(ca.as_deref(), identity.as_deref())?;
+    }
     if let Some(t) = token {
         client = client.with_token(t);
     }

@@ -3,78 +3,18 @@
 //! hostile input. Every refusal has the documented status, code or reason; nothing is a 500.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bindu::engine::config::Source;
 use bindu::engine::identity::Identity;
 use bindu_schemas::signing::{signing_payload, Form as SigForm};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
-use std::sync::Mutex;
 
-#[derive(Default)]
-struct Hydra {
-    tokens: Mutex<HashMap<String, Value>>,
-    keys: Mutex<HashMap<String, String>>,
-    introspections: AtomicUsize,
-    broken: AtomicBool,
-}
+mod support;
 
-async fn introspect(
-    State(h): State<Arc<Hydra>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    h.introspections.fetch_add(1, Ordering::SeqCst);
-    if h.broken.load(Ordering::SeqCst) {
-        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
-    }
-    let token = form.get("token").cloned().unwrap_or_default();
-    let answer = h
-        .tokens
-        .lock()
-        .unwrap()
-        .get(&token)
-        .cloned()
-        .unwrap_or(json!({"active": false}));
-    Json(answer).into_response()
-}
-
-async fn client(State(h): State<Arc<Hydra>>, Path(id): Path<String>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match h.keys.lock().unwrap().get(&id) {
-        Some(k) => Json(json!({"client_id": id, "metadata": {"public_key": k}})).into_response(),
-        None => (
-            axum::http::StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found"})),
-        )
-            .into_response(),
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-async fn fake_hydra() -> (Arc<Hydra>, std::net::SocketAddr) {
-    let hydra = Arc::new(Hydra::default());
-    let app = Router::new()
-        .route("/admin/oauth2/introspect", post(introspect))
-        .route("/admin/clients/{id}", get(client))
-        .with_state(hydra.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (hydra, addr)
-}
+use support::hydra::{fake_hydra, now, Hydra};
 
 struct Env {
     hydra: Arc<Hydra>,

@@ -50,6 +50,12 @@ keys! {
     "auth.signature_window_secs", "AUTH__SIGNATURE_WINDOW", "300", false, "Accepted clock difference of X-DID-Timestamp, in seconds (either direction).";
     "auth.require_permissions", "AUTH__REQUIRE_PERMISSIONS", "false", false, "Enforce per-method scopes: agent:read for reads, agent:write for sends and changes (403, -32013).";
     "auth.replay_guard", "AUTH__REPLAY_GUARD", "true", false, "Refuse a DID signature already seen within the window (reason `replayed`).";
+    "mtls.enabled", "MTLS__ENABLED", "false", false, "Serve HTTPS (rustls) with mtls.cert_file / mtls.key_file; client certificates are checked as mtls.mode says.";
+    "mtls.mode", "MTLS__MODE", "hybrid", false, "hybrid: client certificate AND Bearer token, the certificate's DID must equal the token's client id (needs AUTH__ENABLED); mtls: the certificate alone identifies the caller (no token, no DID request signature; AUTH__ENABLED must be false); off: HTTPS only, client certificates unused.";
+    "mtls.require_client_cert", "MTLS__REQUIRE_CLIENT_CERT", "true", false, "Refuse the TLS handshake without a valid client certificate (every path); false: optional at the handshake, still required for JSON-RPC in hybrid and mtls modes (public paths then work without one).";
+    "mtls.cert_file", "MTLS__CERT_FILE", "", false, "PEM server certificate followed by its chain; default <identity.dir>/tls_cert.pem.";
+    "mtls.key_file", "MTLS__KEY_FILE", "", false, "PEM private key of the server certificate (keep it mode 0600); default <identity.dir>/tls_key.pem.";
+    "mtls.ca_file", "MTLS__CA_FILE", "", false, "PEM bundle of the CAs whose client certificates are accepted; default <identity.dir>/ca_bundle.pem.";
     "cache.redis_url", "REDIS_URL", "", true, "Redis shared by ingress replicas for token introspections, caller keys and the DID replay guard (e.g. redis://127.0.0.1:6379).";
     "hydra.admin_url", "HYDRA__ADMIN_URL", "", false, "Ory Hydra admin API base URL (token introspection, client keys); required with AUTH__ENABLED.";
     "hydra.cache_ttl_secs", "HYDRA__CACHE_TTL", "300", false, "Longest an introspection result or client key is cached (never past the token's exp).";
@@ -160,6 +166,35 @@ pub struct AuthConfig {
     pub sensitive_scopes: Vec<String>,
 }
 
+/// What a client certificate means for JSON-RPC requests (`MTLS__MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtlsMode {
+    /// Certificate and Bearer token are both required; the certificate's DID must equal the
+    /// token's client id (and `X-DID` for signed requests).
+    Hybrid,
+    /// The certificate alone identifies the caller: no token, no DID request signature.
+    Mtls,
+    /// HTTPS only: client certificates are not used.
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct MtlsConfig {
+    pub enabled: bool,
+    pub mode: MtlsMode,
+    pub require_client_cert: bool,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl MtlsConfig {
+    /// Whether client certificates take part in authentication.
+    pub fn client_certs(&self) -> bool {
+        self.enabled && self.mode != MtlsMode::Off
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
     pub dir: PathBuf,
@@ -236,6 +271,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
+    pub mtls: MtlsConfig,
     pub storage: StorageConfig,
     pub scheduler: SchedulerConfig,
     pub nats: NatsConfig,
@@ -364,6 +400,14 @@ impl Config {
                 hydra_timeout: Duration::ZERO,
                 sensitive_scopes: Vec::new(),
             },
+            mtls: MtlsConfig {
+                enabled: false,
+                mode: MtlsMode::Hybrid,
+                require_client_cert: true,
+                cert_file: None,
+                key_file: None,
+                ca_file: None,
+            },
             storage: StorageConfig {
                 kind: StorageKind::Memory,
                 memory_max_tasks: 0,
@@ -459,6 +503,31 @@ impl Config {
                 source_desc: source,
                 message: "AUTH__ENABLED=true needs HYDRA__ADMIN_URL".into(),
             });
+        }
+        if self.mtls.enabled {
+            let source = |k: &str| {
+                self.values
+                    .get(k)
+                    .map(|(_, s)| s.to_string())
+                    .unwrap_or_default()
+            };
+            match self.mtls.mode {
+                MtlsMode::Hybrid if !self.auth.enabled => {
+                    return Err(ConfigError {
+                        key: "mtls.mode / MTLS__MODE".into(),
+                        source_desc: source("mtls.mode"),
+                        message: "MTLS__MODE=hybrid checks the client certificate against the Bearer token, so it needs AUTH__ENABLED=true; use MTLS__MODE=mtls for certificate-only authentication".into(),
+                    });
+                }
+                MtlsMode::Mtls if self.auth.enabled => {
+                    return Err(ConfigError {
+                        key: "mtls.mode / MTLS__MODE".into(),
+                        source_desc: source("mtls.mode"),
+                        message: "MTLS__MODE=mtls makes the client certificate the only credential (no token, no DID request signature); set AUTH__ENABLED=false, or use MTLS__MODE=hybrid to require both".into(),
+                    });
+                }
+                _ => {}
+            }
         }
         if self.scheduler.kind == SchedulerKind::Nats && self.nats.url.is_none() {
             let source = self
@@ -617,6 +686,23 @@ impl Config {
                     }
                 }
             }
+            "mtls.enabled" => self.mtls.enabled = parse_bool(v)?,
+            "mtls.mode" => {
+                self.mtls.mode = match v.trim().to_ascii_lowercase().as_str() {
+                    "hybrid" => MtlsMode::Hybrid,
+                    "mtls" => MtlsMode::Mtls,
+                    "off" => MtlsMode::Off,
+                    other => {
+                        return Err(format!(
+                            "unknown mode {other:?}; supported: hybrid, mtls, off"
+                        ))
+                    }
+                }
+            }
+            "mtls.require_client_cert" => self.mtls.require_client_cert = parse_bool(v)?,
+            "mtls.cert_file" => self.mtls.cert_file = non_empty(v).map(PathBuf::from),
+            "mtls.key_file" => self.mtls.key_file = non_empty(v).map(PathBuf::from),
+            "mtls.ca_file" => self.mtls.ca_file = non_empty(v).map(PathBuf::from),
             "auth.enabled" => self.auth.enabled = parse_bool(v)?,
             "auth.allowed_dids" => self.auth.allowed_dids = comma_list(v),
             "auth.signature_window_secs" => {

@@ -60,6 +60,7 @@ pub(crate) struct Inner {
     pub options: IngressOptions,
     pub metrics: Metrics,
     pub auth: std::sync::OnceLock<crate::auth::Auth>,
+    pub certificate_auth: std::sync::OnceLock<crate::tls::CertificateAuth>,
     pub started: Instant,
     pub shutdown: CancellationToken,
 }
@@ -87,6 +88,7 @@ impl Ingress {
                 options,
                 metrics: Metrics::new(),
                 auth: std::sync::OnceLock::new(),
+                certificate_auth: std::sync::OnceLock::new(),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -112,18 +114,29 @@ impl Ingress {
         self
     }
 
+    /// Makes the verified client certificate's DID the caller of JSON-RPC requests
+    /// (`MTLS__MODE=mtls`; serve with [`crate::tls::serve_tls`]). Takes the place of
+    /// [`Ingress::with_auth`]: no token, no DID request signature. The first call wins.
+    pub fn with_certificate_auth(self, auth: crate::tls::CertificateAuth) -> Self {
+        let _ = self.inner.certificate_auth.set(auth);
+        self
+    }
+
     pub fn card(&self) -> &AgentCard {
         &self.inner.card
     }
 
     /// The HTTP routes.
     pub fn router(&self) -> Router {
-        let rpc = match self.inner.auth.get() {
-            // Only this route is authenticated: every other path is public by construction.
-            Some(auth) => post(crate::rpc::handle).route_layer(
+        // Only this route is authenticated: every other path is public by construction.
+        let rpc = match (self.inner.certificate_auth.get(), self.inner.auth.get()) {
+            (Some(cert), _) => post(crate::rpc::handle).route_layer(
+                axum::middleware::from_fn_with_state(cert.clone(), crate::tls::certificate_layer),
+            ),
+            (None, Some(auth)) => post(crate::rpc::handle).route_layer(
                 axum::middleware::from_fn_with_state(auth.clone(), crate::auth::layer),
             ),
-            None => post(crate::rpc::handle),
+            (None, None) => post(crate::rpc::handle),
         };
         Router::new()
             .route("/", rpc.get(redirect_to_card))

@@ -19,5 +19,6 @@ pub mod health;
 pub mod metrics;
 pub mod rpc;
 pub mod sse;
+pub mod tls;
 
 pub use app::{serve, Caller, GrantedScopes, Ingress, IngressOptions};

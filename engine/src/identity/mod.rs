@@ -5,6 +5,7 @@
 //! - `keys`: create-once-then-reuse key files (PKCS#8 PEM private key, mode 0600).
 //! - [`Identity`]: the loaded key pair with its DID; signs and builds the DID document.
 
+pub mod batch;
 mod did;
 mod keys;
 

@@ -18,6 +18,8 @@
 //! - `shared`: the same state shared by every replica through Redis, when configured.
 
 pub mod cache;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_hydra;
 pub mod hydra;
 pub mod shared;
 pub mod signature;
@@ -31,6 +33,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bindu_engine::identity::batch::BatchVerifier;
 use bindu_schemas::jsonrpc::{code, ErrorResponse, JsonRpcError, RequestId};
 use sha2::{Digest, Sha256};
 
@@ -104,6 +107,9 @@ pub struct AuthSettings {
     pub replay_guard: bool,
     /// Enforce `agent:read` / `agent:write` per method (403, -32013).
     pub require_permissions: bool,
+    /// `MTLS__MODE=hybrid`: a verified client certificate is required too, and its DID
+    /// must equal the token's client id (Bindu documents this check but never makes it).
+    pub bind_client_certificate: bool,
 }
 
 /// The authentication layer's state.
@@ -113,12 +119,18 @@ pub struct Auth {
     settings: Arc<AuthSettings>,
     tokens: Arc<cache::TtlCache<Introspection>>,
     keys: Arc<cache::TtlCache<Option<String>>>,
-    replays: Arc<cache::TtlCache<()>>,
+    replays: Arc<cache::ReplayGuard>,
+    /// Caller keys already decoded (decompressing a point costs as much as hashing a body).
+    parsed_keys: Arc<cache::TtlCache<ed25519_dalek::VerifyingKey>>,
+    verifier: BatchVerifier,
     shared: Option<Arc<dyn shared::SharedState>>,
 }
 
 /// Most entries in each cache.
 const CACHE_CAPACITY: usize = 10_000;
+/// Most live signatures the replay guard holds (about 50 bytes each): 13,000 signed
+/// requests/s sustained over the default 300 s window.
+const REPLAY_CAPACITY: usize = 4_000_000;
 /// Longest accepted Authorization header.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -129,7 +141,9 @@ impl Auth {
             settings: Arc::new(settings),
             tokens: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
-            replays: Arc::new(cache::TtlCache::new(CACHE_CAPACITY * 10)),
+            replays: Arc::new(cache::ReplayGuard::new(REPLAY_CAPACITY)),
+            parsed_keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
+            verifier: BatchVerifier::start(),
             shared: None,
         }
     }
@@ -159,21 +173,32 @@ impl Auth {
         }
     }
 
-    /// First sighting of a signature, across replicas when shared state is configured.
-    pub(crate) async fn first_sighting(&self, key: String, ttl: Duration) -> bool {
+    /// First sighting of a signature (`digest`, remembered until unix second `until`), across
+    /// replicas when shared state is configured.
+    pub(crate) async fn first_sighting(&self, digest: &[u8; 32], until: i64) -> cache::Sighting {
+        let now = now();
+        let key = u128::from_be_bytes(digest[..16].try_into().unwrap_or([0; 16]));
         if let Some(shared) = &self.shared {
-            match shared.put_new(&format!("replay:{key}"), ttl).await {
+            let ttl = Duration::from_secs(until.saturating_sub(now).max(1) as u64);
+            match shared
+                .put_new(&format!("replay:{}", hex(digest)), ttl)
+                .await
+            {
                 Ok(first) => {
                     // Keep the local guard in step, so an outage later still remembers it.
-                    self.replays.insert(key, (), ttl);
-                    return first;
+                    self.replays.remember(key, until);
+                    return if first {
+                        cache::Sighting::First
+                    } else {
+                        cache::Sighting::Replayed
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "shared replay guard unavailable; guarding this replica only")
                 }
             }
         }
-        self.replays.insert_new(key, (), ttl)
+        self.replays.check(key, until, now)
     }
 
     async fn introspect(&self, token: &str) -> Result<Introspection, AuthorityError> {
@@ -276,6 +301,15 @@ fn bearer(req: &Request) -> Option<String> {
 
 /// The axum middleware (`from_fn_with_state`).
 pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    // As in Bindu, the transport credential is checked before the token.
+    let certificate_did = if auth.settings.bind_client_certificate {
+        match crate::tls::certificate_caller(&req) {
+            Ok(did) => Some(did),
+            Err(why) => return refuse(req, why.into_response()).await,
+        }
+    } else {
+        None
+    };
     let Some(token) = bearer(&req) else {
         return refuse(
             req,
@@ -344,6 +378,19 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
             forbidden(serde_json::json!({"error": "DID not admitted"})),
         )
         .await;
+    }
+    if let Some(cert_did) = certificate_did {
+        if cert_did != client {
+            return refuse(
+                req,
+                forbidden(serde_json::json!({
+                    "error": "The client certificate's DID does not match the token's client",
+                    "reason": "certificate_did_mismatch",
+                    "certificate_did": cert_did,
+                })),
+            )
+            .await;
+        }
     }
     let mut req = req;
     if client.starts_with("did:") {

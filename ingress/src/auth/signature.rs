@@ -5,13 +5,14 @@
 
 use axum::extract::Request;
 use axum::response::Response;
-use bindu_engine::identity::verify_base58;
+use bindu_engine::identity::batch::{decode_key, decode_signature, VerifyJob};
 use bindu_schemas::signing::{parse_timestamp, signing_payload, Form};
 use http_body_util::BodyExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{forbidden, hex, now, refuse, with_body, Auth, AuthorityError};
+use super::cache::Sighting;
+use super::{forbidden, now, refuse, with_body, Auth, AuthorityError};
 
 /// Largest signed body.
 pub const MAX_SIGNED_BODY: usize = 2 * 1024 * 1024;
@@ -81,18 +82,49 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
     let Ok(text) = std::str::from_utf8(&body) else {
         return Err(reject("invalid_signature", Some(&did)));
     };
-    let verified = [Form::Python, Form::Js]
-        .into_iter()
-        .any(|form| verify_base58(&key, signing_payload(text, &did, ts, form).as_bytes(), &sig));
-    if !verified {
+    let key = match auth.parsed_keys.get(&key) {
+        Some(k) => Some(k),
+        None => {
+            let parsed = decode_key(&key);
+            if let Some(k) = parsed {
+                auth.parsed_keys.insert(key, k, auth.settings.cache_ttl);
+            }
+            parsed
+        }
+    };
+    let (Some(key), Some(signature)) = (key, decode_signature(&sig)) else {
+        return Err(reject("invalid_signature", Some(&did)));
+    };
+    let job = VerifyJob {
+        key,
+        signature,
+        messages: [Form::Python, Form::Js]
+            .into_iter()
+            .map(|form| signing_payload(text, &did, ts, form).into_bytes())
+            .collect(),
+    };
+    if !auth.verifier.verify(job).await {
         return Err(reject("invalid_signature", Some(&did)));
     }
     if auth.settings.replay_guard {
-        let seen = hex(&Sha256::digest(sig.as_bytes()));
-        // Kept twice the window: a timestamp may be up to `window` in the future.
-        let ttl = auth.settings.signature_window * 2;
-        if !auth.first_sighting(seen, ttl).await {
-            return Err(reject("replayed", Some(&did)));
+        let digest: [u8; 32] = Sha256::digest(sig.as_bytes()).into();
+        // Acceptable while now ≤ ts + window: remembered exactly that long.
+        match auth
+            .first_sighting(&digest, ts.saturating_add(window))
+            .await
+        {
+            Sighting::First => {}
+            Sighting::Replayed => return Err(reject("replayed", Some(&did))),
+            Sighting::Full => {
+                tracing::warn!(
+                    "DID replay guard at capacity; refusing new signatures until entries expire"
+                );
+                return Err(super::rpc_error(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    bindu_schemas::jsonrpc::code::INTERNAL_ERROR,
+                    "Too many signed requests in the signature window; retry shortly",
+                ));
+            }
         }
     }
     Ok(with_body(parts, body))
