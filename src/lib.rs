@@ -657,8 +657,17 @@ pub async fn launch(
                 let _ = tokio::time::timeout(Duration::from_secs(10), &mut w).await;
             }
         }
-        // Last: the dispatcher has seen the events of the work finished above. What it has
-        // not delivered stays unacked for the next dispatcher (durable buses).
+        // Last: the dispatcher delivers what the work finished above announced, within the
+        // shutdown deadline. What it has not delivered then stays unacked for the next
+        // dispatcher (durable buses); with the memory bus it is lost with the process.
+        if let Some(metrics) = &dispatcher_metrics {
+            if dispatcher.as_ref().is_some_and(|d| !d.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while metrics.events_held.get() > 0 && tokio::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
         dispatcher_stop.cancel();
         if let Some(d) = dispatcher.take() {
             if tokio::time::timeout(Duration::from_secs(15), d)

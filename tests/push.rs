@@ -19,6 +19,11 @@ use support::*;
 struct Recorded(std::sync::Mutex<Vec<(HeaderMap, Bytes)>>);
 
 async fn receiver() -> (String, Arc<Recorded>) {
+    slow_receiver(Duration::ZERO).await
+}
+
+/// A receiver that answers after `delay`, recording each request as it answers.
+async fn slow_receiver(delay: Duration) -> (String, Arc<Recorded>) {
     let recorded = Arc::new(Recorded::default());
     let r = recorded.clone();
     let app = axum::Router::new().route(
@@ -26,6 +31,7 @@ async fn receiver() -> (String, Arc<Recorded>) {
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
             let r = r.clone();
             async move {
+                tokio::time::sleep(delay).await;
                 r.0.lock().unwrap().push((headers, body));
                 axum::http::StatusCode::NO_CONTENT
             }
@@ -143,4 +149,40 @@ async fn an_inline_push_config_gets_every_event_signed_by_the_agent() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_dispatcher_deliver_what_the_finished_tasks_announced() {
+    let (url, recorded) = slow_receiver(Duration::from_millis(150)).await;
+    let mut server = TestServer::start(
+        &[("push.enabled", "true"), ("push.destinations", "loopback")],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    let task = server
+        .rpc_ok(
+            "message/send",
+            json!({
+                "message": user_message("last words"),
+                "configuration": {"pushNotificationConfig": {"url": url}},
+            }),
+        )
+        .await;
+    assert_eq!(task["status"]["state"], "completed");
+    // The task is done but its four notifications take 600 ms to deliver.
+    let server = server.take_server();
+    server.shutdown();
+    within("the shutdown", server.wait()).await.unwrap();
+    let sequences: Vec<u64> = recorded
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_slice::<Value>(b).unwrap()["sequence"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(sequences, [1, 2, 3, 4]);
 }
