@@ -33,7 +33,10 @@ use bindu_engine::bus::MemoryBus;
 use bindu_engine::bus::{NatsBus, NatsOptions};
 use bindu_engine::config::{MtlsMode, SchedulerKind, StorageKind};
 use bindu_engine::identity::{self, Identity};
-use bindu_engine::store::{MemoryStore, PostgresOptions, PostgresStore};
+use bindu_engine::store::{
+    DeadLetter, DeadLetterStore, MemoryDeadLetters, MemoryStore, PostgresDeadLetters,
+    PostgresOptions, PostgresStore,
+};
 use bindu_engine::{Bus, Config, TaskStore};
 use bindu_ingress::auth::hydra::Hydra;
 use bindu_ingress::auth::shared::RedisState;
@@ -43,8 +46,12 @@ use bindu_ingress::did::DidInfo;
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{AgentExtension, SecurityScheme};
+use bindu_workers::dispatcher::delivery::{DeliveryOptions, Sender};
+use bindu_workers::dispatcher::replay::ReplayError;
+use bindu_workers::dispatcher::{DispatcherMetrics, GlobalWebhook};
 use bindu_workers::{
-    CommandHandler, CommandOptions, OpenAiHandler, OpenAiOptions, WorkerOptions, WorkerPool,
+    CommandHandler, CommandOptions, Dispatcher, DispatcherOptions, OpenAiHandler, OpenAiOptions,
+    WorkerOptions, WorkerPool,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -53,6 +60,9 @@ use tokio_util::sync::CancellationToken;
 pub use agent::{Agent, AgentBuilder};
 pub use bindu_engine as engine;
 pub use bindu_schemas as schemas;
+pub use bindu_workers::dispatcher::notification::{
+    verify as verify_notification, VerifyError as NotificationVerifyError,
+};
 pub use bindu_workers::handler::handler_fn;
 pub use bindu_workers::{
     ArtifactStream, EchoHandler, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput,
@@ -137,6 +147,88 @@ pub async fn build_store(config: &Config, namespace: &str) -> anyhow::Result<Arc
     })
 }
 
+/// Where the webhook dispatcher records dead letters: Postgres with a Postgres task store,
+/// else in memory.
+pub async fn build_dead_letters(
+    config: &Config,
+    namespace: &str,
+) -> anyhow::Result<Arc<dyn DeadLetterStore>> {
+    Ok(match config.storage.kind {
+        StorageKind::Memory => Arc::new(MemoryDeadLetters::default()),
+        StorageKind::Postgres => {
+            let mut options = postgres_options(config, namespace)?;
+            options.pool_size = 2;
+            let pool = PostgresStore::pool(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("dead letters (STORAGE_TYPE=postgres): {e}"))?;
+            PostgresStore::migrate(&pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("dead letters: migration failed: {e}"))?;
+            Arc::new(PostgresDeadLetters::new(pool, namespace))
+        }
+    })
+}
+
+/// The global webhook `config` names, if any.
+pub fn global_webhook(config: &Config) -> Option<GlobalWebhook> {
+    config.push.webhook_url.clone().map(|url| GlobalWebhook {
+        url,
+        token: config.push.webhook_token.clone(),
+    })
+}
+
+/// The webhook dispatcher's settings from `config` (`PUSH__*`, `WEBHOOK_*`).
+pub fn dispatcher_options(config: &Config) -> DispatcherOptions {
+    let p = &config.push;
+    DispatcherOptions {
+        consumer: p.consumer.clone(),
+        max_in_flight: p.max_in_flight,
+        global: global_webhook(config),
+        delivery: DeliveryOptions {
+            destinations: p.destinations,
+            max_attempts: p.max_attempts,
+            retry_base: p.retry_base,
+            retry_max: p.retry_max,
+            timeout: p.timeout,
+            per_host_concurrency: p.per_host_concurrency,
+            sign: p.sign,
+        },
+        ..DispatcherOptions::default()
+    }
+}
+
+/// `/metrics` and `/healthz` of a dispatcher-only process, until `stop`.
+async fn serve_dispatcher_metrics(
+    addr: SocketAddr,
+    metrics: DispatcherMetrics,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen on {addr} (push.metrics_addr)"))?;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    tracing::info!(%addr, "dispatcher metrics listening");
+    tokio::spawn(bindu_ingress::serve(listener, router, stop));
+    Ok(())
+}
+
 /// Deletes old terminal tasks every hour, when `storage.retention` is set.
 fn spawn_retention(store: Arc<dyn TaskStore>, retention: Duration, stop: CancellationToken) {
     tokio::spawn(async move {
@@ -219,6 +311,20 @@ pub enum Role {
     Ingress,
     /// Worker pool only (`bindu worker`).
     Worker,
+    /// Webhook dispatcher only (`bindu dispatcher`).
+    Dispatcher,
+}
+
+impl Role {
+    /// The subcommand that runs this role.
+    pub fn command(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Ingress => "ingress",
+            Role::Worker => "worker",
+            Role::Dispatcher => "dispatcher",
+        }
+    }
 }
 
 /// Binds, builds the backends and starts serving in the background (`bindu serve`).
@@ -247,11 +353,7 @@ pub(crate) async fn launch_with(
         if let Some(why) = config.distributed_problem() {
             anyhow::bail!(
                 "`bindu {}` runs beside other processes, but {why}",
-                if role == Role::Ingress {
-                    "ingress"
-                } else {
-                    "worker"
-                }
+                role.command()
             );
         }
     }
@@ -270,7 +372,38 @@ pub(crate) async fn launch_with(
     }
     let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
 
-    let (mut http, local_addr, base_url) = if role == Role::Worker {
+    // The dispatcher opens its durable consumer before any request is served, so it sees
+    // every event from the first one on.
+    let push = config.push.delivery_enabled();
+    let dispatcher_stop = CancellationToken::new();
+    let (dispatcher_metrics, mut dispatcher) = if role == Role::Dispatcher
+        || (role == Role::Serve && push)
+    {
+        let metrics = DispatcherMetrics::default();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            bus.clone(),
+            build_dead_letters(&config, &namespace).await?,
+            Some(identity.clone()),
+            dispatcher_options(&config),
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
+        let run = dispatcher
+            .start(dispatcher_stop.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
+        if role == Role::Dispatcher {
+            if let Some(addr) = config.push.metrics_addr {
+                serve_dispatcher_metrics(addr, metrics.clone(), dispatcher_stop.clone()).await?;
+            }
+        }
+        (Some(metrics), Some(tokio::spawn(run)))
+    } else {
+        (None, None)
+    };
+
+    let (mut http, local_addr, base_url) = if matches!(role, Role::Worker | Role::Dispatcher) {
         (None, None, String::new())
     } else {
         let tls = if config.mtls.enabled {
@@ -304,7 +437,8 @@ pub(crate) async fn launch_with(
         };
         let mut caps = CardCapabilities {
             streaming: true,
-            push_notifications: false,
+            // Only when notifications are really delivered (here or by `bindu dispatcher`).
+            push_notifications: push,
         };
         // A builder may turn capabilities off in the card, never claim one the engine lacks.
         caps.streaming &= requested.streaming;
@@ -426,6 +560,10 @@ pub(crate) async fn launch_with(
             Some(auth) => ingress.with_auth(auth),
             None => ingress,
         };
+        let ingress = match &dispatcher_metrics {
+            Some(m) => ingress.with_metrics(|registry| m.register(registry)),
+            None => ingress,
+        };
         let ingress = if config.mtls.client_certs() && config.mtls.mode == MtlsMode::Mtls {
             tracing::warn!(
                 "MTLS__MODE=mtls: the client certificate alone identifies callers; no token and no DID request signature is checked"
@@ -455,7 +593,7 @@ pub(crate) async fn launch_with(
 
     let worker_stop = CancellationToken::new();
     let mut workers = match (role, handler) {
-        (Role::Ingress, _) => None,
+        (Role::Ingress | Role::Dispatcher, _) => None,
         (_, None) => anyhow::bail!("a worker needs a handler"),
         (_, Some(handler)) => {
             let pool = WorkerPool::new(
@@ -490,6 +628,12 @@ pub(crate) async fn launch_with(
                 None => std::future::pending().await,
             }
         };
+        let dispatcher_done = async {
+            match dispatcher.as_mut() {
+                Some(d) => d.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = token.cancelled() => {}
             r = http_done => {
@@ -500,6 +644,11 @@ pub(crate) async fn launch_with(
                 token.cancel();
                 r.context("the worker pool panicked")?.context("the worker pool failed")?;
                 anyhow::bail!("the worker pool stopped unexpectedly");
+            }
+            r = dispatcher_done => {
+                token.cancel();
+                r.context("the webhook dispatcher panicked")?.context("the webhook dispatcher failed")?;
+                anyhow::bail!("the webhook dispatcher stopped unexpectedly");
             }
         }
         tracing::info!(
@@ -533,6 +682,26 @@ pub(crate) async fn launch_with(
                 let _ = tokio::time::timeout(Duration::from_secs(10), &mut w).await;
             }
         }
+        // Last: the dispatcher delivers what the work finished above announced, within the
+        // shutdown deadline. What it has not delivered then stays unacked for the next
+        // dispatcher (durable buses); with the memory bus it is lost with the process.
+        if let Some(metrics) = &dispatcher_metrics {
+            if dispatcher.as_ref().is_some_and(|d| !d.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while metrics.events_held.get() > 0 && tokio::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        dispatcher_stop.cancel();
+        if let Some(d) = dispatcher.take() {
+            if tokio::time::timeout(Duration::from_secs(15), d)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the webhook dispatcher did not stop in time");
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     });
@@ -543,6 +712,78 @@ pub(crate) async fn launch_with(
         shutdown,
         task,
     })
+}
+
+/// The task store and dead letters `bindu webhooks` works on (Postgres only: the memory
+/// backends live inside `bindu serve`).
+async fn webhook_backends(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn TaskStore>, Arc<dyn DeadLetterStore>, Identity)> {
+    if config.storage.kind != StorageKind::Postgres {
+        anyhow::bail!("dead letters are kept in the task store: set STORAGE_TYPE=postgres and DATABASE_URL (with the memory store they live inside `bindu serve` and end with it)");
+    }
+    let (identity, _) = load_identity(config, false)?;
+    let namespace = config.namespace(&identity.did);
+    let store = build_store(config, &namespace).await?;
+    let letters = build_dead_letters(config, &namespace).await?;
+    Ok((store, letters, identity))
+}
+
+/// `bindu webhooks dead-letters`: newest first; with `pending_only`, those not replayed.
+pub async fn list_dead_letters(
+    config: &Config,
+    limit: u32,
+    pending_only: bool,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let (_, letters, _) = webhook_backends(config).await?;
+    letters
+        .list(limit, pending_only)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `bindu webhooks replay`: posts the dead letters `ids` (or, when empty, every pending
+/// one up to `limit`) again; one result per dead letter (attempts, or why it failed).
+pub async fn replay_dead_letters(
+    config: &Config,
+    ids: Vec<String>,
+    limit: u32,
+) -> anyhow::Result<Vec<(String, Result<u32, ReplayError>)>> {
+    let (store, letters, identity) = webhook_backends(config).await?;
+    let ids = if ids.is_empty() {
+        letters
+            .list(limit, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_iter()
+            .rev()
+            .map(|d| d.id)
+            .collect()
+    } else {
+        ids
+    };
+    let options = dispatcher_options(config);
+    let sender = Sender::new(
+        options.delivery.clone(),
+        Some(Arc::new(identity)),
+        DispatcherMetrics::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+    let stop = CancellationToken::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let r = bindu_workers::dispatcher::replay::replay(
+            letters.as_ref(),
+            store.as_ref(),
+            &sender,
+            options.global.as_ref(),
+            &id,
+            &stop,
+        )
+        .await;
+        out.push((id, r));
+    }
+    Ok(out)
 }
 
 /// The rustls configuration `mtls.*` describes; file names default to the key directory

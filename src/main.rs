@@ -30,6 +30,12 @@ enum Command {
     Ingress(Overrides),
     /// Run only a worker pool (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats).
     Worker(Overrides),
+    /// Run only the webhook dispatcher (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats;
+    /// one per agent).
+    Dispatcher(Overrides),
+    /// Webhook dead letters.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Print the effective configuration (secrets redacted) and exit.
     Config(Overrides),
     /// Apply the task store's database migrations (Postgres) and exit.
@@ -76,6 +82,36 @@ enum DidCommand {
     Show(Overrides),
     /// Replace the key pair with a new one (the DID changes: tell the agent's callers).
     New(Overrides),
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// List notifications the dispatcher gave up on, newest first.
+    DeadLetters {
+        /// Most dead letters listed.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Include those already replayed.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Post dead letters again (to the webhook's current URL and token), oldest first.
+    Replay {
+        /// Dead-letter ids (from `bindu webhooks dead-letters`).
+        ids: Vec<String>,
+        /// Replay every pending dead letter (up to --limit) instead of naming ids.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,9 +190,14 @@ fn main() -> ExitCode {
         Command::Serve(o)
         | Command::Ingress(o)
         | Command::Worker(o)
+        | Command::Dispatcher(o)
         | Command::Config(o)
         | Command::Migrate(o) => o,
         Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
+        Command::Webhooks(
+            WebhooksCommand::DeadLetters { overrides, .. }
+            | WebhooksCommand::Replay { overrides, .. },
+        ) => overrides,
         Command::Did(DidCommand::Show(o) | DidCommand::New(o)) => o,
         Command::Call { overrides, .. } => overrides,
     };
@@ -251,21 +292,30 @@ fn main() -> ExitCode {
             };
             Work::Purge(age, !yes)
         }
+        Command::Webhooks(WebhooksCommand::DeadLetters {
+            limit, all, json, ..
+        }) => Work::DeadLetters { limit, all, json },
+        Command::Webhooks(WebhooksCommand::Replay {
+            ids, all, limit, ..
+        }) => {
+            if ids.is_empty() && !all {
+                eprintln!("bindu: name the dead letters to replay, or pass --all");
+                return ExitCode::from(2);
+            }
+            Work::Replay { ids, limit }
+        }
         Command::Migrate(_) => Work::Migrate,
         Command::Serve(_) => Work::Run(bindu::Role::Serve),
         Command::Ingress(_) => Work::Run(bindu::Role::Ingress),
         Command::Worker(_) => Work::Run(bindu::Role::Worker),
+        Command::Dispatcher(_) => Work::Run(bindu::Role::Dispatcher),
     };
     if let Work::Run(role) = work {
         if role != bindu::Role::Serve {
             if let Some(why) = config.distributed_problem() {
                 eprintln!(
                     "bindu: refusing to start a separate {} process: {why}",
-                    if role == bindu::Role::Ingress {
-                        "ingress"
-                    } else {
-                        "worker"
-                    }
+                    role.command()
                 );
                 return ExitCode::from(2);
             }
@@ -283,6 +333,14 @@ fn main() -> ExitCode {
         Work::Run(role) => runtime.block_on(serve_until_signal(config, role)),
         Work::Migrate => runtime.block_on(migrate(config)),
         Work::Purge(age, dry_run) => runtime.block_on(purge(config, age, dry_run)),
+        Work::DeadLetters { limit, all, json } => {
+            runtime.block_on(dead_letters(config, limit, all, json))
+        }
+        Work::Replay { ids, limit } => match runtime.block_on(replay(config, ids, limit)) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -373,6 +431,62 @@ enum Work {
     Run(bindu::Role),
     Migrate,
     Purge(std::time::Duration, bool),
+    DeadLetters { limit: u32, all: bool, json: bool },
+    Replay { ids: Vec<String>, limit: u32 },
+}
+
+async fn dead_letters(config: Config, limit: u32, all: bool, json: bool) -> anyhow::Result<()> {
+    let letters = bindu::list_dead_letters(&config, limit, !all).await?;
+    if json {
+        for d in &letters {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": d.id, "taskId": d.task_id, "eventId": d.event_id, "sequence": d.seq,
+                    "configId": d.config_id, "url": d.url, "attempts": d.attempts,
+                    "lastError": d.last_error, "createdAt": d.created_at,
+                    "replayedAt": d.replayed_at, "body": d.body,
+                })
+            );
+        }
+        return Ok(());
+    }
+    if letters.is_empty() {
+        println!("no dead letters");
+        return Ok(());
+    }
+    println!("ID\tCREATED\tATTEMPTS\tURL\tLAST ERROR\tREPLAYED");
+    for d in &letters {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            d.id,
+            d.created_at,
+            d.attempts,
+            d.url,
+            d.last_error,
+            d.replayed_at.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// Replays dead letters; false when any could not be delivered.
+async fn replay(config: Config, ids: Vec<String>, limit: u32) -> anyhow::Result<bool> {
+    let results = bindu::replay_dead_letters(&config, ids, limit).await?;
+    if results.is_empty() {
+        println!("no pending dead letters");
+    }
+    let mut ok = true;
+    for (id, r) in results {
+        match r {
+            Ok(attempts) => println!("{id}: delivered ({attempts} attempt(s))"),
+            Err(e) => {
+                ok = false;
+                println!("{id}: not delivered: {e}");
+            }
+        }
+    }
+    Ok(ok)
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
@@ -425,7 +539,7 @@ fn humanize(d: std::time::Duration) -> String {
 
 async fn serve_until_signal(config: Config, role: bindu::Role) -> anyhow::Result<()> {
     let handler = match role {
-        bindu::Role::Ingress => None,
+        bindu::Role::Ingress | bindu::Role::Dispatcher => None,
         _ => Some(bindu::builtin_handler(&config)?),
     };
     let concurrency = config.worker.concurrency;
@@ -435,6 +549,9 @@ async fn serve_until_signal(config: Config, role: bindu::Role) -> anyhow::Result
             "bindu: agent listening on {addr} (card: {}/.well-known/agent-card.json)",
             server.base_url()
         ),
+        None if role == bindu::Role::Dispatcher => {
+            eprintln!("bindu: webhook dispatcher running")
+        }
         None => eprintln!("bindu: worker running (concurrency {concurrency})"),
     }
     let token = server.shutdown_token();

@@ -94,6 +94,19 @@ keys! {
     "openai.system_prompt", "BINDU_HANDLER_SYSTEM_PROMPT", "", false, "openai handler: system message put before the conversation.";
     "openai.timeout_secs", "OPENAI_TIMEOUT", "60", false, "openai handler: longest wait for the response to start and between two streamed chunks.";
     "openai.max_retries", "OPENAI_MAX_RETRIES", "3", false, "openai handler: retries of a 429, a 5xx or a connection error before the first token, with exponential back-off that honours Retry-After.";
+    "push.enabled", "PUSH__ENABLED", "false", false, "Deliver push notifications (webhooks): run the dispatcher in `bindu serve` and advertise capabilities.pushNotifications. Setting WEBHOOK_URL also enables it.";
+    "push.destinations", "PUSH__DESTINATIONS", "public", false, "Which webhook addresses may be contacted: a comma list of public, private (RFC 1918, unique-local, CGNAT), loopback. Link-local (incl. 169.254.169.254), multicast and unspecified addresses are always refused.";
+    "push.max_attempts", "PUSH__MAX_ATTEMPTS", "8", false, "Delivery attempts of one notification to one webhook before it becomes a dead letter.";
+    "push.retry_base_ms", "PUSH__RETRY_BASE_MS", "1000", false, "First retry delay (exponential back-off with full jitter).";
+    "push.retry_max_ms", "PUSH__RETRY_MAX_MS", "300000", false, "Longest retry delay; a Retry-After header is honoured up to 10 minutes.";
+    "push.timeout_secs", "PUSH__TIMEOUT", "10", false, "Timeout of one webhook request (connect, send, response).";
+    "push.per_host_concurrency", "PUSH__PER_HOST_CONCURRENCY", "8", false, "Requests in flight to one webhook host at once.";
+    "push.max_in_flight", "PUSH__MAX_IN_FLIGHT", "10000", false, "Task events the dispatcher holds (queued or being delivered) before it stops taking more from the bus.";
+    "push.sign", "PUSH__SIGN", "true", false, "Sign every notification with the agent's DID key (X-DID, X-DID-Timestamp, X-DID-Signature over the exact body).";
+    "push.metrics_addr", "PUSH__METRICS_ADDR", "", false, "`bindu dispatcher` only: address serving its /metrics and /healthz, e.g. 127.0.0.1:9464 (unset: none). `bindu serve` shows the dispatcher's metrics on its own /metrics.";
+    "push.consumer", "PUSH__CONSUMER", "webhooks", false, "Name of the dispatcher's durable consumer of task events (one active dispatcher per name).";
+    "webhook.url", "WEBHOOK_URL", "", false, "Global webhook: receives the notifications of every task that has no push config of its own.";
+    "webhook.token", "WEBHOOK_TOKEN", "", true, "Token sent to the global webhook (Authorization: Bearer and X-A2A-Notification-Token).";
     "logging.default_level", "LOGGING__DEFAULT_LEVEL", "info", false, "Log level (trace, debug, info, warn, error) or a tracing filter such as `info,bindu_ingress=debug`.";
     "logging.format", "LOGGING__FORMAT", "text", false, "Log format: text or json.";
 }
@@ -256,6 +269,38 @@ impl std::fmt::Debug for OpenAiConfig {
     }
 }
 
+/// Which kinds of webhook address the dispatcher may contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushDestinations {
+    pub public: bool,
+    pub private: bool,
+    pub loopback: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    pub enabled: bool,
+    pub destinations: PushDestinations,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+    pub per_host_concurrency: usize,
+    pub max_in_flight: usize,
+    pub sign: bool,
+    pub consumer: String,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub webhook_url: Option<String>,
+    pub webhook_token: Option<String>,
+}
+
+impl PushConfig {
+    /// Delivery runs when enabled explicitly or when a global webhook is set.
+    pub fn delivery_enabled(&self) -> bool {
+        self.enabled || self.webhook_url.is_some()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoggingConfig {
     pub default_level: String,
@@ -275,6 +320,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub worker: WorkerConfig,
     pub openai: OpenAiConfig,
+    pub push: PushConfig,
     pub logging: LoggingConfig,
     /// Raw value and source of every key, for `bindu config`.
     values: BTreeMap<&'static str, (String, Source)>,
@@ -447,6 +493,21 @@ impl Config {
                 system_prompt: None,
                 timeout: Duration::ZERO,
                 max_retries: 0,
+            },
+            push: PushConfig {
+                enabled: false,
+                destinations: PushDestinations::default(),
+                max_attempts: 1,
+                retry_base: Duration::ZERO,
+                retry_max: Duration::ZERO,
+                timeout: Duration::ZERO,
+                per_host_concurrency: 1,
+                max_in_flight: 1,
+                sign: true,
+                consumer: String::new(),
+                metrics_addr: None,
+                webhook_url: None,
+                webhook_token: None,
             },
             logging: LoggingConfig {
                 default_level: String::new(),
@@ -933,6 +994,97 @@ impl Config {
                 }
                 self.worker.concurrency = n;
             }
+            "push.enabled" => self.push.enabled = parse_bool(v)?,
+            "push.destinations" => {
+                let mut d = PushDestinations::default();
+                for item in comma_list(v) {
+                    match item.to_ascii_lowercase().as_str() {
+                        "public" => d.public = true,
+                        "private" => d.private = true,
+                        "loopback" => d.loopback = true,
+                        other => {
+                            return Err(format!(
+                                "unknown destination class {other:?}; use public, private, loopback"
+                            ))
+                        }
+                    }
+                }
+                if d == PushDestinations::default() {
+                    return Err("name at least one of public, private, loopback".into());
+                }
+                self.push.destinations = d;
+            }
+            "push.max_attempts" => {
+                let n: u32 = parse_num(v, "a number of attempts")?;
+                if !(1..=100).contains(&n) {
+                    return Err("must be between 1 and 100".into());
+                }
+                self.push.max_attempts = n;
+            }
+            "push.retry_base_ms" => {
+                let n: u64 = parse_num(v, "a number of milliseconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.push.retry_base = Duration::from_millis(n);
+            }
+            "push.retry_max_ms" => {
+                let n: u64 = parse_num(v, "a number of milliseconds")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.push.retry_max = Duration::from_millis(n);
+            }
+            "push.timeout_secs" => {
+                let n: u64 = parse_num(v, "a number of seconds")?;
+                if !(1..=600).contains(&n) {
+                    return Err("must be between 1 and 600".into());
+                }
+                self.push.timeout = Duration::from_secs(n);
+            }
+            "push.per_host_concurrency" => {
+                let n: usize = parse_num(v, "a number of requests")?;
+                if !(1..=10_000).contains(&n) {
+                    return Err("must be between 1 and 10000".into());
+                }
+                self.push.per_host_concurrency = n;
+            }
+            "push.max_in_flight" => {
+                let n: usize = parse_num(v, "a number of events")?;
+                if !(1..=1_000_000).contains(&n) {
+                    return Err("must be between 1 and 1000000".into());
+                }
+                self.push.max_in_flight = n;
+            }
+            "push.sign" => self.push.sign = parse_bool(v)?,
+            "push.consumer" => {
+                let name = non_empty(v).ok_or("must not be empty")?;
+                if !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err("use letters, digits, `_` and `-` only".into());
+                }
+                self.push.consumer = name;
+            }
+            "push.metrics_addr" => {
+                self.push.metrics_addr = match non_empty(v) {
+                    None => None,
+                    Some(a) => Some(a.parse().map_err(|_| {
+                        format!("expected an address such as 127.0.0.1:9464, got {a:?}")
+                    })?),
+                }
+            }
+            "webhook.url" => {
+                self.push.webhook_url = match non_empty(v) {
+                    None => None,
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u),
+                    Some(u) => {
+                        return Err(format!("expected an http:// or https:// URL, got {u:?}"))
+                    }
+                }
+            }
+            "webhook.token" => self.push.webhook_token = non_empty(v),
             "logging.default_level" => {
                 let level = v.trim().to_ascii_lowercase();
                 if level.is_empty() || (!level.contains('=') && !LEVELS.contains(&level.as_str())) {
@@ -1278,6 +1430,50 @@ mod tests {
         assert!(parse_duration("3y").is_err());
         let e = Config::load(None, &env(&[("STORAGE__RETENTION", "forever")]), &[]).unwrap_err();
         assert!(e.key.contains("STORAGE__RETENTION"));
+    }
+
+    #[test]
+    fn push_settings_parse_and_bad_ones_name_their_key() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PUSH__DESTINATIONS", "loopback, private"),
+                ("WEBHOOK_URL", "https://hooks.example.com/a2a/"),
+                ("WEBHOOK_TOKEN", "hook-secret"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.push.destinations,
+            PushDestinations {
+                public: false,
+                private: true,
+                loopback: true
+            }
+        );
+        assert_eq!(
+            c.push.webhook_url.as_deref(),
+            Some("https://hooks.example.com/a2a/"),
+            "the path is kept as given"
+        );
+        assert!(
+            c.push.delivery_enabled(),
+            "a global webhook enables delivery"
+        );
+        assert!(!Config::defaults().push.delivery_enabled());
+        assert!(!c.render().contains("hook-secret"));
+        for (var, value) in [
+            ("PUSH__DESTINATIONS", "intranet"),
+            ("PUSH__DESTINATIONS", ""),
+            ("WEBHOOK_URL", "ftp://x"),
+            ("PUSH__MAX_ATTEMPTS", "0"),
+            ("PUSH__CONSUMER", "a.b"),
+            ("PUSH__METRICS_ADDR", "nowhere"),
+        ] {
+            let e = Config::load(None, &env(&[(var, value)]), &[]).unwrap_err();
+            assert!(e.key.contains(var), "{var}={value}: {e}");
+        }
     }
 
     #[test]

@@ -102,6 +102,18 @@ impl Ingress {
         self
     }
 
+    /// Adds metrics of other parts of the process (the webhook dispatcher) to `/metrics`.
+    /// Call before [`Ingress::router`]; later calls are ignored.
+    pub fn with_metrics(
+        mut self,
+        register: impl FnOnce(&mut prometheus_client::registry::Registry),
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            register(inner.metrics.registry_mut());
+        }
+        self
+    }
+
     /// Makes the verified client certificate's DID the caller of JSON-RPC requests
     /// (`MTLS__MODE=mtls`; serve with [`crate::tls::serve_tls`]). Takes the place of
     /// [`Ingress::with_auth`]: no token, no DID request signature. The first call wins.

@@ -95,6 +95,11 @@ impl Metrics {
         }
     }
 
+    /// The registry `/metrics` encodes, for metrics defined elsewhere.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())

@@ -35,7 +35,9 @@ impl Agent {
                 addr = rest.split_whitespace().next().map(str::to_string);
                 break;
             }
-            if line.starts_with("bindu: worker running") {
+            if line.starts_with("bindu: worker running")
+                || line.starts_with("bindu: webhook dispatcher running")
+            {
                 addr = Some(String::new());
                 break;
             }
@@ -80,6 +82,16 @@ impl Agent {
                 panic!("bindu did not stop within 30 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    /// A test that fails half-way leaves no process behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -9,14 +9,18 @@
 //! - [`openai`]: streams an OpenAI-compatible chat-completions endpoint.
 //! - [`pool`]: the [`WorkerPool`]: bounded concurrency, per-task timeout and output limit,
 //!   compare-and-set writes, cancellation, graceful drain.
+//! - [`dispatcher`]: the webhook [`Dispatcher`]: push notifications from its own durable
+//!   consumer of task events.
 
 pub mod command;
+pub mod dispatcher;
 pub mod echo;
 pub mod handler;
 pub mod openai;
 pub mod pool;
 
 pub use command::{CommandHandler, CommandOptions};
+pub use dispatcher::{Dispatcher, DispatcherOptions};
 pub use echo::EchoHandler;
 pub use handler::{
     ArtifactStream, Emitter, Handler, HandlerError, HandlerInput, HandlerOutput, OutputTooLarge,

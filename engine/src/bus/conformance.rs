@@ -61,6 +61,101 @@ where
     task_events_reach_task_subscribers_in_order(&make().await).await;
     all_events_subscription(&make().await).await;
     cancel_signals_reach_listeners(&make().await).await;
+    durable_consumers_get_every_event_in_order(&make().await).await;
+    durable_consumers_resume_after_their_last_ack(&make().await).await;
+    publishing_never_waits_for_a_durable_consumer(&make().await).await;
+}
+
+async fn next_delivery(stream: &mut DurableEventStream) -> EventDelivery {
+    let item = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("event within the time limit")
+        .expect("stream open");
+    match item {
+        Ok(d) => d,
+        Err(e) => panic!("durable consumer failed: {e}"),
+    }
+}
+
+/// Reads deliveries until none arrives for `quiet`.
+async fn drain(stream: &mut DurableEventStream, quiet: Duration) -> Vec<EventDelivery> {
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, stream.next()).await {
+        out.push(d);
+        if out.len() > 10_000 {
+            break;
+        }
+    }
+    out
+}
+
+pub async fn durable_consumers_get_every_event_in_order(bus: &dyn Bus) {
+    let mut consumer = bus.consume_events("dispatcher").await.expect("consume");
+    let mut expected = Vec::new();
+    for seq in 1..=5 {
+        let batch: Vec<TaskEvent> = ["a", "b", "c"]
+            .iter()
+            .map(|t| status_event(t, seq, TaskState::Working))
+            .collect();
+        expected.extend(batch.iter().map(|e| e.event_id()));
+        bus.publish_events(batch).await.expect("publish");
+    }
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(d.attempt, 1);
+        got.push(d.event.event_id());
+        d.acker.ack().await.expect("ack");
+    }
+    assert_eq!(got, expected, "publish order");
+}
+
+pub async fn durable_consumers_resume_after_their_last_ack(bus: &dyn Bus) {
+    let mut first = bus.consume_events("resume").await.expect("consume");
+    bus.publish_events(
+        (1..=6)
+            .map(|s| status_event("r", s, TaskState::Working))
+            .collect(),
+    )
+    .await
+    .expect("publish");
+    // Ack 1 and 2; take 3 and 4 without acking (a crash mid-delivery); never read 5 and 6.
+    for want in 1..=4 {
+        let d = next_delivery(&mut first).await;
+        assert_eq!(d.event.seq, want);
+        if want <= 2 {
+            d.acker.ack().await.expect("ack");
+        }
+    }
+    drop(first);
+    let mut second = bus.consume_events("resume").await.expect("reopen");
+    let again: Vec<u64> = drain(&mut second, Duration::from_secs(2))
+        .await
+        .iter()
+        .map(|d| d.event.seq)
+        .collect();
+    assert_eq!(again, [3, 4, 5, 6], "unacked events come again, in order");
+    // A consumer under another name is independent and starts at new events.
+    let mut other = bus.consume_events("other").await.expect("consume");
+    bus.publish_events(vec![status_event("r", 7, TaskState::Completed)])
+        .await
+        .expect("publish");
+    assert_eq!(next_delivery(&mut other).await.event.seq, 7);
+}
+
+pub async fn publishing_never_waits_for_a_durable_consumer(bus: &dyn Bus) {
+    let _idle = bus.consume_events("idle").await.expect("consume");
+    let publish = async {
+        for chunk in 0..20u64 {
+            let batch = (0..50)
+                .map(|i| status_event(&format!("p{i}"), chunk + 1, TaskState::Working))
+                .collect();
+            bus.publish_events(batch).await.expect("publish");
+        }
+    };
+    tokio::time::timeout(WAIT, publish)
+        .await
+        .expect("publishes complete while the consumer reads nothing");
 }
 
 pub async fn commands_go_to_exactly_one_consumer(bus: &dyn Bus) {

@@ -1,7 +1,8 @@
 //! In-process bus: a bounded MPMC work queue, per-task broadcast channels created on demand
 //! (only tasks somebody watches cost anything), one agent-wide broadcast, one cancel
-//! broadcast. Commands live only as long as the process (at-most-once across restarts);
-//! use the NATS backend for durable delivery.
+//! broadcast, and one bounded log per durable event consumer ([`super::durable_log`]).
+//! Commands live only as long as the process (at-most-once across restarts); use the NATS
+//! backend for durable delivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub struct MemoryBus {
     tasks: Arc<DashMap<String, broadcast::Sender<Arc<TaskEvent>>>>,
     all: broadcast::Sender<Arc<TaskEvent>>,
     cancels: broadcast::Sender<String>,
+    durable: super::durable_log::DurableLogs,
 }
 
 impl MemoryBus {
@@ -38,7 +40,15 @@ impl MemoryBus {
             tasks: Arc::new(DashMap::new()),
             all: broadcast::channel(ALL_BUFFER).0,
             cancels: broadcast::channel(1024).0,
+            durable: super::durable_log::DurableLogs::new(super::durable_log::DEFAULT_CAPACITY),
         }
+    }
+
+    /// Bounds each durable consumer's log to `capacity` events (the oldest are dropped, and
+    /// counted as lag when unread).
+    pub fn with_durable_capacity(mut self, capacity: usize) -> Self {
+        self.durable = super::durable_log::DurableLogs::new(capacity);
+        self
     }
 
     /// Commands waiting for a worker.
@@ -157,8 +167,9 @@ impl Bus for MemoryBus {
     }
 
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
+        let events: Vec<Arc<TaskEvent>> = events.into_iter().map(Arc::new).collect();
+        self.durable.publish(&events);
         for event in events {
-            let event = Arc::new(event);
             if let Some(tx) = self.tasks.get(event.task_id()) {
                 // No receiver left is fine: the subscriber went away.
                 let _ = tx.send(event.clone());
@@ -185,6 +196,10 @@ impl Bus for MemoryBus {
         Ok(event_stream(self.all.subscribe(), None))
     }
 
+    async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError> {
+        Ok(self.durable.open(durable_name))
+    }
+
     async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError> {
         let _ = self.cancels.send(task_id.to_string());
         Ok(())
@@ -204,6 +219,27 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         super::super::conformance::run_all(|| async { MemoryBus::new(1024) }).await;
+    }
+
+    #[tokio::test]
+    async fn a_durable_consumer_that_falls_behind_lags_without_blocking_publishers() {
+        let bus = MemoryBus::default().with_durable_capacity(8);
+        let mut events = bus.consume_events("slow").await.unwrap();
+        for seq in 1..=20 {
+            bus.publish_events(vec![super::super::conformance::status_event(
+                "t",
+                seq,
+                bindu_schemas::TaskState::Working,
+            )])
+            .await
+            .unwrap();
+        }
+        match events.next().await {
+            Some(Err(BusError::Lagged(n))) => assert_eq!(n, 12),
+            _ => panic!("expected a lag report"),
+        }
+        let first = events.next().await.unwrap().unwrap();
+        assert_eq!(first.event.seq, 13, "the newest events are kept");
     }
 
     #[tokio::test]

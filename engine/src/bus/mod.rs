@@ -5,6 +5,11 @@
 //! drop events whose `seq` they have already seen: that makes streams gap-free without
 //! polling storage.
 //!
+//! Durable event consumers ([`Bus::consume_events`]) give one reader (the webhook
+//! dispatcher) every event with an acker: unacknowledged events come again, in publish
+//! order, when the consumer is opened anew under the same name (after a crash or restart).
+//! Publishing never waits for such a reader.
+//!
 //! Backends: `memory` (default, in-process). [`conformance`] holds the suite every backend
 //! must pass.
 
@@ -17,6 +22,7 @@ use futures::stream::BoxStream;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+mod durable_log;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
@@ -45,6 +51,15 @@ pub type EventStream = BoxStream<'static, Result<Arc<TaskEvent>, BusError>>;
 pub type CommandStream = BoxStream<'static, Result<Delivery, BusError>>;
 pub type CancelStream = BoxStream<'static, String>;
 pub type ExhaustedStream = BoxStream<'static, Exhausted>;
+pub type DurableEventStream = BoxStream<'static, Result<EventDelivery, BusError>>;
+
+/// An event handed to a durable consumer; ack it once it is handled.
+pub struct EventDelivery {
+    pub event: Arc<TaskEvent>,
+    /// 1 on first delivery.
+    pub attempt: u64,
+    pub acker: Box<dyn Acker>,
+}
 
 /// A command the bus gave up redelivering (its handler crashed or timed out every time).
 #[derive(Debug, Clone)]
@@ -94,6 +109,17 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Live events of every task of this agent, from now on.
     async fn subscribe_all(&self) -> Result<EventStream, BusError>;
+
+    /// A durable consumer of every task event of this agent, named `durable_name`.
+    ///
+    /// The first opening starts at the events published from then on. Events come in
+    /// publish order, each with an acker; reopening under the same name (after a crash, a
+    /// restart, or dropping the stream) delivers again, in publish order, every event from
+    /// the oldest unacknowledged one on (acked events after it may come again: at least
+    /// once). One reader per name at a time: a new opening replaces the previous one.
+    /// Publishing never waits for the consumer; a backend that must drop events a consumer
+    /// has not read yet reports [`BusError::Lagged`] on its stream.
+    async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError>;
 
     /// Asks whichever worker runs `task_id` to stop its handler.
     async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError>;

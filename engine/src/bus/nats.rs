@@ -7,6 +7,10 @@
 //! - Events: a limits stream on `bindu.<agent>.tasks.events.<task>` kept for the retention
 //!   age. Live readers use plain subscriptions on the task's subject; replays use an ordered
 //!   consumer filtered on it.
+//! - Durable event consumers (the webhook dispatcher): a durable pull consumer on the events
+//!   stream with explicit acks. Opening one reads its ack floor, then recreates it to start
+//!   right after the floor, so a restarted reader gets every unacknowledged event again in
+//!   stream order at once (not interleaved with redeliveries after the ack wait).
 //! - Cancel: core NATS on `bindu.<agent>.tasks.cancel`.
 //! - Exhausted commands: JetStream's max-deliveries advisory, read by one worker (queue
 //!   group), which fails the task and moves the command to `bindu.<agent>.tasks.deadletter`
@@ -49,6 +53,9 @@ pub struct NatsOptions {
     pub wait_for_server: bool,
     /// Commands a worker may hold unacknowledged (prefetch bound).
     pub prefetch: usize,
+    /// Redelivery deadline of an event held by a durable event consumer (webhook retries
+    /// can take minutes; a redelivered event is recognised by its sequence number).
+    pub event_ack_wait: Duration,
 }
 
 impl NatsOptions {
@@ -63,6 +70,7 @@ impl NatsOptions {
             max_deliver: 5,
             wait_for_server: false,
             prefetch: 256,
+            event_ack_wait: Duration::from_secs(600),
         }
     }
 }
@@ -83,6 +91,25 @@ fn stream_name(agent: &str, what: &str) -> String {
 }
 
 const CONSUMER: &str = "workers";
+
+/// A JetStream consumer name from a free-form durable name.
+fn consumer_name(durable: &str) -> String {
+    let name: String = durable
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "events".into()
+    } else {
+        name
+    }
+}
 
 /// Start-up keeps retrying stream and consumer creation for up to 30 s.
 fn setup_policy() -> RetryPolicy {
@@ -370,6 +397,80 @@ impl Bus for NatsBus {
             .await
             .map_err(unavailable)?;
         Ok(Self::live(sub))
+    }
+
+    async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError> {
+        let name = consumer_name(durable_name);
+        let stream = self
+            .js
+            .get_stream(&self.events_stream)
+            .await
+            .map_err(unavailable)?;
+        // Resume right after the ack floor: everything unacknowledged comes again, in order.
+        let deliver_policy = match stream.consumer_info(&name).await {
+            Ok(info) => {
+                let floor = info.ack_floor.stream_sequence;
+                stream.delete_consumer(&name).await.map_err(|e| {
+                    BusError::Unavailable(format!("cannot reopen event consumer {name}: {e}"))
+                })?;
+                tracing::info!(consumer = %name, ack_floor = floor, "reopening the durable event consumer after its ack floor");
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                }
+            }
+            Err(e)
+                if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound =>
+            {
+                consumer::DeliverPolicy::New
+            }
+            Err(e) => {
+                return Err(BusError::Unavailable(format!(
+                    "cannot read event consumer {name}: {e}"
+                )))
+            }
+        };
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            deliver_policy,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.options.event_ack_wait,
+            max_deliver: -1,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        let consumer: consumer::Consumer<consumer::pull::Config> = setup_policy()
+            .run(|| stream.create_consumer(config.clone()), |_| true)
+            .await
+            .map_err(|e| {
+                BusError::Unavailable(format!("cannot create event consumer {name}: {e}"))
+            })?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(512)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        Ok(messages
+            .filter_map(|m| async move {
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => return Some(Err(unavailable(e))),
+                };
+                let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+                let (msg, acker) = m.split();
+                match Self::decode_event(&msg.payload) {
+                    Some(event) => Some(Ok(EventDelivery {
+                        event,
+                        attempt,
+                        acker: Box::new(NatsAcker(acker)),
+                    })),
+                    None => {
+                        let _ = acker.ack_with(jetstream::AckKind::Term).await;
+                        None
+                    }
+                }
+            })
+            .boxed())
     }
 
     async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError> {

@@ -22,10 +22,14 @@ use bindu_schemas::{
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod dead_letters;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "postgres")]
+pub use dead_letters::PostgresDeadLetters;
+pub use dead_letters::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
