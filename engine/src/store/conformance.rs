@@ -84,10 +84,61 @@ where
     list_tasks_pages_newest_first(&make().await).await;
     contexts_list_and_clear(&make().await).await;
     push_configs(&make().await).await;
+    a_refused_inline_push_config_changes_nothing(&make().await).await;
     feedback(&make().await).await;
     concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;
     counts_by_state(&make().await).await;
     purge_removes_only_terminal_tasks(&make().await).await;
+}
+
+/// A follow-up whose inline push config is refused (the task already holds the most it may)
+/// must leave the task as it was: moved back to `submitted` with no command queued, it would
+/// never run.
+pub async fn a_refused_inline_push_config_changes_nothing(store: &dyn TaskStore) {
+    let s = submit_new(store, None).await;
+    let id = s.task.id.clone();
+    run_to(store, &id, TaskState::InputRequired).await;
+    let before = store.get(&id, Access::Owner(None)).await.expect("get").task;
+    for i in 0..MAX_PUSH_CONFIGS_PER_TASK {
+        store
+            .set_push_config(
+                &id,
+                Access::Owner(None),
+                PushNotificationConfig {
+                    url: format!("https://hooks.example.com/{i}"),
+                    id: Some(format!("c{i}")),
+                    token: None,
+                    authentication: None,
+                },
+            )
+            .await
+            .expect("a config below the limit");
+    }
+    let refused = store
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: id.clone(),
+            context_id: None,
+            message: user_message("one more"),
+            push_config: Some(PushNotificationConfig {
+                url: "https://hooks.example.com/extra".into(),
+                id: Some("extra".into()),
+                token: None,
+                authentication: None,
+            }),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    let task = store.get(&id, Access::Owner(None)).await.expect("get").task;
+    assert_eq!(task.status.state, TaskState::InputRequired);
+    assert_eq!(
+        task.history.map(|h| h.len()),
+        before.history.map(|h| h.len()),
+        "the message was not recorded"
+    );
 }
 
 pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {

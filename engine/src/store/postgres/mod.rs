@@ -254,8 +254,27 @@ impl TaskStore for PostgresStore {
 
     async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let push = req.push_config.clone();
+        let mut push = req.push_config.clone();
         let owner = req.owner.clone();
+        // A follow-up to an existing task: store its inline config first, so a refusal
+        // (too many configs) leaves the task as it was. A task moved back to `submitted`
+        // without its command queued would never run.
+        if let Some(config) = &push {
+            match self
+                .set_push_config(
+                    &req.task_id,
+                    Access::Owner(owner.as_deref()),
+                    config.clone(),
+                )
+                .await
+            {
+                Ok(_) => push = None,
+                // A new task (or someone else's, which the submit refuses): stored below.
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let task_id = req.task_id.clone();
         let outcome = self.send(writer::Op::Submit { req, reply: tx }, rx).await?;
         let submitted = match outcome {
             writer::SubmitOutcome::Created(s) => s,
@@ -279,8 +298,27 @@ impl TaskStore for PostgresStore {
             }
         };
         if let Some(config) = push {
-            self.set_push_config(&submitted.task.id, Access::Owner(owner.as_deref()), config)
-                .await?;
+            if let Err(e) = self
+                .set_push_config(&task_id, Access::Owner(owner.as_deref()), config)
+                .await
+            {
+                // The task exists but will not be queued: end it visibly instead of leaving
+                // it `submitted` for good.
+                let message = bindu_schemas::Message::agent(
+                    uuid::Uuid::new_v4().to_string(),
+                    vec![bindu_schemas::Part::text(format!(
+                        "Task failed: its push notification config could not be stored ({e})"
+                    ))],
+                );
+                let _ = self
+                    .apply(vec![TaskUpdate::new(
+                        &task_id,
+                        Expect::State(TaskState::Submitted),
+                    )
+                    .status(TaskState::Failed, Some(message))])
+                    .await;
+                return Err(e);
+            }
         }
         Ok(submitted)
     }
