@@ -24,20 +24,9 @@ fn command(
     nats: &NatsServer,
     extra: &[(&str, &str)],
 ) -> std::process::Command {
-    let mut cmd = bindu();
-    cmd.env("STORAGE_TYPE", "postgres")
-        .env("DATABASE_URL", &db.url)
-        .env("SCHEDULER_TYPE", "nats")
-        .env("NATS_URL", nats.url())
-        .env("BINDU_AGENT_NAME", AGENT)
-        .env("STORAGE__NAMESPACE", AGENT)
-        .env("NATS__ACK_WAIT", "2")
-        .env("BINDU_SHUTDOWN_TIMEOUT", "5");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.args([role, "--port", "0", "--log-level", "warn"]);
-    cmd
+    let mut env = vec![("NATS__ACK_WAIT", "2")];
+    env.extend_from_slice(extra);
+    process::distributed(role, AGENT, &db.url, &nats.url(), &env)
 }
 
 fn client() -> reqwest::Client {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use bindu_engine::bus::nats_server::NatsServer;
 use bindu_engine::store::postgres::test_db::TestDb;
-use process::{bindu, Agent};
+use process::Agent;
 use serde_json::{json, Value};
 
 const AGENT: &str = "push-dist-agent";
@@ -25,23 +25,11 @@ fn command(
     nats: &NatsServer,
     extra: &[(&str, &str)],
 ) -> std::process::Command {
-    let mut cmd = bindu();
-    cmd.env("STORAGE_TYPE", "postgres")
-        .env("DATABASE_URL", &db.url)
-        .env("SCHEDULER_TYPE", "nats")
-        .env("NATS_URL", nats.url())
-        .env("BINDU_AGENT_NAME", AGENT)
-        .env("STORAGE__NAMESPACE", AGENT)
-        .env(
-            "BINDU_KEY_DIR",
-            std::env::temp_dir().join(format!("bindu-keys-{AGENT}")),
-        )
-        .env("BINDU_SHUTDOWN_TIMEOUT", "5");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.args([role, "--port", "0", "--log-level", "warn"]);
-    cmd
+    let keys = std::env::temp_dir().join(format!("bindu-keys-{AGENT}"));
+    let keys = keys.to_string_lossy();
+    let mut env = vec![("BINDU_KEY_DIR", keys.as_ref())];
+    env.extend_from_slice(extra);
+    process::distributed(role, AGENT, &db.url, &nats.url(), &env)
 }
 
 type Recorded = Arc<Mutex<Vec<Bytes>>>;

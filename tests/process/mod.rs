@@ -14,6 +14,30 @@ pub fn bindu() -> Command {
     c
 }
 
+/// `bindu <role>` of agent `agent` on Postgres (`database_url`) and NATS (`nats_url`), on a
+/// free port, with `extra` environment variables.
+pub fn distributed(
+    role: &str,
+    agent: &str,
+    database_url: &str,
+    nats_url: &str,
+    extra: &[(&str, &str)],
+) -> Command {
+    let mut cmd = bindu();
+    cmd.env("STORAGE_TYPE", "postgres")
+        .env("DATABASE_URL", database_url)
+        .env("SCHEDULER_TYPE", "nats")
+        .env("NATS_URL", nats_url)
+        .env("BINDU_AGENT_NAME", agent)
+        .env("STORAGE__NAMESPACE", agent)
+        .env("BINDU_SHUTDOWN_TIMEOUT", "5");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.args([role, "--port", "0", "--log-level", "warn"]);
+    cmd
+}
+
 /// A running `bindu serve`.
 pub struct Agent {
     pub child: Child,

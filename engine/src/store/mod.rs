@@ -23,6 +23,8 @@ use bindu_schemas::{
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod dead_letters;
+#[cfg(any(test, feature = "testing"))]
+pub mod flaky;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
