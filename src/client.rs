@@ -44,9 +44,12 @@ impl Client {
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(300));
         if let Some(ca) = ca_pem {
             builder = builder.tls_built_in_root_certs(false);
-            for cert in reqwest::Certificate::from_pem_bundle(ca)
-                .context("reading the CA bundle (PEM certificates expected)")?
-            {
+            let certs = reqwest::Certificate::from_pem_bundle(ca)
+                .context("reading the CA bundle (PEM certificates expected)")?;
+            if certs.is_empty() {
+                anyhow::bail!("the CA bundle holds no PEM certificate");
+            }
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }

@@ -545,5 +545,17 @@ async fn the_cli_calls_over_mutual_tls() {
     let out = run(false).await;
     assert!(!out.status.success());
     assert!(!out.stderr.is_empty());
+    // A CA file that holds no certificate is named as such, before any connection.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bindu"))
+        .args(["call", &url, "tasks/list", "{}", "--ca-file"])
+        .arg(&key)
+        .env("BINDU_KEY_DIR", pki.dir.join("cli-keys"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CA bundle"), "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "never echo the file: {err}");
     server.shutdown();
 }
