@@ -553,6 +553,12 @@ pub(crate) async fn launch_with(
                 max_body_bytes: config.server.max_body_bytes,
                 sse_keepalive: Duration::from_secs(config.server.sse_keepalive_secs),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                // A blocking send never waits longer than a run may take (plus the time to
+                // record its outcome); without a task timeout, an hour.
+                blocking_wait: config
+                    .worker
+                    .task_timeout
+                    .map_or(Duration::from_secs(3600), |t| t + Duration::from_secs(30)),
             },
             shutdown.clone(),
         );

@@ -54,6 +54,7 @@ fn send_params(text: &str, blocking: bool) -> Value {
            "configuration": {"blocking": blocking}})
 }
 
+#[allow(dead_code)]
 async fn wait_state(c: &reqwest::Client, url: &str, task_id: &str, want: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -198,15 +199,59 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
         &[("BINDU_ECHO_DELAY_MS", "3000")],
     ));
     survivor.stop();
-    let r = rpc(&c, &url, "message/send", send_params("long", false)).await;
-    let tid = r["result"]["id"].as_str().unwrap().to_string();
-    wait_state(&c, &url, &tid, "working").await;
+    // Started as a stream, so the `working` event (announced, not stored) is seen.
+    let resp = c
+        .post(&url)
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "long", "method": "message/stream",
+                      "params": send_params("long", true)}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let mut tid = String::new();
+    {
+        use futures::StreamExt;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !text.contains(r#""state":"working""#) {
+            assert!(Instant::now() < deadline, "no working event: {text}");
+            let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if tid.is_empty() {
+                if let Some(first) = text.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let v: Value = serde_json::from_str(first).unwrap();
+                    tid = v["result"]["id"].as_str().unwrap().to_string();
+                }
+            }
+        }
+    }
     let canceled = rpc(&c, &url, "tasks/cancel", json!({"id": tid})).await;
     assert_eq!(
         canceled["result"]["status"]["state"], "canceled",
         "{canceled}"
     );
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The stream ends with the cancellation, long before the handler's 3 s were up.
+    let started = Instant::now();
+    {
+        use futures::StreamExt;
+        while let Some(Ok(chunk)) = tokio::time::timeout(Duration::from_secs(30), body.next())
+            .await
+            .unwrap()
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(text.contains(r#""state":"canceled""#), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the stream ended at the cancel"
+    );
     let later = rpc(&c, &url, "tasks/get", json!({"id": tid})).await;
     assert_eq!(later["result"]["status"]["state"], "canceled", "{later}");
     assert!(later["result"].get("artifacts").is_none(), "{later}");
@@ -294,6 +339,92 @@ async fn processes_ride_out_a_nats_restart() {
         }
         assert!(Instant::now() < deadline, "never recovered: {after}");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    worker.stop();
+    ingress.stop();
+}
+
+/// Results larger than NATS carries (1 MiB) still reach blocking and streaming clients:
+/// the event is published truncated and the ingress reads the task from the store. A NUL
+/// character, which Postgres cannot store, is refused at validation (-32602) and never
+/// fails the requests sent beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_results_and_unstorable_input_never_fail_other_callers() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let ingress = Agent::start(command("ingress", &db, &nats, &[]));
+    let worker = Agent::start(command("worker", &db, &nats, &[]));
+    let c = client();
+    let url = ingress.url();
+
+    let big = "x".repeat(1536 * 1024);
+    let r = rpc(&c, &url, "message/send", send_params(&big, true)).await;
+    let task = &r["result"];
+    assert_eq!(
+        task["status"]["state"],
+        "completed",
+        "{}",
+        &r.to_string()[..200.min(r.to_string().len())]
+    );
+    let artifact_text = task["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        artifact_text.len() >= big.len(),
+        "the whole result reached the blocking client"
+    );
+
+    let resp = c
+        .post(&url)
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "s", "method": "message/stream",
+                      "params": send_params(&big, true)}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let events = sse(resp).await;
+    let last = events.last().expect("events");
+    assert_eq!(
+        last["result"]["kind"], "task",
+        "the result comes as the stored task"
+    );
+    assert_eq!(last["result"]["status"]["state"], "completed");
+    let streamed = last["result"]["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        streamed.len() >= big.len(),
+        "the whole result reached the stream"
+    );
+
+    // 49 ordinary sends and one with a NUL character, at once.
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let (c, url) = (c.clone(), url.clone());
+        handles.push(tokio::spawn(async move {
+            let text = if i == 7 {
+                "bad \u{0} input".to_string()
+            } else {
+                format!("ok {i}")
+            };
+            (
+                i,
+                rpc(&c, &url, "message/send", send_params(&text, true)).await,
+            )
+        }));
+    }
+    for h in handles {
+        let (i, r) = h.await.unwrap();
+        if i == 7 {
+            assert_eq!(r["error"]["code"], -32602, "{r}");
+            assert!(
+                r["error"]["message"].as_str().unwrap_or("").contains("NUL"),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["result"]["status"]["state"], "completed", "send {i}: {r}");
+        }
     }
     worker.stop();
     ingress.stop();

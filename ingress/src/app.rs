@@ -32,6 +32,9 @@ pub struct IngressOptions {
     pub sse_keepalive: Duration,
     /// Version reported by `/health`.
     pub version: String,
+    /// Longest a blocking `message/send` waits for its task's final event before it answers
+    /// with the task as stored (set it above the workers' task timeout).
+    pub blocking_wait: Duration,
 }
 
 impl Default for IngressOptions {
@@ -40,6 +43,7 @@ impl Default for IngressOptions {
             max_body_bytes: 10 * 1024 * 1024,
             sse_keepalive: Duration::from_secs(15),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            blocking_wait: Duration::from_secs(630),
         }
     }
 }

@@ -29,6 +29,8 @@ struct StreamState {
     events: EventStream,
     trim: Option<u32>,
     done: bool,
+    /// An event came truncated (or was missed): the task is sent as stored at the end.
+    resync: bool,
 }
 
 fn data_event<T: Serialize>(id: &RequestId, seq: u64, result: &T) -> Event {
@@ -42,6 +44,30 @@ fn error_json(id: &RequestId, e: JsonRpcError) -> String {
 }
 
 impl StreamState {
+    /// The task as stored, as one event, when the store holds it at `at_least` or later.
+    async fn snapshot(&mut self, at_least: u64) -> Result<Option<Event>, Event> {
+        match self
+            .app
+            .inner
+            .store
+            .get(&self.task_id, Access::Internal)
+            .await
+        {
+            Ok(snap) if snap.version >= at_least && snap.version > self.after => {
+                self.after = snap.version;
+                self.done = snap.task.status.state.is_final();
+                let mut task = snap.task;
+                task.trim_history(self.trim);
+                Ok(Some(data_event(&self.id, snap.version, &task)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => {
+                self.done = true;
+                Err(Event::default().data(error_json(&self.id, crate::error::store_error(e))))
+            }
+        }
+    }
+
     async fn next_event(&mut self) -> Option<Event> {
         if self.done {
             return None;
@@ -51,10 +77,18 @@ impl StreamState {
         }
         loop {
             match self.events.next().await {
-                Some(Ok(e)) => {
-                    if e.seq <= self.after {
-                        continue;
+                Some(Ok(e)) if e.seq <= self.after => continue,
+                Some(Ok(e)) if e.truncated || (self.resync && e.is_final()) => {
+                    // Too large for the bus: send the task as stored instead. A chunk the
+                    // store does not hold yet comes with the task once the run has ended.
+                    self.resync = true;
+                    match self.snapshot(e.seq).await {
+                        Ok(Some(event)) => return Some(event),
+                        Ok(None) => continue,
+                        Err(event) => return Some(event),
                     }
+                }
+                Some(Ok(e)) => {
                     self.after = e.seq;
                     self.done = e.is_final();
                     return Some(data_event(&self.id, e.seq, &e.event));
@@ -62,28 +96,11 @@ impl StreamState {
                 Some(Err(BusError::Lagged(missed))) => {
                     // Too slow to keep up: resynchronise from a fresh snapshot.
                     tracing::debug!(task_id = %self.task_id, missed, "stream lagged; sending a snapshot");
-                    match self
-                        .app
-                        .inner
-                        .store
-                        .get(&self.task_id, Access::Internal)
-                        .await
-                    {
-                        Ok(snap) if snap.version > self.after => {
-                            self.after = snap.version;
-                            self.done = snap.task.status.state.is_final();
-                            let mut task = snap.task;
-                            task.trim_history(self.trim);
-                            return Some(data_event(&self.id, snap.version, &task));
-                        }
-                        Ok(_) => continue,
-                        Err(e) => {
-                            self.done = true;
-                            return Some(
-                                Event::default()
-                                    .data(error_json(&self.id, crate::error::store_error(e))),
-                            );
-                        }
+                    self.resync = true;
+                    match self.snapshot(self.after + 1).await {
+                        Ok(Some(event)) => return Some(event),
+                        Ok(None) => continue,
+                        Err(event) => return Some(event),
                     }
                 }
                 Some(Err(e)) => {
@@ -132,6 +149,7 @@ pub(crate) fn resume_stream(
         events,
         trim,
         done: false,
+        resync: false,
     };
     let stream = futures::stream::unfold(state, |mut st| async move {
         st.next_event().await.map(|e| (Ok::<_, Infallible>(e), st))

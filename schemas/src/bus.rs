@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::a2a::{TaskArtifactUpdateEvent, TaskState, TaskStatusUpdateEvent};
+use crate::a2a::{Message, Metadata, TaskArtifactUpdateEvent, TaskState, TaskStatusUpdateEvent};
 
 /// What a command asks a worker to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,24 @@ pub struct TaskCommand {
     pub caller: Option<String>,
     /// RFC 3339 time at which ingress accepted the request.
     pub issued_at: String,
+    /// Sequence number of the `submitted` event this run follows. A worker numbers the
+    /// run's events after it (`working` is `version + 1`). 0 (absent): unknown, the worker
+    /// reads the task from the store first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+    /// The task's conversation so far (its history, oldest first, the new message last),
+    /// carried so a worker need not read it back. Absent when it was larger than the
+    /// inline limit: the worker reads it from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Message>>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The A2A event inside a [`TaskEvent`]; each variant carries its own `kind`.
@@ -51,14 +69,69 @@ pub enum EventBody {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvent {
-    /// Per-task sequence number, starting at 1 and without gaps.
+    /// Per-task sequence number, starting at 1 and increasing. A run's events follow its
+    /// `submitted` event without gaps; a transition recorded beside a run that may still be
+    /// in flight (a cancel, a give-up) skips ahead by 2^20, so it never collides with events
+    /// that run announced.
     pub seq: u64,
     /// RFC 3339 time the transition was recorded.
     pub timestamp: String,
     pub event: EventBody,
+    /// Messages this transition appended to the task's history (the agent's reply rides on
+    /// the status update that ends a run), so a reader can build the task without reading
+    /// the store. Not part of the A2A event: streams and webhooks send `event` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Message>,
+    /// Task metadata this transition merged into the task's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    /// The event was too large for the bus: its content (artifact parts, status message,
+    /// `history`, `metadata`) was left out. Read the task from the store for it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub truncated: bool,
 }
 
 impl TaskEvent {
+    /// An event with no history or metadata attached.
+    pub fn new(seq: u64, timestamp: impl Into<String>, event: EventBody) -> TaskEvent {
+        TaskEvent {
+            seq,
+            timestamp: timestamp.into(),
+            event,
+            history: Vec::new(),
+            metadata: None,
+            truncated: false,
+        }
+    }
+
+    /// This event with its content left out (see [`TaskEvent::truncated`]): what a bus
+    /// publishes when the whole event is over its message size limit.
+    pub fn truncate(&self) -> TaskEvent {
+        let event = match &self.event {
+            EventBody::Status(s) => {
+                let mut s = s.clone();
+                s.status.message = None;
+                s.metadata = None;
+                EventBody::Status(s)
+            }
+            EventBody::Artifact(a) => {
+                let mut a = a.clone();
+                a.artifact.parts = Vec::new();
+                a.artifact.metadata = None;
+                a.metadata = None;
+                EventBody::Artifact(a)
+            }
+        };
+        TaskEvent {
+            seq: self.seq,
+            timestamp: self.timestamp.clone(),
+            event,
+            history: Vec::new(),
+            metadata: None,
+            truncated: true,
+        }
+    }
+
     pub fn task_id(&self) -> &str {
         match &self.event {
             EventBody::Status(e) => &e.task_id,

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bindu_engine::store::{ArtifactChunk, Expect, TaskUpdate};
-use bindu_engine::{Bus, TaskStore};
-use bindu_schemas::{Artifact, Message, Metadata, Part, Task, TaskState};
+use bindu_engine::store::{artifact_event, status_event, ArtifactChunk};
+use bindu_engine::time::now_rfc3339;
+use bindu_engine::Bus;
+use bindu_schemas::{Artifact, Message, Metadata, Part, Task, TaskState, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
 /// What a handler gets for one run.
@@ -166,18 +167,33 @@ where
     FnHandler(f)
 }
 
-/// Streams a running task's output: each call is recorded in the store and published as an
-/// event before it returns.
+/// Streams a running task's output. Each chunk or status is announced on the bus as an
+/// event before the call returns (numbered after the run's `working` event); the chunks are
+/// recorded in the store with the run's outcome, in one write.
 #[derive(Clone)]
 pub struct Emitter {
     pub(crate) task_id: String,
-    pub(crate) store: Arc<dyn TaskStore>,
+    pub(crate) context_id: String,
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) identity: Option<Arc<bindu_engine::identity::Identity>>,
     pub(crate) budget: OutputBudget,
     /// Every part streamed so far, in order: the agent's reply in the task's history once
     /// the run completes with [`HandlerOutput::Streamed`].
     pub(crate) transcript: Arc<std::sync::Mutex<Vec<Part>>>,
+    /// What the run announced so far (held across numbering and publishing, so events of
+    /// concurrent calls keep their order).
+    pub(crate) run: Arc<tokio::sync::Mutex<RunLog>>,
+}
+
+/// The events a run announced before its outcome is recorded.
+#[derive(Debug, Default)]
+pub(crate) struct RunLog {
+    /// Sequence number of the last event announced.
+    pub(crate) last_seq: u64,
+    /// Sequence numbers used (the `working` status, interim statuses, chunks).
+    pub(crate) announced: u64,
+    /// The chunks among them, to be recorded with the outcome.
+    pub(crate) streamed: Vec<ArtifactChunk>,
 }
 
 /// The bytes of output one run may still produce (`worker.max_output_bytes`), shared by
@@ -240,27 +256,11 @@ impl Emitter {
         }
     }
 
-    async fn record(&self, mut update: TaskUpdate) -> Result<(), HandlerError> {
-        if let Some(identity) = &self.identity {
-            crate::pool::sign_update(&mut update, identity);
-        }
-        let applied = self
-            .store
-            .apply(vec![update])
-            .await
-            .pop()
-            .ok_or("the task store returned no result")??;
-        if let Err(e) = self.bus.publish_events(applied.events).await {
-            tracing::warn!(task_id = %self.task_id, error = %e, "could not publish a streamed event");
-        }
-        Ok(())
-    }
-
     /// Sends one chunk of an artifact. The first chunk of an artifact has `append: false`;
     /// later ones `append: true`; the last one `last_chunk: true`.
     pub async fn artifact_chunk(
         &self,
-        artifact: Artifact,
+        mut artifact: Artifact,
         append: bool,
         last_chunk: bool,
     ) -> Result<(), HandlerError> {
@@ -268,16 +268,26 @@ impl Emitter {
         self.budget
             .spend(artifact.parts.iter().map(part_size).sum())?;
         let parts = artifact.parts.clone();
-        self.record(
-            TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working)).artifact(
-                ArtifactChunk {
-                    artifact,
-                    append,
-                    last_chunk,
-                },
-            ),
-        )
-        .await?;
+        if let Some(identity) = &self.identity {
+            crate::pool::sign_parts(&mut artifact.parts, identity);
+        }
+        let chunk = ArtifactChunk {
+            artifact,
+            append,
+            last_chunk,
+        };
+        {
+            let mut run = self.run.lock().await;
+            let seq = run.last_seq + 1;
+            let event =
+                artifact_event(&self.task_id, &self.context_id, &chunk, seq, &now_rfc3339());
+            if let Err(e) = self.bus.announce(vec![event]).await {
+                tracing::warn!(task_id = %self.task_id, error = %e, "could not publish a streamed chunk");
+            }
+            run.last_seq = seq;
+            run.announced += 1;
+            run.streamed.push(chunk);
+        }
         self.transcript
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -301,16 +311,31 @@ impl Emitter {
         out
     }
 
-    /// Publishes an interim status message (the task stays `working`).
+    /// Publishes an interim status message (the task stays `working`). It is an event
+    /// only: the task's recorded status is its outcome.
     pub async fn status(&self, text: impl Into<String>) -> Result<(), HandlerError> {
         let text = text.into();
         self.budget.spend(text.len())?;
-        let msg = Message::agent(uuid::Uuid::new_v4().to_string(), vec![Part::text(text)]);
-        self.record(
-            TaskUpdate::new(&self.task_id, Expect::State(TaskState::Working))
-                .status(TaskState::Working, Some(msg)),
-        )
-        .await
+        let mut parts = vec![Part::text(text)];
+        if let Some(identity) = &self.identity {
+            crate::pool::sign_parts(&mut parts, identity);
+        }
+        let msg = Message::agent(uuid::Uuid::new_v4().to_string(), parts);
+        let now = now_rfc3339();
+        let status = TaskStatus {
+            state: TaskState::Working,
+            message: Some(msg),
+            timestamp: Some(now.clone()),
+        };
+        let mut run = self.run.lock().await;
+        let seq = run.last_seq + 1;
+        let event = status_event(&self.task_id, &self.context_id, &status, seq, &now);
+        if let Err(e) = self.bus.announce(vec![event]).await {
+            tracing::warn!(task_id = %self.task_id, error = %e, "could not publish a status message");
+        }
+        run.last_seq = seq;
+        run.announced += 1;
+        Ok(())
     }
 }
 
@@ -336,8 +361,8 @@ pub(crate) fn check_parts(parts: &[Part]) -> Result<(), HandlerError> {
 
 /// One artifact streamed in chunks: the first chunk creates it (`append: false`), later
 /// ones extend it (`append: true`), [`ArtifactStream::finish`] sends the last one
-/// (`lastChunk: true`). Each chunk reaches the store and the bus before `send` returns, so
-/// SSE clients see it as it is produced; `tasks/get` shows the merged artifact.
+/// (`lastChunk: true`). Each chunk reaches the bus before `send` returns, so SSE clients
+/// see it as it is produced; `tasks/get` shows the merged artifact once the run ends.
 pub struct ArtifactStream {
     emitter: Emitter,
     artifact_id: String,

@@ -18,9 +18,11 @@ use std::time::Duration;
 use bindu_engine::bus::{BusError, Delivery};
 use bindu_engine::identity::{Identity, SIGNATURE_METADATA_KEY};
 use bindu_engine::retry::RetryPolicy;
-use bindu_engine::store::{Access, ArtifactChunk, Expect, ListQuery, StoreError, TaskUpdate};
+use bindu_engine::store::{
+    status_event, Access, ArtifactChunk, Expect, ListQuery, StoreError, TaskUpdate,
+};
 use bindu_engine::{Bus, TaskStore};
-use bindu_schemas::{Artifact, Message, Part, TaskState};
+use bindu_schemas::{Artifact, Message, Part, TaskState, TaskStatus};
 use dashmap::DashMap;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -28,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::handler::{
-    check_parts, part_size, Emitter, Handler, HandlerInput, HandlerOutput, OutputBudget,
+    check_parts, part_size, Emitter, Handler, HandlerInput, HandlerOutput, OutputBudget, RunLog,
 };
 
 #[derive(Debug, Clone)]
@@ -72,7 +74,36 @@ struct Inner {
     handler: Arc<dyn Handler>,
     options: WorkerOptions,
     running: DashMap<String, CancellationToken>,
+    /// Tasks a cancel signal named while no handler here ran them (recent ones, bounded):
+    /// a command for one is checked against the store before it runs.
+    canceled: std::sync::Mutex<RecentIds>,
     identity: Option<Arc<Identity>>,
+}
+
+/// A bounded set of recently seen ids (oldest forgotten first).
+#[derive(Default)]
+struct RecentIds {
+    ids: HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    const CAPACITY: usize = 16_384;
+
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// How long a worker keeps retrying a write while the task store is unavailable.
@@ -98,6 +129,7 @@ impl WorkerPool {
                 handler,
                 options,
                 running: DashMap::new(),
+                canceled: Default::default(),
                 identity: None,
             }),
         }
@@ -130,6 +162,12 @@ impl WorkerPool {
                     if let Some(token) = inner.running.get(&task_id) {
                         tracing::info!(task_id = %task_id, "cancel signal: interrupting the handler");
                         token.cancel();
+                    } else {
+                        inner
+                            .canceled
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(task_id);
                     }
                 }
             })
@@ -224,7 +262,8 @@ impl Inner {
         let msg = agent_message(vec![Part::text(reason)]);
         let update = TaskUpdate::new(&task_id, Expect::NotTerminal)
             .history(msg.clone())
-            .status(TaskState::Failed, Some(msg));
+            .status(TaskState::Failed, Some(msg))
+            .beside_run();
         match self.record(update).await {
             Ok(_) => {
                 tracing::warn!(%task_id, deliveries = ex.deliveries, "task failed after its last delivery")
@@ -279,15 +318,35 @@ impl Inner {
                 |e| matches!(e, StoreError::Unavailable(_)),
             )
             .await?;
-        if let Err(e) = self.bus.publish_events(applied.events).await {
+        self.publish(applied.events).await;
+        Ok(applied.state)
+    }
+
+    /// Publishes recorded events, retrying a bus outage for a while (waiting readers fall
+    /// back to the store after their deadline if the events never arrive).
+    async fn publish(&self, events: Vec<bindu_schemas::bus::TaskEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let policy = RetryPolicy {
+            base: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+        };
+        if let Err(e) = policy
+            .run(
+                || self.bus.publish_events(events.clone()),
+                |e| !matches!(e, BusError::Closed),
+            )
+            .await
+        {
             tracing::warn!(error = %e, "could not publish task events");
         }
-        Ok(applied.state)
     }
 
     async fn process(&self, d: Delivery) {
         let task_id = d.command.task_id.clone();
-        // Registered before the task turns `working`, so no cancel signal can fall between.
+        // Registered before the run starts, so no cancel signal can fall between.
         let token = CancellationToken::new();
         self.running.insert(task_id.clone(), token.clone());
         let outcome = self.run(&d, token).await;
@@ -297,66 +356,76 @@ impl Inner {
         }
     }
 
+    /// What a run starts from: the conversation, the version it follows and the owner. From
+    /// the command itself on a first delivery; from the store on a redelivery (its first
+    /// worker may have died mid-run), a command without them, or a task canceled while
+    /// queued. `Err(true)`: nothing to run (ack), `Err(false)`: try again later (nack).
+    async fn start_from(&self, d: &Delivery) -> Result<(Vec<Message>, u64, Option<String>), bool> {
+        let cmd = &d.command;
+        let canceled = self
+            .canceled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&cmd.task_id);
+        if d.attempt == 1 && cmd.version > 0 && !canceled {
+            if let Some(history) = &cmd.history {
+                return Ok((history.clone(), cmd.version, cmd.caller.clone()));
+            }
+        }
+        match self.store.get(&cmd.task_id, Access::Internal).await {
+            Ok(s)
+                if matches!(
+                    s.task.status.state,
+                    TaskState::Submitted | TaskState::Working
+                ) =>
+            {
+                Ok((s.task.history.unwrap_or_default(), s.version, s.owner))
+            }
+            Ok(s) => {
+                // Canceled while queued, or a duplicate of a run that already ended.
+                tracing::debug!(task_id = %cmd.task_id, state = %s.task.status.state, "command skipped");
+                Err(true)
+            }
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!(task_id = %cmd.task_id, "task vanished before its handler ran");
+                Err(true)
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %cmd.task_id, error = %e, "could not read the task; command will be retried");
+                Err(false)
+            }
+        }
+    }
+
     /// Runs one command; `None` when it was handed back to the bus for a retry.
     async fn run(&self, d: &Delivery, token: CancellationToken) -> Option<()> {
         let cmd = &d.command;
         let task_id = cmd.task_id.as_str();
-        let doubt = std::sync::atomic::AtomicBool::new(false);
-        match self
-            .record_noting_doubt(
-                // A redelivery may find the task `working`: its first worker died mid-run.
-                TaskUpdate::new(
-                    task_id,
-                    if d.attempt > 1 {
-                        Expect::Active
-                    } else {
-                        Expect::State(TaskState::Submitted)
-                    },
-                )
-                .status(TaskState::Working, None),
-                &doubt,
-            )
-            .await
-        {
-            Ok(_) => {}
-            // A timed-out attempt that did commit: the task is ours and `working`. (Skipping
-            // it here would ack the command and leave the task `working` for good.)
-            Err(StoreError::Conflict {
-                state: TaskState::Working,
-                ..
-            }) if doubt.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::info!(
-                    task_id,
-                    "an earlier attempt to start the task did commit; running it"
-                );
-            }
-            Err(StoreError::Unavailable(e)) => {
-                tracing::warn!(task_id, error = %e, "task store unavailable; command will be retried");
-                let _ = d.acker.nack(Duration::from_secs(1)).await;
-                return None;
-            }
-            Err(e) => {
-                // Duplicate, canceled or deleted task: nothing to run.
-                tracing::debug!(task_id, error = %e, "command skipped");
-                return Some(());
-            }
-        }
-
-        let snapshot = match self.store.get(task_id, Access::Internal).await {
-            Ok(s) => s,
-            Err(StoreError::NotFound(_)) => {
-                tracing::warn!(task_id, "task vanished before its handler ran");
-                return Some(());
-            }
-            Err(e) => {
-                // The task is `working` now: acking would leave it there for good. Hand the
-                // command back; its redelivery resumes the task (`Expect::Active`).
-                tracing::warn!(task_id, error = %e, "could not read the task; command will be retried");
+        let (history, version, owner) = match self.start_from(d).await {
+            Ok(start) => start,
+            Err(true) => return Some(()),
+            Err(false) => {
                 let _ = d.acker.nack(Duration::from_secs(1)).await;
                 return None;
             }
         };
-        let history = snapshot.task.history.unwrap_or_default();
+        // `working` is announced, not written: the outcome records the whole run at once.
+        let now = bindu_engine::time::now_rfc3339();
+        let working = TaskStatus {
+            state: TaskState::Working,
+            message: None,
+            timestamp: Some(now.clone()),
+        };
+        let event = status_event(task_id, &cmd.context_id, &working, version + 1, &now);
+        if let Err(e) = self.bus.announce(vec![event]).await {
+            tracing::warn!(task_id, error = %e, "could not announce that the task is working");
+        }
+        let run_log = Arc::new(tokio::sync::Mutex::new(RunLog {
+            last_seq: version + 1,
+            announced: 1,
+            streamed: Vec::new(),
+        }));
+
         let mut seen = HashSet::new();
         let mut references = Vec::new();
         let mut wanted: Vec<String> = Vec::new();
@@ -373,39 +442,32 @@ impl Inner {
                 continue;
             }
             // Only tasks the same caller owns are visible; others are silently skipped.
-            if let Ok(r) = self
-                .store
-                .get(id, Access::Owner(snapshot.owner.as_deref()))
-                .await
-            {
+            if let Ok(r) = self.store.get(id, Access::Owner(owner.as_deref())).await {
                 references.push(r.task);
             }
         }
 
         let context_history = self
-            .context_history(
-                task_id,
-                &snapshot.task.context_id,
-                snapshot.owner.as_deref(),
-            )
+            .context_history(task_id, &cmd.context_id, owner.as_deref())
             .await;
 
         let budget = OutputBudget::new(self.options.max_output_bytes);
         let input = HandlerInput {
             task_id: task_id.to_string(),
-            context_id: snapshot.task.context_id.clone(),
+            context_id: cmd.context_id.clone(),
             history,
             references,
             context_history,
-            caller: snapshot.owner.clone(),
+            caller: owner.clone(),
             cancel: token.clone(),
             emitter: Emitter {
                 task_id: task_id.to_string(),
-                store: self.store.clone(),
+                context_id: cmd.context_id.clone(),
                 bus: self.bus.clone(),
                 identity: self.identity.clone(),
                 budget: budget.clone(),
                 transcript: Arc::default(),
+                run: run_log.clone(),
             },
         };
         let emitter = input.emitter.clone();
@@ -454,12 +516,38 @@ impl Inner {
             }
         };
 
-        let mut update = outcome_update(task_id, outcome, &budget, &emitter);
+        // No chunk or status is announced after this point (the handler has ended).
+        let (announced, streamed) = {
+            let mut log = run_log.lock().await;
+            (log.announced, std::mem::take(&mut log.streamed))
+        };
+        let mut update =
+            outcome_update(task_id, outcome, &budget, &emitter).after_run(announced, streamed);
         if let Some(identity) = &self.identity {
             sign_update(&mut update, identity);
         }
-        match self.record(update).await {
+        let doubt = std::sync::atomic::AtomicBool::new(false);
+        match self.record_noting_doubt(update, &doubt).await {
             Ok(state) => tracing::debug!(task_id, %state, "task finished"),
+            // An attempt that timed out did commit: announce what the store holds (the
+            // events of that attempt were never handed back).
+            Err(StoreError::Conflict { state, .. })
+                if doubt.load(std::sync::atomic::Ordering::Relaxed) && state.is_final() =>
+            {
+                tracing::info!(task_id, %state, "an earlier attempt to record the outcome did commit");
+                if let Ok(snap) = self.store.get(task_id, Access::Internal).await {
+                    let mut event = status_event(
+                        task_id,
+                        &snap.task.context_id,
+                        &snap.task.status,
+                        snap.version,
+                        &bindu_engine::time::now_rfc3339(),
+                    );
+                    // Readers building the task from events find it in the store instead.
+                    event.truncated = true;
+                    self.publish(vec![event]).await;
+                }
+            }
             Err(StoreError::Conflict { state, .. }) => {
                 tracing::info!(task_id, %state, "task changed while its handler ran (canceled?); result dropped")
             }
@@ -469,13 +557,31 @@ impl Inner {
                     "task deleted while its handler ran; result dropped"
                 )
             }
-            Err(e) => {
+            Err(StoreError::Unavailable(e)) => {
                 // Never ack a command whose outcome is not durable: the redelivery runs the
                 // task again (at least once), and after the bus's last delivery the task is
                 // failed with a reason and the command dead-lettered.
                 tracing::warn!(task_id, error = %e, "could not record the task's outcome; command will be retried");
                 let _ = d.acker.nack(Duration::from_secs(1)).await;
                 return None;
+            }
+            Err(e) => {
+                // The store refused the result itself (a value it cannot hold, say): the task
+                // fails with the reason instead of staying unfinished.
+                tracing::warn!(task_id, error = %e, "the task's result could not be stored; failing the task");
+                let reason = failed(
+                    task_id,
+                    format!("Task failed: its result could not be stored ({e})"),
+                )
+                .after_run(announced, Vec::new());
+                match self.record(reason).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(task_id, error = %e, "could not record the failure; command will be retried");
+                        let _ = d.acker.nack(Duration::from_secs(1)).await;
+                        return None;
+                    }
+                }
             }
         }
         Some(())
@@ -565,7 +671,7 @@ fn agent_message(parts: Vec<Part>) -> Message {
 
 fn failed(task_id: &str, reason: String) -> TaskUpdate {
     let msg = agent_message(vec![Part::text(reason)]);
-    TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+    TaskUpdate::new(task_id, Expect::Active)
         .history(msg.clone())
         .status(TaskState::Failed, Some(msg))
 }
@@ -614,7 +720,7 @@ fn outcome_update(
             return failed(task_id, format!("Task failed: {e}"));
         }
     }
-    let working = TaskUpdate::new(task_id, Expect::State(TaskState::Working));
+    let working = TaskUpdate::new(task_id, Expect::Active);
     let parts = match output {
         HandlerOutput::Text(t) => vec![Part::text(t)],
         HandlerOutput::Parts(p) if p.is_empty() => {

@@ -1,5 +1,6 @@
 //! A write that commits but reports a timeout (the task store answered too late) must not
-//! strand its task: the worker's retry finds the task already moved and carries on.
+//! strand its task or its waiters: the worker's retry finds the outcome already recorded,
+//! announces it, and acks.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::Ordering;
@@ -17,8 +18,8 @@ use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, Wo
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_that_committed_late_still_runs_the_task() {
-    // The first write is the worker's `submitted → working`.
+async fn an_outcome_that_committed_late_is_recognised_and_announced() {
+    // The first write is the worker's outcome (`working` is only announced).
     let store = Arc::new(Flaky::new());
     store.late_applies.store(1, Ordering::SeqCst);
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(16));
@@ -47,6 +48,7 @@ async fn a_start_that_committed_late_still_runs_the_task() {
         })
         .await
         .unwrap();
+    let mut events = bus.subscribe_task("late-start").await.unwrap();
     bus.publish_commands(vec![TaskCommand {
         op: CommandOp::Run,
         task_id: "late-start".into(),
@@ -54,6 +56,8 @@ async fn a_start_that_committed_late_still_runs_the_task() {
         message_id: "m".into(),
         caller: None,
         issued_at: bindu_engine::time::now_rfc3339(),
+        version: submitted.version,
+        history: submitted.task.history.clone(),
     }])
     .await
     .unwrap();
@@ -69,7 +73,30 @@ async fn a_start_that_committed_late_still_runs_the_task() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The final event comes from the late-commit path: the retry found the outcome stored
+    // and announced it as stored (truncated: read the task from the store).
+    let last = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            use futures::StreamExt;
+            let e = events.next().await.unwrap().unwrap();
+            if e.is_final() {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("a final event");
     stop.cancel();
     let _ = running.await;
     assert_eq!(state, TaskState::Completed, "the task was left behind");
+    assert_eq!(
+        store.late_applies.load(Ordering::SeqCst),
+        0,
+        "the late commit happened"
+    );
+    assert!(
+        last.truncated,
+        "the final event came from the late-commit path"
+    );
+    assert_eq!(last.state(), Some(TaskState::Completed));
 }

@@ -64,6 +64,8 @@ async fn run_long_task(heartbeat: Duration) -> (TaskState, String, usize) {
         message_id: "m".into(),
         caller: None,
         issued_at: bindu_engine::time::now_rfc3339(),
+        version: submitted.version,
+        history: submitted.task.history.clone(),
     }])
     .await
     .expect("publish");

@@ -21,14 +21,16 @@ pub fn command(task_id: &str) -> TaskCommand {
         message_id: "m".into(),
         caller: None,
         issued_at: crate::time::now_rfc3339(),
+        version: 1,
+        history: None,
     }
 }
 
 pub fn status_event(task_id: &str, seq: u64, state: TaskState) -> TaskEvent {
-    TaskEvent {
+    TaskEvent::new(
         seq,
-        timestamp: crate::time::now_rfc3339(),
-        event: EventBody::Status(TaskStatusUpdateEvent {
+        crate::time::now_rfc3339(),
+        EventBody::Status(TaskStatusUpdateEvent {
             task_id: task_id.into(),
             context_id: "ctx".into(),
             kind: StatusUpdateKind::StatusUpdate,
@@ -40,7 +42,7 @@ pub fn status_event(task_id: &str, seq: u64, state: TaskState) -> TaskEvent {
             is_final: state.is_final(),
             metadata: None,
         }),
-    }
+    )
 }
 
 async fn next(stream: &mut EventStream) -> Arc<TaskEvent> {

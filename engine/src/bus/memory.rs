@@ -1,30 +1,39 @@
 //! In-process bus: a bounded MPMC work queue, per-task broadcast channels created on demand
-//! (only tasks somebody watches cost anything), one agent-wide broadcast, one cancel
-//! broadcast, and one bounded log per durable event consumer ([`super::durable_log`]).
-//! Commands live only as long as the process (at-most-once across restarts); use the NATS
-//! backend for durable delivery.
+//! (only tasks somebody watches cost anything, see [`super::router`]), one agent-wide
+//! broadcast, one cancel broadcast, and one bounded log per durable event consumer
+//! ([`super::durable_log`]). A command handed back with `nack` comes again after its delay,
+//! up to [`MAX_DELIVER`] deliveries; then it is reported on
+//! [`Bus::exhausted_commands`]. Commands live only as long as the process (at-most-once
+//! across restarts); use the NATS backend for durable delivery.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bindu_schemas::bus::{TaskCommand, TaskEvent};
-use dashmap::DashMap;
 use futures::StreamExt;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::router::{broadcast_stream, TaskRouter};
 use super::*;
 
-/// Events buffered per task subscriber before it counts as lagging.
-const TASK_BUFFER: usize = 64;
 const ALL_BUFFER: usize = 8192;
 
+/// Deliveries of one command before it is reported exhausted (as NATS's default).
+pub const MAX_DELIVER: u64 = 5;
+
+/// A queued command and the delivery it will be.
+type Queued = (TaskCommand, u64);
+
 pub struct MemoryBus {
-    commands_tx: async_channel::Sender<TaskCommand>,
-    commands_rx: async_channel::Receiver<TaskCommand>,
-    tasks: Arc<DashMap<String, broadcast::Sender<Arc<TaskEvent>>>>,
+    commands_tx: async_channel::Sender<Queued>,
+    commands_rx: async_channel::Receiver<Queued>,
+    exhausted_tx: async_channel::Sender<Exhausted>,
+    exhausted_rx: async_channel::Receiver<Exhausted>,
+    next_position: Arc<AtomicU64>,
+    tasks: TaskRouter,
     all: broadcast::Sender<Arc<TaskEvent>>,
     cancels: broadcast::Sender<String>,
     durable: super::durable_log::DurableLogs,
@@ -34,10 +43,14 @@ impl MemoryBus {
     /// `queue_capacity` bounds the commands waiting for a worker.
     pub fn new(queue_capacity: usize) -> Self {
         let (commands_tx, commands_rx) = async_channel::bounded(queue_capacity.max(1));
+        let (exhausted_tx, exhausted_rx) = async_channel::unbounded();
         MemoryBus {
             commands_tx,
             commands_rx,
-            tasks: Arc::new(DashMap::new()),
+            exhausted_tx,
+            exhausted_rx,
+            next_position: Arc::new(AtomicU64::new(1)),
+            tasks: TaskRouter::default(),
             all: broadcast::channel(ALL_BUFFER).0,
             cancels: broadcast::channel(1024).0,
             durable: super::durable_log::DurableLogs::new(super::durable_log::DEFAULT_CAPACITY),
@@ -68,64 +81,42 @@ impl Default for MemoryBus {
     }
 }
 
-struct NoopAcker;
+/// Acknowledges an in-process delivery: `ack` forgets the command, `nack` queues it again
+/// after the delay (or reports it exhausted after its last delivery).
+struct MemoryAcker {
+    command: TaskCommand,
+    attempt: u64,
+    queue: async_channel::Sender<Queued>,
+    exhausted: async_channel::Sender<Exhausted>,
+    position: Arc<AtomicU64>,
+}
 
 #[async_trait]
-impl Acker for NoopAcker {
+impl Acker for MemoryAcker {
     async fn ack(&self) -> Result<(), BusError> {
         Ok(())
     }
-    async fn nack(&self, _delay: Duration) -> Result<(), BusError> {
-        // In-process commands are not redelivered; the worker records the failure instead.
+    async fn nack(&self, delay: Duration) -> Result<(), BusError> {
+        if self.attempt >= MAX_DELIVER {
+            let _ = self.exhausted.try_send(Exhausted {
+                command: self.command.clone(),
+                deliveries: self.attempt,
+                position: self.position.fetch_add(1, Ordering::Relaxed),
+            });
+            return Ok(());
+        }
+        let queue = self.queue.clone();
+        let again = (self.command.clone(), self.attempt + 1);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // A closed queue (shutdown) drops it, as a process exit would.
+            let _ = queue.send(again).await;
+        });
         Ok(())
     }
     async fn in_progress(&self) -> Result<(), BusError> {
         Ok(())
     }
-}
-
-/// Removes a task's channel when its last subscriber goes away.
-struct Unsubscribe {
-    tasks: Arc<DashMap<String, broadcast::Sender<Arc<TaskEvent>>>>,
-    task_id: String,
-}
-
-impl Drop for Unsubscribe {
-    fn drop(&mut self) {
-        // Runs after the subscription's receiver was dropped (field order below).
-        self.tasks
-            .remove_if(&self.task_id, |_, tx| tx.receiver_count() == 0);
-    }
-}
-
-/// A stream of broadcast events; fields drop in order, so the receiver goes before the guard.
-struct Subscription {
-    inner: BroadcastStream<Arc<TaskEvent>>,
-    _guard: Option<Unsubscribe>,
-}
-
-impl futures::Stream for Subscription {
-    type Item = Result<Arc<TaskEvent>, BusError>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx).map(|item| {
-            item.map(|r| r.map_err(|BroadcastStreamRecvError::Lagged(n)| BusError::Lagged(n)))
-        })
-    }
-}
-
-fn event_stream(
-    rx: broadcast::Receiver<Arc<TaskEvent>>,
-    guard: Option<Unsubscribe>,
-) -> EventStream {
-    Subscription {
-        inner: BroadcastStream::new(rx),
-        _guard: guard,
-    }
-    .boxed()
 }
 
 #[async_trait]
@@ -145,7 +136,7 @@ impl Bus for MemoryBus {
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
         for c in commands {
             self.commands_tx
-                .send(c)
+                .send((c, 1))
                 .await
                 .map_err(|_| BusError::Closed)?;
         }
@@ -153,14 +144,23 @@ impl Bus for MemoryBus {
     }
 
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {
+        let queue = self.commands_tx.clone();
+        let exhausted = self.exhausted_tx.clone();
+        let position = self.next_position.clone();
         Ok(self
             .commands_rx
             .clone()
-            .map(|command| {
+            .map(move |(command, attempt)| {
                 Ok(Delivery {
+                    acker: Box::new(MemoryAcker {
+                        command: command.clone(),
+                        attempt,
+                        queue: queue.clone(),
+                        exhausted: exhausted.clone(),
+                        position: position.clone(),
+                    }),
                     command,
-                    attempt: 1,
-                    acker: Box::new(NoopAcker),
+                    attempt,
                 })
             })
             .boxed())
@@ -170,30 +170,18 @@ impl Bus for MemoryBus {
         let events: Vec<Arc<TaskEvent>> = events.into_iter().map(Arc::new).collect();
         self.durable.publish(&events);
         for event in events {
-            if let Some(tx) = self.tasks.get(event.task_id()) {
-                // No receiver left is fine: the subscriber went away.
-                let _ = tx.send(event.clone());
-            }
+            self.tasks.send(event.task_id(), &event);
             let _ = self.all.send(event);
         }
         Ok(())
     }
 
     async fn subscribe_task(&self, task_id: &str) -> Result<EventStream, BusError> {
-        let rx = self
-            .tasks
-            .entry(task_id.to_string())
-            .or_insert_with(|| broadcast::channel(TASK_BUFFER).0)
-            .subscribe();
-        let guard = Unsubscribe {
-            tasks: self.tasks.clone(),
-            task_id: task_id.to_string(),
-        };
-        Ok(event_stream(rx, Some(guard)))
+        Ok(self.tasks.subscribe(task_id))
     }
 
     async fn subscribe_all(&self) -> Result<EventStream, BusError> {
-        Ok(event_stream(self.all.subscribe(), None))
+        Ok(broadcast_stream(self.all.subscribe()))
     }
 
     async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError> {
@@ -209,6 +197,10 @@ impl Bus for MemoryBus {
         Ok(BroadcastStream::new(self.cancels.subscribe())
             .filter_map(|r| async move { r.ok() })
             .boxed())
+    }
+
+    async fn exhausted_commands(&self) -> Result<ExhaustedStream, BusError> {
+        Ok(self.exhausted_rx.clone().boxed())
     }
 }
 
@@ -248,9 +240,9 @@ mod tests {
         let a = bus.subscribe_task("t").await.unwrap();
         let b = bus.subscribe_task("t").await.unwrap();
         drop(a);
-        assert_eq!(bus.tasks.len(), 1);
+        assert!(bus.tasks.watched("t"));
         drop(b);
-        assert_eq!(bus.tasks.len(), 0);
+        assert!(!bus.tasks.watched("t"));
     }
 
     #[tokio::test]
@@ -264,5 +256,36 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(50), bus.publish_commands(vec![cmd])).await;
         assert!(third.is_err(), "publish waits while the queue is full");
         assert_eq!(bus.queued(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_nacked_command_comes_again_until_its_last_delivery() {
+        let bus = MemoryBus::new(16);
+        let mut commands = bus.consume_commands().await.unwrap();
+        let mut exhausted = bus.exhausted_commands().await.unwrap();
+        bus.publish_commands(vec![super::super::conformance::command("t")])
+            .await
+            .unwrap();
+        for attempt in 1..=MAX_DELIVER {
+            let d = tokio::time::timeout(Duration::from_secs(5), commands.next())
+                .await
+                .expect("the command comes again")
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.attempt, attempt);
+            assert_eq!(d.command.task_id, "t");
+            d.acker.nack(Duration::from_millis(5)).await.unwrap();
+        }
+        let ex = tokio::time::timeout(Duration::from_secs(5), exhausted.next())
+            .await
+            .expect("the command is reported exhausted")
+            .unwrap();
+        assert_eq!(ex.command.task_id, "t");
+        assert_eq!(ex.deliveries, MAX_DELIVER);
+        let again = tokio::time::timeout(Duration::from_millis(100), commands.next()).await;
+        assert!(
+            again.is_err(),
+            "an exhausted command is not delivered again"
+        );
     }
 }

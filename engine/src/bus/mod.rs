@@ -28,6 +28,7 @@ pub mod memory;
 pub mod nats;
 #[cfg(all(feature = "nats", any(test, feature = "testing")))]
 pub mod nats_server;
+pub(crate) mod router;
 
 pub use memory::MemoryBus;
 #[cfg(feature = "nats")]
@@ -102,7 +103,18 @@ pub trait Bus: Send + Sync + 'static {
     /// A worker's share of the work queue: each command goes to one consumer.
     async fn consume_commands(&self) -> Result<CommandStream, BusError>;
 
+    /// Publishes events and returns once the bus stored every one (a durable log) or
+    /// handed it on (in process). An event larger than the bus carries is published
+    /// [truncated](TaskEvent::truncate): readers find its content in the task store.
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError>;
+
+    /// Publishes events without waiting for the bus to confirm them: for announcements
+    /// whose durable record is elsewhere (the task store), such as `submitted`, `working`
+    /// and streamed chunks. Events of one task keep their order relative to every other
+    /// publish of this process.
+    async fn announce(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
+        self.publish_events(events).await
+    }
 
     /// Live events of one task, from now on.
     async fn subscribe_task(&self, task_id: &str) -> Result<EventStream, BusError>;

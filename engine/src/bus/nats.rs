@@ -5,8 +5,11 @@
 //!   wait (extended by in-progress acks while a handler runs) and a delivery limit. Publishes
 //!   carry `Nats-Msg-Id` so a repeated publish within the duplicate window is dropped.
 //! - Events: a limits stream on `bindu.<agent>.tasks.events.<task>` kept for the retention
-//!   age. Live readers use plain subscriptions on the task's subject; replays use an ordered
-//!   consumer filtered on it.
+//!   age. Live readers of one task share one wildcard subscription per process
+//!   (`bindu.<agent>.tasks.events.>`, opened with the first reader) that hands each event to
+//!   the in-process subscribers of its task ([`super::router`]); events nobody here watches
+//!   are dropped without being decoded. Replays use an ordered consumer filtered on the
+//!   task's subject. An event over the server's payload limit is published truncated.
 //! - Durable event consumers (the webhook dispatcher): a durable pull consumer on the events
 //!   stream with explicit acks. Opening one reads its ack floor, then recreates it to start
 //!   right after the floor, so a restarted reader gets every unacknowledged event again in
@@ -122,6 +125,10 @@ fn setup_policy() -> RetryPolicy {
 
 pub struct NatsBus {
     client: async_nats::Client,
+    /// In-process readers of single tasks, keyed by the task's subject token.
+    router: super::router::TaskRouter,
+    /// The wildcard subscription feeding `router`, opened with the first reader.
+    fanout: tokio::sync::OnceCell<()>,
     js: jetstream::Context,
     options: NatsOptions,
     commands_subject: String,
@@ -152,6 +159,8 @@ impl NatsBus {
         };
         let agent = options.agent.clone();
         let bus = NatsBus {
+            router: super::router::TaskRouter::default(),
+            fanout: tokio::sync::OnceCell::new(),
             commands_subject: subjects::commands(&agent),
             commands_stream: stream_name(&agent, "COMMANDS"),
             events_stream: stream_name(&agent, "EVENTS"),
@@ -266,6 +275,59 @@ impl NatsBus {
         }
     }
 
+    /// Opens the wildcard subscription that feeds the in-process task router (once).
+    async fn ensure_fanout(&self) -> Result<(), BusError> {
+        self.fanout
+            .get_or_try_init(|| async {
+                let mut sub = self
+                    .client
+                    .subscribe(subjects::all_events(&self.options.agent))
+                    .await
+                    .map_err(unavailable)?;
+                let prefix = format!(
+                    "bindu.{}.tasks.events.",
+                    subjects::token(&self.options.agent)
+                );
+                let router = self.router.clone();
+                tokio::spawn(async move {
+                    while let Some(m) = sub.next().await {
+                        let Some(key) = m.subject.as_str().strip_prefix(prefix.as_str()) else {
+                            continue;
+                        };
+                        if !router.watched(key) {
+                            continue;
+                        }
+                        if let Some(event) = Self::decode_event(&m.payload) {
+                            router.send(key, &event);
+                        }
+                    }
+                });
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The payload of an event, truncated when the whole would exceed the server's limit.
+    fn event_payload(&self, e: &TaskEvent) -> Result<bytes::Bytes, BusError> {
+        let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
+        // Room for the subject and headers the server counts against the limit.
+        let limit = self.client.server_info().max_payload.saturating_sub(1024);
+        if payload.len() <= limit {
+            return Ok(payload.into());
+        }
+        tracing::info!(
+            task_id = e.task_id(),
+            seq = e.seq,
+            bytes = payload.len(),
+            limit,
+            "task event over the bus's payload limit; publishing it truncated"
+        );
+        serde_json::to_vec(&e.truncate())
+            .map(Into::into)
+            .map_err(|e| BusError::Other(Box::new(e)))
+    }
+
     fn live(sub: async_nats::Subscriber) -> EventStream {
         sub.filter_map(|m| async move { Self::decode_event(&m.payload).map(Ok) })
             .boxed()
@@ -362,14 +424,28 @@ impl Bus for NatsBus {
             .boxed())
     }
 
+    async fn announce(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
+        // A plain publish on the stream's subject: JetStream stores it all the same, without
+        // an acknowledgement to wait for.
+        for e in &events {
+            let payload = self.event_payload(e)?;
+            let subject = subjects::events(&self.options.agent, e.task_id());
+            self.client
+                .publish(subject, payload)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
         let mut acks = Vec::with_capacity(events.len());
         for e in &events {
-            let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
+            let payload = self.event_payload(e)?;
             let subject = subjects::events(&self.options.agent, e.task_id());
             acks.push(
                 self.js
-                    .publish(subject, payload.into())
+                    .publish(subject, payload)
                     .await
                     .map_err(unavailable)?,
             );
@@ -382,12 +458,8 @@ impl Bus for NatsBus {
     }
 
     async fn subscribe_task(&self, task_id: &str) -> Result<EventStream, BusError> {
-        let sub = self
-            .client
-            .subscribe(subjects::events(&self.options.agent, task_id))
-            .await
-            .map_err(unavailable)?;
-        Ok(Self::live(sub))
+        self.ensure_fanout().await?;
+        Ok(self.router.subscribe(&subjects::token(task_id)))
     }
 
     async fn subscribe_all(&self) -> Result<EventStream, BusError> {

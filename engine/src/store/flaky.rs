@@ -17,6 +17,11 @@ pub struct Flaky {
     /// The next this-many `apply` calls are recorded but answer `Unavailable`, like a batch
     /// whose COMMIT went through after the caller's deadline.
     pub late_applies: AtomicUsize,
+    /// The next this-many `apply` calls change nothing and answer a non-transient error,
+    /// like a batch the database refused (a value it cannot hold).
+    pub refuse_applies: AtomicUsize,
+    /// `apply` calls made so far (attempts, whatever they answered).
+    pub applies: AtomicUsize,
 }
 
 impl Default for Flaky {
@@ -32,6 +37,8 @@ impl Flaky {
             down: AtomicBool::new(false),
             submit_delay_ms: AtomicU64::new(0),
             late_applies: AtomicUsize::new(0),
+            refuse_applies: AtomicUsize::new(0),
+            applies: AtomicUsize::new(0),
         }
     }
 }
@@ -63,6 +70,22 @@ impl TaskStore for Flaky {
         self.inner.submit(req).await
     }
     async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        if self
+            .refuse_applies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return updates
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Invalid(
+                        "the task store cannot hold this: unsupported Unicode escape sequence"
+                            .into(),
+                    ))
+                })
+                .collect();
+        }
         if self.check().is_err() {
             return updates
                 .iter()

@@ -15,7 +15,6 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::*;
-use crate::state::can_transition;
 use crate::time::now_rfc3339;
 
 /// Default bound on stored tasks.
@@ -129,38 +128,10 @@ impl MemoryStore {
             .ok_or_else(|| StoreError::NotFound(update.task_id.clone()))?;
         let e = &mut *entry;
         let from = e.task.status.state;
-        if !update.expect.matches(from) {
-            return Err(StoreError::Conflict {
-                task_id: update.task_id,
-                state: from,
-            });
-        }
-        if let Some((to, _)) = &update.status {
-            if !can_transition(from, *to) {
-                return Err(StoreError::IllegalTransition {
-                    task_id: update.task_id,
-                    from,
-                    to: *to,
-                });
-            }
-        } else if from.is_terminal() {
-            return Err(StoreError::Conflict {
-                task_id: update.task_id,
-                state: from,
-            });
-        }
         let now = now_rfc3339();
-        let mut events = Vec::with_capacity(update.artifacts.len() + 1);
-        for chunk in &update.artifacts {
+        let plan = plan_update(&update, from, e.version, &e.task.context_id, &now)?;
+        for chunk in update.streamed.iter().chain(&update.artifacts) {
             merge_artifact(&mut e.task, chunk);
-            e.version += 1;
-            events.push(artifact_event(
-                &e.task.id,
-                &e.task.context_id,
-                chunk,
-                e.version,
-                &now,
-            ));
         }
         if !update.history.is_empty() {
             e.task
@@ -175,14 +146,10 @@ impl MemoryStore {
                 .extend(meta);
         }
         e.updated = std::time::SystemTime::now();
-        if let Some((to, message)) = update.status {
-            e.task.status = TaskStatus {
-                state: to,
-                message,
-                timestamp: Some(now.clone()),
-            };
-            e.version += 1;
-            events.push(task_status_event(&e.task, e.version, &now));
+        e.version = plan.version;
+        if let Some(status) = plan.status {
+            let to = status.state;
+            e.task.status = status;
             if from != to {
                 self.count(from, -1);
                 self.count(to, 1);
@@ -191,7 +158,7 @@ impl MemoryStore {
         Ok(Applied {
             state: e.task.status.state,
             version: e.version,
-            events,
+            events: plan.events,
         })
     }
 

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bindu_schemas::bus::{EventBody, TaskEvent};
+
+use crate::state::can_transition;
 use bindu_schemas::{
     Artifact, ArtifactUpdateKind, ContextSummary, Message, Metadata, PushNotificationConfig,
     StatusUpdateKind, Task, TaskArtifactUpdateEvent, TaskState, TaskStatus, TaskStatusUpdateEvent,
@@ -138,8 +140,19 @@ pub struct ArtifactChunk {
     pub last_chunk: bool,
 }
 
+/// Sequence numbers an update made beside a running handler skips (see
+/// [`TaskUpdate::beside_run`]): more than any run announces before its outcome.
+pub const RUN_SEQ_RESERVE: u64 = 1 << 20;
+
 /// A compare-and-set update of one task. Applied atomically: artifacts first, then history,
 /// then the status; one event per artifact chunk and one for the status.
+///
+/// A worker's run announces `working`, interim statuses and streamed chunks as events first
+/// (numbered after the task's version) and records them with its outcome: `announced` says
+/// how many sequence numbers the run used that way, `streamed` holds the chunks among them.
+/// The store keeps the chunks without announcing them again, numbers this update's own
+/// events after the announced ones, and checks the transition from `working` (the run did
+/// start), so one durable write records a whole run.
 #[derive(Debug, Clone)]
 pub struct TaskUpdate {
     pub task_id: String,
@@ -149,6 +162,11 @@ pub struct TaskUpdate {
     /// New state and its optional status message.
     pub status: Option<(TaskState, Option<Message>)>,
     pub metadata: Option<Metadata>,
+    /// Sequence numbers the run already used for events not recorded yet (`working`,
+    /// interim statuses, streamed chunks); 0 for an update that is not a run's outcome.
+    pub announced: u64,
+    /// Chunks the run already announced, recorded (before `artifacts`) without new events.
+    pub streamed: Vec<ArtifactChunk>,
 }
 
 impl TaskUpdate {
@@ -160,7 +178,25 @@ impl TaskUpdate {
             history: Vec::new(),
             status: None,
             metadata: None,
+            announced: 0,
+            streamed: Vec::new(),
         }
+    }
+
+    /// Marks this update as made beside a run that may be in flight (a cancel, a give-up):
+    /// its events are numbered after [`RUN_SEQ_RESERVE`] sequence numbers, so they never
+    /// collide with events that run announced but did not record.
+    pub fn beside_run(mut self) -> Self {
+        self.announced = RUN_SEQ_RESERVE;
+        self
+    }
+
+    /// Marks this update as the outcome of a run that already announced `announced`
+    /// events (its `working` status first) and streamed `streamed` chunks among them.
+    pub fn after_run(mut self, announced: u64, streamed: Vec<ArtifactChunk>) -> Self {
+        self.announced = announced;
+        self.streamed = streamed;
+        self
     }
 
     pub fn status(mut self, state: TaskState, message: Option<Message>) -> Self {
@@ -176,6 +212,92 @@ impl TaskUpdate {
     pub fn artifact(mut self, chunk: ArtifactChunk) -> Self {
         self.artifacts.push(chunk);
         self
+    }
+}
+
+/// What an update does to a task, worked out the same way by every backend: the checks
+/// (compare-and-set, legal transition) and the events with their sequence numbers.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The task's version after the update.
+    pub version: u64,
+    /// The new status (with `now` as its timestamp), when the update sets one.
+    pub status: Option<TaskStatus>,
+    /// The events to announce, numbered after the version and the run's announced events.
+    pub events: Vec<TaskEvent>,
+}
+
+/// Checks `update` against a task in state `from` at `version` and numbers its events.
+pub fn plan_update(
+    update: &TaskUpdate,
+    from: TaskState,
+    version: u64,
+    context_id: &str,
+    now: &str,
+) -> Result<Plan, StoreError> {
+    check_update(update, from)?;
+    Ok(plan_events(update, version, context_id, now))
+}
+
+/// The compare-and-set and transition checks of `update` on a task in state `from`.
+pub fn check_update(update: &TaskUpdate, from: TaskState) -> Result<(), StoreError> {
+    if !update.expect.matches(from) {
+        return Err(StoreError::Conflict {
+            task_id: update.task_id.clone(),
+            state: from,
+        });
+    }
+    // A run that announced `working` moves on from there, whatever was last recorded.
+    let effective = if update.announced > 0 && from == TaskState::Submitted {
+        TaskState::Working
+    } else {
+        from
+    };
+    match &update.status {
+        Some((to, _)) if !can_transition(effective, *to) => Err(StoreError::IllegalTransition {
+            task_id: update.task_id.clone(),
+            from,
+            to: *to,
+        }),
+        None if from.is_terminal() => Err(StoreError::Conflict {
+            task_id: update.task_id.clone(),
+            state: from,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// How many sequence numbers `update` moves its task's version on by.
+pub fn update_width(update: &TaskUpdate) -> u64 {
+    update.announced + update.artifacts.len() as u64 + u64::from(update.status.is_some())
+}
+
+/// Numbers the events of an update (already checked) on a task at `version`.
+pub fn plan_events(update: &TaskUpdate, version: u64, context_id: &str, now: &str) -> Plan {
+    let mut seq = version + update.announced;
+    let mut events = Vec::with_capacity(update.artifacts.len() + 1);
+    for chunk in &update.artifacts {
+        seq += 1;
+        events.push(artifact_event(&update.task_id, context_id, chunk, seq, now));
+    }
+    let status = update.status.as_ref().map(|(state, message)| TaskStatus {
+        state: *state,
+        message: message.clone(),
+        timestamp: Some(now.to_string()),
+    });
+    if let Some(status) = &status {
+        seq += 1;
+        events.push(status_event(&update.task_id, context_id, status, seq, now));
+    }
+    // The reply and the metadata ride on the update's last event.
+    if let Some(last) = events.last_mut() {
+        last.history = update.history.clone();
+        last.metadata = update.metadata.clone();
+    }
+    Plan {
+        version: seq,
+        status,
+        events,
     }
 }
 
@@ -223,10 +345,10 @@ pub fn status_event(
     seq: u64,
     timestamp: &str,
 ) -> TaskEvent {
-    TaskEvent {
+    TaskEvent::new(
         seq,
-        timestamp: timestamp.to_string(),
-        event: EventBody::Status(TaskStatusUpdateEvent {
+        timestamp,
+        EventBody::Status(TaskStatusUpdateEvent {
             task_id: task_id.to_string(),
             context_id: context_id.to_string(),
             kind: StatusUpdateKind::StatusUpdate,
@@ -234,7 +356,7 @@ pub fn status_event(
             is_final: status.state.is_final(),
             metadata: None,
         }),
-    }
+    )
 }
 
 /// The event announcing an artifact chunk.
@@ -245,10 +367,10 @@ pub fn artifact_event(
     seq: u64,
     timestamp: &str,
 ) -> TaskEvent {
-    TaskEvent {
+    TaskEvent::new(
         seq,
-        timestamp: timestamp.to_string(),
-        event: EventBody::Artifact(TaskArtifactUpdateEvent {
+        timestamp,
+        EventBody::Artifact(TaskArtifactUpdateEvent {
             task_id: task_id.to_string(),
             context_id: context_id.to_string(),
             kind: ArtifactUpdateKind::ArtifactUpdate,
@@ -257,7 +379,7 @@ pub fn artifact_event(
             last_chunk: Some(chunk.last_chunk),
             metadata: None,
         }),
-    }
+    )
 }
 
 /// Applies an artifact chunk to a task's artifacts with A2A's merge rule: a new id or

@@ -3,12 +3,22 @@
 //! Both subscribe to the task's events *before* recording the message, so nothing the
 //! worker does can be missed; events with a sequence number at or below the recorded
 //! submission belong to an earlier run and are skipped.
+//!
+//! Accepting a task is one store write (the task row, durable before the id is returned)
+//! and one command on the bus that carries the conversation, so no worker reads it back.
+//! A blocking send builds its answer from the task's events (the final one carries the
+//! agent's reply); it reads the store only when an event was truncated or missed, or when
+//! the wait outlives `blocking_wait`.
+
+use std::time::Duration;
 
 use bindu_engine::bus::{BusError, EventStream};
-use bindu_engine::store::{Access, Expect, SubmitRequest, TaskUpdate};
-use bindu_schemas::bus::{CommandOp, TaskCommand};
+use bindu_engine::store::{
+    merge_artifact, Access, ArtifactChunk, Expect, SubmitRequest, TaskUpdate,
+};
+use bindu_schemas::bus::{CommandOp, EventBody, TaskCommand, TaskEvent};
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
-use bindu_schemas::{history_length, Message, MessageSendParams, Part, TaskState};
+use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task, TaskState};
 use futures::StreamExt;
 
 use super::{ok, Reply};
@@ -80,17 +90,50 @@ pub(crate) async fn send(
     let mut task = match events {
         None => submitted.task,
         Some(mut events) => {
-            wait_final(app, &task_id, &mut events, submitted.version).await?;
-            inner
-                .store
-                .get(&task_id, Access::Internal)
-                .await
-                .map_err(store_error)?
-                .task
+            let limit = inner.options.blocking_wait;
+            match wait_final(&mut events, submitted.task, submitted.version, limit).await? {
+                Some(task) => task,
+                None => {
+                    inner
+                        .store
+                        .get(&task_id, Access::Internal)
+                        .await
+                        .map_err(store_error)?
+                        .task
+                }
+            }
         }
     };
     task.trim_history(trim);
     ok(id, &task)
+}
+
+/// Largest conversation (estimated bytes) a command carries; a larger one is read from the
+/// store by the worker.
+const INLINE_HISTORY_BYTES: usize = 256 * 1024;
+
+/// A cheap upper estimate of a conversation's size on the wire.
+fn conversation_bytes(history: &[Message]) -> usize {
+    history
+        .iter()
+        .map(|m| {
+            256 + m
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text(t) => t.text.len() + 64,
+                    Part::File(f) => {
+                        f.file.bytes.as_ref().map_or(0, String::len)
+                            + f.file.uri.as_ref().map_or(0, String::len)
+                            + 128
+                    }
+                    Part::Data(d) => {
+                        serde_json::to_vec(&d.data).map_or(usize::MAX / 4, |v| v.len())
+                    }
+                })
+                .sum::<usize>()
+        })
+        .sum()
 }
 
 /// Records the message, announces it and queues the command that runs it.
@@ -103,13 +146,12 @@ async fn accept(
     let task_id = request.task_id.clone();
     let message_id = request.message.message_id.clone();
     let submitted = inner.store.submit(request).await.map_err(store_error)?;
-    if let Err(e) = inner
-        .bus
-        .publish_events(vec![submitted.event.clone()])
-        .await
-    {
-        tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
-    }
+    let history = submitted
+        .task
+        .history
+        .as_ref()
+        .filter(|h| conversation_bytes(h) <= INLINE_HISTORY_BYTES)
+        .cloned();
     let command = TaskCommand {
         op: CommandOp::Run,
         task_id: task_id.clone(),
@@ -117,7 +159,14 @@ async fn accept(
         message_id,
         caller,
         issued_at: bindu_engine::time::now_rfc3339(),
+        version: submitted.version,
+        history,
     };
+    // The task is durable; `submitted` is an announcement (published in order before the
+    // command, confirmed by nobody), the command must be stored before the id is returned.
+    if let Err(e) = inner.bus.announce(vec![submitted.event.clone()]).await {
+        tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
+    }
     if let Err(e) = inner.bus.publish_commands(vec![command]).await {
         // Nothing will run this task: record that instead of leaving it queued forever.
         let reason = Message::agent(
@@ -137,32 +186,68 @@ async fn accept(
     Ok(submitted)
 }
 
-/// Waits for the event that ends this run (terminal or interrupted state).
+/// Waits for the event that ends this run (terminal or interrupted state), applying each
+/// event to `task` (the task as submitted). `None`: read the task from the store instead
+/// (an event was truncated or missed, or the wait outlived `limit`).
 async fn wait_final(
-    app: &Ingress,
-    task_id: &str,
     events: &mut EventStream,
+    mut task: Task,
     after: u64,
-) -> Result<(), JsonRpcError> {
-    let inner = &app.inner;
+    limit: Duration,
+) -> Result<Option<Task>, JsonRpcError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut whole = true;
     loop {
         // During shutdown the wait goes on: workers finish queued tasks before the process
         // exits, within the shutdown deadline.
-        match events.next().await {
-            Some(Ok(e)) if e.seq > after && e.is_final() => return Ok(()),
-            Some(Ok(_)) => {}
-            Some(Err(BusError::Lagged(_))) => {
-                let snap = inner
-                    .store
-                    .get(task_id, Access::Internal)
-                    .await
-                    .map_err(store_error)?;
-                if snap.version > after && snap.task.status.state.is_final() {
-                    return Ok(());
+        let next = match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                tracing::info!(task_id = %task.id, "no final event within the blocking wait; answering with the stored task");
+                return Ok(None);
+            }
+        };
+        match next {
+            Some(Ok(e)) if e.seq <= after => {}
+            Some(Ok(e)) => {
+                if e.truncated {
+                    whole = false;
+                } else if whole {
+                    apply_event(&mut task, &e);
+                }
+                if e.is_final() {
+                    return Ok(whole.then_some(task));
                 }
             }
+            // Missed events: the store has the whole task once the final one arrives.
+            Some(Err(BusError::Lagged(_))) => whole = false,
             Some(Err(e)) => return Err(bus_error(e)),
             None => return Err(bus_error(BusError::Closed)),
         }
+    }
+}
+
+/// What an event changes in a task, as the store recorded it.
+fn apply_event(task: &mut Task, e: &TaskEvent) {
+    match &e.event {
+        EventBody::Status(s) => task.status = s.status.clone(),
+        EventBody::Artifact(a) => merge_artifact(
+            task,
+            &ArtifactChunk {
+                artifact: a.artifact.clone(),
+                append: a.append.unwrap_or(false),
+                last_chunk: a.last_chunk.unwrap_or(false),
+            },
+        ),
+    }
+    if !e.history.is_empty() {
+        task.history
+            .get_or_insert_with(Vec::new)
+            .extend(e.history.iter().cloned());
+    }
+    if let Some(meta) = &e.metadata {
+        task.metadata
+            .get_or_insert_with(Default::default)
+            .extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 }

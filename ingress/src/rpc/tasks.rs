@@ -66,7 +66,10 @@ pub(crate) async fn cancel(
 /// Records `canceled` (compare-and-set), announces it and interrupts the handler.
 async fn cancel_now(app: Ingress, task_id: String) -> Result<(), JsonRpcError> {
     let inner = &app.inner;
-    let update = TaskUpdate::new(&task_id, Expect::NotTerminal).status(TaskState::Canceled, None);
+    // A worker may be running the task and announcing events it has not recorded yet.
+    let update = TaskUpdate::new(&task_id, Expect::NotTerminal)
+        .status(TaskState::Canceled, None)
+        .beside_run();
     match inner.store.apply(vec![update]).await.pop() {
         Some(Ok(applied)) => {
             if let Err(e) = inner.bus.publish_events(applied.events).await {

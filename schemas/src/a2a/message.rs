@@ -91,9 +91,41 @@ pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A NUL character (`\u0000`) anywhere in `text`: the durable task store (Postgres JSONB)
+/// cannot hold one, so requests carrying one are refused up front, in every deployment mode.
+pub(crate) fn check_nul(field: &str, text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err(format!(
+            "`{field}` contains a NUL character (\\u0000), which tasks cannot store"
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_nul`] on every key and string of a JSON value.
+pub(crate) fn check_nul_value(field: &str, value: &serde_json::Value) -> Result<(), String> {
+    match value {
+        serde_json::Value::String(s) => check_nul(field, s),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| check_nul_value(field, v)),
+        serde_json::Value::Object(map) => check_nul_map(field, map),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_nul_map(field: &str, map: &Metadata) -> Result<(), String> {
+    for (k, v) in map {
+        check_nul(field, k)?;
+        check_nul_value(field, v)?;
+    }
+    Ok(())
+}
+
 impl Validate for Message {
     fn validate(&self) -> Result<(), String> {
         validate_id("message.messageId", &self.message_id)?;
+        if let Some(m) = &self.metadata {
+            check_nul_map("message.metadata", m)?;
+        }
         if let Some(id) = &self.task_id {
             validate_id("message.taskId", id)?;
         }
@@ -151,9 +183,29 @@ impl Part {
 
 impl Validate for Part {
     fn validate(&self) -> Result<(), String> {
-        match self {
-            Part::File(f) => f.file.validate(),
-            Part::Text(_) | Part::Data(_) => Ok(()),
+        let metadata = match self {
+            Part::File(f) => {
+                f.file.validate()?;
+                for s in [&f.file.bytes, &f.file.uri, &f.file.name, &f.file.mime_type]
+                    .into_iter()
+                    .flatten()
+                {
+                    check_nul("file", s)?;
+                }
+                &f.metadata
+            }
+            Part::Text(t) => {
+                check_nul("text", &t.text)?;
+                &t.metadata
+            }
+            Part::Data(d) => {
+                check_nul_map("data", &d.data)?;
+                &d.metadata
+            }
+        };
+        match metadata {
+            Some(m) => check_nul_map("metadata", m),
+            None => Ok(()),
         }
     }
 }
@@ -202,4 +254,34 @@ pub struct DataPart {
     pub data: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(part: Part) -> Message {
+        Message {
+            parts: vec![part],
+            ..Message::agent("m".into(), vec![])
+        }
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_in_a_message_is_refused_by_name() {
+        let err = message(Part::text("a\0b")).validate().unwrap_err();
+        assert!(err.contains("parts[0]") && err.contains("NUL"), "{err}");
+        let mut data = Metadata::new();
+        data.insert("k".into(), serde_json::json!(["ok", {"deep": "x\u{0}"}]));
+        let err = message(Part::data(data)).validate().unwrap_err();
+        assert!(err.contains("data") && err.contains("NUL"), "{err}");
+        let mut m = message(Part::text("fine"));
+        let mut meta = Metadata::new();
+        meta.insert("bad\0key".into(), serde_json::json!(1));
+        m.metadata = Some(meta);
+        assert!(m.validate().unwrap_err().contains("message.metadata"));
+        assert!(message(Part::text("no nul here \\u0000 (escaped text)"))
+            .validate()
+            .is_ok());
+    }
 }

@@ -30,6 +30,9 @@ pub struct MessageSendParams {
 impl Validate for MessageSendParams {
     fn validate(&self) -> Result<(), String> {
         self.message.validate()?;
+        if let Some(m) = &self.metadata {
+            super::message::check_nul_map("metadata", m)?;
+        }
         if let Some(c) = &self.configuration {
             validate_history_length(c.history_length)?;
             if let Some(p) = &c.push_notification_config {
@@ -162,6 +165,9 @@ pub struct PushNotificationConfig {
 
 impl Validate for PushNotificationConfig {
     fn validate(&self) -> Result<(), String> {
+        if let Ok(v) = serde_json::to_value(self) {
+            super::message::check_nul_value("pushNotificationConfig", &v)?;
+        }
         let url = self.url.trim();
         let rest = url
             .strip_prefix("https://")

@@ -322,6 +322,8 @@ pub async fn submit(
         message_id: "m".into(),
         caller: None,
         issued_at: bindu_engine::time::now_rfc3339(),
+        version: submitted.version,
+        history: submitted.task.history.clone(),
     }])
     .await
     .expect("publish command");

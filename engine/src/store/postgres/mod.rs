@@ -1,13 +1,15 @@
 //! Postgres task store (sqlx, no compile-time query checking).
 //!
-//! - Every row carries the agent's identity (`agent`), so many agents share one database;
-//!   every query filters on it. Callers own their tasks and contexts (`owner`, '' when auth
+//! - Every row carries the agent's small integer id (`agent_id`, from `bindu_agents`, where
+//!   the agent's DID is registered once), so many agents share one database; every query
+//!   filters on it. Callers own their tasks and contexts (`owner`, '' when auth
 //!   is off); another caller's rows answer like missing ones.
-//! - Writes go through one [`writer`] task that group-commits submits and transitions from
+//! - Writes go through [`writer`] tasks that group-commit submits and transitions from
 //!   many concurrent tasks in one transaction (bounded batch size and linger,
 //!   `synchronous_commit = on`); a caller hears back only after its batch committed.
-//!   Every transition is a compare-and-set checked under a row lock.
-//! - History and artifact chunks are append-only child rows, merged on read.
+//!   Every transition is a compare-and-set checked in the `UPDATE` itself.
+//! - A task is one row: its history and artifact chunks are JSONB arrays in it (appended,
+//!   chunks merged on read). A one-turn task is written twice: at accept and at its outcome.
 //! - Migrations are embedded and applied at start-up under sqlx's advisory lock.
 //! - Transient errors (connection lost, server restarting, serialization failures) are
 //!   retried with back-off and jitter until the operation timeout; then the caller gets
@@ -18,7 +20,6 @@ mod read;
 pub mod test_db;
 mod writer;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -109,7 +110,7 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
 
 pub struct PostgresStore {
     pool: PgPool,
-    agent: Arc<str>,
+    agent: i32,
     writer: async_channel::Sender<writer::Op>,
     options: PostgresOptions,
 }
@@ -119,6 +120,14 @@ impl PostgresStore {
     pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(&options).await?;
         Self::migrate(&pool).await?;
+        let agent: i32 = sqlx::query_scalar(
+            "INSERT INTO bindu_agents (name) VALUES ($1) \
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        )
+        .bind(&options.agent)
+        .fetch_one(&pool)
+        .await
+        .map_err(db_error)?;
         // Writers have connections of their own: they never queue behind readers. Several
         // writers commit batches in parallel (row locks are taken in sorted order, so they
         // cannot deadlock each other; Postgres would report and the batch retry anyway).
@@ -133,13 +142,13 @@ impl PostgresStore {
             tokio::spawn(writer::run(
                 rx.clone(),
                 writer_pool.clone(),
-                options.agent.clone().into(),
+                agent,
                 options.clone(),
             ));
         }
         Ok(PostgresStore {
             pool,
-            agent: options.agent.clone().into(),
+            agent,
             writer: tx,
             options,
         })
@@ -359,7 +368,7 @@ impl TaskStore for PostgresStore {
         let row = self
             .read(|| {
                 sqlx::query(&sql)
-                    .bind(&*self.agent)
+                    .bind(self.agent)
                     .bind(task_id)
                     .fetch_optional(&self.pool)
             })
@@ -385,7 +394,7 @@ impl TaskStore for PostgresStore {
         let limit = i64::from(query.limit) + 1;
         let rows = self
             .read(|| {
-                let mut q = sqlx::query(&sql).bind(&*self.agent).bind(before);
+                let mut q = sqlx::query(&sql).bind(self.agent).bind(before);
                 if let Some(o) = owner {
                     q = q.bind(o);
                 }
@@ -418,7 +427,7 @@ impl TaskStore for PostgresStore {
         let limit = i64::from(query.limit) + 1;
         let rows = self
             .read(|| {
-                let mut q = sqlx::query(&sql).bind(&*self.agent).bind(before);
+                let mut q = sqlx::query(&sql).bind(self.agent).bind(before);
                 if let Some(o) = owner {
                     q = q.bind(o);
                 }
@@ -442,12 +451,12 @@ impl TaskStore for PostgresStore {
         context_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<(String, TaskState)>, StoreError> {
-        let agent = &*self.agent;
-        let deleted: Option<Vec<(String, String)>> = self
+        let agent = self.agent;
+        let deleted: Option<Vec<(String, i16)>> = self
             .read(|| async move {
                 let mut tx = self.pool.begin().await?;
                 let owner: Option<String> = sqlx::query_scalar(
-                    "SELECT owner FROM bindu_contexts WHERE agent = $1 AND id = $2 FOR UPDATE",
+                    "SELECT owner FROM bindu_contexts WHERE agent_id = $1 AND id = $2 FOR UPDATE",
                 )
                 .bind(agent)
                 .bind(context_id)
@@ -457,14 +466,20 @@ impl TaskStore for PostgresStore {
                     Some(o) if access.permits((!o.is_empty()).then_some(o.as_str())) => {}
                     _ => return Ok(None),
                 }
-                let rows: Vec<(String, String)> = sqlx::query_as(
-                    "DELETE FROM bindu_tasks WHERE agent = $1 AND context_id = $2 RETURNING id, state",
+                let rows: Vec<(String, i16)> = sqlx::query_as(
+                    "WITH gone AS (DELETE FROM bindu_tasks WHERE agent_id = $1 AND context_id = $2 \
+                                   RETURNING id, state), \
+                          p AS (DELETE FROM bindu_push_configs c USING gone \
+                                WHERE c.agent_id = $1 AND c.task_id = gone.id), \
+                          f AS (DELETE FROM bindu_task_feedback b USING gone \
+                                WHERE b.agent_id = $1 AND b.task_id = gone.id) \
+                     SELECT id, state FROM gone",
                 )
                 .bind(agent)
                 .bind(context_id)
                 .fetch_all(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM bindu_contexts WHERE agent = $1 AND id = $2")
+                sqlx::query("DELETE FROM bindu_contexts WHERE agent_id = $1 AND id = $2")
                     .bind(agent)
                     .bind(context_id)
                     .execute(&mut *tx)
@@ -477,7 +492,7 @@ impl TaskStore for PostgresStore {
             return Err(StoreError::ContextNotFound(context_id.to_string()));
         };
         rows.into_iter()
-            .map(|(id, state)| Ok((id, read::state(&state)?)))
+            .map(|(id, state)| Ok((id, writer::state_of(state)?)))
             .collect()
     }
 
@@ -491,7 +506,7 @@ impl TaskStore for PostgresStore {
             .id
             .clone()
             .ok_or_else(|| StoreError::Invalid("a push notification config needs an id".into()))?;
-        let agent = &*self.agent;
+        let agent = self.agent;
         let value = serde_json::to_value(&config).map_err(|e| StoreError::Other(Box::new(e)))?;
         let outcome: Result<(), StoreError> = self
             .read(|| {
@@ -503,7 +518,7 @@ impl TaskStore for PostgresStore {
                         return Ok(Err(e));
                     }
                     let others: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM bindu_push_configs WHERE agent = $1 AND task_id = $2 AND config_id <> $3",
+                        "SELECT count(*) FROM bindu_push_configs WHERE agent_id = $1 AND task_id = $2 AND config_id <> $3",
                     )
                     .bind(agent)
                     .bind(task_id)
@@ -516,8 +531,8 @@ impl TaskStore for PostgresStore {
                         ))));
                     }
                     sqlx::query(
-                        "INSERT INTO bindu_push_configs (agent, task_id, config_id, config) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (agent, task_id, config_id) DO UPDATE SET config = EXCLUDED.config",
+                        "INSERT INTO bindu_push_configs (agent_id, task_id, config_id, config) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (agent_id, task_id, config_id) DO UPDATE SET config = EXCLUDED.config",
                     )
                     .bind(agent)
                     .bind(task_id)
@@ -538,13 +553,13 @@ impl TaskStore for PostgresStore {
         task_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<PushNotificationConfig>, StoreError> {
-        let agent = &*self.agent;
+        let agent = self.agent;
         let rows: Vec<(String, Option<Json<PushNotificationConfig>>)> = self
             .read(|| {
                 sqlx::query_as(
                     "SELECT t.owner, p.config FROM bindu_tasks t \
-                     LEFT JOIN bindu_push_configs p ON p.agent = t.agent AND p.task_id = t.id \
-                     WHERE t.agent = $1 AND t.id = $2 ORDER BY p.seq_no",
+                     LEFT JOIN bindu_push_configs p ON p.agent_id = t.agent_id AND p.task_id = t.id \
+                     WHERE t.agent_id = $1 AND t.id = $2 ORDER BY p.seq_no",
                 )
                 .bind(agent)
                 .bind(task_id)
@@ -567,14 +582,14 @@ impl TaskStore for PostgresStore {
         access: Access<'_>,
         config_id: &str,
     ) -> Result<bool, StoreError> {
-        let agent = &*self.agent;
+        let agent = self.agent;
         let outcome: Result<bool, StoreError> = self
             .read(|| async move {
                 let mut tx = self.pool.begin().await?;
                 if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
                     return Ok(Err(e));
                 }
-                let n = sqlx::query("DELETE FROM bindu_push_configs WHERE agent = $1 AND task_id = $2 AND config_id = $3")
+                let n = sqlx::query("DELETE FROM bindu_push_configs WHERE agent_id = $1 AND task_id = $2 AND config_id = $3")
                     .bind(agent)
                     .bind(task_id)
                     .bind(config_id)
@@ -594,7 +609,7 @@ impl TaskStore for PostgresStore {
         access: Access<'_>,
         feedback: Feedback,
     ) -> Result<(), StoreError> {
-        let agent = &*self.agent;
+        let agent = self.agent;
         let feedback = &feedback;
         let outcome: Result<(), StoreError> = self
             .read(|| async move {
@@ -602,7 +617,7 @@ impl TaskStore for PostgresStore {
                 if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
                     return Ok(Err(e));
                 }
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bindu_task_feedback WHERE agent = $1 AND task_id = $2")
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bindu_task_feedback WHERE agent_id = $1 AND task_id = $2")
                     .bind(agent)
                     .bind(task_id)
                     .fetch_one(&mut *tx)
@@ -611,7 +626,7 @@ impl TaskStore for PostgresStore {
                     return Ok(Err(StoreError::Invalid(format!("task {task_id} already has 100 feedback entries"))));
                 }
                 sqlx::query(
-                    "INSERT INTO bindu_task_feedback (agent, task_id, feedback, rating, metadata) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO bindu_task_feedback (agent_id, task_id, feedback, rating, metadata) VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(agent)
                 .bind(task_id)
@@ -634,10 +649,10 @@ impl TaskStore for PostgresStore {
     ) -> Result<Vec<Feedback>, StoreError> {
         // Ownership first: someone else's task answers like a missing one.
         self.get(task_id, access).await?;
-        let agent = &*self.agent;
+        let agent = self.agent;
         let sql = format!(
             "SELECT feedback, rating, metadata, to_char(created_at AT TIME ZONE 'UTC', {}) AS created_at \
-             FROM bindu_task_feedback WHERE agent = $1 AND task_id = $2 ORDER BY id",
+             FROM bindu_task_feedback WHERE agent_id = $1 AND task_id = $2 ORDER BY id",
             "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
         );
         let rows: Vec<(String, Option<i16>, Option<Json<Metadata>>, String)> = self
@@ -663,16 +678,16 @@ impl TaskStore for PostgresStore {
         let rows = self
             .read(|| async {
                 sqlx::query(
-                    "SELECT state, count(*) AS n FROM bindu_tasks WHERE agent = $1 GROUP BY state",
+                    "SELECT state, count(*) AS n FROM bindu_tasks WHERE agent_id = $1 GROUP BY state",
                 )
-                .bind(&*self.agent)
+                .bind(self.agent)
                 .fetch_all(&self.pool)
                 .await
             })
             .await?;
         let mut out: Vec<(TaskState, u64)> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
         for row in rows {
-            let state = read::state(&row.try_get::<String, _>("state").map_err(db_error)?)?;
+            let state = writer::state_of(row.try_get::<i16, _>("state").map_err(db_error)?)?;
             let n: i64 = row.try_get("n").map_err(db_error)?;
             if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
                 slot.1 = u64::try_from(n).unwrap_or(0);
@@ -682,17 +697,17 @@ impl TaskStore for PostgresStore {
     }
 
     async fn purge(&self, older_than: Duration, dry_run: bool) -> Result<u64, StoreError> {
-        let agent = &*self.agent;
-        let terminal: Vec<&str> = TaskState::ALL
+        let agent = self.agent;
+        let terminal: Vec<i16> = TaskState::ALL
             .iter()
             .filter(|s| s.is_terminal())
-            .map(|s| s.as_str())
+            .map(|s| writer::state_code(*s))
             .collect();
         let secs = older_than.as_secs_f64();
         let cutoff = "now() - make_interval(secs => $3)";
         if dry_run {
             let sql = format!(
-                "SELECT count(*) FROM bindu_tasks WHERE created_at <= {cutoff} AND agent = $1 \
+                "SELECT count(*) FROM bindu_tasks WHERE created_at <= {cutoff} AND agent_id = $1 \
                  AND state = ANY($2) AND updated_at <= {cutoff}"
             );
             let n: i64 = self
@@ -708,30 +723,36 @@ impl TaskStore for PostgresStore {
         }
         // In chunks, so a large purge never holds many locks or one huge transaction.
         let sql = format!(
-            "WITH doomed AS (SELECT id FROM bindu_tasks WHERE created_at <= {cutoff} AND agent = $1 \
-                               AND state = ANY($2) AND updated_at <= {cutoff} LIMIT 1000) \
-             DELETE FROM bindu_tasks t USING doomed d WHERE t.agent = $1 AND t.id = d.id"
+            "WITH doomed AS (SELECT id FROM bindu_tasks WHERE created_at <= {cutoff} AND agent_id = $1 \
+                               AND state = ANY($2) AND updated_at <= {cutoff} LIMIT 1000), \
+                  gone AS (DELETE FROM bindu_tasks t USING doomed d WHERE t.agent_id = $1 AND t.id = d.id \
+                           RETURNING t.id), \
+                  p AS (DELETE FROM bindu_push_configs c USING gone \
+                        WHERE c.agent_id = $1 AND c.task_id = gone.id), \
+                  f AS (DELETE FROM bindu_task_feedback b USING gone \
+                        WHERE b.agent_id = $1 AND b.task_id = gone.id) \
+             SELECT count(*) FROM gone"
         );
         let mut total = 0u64;
         loop {
-            let n = self
+            let n: i64 = self
                 .read(|| {
-                    sqlx::query(&sql)
+                    sqlx::query_scalar(&sql)
                         .bind(agent)
                         .bind(&terminal)
                         .bind(secs)
-                        .execute(&self.pool)
+                        .fetch_one(&self.pool)
                 })
-                .await?
-                .rows_affected();
+                .await?;
+            let n = u64::try_from(n).unwrap_or(0);
             total += n;
             if n < 1000 {
                 break;
             }
         }
         let sql = format!(
-            "DELETE FROM bindu_contexts c WHERE c.agent = $1 AND c.updated_at <= {} \
-             AND NOT EXISTS (SELECT 1 FROM bindu_tasks t WHERE t.agent = c.agent AND t.context_id = c.id)",
+            "DELETE FROM bindu_contexts c WHERE c.agent_id = $1 AND c.updated_at <= {} \
+             AND NOT EXISTS (SELECT 1 FROM bindu_tasks t WHERE t.agent_id = c.agent_id AND t.context_id = c.id)",
             "now() - make_interval(secs => $2)"
         );
         self.read(|| sqlx::query(&sql).bind(agent).bind(secs).execute(&self.pool))
@@ -744,16 +765,17 @@ impl TaskStore for PostgresStore {
 /// database's, the inner one the caller's answer.
 async fn lock_task(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    agent: &str,
+    agent: i32,
     task_id: &str,
     access: Access<'_>,
 ) -> Result<Result<(), StoreError>, sqlx::Error> {
-    let owner: Option<String> =
-        sqlx::query_scalar("SELECT owner FROM bindu_tasks WHERE agent = $1 AND id = $2 FOR UPDATE")
-            .bind(agent)
-            .bind(task_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT owner FROM bindu_tasks WHERE agent_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(agent)
+    .bind(task_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(match owner {
         Some(o) if access.permits((!o.is_empty()).then_some(o.as_str())) => Ok(()),
         _ => Err(StoreError::NotFound(task_id.to_string())),

@@ -1,9 +1,7 @@
-//! Read queries and row decoding. History and artifact chunks are aggregated in the same
-//! round trip as the task row; chunks are merged here with the A2A rule.
+//! Read queries and row decoding. History and artifact chunks are in the task row; chunks
+//! are merged here with the A2A rule.
 
-use bindu_schemas::{
-    Artifact, ContextSummary, Message, Metadata, Task, TaskKind, TaskState, TaskStatus,
-};
+use bindu_schemas::{Artifact, ContextSummary, Message, Metadata, Task, TaskKind, TaskStatus};
 use serde::Deserialize;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -12,21 +10,17 @@ use sqlx::Row;
 use super::db_error;
 use crate::store::{merge_artifact, ArtifactChunk, StoreError, TaskSnapshot};
 
-const TASK_COLUMNS: &str = "SELECT t.id, t.context_id, t.owner, t.status, t.version, t.metadata, t.seq_no, \
-    COALESCE((SELECT jsonb_agg(m.message ORDER BY m.ordinal) FROM bindu_task_messages m \
-              WHERE m.agent = t.agent AND m.task_id = t.id), '[]'::jsonb) AS history, \
-    COALESCE((SELECT jsonb_agg(jsonb_build_object('artifact', a.artifact, 'append', a.append, 'lastChunk', a.last_chunk) ORDER BY a.seq) \
-              FROM bindu_task_artifacts a WHERE a.agent = t.agent AND a.task_id = t.id), '[]'::jsonb) AS chunks \
-    FROM bindu_tasks t";
+const TASK_COLUMNS: &str = "SELECT t.id, t.context_id, t.owner, t.status, t.version, t.metadata, \
+    t.seq_no, t.history, t.chunks FROM bindu_tasks t";
 
 pub(super) fn task_by_id() -> String {
-    format!("{TASK_COLUMNS} WHERE t.agent = $1 AND t.id = $2")
+    format!("{TASK_COLUMNS} WHERE t.agent_id = $1 AND t.id = $2")
 }
 
 /// Newest first, below cursor `$2`, at most `$3` rows; optional owner and context filters
 /// are separate statements so each uses its index.
 pub(super) fn task_page(owner: bool, context: bool) -> String {
-    let mut sql = format!("{TASK_COLUMNS} WHERE t.agent = $1 AND t.seq_no < $2");
+    let mut sql = format!("{TASK_COLUMNS} WHERE t.agent_id = $1 AND t.seq_no < $2");
     let mut n = 3;
     if owner {
         sql.push_str(&format!(" AND t.owner = ${n}"));
@@ -48,8 +42,8 @@ pub(super) fn context_page(owner: bool) -> String {
          to_char(c.created_at AT TIME ZONE 'UTC', {TS}) AS created_at, \
          to_char(c.updated_at AT TIME ZONE 'UTC', {TS}) AS updated_at, \
          COALESCE((SELECT jsonb_agg(t.id ORDER BY t.seq_no) FROM bindu_tasks t \
-                   WHERE t.agent = c.agent AND t.context_id = c.id), '[]'::jsonb) AS task_ids \
-         FROM bindu_contexts c WHERE c.agent = $1 AND c.seq_no < $2"
+                   WHERE t.agent_id = c.agent_id AND t.context_id = c.id), '[]'::jsonb) AS task_ids \
+         FROM bindu_contexts c WHERE c.agent_id = $1 AND c.seq_no < $2"
     );
     let n = if owner {
         sql.push_str(" AND c.owner = $3");
@@ -67,11 +61,6 @@ struct ChunkRow {
     append: bool,
     #[serde(rename = "lastChunk")]
     last_chunk: bool,
-}
-
-pub(super) fn state(s: &str) -> Result<TaskState, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| StoreError::Other(format!("unknown task state {s:?} in the database").into()))
 }
 
 pub(super) fn snapshot(row: &PgRow) -> Result<TaskSnapshot, StoreError> {

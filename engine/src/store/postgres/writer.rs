@@ -1,25 +1,34 @@
-//! The batch writer: one task that group-commits submits and transitions.
+//! The batch writer: group-commits submits and transitions from many callers.
 //!
-//! It takes whatever operations are waiting (up to `batch_max`, lingering up to
-//! `batch_linger` for more), and applies them in one transaction: lock the rows of every
-//! task involved (sorted, so concurrent writers in other processes cannot deadlock), check
-//! each operation's compare-and-set in arrival order against the locked state, then write
-//! all changes with a handful of set-based statements and commit. Each caller hears its own
-//! result only after the commit. Transient failures roll the whole batch back and retry it.
+//! Each writer task takes whatever operations are waiting (up to `batch_max`, lingering up
+//! to `batch_linger` for more) and applies them in one transaction with a few set-based
+//! statements:
+//!
+//! - new tasks: one `INSERT` of every task row (history inline), after one upsert of their
+//!   contexts (which also tells each context's owner);
+//! - transitions: one `UPDATE … FROM unnest(…)` whose `WHERE` checks, per row, a bitmask of
+//!   the states the update may leave (its compare-and-set and the legal transitions), so no
+//!   row is locked or read first; rows it did not change are looked up afterwards to say why;
+//! - follow-ups to paused tasks: locked and updated one by one (rare).
+//!
+//! Operations on the same task within one batch run in arrival order (in successive rounds
+//! of the transaction). Each caller hears its own result only after the commit.
+//!
+//! Transient failures roll the batch back and retry it. A batch that fails for any other
+//! reason (a value the database cannot hold, say) is split: every operation is retried alone,
+//! so one bad operation never fails the others.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bindu_schemas::bus::TaskEvent;
-use bindu_schemas::{Metadata, Task, TaskKind, TaskState, TaskStatus};
+use bindu_schemas::{Task, TaskKind, TaskState, TaskStatus};
 use serde_json::{json, Value};
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio::sync::oneshot;
 
 use super::{is_transient, PostgresOptions};
 use crate::retry::RetryPolicy;
-use crate::state::can_transition;
 use crate::store::*;
 use crate::time::now_rfc3339;
 
@@ -71,18 +80,48 @@ impl Input {
     }
 }
 
-fn error_for_all(e: &sqlx::Error) -> StoreError {
-    if is_transient(e) {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Other(e.to_string().into())
-    }
+/// The stored code of a state: its position in [`TaskState::ALL`].
+pub(super) fn state_code(s: TaskState) -> i16 {
+    TaskState::ALL
+        .iter()
+        .position(|x| *x == s)
+        .map_or(8, |i| i as i16)
+}
+
+pub(super) fn state_of(code: i16) -> Result<TaskState, StoreError> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| TaskState::ALL.get(i).copied())
+        .ok_or_else(|| StoreError::Other(format!("unknown task state code {code}").into()))
+}
+
+/// The states `update` may leave, as a bitmask of state codes.
+fn allowed_mask(update: &TaskUpdate) -> i32 {
+    TaskState::ALL
+        .iter()
+        .filter(|s| check_update(update, **s).is_ok())
+        .fold(0, |m, s| m | (1 << state_code(*s)))
+}
+
+/// Transient errors, plus a unique violation: a task inserted by a concurrent batch is
+/// found by the retry's lookup.
+fn retryable(e: &sqlx::Error) -> bool {
+    is_transient(e)
+        || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+fn refused(e: &sqlx::Error) -> StoreError {
+    let reason = match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    };
+    StoreError::Invalid(format!("the task store cannot hold this: {reason}"))
 }
 
 pub(super) async fn run(
     rx: async_channel::Receiver<Op>,
     pool: PgPool,
-    agent: Arc<str>,
+    agent: i32,
     options: PostgresOptions,
 ) {
     let policy = RetryPolicy {
@@ -116,77 +155,104 @@ pub(super) async fn run(
             })
             .unzip();
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(
-            options.timeout,
-            policy.run(|| commit(&pool, &agent, &inputs), is_transient),
-        )
-        .await;
+        let outcomes = commit_batch(&pool, agent, &inputs, &policy, &options).await;
         tracing::debug!(
             ops = inputs.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "task store batch committed"
         );
-        match result {
-            Ok(Ok(outcomes)) => {
-                created += outcomes
-                    .iter()
-                    .filter(|o| matches!(o, Ok(Outcome::Submit(SubmitOutcome::Created(_)))))
-                    .count() as u64;
-                if created >= next_analyze {
-                    next_analyze = created.saturating_mul(2);
-                    spawn_analyze(pool.clone());
-                }
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    match (reply, outcome) {
-                        (Reply::Submit(tx), Ok(Outcome::Submit(o))) => drop(tx.send(Ok(o))),
-                        (Reply::Update(tx), Ok(Outcome::Update(a))) => drop(tx.send(Ok(a))),
-                        (Reply::Submit(tx), Err(e)) => drop(tx.send(Err(e))),
-                        (Reply::Update(tx), Err(e)) => drop(tx.send(Err(e))),
-                        (Reply::Submit(tx), Ok(_)) => {
-                            drop(tx.send(Err(StoreError::Other("mismatched batch outcome".into()))))
-                        }
-                        (Reply::Update(tx), Ok(_)) => {
-                            drop(tx.send(Err(StoreError::Other("mismatched batch outcome".into()))))
-                        }
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, ops = replies.len(), "task store batch failed");
-                for reply in replies {
-                    match reply {
-                        Reply::Submit(tx) => drop(tx.send(Err(error_for_all(&e)))),
-                        Reply::Update(tx) => drop(tx.send(Err(error_for_all(&e)))),
-                    }
-                }
-            }
-            Err(_) => {
-                tracing::warn!(ops = replies.len(), "task store batch timed out");
-                let err = || {
-                    StoreError::Unavailable(format!(
-                        "Postgres did not commit within {:?}",
-                        options.timeout
-                    ))
-                };
-                for reply in replies {
-                    match reply {
-                        Reply::Submit(tx) => drop(tx.send(Err(err()))),
-                        Reply::Update(tx) => drop(tx.send(Err(err()))),
-                    }
-                }
+        created += outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(Outcome::Submit(SubmitOutcome::Created(_)))))
+            .count() as u64;
+        if created >= next_analyze {
+            next_analyze = created.saturating_mul(2);
+            spawn_analyze(pool.clone());
+        }
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let mismatch = || StoreError::Other("mismatched batch outcome".into());
+            match (reply, outcome) {
+                (Reply::Submit(tx), Ok(Outcome::Submit(o))) => drop(tx.send(Ok(o))),
+                (Reply::Update(tx), Ok(Outcome::Update(a))) => drop(tx.send(Ok(a))),
+                (Reply::Submit(tx), Err(e)) => drop(tx.send(Err(e))),
+                (Reply::Update(tx), Err(e)) => drop(tx.send(Err(e))),
+                (Reply::Submit(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
+                (Reply::Update(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
             }
         }
     }
 }
 
+/// Commits a batch, retrying transient failures; a batch that fails otherwise is split so
+/// that only the operations that cannot be stored fail.
+async fn commit_batch(
+    pool: &PgPool,
+    agent: i32,
+    inputs: &[Input],
+    policy: &RetryPolicy,
+    options: &PostgresOptions,
+) -> Vec<Result<Outcome, StoreError>> {
+    let attempt = tokio::time::timeout(
+        options.timeout,
+        policy.run(|| commit(pool, agent, inputs), retryable),
+    )
+    .await;
+    match attempt {
+        Ok(Ok(outcomes)) => outcomes,
+        Ok(Err(e)) if !is_transient(&e) && inputs.len() > 1 => {
+            tracing::warn!(error = %e, ops = inputs.len(), "task store batch refused; retrying its operations one by one");
+            let mut out = Vec::with_capacity(inputs.len());
+            for input in inputs {
+                let one = std::slice::from_ref(input);
+                let r = tokio::time::timeout(
+                    options.timeout,
+                    policy.run(|| commit(pool, agent, one), retryable),
+                )
+                .await;
+                out.push(match r {
+                    Ok(Ok(mut v)) => v.pop().unwrap_or_else(|| {
+                        Err(StoreError::Other("no outcome for an operation".into()))
+                    }),
+                    Ok(Err(e)) if is_transient(&e) => Err(StoreError::Unavailable(e.to_string())),
+                    Ok(Err(e)) => Err(refused(&e)),
+                    Err(_) => Err(timed_out(options)),
+                });
+            }
+            out
+        }
+        Ok(Err(e)) => {
+            if is_transient(&e) {
+                tracing::warn!(error = %e, ops = inputs.len(), "task store batch failed");
+            }
+            let err = || {
+                if is_transient(&e) {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    refused(&e)
+                }
+            };
+            inputs.iter().map(|_| Err(err())).collect()
+        }
+        Err(_) => {
+            tracing::warn!(ops = inputs.len(), "task store batch timed out");
+            inputs.iter().map(|_| Err(timed_out(options))).collect()
+        }
+    }
+}
+
+fn timed_out(options: &PostgresOptions) -> StoreError {
+    StoreError::Unavailable(format!(
+        "Postgres did not commit within {:?}",
+        options.timeout
+    ))
+}
+
 fn spawn_analyze(pool: PgPool) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        match sqlx::query(
-            "ANALYZE bindu_tasks, bindu_contexts, bindu_task_messages, bindu_task_artifacts",
-        )
-        .execute(&pool)
-        .await
+        match sqlx::query("ANALYZE bindu_tasks, bindu_contexts")
+            .execute(&pool)
+            .await
         {
             Ok(_) => tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -198,369 +264,420 @@ fn spawn_analyze(pool: PgPool) {
     });
 }
 
-/// A task row as the batch changes it.
-struct Work {
-    context_id: String,
-    owner: String,
-    status: TaskStatus,
-    version: u64,
-    history_count: i32,
-    existed: bool,
-    dirty: bool,
-    metadata: Option<Metadata>,
-}
-
 async fn commit(
     pool: &PgPool,
-    agent: &str,
+    agent: i32,
     inputs: &[Input],
 ) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
     let now = now_rfc3339();
     let mut tx = pool.begin().await?;
+    // Round of each input: how many earlier inputs of the batch touch the same task.
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(inputs.len());
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let n = seen.entry(input.task_id()).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(i);
+        *n += 1;
+    }
+    let mut results: Vec<Option<Result<Outcome, StoreError>>> =
+        (0..inputs.len()).map(|_| None).collect();
+    for round in rounds {
+        run_round(&mut tx, agent, inputs, &round, &mut results, &now).await?;
+    }
+    tx.commit().await?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("operation not applied".into()))))
+        .collect())
+}
 
-    let mut ids: Vec<&str> = inputs.iter().map(Input::task_id).collect();
+/// One round: every task appears at most once.
+async fn run_round(
+    tx: &mut Transaction<'_, Postgres>,
+    agent: i32,
+    inputs: &[Input],
+    round: &[usize],
+    results: &mut [Option<Result<Outcome, StoreError>>],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    let submits: Vec<usize> = round
+        .iter()
+        .copied()
+        .filter(|i| matches!(inputs[*i], Input::Submit(_)))
+        .collect();
+    let updates: Vec<usize> = round
+        .iter()
+        .copied()
+        .filter(|i| matches!(inputs[*i], Input::Update(_)))
+        .collect();
+    if !submits.is_empty() {
+        submit_round(tx, agent, inputs, &submits, results, now).await?;
+    }
+    if !updates.is_empty() {
+        update_round(tx, agent, inputs, &updates, results, now).await?;
+    }
+    Ok(())
+}
+
+struct Existing {
+    context_id: String,
+    owner: String,
+    state: TaskState,
+    version: u64,
+}
+
+async fn submit_round(
+    tx: &mut Transaction<'_, Postgres>,
+    agent: i32,
+    inputs: &[Input],
+    submits: &[usize],
+    results: &mut [Option<Result<Outcome, StoreError>>],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    let reqs: Vec<(usize, &SubmitRequest)> = submits
+        .iter()
+        .filter_map(|i| match &inputs[*i] {
+            Input::Submit(r) => Some((*i, r)),
+            Input::Update(_) => None,
+        })
+        .collect();
+    // Which of these tasks exist already (follow-ups): an index probe each, locked.
+    let mut ids: Vec<&str> = reqs.iter().map(|(_, r)| r.task_id.as_str()).collect();
     ids.sort_unstable();
-    ids.dedup();
     let rows = sqlx::query(
-        "SELECT id, context_id, owner, status, version, history_count FROM bindu_tasks \
-         WHERE agent = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
+        "SELECT id, context_id, owner, state, version FROM bindu_tasks \
+         WHERE agent_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
     )
     .bind(agent)
     .bind(&ids)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
-    let mut tasks: HashMap<String, Work> = HashMap::with_capacity(inputs.len());
+    let mut existing: HashMap<String, Existing> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let Json(status): Json<TaskStatus> = row.try_get("status")?;
+        let state = match state_of(row.try_get("state")?) {
+            Ok(s) => s,
+            Err(_) => TaskState::Unknown,
+        };
         let version: i64 = row.try_get("version")?;
-        tasks.insert(
+        existing.insert(
             row.try_get("id")?,
-            Work {
+            Existing {
                 context_id: row.try_get("context_id")?,
                 owner: row.try_get("owner")?,
-                status,
+                state,
                 version: u64::try_from(version).unwrap_or(0),
-                history_count: row.try_get("history_count")?,
-                existed: true,
-                dirty: false,
-                metadata: None,
             },
         );
     }
 
-    // Contexts of the tasks this batch may create: insert (or touch) them, learn owners.
-    let mut new_contexts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
-    let mut context_rows: Vec<Value> = Vec::new();
-    let mut seen_contexts = std::collections::HashSet::new();
-    for input in inputs {
-        match input {
-            Input::Submit(req) if !tasks.contains_key(&req.task_id) => {
-                let ctx = req
-                    .context_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                if seen_contexts.insert(ctx.clone()) {
-                    context_rows
-                        .push(json!({"id": ctx, "owner": req.owner.clone().unwrap_or_default()}));
-                }
-                new_contexts.push(Some(ctx));
-            }
-            _ => new_contexts.push(None),
+    // New tasks: their contexts first (created, or touched and their owner learnt).
+    let mut fresh: Vec<(usize, &SubmitRequest, String)> = Vec::new();
+    for (i, req) in &reqs {
+        if let Some(e) = existing.get(&req.task_id) {
+            results[*i] = Some(follow_up(tx, agent, req, e, now).await?);
+        } else {
+            let ctx = req
+                .context_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            fresh.push((*i, req, ctx));
         }
     }
-    let mut context_owner: HashMap<String, String> = HashMap::new();
-    if !context_rows.is_empty() {
-        context_rows.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let rows = sqlx::query(
-            "INSERT INTO bindu_contexts (agent, id, owner) \
-             SELECT $1, x.id, x.owner FROM jsonb_to_recordset($2) AS x(id text, owner text) \
-             ON CONFLICT (agent, id) DO UPDATE SET updated_at = now() RETURNING id, owner",
-        )
-        .bind(agent)
-        .bind(Json(Value::Array(context_rows)))
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in rows {
-            context_owner.insert(row.try_get("id")?, row.try_get("owner")?);
-        }
+    if fresh.is_empty() {
+        return Ok(());
     }
-
-    let mut created: Vec<String> = Vec::new();
-    let mut messages: Vec<Value> = Vec::new();
-    let mut artifacts: Vec<Value> = Vec::new();
-    let mut results = Vec::with_capacity(inputs.len());
-    for (input, new_context) in inputs.iter().zip(new_contexts) {
-        let outcome = match input {
-            Input::Submit(req) => submit(
-                req,
-                new_context,
-                &mut tasks,
-                &context_owner,
-                &mut created,
-                &mut messages,
-                &now,
-            )
-            .map(Outcome::Submit),
-            Input::Update(update) => {
-                apply(update, &mut tasks, &mut messages, &mut artifacts, &now).map(Outcome::Update)
-            }
-        };
-        results.push(outcome);
-    }
-
-    let row = |id: &str, w: &Work| {
-        json!({
-            "id": id, "context_id": w.context_id, "owner": w.owner,
-            "state": w.status.state.as_str(), "status": w.status,
-            "version": w.version, "history_count": w.history_count, "metadata": w.metadata,
-        })
-    };
-    let inserts: Vec<Value> = created
+    let mut contexts: Vec<(&str, &str)> = fresh
         .iter()
-        .filter_map(|id| tasks.get(id).map(|w| row(id, w)))
+        .map(|(_, r, c)| (c.as_str(), r.owner.as_deref().unwrap_or("")))
         .collect();
-    let mut updated_ids: Vec<&str> = Vec::new();
-    let updates: Vec<Value> = tasks
-        .iter()
-        .filter(|(_, w)| w.existed && w.dirty)
-        .map(|(id, w)| {
-            updated_ids.push(id);
-            row(id, w)
-        })
-        .collect();
-    if !inserts.is_empty() {
-        sqlx::query(
-            "INSERT INTO bindu_tasks (agent, id, context_id, owner, state, status, version, history_count, metadata) \
-             SELECT $1, x.id, x.context_id, x.owner, x.state, x.status, x.version, x.history_count, x.metadata \
-             FROM jsonb_to_recordset($2) AS x(id text, context_id text, owner text, state text, status jsonb, \
-                                               version bigint, history_count int, metadata jsonb)",
-        )
-        .bind(agent)
-        .bind(Json(Value::Array(inserts)))
-        .execute(&mut *tx)
-        .await?;
+    contexts.sort_unstable();
+    contexts.dedup_by(|a, b| a.0 == b.0);
+    let (ctx_ids, ctx_owners): (Vec<&str>, Vec<&str>) = contexts.into_iter().unzip();
+    let rows = sqlx::query(
+        "INSERT INTO bindu_contexts (agent_id, id, owner) \
+         SELECT $1, x.id, x.owner FROM unnest($2::text[], $3::text[]) AS x(id, owner) \
+         ON CONFLICT (agent_id, id) DO UPDATE SET updated_at = now() RETURNING id, owner",
+    )
+    .bind(agent)
+    .bind(&ctx_ids)
+    .bind(&ctx_owners)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut context_owner: HashMap<String, String> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        context_owner.insert(row.try_get("id")?, row.try_get("owner")?);
     }
-    if !updates.is_empty() {
-        sqlx::query(
-            "UPDATE bindu_tasks t SET state = x.state, status = x.status, version = x.version, \
-                 history_count = x.history_count, updated_at = now(), \
-                 metadata = CASE WHEN x.metadata IS NULL THEN t.metadata \
-                                 ELSE COALESCE(t.metadata, '{}'::jsonb) || x.metadata END \
-             FROM jsonb_to_recordset($2) AS x(id text, state text, status jsonb, version bigint, \
-                                               history_count int, metadata jsonb) \
-             WHERE t.agent = $1 AND t.id = ANY($3) AND t.id = x.id",
-        )
-        .bind(agent)
-        .bind(Json(Value::Array(updates)))
-        // `id = ANY` lets the planner use the primary key whatever it guesses about the
-        // JSON rows (without it, a stale estimate picks a scan of all the agent's tasks).
-        .bind(&updated_ids)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !messages.is_empty() {
-        sqlx::query(
-            "INSERT INTO bindu_task_messages (agent, task_id, ordinal, message) \
-             SELECT $1, x.task_id, x.ordinal, x.message \
-             FROM jsonb_to_recordset($2) AS x(task_id text, ordinal int, message jsonb)",
-        )
-        .bind(agent)
-        .bind(Json(Value::Array(messages)))
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !artifacts.is_empty() {
-        sqlx::query(
-            "INSERT INTO bindu_task_artifacts (agent, task_id, seq, append, last_chunk, artifact) \
-             SELECT $1, x.task_id, x.seq, x.append, x.last_chunk, x.artifact \
-             FROM jsonb_to_recordset($2) AS x(task_id text, seq bigint, append boolean, last_chunk boolean, artifact jsonb)",
-        )
-        .bind(agent)
-        .bind(Json(Value::Array(artifacts)))
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(results)
-}
 
-fn submit(
-    req: &SubmitRequest,
-    new_context: Option<String>,
-    tasks: &mut HashMap<String, Work>,
-    context_owner: &HashMap<String, String>,
-    created: &mut Vec<String>,
-    messages: &mut Vec<Value>,
-    now: &str,
-) -> Result<SubmitOutcome, StoreError> {
-    let owner = req.owner.clone().unwrap_or_default();
-    let mut message = req.message.clone();
-    if let Some(w) = tasks.get_mut(&req.task_id) {
-        if w.owner != owner {
-            return Err(StoreError::NotFound(req.task_id.clone()));
-        }
-        let state = w.status.state;
-        if state.is_terminal() {
-            return Err(StoreError::Immutable {
-                task_id: req.task_id.clone(),
-                state,
-            });
-        }
-        if !state.is_interrupted() {
-            return Err(StoreError::Busy {
-                task_id: req.task_id.clone(),
-                state,
-            });
-        }
-        if let Some(c) = &req.context_id {
-            if *c != w.context_id {
-                return Err(StoreError::Invalid(format!(
-                    "task {} belongs to context {}, not {c}",
-                    req.task_id, w.context_id
-                )));
-            }
-        }
-        message.task_id = Some(req.task_id.clone());
-        message.context_id = Some(w.context_id.clone());
-        messages
-            .push(json!({"task_id": req.task_id, "ordinal": w.history_count, "message": message}));
-        w.history_count += 1;
-        w.status = TaskStatus {
-            state: TaskState::Submitted,
-            message: None,
-            timestamp: Some(now.to_string()),
-        };
-        w.version += 1;
-        w.dirty = true;
-        let event = status_event(&req.task_id, &w.context_id, &w.status, w.version, now);
-        return Ok(SubmitOutcome::Continued {
-            task_id: req.task_id.clone(),
-            version: w.version,
-            event,
-        });
-    }
-    let Some(context_id) = new_context else {
-        return Err(StoreError::Other("no context chosen for a new task".into()));
-    };
-    if context_owner.get(&context_id) != Some(&owner) {
-        return Err(StoreError::ContextNotFound(context_id));
-    }
-    message.task_id = Some(req.task_id.clone());
-    message.context_id = Some(context_id.clone());
-    messages.push(json!({"task_id": req.task_id, "ordinal": 0, "message": message}));
     let status = TaskStatus {
         state: TaskState::Submitted,
         message: None,
         timestamp: Some(now.to_string()),
     };
-    let event = status_event(&req.task_id, &context_id, &status, 1, now);
-    let task = Task {
-        id: req.task_id.clone(),
-        context_id: context_id.clone(),
-        status: status.clone(),
-        kind: TaskKind::Task,
-        history: Some(vec![message]),
-        artifacts: None,
-        metadata: None,
-    };
-    tasks.insert(
-        req.task_id.clone(),
-        Work {
-            context_id,
-            owner,
-            status,
-            version: 1,
-            history_count: 1,
-            existed: false,
-            dirty: true,
-            metadata: None,
-        },
-    );
-    created.push(req.task_id.clone());
-    Ok(SubmitOutcome::Created(Submitted {
-        task,
-        version: 1,
-        event,
-        created: true,
-    }))
+    let status_json = Json(serde_json::to_value(&status).unwrap_or(Value::Null));
+    let mut t_ids: Vec<&str> = Vec::with_capacity(fresh.len());
+    let mut t_ctx: Vec<&str> = Vec::with_capacity(fresh.len());
+    let mut t_owner: Vec<&str> = Vec::with_capacity(fresh.len());
+    let mut t_history: Vec<Json<Value>> = Vec::with_capacity(fresh.len());
+    let mut created: Vec<(usize, Submitted)> = Vec::with_capacity(fresh.len());
+    for (i, req, ctx) in &fresh {
+        let owner = req.owner.as_deref().unwrap_or("");
+        if context_owner.get(ctx).map(String::as_str) != Some(owner) {
+            results[*i] = Some(Err(StoreError::ContextNotFound(ctx.clone())));
+            continue;
+        }
+        let mut message = req.message.clone();
+        message.task_id = Some(req.task_id.clone());
+        message.context_id = Some(ctx.clone());
+        t_ids.push(&req.task_id);
+        t_ctx.push(ctx);
+        t_owner.push(owner);
+        t_history.push(Json(json!([message])));
+        let event = status_event(&req.task_id, ctx, &status, 1, now);
+        created.push((
+            *i,
+            Submitted {
+                task: Task {
+                    id: req.task_id.clone(),
+                    context_id: ctx.clone(),
+                    status: status.clone(),
+                    kind: TaskKind::Task,
+                    history: Some(vec![message]),
+                    artifacts: None,
+                    metadata: None,
+                },
+                version: 1,
+                event,
+                created: true,
+            },
+        ));
+    }
+    if !t_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO bindu_tasks (agent_id, id, context_id, owner, state, status, version, history) \
+             SELECT $1, x.id, x.context_id, x.owner, 0, $5, 1, x.history \
+             FROM unnest($2::text[], $3::text[], $4::text[], $6::jsonb[]) \
+                  AS x(id, context_id, owner, history)",
+        )
+        .bind(agent)
+        .bind(&t_ids)
+        .bind(&t_ctx)
+        .bind(&t_owner)
+        .bind(&status_json)
+        .bind(&t_history)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (i, s) in created {
+        results[i] = Some(Ok(Outcome::Submit(SubmitOutcome::Created(s))));
+    }
+    Ok(())
 }
 
-fn apply(
-    update: &TaskUpdate,
-    tasks: &mut HashMap<String, Work>,
-    messages: &mut Vec<Value>,
-    artifacts: &mut Vec<Value>,
+/// A new message for an existing task (locked by the caller's lookup).
+async fn follow_up(
+    tx: &mut Transaction<'_, Postgres>,
+    agent: i32,
+    req: &SubmitRequest,
+    e: &Existing,
     now: &str,
-) -> Result<Applied, StoreError> {
-    let Some(w) = tasks.get_mut(&update.task_id) else {
-        return Err(StoreError::NotFound(update.task_id.clone()));
-    };
-    let from = w.status.state;
-    if !update.expect.matches(from) {
-        return Err(StoreError::Conflict {
-            task_id: update.task_id.clone(),
-            state: from,
-        });
+) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
+    let owner = req.owner.as_deref().unwrap_or("");
+    if e.owner != owner {
+        return Ok(Err(StoreError::NotFound(req.task_id.clone())));
     }
-    match &update.status {
-        Some((to, _)) if !can_transition(from, *to) => {
-            return Err(StoreError::IllegalTransition {
-                task_id: update.task_id.clone(),
-                from,
-                to: *to,
-            });
-        }
-        None if from.is_terminal() => {
-            return Err(StoreError::Conflict {
-                task_id: update.task_id.clone(),
-                state: from,
-            });
-        }
-        _ => {}
-    }
-    let mut events = Vec::with_capacity(update.artifacts.len() + 1);
-    for chunk in &update.artifacts {
-        w.version += 1;
-        artifacts.push(json!({
-            "task_id": update.task_id, "seq": w.version, "append": chunk.append,
-            "last_chunk": chunk.last_chunk, "artifact": chunk.artifact,
+    if e.state.is_terminal() {
+        return Ok(Err(StoreError::Immutable {
+            task_id: req.task_id.clone(),
+            state: e.state,
         }));
-        events.push(artifact_event(
-            &update.task_id,
-            &w.context_id,
-            chunk,
-            w.version,
-            now,
-        ));
     }
-    for m in &update.history {
-        messages.push(json!({"task_id": update.task_id, "ordinal": w.history_count, "message": m}));
-        w.history_count += 1;
+    if !e.state.is_interrupted() {
+        return Ok(Err(StoreError::Busy {
+            task_id: req.task_id.clone(),
+            state: e.state,
+        }));
     }
-    if let Some(meta) = &update.metadata {
-        w.metadata
-            .get_or_insert_with(Default::default)
-            .extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(c) = &req.context_id {
+        if *c != e.context_id {
+            return Ok(Err(StoreError::Invalid(format!(
+                "task {} belongs to context {}, not {c}",
+                req.task_id, e.context_id
+            ))));
+        }
     }
-    if let Some((to, message)) = &update.status {
-        w.status = TaskStatus {
-            state: *to,
+    let mut message = req.message.clone();
+    message.task_id = Some(req.task_id.clone());
+    message.context_id = Some(e.context_id.clone());
+    let status = TaskStatus {
+        state: TaskState::Submitted,
+        message: None,
+        timestamp: Some(now.to_string()),
+    };
+    let version = e.version + 1;
+    sqlx::query(
+        "UPDATE bindu_tasks SET state = 0, status = $3, version = $4, history = history || $5, \
+         updated_at = now() WHERE agent_id = $1 AND id = $2",
+    )
+    .bind(agent)
+    .bind(&req.task_id)
+    .bind(Json(&status))
+    .bind(i64::try_from(version).unwrap_or(i64::MAX))
+    .bind(Json(json!([message])))
+    .execute(&mut **tx)
+    .await?;
+    let event = status_event(&req.task_id, &e.context_id, &status, version, now);
+    Ok(Ok(Outcome::Submit(SubmitOutcome::Continued {
+        task_id: req.task_id.clone(),
+        version,
+        event,
+    })))
+}
+
+async fn update_round(
+    tx: &mut Transaction<'_, Postgres>,
+    agent: i32,
+    inputs: &[Input],
+    indices: &[usize],
+    results: &mut [Option<Result<Outcome, StoreError>>],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    // Sorted by task id: concurrent writers lock rows in the same order.
+    let mut ups: Vec<(usize, &TaskUpdate)> = indices
+        .iter()
+        .filter_map(|i| match &inputs[*i] {
+            Input::Update(u) => Some((*i, u)),
+            Input::Submit(_) => None,
+        })
+        .collect();
+    ups.sort_unstable_by(|a, b| a.1.task_id.cmp(&b.1.task_id));
+    let n = ups.len();
+    let mut ids: Vec<&str> = Vec::with_capacity(n);
+    let mut masks: Vec<i32> = Vec::with_capacity(n);
+    let mut states: Vec<i16> = Vec::with_capacity(n);
+    let mut statuses: Vec<Json<Value>> = Vec::with_capacity(n);
+    let mut widths: Vec<i64> = Vec::with_capacity(n);
+    let mut histories: Vec<Json<Value>> = Vec::with_capacity(n);
+    let mut chunks: Vec<Json<Value>> = Vec::with_capacity(n);
+    let mut metas: Vec<Json<Value>> = Vec::with_capacity(n);
+    for (_, u) in &ups {
+        ids.push(&u.task_id);
+        masks.push(allowed_mask(u));
+        let status = u.status.as_ref().map(|(state, message)| TaskStatus {
+            state: *state,
             message: message.clone(),
             timestamp: Some(now.to_string()),
-        };
-        w.version += 1;
-        events.push(status_event(
-            &update.task_id,
-            &w.context_id,
-            &w.status,
-            w.version,
-            now,
+        });
+        states.push(status.as_ref().map_or(-1, |s| state_code(s.state)));
+        statuses.push(Json(
+            status
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or(Value::Null),
+        ));
+        widths.push(i64::try_from(update_width(u)).unwrap_or(i64::MAX));
+        histories.push(Json(
+            serde_json::to_value(&u.history).unwrap_or(Value::Null),
+        ));
+        let c: Vec<Value> = u
+            .streamed
+            .iter()
+            .chain(&u.artifacts)
+            .map(|c| json!({"artifact": c.artifact, "append": c.append, "lastChunk": c.last_chunk}))
+            .collect();
+        chunks.push(Json(Value::Array(c)));
+        metas.push(Json(
+            u.metadata
+                .as_ref()
+                .map_or(Value::Null, |m| Value::Object(m.clone())),
         ));
     }
-    w.dirty = true;
-    Ok(Applied {
-        state: w.status.state,
-        version: w.version,
-        events,
-    })
+    let rows = sqlx::query(
+        "UPDATE bindu_tasks t SET \
+           state = CASE WHEN x.state < 0 THEN t.state ELSE x.state END, \
+           status = CASE WHEN x.state < 0 THEN t.status ELSE x.status END, \
+           version = t.version + x.width, \
+           history = CASE WHEN x.history = '[]'::jsonb THEN t.history ELSE t.history || x.history END, \
+           chunks = CASE WHEN x.chunks = '[]'::jsonb THEN t.chunks ELSE t.chunks || x.chunks END, \
+           metadata = CASE WHEN jsonb_typeof(x.metadata) = 'object' \
+                           THEN COALESCE(t.metadata, '{}'::jsonb) || x.metadata ELSE t.metadata END, \
+           updated_at = now() \
+         FROM unnest($3::text[], $4::int4[], $5::int2[], $6::jsonb[], $7::int8[], $8::jsonb[], \
+                     $9::jsonb[], $10::jsonb[]) \
+              AS x(id, mask, state, status, width, history, chunks, metadata) \
+         WHERE t.agent_id = $1 AND t.id = ANY($2) AND t.id = x.id \
+           AND (x.mask & (1 << t.state)) <> 0 \
+         RETURNING t.id, t.version, t.context_id, t.state",
+    )
+    .bind(agent)
+    // `id = ANY` keeps the planner on the primary key whatever it guesses about the rows.
+    .bind(&ids)
+    .bind(&ids)
+    .bind(&masks)
+    .bind(&states)
+    .bind(&statuses)
+    .bind(&widths)
+    .bind(&histories)
+    .bind(&chunks)
+    .bind(&metas)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut changed: HashMap<String, (u64, String, i16)> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let version: i64 = row.try_get("version")?;
+        changed.insert(
+            row.try_get("id")?,
+            (
+                u64::try_from(version).unwrap_or(0),
+                row.try_get("context_id")?,
+                row.try_get("state")?,
+            ),
+        );
+    }
+    // Why the others were not changed: missing, or in a state the update does not accept.
+    let missed: Vec<&str> = ups
+        .iter()
+        .filter(|(_, u)| !changed.contains_key(&u.task_id))
+        .map(|(_, u)| u.task_id.as_str())
+        .collect();
+    let mut current: HashMap<String, i16> = HashMap::new();
+    if !missed.is_empty() {
+        let rows =
+            sqlx::query("SELECT id, state FROM bindu_tasks WHERE agent_id = $1 AND id = ANY($2)")
+                .bind(agent)
+                .bind(&missed)
+                .fetch_all(&mut **tx)
+                .await?;
+        for row in rows {
+            current.insert(row.try_get("id")?, row.try_get("state")?);
+        }
+    }
+    for (i, u) in ups {
+        results[i] = Some(match changed.get(&u.task_id) {
+            Some((version, context_id, state)) => {
+                let before = version.saturating_sub(update_width(u));
+                let plan = plan_events(u, before, context_id, now);
+                state_of(*state).map(|state| {
+                    Outcome::Update(Applied {
+                        state,
+                        version: *version,
+                        events: plan.events,
+                    })
+                })
+            }
+            None => match current.get(&u.task_id) {
+                None => Err(StoreError::NotFound(u.task_id.clone())),
+                Some(code) => match state_of(*code).and_then(|s| check_update(u, s)) {
+                    Err(e) => Err(e),
+                    // The mask and the check disagree: never expected.
+                    Ok(()) => Err(StoreError::Other(
+                        format!("task {} was not updated", u.task_id).into(),
+                    )),
+                },
+            },
+        });
+    }
+    Ok(())
 }
