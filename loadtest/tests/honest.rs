@@ -64,7 +64,7 @@ async fn sampled_polling_scales_only_the_polled_completions() {
             "--scenario",
             "mixed",
             "--mix",
-            "send=1,send-blocking=1",
+            "send=2,send-blocking=1,stream=1",
             "--poll-every",
             "2",
             "--requests",
@@ -80,7 +80,8 @@ async fn sampled_polling_scales_only_the_polled_completions() {
     assert_eq!(r.errors.total, 0, "{table}");
     assert_eq!(r.accepted + r.accepted_after_window, 100);
     assert_eq!(s.tasks_in("completed").await, 100);
-    // 50 blocking sends seen once each, 25 of 50 non-blocking ones seen by polls (× 2).
+    // 25 blocking sends and 25 streams seen once each, 25 of 50 non-blocking sends seen by
+    // polls (× 2).
     assert_eq!(r.completed_by_poll + r.completed_by_poll_after_window, 25);
     assert_eq!(finished(&r), 75, "{table}");
     assert_eq!(r.not_sampled, 25);
