@@ -43,7 +43,12 @@ impl Scenario {
 /// Closed loop by default (`--concurrency` clients, each sending its next request when the
 /// previous one is answered); `--rate` makes it open loop: requests are due on a fixed
 /// schedule and latency is measured from the moment each was due, so a stalled server cannot
-/// hide its queueing (no coordinated omission).
+/// hide its queueing (no coordinated omission): requests that fell due but were never sent
+/// count in the latencies up to the end of the window.
+///
+/// "completed" counts tasks that ended in state `completed` only; the report lists every end
+/// state (failed, canceled, rejected, input-required, auth-required, ...) apart, and counts
+/// failed requests in the request → completed latency up to when the failure was seen.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bindu-loadtest", version)]
 pub struct Options {
@@ -81,7 +86,8 @@ pub struct Options {
     #[arg(long)]
     pub poll_connections: Option<usize>,
     /// `send`: follow only every Nth accepted task to completion (1 = every task). With N > 1
-    /// the completion counts are sampled and the report scales them by N.
+    /// the completions seen by these polls are scaled by N in completed/s (marked estimated);
+    /// completions seen directly (blocking answers, stream events) count once.
     #[arg(long, default_value_t = 1)]
     pub poll_every: u64,
     /// `mixed`: weights, e.g. send=5,send-blocking=2,stream=2,resubscribe=1.

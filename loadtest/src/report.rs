@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::options::Scenario;
 use crate::run::Ctx;
-use crate::stats::Recorder;
+use crate::stats::{Ends, Recorder};
 
 /// Percentiles of one latency histogram, in milliseconds.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -41,11 +41,16 @@ impl Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Latencies {
     /// Request due → answer (streams: first event). Open loop: from the scheduled time.
+    /// Refused and failed requests count until the failure was seen; open loop, requests that
+    /// fell due but were never sent count until the window ended (a lower bound).
     pub response: Latency,
-    /// Task accepted → seen finished (stream events, or tasks/get polls every
+    /// Task accepted → seen ending (stream events, or tasks/get polls every
     /// `poll_interval_ms` for non-blocking sends).
     pub accepted_to_completed: Latency,
-    /// Request due → seen finished.
+    /// Request due → its outcome known: the task seen ending (any state), an error seen, or
+    /// (lower bounds) never sent by the window's end, or not seen ending by the run's end.
+    /// Every request is in it once (with `poll_every` > 1, unfollowed non-blocking sends are
+    /// not), so a stalled server or a failing one cannot hide behind the requests it answered.
     pub due_to_completed: Latency,
 }
 
@@ -98,26 +103,47 @@ pub struct Report {
     /// Accepted within the window, and during the drain.
     pub accepted: u64,
     pub accepted_after_window: u64,
-    /// Seen finished within the window, and during the drain (followed tasks only when
-    /// `poll_every` > 1).
+    /// Tasks seen ending in state `completed` (no other state) within the window, and
+    /// during the drain. Counted as seen: with `poll_every` > 1 non-blocking sends are
+    /// followed one in N, so these include only the followed ones.
     pub completed: u64,
     pub completed_after_window: u64,
+    /// Of `completed` and `completed_after_window`: seen by the sampled `tasks/get` poller
+    /// (the part `completed_per_sec` scales by `poll_every`).
+    pub completed_by_poll: u64,
+    pub completed_by_poll_after_window: u64,
+    /// Tasks completed, window and drain: completions seen directly (blocking answers,
+    /// stream events, resubscribes) once, plus those seen by polls × `poll_every`.
+    /// An estimate when `estimated` names it.
+    pub completed_total: u64,
     pub accepted_per_sec: f64,
-    /// Finished within the window per second (scaled by `poll_every`).
+    /// Completed within the window per second: completions seen directly once, those seen by
+    /// the sampled polls × `poll_every`. An estimate when `estimated` names it.
     pub completed_per_sec: f64,
-    /// 1 when every accepted task was followed to completion; N when one in N was.
+    /// The fields above that are estimated from a sample (`--poll-every` > 1 and completions
+    /// seen by polls); empty when every number was counted.
+    pub estimated: Vec<&'static str>,
+    /// 1 when every accepted task was followed to its end; N when one in N was.
     pub poll_every: u64,
     pub poll_interval_ms: f64,
-    /// Accepted tasks still not seen finished when the drain ended.
+    /// Accepted tasks the poller did not follow because of `poll_every` (not seen ending,
+    /// not lost).
+    pub not_sampled: u64,
+    /// Accepted tasks not followed because the poll queue was full (lost).
+    pub not_followed: u64,
+    /// Followed tasks still not seen ending when the drain ended.
     pub unfinished: u64,
+    /// Accepted tasks whose end was never seen, other than those skipped by sampling:
+    /// unfinished, abandoned at the drain deadline, or given up after an error.
+    pub lost: u64,
     /// Open loop: requests that fell due but were never sent (the client or server could
-    /// not keep up with the schedule).
+    /// not keep up with the schedule). They are in the latencies, up to the window's end.
     pub due_not_sent: u64,
     /// resubscribe: tasks already finished when the stream was asked for.
     pub finished_before_resubscribe: u64,
     pub latency: Latencies,
-    /// Finished tasks by state.
-    pub states: BTreeMap<String, u64>,
+    /// Tasks seen ending, by state (window and drain; every state listed, zeros included).
+    pub states: Ends,
     pub errors: Errors,
     pub soak: Option<Soak>,
 }
@@ -133,11 +159,30 @@ impl Report {
         rec: Recorder,
         timing: Timing,
         unfinished: u64,
-        due_not_sent: u64,
         soak: Option<Soak>,
     ) -> Report {
+        use std::sync::atomic::Ordering::Relaxed;
         let o = &ctx.opts;
         let secs = timing.window.as_secs_f64().max(1e-9);
+        let n = o.poll_every;
+        // Completions seen directly count once; those seen by the sampled poller stand for N.
+        let scale = |all: u64, polled: u64| all - polled + polled * n;
+        let completed_in_window = scale(rec.completed_in_window, rec.polled_completed_in_window);
+        let completed_total =
+            completed_in_window + scale(rec.completed_after, rec.polled_completed_after);
+        let by_poll = rec.polled_completed_in_window + rec.polled_completed_after;
+        let estimated = if n > 1 && by_poll > 0 {
+            vec!["completed_per_sec", "completed_total"]
+        } else {
+            Vec::new()
+        };
+        let not_sampled = ctx.not_sampled.load(Relaxed);
+        let accepted_all = rec.accepted_in_window + rec.accepted_after;
+        let lost = if soak.is_some() {
+            0
+        } else {
+            accepted_all.saturating_sub(not_sampled + rec.ends.total())
+        };
         let errors = Errors {
             total: rec.error_count(),
             jsonrpc: rec
@@ -164,24 +209,31 @@ impl Report {
             payload_bytes: o.payload_bytes,
             window_secs: secs,
             drain_secs: timing.drain.as_secs_f64(),
-            sent: ctx.live.sent.load(std::sync::atomic::Ordering::Relaxed),
+            sent: ctx.live.sent.load(Relaxed),
             accepted: rec.accepted_in_window,
             accepted_after_window: rec.accepted_after,
             completed: rec.completed_in_window,
             completed_after_window: rec.completed_after,
+            completed_by_poll: rec.polled_completed_in_window,
+            completed_by_poll_after_window: rec.polled_completed_after,
+            completed_total,
             accepted_per_sec: rec.accepted_in_window as f64 / secs,
-            completed_per_sec: rec.completed_in_window as f64 * o.poll_every as f64 / secs,
-            poll_every: o.poll_every,
+            completed_per_sec: completed_in_window as f64 / secs,
+            estimated,
+            poll_every: n,
             poll_interval_ms: o.poll_interval.as_secs_f64() * 1000.0,
+            not_sampled,
+            not_followed: ctx.not_followed.load(Relaxed),
             unfinished,
-            due_not_sent,
+            lost,
+            due_not_sent: rec.never_sent,
             finished_before_resubscribe: rec.finished_before_resubscribe,
             latency: Latencies {
                 response: Latency::of(&rec.response),
                 accepted_to_completed: Latency::of(&rec.accepted_to_completed),
                 due_to_completed: Latency::of(&rec.due_to_completed),
             },
-            states: rec.states,
+            states: rec.ends,
             errors,
             soak,
         }
@@ -246,39 +298,72 @@ impl Report {
         } else {
             let _ = writeln!(
                 t,
-                "  sent {}   accepted {} (+{} after the window)   completed {} (+{} after){}",
+                "  sent {}   accepted {} (+{} after the window)   completed {} (+{} after)",
                 self.sent,
                 self.accepted,
                 self.accepted_after_window,
                 self.completed,
                 self.completed_after_window,
-                if self.poll_every > 1 {
-                    format!(" [1 in {} followed]", self.poll_every)
-                } else {
-                    String::new()
-                }
             );
             let _ = writeln!(
                 t,
-                "  accepted/s {:.0}   completed/s {:.0}   unfinished {}{}",
+                "  accepted/s {:.0}   completed/s {:.0}{}   unfinished {}   lost {}{}",
                 self.accepted_per_sec,
                 self.completed_per_sec,
+                if self.estimated.is_empty() {
+                    ""
+                } else {
+                    " (estimated)"
+                },
                 self.unfinished,
+                self.lost,
                 if self.mode == "open" {
                     format!("   due but not sent {}", self.due_not_sent)
                 } else {
                     String::new()
                 }
             );
+            let ends: Vec<String> = self
+                .states
+                .counts()
+                .iter()
+                .filter(|(name, n)| *n > 0 || *name == "completed")
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            let not_completed = self.states.not_completed();
+            let _ = writeln!(
+                t,
+                "  tasks ended: {}{}",
+                ends.join(", "),
+                if not_completed > 0 {
+                    format!("   ({not_completed} did not complete)")
+                } else {
+                    String::new()
+                }
+            );
+            if self.poll_every > 1 {
+                let _ = writeln!(
+                    t,
+                    "  sampled: 1 in {} non-blocking sends followed ({} not followed); completed/s \
+                     counts the {} completions seen by polls × {} (an estimate), the others once",
+                    self.poll_every,
+                    self.not_sampled,
+                    self.completed_by_poll + self.completed_by_poll_after_window,
+                    self.poll_every,
+                );
+            }
+            if self.not_followed > 0 {
+                let _ = writeln!(t, "  not followed (poll queue full): {}", self.not_followed);
+            }
             let _ = writeln!(
                 t,
                 "  {:<26} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 "latency (ms)", "count", "mean", "p50", "p90", "p99", "p99.9", "max"
             );
             for (name, l) in [
-                ("request → answer", &self.latency.response),
+                ("request → answer *", &self.latency.response),
                 ("accepted → completed", &self.latency.accepted_to_completed),
-                ("request → completed", &self.latency.due_to_completed),
+                ("request → completed *", &self.latency.due_to_completed),
             ] {
                 let _ = writeln!(
                     t,
@@ -286,14 +371,16 @@ impl Report {
                     name, l.count, l.mean_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
                 );
             }
-            if !self.states.is_empty() {
-                let states: Vec<String> = self
-                    .states
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect();
-                let _ = writeln!(t, "  finished tasks: {}", states.join(", "));
-            }
+            let _ = writeln!(
+                t,
+                "  * every request: failed ones until the failure was seen, tasks ending in any \
+                 state{}",
+                if self.mode == "open" {
+                    ", requests never sent until the window ended (a lower bound)"
+                } else {
+                    ""
+                }
+            );
         }
         let e = &self.errors;
         if e.total == 0 {

@@ -92,8 +92,8 @@ pub struct Status {
 pub enum Seen {
     /// Accepted, not finished (`submitted`, `working`, ...).
     Running { task_id: String },
-    /// Finished or paused: terminal states and `input-required` / `auth-required` (the
-    /// state's name is counted).
+    /// Finished or paused: terminal states and `input-required` / `auth-required` (counted
+    /// by state's name; only `completed` is a completion).
     Done { state: String },
     /// An event that says nothing about the state (artifact chunks).
     Other,
@@ -128,7 +128,8 @@ impl Item {
     }
 }
 
-/// Terminal states and the paused ones that end a stream.
+/// Terminal states and the paused ones that end a stream: the generator stops following the
+/// task. Only `completed` counts as completed ([`crate::stats::Ends`] counts each state).
 pub fn is_done(state: &str) -> bool {
     matches!(
         state,

@@ -51,6 +51,9 @@ pub struct Ctx {
     next: AtomicU64,
     issued: AtomicU64,
     accepted_seq: AtomicU64,
+    /// Accepted tasks the poller skipped: `--poll-every N` follows one in N.
+    pub not_sampled: AtomicU64,
+    /// Accepted tasks not followed because the poll queue was full ([`MAX_PENDING`]).
     pub not_followed: AtomicU64,
     /// The load window is over: issue nothing new.
     pub stop: CancellationToken,
@@ -79,6 +82,7 @@ impl Ctx {
             next: AtomicU64::new(1),
             issued: AtomicU64::new(0),
             accepted_seq: AtomicU64::new(0),
+            not_sampled: AtomicU64::new(0),
             not_followed: AtomicU64::new(0),
             stop: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
@@ -107,6 +111,11 @@ impl Ctx {
         }
     }
 
+    /// When the load window ended (now, if it has not).
+    pub fn window_end(&self) -> Instant {
+        self.window_end.get().copied().unwrap_or_else(Instant::now)
+    }
+
     pub fn load_done(&self) -> bool {
         self.load_done.load(Relaxed)
     }
@@ -115,6 +124,7 @@ impl Ctx {
     pub fn track(&self, p: Pending) {
         let seq = self.accepted_seq.fetch_add(1, Relaxed);
         if !seq.is_multiple_of(self.opts.poll_every) {
+            self.not_sampled.fetch_add(1, Relaxed);
             return;
         }
         let mut q = self.pending_queue.lock();
@@ -173,7 +183,6 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
     }
 
-    let due_not_sent = Arc::new(AtomicU64::new(0));
     let mut clients = JoinSet::new();
     let mut dispatcher = None;
     match ctx.opts.rate {
@@ -196,13 +205,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             for _ in 0..ctx.opts.concurrency {
                 let ctx = ctx.clone();
                 let rx = rx.clone();
-                let unsent = due_not_sent.clone();
                 clients.spawn(async move {
                     let mut s = Session::new(ctx.factory.target.addr, ctx.opts.timeout);
                     let mut rec = Recorder::default();
                     while let Ok(due) = rx.recv().await {
                         if ctx.stop.is_cancelled() {
-                            unsent.fetch_add(1, Relaxed);
+                            // Queued for a free connection when the window ended.
+                            rec.never_sent(due, Duration::ZERO, 1, ctx.window_end());
                             continue;
                         }
                         scenario::one(&ctx, &mut s, &mut rec, ctx.opts.scenario, due).await;
@@ -211,8 +220,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 });
             }
             let ctx = ctx.clone();
-            let unsent = due_not_sent.clone();
             dispatcher = Some(tokio::spawn(async move {
+                let mut rec = Recorder::default();
                 let period = Duration::from_secs_f64(1.0 / rate);
                 let start = Instant::now();
                 let mut i: u64 = 0;
@@ -233,13 +242,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                     }
                     i += 1;
                 }
-                // Requests that fell due while the schedule was blocked on busy clients.
-                if let Some(end) = ctx.window_end.get() {
+                // Requests that fell due while the schedule was blocked on busy clients: each
+                // waited at least from its due time to the window's end.
+                if let Some(&end) = ctx.window_end.get() {
                     let should = (end.saturating_duration_since(start).as_secs_f64() * rate) as u64;
                     let should = ctx.opts.requests.map_or(should, |m| should.min(m));
-                    unsent.fetch_add(should.saturating_sub(i), Relaxed);
+                    let first = start + period.mul_f64(i as f64);
+                    rec.never_sent(first, period, should.saturating_sub(i), end);
                 }
                 tx.close();
+                rec
             }));
         }
     }
@@ -272,7 +284,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         hard.cancel();
     });
     if let Some(d) = dispatcher {
-        let _ = d.await;
+        match d.await {
+            Ok(rec) => recorders.push(rec),
+            Err(e) => anyhow::bail!("the open-loop schedule failed: {e}"),
+        }
     }
     while let Some(r) = clients.join_next().await {
         match r {
@@ -297,7 +312,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     for r in recorders {
         all.merge(r);
     }
-    let unfinished = ctx.pending_queue.lock().len() as u64;
+    // Followed tasks never seen ending: their wait lasted at least until now.
+    let left: Vec<Pending> = ctx.pending_queue.lock().drain(..).collect();
+    for p in &left {
+        all.not_ended(p.due, finished);
+    }
     Ok(Report::build(
         &ctx,
         all,
@@ -305,8 +324,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             window: window_end - started,
             drain: finished.saturating_duration_since(window_end),
         },
-        unfinished,
-        due_not_sent.load(Relaxed),
+        left.len() as u64,
         None,
     ))
 }
@@ -320,6 +338,7 @@ pub async fn progress(ctx: Arc<Ctx>, started: Instant) {
         tick.tick().await;
         let l = &ctx.live;
         let (acc, done) = (l.accepted.load(Relaxed), l.completed.load(Relaxed));
+        let otherwise = l.ended_otherwise.load(Relaxed);
         let phase = if ctx.stop.is_cancelled() {
             " (drain)"
         } else {
@@ -335,13 +354,14 @@ pub async fn progress(ctx: Arc<Ctx>, started: Instant) {
             );
         } else {
             eprintln!(
-                "{:>5.0}s{phase}  sent {}  accepted {} ({}/s)  completed {} ({}/s)  pending {}  errors {}",
+                "{:>5.0}s{phase}  sent {}  accepted {} ({}/s)  completed {} ({}/s)  ended otherwise {}  pending {}  errors {}",
                 started.elapsed().as_secs_f64(),
                 l.sent.load(Relaxed),
                 acc,
                 acc - last_acc,
                 done,
                 done - last_done,
+                otherwise,
                 l.pending.load(Relaxed),
                 l.errors.load(Relaxed),
             );

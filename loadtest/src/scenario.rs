@@ -10,7 +10,7 @@ use crate::http::{Session, SseReader, Transport};
 use crate::options::Scenario;
 use crate::rpc::{self, Seen};
 use crate::run::{Ctx, Pending};
-use crate::stats::Recorder;
+use crate::stats::{Observed, Recorder};
 
 /// `mixed`: scenarios in proportion to their weights, taken in a fixed rotation.
 #[derive(Debug, Clone)]
@@ -133,6 +133,7 @@ async fn send(
         Ok(a) => a,
         Err(t) => {
             rec.transport_error(&ctx.live, t.kind());
+            rec.gave_up(due, at, true);
             return None;
         }
     };
@@ -141,13 +142,14 @@ async fn send(
         Some(item) if (200..300).contains(&status) => item.seen(),
         _ => {
             refused(ctx, rec, status, parsed.as_ref());
+            rec.gave_up(due, at, true);
             return None;
         }
     };
     match seen {
         Seen::Done { state } => {
             rec.accepted(&ctx.live, due, at);
-            rec.finished(&ctx.live, &state, due, None, at);
+            rec.finished(&ctx.live, &state, Observed::Directly, due, None, at);
             None
         }
         Seen::Running { task_id } => {
@@ -166,6 +168,7 @@ async fn send(
         }
         Seen::Other => {
             rec.malformed(&ctx.live);
+            rec.gave_up(due, at, true);
             None
         }
     }
@@ -185,6 +188,7 @@ async fn follow(
         ctx.live.pending.fetch_add(1, Relaxed);
     }
     let outcome = loop {
+        let before_answer = accepted.is_none();
         let next = tokio::select! {
             r = reader.next_data() => r,
             _ = ctx.hard_stop.cancelled() => Err(Transport::Timeout),
@@ -195,10 +199,12 @@ async fn follow(
             Ok(Some(data)) => {
                 let Some(answer) = rpc::parse(&data) else {
                     rec.malformed(&ctx.live);
+                    rec.gave_up(due, at, before_answer);
                     break false;
                 };
                 if answer.error.is_some() {
                     refused(ctx, rec, 200, Some(&answer));
+                    rec.gave_up(due, at, before_answer);
                     break false;
                 }
                 let seen = answer.result.as_ref().map(|i| i.seen());
@@ -208,12 +214,13 @@ async fn follow(
                     accepted = Some(at);
                 }
                 if let Some(Seen::Done { state }) = seen {
-                    rec.finished(&ctx.live, &state, due, accepted, at);
+                    rec.finished(&ctx.live, &state, Observed::Directly, due, accepted, at);
                     break true;
                 }
             }
             Ok(None) => {
                 rec.transport_error(&ctx.live, "stream ended before the final event");
+                rec.gave_up(due, at, before_answer);
                 break false;
             }
             Err(t) => {
@@ -223,6 +230,7 @@ async fn follow(
                     t.kind()
                 };
                 rec.transport_error(&ctx.live, kind);
+                rec.gave_up(due, at, before_answer);
                 break false;
             }
         }
@@ -241,7 +249,7 @@ async fn follow(
 async fn stream(ctx: &Ctx, s: &mut Session, rec: &mut Recorder, due: Instant) {
     let n = ctx.next_id();
     let req = ctx.factory.post(ctx.bodies.message(n, None), true);
-    if let Some(reader) = open_stream(ctx, s, rec, req).await {
+    if let Some(reader) = open_stream(ctx, s, rec, due, req).await {
         follow(ctx, s, rec, due, None, reader).await;
     }
 }
@@ -252,6 +260,7 @@ async fn open_stream(
     ctx: &Ctx,
     s: &mut Session,
     rec: &mut Recorder,
+    due: Instant,
     req: hyper::Request<http_body_util::Full<Bytes>>,
 ) -> Option<SseReader> {
     let resp = match s.send(req).await {
@@ -259,6 +268,7 @@ async fn open_stream(
         Err(t) => {
             ctx.sync(rec);
             rec.transport_error(&ctx.live, t.kind());
+            rec.gave_up(due, Instant::now(), true);
             return None;
         }
     };
@@ -284,6 +294,7 @@ async fn open_stream(
             rec.transport_error(&ctx.live, "http");
         }
     }
+    rec.gave_up(due, Instant::now(), true);
     None
 }
 
@@ -304,6 +315,7 @@ async fn resubscribe(
         Err(t) => {
             ctx.sync(rec);
             rec.transport_error(&ctx.live, t.kind());
+            rec.gave_up(due, Instant::now(), false);
             return;
         }
     };
@@ -324,6 +336,7 @@ async fn resubscribe(
             s.reset();
             ctx.sync(rec);
             rec.transport_error(&ctx.live, "http");
+            rec.gave_up(due, Instant::now(), false);
             return;
         }
     };
@@ -341,13 +354,21 @@ async fn resubscribe(
                 rpc::parse(b).and_then(|a| a.result).map(|item| item.seen())
             {
                 rec.finished_before_resubscribe += 1;
-                rec.finished(&ctx.live, &state, due, Some(accepted), at);
+                rec.finished(
+                    &ctx.live,
+                    &state,
+                    Observed::Directly,
+                    due,
+                    Some(accepted),
+                    at,
+                );
                 return;
             }
         }
     }
     ctx.sync(rec);
     refused(ctx, rec, status, answer.as_ref());
+    rec.gave_up(due, Instant::now(), false);
 }
 
 /// Polls `tasks/get` for accepted tasks until each is seen finished, the queue is empty after
@@ -395,7 +416,8 @@ pub async fn poller(ctx: &Ctx, mut s: Session) -> Recorder {
                 match answer.as_ref().and_then(|a| a.result.as_ref()) {
                     Some(item) if (200..300).contains(&status) => match item.seen() {
                         Seen::Done { state } => {
-                            rec.finished(&ctx.live, &state, p.due, Some(p.accepted), at);
+                            let how = Observed::ByPoll;
+                            rec.finished(&ctx.live, &state, how, p.due, Some(p.accepted), at);
                             ctx.live.pending.fetch_sub(1, Relaxed);
                         }
                         _ => {
@@ -406,6 +428,7 @@ pub async fn poller(ctx: &Ctx, mut s: Session) -> Recorder {
                     _ => {
                         // The task can no longer be followed: count why and give up on it.
                         refused(ctx, &mut rec, status, answer.as_ref());
+                        rec.gave_up(p.due, at, false);
                         ctx.live.pending.fetch_sub(1, Relaxed);
                     }
                 }

@@ -134,7 +134,6 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<Report> {
             drain: window_end.elapsed(),
         },
         0,
-        0,
         Some(soak),
     ))
 }
@@ -167,7 +166,7 @@ async fn open_one(ctx: &Ctx, rec: &mut Recorder, due: Instant) -> Option<(SseRea
                 rec.accepted(&ctx.live, due, Instant::now());
                 if let Some(Seen::Done { state }) = a.result.map(|i| i.seen()) {
                     // Finished at once: it will not stay open.
-                    *rec.states.entry(state).or_default() += 1;
+                    rec.ends.add(&state);
                 }
                 Some((reader, s))
             }

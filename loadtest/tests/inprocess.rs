@@ -3,111 +3,11 @@
 //! must match what the server recorded in its `/metrics`.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::Duration;
+mod support;
 
-use bindu::engine::config::Source;
-use bindu::engine::Config;
 use bindu_loadtest::authority::{self, Grant};
-use bindu_loadtest::{Options, Report};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Upper bound on every wait here.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn temp_dir(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "bindu-loadtest-{what}-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ))
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-struct Server {
-    server: bindu::Server,
-    url: String,
-}
-
-async fn server(settings: &[(&str, &str)]) -> Server {
-    let mut config = Config::defaults();
-    let dir = temp_dir("agent");
-    for (k, v) in [
-        ("server.host", "127.0.0.1"),
-        ("server.port", "0"),
-        ("identity.dir", dir.to_str().unwrap()),
-        ("logging.default_level", "warn"),
-    ] {
-        config.set(k, v, Source::Default).unwrap();
-    }
-    for (k, v) in settings {
-        config.set(k, v, Source::Default).unwrap();
-    }
-    let handler = bindu::builtin_handler(&config).unwrap();
-    let server = tokio::time::timeout(TIMEOUT, bindu::start(config, handler))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(server.local_addr().ip().is_loopback());
-    let url = format!("http://{}/", server.local_addr());
-    Server { server, url }
-}
-
-impl Server {
-    /// `/metrics` samples: `name{labels}` → value.
-    async fn metrics(&self) -> HashMap<String, f64> {
-        let addr = self.server.local_addr();
-        let text = tokio::time::timeout(TIMEOUT, async {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        })
-        .await
-        .unwrap();
-        let body = text.split_once("\r\n\r\n").unwrap().1;
-        body.lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                let (k, v) = l.rsplit_once(' ')?;
-                Some((k.to_string(), v.parse().ok()?))
-            })
-            .collect()
-    }
-
-    async fn rpc_count(&self, method: &str, outcome: &str) -> u64 {
-        let key = format!("bindu_rpc_requests_total{{method=\"{method}\",outcome=\"{outcome}\"}}");
-        self.metrics().await.get(&key).copied().unwrap_or(0.0) as u64
-    }
-
-    async fn tasks_in(&self, state: &str) -> u64 {
-        let key = format!("bindu_tasks{{state=\"{state}\"}}");
-        self.metrics().await.get(&key).copied().unwrap_or(0.0) as u64
-    }
-}
-
-async fn load(url: &str, args: &[&str]) -> Report {
-    let mut argv = vec!["bindu-loadtest", "--url", url, "--quiet"];
-    argv.extend_from_slice(args);
-    let opts = Options::parse_args(argv).unwrap();
-    tokio::time::timeout(TIMEOUT, bindu_loadtest::run(opts))
-        .await
-        .expect("the run is bounded")
-        .unwrap()
-}
-
-fn finished(r: &Report) -> u64 {
-    r.completed + r.completed_after_window
-}
+use bindu_loadtest::Options;
+use support::{finished, load, server, temp_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_counts_match_the_server() {
@@ -131,7 +31,8 @@ async fn send_counts_match_the_server() {
     assert_eq!(r.accepted + r.accepted_after_window, 300);
     assert_eq!(finished(&r), 300, "{}", r.table());
     assert_eq!(r.unfinished, 0);
-    assert_eq!(r.states.get("completed"), Some(&300));
+    assert_eq!(r.states.completed, 300);
+    assert_eq!((r.states.total(), r.lost), (300, 0));
     assert_eq!(s.rpc_count("message/send", "ok").await, 300);
     assert_eq!(s.tasks_in("completed").await, 300);
     // Every accepted task was followed by tasks/get polls until it was done.
