@@ -187,7 +187,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
-/// finish (open SSE streams end at shutdown).
+/// finish (open SSE streams end at shutdown). HTTP/1.1 only (see [`crate::server`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -198,9 +198,6 @@ pub async fn serve(
         // Small JSON replies must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    // `into_make_service` turns the router into routes once: serving a bare `Router` rebuilds
-    // its route table for every connection (~3.4 KiB kept per open connection).
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    crate::server::serve_http1(listener, router, shutdown, |_| None::<()>).await;
+    Ok(())
 }
