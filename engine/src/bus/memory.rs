@@ -17,8 +17,11 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::*;
 
-/// Events buffered per task subscriber before it counts as lagging.
-const TASK_BUFFER: usize = 64;
+/// Events buffered per task subscriber before it counts as lagging. A lagging reader
+/// resynchronises from a task snapshot (see `Bus::subscribe_task`), so this bounds memory,
+/// not correctness: every open stream holds one such channel, allocated whole (16 slots
+/// ≈ 0.6 KiB; 64 took 2.5 KiB of the 16 KiB budget of an open SSE stream).
+const TASK_BUFFER: usize = 16;
 const ALL_BUFFER: usize = 8192;
 
 pub struct MemoryBus {
