@@ -191,7 +191,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
-/// finish (open SSE streams end at shutdown).
+/// finish (open SSE streams end at shutdown). HTTP/1.1 only (see [`crate::server`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -202,7 +202,6 @@ pub async fn serve(
         // Small JSON replies must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    crate::server::serve_http1(listener, router, shutdown, |_| None::<()>).await;
+    Ok(())
 }

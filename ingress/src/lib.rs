@@ -5,6 +5,7 @@
 //! - [`app`]: the [`Ingress`] state, the router and [`serve`].
 //! - [`auth`]: Bearer tokens (Hydra introspection), DID request signatures, replay guard.
 //! - [`rpc`]: `POST /`: body limit, envelope validation, one module per method family.
+//! - `server`: the HTTP/1.1 connection loop behind [`serve`] and [`tls::serve_tls`].
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
 //! - [`error`]: the one place internal errors become JSON-RPC errors.
 //! - [`card`]: the agent card; [`did`]: `/did/resolve`.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod rpc;
+mod server;
 pub mod sse;
 pub mod tls;
 

@@ -17,8 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -318,12 +317,6 @@ impl Listener for TlsListener {
     }
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
 /// Serves `router` over TLS on `listener` until `shutdown` fires, then lets in-flight
 /// requests finish. Each request carries `ConnectInfo<Peer>`.
 pub async fn serve_tls(
@@ -333,12 +326,11 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TlsListener::new(listener, config)?;
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    crate::server::serve_http1(listener, router, shutdown, |peer| {
+        Some(axum::extract::ConnectInfo(peer))
+    })
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]

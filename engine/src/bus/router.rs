@@ -14,8 +14,11 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::{BusError, EventStream};
 
-/// Events buffered per task subscriber before it counts as lagging.
-pub(crate) const TASK_BUFFER: usize = 64;
+/// Events buffered per task subscriber before it counts as lagging. A lagging reader
+/// resynchronises from a task snapshot (see `Bus::subscribe_task`), so this bounds memory,
+/// not correctness: every open stream holds one such channel, allocated whole (16 slots
+/// ≈ 0.6 KiB; 64 took 2.5 KiB of the 16 KiB budget of an open SSE stream).
+pub(crate) const TASK_BUFFER: usize = 16;
 
 type Channels = DashMap<String, broadcast::Sender<Arc<TaskEvent>>>;
 
