@@ -339,7 +339,7 @@ struct NatsAcker(async_nats::jetstream::message::Acker);
 #[async_trait]
 impl Acker for NatsAcker {
     async fn ack(&self) -> Result<(), BusError> {
-        self.0.double_ack().await.map_err(unavailable)
+        self.0.ack().await.map_err(unavailable)
     }
     async fn nack(&self, delay: Duration) -> Result<(), BusError> {
         self.0

@@ -21,10 +21,10 @@
 use std::collections::HashMap;
 
 use bindu_schemas::bus::TaskEvent;
-use bindu_schemas::{Task, TaskKind, TaskState, TaskStatus};
-use serde_json::{json, Value};
+use bindu_schemas::{Message, Task, TaskKind, TaskState, TaskStatus};
+
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::oneshot;
 
 use super::{is_transient, PostgresOptions};
@@ -270,7 +270,6 @@ async fn commit(
     inputs: &[Input],
 ) -> Result<Vec<Result<Outcome, StoreError>>, sqlx::Error> {
     let now = now_rfc3339();
-    let mut tx = pool.begin().await?;
     // Round of each input: how many earlier inputs of the batch touch the same task.
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(inputs.len());
     let mut rounds: Vec<Vec<usize>> = Vec::new();
@@ -284,10 +283,18 @@ async fn commit(
     }
     let mut results: Vec<Option<Result<Outcome, StoreError>>> =
         (0..inputs.len()).map(|_| None).collect();
-    for round in rounds {
-        run_round(&mut tx, agent, inputs, &round, &mut results, &now).await?;
+    if rounds.len() == 1 && inputs.iter().all(|i| matches!(i, Input::Update(_))) {
+        // Transitions of distinct tasks only (the workers' outcomes): one statement, atomic
+        // by itself, without a transaction's extra round trips.
+        let mut conn = pool.acquire().await?;
+        update_round(&mut conn, agent, inputs, &rounds[0], &mut results, &now).await?;
+    } else {
+        let mut tx = pool.begin().await?;
+        for round in rounds {
+            run_round(&mut tx, agent, inputs, &round, &mut results, &now).await?;
+        }
+        tx.commit().await?;
     }
-    tx.commit().await?;
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("operation not applied".into()))))
@@ -296,7 +303,7 @@ async fn commit(
 
 /// One round: every task appears at most once.
 async fn run_round(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     agent: i32,
     inputs: &[Input],
     round: &[usize],
@@ -314,12 +321,21 @@ async fn run_round(
         .filter(|i| matches!(inputs[*i], Input::Update(_)))
         .collect();
     if !submits.is_empty() {
-        submit_round(tx, agent, inputs, &submits, results, now).await?;
+        submit_round(conn, agent, inputs, &submits, results, now).await?;
     }
     if !updates.is_empty() {
-        update_round(tx, agent, inputs, &updates, results, now).await?;
+        update_round(conn, agent, inputs, &updates, results, now).await?;
     }
     Ok(())
+}
+
+/// An artifact chunk as stored in a task row's `chunks` array.
+#[derive(serde::Serialize)]
+struct ChunkRow<'a> {
+    artifact: &'a bindu_schemas::Artifact,
+    append: bool,
+    #[serde(rename = "lastChunk")]
+    last_chunk: bool,
 }
 
 struct Existing {
@@ -330,7 +346,7 @@ struct Existing {
 }
 
 async fn submit_round(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     agent: i32,
     inputs: &[Input],
     submits: &[usize],
@@ -344,8 +360,121 @@ async fn submit_round(
             Input::Update(_) => None,
         })
         .collect();
-    // Which of these tasks exist already (follow-ups): an index probe each, locked.
-    let mut ids: Vec<&str> = reqs.iter().map(|(_, r)| r.task_id.as_str()).collect();
+    // New tasks first: an insert that finds the id taken leaves the row alone, and that
+    // submit is a follow-up (below). One statement for the common case, no lookup.
+    let status = TaskStatus {
+        state: TaskState::Submitted,
+        message: None,
+        timestamp: Some(now.to_string()),
+    };
+    let mut candidates: Vec<(usize, &SubmitRequest, String, Message)> =
+        Vec::with_capacity(reqs.len());
+    for (i, req) in &reqs {
+        let ctx = req
+            .context_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut message = req.message.clone();
+        message.task_id = Some(req.task_id.clone());
+        message.context_id = Some(ctx.clone());
+        candidates.push((*i, req, ctx, message));
+    }
+    let ids: Vec<&str> = candidates.iter().map(|c| c.1.task_id.as_str()).collect();
+    let ctxs: Vec<&str> = candidates.iter().map(|c| c.2.as_str()).collect();
+    let owners: Vec<&str> = candidates
+        .iter()
+        .map(|c| c.1.owner.as_deref().unwrap_or(""))
+        .collect();
+    let histories: Vec<Json<[&Message; 1]>> = candidates.iter().map(|c| Json([&c.3])).collect();
+    let rows = sqlx::query(
+        "INSERT INTO bindu_tasks (agent_id, id, context_id, owner, state, status, version, history) \
+         SELECT $1, x.id, x.context_id, x.owner, 0, $5, 1, x.history \
+         FROM unnest($2::text[], $3::text[], $4::text[], $6::jsonb[]) AS x(id, context_id, owner, history) \
+         ON CONFLICT (agent_id, id) DO NOTHING RETURNING id",
+    )
+    .bind(agent)
+    .bind(&ids)
+    .bind(&ctxs)
+    .bind(&owners)
+    .bind(Json(&status))
+    .bind(&histories)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut inserted: std::collections::HashSet<String> =
+        std::collections::HashSet::with_capacity(rows.len());
+    for row in rows {
+        inserted.insert(row.try_get("id")?);
+    }
+
+    // Their contexts: created, or touched and their owner learnt.
+    let mut contexts: Vec<(&str, &str)> = candidates
+        .iter()
+        .filter(|c| inserted.contains(&c.1.task_id))
+        .map(|c| (c.2.as_str(), c.1.owner.as_deref().unwrap_or("")))
+        .collect();
+    contexts.sort_unstable();
+    contexts.dedup_by(|a, b| a.0 == b.0);
+    let mut context_owner: HashMap<String, String> = HashMap::with_capacity(contexts.len());
+    if !contexts.is_empty() {
+        let (ctx_ids, ctx_owners): (Vec<&str>, Vec<&str>) = contexts.into_iter().unzip();
+        let rows = sqlx::query(
+            "INSERT INTO bindu_contexts (agent_id, id, owner) \
+             SELECT $1, x.id, x.owner FROM unnest($2::text[], $3::text[]) AS x(id, owner) \
+             ON CONFLICT (agent_id, id) DO UPDATE SET updated_at = now() RETURNING id, owner",
+        )
+        .bind(agent)
+        .bind(&ctx_ids)
+        .bind(&ctx_owners)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            context_owner.insert(row.try_get("id")?, row.try_get("owner")?);
+        }
+    }
+
+    // Someone else's context: the task is taken back out.
+    let mut refused: Vec<&str> = Vec::new();
+    let mut followups: Vec<(usize, &SubmitRequest)> = Vec::new();
+    for (i, req, ctx, message) in &candidates {
+        if !inserted.contains(&req.task_id) {
+            followups.push((*i, req));
+            continue;
+        }
+        let owner = req.owner.as_deref().unwrap_or("");
+        if context_owner.get(ctx).map(String::as_str) != Some(owner) {
+            refused.push(&req.task_id);
+            results[*i] = Some(Err(StoreError::ContextNotFound(ctx.clone())));
+            continue;
+        }
+        let event = status_event(&req.task_id, ctx, &status, 1, now);
+        results[*i] = Some(Ok(Outcome::Submit(SubmitOutcome::Created(Submitted {
+            task: Task {
+                id: req.task_id.clone(),
+                context_id: ctx.clone(),
+                status: status.clone(),
+                kind: TaskKind::Task,
+                history: Some(vec![message.clone()]),
+                artifacts: None,
+                metadata: None,
+            },
+            version: 1,
+            event,
+            created: true,
+        }))));
+    }
+    if !refused.is_empty() {
+        sqlx::query("DELETE FROM bindu_tasks WHERE agent_id = $1 AND id = ANY($2)")
+            .bind(agent)
+            .bind(&refused)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if followups.is_empty() {
+        return Ok(());
+    }
+
+    // Follow-ups to existing tasks: locked and checked one by one (rare).
+    let mut ids: Vec<&str> = followups.iter().map(|(_, r)| r.task_id.as_str()).collect();
     ids.sort_unstable();
     let rows = sqlx::query(
         "SELECT id, context_id, owner, state, version FROM bindu_tasks \
@@ -353,14 +482,11 @@ async fn submit_round(
     )
     .bind(agent)
     .bind(&ids)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut existing: HashMap<String, Existing> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let state = match state_of(row.try_get("state")?) {
-            Ok(s) => s,
-            Err(_) => TaskState::Unknown,
-        };
+        let state = state_of(row.try_get("state")?).unwrap_or(TaskState::Unknown);
         let version: i64 = row.try_get("version")?;
         existing.insert(
             row.try_get("id")?,
@@ -372,113 +498,22 @@ async fn submit_round(
             },
         );
     }
-
-    // New tasks: their contexts first (created, or touched and their owner learnt).
-    let mut fresh: Vec<(usize, &SubmitRequest, String)> = Vec::new();
-    for (i, req) in &reqs {
-        if let Some(e) = existing.get(&req.task_id) {
-            results[*i] = Some(follow_up(tx, agent, req, e, now).await?);
-        } else {
-            let ctx = req
-                .context_id
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            fresh.push((*i, req, ctx));
-        }
-    }
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    let mut contexts: Vec<(&str, &str)> = fresh
-        .iter()
-        .map(|(_, r, c)| (c.as_str(), r.owner.as_deref().unwrap_or("")))
-        .collect();
-    contexts.sort_unstable();
-    contexts.dedup_by(|a, b| a.0 == b.0);
-    let (ctx_ids, ctx_owners): (Vec<&str>, Vec<&str>) = contexts.into_iter().unzip();
-    let rows = sqlx::query(
-        "INSERT INTO bindu_contexts (agent_id, id, owner) \
-         SELECT $1, x.id, x.owner FROM unnest($2::text[], $3::text[]) AS x(id, owner) \
-         ON CONFLICT (agent_id, id) DO UPDATE SET updated_at = now() RETURNING id, owner",
-    )
-    .bind(agent)
-    .bind(&ctx_ids)
-    .bind(&ctx_owners)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut context_owner: HashMap<String, String> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        context_owner.insert(row.try_get("id")?, row.try_get("owner")?);
-    }
-
-    let status = TaskStatus {
-        state: TaskState::Submitted,
-        message: None,
-        timestamp: Some(now.to_string()),
-    };
-    let status_json = Json(serde_json::to_value(&status).unwrap_or(Value::Null));
-    let mut t_ids: Vec<&str> = Vec::with_capacity(fresh.len());
-    let mut t_ctx: Vec<&str> = Vec::with_capacity(fresh.len());
-    let mut t_owner: Vec<&str> = Vec::with_capacity(fresh.len());
-    let mut t_history: Vec<Json<Value>> = Vec::with_capacity(fresh.len());
-    let mut created: Vec<(usize, Submitted)> = Vec::with_capacity(fresh.len());
-    for (i, req, ctx) in &fresh {
-        let owner = req.owner.as_deref().unwrap_or("");
-        if context_owner.get(ctx).map(String::as_str) != Some(owner) {
-            results[*i] = Some(Err(StoreError::ContextNotFound(ctx.clone())));
-            continue;
-        }
-        let mut message = req.message.clone();
-        message.task_id = Some(req.task_id.clone());
-        message.context_id = Some(ctx.clone());
-        t_ids.push(&req.task_id);
-        t_ctx.push(ctx);
-        t_owner.push(owner);
-        t_history.push(Json(json!([message])));
-        let event = status_event(&req.task_id, ctx, &status, 1, now);
-        created.push((
-            *i,
-            Submitted {
-                task: Task {
-                    id: req.task_id.clone(),
-                    context_id: ctx.clone(),
-                    status: status.clone(),
-                    kind: TaskKind::Task,
-                    history: Some(vec![message]),
-                    artifacts: None,
-                    metadata: None,
-                },
-                version: 1,
-                event,
-                created: true,
-            },
-        ));
-    }
-    if !t_ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO bindu_tasks (agent_id, id, context_id, owner, state, status, version, history) \
-             SELECT $1, x.id, x.context_id, x.owner, 0, $5, 1, x.history \
-             FROM unnest($2::text[], $3::text[], $4::text[], $6::jsonb[]) \
-                  AS x(id, context_id, owner, history)",
-        )
-        .bind(agent)
-        .bind(&t_ids)
-        .bind(&t_ctx)
-        .bind(&t_owner)
-        .bind(&status_json)
-        .bind(&t_history)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (i, s) in created {
-        results[i] = Some(Ok(Outcome::Submit(SubmitOutcome::Created(s))));
+    for (i, req) in followups {
+        results[i] = Some(match existing.get(&req.task_id) {
+            Some(e) => follow_up(conn, agent, req, e, now).await?,
+            // Deleted between the insert and the lookup (contexts/clear): retry.
+            None => Err(StoreError::Unavailable(format!(
+                "task {} changed during the write; retry",
+                req.task_id
+            ))),
+        });
     }
     Ok(())
 }
 
 /// A new message for an existing task (locked by the caller's lookup).
 async fn follow_up(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     agent: i32,
     req: &SubmitRequest,
     e: &Existing,
@@ -525,8 +560,8 @@ async fn follow_up(
     .bind(&req.task_id)
     .bind(Json(&status))
     .bind(i64::try_from(version).unwrap_or(i64::MAX))
-    .bind(Json(json!([message])))
-    .execute(&mut **tx)
+    .bind(Json([&message]))
+    .execute(&mut *conn)
     .await?;
     let event = status_event(&req.task_id, &e.context_id, &status, version, now);
     Ok(Ok(Outcome::Submit(SubmitOutcome::Continued {
@@ -537,7 +572,7 @@ async fn follow_up(
 }
 
 async fn update_round(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     agent: i32,
     inputs: &[Input],
     indices: &[usize],
@@ -557,11 +592,11 @@ async fn update_round(
     let mut ids: Vec<&str> = Vec::with_capacity(n);
     let mut masks: Vec<i32> = Vec::with_capacity(n);
     let mut states: Vec<i16> = Vec::with_capacity(n);
-    let mut statuses: Vec<Json<Value>> = Vec::with_capacity(n);
+    let mut statuses: Vec<Json<Option<TaskStatus>>> = Vec::with_capacity(n);
     let mut widths: Vec<i64> = Vec::with_capacity(n);
-    let mut histories: Vec<Json<Value>> = Vec::with_capacity(n);
-    let mut chunks: Vec<Json<Value>> = Vec::with_capacity(n);
-    let mut metas: Vec<Json<Value>> = Vec::with_capacity(n);
+    let mut histories: Vec<Json<&Vec<Message>>> = Vec::with_capacity(n);
+    let mut chunks: Vec<Json<Vec<ChunkRow<'_>>>> = Vec::with_capacity(n);
+    let mut metas: Vec<Json<Option<&bindu_schemas::Metadata>>> = Vec::with_capacity(n);
     for (_, u) in &ups {
         ids.push(&u.task_id);
         masks.push(allowed_mask(u));
@@ -571,28 +606,21 @@ async fn update_round(
             timestamp: Some(now.to_string()),
         });
         states.push(status.as_ref().map_or(-1, |s| state_code(s.state)));
-        statuses.push(Json(
-            status
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok())
-                .unwrap_or(Value::Null),
-        ));
+        statuses.push(Json(status));
         widths.push(i64::try_from(update_width(u)).unwrap_or(i64::MAX));
-        histories.push(Json(
-            serde_json::to_value(&u.history).unwrap_or(Value::Null),
+        histories.push(Json(&u.history));
+        chunks.push(Json(
+            u.streamed
+                .iter()
+                .chain(&u.artifacts)
+                .map(|c| ChunkRow {
+                    artifact: &c.artifact,
+                    append: c.append,
+                    last_chunk: c.last_chunk,
+                })
+                .collect(),
         ));
-        let c: Vec<Value> = u
-            .streamed
-            .iter()
-            .chain(&u.artifacts)
-            .map(|c| json!({"artifact": c.artifact, "append": c.append, "lastChunk": c.last_chunk}))
-            .collect();
-        chunks.push(Json(Value::Array(c)));
-        metas.push(Json(
-            u.metadata
-                .as_ref()
-                .map_or(Value::Null, |m| Value::Object(m.clone())),
-        ));
+        metas.push(Json(u.metadata.as_ref()));
     }
     let rows = sqlx::query(
         "UPDATE bindu_tasks t SET \
@@ -622,7 +650,7 @@ async fn update_round(
     .bind(&histories)
     .bind(&chunks)
     .bind(&metas)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut changed: HashMap<String, (u64, String, i16)> = HashMap::with_capacity(rows.len());
     for row in rows {
@@ -648,7 +676,7 @@ async fn update_round(
             sqlx::query("SELECT id, state FROM bindu_tasks WHERE agent_id = $1 AND id = ANY($2)")
                 .bind(agent)
                 .bind(&missed)
-                .fetch_all(&mut **tx)
+                .fetch_all(&mut *conn)
                 .await?;
         for row in rows {
             current.insert(row.try_get("id")?, row.try_get("state")?);
