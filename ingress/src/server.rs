@@ -45,7 +45,9 @@ pub(crate) async fn serve_http1<L, E>(
             inner: TowerToHyperService::new(router.clone()),
             extension: extension(addr),
         };
-        let shutdown = shutdown.clone();
+        // A token of its own: polling a clone of the shared one would lock the mutex every
+        // connection shares on each wake-up of each connection.
+        let shutdown = shutdown.child_token();
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(io), service);

@@ -40,7 +40,9 @@ pub(crate) async fn send(
     let task_id = message
         .task_id
         .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // Time-ordered (UUIDv7): new rows land at the end of the primary key's index
+        // instead of on a random page of it, however many tasks are stored.
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let push_config = config.push_notification_config.map(|mut p| {
         p.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
         p

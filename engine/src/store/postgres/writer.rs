@@ -373,7 +373,7 @@ async fn submit_round(
         let ctx = req
             .context_id
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let mut message = req.message.clone();
         message.task_id = Some(req.task_id.clone());
         message.context_id = Some(ctx.clone());
