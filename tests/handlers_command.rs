@@ -314,17 +314,28 @@ async fn a_process_printing_invalid_json_fails_its_task_and_is_replaced() {
 }
 
 /// Waits until `task` shows the status text `text` (the process is working on it).
-async fn wait_for_status(srv: &TestServer, tid: &str, text: &str) {
-    within(&format!("status {text:?}"), async {
+/// Starts `text` as a stream and reads it until the agent's interim status `status` (an
+/// event: the store records the run with its outcome). Returns the task id and the stream.
+async fn start_until_status(srv: &TestServer, text: &str, status: &str) -> (String, SseReader) {
+    let mut reader = srv
+        .open_stream(
+            json!("s"),
+            "message/stream",
+            json!({"message": user_message(text)}),
+        )
+        .await;
+    let first = reader.next_event().await.expect("the task");
+    let tid = task_id(&first["result"]);
+    within(&format!("status {status:?}"), async {
         loop {
-            let t = srv.get_task(tid).await;
-            if t["status"]["message"]["parts"][0]["text"] == text {
+            let e = reader.next_event().await.expect("the stream ended early");
+            if e["result"]["status"]["message"]["parts"][0]["text"] == status {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
+    (tid, reader)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,8 +343,7 @@ async fn cancel_reaches_the_process_which_keeps_serving() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
     let pid = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
-    let tid = task_id(&srv.send_nonblocking(user_message("slow")).await);
-    wait_for_status(&srv, &tid, "working slowly").await;
+    let (tid, _stream) = start_until_status(&srv, "slow", "working slowly").await;
     let canceled = srv.rpc_ok("tasks/cancel", json!({"id": tid})).await;
     assert_eq!(state(&canceled), "canceled");
     within("the process to see the cancel line", async {
@@ -364,8 +374,7 @@ async fn a_process_ignoring_cancel_is_killed_and_replaced() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
     let pid = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
-    let tid = task_id(&srv.send_nonblocking(user_message("stubborn")).await);
-    wait_for_status(&srv, &tid, "not listening").await;
+    let (tid, _stream) = start_until_status(&srv, "stubborn", "not listening").await;
     let canceled = srv.rpc_ok("tasks/cancel", json!({"id": tid})).await;
     assert_eq!(state(&canceled), "canceled");
     let next = srv.send(user_message("pid")).await;

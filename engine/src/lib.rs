@@ -5,6 +5,8 @@
 //!   its backends (`memory`); [`store::conformance`] is the suite every backend must pass.
 //! - [`bus`]: the [`bus::Bus`] port (task work queue, task events, cancel signals) and its
 //!   backends (`memory`); [`bus::conformance`] likewise.
+//! - [`ledger`]: the task ledger, the one owner of "persist, then announce" (accept,
+//!   transition, cancel, announce) that ingress and workers both go through.
 //! - [`config`]: layered configuration (defaults < TOML < environment < CLI) and the table of
 //!   every key.
 //! - [`time`]: timestamps as the wire wants them.
@@ -12,6 +14,7 @@
 pub mod bus;
 pub mod config;
 pub mod identity;
+pub mod ledger;
 pub mod retry;
 pub mod state;
 pub mod store;
@@ -19,4 +22,5 @@ pub mod time;
 
 pub use bus::{Bus, BusError};
 pub use config::Config;
+pub use ledger::TaskLedger;
 pub use store::{StoreError, TaskStore};

@@ -55,6 +55,8 @@ pub struct Ingress {
 }
 
 pub(crate) struct Inner {
+    /// Every transition the ingress records goes through it (persist, then announce).
+    pub ledger: bindu_engine::TaskLedger,
     pub store: Arc<dyn TaskStore>,
     pub bus: Arc<dyn Bus>,
     pub card: AgentCard,
@@ -83,6 +85,7 @@ impl Ingress {
         let card_json = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
         Ingress {
             inner: Arc::new(Inner {
+                ledger: bindu_engine::TaskLedger::new(store.clone(), bus.clone()),
                 store,
                 bus,
                 card,

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bindu_engine::store::{artifact_event, status_event, ArtifactChunk};
 use bindu_engine::time::now_rfc3339;
-use bindu_engine::Bus;
 use bindu_schemas::{Artifact, Message, Metadata, Part, Task, TaskState, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -174,7 +173,7 @@ where
 pub struct Emitter {
     pub(crate) task_id: String,
     pub(crate) context_id: String,
-    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) ledger: bindu_engine::TaskLedger,
     pub(crate) identity: Option<Arc<bindu_engine::identity::Identity>>,
     pub(crate) budget: OutputBudget,
     /// Every part streamed so far, in order: the agent's reply in the task's history once
@@ -281,9 +280,7 @@ impl Emitter {
             let seq = run.last_seq + 1;
             let event =
                 artifact_event(&self.task_id, &self.context_id, &chunk, seq, &now_rfc3339());
-            if let Err(e) = self.bus.announce(vec![event]).await {
-                tracing::warn!(task_id = %self.task_id, error = %e, "could not publish a streamed chunk");
-            }
+            self.ledger.announce(vec![event]).await;
             run.last_seq = seq;
             run.announced += 1;
             run.streamed.push(chunk);
@@ -330,9 +327,7 @@ impl Emitter {
         let mut run = self.run.lock().await;
         let seq = run.last_seq + 1;
         let event = status_event(&self.task_id, &self.context_id, &status, seq, &now);
-        if let Err(e) = self.bus.announce(vec![event]).await {
-            tracing::warn!(task_id = %self.task_id, error = %e, "could not publish a status message");
-        }
+        self.ledger.announce(vec![event]).await;
         run.last_seq = seq;
         run.announced += 1;
         Ok(())

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use bindu_engine::bus::{BusError, Delivery};
 use bindu_engine::identity::{Identity, SIGNATURE_METADATA_KEY};
-use bindu_engine::retry::RetryPolicy;
+
+use bindu_engine::ledger::Patience;
 use bindu_engine::store::{
     status_event, Access, ArtifactChunk, Expect, ListQuery, StoreError, TaskUpdate,
 };
-use bindu_engine::{Bus, TaskStore};
+use bindu_engine::{Bus, TaskLedger, TaskStore};
 use bindu_schemas::{Artifact, Message, Part, TaskState, TaskStatus};
 use dashmap::DashMap;
 use futures::StreamExt;
@@ -73,6 +74,8 @@ struct Inner {
     bus: Arc<dyn Bus>,
     handler: Arc<dyn Handler>,
     options: WorkerOptions,
+    /// Records every transition and announces it (persist, then announce).
+    ledger: TaskLedger,
     running: DashMap<String, CancellationToken>,
     /// Tasks a cancel signal named while no handler here ran them (recent ones, bounded):
     /// a command for one is checked against the store before it runs.
@@ -124,6 +127,7 @@ impl WorkerPool {
     ) -> Self {
         WorkerPool {
             inner: Arc::new(Inner {
+                ledger: TaskLedger::new(store.clone(), bus.clone()),
                 store,
                 bus,
                 handler,
@@ -277,71 +281,14 @@ impl Inner {
         }
     }
 
-    /// Records an update, riding out a store outage (transient errors are retried with
-    /// back-off for up to [`RECORD_DEADLINE`]): an accepted task must not be left behind.
+    /// Records an update through the ledger, riding out a store outage (transient errors
+    /// are retried with back-off for up to [`RECORD_DEADLINE`]): an accepted task must not
+    /// be left behind. A write that committed after its timeout is recognised there.
     async fn record(&self, update: TaskUpdate) -> Result<TaskState, StoreError> {
-        self.record_noting_doubt(update, &std::sync::atomic::AtomicBool::new(false))
+        self.ledger
+            .transition(update, Patience::Until(RECORD_DEADLINE))
             .await
-    }
-
-    /// [`Inner::record`], setting `doubt` when an attempt failed in a way that may still have
-    /// committed (a timed-out batch): a retry that then finds the task already moved may be
-    /// looking at this very write.
-    async fn record_noting_doubt(
-        &self,
-        update: TaskUpdate,
-        doubt: &std::sync::atomic::AtomicBool,
-    ) -> Result<TaskState, StoreError> {
-        let policy = RetryPolicy {
-            base: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
-            deadline: RECORD_DEADLINE,
-        };
-        let applied = policy
-            .run(
-                || async {
-                    let r = self
-                        .store
-                        .apply(vec![update.clone()])
-                        .await
-                        .pop()
-                        .unwrap_or_else(|| {
-                            Err(StoreError::Unavailable(
-                                "no result from the task store".into(),
-                            ))
-                        });
-                    if matches!(r, Err(StoreError::Unavailable(_))) {
-                        doubt.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    r
-                },
-                |e| matches!(e, StoreError::Unavailable(_)),
-            )
-            .await?;
-        self.publish(applied.events).await;
-        Ok(applied.state)
-    }
-
-    /// Publishes recorded events, retrying a bus outage for a while (waiting readers fall
-    /// back to the store after their deadline if the events never arrive).
-    async fn publish(&self, events: Vec<bindu_schemas::bus::TaskEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let policy = RetryPolicy {
-            base: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-            deadline: Duration::from_secs(10),
-        };
-        if let Err(e) = policy
-            .run(
-                || self.bus.publish_events(events.clone()),
-                |e| !matches!(e, BusError::Closed),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "could not publish task events");
-        }
+            .map(|applied| applied.state)
     }
 
     async fn process(&self, d: Delivery) {
@@ -417,9 +364,7 @@ impl Inner {
             timestamp: Some(now.clone()),
         };
         let event = status_event(task_id, &cmd.context_id, &working, version + 1, &now);
-        if let Err(e) = self.bus.announce(vec![event]).await {
-            tracing::warn!(task_id, error = %e, "could not announce that the task is working");
-        }
+        self.ledger.announce(vec![event]).await;
         let run_log = Arc::new(tokio::sync::Mutex::new(RunLog {
             last_seq: version + 1,
             announced: 1,
@@ -463,7 +408,7 @@ impl Inner {
             emitter: Emitter {
                 task_id: task_id.to_string(),
                 context_id: cmd.context_id.clone(),
-                bus: self.bus.clone(),
+                ledger: self.ledger.clone(),
                 identity: self.identity.clone(),
                 budget: budget.clone(),
                 transcript: Arc::default(),
@@ -526,28 +471,8 @@ impl Inner {
         if let Some(identity) = &self.identity {
             sign_update(&mut update, identity);
         }
-        let doubt = std::sync::atomic::AtomicBool::new(false);
-        match self.record_noting_doubt(update, &doubt).await {
+        match self.record(update).await {
             Ok(state) => tracing::debug!(task_id, %state, "task finished"),
-            // An attempt that timed out did commit: announce what the store holds (the
-            // events of that attempt were never handed back).
-            Err(StoreError::Conflict { state, .. })
-                if doubt.load(std::sync::atomic::Ordering::Relaxed) && state.is_final() =>
-            {
-                tracing::info!(task_id, %state, "an earlier attempt to record the outcome did commit");
-                if let Ok(snap) = self.store.get(task_id, Access::Internal).await {
-                    let mut event = status_event(
-                        task_id,
-                        &snap.task.context_id,
-                        &snap.task.status,
-                        snap.version,
-                        &bindu_engine::time::now_rfc3339(),
-                    );
-                    // Readers building the task from events find it in the store instead.
-                    event.truncated = true;
-                    self.publish(vec![event]).await;
-                }
-            }
             Err(StoreError::Conflict { state, .. }) => {
                 tracing::info!(task_id, %state, "task changed while its handler ran (canceled?); result dropped")
             }

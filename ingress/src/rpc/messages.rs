@@ -13,12 +13,11 @@
 use std::time::Duration;
 
 use bindu_engine::bus::{BusError, EventStream};
-use bindu_engine::store::{
-    merge_artifact, Access, ArtifactChunk, Expect, SubmitRequest, TaskUpdate,
-};
+use bindu_engine::ledger::AcceptError;
+use bindu_engine::store::{merge_artifact, Access, ArtifactChunk, SubmitRequest};
 use bindu_schemas::bus::{CommandOp, EventBody, TaskCommand, TaskEvent};
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
-use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task, TaskState};
+use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task};
 use futures::StreamExt;
 
 use super::{ok, Reply};
@@ -138,54 +137,36 @@ fn conversation_bytes(history: &[Message]) -> usize {
         .sum()
 }
 
-/// Records the message, announces it and queues the command that runs it.
+/// Records the message, announces it and queues the command that runs it (the ledger).
 async fn accept(
     app: Ingress,
     request: SubmitRequest,
     caller: Option<String>,
 ) -> Result<bindu_engine::store::Submitted, JsonRpcError> {
-    let inner = &app.inner;
-    let task_id = request.task_id.clone();
     let message_id = request.message.message_id.clone();
-    let submitted = inner.store.submit(request).await.map_err(store_error)?;
-    let history = submitted
-        .task
-        .history
-        .as_ref()
-        .filter(|h| conversation_bytes(h) <= INLINE_HISTORY_BYTES)
-        .cloned();
-    let command = TaskCommand {
+    let command = |submitted: &bindu_engine::store::Submitted| TaskCommand {
         op: CommandOp::Run,
-        task_id: task_id.clone(),
+        task_id: submitted.task.id.clone(),
         context_id: submitted.task.context_id.clone(),
         message_id,
         caller,
         issued_at: bindu_engine::time::now_rfc3339(),
         version: submitted.version,
-        history,
+        history: submitted
+            .task
+            .history
+            .as_ref()
+            .filter(|h| conversation_bytes(h) <= INLINE_HISTORY_BYTES)
+            .cloned(),
     };
-    // The task is durable; `submitted` is an announcement (published in order before the
-    // command, confirmed by nobody), the command must be stored before the id is returned.
-    if let Err(e) = inner.bus.announce(vec![submitted.event.clone()]).await {
-        tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
-    }
-    if let Err(e) = inner.bus.publish_commands(vec![command]).await {
-        // Nothing will run this task: record that instead of leaving it queued forever.
-        let reason = Message::agent(
-            uuid::Uuid::new_v4().to_string(),
-            vec![Part::text(
-                "Task failed: it could not be queued for a worker",
-            )],
-        );
-        let update = TaskUpdate::new(&task_id, Expect::State(TaskState::Submitted))
-            .history(reason.clone())
-            .status(TaskState::Failed, Some(reason));
-        if let Some(Ok(applied)) = inner.store.apply(vec![update]).await.pop() {
-            let _ = inner.bus.publish_events(applied.events).await;
-        }
-        return Err(bus_error(e));
-    }
-    Ok(submitted)
+    app.inner
+        .ledger
+        .accept(request, command)
+        .await
+        .map_err(|e| match e {
+            AcceptError::Store(e) => store_error(e),
+            AcceptError::Bus(e) => bus_error(e),
+        })
 }
 
 /// Waits for the event that ends this run (terminal or interrupted state), applying each

@@ -1,11 +1,12 @@
 //! `tasks/get`, `tasks/cancel`, `tasks/resubscribe`, `tasks/list`, `tasks/feedback` and
 //! `agent/getAuthenticatedExtendedCard`.
 
-use bindu_engine::store::{Access, Expect, Feedback, ListQuery, StoreError, TaskUpdate};
+use bindu_engine::ledger::AcceptError;
+use bindu_engine::store::{Access, Feedback, ListQuery, StoreError};
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
 use bindu_schemas::{
     history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
-    TaskFeedbackResult, TaskIdParams, TaskQueryParams, TaskState,
+    TaskFeedbackResult, TaskIdParams, TaskQueryParams,
 };
 
 use super::{ok, Reply};
@@ -65,26 +66,14 @@ pub(crate) async fn cancel(
 
 /// Records `canceled` (compare-and-set), announces it and interrupts the handler.
 async fn cancel_now(app: Ingress, task_id: String) -> Result<(), JsonRpcError> {
-    let inner = &app.inner;
-    // A worker may be running the task and announcing events it has not recorded yet.
-    let update = TaskUpdate::new(&task_id, Expect::NotTerminal)
-        .status(TaskState::Canceled, None)
-        .beside_run();
-    match inner.store.apply(vec![update]).await.pop() {
-        Some(Ok(applied)) => {
-            if let Err(e) = inner.bus.publish_events(applied.events).await {
-                tracing::warn!(%task_id, error = %e, "could not publish the canceled event");
-            }
-        }
-        Some(Err(
+    match app.inner.ledger.cancel(&task_id).await {
+        Ok(_) => Ok(()),
+        Err(AcceptError::Store(
             StoreError::Conflict { state, .. } | StoreError::IllegalTransition { from: state, .. },
-        )) => return Err(JsonRpcError::task_not_cancelable(&task_id, state.as_str())),
-        Some(Err(e)) => return Err(store_error(e)),
-        None => return Err(JsonRpcError::internal("the task store returned no result")),
+        )) => Err(JsonRpcError::task_not_cancelable(&task_id, state.as_str())),
+        Err(AcceptError::Store(e)) => Err(store_error(e)),
+        Err(AcceptError::Bus(e)) => Err(bus_error(e)),
     }
-    // The handler may still be running somewhere: interrupt it. Its late writes fail the
-    // compare-and-set, so the task stays canceled either way.
-    inner.bus.signal_cancel(&task_id).await.map_err(bus_error)
 }
 
 pub(crate) async fn resubscribe(

@@ -3,7 +3,8 @@
 //! An event at or below the last finished sequence number is a duplicate (a redelivery):
 //! acked at once. Copies of an event still waiting are merged (all acked together). When the
 //! next event in line is missing (two publishers raced), the lane waits up to `gap_wait` for
-//! it, then goes on with what it has (counted in `bindu_push_sequence_gaps`).
+//! it, then goes on with what it has (counted in `bindu_push_sequence_gaps`); a jump past
+//! the numbers a run may use (a cancel recorded beside a running handler) is not a gap.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -92,7 +93,10 @@ impl Lane {
         match (self.done, self.pending.keys().next()) {
             (_, None) => true,
             (None, Some(_)) => true,
-            (Some(done), Some(&next)) => next <= done + 1,
+            // A transition recorded beside a run (a cancel) skips ahead on purpose.
+            (Some(done), Some(&next)) => {
+                next <= done + 1 || next > done + bindu_engine::store::RUN_SEQ_RESERVE / 2
+            }
         }
     }
 

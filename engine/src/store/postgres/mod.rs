@@ -108,9 +108,16 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A push config lookup: the task id, and where its owner and configs go.
+type PushLookup = (
+    String,
+    oneshot::Sender<Result<(Option<String>, Vec<PushNotificationConfig>), StoreError>>,
+);
+
 pub struct PostgresStore {
     pool: PgPool,
     agent: i32,
+    push_reader: async_channel::Sender<PushLookup>,
     writer: async_channel::Sender<writer::Op>,
     options: PostgresOptions,
 }
@@ -146,7 +153,15 @@ impl PostgresStore {
                 options.clone(),
             ));
         }
+        let (push_tx, push_rx) = async_channel::bounded(4096);
+        tokio::spawn(read_push_configs(
+            push_rx,
+            pool.clone(),
+            agent,
+            options.timeout,
+        ));
         Ok(PostgresStore {
+            push_reader: push_tx,
             pool,
             agent,
             writer: tx,
@@ -553,27 +568,31 @@ impl TaskStore for PostgresStore {
         task_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<PushNotificationConfig>, StoreError> {
-        let agent = self.agent;
-        let rows: Vec<(String, Option<Json<PushNotificationConfig>>)> = self
-            .read(|| {
-                sqlx::query_as(
-                    "SELECT t.owner, p.config FROM bindu_tasks t \
-                     LEFT JOIN bindu_push_configs p ON p.agent_id = t.agent_id AND p.task_id = t.id \
-                     WHERE t.agent_id = $1 AND t.id = $2 ORDER BY p.seq_no",
-                )
-                .bind(agent)
-                .bind(task_id)
-                .fetch_all(&self.pool)
-            })
-            .await?;
-        match rows.first() {
-            Some((owner, _)) if access.permits((!owner.is_empty()).then_some(owner.as_str())) => {}
-            _ => return Err(StoreError::NotFound(task_id.to_string())),
+        // Coalesced with the lookups waiting at the same time (the webhook dispatcher asks
+        // for every event of every task): one query for all of them.
+        let (tx, rx) = oneshot::channel();
+        self.push_reader
+            .send((task_id.to_string(), tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("the push config reader stopped".into()))?;
+        let (owner, configs) = match tokio::time::timeout(self.options.timeout * 2, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable(
+                    "the push config reader stopped".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no answer from Postgres within {:?}",
+                    self.options.timeout * 2
+                )))
+            }
+        };
+        if !access.permits(owner.as_deref()) {
+            return Err(StoreError::NotFound(task_id.to_string()));
         }
-        Ok(rows
-            .into_iter()
-            .filter_map(|(_, c)| c.map(|Json(c)| c))
-            .collect())
+        Ok(configs)
     }
 
     async fn delete_push_config(
@@ -758,6 +777,80 @@ impl TaskStore for PostgresStore {
         self.read(|| sqlx::query(&sql).bind(agent).bind(secs).execute(&self.pool))
             .await?;
         Ok(total)
+    }
+}
+
+/// Answers push config lookups in batches: whatever is waiting, in one query.
+async fn read_push_configs(
+    rx: async_channel::Receiver<PushLookup>,
+    pool: PgPool,
+    agent: i32,
+    timeout: Duration,
+) {
+    let policy = RetryPolicy {
+        deadline: timeout,
+        ..RetryPolicy::default()
+    };
+    while let Ok(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(l) => batch.push(l),
+                Err(_) => break,
+            }
+        }
+        let mut ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let query = || {
+            sqlx::query_as::<_, (String, String, Option<Json<PushNotificationConfig>>)>(
+                "SELECT t.id, t.owner, p.config FROM bindu_tasks t \
+                 LEFT JOIN bindu_push_configs p ON p.agent_id = t.agent_id AND p.task_id = t.id \
+                 WHERE t.agent_id = $1 AND t.id = ANY($2) ORDER BY t.id, p.seq_no",
+            )
+            .bind(agent)
+            .bind(&ids)
+            .fetch_all(&pool)
+        };
+        let rows = match tokio::time::timeout(timeout, policy.run(query, is_transient)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                let e = db_error(e);
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(match &e {
+                        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                        other => StoreError::Other(other.to_string().into()),
+                    }));
+                }
+                continue;
+            }
+            Err(_) => {
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(StoreError::Unavailable(format!(
+                        "no answer from Postgres within {timeout:?}"
+                    ))));
+                }
+                continue;
+            }
+        };
+        let mut found: std::collections::HashMap<
+            String,
+            (Option<String>, Vec<PushNotificationConfig>),
+        > = std::collections::HashMap::with_capacity(rows.len());
+        for (id, owner, config) in rows {
+            let entry = found
+                .entry(id)
+                .or_insert_with(|| ((!owner.is_empty()).then_some(owner), Vec::new()));
+            if let Some(Json(c)) = config {
+                entry.1.push(c);
+            }
+        }
+        for (id, tx) in batch {
+            let _ = tx.send(match found.get(&id) {
+                Some((owner, configs)) => Ok((owner.clone(), configs.clone())),
+                None => Err(StoreError::NotFound(id)),
+            });
+        }
     }
 }
 
