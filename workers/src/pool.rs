@@ -1,10 +1,14 @@
 //! The worker pool.
 //!
-//! For each command: `submitted → working` (compare-and-set; a duplicate or a command for a
-//! canceled task stops here), run the handler with the task's conversation, record the
-//! outcome with a compare-and-set on `working` (so a canceled task stays canceled), publish
-//! the recorded events, then ack. At most `concurrency` handlers run at once; the pool takes
-//! no new command while it is full (back-pressure on the queue).
+//! For each command: take the conversation from the command (a redelivery, a command
+//! without it, or a task a cancel signal named reads the task from the store instead, and a
+//! task that already ended stops there), announce `working` (an event, numbered after the
+//! command's `version`), run the handler (its streamed chunks and interim statuses are
+//! announced as they come), then record the whole run in one compare-and-set write through
+//! the [`TaskLedger`] (so a canceled task stays canceled), publish the outcome's events, and
+//! ack. A result the store refuses fails the task with the reason; a store that stays
+//! unavailable hands the command back. At most `concurrency` handlers run at once; the pool
+//! takes no new command while it is full (back-pressure on the queue).
 //!
 //! Limits per run: `task_timeout` (the cancel token fires, then the run is aborted after
 //! [`CANCEL_GRACE`] and the task fails), `max_output_bytes` (chunks, status messages and the
