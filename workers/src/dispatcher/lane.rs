@@ -21,6 +21,9 @@ use super::{notification, Held, Shared, GLOBAL_CONFIG_ID};
 struct Lane {
     shared: Arc<Shared>,
     task_id: String,
+    /// The webhooks read for the events that were waiting at the time (the highest of
+    /// their sequence numbers): those events need not read them again.
+    targets: Option<(Vec<Target>, u64)>,
     done: Option<u64>,
     pending: BTreeMap<u64, Vec<Held>>,
     outstanding: Arc<AtomicUsize>,
@@ -38,6 +41,7 @@ pub(crate) async fn run(
     let mut lane = Lane {
         shared: shared.clone(),
         task_id,
+        targets: None,
         done: start_after,
         pending: BTreeMap::new(),
         outstanding,
@@ -125,8 +129,18 @@ impl Lane {
                 .queue_lag
                 .set(lag.to_std().unwrap_or(Duration::ZERO).as_secs_f64());
         }
-        let Some(targets) = self.targets().await else {
-            return false;
+        // Events already waiting when the webhooks were read share that reading (as if read
+        // back to back); a later event reads them again, so a config set meanwhile counts.
+        let targets = match &self.targets {
+            Some((t, upto)) if seq <= *upto => t.clone(),
+            _ => {
+                let upto = self.pending.keys().next_back().copied().unwrap_or(seq).max(seq);
+                let Some(t) = self.targets().await else {
+                    return false;
+                };
+                self.targets = Some((t.clone(), upto));
+                t
+            }
         };
         if !targets.is_empty() {
             let body = notification::body(&event);
