@@ -134,7 +134,13 @@ impl Lane {
         let targets = match &self.targets {
             Some((t, upto)) if seq <= *upto => t.clone(),
             _ => {
-                let upto = self.pending.keys().next_back().copied().unwrap_or(seq).max(seq);
+                let upto = self
+                    .pending
+                    .keys()
+                    .next_back()
+                    .copied()
+                    .unwrap_or(seq)
+                    .max(seq);
                 let Some(t) = self.targets().await else {
                     return false;
                 };
