@@ -64,6 +64,7 @@ impl Env {
             http: reqwest::Client::builder()
                 .no_proxy()
                 .pool_max_idle_per_host(0)
+                .timeout(support::TIMEOUT)
                 .build()
                 .unwrap(),
         }
@@ -507,6 +508,7 @@ async fn an_unreachable_hydra_is_503() {
         .unwrap();
     let resp = reqwest::Client::builder()
         .no_proxy()
+        .timeout(support::TIMEOUT)
         .build()
         .unwrap()
         .post(format!("http://{}/", server.local_addr()))

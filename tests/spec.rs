@@ -90,8 +90,17 @@ fn card_without_name() -> Value {
            "capabilities": {}, "defaultInputModes": [], "defaultOutputModes": [], "skills": []})
 }
 
+/// Every request of these tests is bounded: a server that never answers fails the test.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 async fn rpc(url: &str, method: &str, params: Value) -> Value {
-    reqwest::Client::new()
+    client()
         .post(url)
         .json(&json!({"jsonrpc": "2.0", "id": "req-1", "method": method, "params": params}))
         .send()
@@ -208,7 +217,7 @@ async fn server_output_matches_the_a2a_schema() {
     ] {
         spec.check(definition, &rpc(&url, method, params).await);
     }
-    let parse_error: Value = reqwest::Client::new()
+    let parse_error: Value = client()
         .post(&url)
         .body("{oops")
         .send()
@@ -228,7 +237,7 @@ async fn server_output_matches_the_a2a_schema() {
     .await;
     spec.check("SendMessageSuccessResponse", &pending);
 
-    let resp = reqwest::Client::new()
+    let resp = client()
         .post(&url)
         .json(&json!({"jsonrpc": "2.0", "id": 42, "method": "message/stream", "params": {"message": message("stream")}}))
         .send()

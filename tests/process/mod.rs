@@ -45,16 +45,29 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `cmd` (a `bindu serve --port 0 ...`) and waits until it announces its address.
+    /// Starts `cmd` (a `bindu serve --port 0 ...`) and waits until it announces its address,
+    /// at most 30 s: stderr is read on a thread of its own, so a child that prints nothing
+    /// cannot hold the test past the deadline.
     pub fn start(mut cmd: Command) -> Agent {
         let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn bindu");
         let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        // Reads every line (so the child never blocks on a full pipe) and hands the first
+        // ones to the waiting test; it ends with the child's stderr.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut addr = None;
         let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                break;
+            };
             if let Some(rest) = line.strip_prefix("bindu: agent listening on ") {
                 addr = rest.split_whitespace().next().map(str::to_string);
                 break;
@@ -69,13 +82,14 @@ impl Agent {
         }
         let Some(addr) = addr else {
             let _ = child.kill();
+            let _ = child.wait();
             panic!(
-                "bindu did not announce its address; it printed:\n{}",
+                "bindu did not announce its address within 30 s; it printed:\n{}",
                 seen.join("\n")
             );
         };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // The reader thread goes on draining; nobody needs the lines any more.
+        drop(rx);
         Agent { child, addr }
     }
 
