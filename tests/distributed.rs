@@ -327,9 +327,32 @@ async fn processes_ride_out_a_nats_restart() {
 
     nats.stop();
     // While NATS is down a send is refused with a JSON-RPC error, never a false success.
+    let started = Instant::now();
     let during = rpc(&c, &url, "message/send", send_params("during", false)).await;
-    assert!(during.get("error").is_some(), "{during}");
+    assert_eq!(during["error"]["code"], -32603, "{during}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "refused at once, not after waiting out the outage"
+    );
     nats.restart();
+    // The task it recorded was failed with the reason, not left `submitted`.
+    let list = rpc(&c, &url, "tasks/list", json!({"limit": 10})).await;
+    let tasks = list["result"]["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let lost = tasks
+        .iter()
+        .find(|t| t["history"][0]["parts"][0]["text"] == "during")
+        .unwrap_or_else(|| panic!("the refused send's task is listed: {list}"));
+    assert_eq!(lost["status"]["state"], "failed", "{lost}");
+    assert!(
+        lost["status"]["message"]["parts"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not be queued"),
+        "{lost}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

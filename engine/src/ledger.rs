@@ -146,7 +146,16 @@ impl TaskLedger {
         };
         match result {
             Ok(applied) => {
-                self.publish(applied.events.clone()).await;
+                match patience {
+                    // A caller answering a client now does not wait for the bus: the
+                    // transition is durable, its events follow in the background.
+                    Patience::Once => {
+                        let ledger = self.clone();
+                        let events = applied.events.clone();
+                        tokio::spawn(async move { ledger.publish(events).await });
+                    }
+                    Patience::Until(_) => self.publish(applied.events.clone()).await,
+                }
                 Ok(applied)
             }
             // An attempt that timed out did commit: announce what the store holds (that
