@@ -11,7 +11,6 @@ use bindu_engine::bus::{Bus, MemoryBus};
 use bindu_engine::store::conformance::user_message;
 use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::*;
-use bindu_schemas::bus::{CommandOp, TaskCommand};
 use bindu_schemas::TaskState;
 use bindu_workers::handler::handler_fn;
 use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
@@ -49,16 +48,9 @@ async fn an_outcome_that_committed_late_is_recognised_and_announced() {
         .await
         .unwrap();
     let mut events = bus.subscribe_task("late-start").await.unwrap();
-    bus.publish_commands(vec![TaskCommand {
-        op: CommandOp::Run,
-        task_id: "late-start".into(),
-        context_id: submitted.task.context_id.clone(),
-        message_id: "m".into(),
-        caller: None,
-        issued_at: bindu_engine::time::now_rfc3339(),
-        version: submitted.version,
-        history: submitted.task.history.clone(),
-    }])
+    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+        &submitted,
+    )])
     .await
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

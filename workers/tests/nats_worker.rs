@@ -9,7 +9,6 @@ use bindu_engine::bus::nats_server::NatsServer;
 use bindu_engine::bus::{Bus, NatsBus, NatsOptions};
 use bindu_engine::store::conformance::user_message;
 use bindu_engine::store::{Access, MemoryStore, SubmitRequest, TaskStore};
-use bindu_schemas::bus::{CommandOp, TaskCommand};
 use bindu_schemas::TaskState;
 use bindu_workers::handler::handler_fn;
 use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
@@ -57,16 +56,9 @@ async fn run_long_task(heartbeat: Duration) -> (TaskState, String, usize) {
         })
         .await
         .expect("submit");
-    bus.publish_commands(vec![TaskCommand {
-        op: CommandOp::Run,
-        task_id: "long-task".into(),
-        context_id: submitted.task.context_id.clone(),
-        message_id: "m".into(),
-        caller: None,
-        issued_at: bindu_engine::time::now_rfc3339(),
-        version: submitted.version,
-        history: submitted.task.history.clone(),
-    }])
+    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+        &submitted,
+    )])
     .await
     .expect("publish");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

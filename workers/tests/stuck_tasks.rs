@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bindu_engine::bus::conformance::command_for;
 use bindu_engine::bus::{Bus, MemoryBus};
 use bindu_engine::store::conformance::user_message;
 use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::*;
-use bindu_schemas::bus::{CommandOp, TaskCommand};
 use bindu_schemas::{Part, TaskState};
 use bindu_workers::handler::handler_fn;
 use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
@@ -50,7 +50,8 @@ fn start() -> Run {
     }
 }
 
-async fn accept(run: &Run, task_id: &str) {
+/// Records a task the way ingress does and queues its command (`down` first, if asked).
+async fn accept_then(run: &Run, task_id: &str, down: bool) {
     let submitted = run
         .store
         .submit(SubmitRequest {
@@ -62,19 +63,15 @@ async fn accept(run: &Run, task_id: &str) {
         })
         .await
         .unwrap();
+    run.store.down.store(down, Ordering::SeqCst);
     run.bus
-        .publish_commands(vec![TaskCommand {
-            op: CommandOp::Run,
-            task_id: task_id.into(),
-            context_id: submitted.task.context_id.clone(),
-            message_id: "m".into(),
-            caller: None,
-            issued_at: bindu_engine::time::now_rfc3339(),
-            version: submitted.version,
-            history: submitted.task.history.clone(),
-        }])
+        .publish_commands(vec![command_for(&submitted)])
         .await
         .unwrap();
+}
+
+async fn accept(run: &Run, task_id: &str) {
+    accept_then(run, task_id, false).await;
 }
 
 /// Polls (bounded) until the task is terminal or paused; returns the task.
@@ -163,8 +160,8 @@ async fn a_store_that_refuses_every_write_ends_the_task_after_the_last_delivery(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_outage_during_the_run_is_ridden_out() {
     let run = start();
-    run.store.down.store(true, Ordering::SeqCst);
-    accept_while_down(&run, "outage").await;
+    // Accepted with the store up; it goes down before the worker records the outcome.
+    accept_then(&run, "outage", true).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let during = run.store.applies.load(Ordering::SeqCst);
     run.store.down.store(false, Ordering::SeqCst);
@@ -174,32 +171,29 @@ async fn a_store_outage_during_the_run_is_ridden_out() {
     stop(run).await;
 }
 
-/// Accepts with the store up, then the store goes down before the worker records.
-async fn accept_while_down(run: &Run, task_id: &str) {
-    run.store.down.store(false, Ordering::SeqCst);
-    let submitted = run
-        .store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: task_id.into(),
-            context_id: None,
-            message: user_message("hello"),
-            push_config: None,
-        })
-        .await
-        .unwrap();
-    run.store.down.store(true, Ordering::SeqCst);
-    run.bus
-        .publish_commands(vec![TaskCommand {
-            op: CommandOp::Run,
-            task_id: task_id.into(),
-            context_id: submitted.task.context_id.clone(),
-            message_id: "m".into(),
-            caller: None,
-            issued_at: bindu_engine::time::now_rfc3339(),
-            version: submitted.version,
-            history: submitted.task.history.clone(),
-        }])
-        .await
-        .unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_delivery_runs_without_reading_the_task_back() {
+    let run = start();
+    accept(&run, "no-reads").await;
+    // Wait for the outcome's write, then count the reads made until then (the polling
+    // below reads too).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if run.store.applies.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        run.store.gets.load(Ordering::SeqCst),
+        0,
+        "the command carried the conversation: the worker read nothing"
+    );
+    let t = settled(&run, "no-reads").await;
+    assert_eq!(t.status.state, TaskState::Completed);
+    stop(run).await;
 }

@@ -26,6 +26,20 @@ pub fn command(task_id: &str) -> TaskCommand {
     }
 }
 
+/// The command ingress queues for a task it just recorded (the conversation carried).
+pub fn command_for(submitted: &crate::store::Submitted) -> TaskCommand {
+    TaskCommand {
+        op: CommandOp::Run,
+        task_id: submitted.task.id.clone(),
+        context_id: submitted.task.context_id.clone(),
+        message_id: "m".into(),
+        caller: None,
+        issued_at: crate::time::now_rfc3339(),
+        version: submitted.version,
+        history: submitted.task.history.clone(),
+    }
+}
+
 pub fn status_event(task_id: &str, seq: u64, state: TaskState) -> TaskEvent {
     TaskEvent::new(
         seq,

@@ -81,6 +81,7 @@ where
     compare_and_set_and_terminal_immutability(&make().await).await;
     follow_ups_continue_interrupted_tasks(&make().await).await;
     artifact_chunks_merge(&make().await).await;
+    a_run_is_recorded_once_with_its_outcome(&make().await).await;
     list_tasks_pages_newest_first(&make().await).await;
     contexts_list_and_clear(&make().await).await;
     push_configs(&make().await).await;
@@ -89,6 +90,112 @@ where
     concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;
     counts_by_state(&make().await).await;
     purge_removes_only_terminal_tasks(&make().await).await;
+}
+
+/// A worker's run: `working`, two streamed chunks and an interim status were announced
+/// (4 sequence numbers after `submitted`), then the outcome records everything at once from
+/// `submitted`. The chunks are stored without new events; the outcome's own events come
+/// after the announced ones; the reply rides on the final event. A cancel recorded beside a
+/// run skips [`RUN_SEQ_RESERVE`] numbers; without `after_run`, `submitted → completed` is
+/// refused.
+pub async fn a_run_is_recorded_once_with_its_outcome(store: &dyn TaskStore) {
+    let s = submit_new(store, None).await;
+    let id = s.task.id.clone();
+    let plain = store
+        .apply(vec![
+            TaskUpdate::new(&id, Expect::Active).status(TaskState::Completed, None)
+        ])
+        .await
+        .remove(0);
+    assert!(
+        matches!(plain, Err(StoreError::IllegalTransition { .. })),
+        "a run that announced nothing cannot complete from submitted: {plain:?}"
+    );
+    let chunk = |text: &str, append: bool, last: bool| ArtifactChunk {
+        artifact: Artifact {
+            artifact_id: "streamed".into(),
+            parts: vec![Part::text(text)],
+            name: None,
+            description: None,
+            metadata: None,
+            extensions: None,
+        },
+        append,
+        last_chunk: last,
+    };
+    let reply = Message::agent("reply".into(), vec![Part::text("Hello world")]);
+    let applied = store
+        .apply(vec![TaskUpdate::new(&id, Expect::Active)
+            .history(reply.clone())
+            .status(TaskState::Completed, None)
+            .after_run(
+                4,
+                vec![chunk("Hello ", false, false), chunk("world", true, true)],
+            )])
+        .await
+        .remove(0)
+        .expect("the run's outcome");
+    assert_eq!(applied.state, TaskState::Completed);
+    assert_eq!(applied.version, s.version + 4 + 1);
+    assert_eq!(
+        applied.events.len(),
+        1,
+        "streamed chunks are not announced again"
+    );
+    let last = &applied.events[0];
+    assert_eq!(last.seq, s.version + 5);
+    assert!(last.is_final());
+    assert_eq!(
+        last.history,
+        vec![reply],
+        "the reply rides on the final event"
+    );
+    let snap = store.get(&id, Access::Internal).await.expect("read");
+    assert_eq!(snap.version, s.version + 5);
+    let artifacts = snap
+        .task
+        .artifacts
+        .expect("the streamed artifact is stored");
+    assert_eq!(artifacts.len(), 1);
+    let texts: Vec<&str> = artifacts[0]
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["Hello ", "world"]);
+    assert_eq!(snap.task.history.map(|h| h.len()), Some(2));
+
+    // A cancel beside a run that may be announcing events numbers past them.
+    let other = submit_new(store, None).await;
+    let canceled = store
+        .apply(vec![TaskUpdate::new(&other.task.id, Expect::NotTerminal)
+            .status(TaskState::Canceled, None)
+            .beside_run()])
+        .await
+        .remove(0)
+        .expect("cancel");
+    assert_eq!(canceled.version, other.version + RUN_SEQ_RESERVE + 1);
+    assert_eq!(canceled.events[0].seq, canceled.version);
+    // The run's late outcome cannot move it.
+    let late = store
+        .apply(vec![TaskUpdate::new(&other.task.id, Expect::Active)
+            .status(TaskState::Completed, None)
+            .after_run(1, Vec::new())])
+        .await
+        .remove(0);
+    assert!(
+        matches!(
+            late,
+            Err(StoreError::Conflict {
+                state: TaskState::Canceled,
+                ..
+            })
+        ),
+        "{late:?}"
+    );
 }
 
 /// A follow-up whose inline push config is refused (the task already holds the most it may)

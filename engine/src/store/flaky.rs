@@ -22,6 +22,8 @@ pub struct Flaky {
     pub refuse_applies: AtomicUsize,
     /// `apply` calls made so far (attempts, whatever they answered).
     pub applies: AtomicUsize,
+    /// `get` calls made so far.
+    pub gets: AtomicUsize,
 }
 
 impl Default for Flaky {
@@ -39,6 +41,7 @@ impl Flaky {
             late_applies: AtomicUsize::new(0),
             refuse_applies: AtomicUsize::new(0),
             applies: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
         }
     }
 }
@@ -110,6 +113,7 @@ impl TaskStore for Flaky {
         results
     }
     async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.get(task_id, access).await
     }

@@ -18,7 +18,6 @@ use bindu_engine::identity::Identity;
 use bindu_engine::store::conformance::user_message;
 use bindu_engine::store::{DeadLetterStore, SubmitRequest, TaskStore};
 use bindu_engine::Bus;
-use bindu_schemas::bus::{CommandOp, TaskCommand};
 use bindu_schemas::PushNotificationConfig;
 use bindu_workers::dispatcher::{DeliveryOptions, DispatcherMetrics};
 use bindu_workers::{Dispatcher, DispatcherOptions};
@@ -315,16 +314,9 @@ pub async fn submit(
     bus.publish_events(vec![submitted.event.clone()])
         .await
         .expect("publish submitted");
-    bus.publish_commands(vec![TaskCommand {
-        op: CommandOp::Run,
-        task_id: task_id.to_string(),
-        context_id: submitted.task.context_id.clone(),
-        message_id: "m".into(),
-        caller: None,
-        issued_at: bindu_engine::time::now_rfc3339(),
-        version: submitted.version,
-        history: submitted.task.history.clone(),
-    }])
+    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+        &submitted,
+    )])
     .await
     .expect("publish command");
 }
