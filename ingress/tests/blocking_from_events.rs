@@ -1,6 +1,7 @@
 //! A blocking `message/send` is answered from the task's events (the final one carries the
 //! reply), without reading the task back from the store; an event the bus had to truncate
 //! makes the ingress read the store instead, and the answer is the same.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
