@@ -88,6 +88,7 @@ where
     a_refused_inline_push_config_changes_nothing(&make().await).await;
     feedback(&make().await).await;
     concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;
+    one_calls_updates_apply_in_order_under_load(Arc::new(make().await)).await;
     counts_by_state(&make().await).await;
     purge_removes_only_terminal_tasks(&make().await).await;
 }
@@ -811,6 +812,48 @@ pub async fn feedback(store: &dyn TaskStore) {
 pub async fn concurrent_terminal_writes_one_winner<S: TaskStore>(store: Arc<S>) {
     let store: Arc<dyn TaskStore> = store;
     racing_writers_one_terminal_winner(&[store.clone(), store], 20).await;
+}
+
+/// Many callers at once, each applying two dependent updates of its own task in one call
+/// (`submitted → working`, then `working → failed` expecting `working`): each call's
+/// updates apply in order, however the backend spreads concurrent work (the Postgres store
+/// runs several batch writers).
+pub async fn one_calls_updates_apply_in_order_under_load<S: TaskStore>(store: Arc<S>) {
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(submit_new(&*store, None).await.task.id);
+    }
+    let mut handles = Vec::new();
+    for id in ids {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let r = store
+                .apply(vec![
+                    TaskUpdate::new(&id, Expect::State(TaskState::Submitted))
+                        .status(TaskState::Working, None),
+                    TaskUpdate::new(&id, Expect::State(TaskState::Working))
+                        .status(TaskState::Failed, None),
+                ])
+                .await;
+            (id, r)
+        }));
+    }
+    for h in handles {
+        let (id, r) = h.await.expect("join");
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0].as_ref().map(|a| a.state).ok(),
+            Some(TaskState::Working),
+            "{id}: {:?}",
+            r[0]
+        );
+        assert_eq!(
+            r[1].as_ref().map(|a| a.state).ok(),
+            Some(TaskState::Failed),
+            "{id}: {:?}",
+            r[1]
+        );
+    }
 }
 
 /// Writers (one store used twice, or several stores on one database, like processes) race

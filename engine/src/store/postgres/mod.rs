@@ -348,34 +348,28 @@ impl TaskStore for PostgresStore {
     }
 
     async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>> {
-        let mut waits = Vec::with_capacity(updates.len());
-        for update in updates {
-            let (tx, rx) = oneshot::channel();
-            if self
-                .writer
-                .send(writer::Op::Update { update, reply: tx })
-                .await
-                .is_err()
-            {
-                waits.push(None);
-            } else {
-                waits.push(Some(rx));
+        let n = updates.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let fail = |e: fn() -> StoreError| (0..n).map(|_| Err(e())).collect();
+        let (tx, rx) = oneshot::channel();
+        if self
+            .writer
+            .send(writer::Op::Updates { updates, reply: tx })
+            .await
+            .is_err()
+        {
+            return fail(|| StoreError::Unavailable("the batch writer stopped".into()));
+        }
+        match tokio::time::timeout(self.options.timeout * 2, rx).await {
+            Ok(Ok(r)) if r.len() == n => r,
+            Ok(Ok(_)) => fail(|| StoreError::Other("mismatched batch outcome".into())),
+            Ok(Err(_)) => fail(|| StoreError::Unavailable("the batch writer stopped".into())),
+            Err(_) => {
+                fail(|| StoreError::Unavailable("the write was not confirmed in time".into()))
             }
         }
-        let mut out = Vec::with_capacity(waits.len());
-        for w in waits {
-            out.push(match w {
-                None => Err(StoreError::Unavailable("the batch writer stopped".into())),
-                Some(rx) => match tokio::time::timeout(self.options.timeout * 2, rx).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err(StoreError::Unavailable("the batch writer stopped".into())),
-                    Err(_) => Err(StoreError::Unavailable(
-                        "the write was not confirmed in time".into(),
-                    )),
-                },
-            });
-        }
-        out
     }
 
     async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError> {

@@ -37,10 +37,22 @@ pub(super) enum Op {
         req: SubmitRequest,
         reply: oneshot::Sender<Result<SubmitOutcome, StoreError>>,
     },
-    Update {
-        update: TaskUpdate,
-        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    /// The updates of one `apply` call travel together, so one writer applies them in
+    /// order (two writers could otherwise commit a task's later update first).
+    Updates {
+        updates: Vec<TaskUpdate>,
+        reply: oneshot::Sender<Vec<Result<Applied, StoreError>>>,
     },
+}
+
+impl Op {
+    /// How many operations this counts as against `batch_max`.
+    fn len(&self) -> usize {
+        match self {
+            Op::Submit { .. } => 1,
+            Op::Updates { updates, .. } => updates.len(),
+        }
+    }
 }
 
 // Short-lived, one per operation: boxing would only add allocations.
@@ -62,7 +74,8 @@ enum Input {
 
 enum Reply {
     Submit(oneshot::Sender<Result<SubmitOutcome, StoreError>>),
-    Update(oneshot::Sender<Result<Applied, StoreError>>),
+    /// The sender and how many consecutive inputs answer to it.
+    Updates(oneshot::Sender<Vec<Result<Applied, StoreError>>>, usize),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -135,25 +148,35 @@ pub(super) async fn run(
     let mut created: u64 = 0;
     let mut next_analyze: u64 = 1024;
     while let Ok(first) = rx.recv().await {
+        let mut size = first.len();
         let mut ops = vec![first];
         let linger_until = tokio::time::Instant::now() + options.batch_linger;
-        while ops.len() < options.batch_max {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
+        while size < options.batch_max {
+            let op = match rx.try_recv() {
+                Ok(op) => op,
                 Err(_) if options.batch_linger.is_zero() => break,
                 Err(_) => match tokio::time::timeout_at(linger_until, rx.recv()).await {
-                    Ok(Ok(op)) => ops.push(op),
+                    Ok(Ok(op)) => op,
                     _ => break,
                 },
+            };
+            size += op.len();
+            ops.push(op);
+        }
+        let mut inputs: Vec<Input> = Vec::with_capacity(size);
+        let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Submit { req, reply } => {
+                    inputs.push(Input::Submit(req));
+                    replies.push(Reply::Submit(reply));
+                }
+                Op::Updates { updates, reply } => {
+                    replies.push(Reply::Updates(reply, updates.len()));
+                    inputs.extend(updates.into_iter().map(Input::Update));
+                }
             }
         }
-        let (inputs, replies): (Vec<Input>, Vec<Reply>) = ops
-            .into_iter()
-            .map(|op| match op {
-                Op::Submit { req, reply } => (Input::Submit(req), Reply::Submit(reply)),
-                Op::Update { update, reply } => (Input::Update(update), Reply::Update(reply)),
-            })
-            .unzip();
         let started = std::time::Instant::now();
         let outcomes = commit_batch(&pool, agent, &inputs, &policy, &options).await;
         tracing::debug!(
@@ -169,15 +192,27 @@ pub(super) async fn run(
             next_analyze = created.saturating_mul(2);
             spawn_analyze(pool.clone());
         }
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            let mismatch = || StoreError::Other("mismatched batch outcome".into());
-            match (reply, outcome) {
-                (Reply::Submit(tx), Ok(Outcome::Submit(o))) => drop(tx.send(Ok(o))),
-                (Reply::Update(tx), Ok(Outcome::Update(a))) => drop(tx.send(Ok(a))),
-                (Reply::Submit(tx), Err(e)) => drop(tx.send(Err(e))),
-                (Reply::Update(tx), Err(e)) => drop(tx.send(Err(e))),
-                (Reply::Submit(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
-                (Reply::Update(tx), Ok(_)) => drop(tx.send(Err(mismatch()))),
+        let mismatch = || StoreError::Other("mismatched batch outcome".into());
+        let mut outcomes = outcomes.into_iter();
+        for reply in replies {
+            match reply {
+                Reply::Submit(tx) => drop(tx.send(match outcomes.next() {
+                    Some(Ok(Outcome::Submit(o))) => Ok(o),
+                    Some(Err(e)) => Err(e),
+                    _ => Err(mismatch()),
+                })),
+                Reply::Updates(tx, n) => {
+                    let mine = outcomes
+                        .by_ref()
+                        .take(n)
+                        .map(|o| match o {
+                            Ok(Outcome::Update(a)) => Ok(a),
+                            Err(e) => Err(e),
+                            Ok(_) => Err(mismatch()),
+                        })
+                        .collect();
+                    drop(tx.send(mine));
+                }
             }
         }
     }
