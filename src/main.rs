@@ -8,6 +8,9 @@ use bindu_engine::config::ConfigError;
 use bindu_engine::Config;
 use clap::{Args, Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "bindu",
