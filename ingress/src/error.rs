@@ -331,3 +331,158 @@ pub fn bus_error(e: BusError) -> JsonRpcError {
     tracing::warn!(error = %e, "bus failure");
     JsonRpcError::internal("the task bus is unavailable; retry shortly")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn answer(e: EdgeError) -> (u16, serde_json::Value, Response) {
+        let resp = e.into_response();
+        let status = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        let body = to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(parts.headers[header::CONTENT_TYPE], "application/json");
+        (
+            status,
+            serde_json::from_slice(&body).unwrap(),
+            Response::from_parts(parts, axum::body::Body::empty()),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_refusal_has_its_status_and_code() {
+        let id = RequestId::Number(7.into());
+        for (e, status, code) in [
+            (
+                EdgeError::rpc(id.clone(), JsonRpcError::task_not_found("t")),
+                200,
+                code::TASK_NOT_FOUND,
+            ),
+            (
+                EdgeError::BodyTooLarge {
+                    limit: 10,
+                    drained: true,
+                },
+                413,
+                code::INVALID_REQUEST,
+            ),
+            (
+                EdgeError::BodyUnreadable("x".into()),
+                400,
+                code::PARSE_ERROR,
+            ),
+            (
+                EdgeError::MissingScope {
+                    id: id.clone(),
+                    method: Method::MessageSend,
+                    scope: "agent:write",
+                },
+                403,
+                code::INSUFFICIENT_PERMISSIONS,
+            ),
+            (EdgeError::TokenMissing, 401, code::AUTHENTICATION_REQUIRED),
+            (EdgeError::TokenUnusable, 401, code::INVALID_TOKEN),
+            (EdgeError::TokenInactive, 401, code::INVALID_TOKEN),
+            (EdgeError::TokenIncomplete, 401, code::INVALID_TOKEN),
+            (EdgeError::TokenExpired, 401, code::TOKEN_EXPIRED),
+            (EdgeError::AuthorityUnavailable, 503, code::INTERNAL_ERROR),
+            (EdgeError::ReplayGuardFull, 503, code::INTERNAL_ERROR),
+            (EdgeError::AgentHasNoDid, 404, code::INVALID_PARAMS),
+            (EdgeError::DidRequired, 400, code::INVALID_PARAMS),
+            (
+                EdgeError::DidNotServed {
+                    did: "did:x".into(),
+                    agent_did: "did:y".into(),
+                },
+                404,
+                code::INVALID_PARAMS,
+            ),
+            (EdgeError::DidBodyTooLarge, 413, code::INVALID_REQUEST),
+            (
+                EdgeError::DidBodyInvalid("x".into()),
+                400,
+                code::PARSE_ERROR,
+            ),
+        ] {
+            let what = format!("{e:?}");
+            let (got, body, resp) = answer(e).await;
+            assert_eq!(got, status, "{what}");
+            assert_eq!(body["error"]["code"], code, "{what}");
+            assert_eq!(body["jsonrpc"], "2.0", "{what}");
+            // Only a refused token asks for one.
+            assert_eq!(
+                resp.headers().contains_key(header::WWW_AUTHENTICATE),
+                status == 401,
+                "{what}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn method_errors_and_scope_refusals_echo_the_request_id() {
+        let id = RequestId::Number(7.into());
+        let (_, body, _) = answer(EdgeError::rpc(id.clone(), JsonRpcError::internal("x"))).await;
+        assert_eq!(body["id"], 7);
+        let (_, body, _) = answer(EdgeError::MissingScope {
+            id,
+            method: Method::TasksGet,
+            scope: "agent:read",
+        })
+        .await;
+        assert_eq!(body["id"], 7);
+        let (_, body, _) = answer(EdgeError::TokenMissing).await;
+        assert_eq!(body["id"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn an_undrained_oversized_body_closes_the_connection() {
+        for drained in [true, false] {
+            let (_, _, resp) = answer(EdgeError::BodyTooLarge { limit: 1, drained }).await;
+            assert_eq!(
+                resp.headers().get(header::CONNECTION).is_some(),
+                !drained,
+                "drained: {drained}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bindu_refusals_keep_their_shapes() {
+        for (e, reason) in [
+            (EdgeError::CertificateMissing, "client_certificate_required"),
+            (EdgeError::CertificateLacksDid, "certificate_lacks_did"),
+            (EdgeError::CertificateDidNotAdmitted, "did_not_admitted"),
+            (
+                EdgeError::CertificateDidMismatch {
+                    certificate_did: "did:x".into(),
+                },
+                "certificate_did_mismatch",
+            ),
+        ] {
+            let (status, body, _) = answer(e).await;
+            assert_eq!(status, 403);
+            assert_eq!(body["reason"], reason);
+            assert!(body["error"].is_string());
+        }
+        let (status, body, _) = answer(EdgeError::DidNotAdmitted).await;
+        assert_eq!((status, body.as_object().unwrap().len()), (403, 1));
+        let (status, body, _) = answer(EdgeError::signature(
+            SignatureFailure::Replayed,
+            Some("did:x"),
+        ))
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(body["details"]["reason"], "replayed");
+        assert_eq!(body["details"]["did"], "did:x");
+        assert_eq!(body["details"]["did_verified"], false);
+        let (_, body, _) =
+            answer(EdgeError::signature(SignatureFailure::MissingHeaders, None)).await;
+        assert!(body["details"].get("did").is_none());
+        let (status, body, _) = answer(EdgeError::NoRoute { path: "/x".into() }).await;
+        assert_eq!(status, 404);
+        assert!(body["hint"].is_string());
+    }
+}

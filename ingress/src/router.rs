@@ -73,7 +73,7 @@ async fn not_found(uri: axum::http::Uri) -> EdgeError {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
-/// finish (open SSE streams end at shutdown). HTTP/1.1 only (see [`crate::server`]).
+/// finish (open SSE streams end at shutdown). HTTP/1.1 only (see the `server` module).
 pub async fn serve(
     listener: TcpListener,
     router: Router,

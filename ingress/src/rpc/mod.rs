@@ -8,7 +8,7 @@
 //! - `tasks`: `tasks/get|cancel|resubscribe|list|feedback`, `agent/getAuthenticatedExtendedCard`.
 //! - `push`: `tasks/pushNotificationConfig/*`.
 //! - `contexts`: `contexts/list|clear`.
-//! - `reply`: what a method answers with ([`Reply`]); refusals are [`EdgeError`]s.
+//! - `reply`: what a method answers with (`Reply`); refusals are [`EdgeError`]s.
 
 mod contexts;
 mod messages;
