@@ -8,9 +8,9 @@ use bindu_schemas::{
     TaskPushNotificationConfig,
 };
 
-use super::{ok, Reply};
-use crate::app::Ingress;
+use super::reply::{ok, Reply};
 use crate::error::store_error;
+use crate::state::Ingress;
 
 pub(crate) async fn set(
     app: &Ingress,
