@@ -49,9 +49,22 @@ pub fn load_or_create(dir: &Path, recreate: bool) -> Result<(SigningKey, bool), 
             path: private.clone(),
             reason: e.to_string(),
         })?;
-    write_atomically(&private, pem.as_bytes(), true)?;
+    let created = if recreate {
+        write_atomically(&private, pem.as_bytes(), true)?;
+        true
+    } else {
+        // Processes starting together on a fresh directory (an ingress and its workers):
+        // the first key written wins and every one of them uses it.
+        write_once(&private, pem.as_bytes())?
+    };
+    drop(key);
+    let pem = std::fs::read_to_string(&private).map_err(io(&private))?;
+    let on_disk = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Invalid {
+        path: private.clone(),
+        reason: e.to_string(),
+    })?;
     let public = dir.join("public.pem");
-    let public_pem = key
+    let public_pem = on_disk
         .verifying_key()
         .to_public_key_pem(Default::default())
         .map_err(|e| KeyError::Invalid {
@@ -59,24 +72,33 @@ pub fn load_or_create(dir: &Path, recreate: bool) -> Result<(SigningKey, bool), 
             reason: e.to_string(),
         })?;
     write_atomically(&public, public_pem.as_bytes(), false)?;
-    // Two processes creating keys at once: both read back the one that won the rename.
-    let pem = std::fs::read_to_string(&private).map_err(io(&private))?;
-    let on_disk = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Invalid {
-        path: private.clone(),
-        reason: e.to_string(),
-    })?;
-    drop(key);
-    Ok((on_disk, true))
+    Ok((on_disk, created))
 }
 
-/// Writes to a uniquely named temporary file (mode 0600 when `private`), then renames it
-/// into place: readers never see a partial file.
-fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyError> {
-    let tmp = path.with_extension(format!(
+/// Writes a private file complete under a temporary name, then links it into place only if
+/// nothing is there yet. True when this call's file is the one in place.
+fn write_once(path: &Path, bytes: &[u8]) -> Result<bool, KeyError> {
+    let tmp = temporary(path);
+    write_new(&tmp, bytes, true)?;
+    let placed = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // A file system without hard links: the last rename wins instead.
+        Err(_) => std::fs::rename(&tmp, path).map(|_| true).map_err(io(path)),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    placed
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    path.with_extension(format!(
         "tmp-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
-    ));
+    ))
+}
+
+fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -86,9 +108,16 @@ fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyE
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(&tmp).map_err(io(&tmp))?;
-    file.write_all(bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
+    let mut file = options.open(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+/// Writes to a uniquely named temporary file (mode 0600 when `private`), then renames it
+/// into place: readers never see a partial file.
+fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyError> {
+    let tmp = temporary(path);
+    write_new(&tmp, bytes, private)?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
@@ -114,6 +143,41 @@ fn check_permissions(path: &Path) -> Result<(), KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Processes starting at once on a fresh directory all end up with one key.
+    #[test]
+    fn concurrent_first_starts_agree_on_one_key() {
+        for _ in 0..20 {
+            let dir =
+                std::env::temp_dir().join(format!("bindu-keys-{}", uuid::Uuid::new_v4().simple()));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let dir = dir.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        load_or_create(&dir, false).unwrap()
+                    })
+                })
+                .collect();
+            let got: Vec<(SigningKey, bool)> =
+                handles.into_iter().map(|h| h.join().unwrap()).collect();
+            for (key, _) in &got {
+                assert_eq!(key.to_bytes(), got[0].0.to_bytes(), "one key for all");
+            }
+            assert_eq!(got.iter().filter(|(_, created)| *created).count(), 1);
+            let leftovers = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().contains(".tmp-")
+                })
+                .count();
+            assert_eq!(leftovers, 0, "no temporary files left behind");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 
     #[test]
     fn created_once_then_reused_with_private_mode() {
