@@ -83,10 +83,7 @@ impl Client {
         let Some((identity, did)) = &self.signer else {
             return Vec::new();
         };
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let ts = bindu_engine::time::unix_now();
         let sig = identity.sign_base58(signing_payload(body, did, ts, Form::Python).as_bytes());
         vec![
             ("x-did", did.clone()),

@@ -262,16 +262,8 @@ impl Auth {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use bindu_engine::time::unix_now as now;
+use hex::encode as hex;
 
 fn rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
     let body = ErrorResponse::new(RequestId::Null, JsonRpcError::new(code, message)).to_json();

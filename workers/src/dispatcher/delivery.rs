@@ -225,10 +225,7 @@ impl Sender {
         }
         if self.options.sign {
             if let Some(identity) = &self.identity {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let now = bindu_engine::time::unix_now();
                 for (name, value) in notification::sign(identity, body, now) {
                     request = request.header(name, value);
                 }
