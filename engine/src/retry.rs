@@ -1,4 +1,5 @@
-//! Retry with exponential back-off and full jitter, for transient failures only.
+//! Retry with exponential back-off and full jitter, for transient failures only, and the
+//! `Retry-After` header a server may send with a 429 or 503.
 
 use std::future::Future;
 use std::time::Duration;
@@ -66,6 +67,20 @@ impl RetryPolicy {
     }
 }
 
+/// A `Retry-After` value (RFC 9110): delay-seconds or an HTTP date; a date in the past
+/// means now. `None` when it is neither.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +136,24 @@ mod tests {
             .await;
         assert_eq!(r, Err("fatal"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a past date: now"
+        );
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        let d = retry_after(&soon).expect("a date");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(retry_after("soon"), None);
+        assert_eq!(retry_after("-1"), None);
     }
 
     #[tokio::test]

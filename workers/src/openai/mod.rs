@@ -7,7 +7,7 @@
 //!
 //! Before the first token, a 429, a 5xx, a connection error or a timeout is retried up to
 //! `max_retries` times with exponential back-off (full jitter), waiting at least what a
-//! `Retry-After` header asks. Once tokens flow, a failure fails the task. Cancellation stops
+//! `Retry-After` header (seconds or an HTTP date) asks, up to a minute. Once tokens flow, a failure fails the task. Cancellation stops
 //! the request at once.
 
 pub mod messages;
@@ -137,10 +137,10 @@ impl OpenAiHandler {
         }
         let retry_after = resp
             .headers()
-            .get("retry-after")
+            .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            .and_then(bindu_engine::retry::retry_after)
+            .map(|d| d.min(MAX_RETRY_AFTER));
         let body = tokio::time::timeout(self.options.timeout, resp.text())
             .await
             .ok()
