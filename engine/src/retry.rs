@@ -65,6 +65,40 @@ impl RetryPolicy {
             }
         }
     }
+
+    /// Like [`RetryPolicy::run`], but every error is transient, `on_retry` sees each failure
+    /// (with its 1-based number) before the wait, and `cancel` ends a wait at once: `None`
+    /// then. An attempt already running is not interrupted.
+    pub async fn run_cancellable<T, E, F, Fut>(
+        &self,
+        mut op: F,
+        mut on_retry: impl FnMut(&E, u32),
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Option<Result<T, E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Some(Ok(v)),
+                Err(e) => {
+                    attempt += 1;
+                    let delay = self.delay(attempt);
+                    if start.elapsed() + delay > self.deadline {
+                        return Some(Err(e));
+                    }
+                    on_retry(&e, attempt);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return None,
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A `Retry-After` value (RFC 9110): delay-seconds or an HTTP date; a date in the past
@@ -154,6 +188,62 @@ mod tests {
         );
         assert_eq!(retry_after("soon"), None);
         assert_eq!(retry_after("-1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_ends_the_retries() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(60),
+            max_delay: Duration::from_secs(60),
+            deadline: Duration::MAX,
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let calls = AtomicU32::new(0);
+        let seen = AtomicU32::new(0);
+        let run = p.run_cancellable(
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>("down")
+            },
+            |_, n| seen.store(n, Ordering::SeqCst),
+            &cancel,
+        );
+        let canceller = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            cancel.cancel();
+        };
+        let (r, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(run, canceller)
+        })
+        .await
+        .expect("the cancel ends the wait");
+        assert_eq!(r, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+        let fast = RetryPolicy {
+            base: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            deadline: Duration::MAX,
+        };
+        let calls = AtomicU32::new(0);
+        let r = fast
+            .run_cancellable(
+                || async {
+                    match calls.fetch_add(1, Ordering::SeqCst) {
+                        0..=2 => Err("down"),
+                        _ => Ok(5),
+                    }
+                },
+                |_, _| {},
+                &cancel_never(),
+            )
+            .await;
+        assert_eq!(r, Some(Ok(5)));
+    }
+
+    fn cancel_never() -> tokio_util::sync::CancellationToken {
+        tokio_util::sync::CancellationToken::new()
     }
 
     #[tokio::test]
