@@ -22,12 +22,14 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::handler::{Handler, HandlerError, HandlerInput, HandlerOutput};
-use sse::{Event, LineSplitter};
+use bindu_engine::sse::{SseDecoder, SseError};
+use sse::Event;
+use tokio_util::codec::Decoder;
 
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// Longest SSE line accepted from the model.
+/// Longest SSE line (and event) accepted from the model.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
@@ -189,10 +191,13 @@ impl OpenAiHandler {
             return Ok(HandlerOutput::Streamed);
         }
         let mut body = resp.bytes_stream();
-        let mut lines = LineSplitter::default();
+        // Lenient: a server that ends on a last `data:` line without a blank line still counts.
+        let mut decoder = SseDecoder::new(MAX_LINE_BYTES).lenient();
+        let mut buf = bytes::BytesMut::new();
         let mut stream = input.emitter.stream("result");
         let mut done = false;
-        while !done {
+        let mut ended = false;
+        while !done && !ended {
             let next = tokio::select! {
                 n = tokio::time::timeout(self.options.timeout, body.next()) => n,
                 _ = input.cancel.cancelled() => return Err("canceled".into()),
@@ -205,33 +210,46 @@ impl OpenAiHandler {
                     )
                     .into())
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    ended = true;
+                    None
+                }
                 Ok(Some(Err(e))) => {
                     return Err(format!("the model stream broke: {}", e.without_url()).into())
                 }
-                Ok(Some(Ok(b))) => b,
+                Ok(Some(Ok(b))) => Some(b),
             };
-            for line in lines.push(&bytes, MAX_LINE_BYTES)? {
-                match sse::parse_line(&line) {
-                    None => {}
-                    Some(Err(e)) => return Err(e.into()),
-                    Some(Ok(Event::Error(e))) => {
+            if let Some(bytes) = bytes {
+                buf.extend_from_slice(&bytes);
+            }
+            loop {
+                let event = if ended {
+                    decoder.decode_eof(&mut buf)
+                } else {
+                    decoder.decode(&mut buf)
+                };
+                let Some(data) = event.map_err(|e| match e {
+                    SseError::TooLong(max) => {
+                        format!("the model sent a line longer than {max} bytes")
+                    }
+                    SseError::Io(e) => format!("reading the model stream: {e}"),
+                })?
+                else {
+                    break;
+                };
+                match sse::parse_data(&data) {
+                    // A last event cut by the end of the stream is used only if it parses.
+                    Err(_) if ended => {}
+                    Err(e) => return Err(e.into()),
+                    Ok(Event::Error(e)) => {
                         return Err(format!("the model reported an error: {e}").into())
                     }
-                    Some(Ok(Event::Done)) => {
+                    Ok(Event::Done) => {
                         done = true;
                         break;
                     }
-                    Some(Ok(Event::Delta(text))) if text.is_empty() => {}
-                    Some(Ok(Event::Delta(text))) => stream.send(vec![Part::text(text)]).await?,
-                }
-            }
-        }
-        if !done {
-            if let Some(Some(Ok(Event::Delta(text)))) = lines.rest().as_deref().map(sse::parse_line)
-            {
-                if !text.is_empty() {
-                    stream.send(vec![Part::text(text)]).await?;
+                    Ok(Event::Delta(text)) if text.is_empty() => {}
+                    Ok(Event::Delta(text)) => stream.send(vec![Part::text(text)]).await?,
                 }
             }
         }
