@@ -7,6 +7,8 @@
 //!   without data are skipped.
 //! - Every line, and every event's data, is at most `max_bytes` long: a longer one is an
 //!   error, never an unbounded buffer.
+//! - [`SseFrames`] holds the decoder with its buffer for readers fed chunk by chunk;
+//!   [`events`] reads a whole body.
 //! - At the end of the stream an event without its blank line is dropped (the standard), or
 //!   delivered when [`SseDecoder::lenient`] (servers that end on a last `data:` line).
 
@@ -127,12 +129,49 @@ impl Decoder for SseDecoder {
     }
 }
 
+/// An [`SseDecoder`] with its buffer, for readers that receive the body in chunks: push each
+/// chunk, then take the events it completed; at the end, [`SseFrames::finish`].
+#[derive(Debug)]
+pub struct SseFrames {
+    decoder: SseDecoder,
+    buf: BytesMut,
+}
+
+impl SseFrames {
+    pub fn new(decoder: SseDecoder) -> SseFrames {
+        SseFrames {
+            decoder,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Adds a chunk of the body.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event's data, if the chunks so far hold one.
+    pub fn next_event(&mut self) -> Result<Option<String>, SseError> {
+        self.decoder.decode(&mut self.buf)
+    }
+
+    /// After the body ended: the events left, one per call, then `None`.
+    pub fn finish(&mut self) -> Result<Option<String>, SseError> {
+        self.decoder.decode_eof(&mut self.buf)
+    }
+
+    /// Bytes received and not yet framed into an event.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// The data of every event in a complete stream body (events cut by the end are dropped).
 pub fn events(body: &str, max_bytes: usize) -> Result<Vec<String>, SseError> {
-    let mut decoder = SseDecoder::new(max_bytes);
-    let mut buf = BytesMut::from(body.as_bytes());
+    let mut frames = SseFrames::new(SseDecoder::new(max_bytes));
+    frames.push(body.as_bytes());
     let mut out = Vec::new();
-    while let Some(data) = decoder.decode_eof(&mut buf)? {
+    while let Some(data) = frames.finish()? {
         out.push(data);
     }
     Ok(out)

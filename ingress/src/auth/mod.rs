@@ -202,7 +202,7 @@ impl Auth {
     }
 
     async fn introspect(&self, token: &str) -> Result<Introspection, AuthorityError> {
-        let key = hex(&Sha256::digest(token.as_bytes()));
+        let key = hex(Sha256::digest(token.as_bytes()));
         if let Some(hit) = self.tokens.get(&key) {
             return Ok(hit);
         }
@@ -242,7 +242,7 @@ impl Auth {
         if let Some(hit) = self.keys.get(client_id) {
             return Ok(hit);
         }
-        let shared_key = format!("key:{}", hex(&Sha256::digest(client_id.as_bytes())));
+        let shared_key = format!("key:{}", hex(Sha256::digest(client_id.as_bytes())));
         if let Some(k) = self.shared_get(&shared_key).await {
             self.keys.insert(
                 client_id.to_string(),

@@ -22,9 +22,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::handler::{Handler, HandlerError, HandlerInput, HandlerOutput};
-use bindu_engine::sse::{SseDecoder, SseError};
+use bindu_engine::sse::{SseDecoder, SseError, SseFrames};
 use sse::Event;
-use tokio_util::codec::Decoder;
 
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -192,8 +191,7 @@ impl OpenAiHandler {
         }
         let mut body = resp.bytes_stream();
         // Lenient: a server that ends on a last `data:` line without a blank line still counts.
-        let mut decoder = SseDecoder::new(MAX_LINE_BYTES).lenient();
-        let mut buf = bytes::BytesMut::new();
+        let mut frames = SseFrames::new(SseDecoder::new(MAX_LINE_BYTES).lenient());
         let mut stream = input.emitter.stream("result");
         let mut done = false;
         let mut ended = false;
@@ -220,13 +218,13 @@ impl OpenAiHandler {
                 Ok(Some(Ok(b))) => Some(b),
             };
             if let Some(bytes) = bytes {
-                buf.extend_from_slice(&bytes);
+                frames.push(&bytes);
             }
             loop {
                 let event = if ended {
-                    decoder.decode_eof(&mut buf)
+                    frames.finish()
                 } else {
-                    decoder.decode(&mut buf)
+                    frames.next_event()
                 };
                 let Some(data) = event.map_err(|e| match e {
                     SseError::TooLong(max) => {

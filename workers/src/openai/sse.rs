@@ -75,18 +75,17 @@ mod tests {
 
     #[test]
     fn lines_are_split_across_reads_and_bounded() {
-        use bindu_engine::sse::SseDecoder;
-        use tokio_util::codec::Decoder;
-        let mut d = SseDecoder::new(100).lenient();
-        let mut buf = bytes::BytesMut::from(&b"data: {\"a\""[..]);
-        assert_eq!(d.decode(&mut buf).unwrap(), None);
-        buf.extend_from_slice(b":1}\r\n\r\ndata: [DONE]\n");
-        assert_eq!(d.decode(&mut buf).unwrap().as_deref(), Some("{\"a\":1}"));
-        assert_eq!(d.decode(&mut buf).unwrap(), None);
-        assert_eq!(d.decode_eof(&mut buf).unwrap().as_deref(), Some("[DONE]"));
-        assert_eq!(d.decode_eof(&mut buf).unwrap(), None);
-        buf.extend_from_slice(&[b'x'; 101]);
-        assert!(d.decode(&mut buf).is_err());
+        use bindu_engine::sse::{SseDecoder, SseFrames};
+        let mut s = SseFrames::new(SseDecoder::new(100).lenient());
+        s.push(b"data: {\"a\"");
+        assert_eq!(s.next_event().unwrap(), None);
+        s.push(b":1}\r\n\r\ndata: [DONE]\n");
+        assert_eq!(s.next_event().unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(s.next_event().unwrap(), None);
+        assert_eq!(s.finish().unwrap().as_deref(), Some("[DONE]"));
+        assert_eq!(s.finish().unwrap(), None);
+        s.push(&[b'x'; 101]);
+        assert!(s.next_event().is_err());
     }
 
     #[test]
