@@ -39,30 +39,15 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails with a non-transient error, or the deadline passes.
-    pub async fn run<T, E, F, Fut>(
-        &self,
-        mut op: F,
-        is_transient: impl Fn(&E) -> bool,
-    ) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(&self, op: F, is_transient: impl Fn(&E) -> bool) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let start = tokio::time::Instant::now();
-        let mut attempt = 0;
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if is_transient(&e) => {
-                    attempt += 1;
-                    let delay = self.delay(attempt);
-                    if start.elapsed() + delay > self.deadline {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(e),
-            }
+        let never = std::future::pending::<std::convert::Infallible>();
+        match self.retry(op, is_transient, |_, _| {}, never).await {
+            Ok(result) => result,
+            Err(never) => match never {},
         }
     }
 
@@ -71,31 +56,51 @@ impl RetryPolicy {
     /// then. An attempt already running is not interrupted.
     pub async fn run_cancellable<T, E, F, Fut>(
         &self,
-        mut op: F,
-        mut on_retry: impl FnMut(&E, u32),
+        op: F,
+        on_retry: impl FnMut(&E, u32),
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Option<Result<T, E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.retry(op, |_| true, on_retry, cancel.cancelled())
+            .await
+            .ok()
+    }
+
+    /// The loop behind both: `Err` with `stop`'s output when it fires during a wait.
+    async fn retry<T, E, F, Fut, S>(
+        &self,
+        mut op: F,
+        is_transient: impl Fn(&E) -> bool,
+        mut on_retry: impl FnMut(&E, u32),
+        stop: S,
+    ) -> Result<Result<T, E>, S::Output>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        S: Future,
+    {
         let start = tokio::time::Instant::now();
         let mut attempt = 0;
+        tokio::pin!(stop);
         loop {
             match op().await {
-                Ok(v) => return Some(Ok(v)),
-                Err(e) => {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) if is_transient(&e) => {
                     attempt += 1;
                     let delay = self.delay(attempt);
                     if start.elapsed() + delay > self.deadline {
-                        return Some(Err(e));
+                        return Ok(Err(e));
                     }
                     on_retry(&e, attempt);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = cancel.cancelled() => return None,
+                        stopped = &mut stop => return Err(stopped),
                     }
                 }
+                Err(e) => return Ok(Err(e)),
             }
         }
     }
