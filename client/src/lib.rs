@@ -140,11 +140,7 @@ impl Client {
         use futures::StreamExt;
         let resp = self.send(method, params).await?;
         let status = resp.status().as_u16();
-        let is_sse = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
         if !is_sse {
             // A plain JSON error instead of a stream.
             let body = resp.text().await.context("reading the response")?;
@@ -155,21 +151,12 @@ impl Client {
         }
         let mut frames = SseFrames::new(SseDecoder::new(MAX_EVENT_BYTES));
         let mut body = resp.bytes_stream();
-        let mut ended = false;
-        while !ended {
+        while !frames.ended() {
             match body.next().await {
                 Some(chunk) => frames.push(&chunk.context("reading the stream")?),
-                None => ended = true,
+                None => frames.end(),
             }
-            loop {
-                let next = if ended {
-                    frames.finish()
-                } else {
-                    frames.next_event()
-                };
-                let Some(data) = next.context("reading the stream")? else {
-                    break;
-                };
+            while let Some(data) = frames.next_event().context("reading the stream")? {
                 on_event(serde_json::from_str(&data).unwrap_or(Value::String(data)));
             }
         }

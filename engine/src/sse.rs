@@ -135,6 +135,7 @@ impl Decoder for SseDecoder {
 pub struct SseFrames {
     decoder: SseDecoder,
     buf: BytesMut,
+    ended: bool,
 }
 
 impl SseFrames {
@@ -142,6 +143,7 @@ impl SseFrames {
         SseFrames {
             decoder,
             buf: BytesMut::new(),
+            ended: false,
         }
     }
 
@@ -150,20 +152,44 @@ impl SseFrames {
         self.buf.extend_from_slice(chunk);
     }
 
-    /// The next complete event's data, if the chunks so far hold one.
-    pub fn next_event(&mut self) -> Result<Option<String>, SseError> {
-        self.decoder.decode(&mut self.buf)
+    /// The body ended: what is buffered is all there is.
+    pub fn end(&mut self) {
+        self.ended = true;
     }
 
-    /// After the body ended: the events left, one per call, then `None`.
+    /// Whether [`SseFrames::end`] was called.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next complete event's data, if the chunks so far hold one (after the end, the
+    /// events left, one per call, then `None`).
+    pub fn next_event(&mut self) -> Result<Option<String>, SseError> {
+        if self.ended {
+            self.decoder.decode_eof(&mut self.buf)
+        } else {
+            self.decoder.decode(&mut self.buf)
+        }
+    }
+
+    /// [`SseFrames::end`], then [`SseFrames::next_event`].
     pub fn finish(&mut self) -> Result<Option<String>, SseError> {
-        self.decoder.decode_eof(&mut self.buf)
+        self.end();
+        self.next_event()
     }
 
     /// Bytes received and not yet framed into an event.
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
+}
+
+/// Whether a response's `Content-Type` is `text/event-stream` (a stream, not a JSON answer).
+pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
 /// The data of every event in a complete stream body (events cut by the end are dropped).

@@ -168,11 +168,7 @@ impl OpenAiHandler {
         resp: reqwest::Response,
         input: &HandlerInput,
     ) -> Result<HandlerOutput, HandlerError> {
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
         if !is_sse {
             // A server that ignored `stream: true` sends one completion object.
             let body = tokio::time::timeout(self.options.timeout, resp.json::<Value>())
@@ -194,13 +190,12 @@ impl OpenAiHandler {
         let mut frames = SseFrames::new(SseDecoder::new(MAX_LINE_BYTES).lenient());
         let mut stream = input.emitter.stream("result");
         let mut done = false;
-        let mut ended = false;
-        while !done && !ended {
+        while !done && !frames.ended() {
             let next = tokio::select! {
                 n = tokio::time::timeout(self.options.timeout, body.next()) => n,
                 _ = input.cancel.cancelled() => return Err("canceled".into()),
             };
-            let bytes = match next {
+            match next {
                 Err(_) => {
                     return Err(format!(
                         "the model stream stalled for {} s",
@@ -208,36 +203,16 @@ impl OpenAiHandler {
                     )
                     .into())
                 }
-                Ok(None) => {
-                    ended = true;
-                    None
-                }
+                Ok(None) => frames.end(),
                 Ok(Some(Err(e))) => {
                     return Err(format!("the model stream broke: {}", e.without_url()).into())
                 }
-                Ok(Some(Ok(b))) => Some(b),
-            };
-            if let Some(bytes) = bytes {
-                frames.push(&bytes);
+                Ok(Some(Ok(b))) => frames.push(&b),
             }
-            loop {
-                let event = if ended {
-                    frames.finish()
-                } else {
-                    frames.next_event()
-                };
-                let Some(data) = event.map_err(|e| match e {
-                    SseError::TooLong(max) => {
-                        format!("the model sent a line longer than {max} bytes")
-                    }
-                    SseError::Io(e) => format!("reading the model stream: {e}"),
-                })?
-                else {
-                    break;
-                };
+            while let Some(data) = frames.next_event().map_err(stream_error)? {
                 match sse::parse_data(&data) {
                     // A last event cut by the end of the stream is used only if it parses.
-                    Err(_) if ended => {}
+                    Err(_) if frames.ended() => {}
                     Err(e) => return Err(e.into()),
                     Ok(Event::Error(e)) => {
                         return Err(format!("the model reported an error: {e}").into())
@@ -256,6 +231,14 @@ impl OpenAiHandler {
         }
         stream.finish(Vec::new()).await?;
         Ok(HandlerOutput::Streamed)
+    }
+}
+
+/// What a broken event stream from the model means for the task.
+fn stream_error(e: SseError) -> String {
+    match e {
+        SseError::TooLong(max) => format!("the model sent a line longer than {max} bytes"),
+        SseError::Io(e) => format!("reading the model stream: {e}"),
     }
 }
 
