@@ -69,7 +69,7 @@ pub use bindu_workers::{
 };
 
 pub mod agent;
-pub mod client;
+pub use bindu_client as client;
 pub mod telemetry;
 
 /// A running agent: HTTP ingress and worker pool in one process.

@@ -76,8 +76,9 @@ async fn sse(resp: reqwest::Response) -> Vec<Value> {
         .await
         .unwrap()
         .unwrap();
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
+    bindu::engine::sse::events(&body, usize::MAX)
+        .unwrap()
+        .iter()
         .map(|d| serde_json::from_str(d).unwrap())
         .collect()
 }

@@ -106,9 +106,9 @@ async fn a_builder_worker_serves_a_separate_ingress() {
         .await
         .unwrap()
         .unwrap();
-    let events: Vec<Value> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
+    let events: Vec<Value> = bindu::engine::sse::events(&body, usize::MAX)
+        .unwrap()
+        .iter()
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
     let chunks: Vec<String> = events

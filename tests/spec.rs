@@ -247,9 +247,9 @@ async fn server_output_matches_the_a2a_schema() {
         .await
         .unwrap()
         .unwrap();
-    let events: Vec<Value> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
+    let events: Vec<Value> = bindu::engine::sse::events(&body, usize::MAX)
+        .unwrap()
+        .iter()
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
     assert!(

@@ -9,13 +9,16 @@
 //!   transition, cancel, announce) that ingress and workers both go through.
 //! - [`config`]: layered configuration (defaults < TOML < environment < CLI) and the table of
 //!   every key.
-//! - [`time`]: timestamps as the wire wants them.
+//! - [`time`]: timestamps as the wire wants them, and unix seconds.
+//! - [`retry`]: back-off with jitter, cancellable, and `Retry-After`.
+//! - [`sse`]: reading server-sent event streams (bounded), for every client in the workspace.
 
 pub mod bus;
 pub mod config;
 pub mod identity;
 pub mod ledger;
 pub mod retry;
+pub mod sse;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -4,6 +4,7 @@
 //! server; bindu caches both answers, so the stand-in is off the hot path. Never a
 //! production authority: it accepts the one token it was given and nothing else.
 
+use bindu_engine::time::unix_now as now;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,13 +23,6 @@ pub struct Grant {
     pub public_key_base58: String,
     /// Space-separated scopes.
     pub scope: String,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 async fn introspect(

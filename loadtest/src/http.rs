@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bindu_engine::sse::{SseDecoder, SseFrames};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -55,14 +56,14 @@ pub struct RequestFactory {
     pub target: Target,
     host: HeaderValue,
     bearer: Option<HeaderValue>,
-    signer: Option<bindu::client::Client>,
+    signer: Option<bindu_client::Client>,
 }
 
 impl RequestFactory {
     pub fn new(
         target: Target,
         token: Option<&str>,
-        signer: Option<bindu::client::Client>,
+        signer: Option<bindu_client::Client>,
     ) -> anyhow::Result<RequestFactory> {
         let host = HeaderValue::from_str(&target.authority)
             .map_err(|_| anyhow::anyhow!("the URL's host cannot be a Host header"))?;
@@ -196,10 +197,13 @@ impl Session {
     }
 }
 
+/// Largest event a stream may send (the server's biggest artifact chunk is far smaller).
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Reads `data:` payloads from an SSE response body.
 pub struct SseReader {
     body: Incoming,
-    buf: BytesMut,
+    frames: SseFrames,
     timeout: Duration,
 }
 
@@ -207,31 +211,20 @@ impl SseReader {
     pub fn new(body: Incoming, timeout: Duration) -> SseReader {
         SseReader {
             body,
-            buf: BytesMut::new(),
+            frames: SseFrames::new(SseDecoder::new(MAX_EVENT_BYTES)),
             timeout,
         }
     }
 
     /// The next event's data (its `data:` lines joined); `Ok(None)` at the end of the stream.
-    /// Comments (keep-alives) and events without data are skipped.
+    /// Comments (keep-alives) and events without data are skipped; an event longer than
+    /// 16 MiB, or not UTF-8, ends the stream as truncated.
     pub async fn next_data(&mut self) -> Result<Option<Vec<u8>>, Transport> {
         loop {
-            if let Some(end) = find_blank_line(&self.buf) {
-                let block = self.buf.split_to(end.1);
-                let mut data = Vec::new();
-                for line in block[..end.0].split(|b| *b == b'\n') {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    if let Some(d) = line.strip_prefix(b"data:") {
-                        if !data.is_empty() {
-                            data.push(b'\n');
-                        }
-                        data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                return Ok(Some(data));
+            match self.frames.next_event() {
+                Ok(Some(data)) => return Ok(Some(data.into_bytes())),
+                Ok(None) => {}
+                Err(_) => return Err(Transport::Truncated),
             }
             match tokio::time::timeout(self.timeout, self.body.frame()).await {
                 Err(_) => return Err(Transport::Timeout),
@@ -239,7 +232,7 @@ impl SseReader {
                 Ok(Some(Err(e))) => return Err(Transport::Http(e)),
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
+                        self.frames.push(&data);
                     }
                 }
             }
@@ -253,8 +246,8 @@ impl SseReader {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     // Only keep-alives are expected; keep memory flat.
-                    if self.buf.len() < 64 * 1024 {
-                        self.buf.extend_from_slice(&data);
+                    if self.frames.buffered() < 64 * 1024 {
+                        self.frames.push(&data);
                     }
                 }
                 true
@@ -264,35 +257,5 @@ impl SseReader {
     }
 }
 
-/// The end of the first event block: (end of its content, end including the blank line).
-fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some((i, i + 2));
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i, i + 3));
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
 /// Shared by every session of one run.
 pub type Factory = Arc<RequestFactory>;
-
-#[cfg(test)]
-mod tests {
-    use super::find_blank_line;
-
-    #[test]
-    fn event_blocks_end_at_a_blank_line() {
-        assert_eq!(find_blank_line(b"data: x\n\nrest"), Some((7, 9)));
-        assert_eq!(find_blank_line(b"data: x\r\n\r\n"), Some((8, 11)));
-        assert_eq!(find_blank_line(b"data: x\n"), None);
-        assert_eq!(find_blank_line(b""), None);
-    }
-}

@@ -140,14 +140,14 @@ impl Ctx {
 }
 
 /// Builds the DID signer from `--key-dir` / `--did`.
-pub fn signer(opts: &Options) -> anyhow::Result<Option<bindu::client::Client>> {
+pub fn signer(opts: &Options) -> anyhow::Result<Option<bindu_client::Client>> {
     let Some(dir) = &opts.key_dir else {
         return Ok(None);
     };
     let identity = crate::caller_identity(dir)?;
     let did = opts.did.clone().unwrap_or_else(|| identity.did_key());
     Ok(Some(
-        bindu::client::Client::new(opts.url.clone())?.with_signer(Arc::new(identity), did),
+        bindu_client::Client::new(opts.url.clone())?.with_signer(Arc::new(identity), did),
     ))
 }
 

@@ -273,11 +273,7 @@ async fn open_stream(
         }
     };
     let status = resp.status().as_u16();
-    let is_sse = resp
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
     if status == 200 && is_sse {
         return Some(SseReader::new(resp.into_body(), s.timeout()));
     }
@@ -320,11 +316,7 @@ async fn resubscribe(
         }
     };
     let status = resp.status().as_u16();
-    let is_sse = resp
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
     if status == 200 && is_sse {
         let reader = SseReader::new(resp.into_body(), s.timeout());
         return follow(ctx, s, rec, due, Some(accepted), reader).await;

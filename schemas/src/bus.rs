@@ -199,12 +199,7 @@ pub mod subjects {
         if plain {
             return s.to_string();
         }
-        let mut out = String::with_capacity(1 + s.len() * 2);
-        out.push('~');
-        for b in s.bytes() {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("~{}", hex::encode(s))
     }
 
     pub fn commands(agent: &str) -> String {

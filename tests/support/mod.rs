@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindu::engine::config::Source;
+use bindu::engine::sse::{SseDecoder, SseFrames};
 use bindu::engine::Config;
 use bindu::{Handler, HandlerError, HandlerInput, HandlerOutput};
 use serde_json::{json, Value};
@@ -293,7 +294,7 @@ impl TestServer {
         );
         SseReader {
             resp,
-            buf: Vec::new(),
+            frames: SseFrames::new(SseDecoder::new(SSE_MAX_BYTES).lenient()),
             content_type,
         }
     }
@@ -354,9 +355,12 @@ pub fn client() -> reqwest::Client {
 /// Reads `data:` events from an SSE response.
 pub struct SseReader {
     resp: reqwest::Response,
-    buf: Vec<u8>,
+    frames: SseFrames,
     pub content_type: String,
 }
+
+/// Largest SSE line or event the tests accept.
+pub const SSE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 impl SseReader {
     /// The next event's parsed `data:` JSON; `None` once the server closed the stream.
@@ -366,32 +370,18 @@ impl SseReader {
 
     async fn next_inner(&mut self) -> Option<Value> {
         for _ in 0..100_000 {
-            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
-                let block = String::from_utf8(block).unwrap();
-                let data: Vec<&str> = block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect();
-                if data.is_empty() {
-                    // A comment (keep-alive) or an event without data.
-                    continue;
-                }
-                let json = data.join("\n");
+            if let Some(json) = self.frames.next_event().unwrap() {
                 return Some(
                     serde_json::from_str(&json)
                         .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {json:?}")),
                 );
             }
             match self.resp.chunk().await.unwrap() {
-                Some(bytes) => self.buf.extend(bytes.iter().filter(|b| **b != b'\r')),
+                Some(bytes) => self.frames.push(&bytes),
                 None => {
-                    assert!(
-                        self.buf.iter().all(|b| b.is_ascii_whitespace()),
-                        "the stream ended inside an event: {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    );
+                    // Lenient framing returns what an unfinished event held.
+                    let cut = self.frames.finish().unwrap();
+                    assert!(cut.is_none(), "the stream ended inside an event: {cut:?}");
                     return None;
                 }
             }
@@ -417,7 +407,7 @@ impl SseReader {
 pub async fn read_sse(resp: reqwest::Response) -> Vec<Value> {
     SseReader {
         resp,
-        buf: Vec::new(),
+        frames: SseFrames::new(SseDecoder::new(SSE_MAX_BYTES).lenient()),
         content_type: String::new(),
     }
     .read_all()

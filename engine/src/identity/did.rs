@@ -13,7 +13,7 @@ pub fn sanitize(s: &str) -> String {
 /// The first 16 bytes of sha256(public key), as a UUID-shaped string.
 pub fn agent_id(public_key: &[u8; 32]) -> String {
     let digest = Sha256::digest(public_key);
-    let h: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let h = hex::encode(&digest[..16]);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

@@ -1,68 +1,81 @@
-//! A bounded map whose entries expire. When full, expired entries go first, then the entry
-//! closest to expiry: the cache never grows past its capacity.
+//! Bounded caches whose entries expire: [`TtlCache`] (introspections, caller keys) is a
+//! `moka` cache with a TTL per entry and least-recently-used eviction at capacity;
+//! [`ReplayGuard`] remembers signatures until their window closes and refuses rather than
+//! forget one.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use moka::policy::{EvictionPolicy, Expiry};
 use parking_lot::Mutex;
 
+/// A map of at most `capacity` entries, each living for the TTL it was inserted with. Past
+/// capacity the least recently used entry leaves (moka applies evictions in batches on
+/// writes; [`TtlCache::len`] settles them first).
 pub struct TtlCache<V> {
-    capacity: usize,
-    map: Mutex<HashMap<String, (Instant, V)>>,
+    map: moka::sync::Cache<String, (Duration, V)>,
 }
 
-impl<V: Clone> TtlCache<V> {
+/// Each entry expires after the TTL stored beside its value; re-inserting restarts it.
+struct PerEntryTtl;
+
+impl<V> Expiry<String, (Duration, V)> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &(Duration, V),
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.0)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &(Duration, V),
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.0)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> TtlCache<V> {
     pub fn new(capacity: usize) -> Self {
         TtlCache {
-            capacity: capacity.max(1),
-            map: Mutex::new(HashMap::new()),
+            map: moka::sync::Cache::builder()
+                .max_capacity(capacity.max(1) as u64)
+                .eviction_policy(EvictionPolicy::lru())
+                .expire_after(PerEntryTtl)
+                .build(),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<V> {
-        let mut map = self.map.lock();
-        match map.get(key) {
-            Some((until, v)) if *until > Instant::now() => Some(v.clone()),
-            Some(_) => {
-                map.remove(key);
-                None
-            }
-            None => None,
-        }
+        self.map.get(key).map(|(_, v)| v)
     }
 
+    /// Caches `value` for `ttl`; a zero TTL caches nothing.
     pub fn insert(&self, key: String, value: V, ttl: Duration) {
         if ttl.is_zero() {
             return;
         }
-        let mut map = self.map.lock();
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            let now = Instant::now();
-            map.retain(|_, (until, _)| *until > now);
-            if map.len() >= self.capacity {
-                if let Some(k) = map
-                    .iter()
-                    .min_by_key(|(_, (until, _))| *until)
-                    .map(|(k, _)| k.clone())
-                {
-                    map.remove(&k);
-                }
-            }
-        }
-        map.insert(key, (Instant::now() + ttl, value));
+        self.map.insert(key, (ttl, value));
     }
 
     /// Inserts unless a live entry exists; returns whether it was inserted.
     pub fn insert_new(&self, key: String, value: V, ttl: Duration) -> bool {
-        if self.get(&key).is_some() {
-            return false;
+        if ttl.is_zero() {
+            return self.get(&key).is_none();
         }
-        self.insert(key, value, ttl);
-        true
+        self.map
+            .entry(key)
+            .or_insert_with(|| (ttl, value))
+            .is_fresh()
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.run_pending_tasks();
+        self.map.entry_count() as usize
     }
 
     pub fn is_empty(&self) -> bool {

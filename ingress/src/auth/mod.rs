@@ -197,7 +197,7 @@ impl Auth {
     }
 
     async fn introspect(&self, token: &str) -> Result<Introspection, AuthorityError> {
-        let key = hex(&Sha256::digest(token.as_bytes()));
+        let key = hex(Sha256::digest(token.as_bytes()));
         if let Some(hit) = self.tokens.get(&key) {
             return Ok(hit);
         }
@@ -237,7 +237,7 @@ impl Auth {
         if let Some(hit) = self.keys.get(client_id) {
             return Ok(hit);
         }
-        let shared_key = format!("key:{}", hex(&Sha256::digest(client_id.as_bytes())));
+        let shared_key = format!("key:{}", hex(Sha256::digest(client_id.as_bytes())));
         if let Some(k) = self.shared_get(&shared_key).await {
             self.keys.insert(
                 client_id.to_string(),
@@ -257,13 +257,5 @@ impl Auth {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use bindu_engine::time::unix_now as now;
+use hex::encode as hex;

@@ -1,15 +1,17 @@
 //! One long-lived agent process: spawn it, write lines to its stdin, read bounded lines
-//! from its stdout, keep the tail of its stderr, kill it (and whatever it started).
+//! from its stdout (`tokio_util`'s `LinesCodec`), keep the tail of its stderr, kill it (and whatever it started).
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 /// Bytes of stderr kept for error messages.
 pub const STDERR_TAIL_BYTES: usize = 2048;
@@ -28,10 +30,11 @@ pub enum LineError {
 pub struct AgentProcess {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    /// The start of a line whose end has not arrived yet (kept here so that
-    /// [`AgentProcess::read_line`] can be dropped mid-line without losing bytes).
-    partial: Vec<u8>,
+    /// Bounded lines; the start of a line whose end has not arrived yet stays in the frame's
+    /// buffer, so [`AgentProcess::read_line`] can be dropped mid-line without losing bytes.
+    stdout: FramedRead<ChildStdout, LinesCodec>,
+    /// The line limit `stdout`'s codec was built with.
+    max_line: usize,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     stderr_reader: JoinHandle<()>,
     pid: Option<u32>,
@@ -80,8 +83,8 @@ impl AgentProcess {
         Ok(AgentProcess {
             child,
             stdin,
-            stdout: BufReader::new(stdout),
-            partial: Vec::new(),
+            stdout: FramedRead::new(stdout, LinesCodec::new_with_max_length(usize::MAX)),
+            max_line: usize::MAX,
             stderr: tail,
             stderr_reader,
             pid,
@@ -109,40 +112,20 @@ impl AgentProcess {
     /// Reads one line (without its `\n`) of at most `max` bytes; `None` at end of output.
     /// Cancel-safe: a partly read line is kept for the next call.
     pub async fn read_line(&mut self, max: usize) -> Result<Option<String>, LineError> {
-        loop {
-            let buf = self.stdout.fill_buf().await?;
-            if buf.is_empty() {
-                if self.partial.is_empty() {
-                    return Ok(None);
-                }
-                break;
-            }
-            match buf.iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    self.partial.extend_from_slice(&buf[..i]);
-                    self.stdout.consume(i + 1);
-                    break;
-                }
-                None => {
-                    let n = buf.len();
-                    self.partial.extend_from_slice(buf);
-                    self.stdout.consume(n);
-                }
-            }
-            if self.partial.len() > max {
-                return Err(LineError::TooLong(max));
-            }
+        if max != self.max_line {
+            // Only the limit changes: bytes already read stay in the frame's buffer.
+            *self.stdout.decoder_mut() = LinesCodec::new_with_max_length(max);
+            self.max_line = max;
         }
-        let mut line = std::mem::take(&mut self.partial);
-        if line.len() > max {
-            return Err(LineError::TooLong(max));
+        match self.stdout.next().await {
+            None => Ok(None),
+            Some(Ok(line)) => Ok(Some(line)),
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => Err(LineError::TooLong(max)),
+            Some(Err(LinesCodecError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(LineError::NotUtf8)
+            }
+            Some(Err(LinesCodecError::Io(e))) => Err(LineError::Io(e)),
         }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        String::from_utf8(line)
-            .map_err(|_| LineError::NotUtf8)
-            .map(Some)
     }
 
     /// Forgets the stderr seen so far (each task's failure quotes only its own).

@@ -225,10 +225,7 @@ impl Sender {
         }
         if self.options.sign {
             if let Some(identity) = &self.identity {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let now = bindu_engine::time::unix_now();
                 for (name, value) in notification::sign(identity, body, now) {
                     request = request.header(name, value);
                 }
@@ -312,19 +309,10 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date.
+/// A response's `Retry-After` (delay-seconds or an HTTP date), uncapped.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    bindu_engine::retry::retry_after(value)
 }
 
 #[cfg(test)]

@@ -18,6 +18,13 @@ use tokio::sync::mpsc;
 use super::delivery::{Outcome, Target};
 use super::{notification, Held, Shared, GLOBAL_CONFIG_ID};
 
+/// Waits between attempts while the store is unavailable; only shutdown ends them.
+const STORE_BACKOFF: RetryPolicy = RetryPolicy {
+    base: Duration::from_millis(100),
+    max_delay: Duration::from_secs(10),
+    deadline: Duration::MAX,
+};
+
 struct Lane {
     shared: Arc<Shared>,
     task_id: String,
@@ -216,67 +223,46 @@ impl Lane {
                 })
                 .collect::<Vec<_>>()
         };
-        let backoff = RetryPolicy {
-            base: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-            deadline: Duration::MAX,
-        };
-        let mut attempt = 0;
-        loop {
+        let read = || async {
             match self
                 .shared
                 .store
                 .list_push_configs(&self.task_id, Access::Internal)
                 .await
             {
-                Ok(configs) if !configs.is_empty() => {
-                    return Some(
-                        configs
-                            .into_iter()
-                            .map(|c| Target {
-                                config_id: c.id.unwrap_or_default(),
-                                url: c.url,
-                                token: c.token,
-                            })
-                            .collect(),
-                    )
-                }
-                Ok(_) | Err(StoreError::NotFound(_)) => return Some(global()),
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(task_id = %self.task_id, error = %e, "cannot read push configs; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.delay(attempt)) => {}
-                        _ = self.shared.stop.cancelled() => return None,
-                    }
-                }
+                Ok(configs) if !configs.is_empty() => Ok(configs
+                    .into_iter()
+                    .map(|c| Target {
+                        config_id: c.id.unwrap_or_default(),
+                        url: c.url,
+                        token: c.token,
+                    })
+                    .collect()),
+                Ok(_) | Err(StoreError::NotFound(_)) => Ok(global()),
+                Err(e) => Err(e),
             }
-        }
+        };
+        let warn = |e: &StoreError, _| tracing::warn!(task_id = %self.task_id, error = %e, "cannot read push configs; retrying");
+        // The deadline is unbounded: only shutdown ends the retries.
+        STORE_BACKOFF
+            .run_cancellable(read, warn, &self.shared.stop)
+            .await
+            .and_then(Result::ok)
     }
 
     /// Stores a dead letter, retrying while the store is unavailable; false on shutdown.
     async fn record(&self, letter: DeadLetter) -> bool {
-        let backoff = RetryPolicy {
-            base: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-            deadline: Duration::MAX,
-        };
-        let mut attempt = 0;
-        loop {
-            match self.shared.dead_letters.add(letter.clone()).await {
-                Ok(()) => {
-                    self.shared.metrics.dead_letters.inc();
-                    return true;
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(task_id = %self.task_id, error = %e, "cannot record a dead letter; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.delay(attempt)) => {}
-                        _ = self.shared.stop.cancelled() => return false,
-                    }
-                }
-            }
+        let warn = |e: &StoreError, _| tracing::warn!(task_id = %self.task_id, error = %e, "cannot record a dead letter; retrying");
+        let added = STORE_BACKOFF
+            .run_cancellable(
+                || self.shared.dead_letters.add(letter.clone()),
+                warn,
+                &self.shared.stop,
+            )
+            .await;
+        if matches!(added, Some(Ok(()))) {
+            self.shared.metrics.dead_letters.inc();
         }
+        added.is_some()
     }
 }

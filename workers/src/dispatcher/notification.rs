@@ -81,10 +81,7 @@ pub fn verify(
     public_key_base58: &str,
     max_skew: Duration,
 ) -> Result<(), VerifyError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = bindu_engine::time::unix_now();
     verify_at(headers, body, agent_did, public_key_base58, max_skew, now)
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Before the first token, a 429, a 5xx, a connection error or a timeout is retried up to
 //! `max_retries` times with exponential back-off (full jitter), waiting at least what a
-//! `Retry-After` header asks. Once tokens flow, a failure fails the task. Cancellation stops
+//! `Retry-After` header (seconds or an HTTP date) asks, up to a minute. Once tokens flow, a failure fails the task. Cancellation stops
 //! the request at once.
 
 pub mod messages;
@@ -22,12 +22,13 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::handler::{Handler, HandlerError, HandlerInput, HandlerOutput};
-use sse::{Event, LineSplitter};
+use bindu_engine::sse::{SseDecoder, SseError, SseFrames};
+use sse::Event;
 
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// Longest SSE line accepted from the model.
+/// Longest SSE line (and event) accepted from the model.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
@@ -137,10 +138,10 @@ impl OpenAiHandler {
         }
         let retry_after = resp
             .headers()
-            .get("retry-after")
+            .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            .and_then(bindu_engine::retry::retry_after)
+            .map(|d| d.min(MAX_RETRY_AFTER));
         let body = tokio::time::timeout(self.options.timeout, resp.text())
             .await
             .ok()
@@ -167,11 +168,7 @@ impl OpenAiHandler {
         resp: reqwest::Response,
         input: &HandlerInput,
     ) -> Result<HandlerOutput, HandlerError> {
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
         if !is_sse {
             // A server that ignored `stream: true` sends one completion object.
             let body = tokio::time::timeout(self.options.timeout, resp.json::<Value>())
@@ -189,15 +186,16 @@ impl OpenAiHandler {
             return Ok(HandlerOutput::Streamed);
         }
         let mut body = resp.bytes_stream();
-        let mut lines = LineSplitter::default();
+        // Lenient: a server that ends on a last `data:` line without a blank line still counts.
+        let mut frames = SseFrames::new(SseDecoder::new(MAX_LINE_BYTES).lenient());
         let mut stream = input.emitter.stream("result");
         let mut done = false;
-        while !done {
+        while !done && !frames.ended() {
             let next = tokio::select! {
                 n = tokio::time::timeout(self.options.timeout, body.next()) => n,
                 _ = input.cancel.cancelled() => return Err("canceled".into()),
             };
-            let bytes = match next {
+            match next {
                 Err(_) => {
                     return Err(format!(
                         "the model stream stalled for {} s",
@@ -205,33 +203,26 @@ impl OpenAiHandler {
                     )
                     .into())
                 }
-                Ok(None) => break,
+                Ok(None) => frames.end(),
                 Ok(Some(Err(e))) => {
                     return Err(format!("the model stream broke: {}", e.without_url()).into())
                 }
-                Ok(Some(Ok(b))) => b,
-            };
-            for line in lines.push(&bytes, MAX_LINE_BYTES)? {
-                match sse::parse_line(&line) {
-                    None => {}
-                    Some(Err(e)) => return Err(e.into()),
-                    Some(Ok(Event::Error(e))) => {
+                Ok(Some(Ok(b))) => frames.push(&b),
+            }
+            while let Some(data) = frames.next_event().map_err(stream_error)? {
+                match sse::parse_data(&data) {
+                    // A last event cut by the end of the stream is used only if it parses.
+                    Err(_) if frames.ended() => {}
+                    Err(e) => return Err(e.into()),
+                    Ok(Event::Error(e)) => {
                         return Err(format!("the model reported an error: {e}").into())
                     }
-                    Some(Ok(Event::Done)) => {
+                    Ok(Event::Done) => {
                         done = true;
                         break;
                     }
-                    Some(Ok(Event::Delta(text))) if text.is_empty() => {}
-                    Some(Ok(Event::Delta(text))) => stream.send(vec![Part::text(text)]).await?,
-                }
-            }
-        }
-        if !done {
-            if let Some(Some(Ok(Event::Delta(text)))) = lines.rest().as_deref().map(sse::parse_line)
-            {
-                if !text.is_empty() {
-                    stream.send(vec![Part::text(text)]).await?;
+                    Ok(Event::Delta(text)) if text.is_empty() => {}
+                    Ok(Event::Delta(text)) => stream.send(vec![Part::text(text)]).await?,
                 }
             }
         }
@@ -240,6 +231,14 @@ impl OpenAiHandler {
         }
         stream.finish(Vec::new()).await?;
         Ok(HandlerOutput::Streamed)
+    }
+}
+
+/// What a broken event stream from the model means for the task.
+fn stream_error(e: SseError) -> String {
+    match e {
+        SseError::TooLong(max) => format!("the model sent a line longer than {max} bytes"),
+        SseError::Io(e) => format!("reading the model stream: {e}"),
     }
 }
 

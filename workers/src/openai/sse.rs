@@ -1,5 +1,6 @@
-//! Reading a streamed chat completion: server-sent events whose `data:` lines carry
-//! `chat.completion.chunk` objects, ended by `data: [DONE]`.
+//! Reading a streamed chat completion: server-sent events (framed by
+//! [`bindu_engine::sse::SseDecoder`]) whose data carry `chat.completion.chunk` objects, ended
+//! by `data: [DONE]`.
 
 use serde_json::Value;
 
@@ -14,48 +15,19 @@ pub enum Event {
     Error(String),
 }
 
-/// Splits a byte stream into lines, bounded in length.
-#[derive(Debug, Default)]
-pub struct LineSplitter {
-    buf: Vec<u8>,
-}
-
-impl LineSplitter {
-    /// Adds bytes; returns the complete lines now available (without `\r\n` / `\n`), or an
-    /// error when one line grows past `max` bytes.
-    pub fn push(&mut self, bytes: &[u8], max: usize) -> Result<Vec<String>, String> {
-        self.buf.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            lines.push(String::from_utf8_lossy(&line).into_owned());
-        }
-        if self.buf.len() > max {
-            return Err(format!("the model sent a line longer than {max} bytes"));
-        }
-        Ok(lines)
+/// Interprets one event's data (framed by [`bindu_engine::sse::SseDecoder`]).
+pub fn parse_data(data: &str) -> Result<Event, String> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return Ok(Event::Done);
     }
-
-    /// Whatever is left after the stream ended (a last line without `\n`).
-    pub fn rest(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.buf);
-        let text = String::from_utf8_lossy(&rest).trim().to_string();
-        (!text.is_empty()).then_some(text)
-    }
+    parse_chunk(data)
 }
 
 /// Interprets one SSE line; `None` for lines that carry nothing for us (blank lines,
 /// comments, `event:`/`id:` fields).
 pub fn parse_line(line: &str) -> Option<Result<Event, String>> {
-    let data = line.strip_prefix("data:")?.trim();
-    if data == "[DONE]" {
-        return Some(Ok(Event::Done));
-    }
-    Some(parse_chunk(data))
+    Some(parse_data(line.strip_prefix("data:")?))
 }
 
 /// One `chat.completion.chunk` (or an error object).
@@ -103,14 +75,17 @@ mod tests {
 
     #[test]
     fn lines_are_split_across_reads_and_bounded() {
-        let mut s = LineSplitter::default();
-        assert!(s.push(b"data: {\"a\"", 100).unwrap().is_empty());
-        assert_eq!(
-            s.push(b":1}\r\n\r\ndata: [DONE]\n", 100).unwrap(),
-            ["data: {\"a\":1}", "", "data: [DONE]"]
-        );
-        assert_eq!(s.rest(), None);
-        assert!(s.push(&[b'x'; 101], 100).is_err());
+        use bindu_engine::sse::{SseDecoder, SseFrames};
+        let mut s = SseFrames::new(SseDecoder::new(100).lenient());
+        s.push(b"data: {\"a\"");
+        assert_eq!(s.next_event().unwrap(), None);
+        s.push(b":1}\r\n\r\ndata: [DONE]\n");
+        assert_eq!(s.next_event().unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(s.next_event().unwrap(), None);
+        assert_eq!(s.finish().unwrap().as_deref(), Some("[DONE]"));
+        assert_eq!(s.finish().unwrap(), None);
+        s.push(&[b'x'; 101]);
+        assert!(s.next_event().is_err());
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! A JSON-RPC client for A2A agents that can authenticate (Bearer token) and sign requests
-//! with a DID (Bindu's scheme: `X-DID`, `X-DID-Timestamp`, `X-DID-Signature`).
+//! with a DID (Bindu's scheme: `X-DID`, `X-DID-Timestamp`, `X-DID-Signature`). The `bindu`
+//! CLI and the load generator share it (re-exported as `bindu::client`); it needs none of
+//! the server's backends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use bindu_engine::identity::Identity;
+use bindu_engine::sse::{SseDecoder, SseFrames};
 use bindu_schemas::signing::{signing_payload, Form};
 use serde_json::{json, Value};
+
+/// Largest streamed event accepted (an artifact chunk may be large, never unbounded).
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct Client {
     url: String,
@@ -83,10 +89,7 @@ impl Client {
         let Some((identity, did)) = &self.signer else {
             return Vec::new();
         };
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let ts = bindu_engine::time::unix_now();
         let sig = identity.sign_base58(signing_payload(body, did, ts, Form::Python).as_bytes());
         vec![
             ("x-did", did.clone()),
@@ -137,20 +140,24 @@ impl Client {
         use futures::StreamExt;
         let resp = self.send(method, params).await?;
         let status = resp.status().as_u16();
-        let mut bytes = resp.bytes_stream();
-        let mut buf = String::new();
-        while let Some(chunk) = bytes.next().await {
-            buf.push_str(&String::from_utf8_lossy(
-                &chunk.context("reading the stream")?,
-            ));
-            while let Some(end) = buf.find('\n') {
-                let line: String = buf.drain(..=end).collect();
-                if let Some(data) = line.trim_end().strip_prefix("data: ") {
-                    on_event(serde_json::from_str(data).unwrap_or(Value::String(data.to_string())));
-                } else if let Some(rest) = line.trim_end().strip_prefix('{') {
-                    // A plain JSON error instead of a stream.
-                    on_event(serde_json::from_str(&format!("{{{rest}")).unwrap_or(Value::Null));
-                }
+        let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
+        if !is_sse {
+            // A plain JSON error instead of a stream.
+            let body = resp.text().await.context("reading the response")?;
+            if body.trim_start().starts_with('{') {
+                on_event(serde_json::from_str(&body).unwrap_or(Value::Null));
+            }
+            return Ok(status);
+        }
+        let mut frames = SseFrames::new(SseDecoder::new(MAX_EVENT_BYTES));
+        let mut body = resp.bytes_stream();
+        while !frames.ended() {
+            match body.next().await {
+                Some(chunk) => frames.push(&chunk.context("reading the stream")?),
+                None => frames.end(),
+            }
+            while let Some(data) = frames.next_event().context("reading the stream")? {
+                on_event(serde_json::from_str(&data).unwrap_or(Value::String(data)));
             }
         }
         Ok(status)
