@@ -31,28 +31,29 @@ use anyhow::Context;
 use bindu_engine::bus::nats::NatsStorage;
 use bindu_engine::bus::MemoryBus;
 use bindu_engine::bus::{NatsBus, NatsOptions};
-use bindu_engine::config::{MtlsMode, SchedulerKind, StorageKind};
+use bindu_engine::config::MtlsMode;
 use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{
     DeadLetter, DeadLetterStore, MemoryDeadLetters, MemoryStore, PostgresDeadLetters,
     PostgresOptions, PostgresStore,
 };
-use bindu_engine::{Bus, Config, TaskStore};
+use bindu_engine::{Bus, TaskStore};
+use config::JetStreamStorage;
+use secrecy::ExposeSecret;
+
 use bindu_ingress::auth::hydra::Hydra;
 use bindu_ingress::auth::shared::RedisState;
-use bindu_ingress::auth::{Auth, AuthSettings};
+use bindu_ingress::auth::Auth;
 use bindu_ingress::card::{build_card, load_extended_card, CardCapabilities};
 use bindu_ingress::did::DidInfo;
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{AgentExtension, SecurityScheme};
-use bindu_workers::dispatcher::delivery::{DeliveryOptions, Sender};
+use bindu_workers::dispatcher::delivery::Sender;
 use bindu_workers::dispatcher::replay::ReplayError;
-use bindu_workers::dispatcher::{DispatcherMetrics, GlobalWebhook};
-use bindu_workers::{
-    CommandHandler, CommandOptions, Dispatcher, DispatcherOptions, OpenAiHandler, OpenAiOptions,
-    WorkerOptions, WorkerPool,
-};
+use bindu_workers::dispatcher::DispatcherMetrics;
+use bindu_workers::{Dispatcher, DispatcherOptions, WorkerPool};
+pub use config::{BusKind, Config, StoreKind};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,7 @@ pub use bindu_workers::{
 
 pub mod agent;
 pub mod client;
+pub mod config;
 pub mod telemetry;
 
 /// A running agent: HTTP ingress and worker pool in one process.
@@ -123,8 +125,9 @@ pub fn postgres_options(config: &Config, namespace: &str) -> anyhow::Result<Post
     let url = config
         .storage
         .database_url
-        .clone()
-        .context("DATABASE_URL is not set")?;
+        .as_ref()
+        .context("DATABASE_URL is not set")?
+        .expose_secret();
     let mut options = PostgresOptions::new(url, namespace);
     options.pool_size = config.storage.pool_size;
     options.batch_max = config.storage.batch_max;
@@ -136,8 +139,8 @@ pub fn postgres_options(config: &Config, namespace: &str) -> anyhow::Result<Post
 /// The task store `config` asks for (connects and migrates Postgres).
 pub async fn build_store(config: &Config, namespace: &str) -> anyhow::Result<Arc<dyn TaskStore>> {
     Ok(match config.storage.kind {
-        StorageKind::Memory => Arc::new(MemoryStore::new(config.storage.memory_max_tasks)),
-        StorageKind::Postgres => {
+        StoreKind::Memory => Arc::new(MemoryStore::new(config.storage.memory_max_tasks)),
+        StoreKind::Postgres => {
             let store = PostgresStore::connect(postgres_options(config, namespace)?)
                 .await
                 .map_err(|e| anyhow::anyhow!("task store (STORAGE_TYPE=postgres): {e}"))?;
@@ -154,8 +157,8 @@ pub async fn build_dead_letters(
     namespace: &str,
 ) -> anyhow::Result<Arc<dyn DeadLetterStore>> {
     Ok(match config.storage.kind {
-        StorageKind::Memory => Arc::new(MemoryDeadLetters::default()),
-        StorageKind::Postgres => {
+        StoreKind::Memory => Arc::new(MemoryDeadLetters::default()),
+        StoreKind::Postgres => {
             let mut options = postgres_options(config, namespace)?;
             options.pool_size = 2;
             let pool = PostgresStore::pool(&options)
@@ -169,32 +172,9 @@ pub async fn build_dead_letters(
     })
 }
 
-/// The global webhook `config` names, if any.
-pub fn global_webhook(config: &Config) -> Option<GlobalWebhook> {
-    config.push.webhook_url.clone().map(|url| GlobalWebhook {
-        url,
-        token: config.push.webhook_token.clone(),
-    })
-}
-
 /// The webhook dispatcher's settings from `config` (`PUSH__*`, `WEBHOOK_*`).
 pub fn dispatcher_options(config: &Config) -> DispatcherOptions {
-    let p = &config.push;
-    DispatcherOptions {
-        consumer: p.consumer.clone(),
-        max_in_flight: p.max_in_flight,
-        global: global_webhook(config),
-        delivery: DeliveryOptions {
-            destinations: p.destinations,
-            max_attempts: p.max_attempts,
-            retry_base: p.retry_base,
-            retry_max: p.retry_max,
-            timeout: p.timeout,
-            per_host_concurrency: p.per_host_concurrency,
-            sign: p.sign,
-        },
-        ..DispatcherOptions::default()
-    }
+    config.push.dispatcher_options(&config.webhook)
 }
 
 /// `/metrics` and `/healthz` of a dispatcher-only process, until `stop`.
@@ -255,18 +235,17 @@ pub async fn build_bus(
     namespace: &str,
 ) -> anyhow::Result<(Arc<dyn Bus>, Option<Arc<MemoryBus>>)> {
     Ok(match config.scheduler.kind {
-        SchedulerKind::Memory => {
+        BusKind::Memory => {
             let bus = Arc::new(MemoryBus::new(config.scheduler.queue_capacity));
             (bus.clone(), Some(bus))
         }
-        SchedulerKind::Nats => {
+        BusKind::Nats => {
             let url = config.nats.url.clone().context("NATS_URL is not set")?;
             let mut options = NatsOptions::new(url, namespace);
             options.replicas = config.nats.replicas;
-            options.storage = if config.nats.memory_storage {
-                NatsStorage::Memory
-            } else {
-                NatsStorage::File
+            options.storage = match config.nats.storage {
+                JetStreamStorage::Memory => NatsStorage::Memory,
+                JetStreamStorage::File => NatsStorage::File,
             };
             options.event_max_age = config.nats.event_retention;
             options.ack_wait = config.nats.ack_wait;
@@ -370,11 +349,11 @@ pub(crate) async fn launch_with(
             spawn_retention(store.clone(), retention, shutdown.clone());
         }
     }
-    let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let deadline = config.server.shutdown_timeout;
 
     // The dispatcher opens its durable consumer before any request is served, so it sees
     // every event from the first one on.
-    let push = config.push.delivery_enabled();
+    let push = config.push_enabled();
     let dispatcher_stop = CancellationToken::new();
     let (dispatcher_metrics, mut dispatcher) = if role == Role::Dispatcher
         || (role == Role::Serve && push)
@@ -485,11 +464,11 @@ pub(crate) async fn launch_with(
         }
         let auth = if config.auth.enabled {
             let admin = config
-                .auth
-                .hydra_admin_url
+                .hydra
+                .admin_url
                 .clone()
                 .context("HYDRA__ADMIN_URL is not set")?;
-            let hydra = Hydra::new(&admin, config.auth.hydra_timeout)
+            let hydra = Hydra::new(&admin, config.hydra.timeout)
                 .map_err(|e| anyhow::anyhow!("Hydra client: {e}"))?;
             // Honest card: callers learn they need a Bearer token.
             card.security_schemes = Some(
@@ -515,24 +494,15 @@ pub(crate) async fn launch_with(
             card.security = Some(vec![requirement]);
             let auth = Auth::new(
                 Arc::new(hydra),
-                AuthSettings {
-                    allowed_dids: config.auth.allowed_dids.clone(),
-                    cache_ttl: config.auth.cache_ttl,
-                    sensitive_scopes: config.auth.sensitive_scopes.clone(),
-                    signature_window: config.auth.signature_window,
-                    replay_guard: config.auth.replay_guard,
-                    require_permissions: config.auth.require_permissions,
-                    bind_client_certificate: config.mtls.client_certs()
-                        && config.mtls.mode == MtlsMode::Hybrid,
-                },
+                config.auth.settings(&config.hydra, &config.mtls),
             );
-            let auth = match &config.auth.redis_url {
+            let auth = match &config.cache.redis_url {
                 Some(url) => {
                     let prefix = format!(
                         "bindu:{}:auth:",
                         bindu_schemas::bus::subjects::token(&namespace)
                     );
-                    let redis = RedisState::connect(url, &prefix)
+                    let redis = RedisState::connect(url.expose_secret(), &prefix)
                         .await
                         .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
                     auth.with_shared_state(Arc::new(redis))
@@ -549,16 +519,16 @@ pub(crate) async fn launch_with(
             card,
             extended_card,
             Some(did_info),
+            // A blocking send never waits longer than a run may take (plus the time to
+            // record its outcome); without a task timeout, an hour.
             IngressOptions {
-                max_body_bytes: config.server.max_body_bytes,
-                sse_keepalive: Duration::from_secs(config.server.sse_keepalive_secs),
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                // A blocking send never waits longer than a run may take (plus the time to
-                // record its outcome); without a task timeout, an hour.
-                blocking_wait: config
-                    .worker
-                    .task_timeout
-                    .map_or(Duration::from_secs(3600), |t| t + Duration::from_secs(30)),
+                ..config.server.ingress_options(
+                    config
+                        .worker
+                        .task_timeout
+                        .map_or(Duration::from_secs(3600), |t| t + Duration::from_secs(30)),
+                )
             },
             shutdown.clone(),
         );
@@ -606,14 +576,9 @@ pub(crate) async fn launch_with(
                 store,
                 bus,
                 handler,
-                WorkerOptions {
-                    concurrency: config.worker.concurrency,
-                    drain_timeout: Duration::from_secs(5),
-                    heartbeat: (config.nats.ack_wait / 3).max(Duration::from_millis(200)),
-                    task_timeout: config.worker.task_timeout,
-                    max_output_bytes: config.worker.max_output_bytes,
-                    history_sessions: config.worker.history_sessions,
-                },
+                config
+                    .worker
+                    .pool_options((config.nats.ack_wait / 3).max(Duration::from_millis(200))),
             )
             .with_identity(identity.clone());
             Some(tokio::spawn(pool.run(worker_stop.clone())))
@@ -725,7 +690,7 @@ pub(crate) async fn launch_with(
 async fn webhook_backends(
     config: &Config,
 ) -> anyhow::Result<(Arc<dyn TaskStore>, Arc<dyn DeadLetterStore>, Identity)> {
-    if config.storage.kind != StorageKind::Postgres {
+    if config.storage.kind != StoreKind::Postgres {
         anyhow::bail!("dead letters are kept in the task store: set STORAGE_TYPE=postgres and DATABASE_URL (with the memory store they live inside `bindu serve` and end with it)");
     }
     let (identity, _) = load_identity(config, false)?;
@@ -813,35 +778,5 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Arc<bindu_ingress::tls::Ser
 /// The built-in handler `config` names (`worker.handler` / `BINDU_HANDLER`): `echo`,
 /// `command` (`BINDU_HANDLER_COMMAND`) or `openai` (`OPENAI_BASE_URL`, `BINDU_HANDLER_MODEL`).
 pub fn builtin_handler(config: &Config) -> anyhow::Result<Arc<dyn Handler>> {
-    match config.worker.handler.as_str() {
-        "echo" => Ok(Arc::new(EchoHandler {
-            delay: config.worker.echo_delay,
-        })),
-        "command" => {
-            let mut options = CommandOptions::new(config.worker.command.clone());
-            options.processes = config.worker.command_processes;
-            options.max_line_bytes = config.worker.max_output_bytes;
-            let handler = CommandHandler::new(options)
-                .map_err(|e| anyhow::anyhow!("command handler (BINDU_HANDLER=command): {e}"))?;
-            Ok(Arc::new(handler))
-        }
-        "openai" => {
-            let model = config
-                .openai
-                .model
-                .clone()
-                .context("BINDU_HANDLER=openai needs BINDU_HANDLER_MODEL")?;
-            let mut options = OpenAiOptions::new(config.openai.base_url.clone(), model);
-            options.api_key.clone_from(&config.openai.api_key);
-            options
-                .system_prompt
-                .clone_from(&config.openai.system_prompt);
-            options.timeout = config.openai.timeout;
-            options.max_retries = config.openai.max_retries;
-            let handler = OpenAiHandler::new(options)
-                .map_err(|e| anyhow::anyhow!("openai handler (BINDU_HANDLER=openai): {e}"))?;
-            Ok(Arc::new(handler))
-        }
-        other => anyhow::bail!("unknown handler {other:?}"),
-    }
+    Ok(config.worker.handler(&config.openai)?)
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bindu::Config;
 use bindu_engine::config::ConfigError;
-use bindu_engine::Config;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -490,7 +490,7 @@ async fn replay(config: Config, ids: Vec<String>, limit: u32) -> anyhow::Result<
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
+    if config.storage.kind != bindu::StoreKind::Postgres {
         println!("nothing to migrate: STORAGE_TYPE is memory");
         return Ok(());
     }
@@ -507,7 +507,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 async fn purge(config: Config, age: std::time::Duration, dry_run: bool) -> anyhow::Result<()> {
-    if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
+    if config.storage.kind != bindu::StoreKind::Postgres {
         anyhow::bail!("purge needs a durable store: set STORAGE_TYPE=postgres and DATABASE_URL (the memory store lives inside `bindu serve`; use STORAGE__RETENTION there)");
     }
     let namespace = match &config.storage.namespace {
@@ -520,21 +520,14 @@ async fn purge(config: Config, age: std::time::Duration, dry_run: bool) -> anyho
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if dry_run {
-        println!("{n} terminal task(s) older than {} would be deleted; run again with --yes to delete them", humanize(age));
+        println!("{n} terminal task(s) older than {} would be deleted; run again with --yes to delete them", bindu_engine::config::format_duration(age));
     } else {
-        println!("deleted {n} terminal task(s) older than {}", humanize(age));
+        println!(
+            "deleted {n} terminal task(s) older than {}",
+            bindu_engine::config::format_duration(age)
+        );
     }
     Ok(())
-}
-
-fn humanize(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
 }
 
 async fn serve_until_signal(config: Config, role: bindu::Role) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! The agent card served at `/.well-known/agent-card.json` (and the legacy `agent.json`).
 
-use bindu_engine::config::AgentConfig;
+use crate::options::AgentConfig;
 use bindu_schemas::{transport, AgentCapabilities, AgentCard, AgentInterface, AgentProvider};
 
 /// A2A protocol version we speak.

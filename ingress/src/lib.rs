@@ -8,6 +8,8 @@
 //! - `server`: the HTTP/1.1 connection loop behind [`serve`] and [`tls::serve_tls`].
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
 //! - [`error`]: the one place internal errors become JSON-RPC errors.
+//! - [`options`]: the `[server]`, `[agent]`, `[auth]`, `[hydra]`, `[cache]` and `[mtls]`
+//!   configuration sections.
 //! - [`card`]: the agent card; [`did`]: `/did/resolve`.
 //! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
 
@@ -18,6 +20,7 @@ pub mod did;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod options;
 pub mod rpc;
 mod server;
 pub mod sse;
