@@ -18,7 +18,8 @@
 //!     .with_env() // BINDU_PORT, STORAGE_TYPE, … still apply on top
 //!     .serve()
 //!     .await?;
-//! server.wait().await
+//! server.wait().await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use bindu_schemas::AgentSkill;
 
-use crate::{Config, Handler, Role, Server};
+use crate::{Config, Error, Handler, Result, Role, Server};
 
 /// Capabilities to advertise in the agent card. The engine supports streaming; push
 /// notifications only when its dispatcher runs. A builder can turn a capability off, not
@@ -91,18 +92,18 @@ impl Agent {
     }
 
     /// HTTP ingress and worker pool in this process.
-    pub async fn serve(self) -> anyhow::Result<Server> {
+    pub async fn serve(self) -> Result<Server> {
         self.launch(Role::Serve).await
     }
 
     /// Only the worker pool: takes tasks from the shared bus (needs `STORAGE_TYPE=postgres`
     /// and `SCHEDULER_TYPE=nats`, like `bindu worker`).
-    pub async fn worker(self) -> anyhow::Result<Server> {
+    pub async fn worker(self) -> Result<Server> {
         self.launch(Role::Worker).await
     }
 
     /// Any role (`Role::Ingress` ignores the handler).
-    pub async fn launch(self, role: Role) -> anyhow::Result<Server> {
+    pub async fn launch(self, role: Role) -> Result<Server> {
         crate::launch_with(self.config, Some(self.handler), role, self.capabilities).await
     }
 }
@@ -198,7 +199,7 @@ impl AgentBuilder {
     }
 
     /// Checks the settings; the handler is required.
-    pub fn build(self) -> anyhow::Result<Agent> {
+    pub fn build(self) -> Result<Agent> {
         let mut config = self.config;
         if !self.skills.is_empty() {
             config.agent.skills = self.skills;
@@ -206,9 +207,9 @@ impl AgentBuilder {
         let env = |k: &str| std::env::var(k).ok();
         let env: &dyn Fn(&str) -> Option<String> = &env;
         let config = config.relayer(BUILDER_SOURCE, self.env.then_some(env))?;
-        let handler = self.handler.ok_or_else(|| {
-            anyhow::anyhow!("Agent::builder() needs a handler (call .handler(..))")
-        })?;
+        let handler = self.handler.ok_or(Error::NoHandler(
+            "Agent::builder() needs a handler (call .handler(..))",
+        ))?;
         Ok(Agent {
             config,
             handler,
@@ -217,12 +218,12 @@ impl AgentBuilder {
     }
 
     /// Builds and serves (HTTP ingress and worker pool in this process).
-    pub async fn serve(self) -> anyhow::Result<Server> {
+    pub async fn serve(self) -> Result<Server> {
         self.build()?.serve().await
     }
 
     /// Builds and runs only the worker pool (see [`Agent::worker`]).
-    pub async fn worker(self) -> anyhow::Result<Server> {
+    pub async fn worker(self) -> Result<Server> {
         self.build()?.worker().await
     }
 }

@@ -21,6 +21,7 @@ pub mod cache;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_hydra;
 pub mod hydra;
+pub mod setup;
 pub mod shared;
 pub mod signature;
 
