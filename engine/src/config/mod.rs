@@ -109,7 +109,10 @@ pub fn url_with(
             let names: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
             Err(Invalid {
                 field,
-                message: format!("expected a {} URL, got {u:?}", names.join(" or ")),
+                message: format!(
+                    "expected a URL starting with {}, got {u:?}",
+                    names.join(" or ")
+                ),
             })
         }
         _ => Ok(()),
