@@ -8,6 +8,9 @@ use bindu::Config;
 use bindu_engine::config::ConfigError;
 use clap::{Args, Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "bindu",

@@ -199,3 +199,122 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     ingress.kill();
     worker.kill();
 }
+
+/// A config set with `tasks/pushNotificationConfig/set` while the task runs (the echo takes
+/// 1.5 s) is notified of the task's later events; tasks without a config get nothing, and
+/// the dispatcher passes their events over without reading Postgres
+/// (`bindu_push_events_skipped_total`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_skipped() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let (hook, recorded) = receiver().await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let push = [
+        ("PUSH__DESTINATIONS", "loopback"),
+        ("PUSH__METRICS_ADDR", metrics_addr.as_str()),
+    ];
+    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
+    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
+    let worker = Agent::start(command(
+        "worker",
+        &db,
+        &nats,
+        &[("BINDU_ECHO_DELAY_MS", "1500")],
+    ));
+    let url = ingress.url();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let send = |i: usize| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let resp: Value = client
+                .post(&url)
+                .json(
+                    &json!({"jsonrpc": "2.0", "id": i, "method": "message/send", "params": {
+                    "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+                                "parts": [{"kind": "text", "text": format!("task {i}")}]},
+                    "configuration": {"blocking": false}}}),
+                )
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            resp["result"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    for i in 0..5 {
+        send(i).await;
+    }
+    let late = send(99).await;
+    let set: Value = client
+        .post(&url)
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "set", "method": "tasks/pushNotificationConfig/set",
+            "params": {"taskId": late, "pushNotificationConfig": {"url": hook, "token": "late"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(set["result"]["taskId"], late.as_str(), "{set}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got: Vec<Value> = recorded
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect();
+        if got.iter().any(|v| v["final"] == true) {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "no final notification: {got:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        got.iter().all(|v| v["taskId"] == late.as_str()),
+        "only the task with a config is notified: {got:?}"
+    );
+    let last = got.last().unwrap();
+    assert_eq!(last["status"]["state"], "completed", "{last}");
+
+    // Five plain echo tasks of four events each were passed over, and the late task's
+    // events before its config.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = client
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let skipped = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("bindu_push_events_skipped_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if skipped >= 20.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "skipped only {skipped}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dispatcher.stop(), Some(0));
+    ingress.kill();
+    worker.kill();
+}

@@ -1,15 +1,16 @@
 //! `GET /did/resolve?did=` and `POST /did/resolve {"did": …}`: the agent's own W3C DID
-//! document. Only the agent's DIDs resolve here; anything else is 404.
+//! document. Only the agent's DIDs resolve here; anything else is 404. A `POST` body is
+//! read up to 64 KiB.
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bindu_schemas::jsonrpc::{code, ErrorResponse, JsonRpcError, RequestId};
 use serde::Deserialize;
 
-use crate::app::Ingress;
+use crate::body::{read_limited, BodyError};
+use crate::error::EdgeError;
 
 /// What the ingress knows about the agent's identity.
 #[derive(Debug, Clone)]
@@ -27,60 +28,48 @@ pub(crate) struct DidQuery {
     did: Option<String>,
 }
 
-fn error(status: StatusCode, code: i32, message: String) -> Response {
-    (
-        status,
-        Json(ErrorResponse::new(
-            RequestId::Null,
-            JsonRpcError::new(code, message),
-        )),
-    )
-        .into_response()
-}
+/// Longest `POST /did/resolve` body.
+const MAX_BODY: usize = 64 * 1024;
 
-fn resolve(app: &Ingress, did: Option<String>) -> Response {
-    let Some(info) = &app.inner.did else {
-        return error(
-            StatusCode::NOT_FOUND,
-            code::INVALID_PARAMS,
-            "this agent has no DID".into(),
-        );
+/// The agent's DID, the state of these routes.
+type Agent = Option<Arc<DidInfo>>;
+
+fn resolve(agent: &Agent, did: Option<String>) -> Result<Response, EdgeError> {
+    let Some(info) = agent else {
+        return Err(EdgeError::AgentHasNoDid);
     };
     let Some(did) = did.map(|d| d.trim().to_string()).filter(|d| !d.is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_PARAMS,
-            "`did` is required".into(),
-        );
+        return Err(EdgeError::DidRequired);
     };
     if did == info.did || info.aliases.contains(&did) {
-        return Json(info.document.clone()).into_response();
+        return Ok(Json(info.document.clone()).into_response());
     }
-    error(
-        StatusCode::NOT_FOUND,
-        code::INVALID_PARAMS,
-        format!("DID {did:?} is not served here; this agent is {}", info.did),
-    )
+    Err(EdgeError::DidNotServed {
+        did,
+        agent_did: info.did.clone(),
+    })
 }
 
-pub(crate) async fn resolve_get(State(app): State<Ingress>, Query(q): Query<DidQuery>) -> Response {
-    resolve(&app, q.did)
+pub(crate) async fn resolve_get(
+    State(agent): State<Agent>,
+    Query(q): Query<DidQuery>,
+) -> Result<Response, EdgeError> {
+    resolve(&agent, q.did)
 }
 
-pub(crate) async fn resolve_post(State(app): State<Ingress>, body: Bytes) -> Response {
-    if body.len() > 64 * 1024 {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            code::INVALID_REQUEST,
-            "body too large".into(),
-        );
-    }
+pub(crate) async fn resolve_post(
+    State(agent): State<Agent>,
+    request: Request,
+) -> Result<Response, EdgeError> {
+    let (parts, body) = request.into_parts();
+    let body = read_limited(body, &parts.headers, MAX_BODY)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => EdgeError::DidBodyTooLarge,
+            BodyError::Unreadable(why) => EdgeError::BodyUnreadable(why),
+        })?;
     match serde_json::from_slice::<DidQuery>(&body) {
-        Ok(q) => resolve(&app, q.did),
-        Err(e) => error(
-            StatusCode::BAD_REQUEST,
-            code::PARSE_ERROR,
-            format!("expected {{\"did\": \"…\"}}: {e}"),
-        ),
+        Ok(q) => resolve(&agent, q.did),
+        Err(e) => Err(EdgeError::DidBodyInvalid(e.to_string())),
     }
 }

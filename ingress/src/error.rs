@@ -1,8 +1,300 @@
-//! The one place where internal errors become JSON-RPC errors. Clients get a precise code
-//! and a useful sentence; logs get the cause.
+//! The one place where what goes wrong at the edge becomes an HTTP answer.
+//!
+//! [`EdgeError`] is every refusal the ingress gives, and its [`IntoResponse`] is the table of
+//! HTTP statuses, JSON-RPC codes, headers and body shapes; handlers and layers only say
+//! *what* went wrong. [`store_error`] and [`bus_error`] turn internal errors into JSON-RPC
+//! errors. Clients get a precise code and a useful sentence; logs get the cause.
+//!
+//! | refusal | HTTP | body |
+//! |---|---|---|
+//! | a JSON-RPC error (envelope, method, params, the method itself) | 200 | JSON-RPC, id echoed |
+//! | body over `server.max_body_bytes` | 413 | -32600 (`Connection: close` if not drained) |
+//! | body unreadable | 400 | -32700 |
+//! | scope missing | 403 | -32013, id echoed |
+//! | token missing / inactive, unusable, incomplete / expired | 401 + `WWW-Authenticate` | -32009 / -32010 / -32011 |
+//! | authority down, replay guard full | 503 | -32603 |
+//! | DID not admitted, certificate, signature | 403 | Bindu's `{"error", "reason"}` / `{"error", "details"}` |
+//! | `/did/resolve` | 400, 404, 413 | -32602, -32700, -32600 |
+//! | no route | 404 | `{"error", "hint"}` |
 
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bindu_engine::{BusError, StoreError};
-use bindu_schemas::jsonrpc::{code, JsonRpcError};
+use bindu_schemas::jsonrpc::{code, ErrorResponse, JsonRpcError, Method, RequestId};
+use serde_json::json;
+
+/// Every refusal of the edge; see the module table for what each one answers.
+#[derive(Debug)]
+pub enum EdgeError {
+    /// A JSON-RPC error (envelope, method, params or the method's own): HTTP 200.
+    Rpc(ErrorResponse),
+    /// The request body passed `limit` bytes. `drained`: the rest of it was read, so the
+    /// connection can carry another request.
+    BodyTooLarge {
+        limit: usize,
+        drained: bool,
+    },
+    /// The request body could not be read.
+    BodyUnreadable(String),
+    /// Per-method permissions are enforced and the token lacks `scope`.
+    MissingScope {
+        id: RequestId,
+        method: Method,
+        scope: &'static str,
+    },
+    /// No usable `Authorization: Bearer` header.
+    TokenMissing,
+    /// The authority answered, but not with something usable.
+    TokenUnusable,
+    /// The authority says the token is not active.
+    TokenInactive,
+    /// The token has no expiry or no client.
+    TokenIncomplete,
+    TokenExpired,
+    /// The token authority cannot be reached: nothing can be decided.
+    AuthorityUnavailable,
+    /// The replay guard holds as many signatures as it may.
+    ReplayGuardFull,
+    /// `AUTH__ALLOWED_DIDS` does not list the token's client.
+    DidNotAdmitted,
+    /// `MTLS__MODE=hybrid`: the client certificate names another DID than the token.
+    CertificateDidMismatch {
+        certificate_did: String,
+    },
+    /// No verified client certificate.
+    CertificateMissing,
+    /// A verified client certificate that names no DID.
+    CertificateLacksDid,
+    /// `MTLS__MODE=mtls`: `AUTH__ALLOWED_DIDS` does not list the certificate's DID.
+    CertificateDidNotAdmitted,
+    /// A DID request signature that does not verify; `did` is the `X-DID` header when read.
+    Signature {
+        reason: SignatureFailure,
+        did: Option<String>,
+    },
+    /// `/did/resolve` on an agent without a DID.
+    AgentHasNoDid,
+    /// `/did/resolve` without a `did`.
+    DidRequired,
+    /// `/did/resolve` for a DID that is not this agent's.
+    DidNotServed {
+        did: String,
+        agent_did: String,
+    },
+    /// `POST /did/resolve` with a body over its limit.
+    DidBodyTooLarge,
+    /// `POST /did/resolve` with a body that is not `{"did": "…"}`.
+    DidBodyInvalid(String),
+    /// A path no route serves.
+    NoRoute {
+        path: String,
+    },
+}
+
+/// Why a DID request signature was refused (the `reason` clients see).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFailure {
+    MissingHeaders,
+    DidMismatch,
+    PublicKeyUnavailable,
+    PayloadTooLarge,
+    Invalid,
+    Replayed,
+}
+
+impl SignatureFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFailure::MissingHeaders => "missing_signature_headers",
+            SignatureFailure::DidMismatch => "did_mismatch",
+            SignatureFailure::PublicKeyUnavailable => "public_key_unavailable",
+            SignatureFailure::PayloadTooLarge => "payload_too_large",
+            SignatureFailure::Invalid => "invalid_signature",
+            SignatureFailure::Replayed => "replayed",
+        }
+    }
+}
+
+impl EdgeError {
+    /// A method's JSON-RPC error, answering request `id`.
+    pub fn rpc(id: RequestId, error: JsonRpcError) -> EdgeError {
+        EdgeError::Rpc(ErrorResponse::new(id, error))
+    }
+
+    /// A refused DID request signature.
+    pub fn signature(reason: SignatureFailure, did: Option<&str>) -> EdgeError {
+        EdgeError::Signature {
+            reason,
+            did: did.map(str::to_string),
+        }
+    }
+}
+
+/// A JSON body with `status`.
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A JSON-RPC error body with an HTTP status other than 200.
+fn rpc_refusal(status: StatusCode, id: RequestId, error: JsonRpcError) -> Response {
+    json_response(status, ErrorResponse::new(id, error).to_json())
+}
+
+/// Bindu's own refusal bodies (not JSON-RPC), kept as its clients read them.
+fn legacy(status: StatusCode, body: serde_json::Value) -> Response {
+    // Serialising a JSON value cannot fail.
+    json_response(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn certificate_refusal(error: &str, reason: &str) -> Response {
+    legacy(
+        StatusCode::FORBIDDEN,
+        json!({"error": error, "reason": reason}),
+    )
+}
+
+impl IntoResponse for EdgeError {
+    fn into_response(self) -> Response {
+        use EdgeError as E;
+        let unauthorized = |code: i32, message: &str| {
+            let mut resp = rpc_refusal(
+                StatusCode::UNAUTHORIZED,
+                RequestId::Null,
+                JsonRpcError::new(code, message),
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        };
+        let unavailable = |message: &str| {
+            rpc_refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RequestId::Null,
+                JsonRpcError::new(code::INTERNAL_ERROR, message),
+            )
+        };
+        let did_refusal = |status: StatusCode, code: i32, message: String| {
+            rpc_refusal(status, RequestId::Null, JsonRpcError::new(code, message))
+        };
+        match self {
+            E::Rpc(e) => json_response(StatusCode::OK, e.to_json()),
+            E::BodyTooLarge { limit, drained } => {
+                let mut resp = rpc_refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    RequestId::Null,
+                    JsonRpcError::invalid_request(format!(
+                        "the request body is larger than the {limit}-byte limit (server.max_body_bytes / BINDU_MAX_BODY_BYTES)"
+                    )),
+                );
+                if !drained {
+                    // The rest of the body was not read: this connection cannot carry
+                    // another request.
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                resp
+            }
+            E::BodyUnreadable(why) => rpc_refusal(
+                StatusCode::BAD_REQUEST,
+                RequestId::Null,
+                JsonRpcError::parse_error(format!("could not read the request body: {why}")),
+            ),
+            E::MissingScope { id, method, scope } => rpc_refusal(
+                StatusCode::FORBIDDEN,
+                id,
+                JsonRpcError::new(
+                    code::INSUFFICIENT_PERMISSIONS,
+                    format!("`{}` needs the scope `{scope}`", method.as_str()),
+                ),
+            ),
+            E::TokenMissing => unauthorized(
+                code::AUTHENTICATION_REQUIRED,
+                "Authentication is required: send a valid token as `Authorization: Bearer <token>`",
+            ),
+            E::TokenUnusable => unauthorized(code::INVALID_TOKEN, "Token validation failed"),
+            E::TokenInactive => unauthorized(
+                code::INVALID_TOKEN,
+                "Token is not active or has been revoked",
+            ),
+            E::TokenIncomplete => unauthorized(
+                code::INVALID_TOKEN,
+                "Token validation failed: the token has no expiry or no client",
+            ),
+            E::TokenExpired => unauthorized(code::TOKEN_EXPIRED, "Token has expired"),
+            E::AuthorityUnavailable => {
+                unavailable("Authentication service temporarily unavailable; retry shortly")
+            }
+            E::ReplayGuardFull => {
+                unavailable("Too many signed requests in the signature window; retry shortly")
+            }
+            E::DidNotAdmitted => legacy(
+                StatusCode::FORBIDDEN,
+                json!({"error": "DID not admitted"}),
+            ),
+            E::CertificateDidMismatch { certificate_did } => legacy(
+                StatusCode::FORBIDDEN,
+                json!({
+                    "error": "The client certificate's DID does not match the token's client",
+                    "reason": "certificate_did_mismatch",
+                    "certificate_did": certificate_did,
+                }),
+            ),
+            E::CertificateMissing => certificate_refusal(
+                "A client certificate is required",
+                "client_certificate_required",
+            ),
+            E::CertificateLacksDid => certificate_refusal(
+                "Client certificate lacks an identifiable DID (a URI SAN or subject CN starting with did:)",
+                "certificate_lacks_did",
+            ),
+            E::CertificateDidNotAdmitted => {
+                certificate_refusal("DID not admitted", "did_not_admitted")
+            }
+            E::Signature { reason, did } => {
+                let mut details = json!({"did_verified": false, "reason": reason.as_str()});
+                if let Some(d) = did {
+                    details["did"] = json!(d);
+                }
+                legacy(
+                    StatusCode::FORBIDDEN,
+                    json!({"error": "Invalid DID signature", "details": details}),
+                )
+            }
+            E::AgentHasNoDid => did_refusal(
+                StatusCode::NOT_FOUND,
+                code::INVALID_PARAMS,
+                "this agent has no DID".into(),
+            ),
+            E::DidRequired => did_refusal(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_PARAMS,
+                "`did` is required".into(),
+            ),
+            E::DidNotServed { did, agent_did } => did_refusal(
+                StatusCode::NOT_FOUND,
+                code::INVALID_PARAMS,
+                format!("DID {did:?} is not served here; this agent is {agent_did}"),
+            ),
+            E::DidBodyTooLarge => did_refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                "body too large".into(),
+            ),
+            E::DidBodyInvalid(why) => did_refusal(
+                StatusCode::BAD_REQUEST,
+                code::PARSE_ERROR,
+                format!("expected {{\"did\": \"…\"}}: {why}"),
+            ),
+            E::NoRoute { path } => legacy(
+                StatusCode::NOT_FOUND,
+                json!({
+                    "error": format!("no route for {path}"),
+                    "hint": "A2A JSON-RPC requests go to POST /; the agent card is at /.well-known/agent-card.json",
+                }),
+            ),
+        }
+    }
+}
 
 pub fn store_error(e: StoreError) -> JsonRpcError {
     match e {
@@ -38,4 +330,159 @@ pub fn store_error(e: StoreError) -> JsonRpcError {
 pub fn bus_error(e: BusError) -> JsonRpcError {
     tracing::warn!(error = %e, "bus failure");
     JsonRpcError::internal("the task bus is unavailable; retry shortly")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn answer(e: EdgeError) -> (u16, serde_json::Value, Response) {
+        let resp = e.into_response();
+        let status = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        let body = to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(parts.headers[header::CONTENT_TYPE], "application/json");
+        (
+            status,
+            serde_json::from_slice(&body).unwrap(),
+            Response::from_parts(parts, axum::body::Body::empty()),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_refusal_has_its_status_and_code() {
+        let id = RequestId::Number(7.into());
+        for (e, status, code) in [
+            (
+                EdgeError::rpc(id.clone(), JsonRpcError::task_not_found("t")),
+                200,
+                code::TASK_NOT_FOUND,
+            ),
+            (
+                EdgeError::BodyTooLarge {
+                    limit: 10,
+                    drained: true,
+                },
+                413,
+                code::INVALID_REQUEST,
+            ),
+            (
+                EdgeError::BodyUnreadable("x".into()),
+                400,
+                code::PARSE_ERROR,
+            ),
+            (
+                EdgeError::MissingScope {
+                    id: id.clone(),
+                    method: Method::MessageSend,
+                    scope: "agent:write",
+                },
+                403,
+                code::INSUFFICIENT_PERMISSIONS,
+            ),
+            (EdgeError::TokenMissing, 401, code::AUTHENTICATION_REQUIRED),
+            (EdgeError::TokenUnusable, 401, code::INVALID_TOKEN),
+            (EdgeError::TokenInactive, 401, code::INVALID_TOKEN),
+            (EdgeError::TokenIncomplete, 401, code::INVALID_TOKEN),
+            (EdgeError::TokenExpired, 401, code::TOKEN_EXPIRED),
+            (EdgeError::AuthorityUnavailable, 503, code::INTERNAL_ERROR),
+            (EdgeError::ReplayGuardFull, 503, code::INTERNAL_ERROR),
+            (EdgeError::AgentHasNoDid, 404, code::INVALID_PARAMS),
+            (EdgeError::DidRequired, 400, code::INVALID_PARAMS),
+            (
+                EdgeError::DidNotServed {
+                    did: "did:x".into(),
+                    agent_did: "did:y".into(),
+                },
+                404,
+                code::INVALID_PARAMS,
+            ),
+            (EdgeError::DidBodyTooLarge, 413, code::INVALID_REQUEST),
+            (
+                EdgeError::DidBodyInvalid("x".into()),
+                400,
+                code::PARSE_ERROR,
+            ),
+        ] {
+            let what = format!("{e:?}");
+            let (got, body, resp) = answer(e).await;
+            assert_eq!(got, status, "{what}");
+            assert_eq!(body["error"]["code"], code, "{what}");
+            assert_eq!(body["jsonrpc"], "2.0", "{what}");
+            // Only a refused token asks for one.
+            assert_eq!(
+                resp.headers().contains_key(header::WWW_AUTHENTICATE),
+                status == 401,
+                "{what}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn method_errors_and_scope_refusals_echo_the_request_id() {
+        let id = RequestId::Number(7.into());
+        let (_, body, _) = answer(EdgeError::rpc(id.clone(), JsonRpcError::internal("x"))).await;
+        assert_eq!(body["id"], 7);
+        let (_, body, _) = answer(EdgeError::MissingScope {
+            id,
+            method: Method::TasksGet,
+            scope: "agent:read",
+        })
+        .await;
+        assert_eq!(body["id"], 7);
+        let (_, body, _) = answer(EdgeError::TokenMissing).await;
+        assert_eq!(body["id"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn an_undrained_oversized_body_closes_the_connection() {
+        for drained in [true, false] {
+            let (_, _, resp) = answer(EdgeError::BodyTooLarge { limit: 1, drained }).await;
+            assert_eq!(
+                resp.headers().get(header::CONNECTION).is_some(),
+                !drained,
+                "drained: {drained}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bindu_refusals_keep_their_shapes() {
+        for (e, reason) in [
+            (EdgeError::CertificateMissing, "client_certificate_required"),
+            (EdgeError::CertificateLacksDid, "certificate_lacks_did"),
+            (EdgeError::CertificateDidNotAdmitted, "did_not_admitted"),
+            (
+                EdgeError::CertificateDidMismatch {
+                    certificate_did: "did:x".into(),
+                },
+                "certificate_did_mismatch",
+            ),
+        ] {
+            let (status, body, _) = answer(e).await;
+            assert_eq!(status, 403);
+            assert_eq!(body["reason"], reason);
+            assert!(body["error"].is_string());
+        }
+        let (status, body, _) = answer(EdgeError::DidNotAdmitted).await;
+        assert_eq!((status, body.as_object().unwrap().len()), (403, 1));
+        let (status, body, _) = answer(EdgeError::signature(
+            SignatureFailure::Replayed,
+            Some("did:x"),
+        ))
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(body["details"]["reason"], "replayed");
+        assert_eq!(body["details"]["did"], "did:x");
+        assert_eq!(body["details"]["did_verified"], false);
+        let (_, body, _) =
+            answer(EdgeError::signature(SignatureFailure::MissingHeaders, None)).await;
+        assert!(body["details"].get("did").is_none());
+        let (status, body, _) = answer(EdgeError::NoRoute { path: "/x".into() }).await;
+        assert_eq!(status, 404);
+        assert!(body["hint"].is_string());
+    }
 }

@@ -1,5 +1,5 @@
-//! `/health` (readiness, 503 when a backend is down or shutdown began) and `/healthz`
-//! (liveness).
+//! `/health` (readiness, 503 when a backend is down or shutdown began), `/healthz`
+//! (liveness) and `/metrics` (the registry of [`crate::metrics`], with stored task counts).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::app::Ingress;
+use crate::state::Ingress;
 
 pub(crate) async fn health(State(app): State<Ingress>) -> Response {
     let inner = &app.inner;
@@ -46,4 +46,9 @@ pub(crate) async fn health(State(app): State<Ingress>) -> Response {
 
 pub(crate) async fn healthz() -> Response {
     Json(json!({"status": "alive"})).into_response()
+}
+
+pub(crate) async fn metrics(State(app): State<Ingress>) -> Response {
+    let counts = app.inner.store.count_by_state().await.ok();
+    app.inner.metrics.render(counts)
 }

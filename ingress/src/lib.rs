@@ -2,28 +2,40 @@
 //! records new tasks, publishes their commands and answers from the task store and the
 //! task-event bus. It never runs handlers.
 //!
-//! - [`app`]: the [`Ingress`] state, the router and [`serve`].
+//! Modules depend on one another as a tree: `router` → handlers → `state` → leaves.
+//!
+//! - [`router`]: routes → handlers, and [`serve`].
+//! - [`state`]: the [`Ingress`] state every handler shares, and [`IngressOptions`].
+//! - [`rpc`]: `POST /`: envelope validation, one module per method family.
 //! - [`auth`]: Bearer tokens (Hydra introspection), DID request signatures, replay guard.
-//! - [`rpc`]: `POST /`: body limit, envelope validation, one module per method family.
+//! - [`tls`]: HTTPS, mutual TLS and the client certificate as the caller.
+//! - [`error`]: the one place refusals become HTTP answers ([`error::EdgeError`]) and
+//!   internal errors become JSON-RPC errors.
+//! - `body`: reading request bodies within a limit, draining refused ones.
+//! - [`caller`]: who is calling ([`Caller`], [`GrantedScopes`]), set by the auth layers.
 //! - `server`: the HTTP/1.1 connection loop behind [`serve`] and [`tls::serve_tls`].
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
-//! - [`error`]: the one place internal errors become JSON-RPC errors.
 //! - [`options`]: the `[server]`, `[agent]`, `[auth]`, `[hydra]`, `[cache]` and `[mtls]`
 //!   configuration sections.
 //! - [`card`]: the agent card; [`did`]: `/did/resolve`.
 //! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
 
-pub mod app;
 pub mod auth;
+mod body;
+pub mod caller;
 pub mod card;
 pub mod did;
 pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod options;
+pub mod router;
 pub mod rpc;
 mod server;
 pub mod sse;
+pub mod state;
 pub mod tls;
 
-pub use app::{serve, Caller, GrantedScopes, Ingress, IngressOptions};
+pub use caller::{Caller, GrantedScopes};
+pub use router::serve;
+pub use state::{Ingress, IngressOptions};

@@ -3,17 +3,15 @@
 
 use std::time::Instant;
 
-use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bindu_schemas::TaskState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::app::Ingress;
 
 pub const RPC_REQUESTS: &str = "bindu_rpc_requests";
 pub const RPC_DURATION: &str = "bindu_rpc_request_duration_seconds";
@@ -114,34 +112,31 @@ impl Metrics {
             .get_or_create(&MethodLabels { method })
             .observe(started.elapsed().as_secs_f64());
     }
-}
 
-pub(crate) async fn metrics(State(app): State<Ingress>) -> Response {
-    let inner = &app.inner;
-    if let Ok(counts) = inner.store.count_by_state().await {
-        for (state, n) in counts {
-            inner
-                .metrics
-                .tasks
+    /// The OpenMetrics text of every registered metric, with `counts` (stored tasks by
+    /// state, when the store could count them) as the task gauge.
+    pub(crate) fn render(&self, counts: Option<Vec<(TaskState, u64)>>) -> Response {
+        for (state, n) in counts.into_iter().flatten() {
+            self.tasks
                 .get_or_create(&StateLabels {
                     state: state.as_str(),
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        let mut body = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &self.registry) {
+            tracing::error!(error = %e, "could not encode metrics");
+        }
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response()
     }
-    let mut body = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &inner.metrics.registry) {
-        tracing::error!(error = %e, "could not encode metrics");
-    }
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
 }

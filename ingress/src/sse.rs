@@ -17,7 +17,7 @@ use bindu_schemas::Task;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::app::Ingress;
+use crate::state::Ingress;
 
 struct StreamState {
     app: Ingress,

@@ -29,6 +29,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::body::refuse;
+use crate::caller::Caller;
+use crate::error::EdgeError;
+
 /// Longest a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes completed but not yet taken by the HTTP server.
@@ -215,43 +219,8 @@ async fn accept_loop(
     }
 }
 
-/// Why a request's client certificate does not identify a caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CertificateRefusal {
-    /// None presented (or the server is not serving TLS).
-    Missing,
-    /// Verified, but it names no DID.
-    NoDid,
-}
-
-impl axum::response::IntoResponse for CertificateRefusal {
-    fn into_response(self) -> axum::response::Response {
-        match self {
-            CertificateRefusal::Missing => refused(
-                "A client certificate is required",
-                "client_certificate_required",
-            ),
-            CertificateRefusal::NoDid => refused(
-                "Client certificate lacks an identifiable DID (a URI SAN or subject CN starting with did:)",
-                "certificate_lacks_did",
-            ),
-        }
-    }
-}
-
-fn refused(error: &str, reason: &str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        axum::http::StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({"error": error, "reason": reason})),
-    )
-        .into_response()
-}
-
 /// The DID of the request's verified client certificate.
-pub(crate) fn certificate_caller(
-    req: &axum::extract::Request,
-) -> Result<String, CertificateRefusal> {
+pub(crate) fn certificate_caller(req: &axum::extract::Request) -> Result<String, EdgeError> {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<Peer>>()
@@ -265,8 +234,8 @@ pub(crate) fn certificate_caller(
         Some(Peer {
             has_certificate: true,
             ..
-        }) => Err(CertificateRefusal::NoDid),
-        _ => Err(CertificateRefusal::Missing),
+        }) => Err(EdgeError::CertificateLacksDid),
+        _ => Err(EdgeError::CertificateMissing),
     }
 }
 
@@ -285,14 +254,12 @@ pub async fn certificate_layer(
 ) -> axum::response::Response {
     let did = match certificate_caller(&req) {
         Ok(did) => did,
-        Err(why) => {
-            return crate::auth::refuse(req, axum::response::IntoResponse::into_response(why)).await
-        }
+        Err(why) => return refuse(req, why).await,
     };
     if !auth.allowed_dids.is_empty() && !auth.allowed_dids.contains(&did) {
-        return crate::auth::refuse(req, refused("DID not admitted", "did_not_admitted")).await;
+        return refuse(req, EdgeError::CertificateDidNotAdmitted).await;
     }
-    req.extensions_mut().insert(crate::app::Caller(did));
+    req.extensions_mut().insert(Caller(did));
     next.run(req).await
 }
 

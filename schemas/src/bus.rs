@@ -165,6 +165,16 @@ impl TaskEvent {
     }
 }
 
+/// Announces that a task's push configs changed (set inline with a message, or by
+/// `tasks/pushNotificationConfig/set`), on [`subjects::push_configs`]. A webhook dispatcher
+/// that sees a task's first event (`seq` 1) without such a notice before it knows the task
+/// has none, and skips its events without reading the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushConfigsChanged {
+    pub task_id: String,
+}
+
 /// Subject names: the public part of the contract. `<agent>` is [`token`] of the agent's
 /// namespace, `<task>` is [`token`] of the task id.
 ///
@@ -172,10 +182,12 @@ impl TaskEvent {
 /// |---|---|
 /// | `bindu.<agent>.tasks.commands` | [`TaskCommand`] JSON (JetStream work queue) |
 /// | `bindu.<agent>.tasks.events.<task>` | [`TaskEvent`] JSON (JetStream, kept for the retention age) |
+/// | `bindu.<agent>.tasks.events.<task>.push` | [`PushConfigsChanged`] JSON: the task's push configs changed (JetStream, same stream, in order with its events) |
 /// | `bindu.<agent>.tasks.cancel` | a task id (core NATS): stop that task's handler |
 /// | `bindu.<agent>.tasks.deadletter` | [`TaskCommand`] JSON that exhausted its deliveries |
 ///
-/// Watching every task event of an agent: subscribe to `bindu.<agent>.tasks.events.>`.
+/// Watching every task event of an agent: subscribe to `bindu.<agent>.tasks.events.*`
+/// (`>` also matches the push-config notices).
 pub mod subjects {
     /// A subject-safe token: ids made of `A-Z a-z 0-9 _ - :` (UUIDs, DIDs) are used as they
     /// are; anything else becomes `~` followed by the hex of its UTF-8 bytes (so distinct ids
@@ -203,9 +215,26 @@ pub mod subjects {
         format!("bindu.{}.tasks.events.{}", token(agent), token(task_id))
     }
 
-    /// Wildcard matching every task event of the agent.
+    /// Wildcard matching every task event of the agent, and the push-config notices
+    /// (the events stream's subjects).
     pub fn all_events(agent: &str) -> String {
         format!("bindu.{}.tasks.events.>", token(agent))
+    }
+
+    /// Where a change of a task's push configs is announced, in the events stream, so a
+    /// webhook dispatcher reads it in order with the task's events.
+    pub fn push_configs(agent: &str, task_id: &str) -> String {
+        format!(
+            "bindu.{}.tasks.events.{}.push",
+            token(agent),
+            token(task_id)
+        )
+    }
+
+    /// What follows `bindu.<agent>.tasks.events.` in a subject of the events stream: a task
+    /// token alone is an event, a token with a suffix a push-config notice.
+    pub fn is_push_configs_suffix(rest: &str) -> bool {
+        rest.contains('.')
     }
 
     pub fn cancel(agent: &str) -> String {

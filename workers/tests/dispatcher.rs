@@ -104,8 +104,8 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
     let receiver = Receiver::start().await;
     let _d = agent.dispatcher(options()).await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-signed",
         vec![config(&receiver.url, Some("s3cret"))],
     )
@@ -170,8 +170,8 @@ async fn each_task_is_delivered_in_order_while_tasks_run_in_parallel_under_a_hos
     for t in &tasks {
         // Two webhooks per task: each gets every event, in order.
         submit(
-            agent.store.as_ref(),
-            agent.bus.as_ref(),
+            &agent.store,
+            &agent.bus,
             t,
             vec![config(&receiver.url, None), config(&second.url, None)],
         )
@@ -209,8 +209,8 @@ async fn a_receiver_failing_then_recovering_gets_every_event_in_order() {
     .await;
     let d = agent.dispatcher(options()).await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-flaky",
         vec![config(&receiver.url, None)],
     )
@@ -251,15 +251,15 @@ async fn a_hanging_receiver_times_out_and_is_retried_without_holding_up_other_ta
     let healthy = Receiver::start().await;
     let _d = agent.dispatcher(options()).await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-hang",
         vec![config(&hanging.url, None)],
     )
     .await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-other",
         vec![config(&healthy.url, None)],
     )
@@ -287,8 +287,8 @@ async fn a_410_stops_retries_and_records_a_dead_letter() {
     let receiver = Receiver::with(|_, _| Reply::Status(410)).await;
     let d = agent.dispatcher(options()).await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-gone",
         vec![config(&receiver.url, None)],
     )
@@ -337,8 +337,8 @@ async fn exhausted_notifications_become_dead_letters_and_replay_delivers_them() 
     o.global = None;
     let d = agent.dispatcher(o.clone()).await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-dead",
         vec![config(&receiver.url, Some("tok"))],
     )
@@ -409,10 +409,10 @@ async fn the_global_webhook_gets_tasks_without_a_config_of_their_own() {
         token: Some("global-token".into()),
     });
     let _d = agent.dispatcher(o).await;
-    submit(agent.store.as_ref(), agent.bus.as_ref(), "t-global", vec![]).await;
+    submit(&agent.store, &agent.bus, "t-global", vec![]).await;
     submit(
-        agent.store.as_ref(),
-        agent.bus.as_ref(),
+        &agent.store,
+        &agent.bus,
         "t-own",
         vec![config(&own.url, None)],
     )
@@ -458,7 +458,7 @@ async fn refused_destinations_are_never_contacted_and_redirects_are_not_followed
     ];
     let mut configs: Vec<_> = refused.iter().map(|u| config(u, None)).collect();
     configs.push(config(&redirector.url, None));
-    submit(agent.store.as_ref(), agent.bus.as_ref(), "t-ssrf", configs).await;
+    submit(&agent.store, &agent.bus, "t-ssrf", configs).await;
     let n = events_per_task(0);
     let per_event = refused.len() + 1;
     let letters = wait_for_dead_letters(agent.dead.as_ref(), n as usize * per_event).await;

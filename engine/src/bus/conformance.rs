@@ -81,6 +81,7 @@ where
     durable_consumers_resume_after_their_last_ack(&make().await).await;
     publishing_never_waits_for_a_durable_consumer(&make().await).await;
     closing_intake_ends_command_streams(&make().await).await;
+    push_notices_reach_durable_consumers_in_order_and_nobody_else(&make().await).await;
 }
 
 /// Shutdown: after `close_intake`, command streams end (an in-process queue once what it
@@ -111,7 +112,8 @@ async fn next_delivery(stream: &mut DurableEventStream) -> EventDelivery {
         .expect("event within the time limit")
         .expect("stream open");
     match item {
-        Ok(d) => d,
+        Ok(Consumed::Event(d)) => d,
+        Ok(Consumed::PushConfigsChanged(n)) => panic!("unexpected push notice for {}", n.task_id),
         Err(e) => panic!("durable consumer failed: {e}"),
     }
 }
@@ -119,13 +121,63 @@ async fn next_delivery(stream: &mut DurableEventStream) -> EventDelivery {
 /// Reads deliveries until none arrives for `quiet`.
 async fn drain(stream: &mut DurableEventStream, quiet: Duration) -> Vec<EventDelivery> {
     let mut out = Vec::new();
-    while let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, stream.next()).await {
+    while let Ok(Some(Ok(Consumed::Event(d)))) = tokio::time::timeout(quiet, stream.next()).await {
         out.push(d);
         if out.len() > 10_000 {
             break;
         }
     }
     out
+}
+
+/// On a bus that orders push-config notices: a durable consumer reads a notice between the
+/// events published before and after it; live subscribers, the all-events subscription and
+/// replays see only the events. Elsewhere the notice is a no-op.
+pub async fn push_notices_reach_durable_consumers_in_order_and_nobody_else(bus: &dyn Bus) {
+    let mut consumer = bus.consume_events("notices").await.expect("consume");
+    let mut live = bus.subscribe_task("n-1").await.expect("subscribe");
+    let mut all = bus.subscribe_all().await.expect("subscribe all");
+    bus.publish_events(vec![status_event("n-1", 1, TaskState::Submitted)])
+        .await
+        .expect("publish");
+    bus.push_configs_changed("n-1").await.expect("notice");
+    bus.publish_events(vec![status_event("n-1", 2, TaskState::Working)])
+        .await
+        .expect("publish");
+    let mut read = Vec::new();
+    for _ in 0..if bus.orders_push_notices() { 3 } else { 2 } {
+        let item = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("in time")
+            .expect("stream open")
+            .expect("no error");
+        read.push(match item {
+            Consumed::Event(d) => {
+                d.acker.ack().await.expect("ack");
+                format!("event {}", d.event.seq)
+            }
+            Consumed::PushConfigsChanged(n) => {
+                n.acker.ack().await.expect("ack");
+                format!("notice {}", n.task_id)
+            }
+        });
+    }
+    let expected: &[&str] = if bus.orders_push_notices() {
+        &["event 1", "notice n-1", "event 2"]
+    } else {
+        &["event 1", "event 2"]
+    };
+    assert_eq!(read, expected);
+    for s in [&mut live, &mut all] {
+        assert_eq!([next(s).await.seq, next(s).await.seq], [1, 2]);
+    }
+    if bus.keeps_history() {
+        let mut replay = bus.replay_task("n-1", 0).await.expect("replay");
+        assert_eq!(
+            [next(&mut replay).await.seq, next(&mut replay).await.seq],
+            [1, 2]
+        );
+    }
 }
 
 pub async fn durable_consumers_get_every_event_in_order(bus: &dyn Bus) {

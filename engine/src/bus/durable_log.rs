@@ -15,7 +15,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::{Acker, BusError, DurableEventStream, EventDelivery};
+use super::{Acker, BusError, Consumed, DurableEventStream, EventDelivery};
 
 /// Entries one consumer's log holds (acked entries behind an unacked one included).
 pub const DEFAULT_CAPACITY: usize = 262_144;
@@ -249,11 +249,11 @@ impl DurableLogs {
                             pos,
                         });
                         return Some((
-                            Ok(EventDelivery {
+                            Ok(Consumed::Event(EventDelivery {
                                 event,
                                 attempt,
                                 acker,
-                            }),
+                            })),
                             log,
                         ));
                     }

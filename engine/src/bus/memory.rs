@@ -234,7 +234,9 @@ mod tests {
             Some(Err(BusError::Lagged(n))) => assert_eq!(n, 12),
             _ => panic!("expected a lag report"),
         }
-        let first = events.next().await.unwrap().unwrap();
+        let Some(Ok(Consumed::Event(first))) = events.next().await else {
+            panic!("expected an event");
+        };
         assert_eq!(first.event.seq, 13, "the newest events are kept");
     }
 

@@ -52,7 +52,20 @@ pub type EventStream = BoxStream<'static, Result<Arc<TaskEvent>, BusError>>;
 pub type CommandStream = BoxStream<'static, Result<Delivery, BusError>>;
 pub type CancelStream = BoxStream<'static, String>;
 pub type ExhaustedStream = BoxStream<'static, Exhausted>;
-pub type DurableEventStream = BoxStream<'static, Result<EventDelivery, BusError>>;
+pub type DurableEventStream = BoxStream<'static, Result<Consumed, BusError>>;
+
+/// What a durable event consumer reads: task events, and on backends that
+/// [order them](Bus::orders_push_notices) the notices that a task's push configs changed.
+pub enum Consumed {
+    Event(EventDelivery),
+    PushConfigsChanged(PushNotice),
+}
+
+/// A task's push configs changed ([`Bus::push_configs_changed`]); ack it once noted.
+pub struct PushNotice {
+    pub task_id: String,
+    pub acker: Box<dyn Acker>,
+}
 
 /// An event handed to a durable consumer; ack it once it is handled.
 pub struct EventDelivery {
@@ -137,6 +150,22 @@ pub trait Bus: Send + Sync + 'static {
     /// Publishing never waits for the consumer; a backend that must drop events a consumer
     /// has not read yet reports [`BusError::Lagged`] on its stream.
     async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError>;
+
+    /// Tells durable event consumers that `task_id`'s push configs changed, in order with
+    /// the task's events: every event published after this returns comes after the notice.
+    /// A no-op on backends that do not [order such notices](Bus::orders_push_notices).
+    async fn push_configs_changed(&self, task_id: &str) -> Result<(), BusError> {
+        let _ = task_id;
+        Ok(())
+    }
+
+    /// Whether durable event consumers read [`Consumed::PushConfigsChanged`] notices in
+    /// order with events, published for every task that has push configs before the events
+    /// they concern. A webhook dispatcher can then skip the events of a task whose first
+    /// event (`seq` 1) came without a notice, without reading the store.
+    fn orders_push_notices(&self) -> bool {
+        false
+    }
 
     /// Asks whichever worker runs `task_id` to stop its handler.
     async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError>;

@@ -10,6 +10,9 @@
 //!   the in-process subscribers of its task ([`super::router`]); events nobody here watches
 //!   are dropped without being decoded. Replays use an ordered consumer filtered on the
 //!   task's subject. An event over the server's payload limit is published truncated.
+//! - Push-config notices: `bindu.<agent>.tasks.events.<task>.push` in the events stream, so
+//!   a durable event consumer reads them in order with the events (live readers and
+//!   replays never see them).
 //! - Durable event consumers (the webhook dispatcher): a durable pull consumer on the events
 //!   stream with explicit acks. Opening one reads its ack floor, then recreates it to start
 //!   right after the floor, so a restarted reader gets every unacknowledged event again in
@@ -27,7 +30,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
-use bindu_schemas::bus::{subjects, TaskCommand, TaskEvent};
+use bindu_schemas::bus::{subjects, PushConfigsChanged, TaskCommand, TaskEvent};
 use futures::StreamExt;
 
 use super::*;
@@ -287,10 +290,7 @@ impl NatsBus {
                     .subscribe(subjects::all_events(&self.options.agent))
                     .await
                     .map_err(unavailable)?;
-                let prefix = format!(
-                    "bindu.{}.tasks.events.",
-                    subjects::token(&self.options.agent)
-                );
+                let prefix = self.events_prefix();
                 let router = self.router.clone();
                 tokio::spawn(async move {
                     while let Some(m) = sub.next().await {
@@ -331,9 +331,33 @@ impl NatsBus {
             .map_err(|e| BusError::Other(Box::new(e)))
     }
 
-    fn live(sub: async_nats::Subscriber) -> EventStream {
-        sub.filter_map(|m| async move { Self::decode_event(&m.payload).map(Ok) })
-            .boxed()
+    /// Live events of a wildcard subscription on the events stream's subjects (notices
+    /// skipped).
+    fn live(&self, sub: async_nats::Subscriber) -> EventStream {
+        let prefix = self.events_prefix();
+        sub.filter_map(move |m| {
+            let notice = m
+                .subject
+                .as_str()
+                .strip_prefix(prefix.as_str())
+                .is_some_and(subjects::is_push_configs_suffix);
+            async move {
+                if notice {
+                    None
+                } else {
+                    Self::decode_event(&m.payload).map(Ok)
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// What every subject of the events stream starts with.
+    fn events_prefix(&self) -> String {
+        format!(
+            "bindu.{}.tasks.events.",
+            subjects::token(&self.options.agent)
+        )
     }
 }
 
@@ -476,7 +500,7 @@ impl Bus for NatsBus {
             .subscribe(subjects::all_events(&self.options.agent))
             .await
             .map_err(unavailable)?;
-        Ok(Self::live(sub))
+        Ok(self.live(sub))
     }
 
     async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError> {
@@ -530,27 +554,73 @@ impl Bus for NatsBus {
             .messages()
             .await
             .map_err(unavailable)?;
+        let prefix = self.events_prefix();
         Ok(messages
-            .filter_map(|m| async move {
-                let m = match m {
-                    Ok(m) => m,
-                    Err(e) => return Some(Err(unavailable(e))),
-                };
-                let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
-                let (msg, acker) = m.split();
-                match Self::decode_event(&msg.payload) {
-                    Some(event) => Some(Ok(EventDelivery {
-                        event,
-                        attempt,
-                        acker: Box::new(NatsAcker(acker)),
-                    })),
-                    None => {
-                        let _ = acker.ack_with(jetstream::AckKind::Term).await;
-                        None
+            .filter_map(move |m| {
+                let prefix = prefix.clone();
+                async move {
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) => return Some(Err(unavailable(e))),
+                    };
+                    let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+                    let (msg, acker) = m.split();
+                    let notice = msg
+                        .subject
+                        .as_str()
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(subjects::is_push_configs_suffix);
+                    enum Read {
+                        Notice(String),
+                        Event(Arc<TaskEvent>),
+                    }
+                    let read = if notice {
+                        serde_json::from_slice::<PushConfigsChanged>(&msg.payload)
+                            .ok()
+                            .map(|n| Read::Notice(n.task_id))
+                    } else {
+                        Self::decode_event(&msg.payload).map(Read::Event)
+                    };
+                    let acker = Box::new(NatsAcker(acker));
+                    match read {
+                        Some(Read::Notice(task_id)) => {
+                            Some(Ok(Consumed::PushConfigsChanged(PushNotice { task_id, acker })))
+                        }
+                        Some(Read::Event(event)) => Some(Ok(Consumed::Event(EventDelivery {
+                            event,
+                            attempt,
+                            acker,
+                        }))),
+                        None => {
+                            tracing::warn!(subject = %msg.subject, "dropping an unreadable message from the events stream");
+                            let _ = acker.0.ack_with(jetstream::AckKind::Term).await;
+                            None
+                        }
                     }
                 }
             })
             .boxed())
+    }
+
+    async fn push_configs_changed(&self, task_id: &str) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(&PushConfigsChanged {
+            task_id: task_id.to_string(),
+        })
+        .map_err(|e| BusError::Other(Box::new(e)))?;
+        self.js
+            .publish(
+                subjects::push_configs(&self.options.agent, task_id),
+                payload.into(),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(|e| BusError::Unavailable(format!("push-config notice not stored: {e}")))?;
+        Ok(())
+    }
+
+    fn orders_push_notices(&self) -> bool {
+        true
     }
 
     async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError> {

@@ -24,6 +24,8 @@ pub struct Flaky {
     pub applies: AtomicUsize,
     /// `get` calls made so far.
     pub gets: AtomicUsize,
+    /// `list_push_configs` calls made so far.
+    pub push_config_reads: AtomicUsize,
 }
 
 impl Default for Flaky {
@@ -42,6 +44,7 @@ impl Flaky {
             refuse_applies: AtomicUsize::new(0),
             applies: AtomicUsize::new(0),
             gets: AtomicUsize::new(0),
+            push_config_reads: AtomicUsize::new(0),
         }
     }
 }
@@ -155,6 +158,7 @@ impl TaskStore for Flaky {
         task_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<PushNotificationConfig>, StoreError> {
+        self.push_config_reads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.list_push_configs(task_id, access).await
     }

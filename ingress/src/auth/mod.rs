@@ -1,4 +1,5 @@
-//! Authentication of JSON-RPC requests (`AUTH__ENABLED=true`).
+//! Authentication of JSON-RPC requests (`AUTH__ENABLED=true`): the [`Auth`] state (the
+//! [`TokenAuthority`] port and its caches) here, the checks in [`middleware`].
 //!
 //! The layer sits on the `POST /` route only, so every other path (card, `/did/resolve`,
 //! health, metrics) is public by construction: the router decides, not a second path matcher.
@@ -13,6 +14,9 @@
 //! 5. The caller (the token's client id) is attached to the request: tasks and contexts are
 //!    owned by it.
 //!
+//! - `middleware`: the axum layer making the checks above (refusals are
+//!   [`crate::error::EdgeError`]s).
+//! - `signature`: DID request signatures.
 //! - `hydra`: the Ory Hydra admin API as the [`TokenAuthority`].
 //! - `cache`: bounded TTL caches for introspections and client keys, and the replay guard.
 //! - `shared`: the same state shared by every replica through Redis, when configured.
@@ -22,6 +26,7 @@ pub mod cache;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_hydra;
 pub mod hydra;
+pub mod middleware;
 pub mod setup;
 pub mod shared;
 pub mod signature;
@@ -30,16 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use bindu_engine::identity::batch::BatchVerifier;
-use bindu_schemas::jsonrpc::{code, ErrorResponse, JsonRpcError, RequestId};
 use sha2::{Digest, Sha256};
-
-use crate::app::{Caller, GrantedScopes};
 
 /// What the authority says about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,8 +130,6 @@ const CACHE_CAPACITY: usize = 10_000;
 /// Most live signatures the replay guard holds (about 50 bytes each): 13,000 signed
 /// requests/s sustained over the default 300 s window.
 const REPLAY_CAPACITY: usize = 4_000_000;
-/// Longest accepted Authorization header.
-const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 impl Auth {
     pub fn new(authority: Arc<dyn TokenAuthority>, settings: AuthSettings) -> Auth {
@@ -273,150 +268,4 @@ pub(crate) fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-fn rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
-    let body = ErrorResponse::new(RequestId::Null, JsonRpcError::new(code, message)).to_json();
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    resp
-}
-
-fn forbidden(body: serde_json::Value) -> Response {
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
-}
-
-fn bearer(req: &Request) -> Option<String> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let value = values.next()?;
-    if values.next().is_some() || value.len() > MAX_TOKEN_LEN {
-        return None;
-    }
-    let value = value.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
-}
-
-/// The axum middleware (`from_fn_with_state`).
-pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Response {
-    // As in Bindu, the transport credential is checked before the token.
-    let certificate_did = if auth.settings.bind_client_certificate {
-        match crate::tls::certificate_caller(&req) {
-            Ok(did) => Some(did),
-            Err(why) => return refuse(req, why.into_response()).await,
-        }
-    } else {
-        None
-    };
-    let Some(token) = bearer(&req) else {
-        return refuse(
-            req,
-            rpc_error(
-                StatusCode::UNAUTHORIZED,
-                code::AUTHENTICATION_REQUIRED,
-                "Authentication is required: send a valid token as `Authorization: Bearer <token>`",
-            ),
-        )
-        .await;
-    };
-    let info = match auth.introspect(&token).await {
-        Ok(i) => i,
-        Err(AuthorityError::Unavailable(e)) => {
-            tracing::warn!(error = %e, "token introspection unavailable");
-            return refuse(
-                req,
-                rpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    code::INTERNAL_ERROR,
-                    "Authentication service temporarily unavailable; retry shortly",
-                ),
-            )
-            .await;
-        }
-        Err(AuthorityError::Invalid(e)) => {
-            tracing::info!(error = %e, "token introspection returned an unusable answer");
-            return rpc_error(
-                StatusCode::UNAUTHORIZED,
-                code::INVALID_TOKEN,
-                "Token validation failed",
-            );
-        }
-    };
-    if !info.active {
-        return rpc_error(
-            StatusCode::UNAUTHORIZED,
-            code::INVALID_TOKEN,
-            "Token is not active or has been revoked",
-        );
-    }
-    let (Some(exp), Some(client)) = (
-        info.exp,
-        info.client_id.clone().or_else(|| info.sub.clone()),
-    ) else {
-        return refuse(
-            req,
-            rpc_error(
-                StatusCode::UNAUTHORIZED,
-                code::INVALID_TOKEN,
-                "Token validation failed: the token has no expiry or no client",
-            ),
-        )
-        .await;
-    };
-    if exp < now() {
-        return rpc_error(
-            StatusCode::UNAUTHORIZED,
-            code::TOKEN_EXPIRED,
-            "Token has expired",
-        );
-    }
-    if !auth.settings.allowed_dids.is_empty() && !auth.settings.allowed_dids.contains(&client) {
-        return refuse(
-            req,
-            forbidden(serde_json::json!({"error": "DID not admitted"})),
-        )
-        .await;
-    }
-    if let Some(cert_did) = certificate_did {
-        if cert_did != client {
-            return refuse(
-                req,
-                forbidden(serde_json::json!({
-                    "error": "The client certificate's DID does not match the token's client",
-                    "reason": "certificate_did_mismatch",
-                    "certificate_did": cert_did,
-                })),
-            )
-            .await;
-        }
-    }
-    let mut req = req;
-    if client.starts_with("did:") {
-        req = match signature::verify(&auth, &client, req).await {
-            Ok(req) => req,
-            Err(resp) => return resp,
-        };
-    }
-    if auth.settings.require_permissions {
-        req.extensions_mut()
-            .insert(GrantedScopes(info.scopes.clone()));
-    }
-    req.extensions_mut().insert(Caller(client));
-    next.run(req).await
-}
-
-/// Answers `resp` after reading (and dropping) a bounded part of the request body, so a
-/// client still sending sees the answer and the connection stays usable.
-pub(crate) async fn refuse(req: Request, resp: Response) -> Response {
-    let _ = crate::rpc::drain(req.into_body()).await;
-    resp
-}
-
-/// Rebuilds a request around a body that was read for verification.
-pub(crate) fn with_body(parts: axum::http::request::Parts, body: bytes::Bytes) -> Request {
-    Request::from_parts(parts, Body::from(body))
 }

@@ -6,9 +6,9 @@ use bindu_schemas::{
     page_size, ClearContextParams, ClearContextResult, ListContextsParams, ListContextsResult,
 };
 
-use super::{ok, Reply};
-use crate::app::Ingress;
+use super::reply::{ok, Reply};
 use crate::error::store_error;
+use crate::state::Ingress;
 
 pub(crate) async fn list(
     app: &Ingress,

@@ -20,9 +20,9 @@ use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
 use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task};
 use futures::StreamExt;
 
-use super::{ok, Reply};
-use crate::app::Ingress;
+use super::reply::{ok, Reply};
 use crate::error::{bus_error, store_error};
+use crate::state::Ingress;
 
 pub(crate) async fn send(
     app: &Ingress,

@@ -8,9 +8,9 @@ use bindu_schemas::{
     TaskPushNotificationConfig,
 };
 
-use super::{ok, Reply};
-use crate::app::Ingress;
+use super::reply::{ok, Reply};
 use crate::error::store_error;
+use crate::state::Ingress;
 
 pub(crate) async fn set(
     app: &Ingress,
@@ -28,6 +28,14 @@ pub(crate) async fn set(
         .set_push_config(&params.task_id, Access::Owner(caller.as_deref()), config)
         .await
         .map_err(store_error)?;
+    // The webhook dispatcher learns of it in order with the task's events: every event
+    // published after this answer is notified.
+    if let Err(e) = app.inner.bus.push_configs_changed(&params.task_id).await {
+        tracing::warn!(task_id = %params.task_id, error = %e, "could not announce a push config");
+        return Err(JsonRpcError::internal(
+            "the push notification config was stored, but the task bus could not be told; set it again",
+        ));
+    }
     ok(
         id,
         &TaskPushNotificationConfig {

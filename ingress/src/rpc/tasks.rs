@@ -9,9 +9,9 @@ use bindu_schemas::{
     TaskFeedbackResult, TaskIdParams, TaskQueryParams,
 };
 
-use super::{ok, Reply};
-use crate::app::Ingress;
+use super::reply::{ok, Reply};
 use crate::error::{bus_error, store_error};
+use crate::state::Ingress;
 
 pub(crate) async fn get(
     app: &Ingress,

@@ -15,6 +15,7 @@ pub const DEAD_LETTERS: &str = "bindu_push_dead_letters";
 pub const QUEUE_LAG: &str = "bindu_push_queue_lag_seconds";
 pub const EVENTS_HELD: &str = "bindu_push_events_held";
 pub const GAPS: &str = "bindu_push_sequence_gaps";
+pub const SKIPPED: &str = "bindu_push_events_skipped";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -39,6 +40,7 @@ pub struct DispatcherMetrics {
     pub queue_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub events_held: Gauge,
     pub gaps: Counter,
+    pub skipped: Counter,
 }
 
 impl Default for DispatcherMetrics {
@@ -51,6 +53,7 @@ impl Default for DispatcherMetrics {
             queue_lag: Gauge::default(),
             events_held: Gauge::default(),
             gaps: Counter::default(),
+            skipped: Counter::default(),
         }
     }
 }
@@ -92,6 +95,11 @@ impl DispatcherMetrics {
             GAPS,
             "Times a task's missing event never arrived and later events went ahead",
             self.gaps.clone(),
+        );
+        registry.register(
+            SKIPPED,
+            "Task events passed over without reading the store: their task has no push config",
+            self.skipped.clone(),
         );
     }
 

@@ -11,6 +11,12 @@
 //! - [`replay`]: posting dead letters again (`bindu webhooks replay`).
 //! - [`metrics`]: Prometheus metrics.
 //!
+//! Tasks without webhooks cost no store read: on a bus that orders push-config notices
+//! with events (NATS), a task whose first event (`seq` 1) arrives without a notice before it
+//! has no push config, and its events are acked at once until a notice says otherwise
+//! (every event published after `tasks/pushNotificationConfig/set` answered comes after its
+//! notice). Tasks first seen later in their life (after a restart, say) are looked up.
+//!
 //! Semantics: at least once. A task's event n+1 is posted only after event n was delivered
 //! to, or given up on by, every webhook of the task; tasks proceed in parallel, capped per
 //! host. An event is acked on the bus only once it is done, so a restarted dispatcher
@@ -29,7 +35,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bindu_engine::bus::{BusError, EventDelivery};
+use bindu_engine::bus::{BusError, Consumed, EventDelivery};
 use bindu_engine::store::DeadLetterStore;
 use bindu_engine::{Bus, TaskStore};
 use futures::StreamExt;
@@ -179,6 +185,9 @@ async fn run(
     let mut recent_order: VecDeque<String> = VecDeque::new();
     let mut running = JoinSet::new();
     let mut sweep = tokio::time::interval(Duration::from_millis(500));
+    // Without an agent-wide webhook, tasks without push configs of their own need nothing.
+    let skip_unconfigured = shared.options.global.is_none() && bus.orders_push_notices();
+    let mut configs = KnownConfigs::new(shared.options.remember_tasks);
     let result = loop {
         // Take an event only with a free slot: a full dispatcher stops reading the bus.
         let slot = tokio::select! {
@@ -199,9 +208,18 @@ async fn run(
             _ = shutdown.cancelled() => break Ok(()),
         };
         let delivery = match delivery {
-            Some(Ok(d)) => {
+            Some(Ok(Consumed::Event(d))) => {
                 errors = 0;
                 d
+            }
+            Some(Ok(Consumed::PushConfigsChanged(notice))) => {
+                errors = 0;
+                drop(slot);
+                configs.notified(&notice.task_id);
+                if let Err(e) = notice.acker.ack().await {
+                    tracing::warn!(task_id = %notice.task_id, error = %e, "could not ack a push-config notice");
+                }
+                continue;
             }
             Some(Err(BusError::Lagged(n))) => {
                 tracing::error!(missed = n, "the dispatcher fell behind the bus and missed events; their notifications are lost");
@@ -237,6 +255,17 @@ async fn run(
             None => break Ok(()),
         };
         let task_id = delivery.event.task_id().to_string();
+        if skip_unconfigured
+            && !lanes.contains_key(&task_id)
+            && configs.unconfigured(&delivery.event)
+        {
+            drop(slot);
+            shared.metrics.skipped.inc();
+            if let Err(e) = delivery.acker.ack().await {
+                tracing::warn!(%task_id, error = %e, "could not ack a task event");
+            }
+            continue;
+        }
         shared.metrics.events_held.inc();
         let held = Held {
             delivery,
@@ -280,6 +309,67 @@ async fn run(
     running.abort_all();
     tracing::info!("webhook dispatcher stopped");
     result
+}
+
+/// What the dispatcher knows of tasks' push configs from the order of the bus: tasks that
+/// started (`seq` 1) without a push-config notice have none, until a notice comes. Bounded:
+/// a task forgotten is looked up in the store when its next event comes.
+struct KnownConfigs {
+    /// Task id → whether a notice came (true) or the task started without one (false).
+    tasks: HashMap<String, bool>,
+    order: VecDeque<String>,
+    limit: usize,
+}
+
+impl KnownConfigs {
+    fn new(limit: usize) -> Self {
+        KnownConfigs {
+            tasks: HashMap::new(),
+            order: VecDeque::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    fn remember(&mut self, task_id: &str, notified: bool) {
+        if self.tasks.insert(task_id.to_string(), notified).is_none() {
+            self.order.push_back(task_id.to_string());
+        }
+        while self.tasks.len() > self.limit {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.tasks.remove(&old);
+                }
+                None => break,
+            }
+        }
+        // Ids of tasks that ended stay in `order` until compacted (amortised O(1)).
+        if self.order.len() > 2 * self.tasks.len() + 1024 {
+            let tasks = &self.tasks;
+            self.order.retain(|id| tasks.contains_key(id));
+        }
+    }
+
+    fn notified(&mut self, task_id: &str) {
+        self.remember(task_id, true);
+    }
+
+    /// Whether `event`'s task is known to have no push config (its event needs nothing).
+    fn unconfigured(&mut self, event: &bindu_schemas::bus::TaskEvent) -> bool {
+        let task_id = event.task_id();
+        let unconfigured = match self.tasks.get(task_id) {
+            Some(notified) => !notified,
+            None => event.seq == 1,
+        };
+        if unconfigured {
+            if event.is_final() {
+                // Ended or paused: a later turn is looked up (or notified) afresh.
+                self.tasks.remove(task_id);
+            } else if event.seq == 1 {
+                self.remember(task_id, false);
+            }
+        }
+        unconfigured
+    }
 }
 
 /// Ends the lanes with nothing in flight, remembering where each task got to.

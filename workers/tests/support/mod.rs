@@ -287,13 +287,17 @@ pub fn config(url: &str, token: Option<&str>) -> PushNotificationConfig {
     }
 }
 
-/// Records a new task with its push configs and queues it, the way ingress does.
+/// Records a new task with its push configs and queues it, the way ingress does: the
+/// task with its configs, a push-config notice when it has any (so a dispatcher on a bus
+/// that orders notices knows before the task's first event), the `submitted` event, then
+/// the command. Every config is stored before the task can start.
 pub async fn submit(
-    store: &dyn TaskStore,
-    bus: &dyn Bus,
+    store: &Arc<dyn TaskStore>,
+    bus: &Arc<dyn Bus>,
     task_id: &str,
     configs: Vec<PushNotificationConfig>,
 ) {
+    let any = !configs.is_empty();
     let mut configs = configs.into_iter();
     let submitted = store
         .submit(SubmitRequest {
@@ -310,6 +314,11 @@ pub async fn submit(
             .set_push_config(task_id, bindu_engine::store::Access::Internal, c)
             .await
             .expect("set push config");
+    }
+    if any {
+        bus.push_configs_changed(task_id)
+            .await
+            .expect("push-config notice");
     }
     bus.publish_events(vec![submitted.event.clone()])
         .await

@@ -32,6 +32,8 @@ use crate::retry::RetryPolicy;
 use crate::store::*;
 use crate::time::now_rfc3339;
 
+// Short-lived, one per caller: boxing a submit would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Op {
     Submit {
         req: SubmitRequest,

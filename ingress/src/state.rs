@@ -1,28 +1,15 @@
-//! Ingress state, router and server loop.
+//! The [`Ingress`] state every request handler shares, its options and its construction.
+//! The routes that serve it are in [`crate::router`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use bindu_engine::{Bus, TaskStore};
 use bindu_schemas::AgentCard;
 use bytes::Bytes;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-
-/// The authenticated caller of a request (a DID or OAuth client id), put into request
-/// extensions by the auth layer. Absent when auth is off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub String);
-
-/// The caller's granted scopes, present when per-method permissions are enforced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantedScopes(pub Vec<String>);
 
 #[derive(Debug, Clone)]
 pub struct IngressOptions {
@@ -62,7 +49,7 @@ pub(crate) struct Inner {
     pub card: AgentCard,
     pub card_json: Bytes,
     pub extended_card: Option<AgentCard>,
-    pub did: Option<crate::did::DidInfo>,
+    pub did: Option<Arc<crate::did::DidInfo>>,
     pub options: IngressOptions,
     pub metrics: Metrics,
     pub auth: std::sync::OnceLock<crate::auth::Auth>,
@@ -91,7 +78,7 @@ impl Ingress {
                 card,
                 card_json,
                 extended_card,
-                did,
+                did: did.map(Arc::new),
                 options,
                 metrics: Metrics::new(),
                 auth: std::sync::OnceLock::new(),
@@ -132,79 +119,4 @@ impl Ingress {
     pub fn card(&self) -> &AgentCard {
         &self.inner.card
     }
-
-    /// The HTTP routes.
-    pub fn router(&self) -> Router {
-        // Only this route is authenticated: every other path is public by construction.
-        let rpc = match (self.inner.certificate_auth.get(), self.inner.auth.get()) {
-            (Some(cert), _) => post(crate::rpc::handle).route_layer(
-                axum::middleware::from_fn_with_state(cert.clone(), crate::tls::certificate_layer),
-            ),
-            (None, Some(auth)) => post(crate::rpc::handle).route_layer(
-                axum::middleware::from_fn_with_state(auth.clone(), crate::auth::layer),
-            ),
-            (None, None) => post(crate::rpc::handle),
-        };
-        Router::new()
-            .route("/", rpc.get(redirect_to_card))
-            .route("/.well-known/agent-card.json", get(agent_card))
-            .route("/.well-known/agent.json", get(agent_card))
-            .route(
-                "/did/resolve",
-                get(crate::did::resolve_get).post(crate::did::resolve_post),
-            )
-            .route("/health", get(crate::health::health))
-            .route("/healthz", get(crate::health::healthz))
-            .route("/metrics", get(crate::metrics::metrics))
-            .fallback(not_found)
-            .with_state(self.clone())
-    }
-}
-
-async fn agent_card(axum::extract::State(app): axum::extract::State<Ingress>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "public, max-age=60"),
-        ],
-        app.inner.card_json.clone(),
-    )
-        .into_response()
-}
-
-async fn redirect_to_card() -> Response {
-    (
-        StatusCode::FOUND,
-        [(header::LOCATION, "/.well-known/agent-card.json")],
-    )
-        .into_response()
-}
-
-async fn not_found(uri: axum::http::Uri) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({
-            "error": format!("no route for {}", uri.path()),
-            "hint": "A2A JSON-RPC requests go to POST /; the agent card is at /.well-known/agent-card.json",
-        })
-        .to_string(),
-    )
-        .into_response()
-}
-
-/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
-/// finish (open SSE streams end at shutdown). HTTP/1.1 only (see [`crate::server`]).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Small JSON replies must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    crate::server::serve_http1(listener, router, shutdown, |_| None::<()>).await;
-    Ok(())
 }
