@@ -67,5 +67,6 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         token.cancel();
     });
-    server.wait().await
+    server.wait().await?;
+    Ok(())
 }

@@ -18,7 +18,8 @@
 //!     .with_env() // BINDU_PORT, STORAGE_TYPE, … still apply on top
 //!     .serve()
 //!     .await?;
-//! server.wait().await
+//! server.wait().await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -27,10 +28,9 @@
 
 use std::sync::Arc;
 
-use bindu_engine::config::{Config, ConfigError, Source};
 use bindu_schemas::AgentSkill;
 
-use crate::{Handler, Role, Server};
+use crate::{Config, Error, Handler, Result, Role, Server};
 
 /// Capabilities to advertise in the agent card. The engine supports streaming; push
 /// notifications only when its dispatcher runs. A builder can turn a capability off, not
@@ -66,9 +66,7 @@ pub fn skill(id: &str, name: &str, description: &str, tags: &[&str]) -> AgentSki
 }
 
 /// Where a builder setting comes from, in `bindu config`-style messages.
-fn builder_source() -> Source {
-    Source::Flag("Agent::builder".into())
-}
+const BUILDER_SOURCE: &str = "flag Agent::builder";
 
 /// An agent ready to serve: its configuration and handler.
 pub struct Agent {
@@ -81,7 +79,6 @@ impl Agent {
     pub fn builder() -> AgentBuilder {
         AgentBuilder {
             config: Config::defaults(),
-            settings: Vec::new(),
             skills: Vec::new(),
             handler: None,
             capabilities: Capabilities::default(),
@@ -95,18 +92,18 @@ impl Agent {
     }
 
     /// HTTP ingress and worker pool in this process.
-    pub async fn serve(self) -> anyhow::Result<Server> {
+    pub async fn serve(self) -> Result<Server> {
         self.launch(Role::Serve).await
     }
 
     /// Only the worker pool: takes tasks from the shared bus (needs `STORAGE_TYPE=postgres`
     /// and `SCHEDULER_TYPE=nats`, like `bindu worker`).
-    pub async fn worker(self) -> anyhow::Result<Server> {
+    pub async fn worker(self) -> Result<Server> {
         self.launch(Role::Worker).await
     }
 
     /// Any role (`Role::Ingress` ignores the handler).
-    pub async fn launch(self, role: Role) -> anyhow::Result<Server> {
+    pub async fn launch(self, role: Role) -> Result<Server> {
         crate::launch_with(self.config, Some(self.handler), role, self.capabilities).await
     }
 }
@@ -115,8 +112,6 @@ impl Agent {
 /// is reported by [`AgentBuilder::build`] (and so by `serve`/`worker`), naming its key.
 pub struct AgentBuilder {
     config: Config,
-    /// (key, value) pairs applied in order at build time.
-    settings: Vec<(String, String)>,
     skills: Vec<AgentSkill>,
     handler: Option<Arc<dyn Handler>>,
     capabilities: Capabilities,
@@ -131,32 +126,47 @@ impl AgentBuilder {
         self
     }
 
-    /// Sets any configuration key of the README's table (`server.port`, `worker.concurrency`…).
-    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.settings.push((key.to_string(), value.into()));
+    /// Changes any setting of the configuration (`|c| c.worker.concurrency = 64`).
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config);
         self
     }
 
     pub fn name(self, name: &str) -> Self {
-        self.set("agent.name", name)
+        self.configure(|c| c.agent.name = name.into())
     }
 
     pub fn description(self, description: &str) -> Self {
-        self.set("agent.description", description)
+        self.configure(|c| c.agent.description = description.into())
     }
 
     /// E-mail or organisation: the card's provider and the DID `did:bindu:<author>:<name>:<id>`.
     pub fn author(self, author: &str) -> Self {
-        self.set("agent.author", author)
+        self.configure(|c| c.agent.author = Some(author.into()))
     }
 
     pub fn version(self, version: &str) -> Self {
-        self.set("agent.version", version)
+        self.configure(|c| c.agent.version = version.into())
     }
 
     /// The public base URL put in the agent card.
     pub fn deployment_url(self, url: &str) -> Self {
-        self.set("server.deployment_url", url)
+        self.configure(|c| c.server.deployment_url = Some(url.into()))
+    }
+
+    /// The address the HTTP server binds to.
+    pub fn host(self, host: &str) -> Self {
+        self.configure(|c| c.server.host = host.into())
+    }
+
+    /// The HTTP port (0 picks a free one).
+    pub fn port(self, port: u16) -> Self {
+        self.configure(|c| c.server.port = port)
+    }
+
+    /// Tasks this process runs at once.
+    pub fn concurrency(self, tasks: usize) -> Self {
+        self.configure(|c| c.worker.concurrency = tasks)
     }
 
     /// Adds a skill to the card (the first one replaces the default echo skill).
@@ -189,21 +199,17 @@ impl AgentBuilder {
     }
 
     /// Checks the settings; the handler is required.
-    pub fn build(self) -> anyhow::Result<Agent> {
+    pub fn build(self) -> Result<Agent> {
         let mut config = self.config;
-        for (key, value) in &self.settings {
-            config.set(key, value, builder_source())?;
-        }
         if !self.skills.is_empty() {
             config.agent.skills = self.skills;
         }
-        if self.env {
-            apply_env(&mut config)?;
-        }
-        config.validate()?;
-        let handler = self.handler.ok_or_else(|| {
-            anyhow::anyhow!("Agent::builder() needs a handler (call .handler(..))")
-        })?;
+        let env = |k: &str| std::env::var(k).ok();
+        let env: &dyn Fn(&str) -> Option<String> = &env;
+        let config = config.relayer(BUILDER_SOURCE, self.env.then_some(env))?;
+        let handler = self.handler.ok_or(Error::NoHandler(
+            "Agent::builder() needs a handler (call .handler(..))",
+        ))?;
         Ok(Agent {
             config,
             handler,
@@ -212,22 +218,12 @@ impl AgentBuilder {
     }
 
     /// Builds and serves (HTTP ingress and worker pool in this process).
-    pub async fn serve(self) -> anyhow::Result<Server> {
+    pub async fn serve(self) -> Result<Server> {
         self.build()?.serve().await
     }
 
     /// Builds and runs only the worker pool (see [`Agent::worker`]).
-    pub async fn worker(self) -> anyhow::Result<Server> {
+    pub async fn worker(self) -> Result<Server> {
         self.build()?.worker().await
     }
-}
-
-/// Every key's environment variable that is set.
-fn apply_env(config: &mut Config) -> Result<(), ConfigError> {
-    for k in bindu_engine::config::KEYS {
-        if let Ok(value) = std::env::var(k.env) {
-            config.set(k.key, &value, Source::Env(k.env))?;
-        }
-    }
-    Ok(())
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bindu::Config;
 use bindu_engine::config::ConfigError;
-use bindu_engine::Config;
 use clap::{Args, Parser, Subcommand};
 
 #[global_allocator]
@@ -174,6 +174,27 @@ impl Overrides {
     }
 }
 
+impl Command {
+    /// The flags every subcommand takes.
+    fn overrides(&self) -> &Overrides {
+        match self {
+            Command::Serve(o)
+            | Command::Ingress(o)
+            | Command::Worker(o)
+            | Command::Dispatcher(o)
+            | Command::Config(o)
+            | Command::Migrate(o) => o,
+            Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
+            Command::Webhooks(
+                WebhooksCommand::DeadLetters { overrides, .. }
+                | WebhooksCommand::Replay { overrides, .. },
+            ) => overrides,
+            Command::Did(DidCommand::Show(o) | DidCommand::New(o)) => o,
+            Command::Call { overrides, .. } => overrides,
+        }
+    }
+}
+
 fn load(cli_config: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, ConfigError> {
     let flags = overrides.flags();
     let flags: Vec<(&str, String, &str)> =
@@ -189,32 +210,17 @@ fn main() -> ExitCode {
     // A .env file in the working directory fills in variables that are not already set.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    let overrides = match &cli.command {
-        Command::Serve(o)
-        | Command::Ingress(o)
-        | Command::Worker(o)
-        | Command::Dispatcher(o)
-        | Command::Config(o)
-        | Command::Migrate(o) => o,
-        Command::Tasks(TasksCommand::Purge { overrides, .. }) => overrides,
-        Command::Webhooks(
-            WebhooksCommand::DeadLetters { overrides, .. }
-            | WebhooksCommand::Replay { overrides, .. },
-        ) => overrides,
-        Command::Did(DidCommand::Show(o) | DidCommand::New(o)) => o,
-        Command::Call { overrides, .. } => overrides,
-    };
-    let config = match load(cli.config.as_ref(), overrides) {
+    let config = match load(cli.config.as_ref(), cli.command.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("bindu: {e}");
             return ExitCode::from(2);
         }
     };
-    let work = match cli.command {
+    match cli.command {
         Command::Config(_) => {
             print!("{}", config.render());
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Command::Call {
             url,
@@ -227,77 +233,26 @@ fn main() -> ExitCode {
             key_file,
             ..
         } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("bindu: could not start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let tls = TlsFiles {
+                ca: ca_file,
+                cert: cert_file,
+                key: key_file,
             };
-            return match runtime.block_on(call(
-                &config,
-                url,
-                method,
-                params,
-                token,
-                sign,
-                TlsFiles {
-                    ca: ca_file,
-                    cert: cert_file,
-                    key: key_file,
-                },
-            )) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("bindu: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
+            block_on(call(&config, url, method, params, token, sign, tls))
         }
-        Command::Did(cmd) => {
-            let recreate = matches!(cmd, DidCommand::New(_));
-            return match bindu::load_identity(&config, recreate) {
-                Ok((id, created)) => {
-                    println!("did:        {}", id.did);
-                    println!("did:key:    {}", id.did_key());
-                    println!("agent id:   {}", id.agent_id());
-                    println!("public key: {} (base58)", id.public_key_base58());
-                    println!(
-                        "key dir:    {} ({})",
-                        config.identity.dir.display(),
-                        if created {
-                            "new key pair"
-                        } else {
-                            "existing key pair"
-                        }
-                    );
-                    if recreate {
-                        eprintln!("bindu: the agent has a new DID; callers that trusted the old one must be told");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("bindu: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Command::Did(cmd) => did(&config, matches!(cmd, DidCommand::New(_))),
         Command::Tasks(TasksCommand::Purge {
             older_than, yes, ..
-        }) => {
-            let age = match bindu_engine::config::parse_duration(&older_than) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("bindu: --older-than: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            Work::Purge(age, !yes)
-        }
+        }) => match bindu_engine::config::parse_duration(&older_than) {
+            Ok(age) => logged(&config, purge(&config, age, !yes)),
+            Err(e) => {
+                eprintln!("bindu: --older-than: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Webhooks(WebhooksCommand::DeadLetters {
             limit, all, json, ..
-        }) => Work::DeadLetters { limit, all, json },
+        }) => logged(&config, dead_letters(&config, limit, all, json)),
         Command::Webhooks(WebhooksCommand::Replay {
             ids, all, limit, ..
         }) => {
@@ -305,26 +260,19 @@ fn main() -> ExitCode {
                 eprintln!("bindu: name the dead letters to replay, or pass --all");
                 return ExitCode::from(2);
             }
-            Work::Replay { ids, limit }
+            logged(&config, replay(&config, ids, limit))
         }
-        Command::Migrate(_) => Work::Migrate,
-        Command::Serve(_) => Work::Run(bindu::Role::Serve),
-        Command::Ingress(_) => Work::Run(bindu::Role::Ingress),
-        Command::Worker(_) => Work::Run(bindu::Role::Worker),
-        Command::Dispatcher(_) => Work::Run(bindu::Role::Dispatcher),
-    };
-    if let Work::Run(role) = work {
-        if role != bindu::Role::Serve {
-            if let Some(why) = config.distributed_problem() {
-                eprintln!(
-                    "bindu: refusing to start a separate {} process: {why}",
-                    role.command()
-                );
-                return ExitCode::from(2);
-            }
-        }
+        Command::Migrate(_) => logged(&config, migrate(&config)),
+        Command::Serve(_) => run(config, bindu::Role::Serve),
+        Command::Ingress(_) => run(config, bindu::Role::Ingress),
+        Command::Worker(_) => run(config, bindu::Role::Worker),
+        Command::Dispatcher(_) => run(config, bindu::Role::Dispatcher),
     }
-    bindu::telemetry::init(&config.logging);
+}
+
+/// Runs `work` to its end: success, exit 1 when it reports a failure (`false`), or the
+/// error printed and a failure.
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<bool>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -332,21 +280,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match work {
-        Work::Run(role) => runtime.block_on(serve_until_signal(config, role)),
-        Work::Migrate => runtime.block_on(migrate(config)),
-        Work::Purge(age, dry_run) => runtime.block_on(purge(config, age, dry_run)),
-        Work::DeadLetters { limit, all, json } => {
-            runtime.block_on(dead_letters(config, limit, all, json))
-        }
-        Work::Replay { ids, limit } => match runtime.block_on(replay(config, ids, limit)) {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::from(1),
-            Err(e) => Err(e),
-        },
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(work) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("bindu: {e:#}");
@@ -355,7 +291,61 @@ fn main() -> ExitCode {
     }
 }
 
-/// `bindu call`: prints the response (or each stream event) as JSON; false on an error reply.
+/// [`block_on`] with logging set up from `config`.
+fn logged(
+    config: &Config,
+    work: impl std::future::Future<Output = anyhow::Result<bool>>,
+) -> ExitCode {
+    bindu::telemetry::init(&config.logging);
+    block_on(work)
+}
+
+/// `bindu serve|ingress|worker|dispatcher`: runs until SIGTERM or Ctrl-C.
+fn run(config: Config, role: bindu::Role) -> ExitCode {
+    if role != bindu::Role::Serve {
+        if let Some(why) = config.distributed_problem() {
+            eprintln!(
+                "bindu: refusing to start a separate {} process: {why}",
+                role.command()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    bindu::telemetry::init(&config.logging);
+    block_on(async move { serve_until_signal(config, role).await.map(|()| true) })
+}
+
+/// `bindu did show|new`.
+fn did(config: &Config, recreate: bool) -> ExitCode {
+    match bindu::load_identity(config, recreate) {
+        Ok((id, created)) => {
+            println!("did:        {}", id.did);
+            println!("did:key:    {}", id.did_key());
+            println!("agent id:   {}", id.agent_id());
+            println!("public key: {} (base58)", id.public_key_base58());
+            println!(
+                "key dir:    {} ({})",
+                config.identity.dir.display(),
+                if created {
+                    "new key pair"
+                } else {
+                    "existing key pair"
+                }
+            );
+            if recreate {
+                eprintln!(
+                    "bindu: the agent has a new DID; callers that trusted the old one must be told"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bindu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `bindu call` HTTPS options.
 struct TlsFiles {
     ca: Option<std::path::PathBuf>,
@@ -363,6 +353,7 @@ struct TlsFiles {
     key: Option<std::path::PathBuf>,
 }
 
+/// `bindu call`: prints the response (or each stream event) as JSON; false on an error reply.
 async fn call(
     config: &Config,
     url: String,
@@ -430,16 +421,9 @@ async fn call(
     }
 }
 
-enum Work {
-    Run(bindu::Role),
-    Migrate,
-    Purge(std::time::Duration, bool),
-    DeadLetters { limit: u32, all: bool, json: bool },
-    Replay { ids: Vec<String>, limit: u32 },
-}
-
-async fn dead_letters(config: Config, limit: u32, all: bool, json: bool) -> anyhow::Result<()> {
-    let letters = bindu::list_dead_letters(&config, limit, !all).await?;
+/// `bindu webhooks dead-letters`: a table, or one JSON object per line.
+async fn dead_letters(config: &Config, limit: u32, all: bool, json: bool) -> anyhow::Result<bool> {
+    let letters = bindu::list_dead_letters(config, limit, !all).await?;
     if json {
         for d in &letters {
             println!(
@@ -452,11 +436,11 @@ async fn dead_letters(config: Config, limit: u32, all: bool, json: bool) -> anyh
                 })
             );
         }
-        return Ok(());
+        return Ok(true);
     }
     if letters.is_empty() {
         println!("no dead letters");
-        return Ok(());
+        return Ok(true);
     }
     println!("ID\tCREATED\tATTEMPTS\tURL\tLAST ERROR\tREPLAYED");
     for d in &letters {
@@ -470,12 +454,12 @@ async fn dead_letters(config: Config, limit: u32, all: bool, json: bool) -> anyh
             d.replayed_at.as_deref().unwrap_or("-")
         );
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Replays dead letters; false when any could not be delivered.
-async fn replay(config: Config, ids: Vec<String>, limit: u32) -> anyhow::Result<bool> {
-    let results = bindu::replay_dead_letters(&config, ids, limit).await?;
+/// `bindu webhooks replay`; false when any could not be delivered.
+async fn replay(config: &Config, ids: Vec<String>, limit: u32) -> anyhow::Result<bool> {
+    let results = bindu::replay_dead_letters(config, ids, limit).await?;
     if results.is_empty() {
         println!("no pending dead letters");
     }
@@ -492,52 +476,26 @@ async fn replay(config: Config, ids: Vec<String>, limit: u32) -> anyhow::Result<
     Ok(ok)
 }
 
-async fn migrate(config: Config) -> anyhow::Result<()> {
-    if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
-        println!("nothing to migrate: STORAGE_TYPE is memory");
-        return Ok(());
-    }
-    // Migrations are the same for every namespace.
-    let options = bindu::postgres_options(&config, "")?;
-    let pool = bindu_engine::store::PostgresStore::pool(&options)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    bindu_engine::store::PostgresStore::migrate(&pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    println!("migrations applied");
-    Ok(())
-}
-
-async fn purge(config: Config, age: std::time::Duration, dry_run: bool) -> anyhow::Result<()> {
-    if config.storage.kind != bindu_engine::config::StorageKind::Postgres {
-        anyhow::bail!("purge needs a durable store: set STORAGE_TYPE=postgres and DATABASE_URL (the memory store lives inside `bindu serve`; use STORAGE__RETENTION there)");
-    }
-    let namespace = match &config.storage.namespace {
-        Some(n) => n.clone(),
-        None => bindu::load_identity(&config, false)?.0.did,
-    };
-    let store = bindu::build_store(&config, &namespace).await?;
-    let n = store
-        .purge(age, dry_run)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if dry_run {
-        println!("{n} terminal task(s) older than {} would be deleted; run again with --yes to delete them", humanize(age));
+/// `bindu migrate`.
+async fn migrate(config: &Config) -> anyhow::Result<bool> {
+    if bindu::admin::migrate(config).await? {
+        println!("migrations applied");
     } else {
-        println!("deleted {n} terminal task(s) older than {}", humanize(age));
+        println!("nothing to migrate: STORAGE_TYPE is memory");
     }
-    Ok(())
+    Ok(true)
 }
 
-fn humanize(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
+/// `bindu tasks purge`.
+async fn purge(config: &Config, age: std::time::Duration, dry_run: bool) -> anyhow::Result<bool> {
+    let n = bindu::admin::purge(config, age, dry_run).await?;
+    let age = bindu_engine::config::format_duration(age);
+    if dry_run {
+        println!("{n} terminal task(s) older than {age} would be deleted; run again with --yes to delete them");
+    } else {
+        println!("deleted {n} terminal task(s) older than {age}");
     }
+    Ok(true)
 }
 
 async fn serve_until_signal(config: Config, role: bindu::Role) -> anyhow::Result<()> {

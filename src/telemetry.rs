@@ -1,6 +1,6 @@
 //! Logging set-up from `logging.*`.
 
-use bindu_engine::config::{LogFormat, LoggingConfig};
+use crate::config::{LogFormat, LoggingConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `logging.default_level`.

@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bindu::engine::config::Source;
 use bindu::engine::identity::Identity;
 use bindu_schemas::signing::{signing_payload, Form as SigForm};
 use ed25519_dalek::SigningKey;
@@ -37,19 +36,16 @@ impl Env {
     ) -> Env {
         let dir =
             std::env::temp_dir().join(format!("bindu-auth-{}", uuid::Uuid::new_v4().simple()));
-        let mut config = bindu::engine::Config::defaults();
-        for (k, v) in [
+        let hydra_url = format!("http://{hydra_addr}");
+        let mut settings = vec![
             ("server.port", "0"),
             ("auth.enabled", "true"),
-            ("hydra.admin_url", &format!("http://{hydra_addr}")),
+            ("hydra.admin_url", &hydra_url),
             ("hydra.timeout_secs", "2"),
             ("identity.dir", dir.to_str().unwrap()),
-        ] {
-            config.set(k, v, Source::Default).unwrap();
-        }
-        for (k, v) in extra {
-            config.set(k, v, Source::Default).unwrap();
-        }
+        ];
+        settings.extend_from_slice(extra);
+        let config = bindu::Config::from_settings(&settings).unwrap();
         let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
             .await
             .unwrap();
@@ -494,15 +490,13 @@ async fn only_allowed_dids_are_admitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_hydra_is_503() {
     let dir = std::env::temp_dir().join(format!("bindu-auth-{}", uuid::Uuid::new_v4().simple()));
-    let mut config = bindu::engine::Config::defaults();
-    for (k, v) in [
+    let config = bindu::Config::from_settings(&[
         ("server.port", "0"),
         ("auth.enabled", "true"),
         ("hydra.admin_url", "http://127.0.0.1:1"),
         ("identity.dir", dir.to_str().unwrap()),
-    ] {
-        config.set(k, v, Source::Default).unwrap();
-    }
+    ])
+    .unwrap();
     let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .unwrap();

@@ -74,7 +74,7 @@ fn config_prints_effective_values_with_sources() {
 fn readme_lists_every_config_key() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for key in bindu::engine::config::KEYS {
+    for key in bindu::config::keys() {
         let row = format!("| `{}` | `{}` |", key.env, key.key);
         assert!(
             readme.contains(&row),
@@ -82,6 +82,53 @@ fn readme_lists_every_config_key() {
             key.env
         );
     }
+}
+
+#[test]
+fn readme_rows_are_keys_the_code_knows_with_their_defaults() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let keys = bindu::config::keys();
+    // `key = "value"    # VARIABLE, default`, as `bindu config` prints the defaults.
+    let rendered = bindu::Config::defaults().render();
+    let default_of = |key: &str| {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .and_then(|rest| rest.split("    #").next())
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let table = readme
+        .split("| environment | TOML key | default | meaning |")
+        .nth(1)
+        .expect("the README has a configuration table");
+    let mut rows = 0;
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line
+            .split(" | ")
+            .map(|c| c.trim_matches(['|', ' ']))
+            .collect();
+        let (env, key, default) = (
+            cells[0].trim_matches('`'),
+            cells[1].trim_matches('`'),
+            cells[2],
+        );
+        let known = keys.iter().find(|k| k.key == key);
+        assert!(
+            known.is_some(),
+            "README row {key} is not a key the code knows"
+        );
+        assert_eq!(known.unwrap().env, env, "{key}'s variable");
+        let code = default_of(key).unwrap();
+        let documented = if default == "(unset)" {
+            String::new()
+        } else {
+            default.trim_matches('`').to_string()
+        };
+        assert_eq!(documented, code, "{key}'s default in the README");
+        rows += 1;
+    }
+    assert_eq!(rows, keys.len(), "one README row per key");
 }
 
 #[test]

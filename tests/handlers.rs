@@ -50,8 +50,8 @@ async fn the_builder_serves_the_manifest_and_the_handler() {
                 push_notifications: false,
             })
             .deployment_url("https://agents.example/shout")
-            .set("server.host", "127.0.0.1")
-            .set("server.port", "0")
+            .host("127.0.0.1")
+            .port(0)
             .handler(handler_fn(|input: HandlerInput| async move {
                 let text = input
                     .last_user_message()

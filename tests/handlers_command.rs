@@ -139,12 +139,7 @@ async fn agent(command: &str, processes: &str, extra: &[(&str, &str)]) -> TestSe
         ("worker.command_processes", processes),
     ];
     settings.extend_from_slice(extra);
-    let mut config = bindu::engine::Config::defaults();
-    for (k, v) in &settings {
-        config
-            .set(k, v, bindu::engine::config::Source::Default)
-            .unwrap();
-    }
+    let config = bindu::Config::from_settings(&settings).unwrap();
     let handler = bindu::builtin_handler(&config).unwrap();
     TestServer::start(&settings, handler).await
 }
@@ -418,14 +413,11 @@ async fn output_over_the_limit_fails_the_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_program_is_refused_at_start_up() {
-    let mut config = bindu::engine::Config::defaults();
-    let src = bindu::engine::config::Source::Default;
-    config
-        .set("worker.handler", "command", src.clone())
-        .unwrap();
-    config
-        .set("worker.command", "no-such-program-bindu --flag", src)
-        .unwrap();
+    let config = bindu::Config::from_settings(&[
+        ("worker.handler", "command"),
+        ("worker.command", "no-such-program-bindu --flag"),
+    ])
+    .unwrap();
     let err = bindu::builtin_handler(&config).err().unwrap().to_string();
     assert!(err.contains("no-such-program-bindu"), "{err}");
 }

@@ -8,7 +8,6 @@ mod process;
 
 use std::time::Duration;
 
-use bindu::engine::config::Source;
 use bindu::schemas::Part;
 use bindu::{handler_fn, Agent, HandlerError, HandlerInput, HandlerOutput};
 use bindu_engine::bus::nats_server::NatsServer;
@@ -71,10 +70,8 @@ async fn a_builder_worker_serves_a_separate_ingress() {
     cmd.args(["ingress", "--port", "0", "--log-level", "warn"]);
     let ingress = process::Agent::start(cmd);
 
-    let mut config = bindu::engine::Config::defaults();
-    for (_, key, v) in &shared {
-        config.set(key, v, Source::Default).unwrap();
-    }
+    let settings: Vec<(&str, &str)> = shared.iter().map(|(_, k, v)| (*k, v.as_ref())).collect();
+    let config = bindu::Config::from_settings(&settings).unwrap();
     let worker = tokio::time::timeout(
         Duration::from_secs(60),
         Agent::builder()

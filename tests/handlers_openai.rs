@@ -30,13 +30,7 @@ async fn agent(fake: &FakeOpenAi, extra: &[(&str, &str)]) -> TestServer {
         ("openai.timeout_secs", "2"),
     ];
     settings.extend_from_slice(extra);
-    let config = {
-        let mut c = bindu::engine::Config::defaults();
-        for (k, v) in &settings {
-            c.set(k, v, bindu::engine::config::Source::Default).unwrap();
-        }
-        c
-    };
+    let config = bindu::Config::from_settings(&settings).unwrap();
     let handler = bindu::builtin_handler(&config).unwrap();
     TestServer::start(&settings, handler).await
 }

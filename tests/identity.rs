@@ -4,23 +4,20 @@
 
 use std::sync::Arc;
 
-use bindu::engine::config::Source;
 use bindu::engine::identity::verify_base58;
 use serde_json::{json, Value};
 
 async fn start(author: Option<&str>) -> (bindu::Server, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("bindu-id-{}", uuid::Uuid::new_v4().simple()));
-    let mut config = bindu::engine::Config::defaults();
-    config.set("server.port", "0", Source::Default).unwrap();
-    config
-        .set("identity.dir", dir.to_str().unwrap(), Source::Default)
-        .unwrap();
-    config
-        .set("agent.name", "Echo Agent", Source::Default)
-        .unwrap();
+    let mut settings = vec![
+        ("server.port", "0"),
+        ("identity.dir", dir.to_str().unwrap()),
+        ("agent.name", "Echo Agent"),
+    ];
     if let Some(a) = author {
-        config.set("agent.author", a, Source::Default).unwrap();
+        settings.push(("agent.author", a));
     }
+    let config = bindu::Config::from_settings(&settings).unwrap();
     (
         bindu::start(config, Arc::new(bindu::EchoHandler::default()))
             .await
@@ -154,16 +151,12 @@ async fn the_did_is_served_and_results_are_signed() {
         assert_eq!(mode, 0o600);
     }
     // A restart reuses the key: same DID.
-    let mut config = bindu::engine::Config::defaults();
-    config
-        .set("identity.dir", dir.to_str().unwrap(), Source::Default)
-        .unwrap();
-    config
-        .set("agent.name", "Echo Agent", Source::Default)
-        .unwrap();
-    config
-        .set("agent.author", "Ops@Example.com", Source::Default)
-        .unwrap();
+    let config = bindu::Config::from_settings(&[
+        ("identity.dir", dir.to_str().unwrap()),
+        ("agent.name", "Echo Agent"),
+        ("agent.author", "Ops@Example.com"),
+    ])
+    .unwrap();
     let (again, _) = bindu::load_identity(&config, false).unwrap();
     assert_eq!(again.did, did);
     std::fs::remove_dir_all(dir).ok();

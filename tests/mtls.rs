@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bindu::engine::config::Source;
+use bindu::engine::config::MtlsMode;
 use bindu::engine::identity::Identity;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -110,18 +110,14 @@ fn pki() -> Pki {
 }
 
 async fn start(dir: &Path, settings: &[(&str, &str)]) -> bindu::Server {
-    let mut config = bindu::engine::Config::defaults();
-    for (k, v) in [
+    let mut all = vec![
         ("server.host", "127.0.0.1"),
         ("server.port", "0"),
         ("identity.dir", dir.to_str().unwrap()),
         ("mtls.enabled", "true"),
-    ]
-    .iter()
-    .chain(settings)
-    {
-        config.set(k, v, Source::Default).unwrap();
-    }
+    ];
+    all.extend_from_slice(settings);
+    let config = bindu::Config::from_settings(&all).unwrap();
     bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .unwrap()
@@ -452,16 +448,14 @@ async fn mode_off_serves_https_without_client_certificates() {
 #[tokio::test]
 async fn misconfiguration_is_refused_at_start_with_the_file_named() {
     let pki = pki();
-    let mut config = bindu::engine::Config::defaults();
-    for (k, v) in [
+    let config = bindu::Config::from_settings(&[
         ("server.port", "0"),
         ("identity.dir", pki.dir.to_str().unwrap()),
         ("mtls.enabled", "true"),
         ("mtls.mode", "mtls"),
         ("mtls.cert_file", "/nonexistent/cert.pem"),
-    ] {
-        config.set(k, v, Source::Default).unwrap();
-    }
+    ])
+    .unwrap();
     let err = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .err()
@@ -473,8 +467,7 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
 
     // A key file that is not a key: named, without echoing its content.
     std::fs::write(pki.dir.join("bad_key.pem"), "secret-looking garbage").unwrap();
-    let mut config = bindu::engine::Config::defaults();
-    for (k, v) in [
+    let config = bindu::Config::from_settings(&[
         ("server.port", "0"),
         ("identity.dir", pki.dir.to_str().unwrap()),
         ("mtls.enabled", "true"),
@@ -483,9 +476,8 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
             "mtls.key_file",
             pki.dir.join("bad_key.pem").to_str().unwrap(),
         ),
-    ] {
-        config.set(k, v, Source::Default).unwrap();
-    }
+    ])
+    .unwrap();
     let err = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .err()
@@ -497,16 +489,14 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
     );
 
     // Hybrid needs token auth; mtls excludes it.
-    let mut config = bindu::engine::Config::defaults();
-    config.set("mtls.enabled", "true", Source::Default).unwrap();
-    config.set("mtls.mode", "hybrid", Source::Default).unwrap();
+    let mut config = bindu::Config::defaults();
+    config.mtls.enabled = true;
+    config.mtls.mode = MtlsMode::Hybrid;
     assert!(config.validate().is_err());
-    config.set("mtls.mode", "mtls", Source::Default).unwrap();
+    config.mtls.mode = MtlsMode::Mtls;
     assert!(config.validate().is_ok());
-    config.set("auth.enabled", "true", Source::Default).unwrap();
-    config
-        .set("hydra.admin_url", "http://127.0.0.1:9", Source::Default)
-        .unwrap();
+    config.auth.enabled = true;
+    config.hydra.admin_url = Some("http://127.0.0.1:9".into());
     assert!(config.validate().is_err());
 }
 

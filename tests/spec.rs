@@ -131,10 +131,7 @@ fn uuid_like() -> String {
 #[tokio::test]
 async fn server_output_matches_the_a2a_schema() {
     let spec = Spec::load();
-    let mut config = bindu::engine::Config::defaults();
-    config
-        .set("server.port", "0", bindu::engine::config::Source::Default)
-        .unwrap();
+    let config = bindu::Config::from_settings(&[("server.port", "0")]).unwrap();
     let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .unwrap();

@@ -7,8 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bindu::engine::config::Source;
-use bindu::engine::Config;
+use bindu::Config;
 use bindu_loadtest::http::{RequestFactory, Session};
 use bindu_loadtest::rpc::{self, Bodies, Seen};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -24,8 +23,7 @@ fn e2e(c: &mut Criterion) {
         Err(e) => panic!("runtime: {e}"),
     };
     let dir = std::env::temp_dir().join(format!("bindu-bench-e2e-{}", std::process::id()));
-    let mut config = Config::defaults();
-    for (k, v) in [
+    let config = match Config::from_settings(&[
         ("server.host", "127.0.0.1"),
         ("server.port", "0"),
         ("logging.default_level", "warn"),
@@ -35,11 +33,10 @@ fn e2e(c: &mut Criterion) {
         ),
         // Bounded memory however long criterion runs.
         ("storage.memory_max_tasks", "200000"),
-    ] {
-        if let Err(e) = config.set(k, v, Source::Default) {
-            panic!("{k}: {e}");
-        }
-    }
+    ]) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
     let server = rt.block_on(async {
         let handler = bindu::builtin_handler(&config).expect("echo handler");
         bindu::start(config, handler).await.expect("server starts")

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bindu::engine::config::Source;
 use bindu::engine::identity::Identity;
 use bindu_ingress::auth::fake_hydra::{fake_hydra, now};
 use bindu_schemas::signing::{signing_payload, Form};
@@ -66,15 +65,17 @@ fn prepare(n: usize, token: Option<&str>, signer: Option<&Identity>) -> Vec<Prep
 
 async fn server(auth: Option<std::net::SocketAddr>) -> bindu::Server {
     let dir = std::env::temp_dir().join(format!("bindu-bench-{}", uuid::Uuid::new_v4().simple()));
-    let mut config = bindu::engine::Config::defaults();
-    let mut set = |k: &str, v: &str| config.set(k, v, Source::Default).expect("bench setting");
-    set("server.host", "127.0.0.1");
-    set("server.port", "0");
-    set("identity.dir", dir.to_str().expect("utf-8 temp dir"));
-    if let Some(hydra) = auth {
-        set("auth.enabled", "true");
-        set("hydra.admin_url", &format!("http://{hydra}"));
+    let hydra = auth.map(|a| format!("http://{a}"));
+    let mut settings = vec![
+        ("server.host", "127.0.0.1"),
+        ("server.port", "0"),
+        ("identity.dir", dir.to_str().expect("utf-8 temp dir")),
+    ];
+    if let Some(hydra) = &hydra {
+        settings.push(("auth.enabled", "true"));
+        settings.push(("hydra.admin_url", hydra));
     }
+    let config = bindu::Config::from_settings(&settings).expect("bench settings");
     bindu::start(config, Arc::new(bindu::EchoHandler::default()))
         .await
         .expect("server start")

@@ -7,8 +7,9 @@
 //!   backends (`memory`); [`bus::conformance`] likewise.
 //! - [`ledger`]: the task ledger, the one owner of "persist, then announce" (accept,
 //!   transition, cancel, announce) that ingress and workers both go through.
-//! - [`config`]: layered configuration (defaults < TOML < environment < CLI) and the table of
-//!   every key.
+//! - [`config`]: the layering of configuration (defaults < TOML < environment < CLI flags,
+//!   through figment): sections, their keys and variables, typed fields, errors naming the
+//!   key and its source.
 //! - [`time`]: timestamps as the wire wants them, and unix seconds.
 //! - [`retry`]: back-off with jitter, cancellable, and `Retry-After`.
 //! - [`sse`]: reading server-sent event streams (bounded), for every client in the workspace.
@@ -24,6 +25,5 @@ pub mod store;
 pub mod time;
 
 pub use bus::{Bus, BusError};
-pub use config::Config;
 pub use ledger::TaskLedger;
 pub use store::{StoreError, TaskStore};

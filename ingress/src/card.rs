@@ -1,7 +1,15 @@
-//! The agent card served at `/.well-known/agent-card.json` (and the legacy `agent.json`).
+//! The agent card served at `/.well-known/agent-card.json` (and the legacy `agent.json`):
+//! [`build_card`] from the manifest, [`compose`] with the DID extension, the security
+//! schemes and the extended card.
 
-use bindu_engine::config::AgentConfig;
-use bindu_schemas::{transport, AgentCapabilities, AgentCard, AgentInterface, AgentProvider};
+use bindu_engine::identity::Identity;
+use bindu_schemas::{
+    transport, AgentCapabilities, AgentCard, AgentExtension, AgentInterface, AgentProvider,
+    SecurityScheme,
+};
+
+use crate::did::DidInfo;
+use crate::options::AgentConfig;
 
 /// A2A protocol version we speak.
 pub const PROTOCOL_VERSION: &str = "0.3.0";
@@ -67,4 +75,109 @@ pub fn load_extended_card(path: &std::path::Path, public: &AgentCard) -> Result<
     merged.insert("supportsAuthenticatedExtendedCard".into(), true.into());
     serde_json::from_value(serde_json::Value::Object(merged))
         .map_err(|e| format!("{} does not make a valid agent card: {e}", path.display()))
+}
+
+/// Everything the served cards are composed of.
+pub struct CardParts<'a> {
+    pub agent: &'a AgentConfig,
+    pub identity: &'a Identity,
+    /// Where clients reach the agent (no trailing slash).
+    pub base_url: &'a str,
+    pub capabilities: CardCapabilities,
+    /// Client certificates take part in authentication (`MTLS__*`).
+    pub client_certs: bool,
+    /// Bearer tokens are required (`AUTH__ENABLED`).
+    pub bearer: bool,
+}
+
+/// The cards an ingress serves and its DID document.
+pub struct Cards {
+    pub public: AgentCard,
+    /// `agent/getAuthenticatedExtendedCard`, when `agent.extended_card_file` is set.
+    pub extended: Option<AgentCard>,
+    pub did: DidInfo,
+}
+
+/// Composes the public card (manifest, DID extension, security schemes), the extended card
+/// and the DID document. The error names the extended card's file.
+pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
+    let CardParts {
+        agent,
+        identity,
+        base_url,
+        capabilities,
+        client_certs,
+        bearer,
+    } = parts;
+    let mut card = build_card(agent, base_url, capabilities);
+    card.capabilities.extensions = Some(vec![AgentExtension {
+        uri: identity.did.clone(),
+        description: Some(format!("DID-based identity for {}", agent.name)),
+        required: Some(false),
+        params: serde_json::json!({
+            "author": agent.author,
+            "agent_name": agent.name,
+            "agent_id": identity.agent_id(),
+            "publicKeyBase58": identity.public_key_base58(),
+            "didKey": identity.did_key(),
+        })
+        .as_object()
+        .cloned(),
+    }]);
+    let did = DidInfo {
+        did: identity.did.clone(),
+        aliases: vec![identity.did_key()],
+        document: identity.document(&bindu_engine::time::now_rfc3339()),
+    };
+    // The extended card overlays the public card as it is before its security schemes.
+    let extended = match &agent.extended_card_file {
+        Some(path) => Some(
+            load_extended_card(path, &card)
+                .map_err(|e| format!("agent.extended_card_file / BINDU_EXTENDED_CARD_FILE: {e}"))?,
+        ),
+        None => None,
+    };
+    if extended.is_some() {
+        card.supports_authenticated_extended_card = Some(true);
+    }
+    if client_certs {
+        let schemes = card.security_schemes.get_or_insert_with(Default::default);
+        schemes.insert(
+            "mtls".to_string(),
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "TLS client certificate naming the caller's DID in a URI SAN".into(),
+                ),
+            },
+        );
+    }
+    if bearer {
+        // Honest card: callers learn they need a Bearer token.
+        card.security_schemes = Some(
+            [(
+                "bearer".to_string(),
+                SecurityScheme::Http {
+                    scheme: "Bearer".into(),
+                    bearer_format: None,
+                    description: Some(
+                        "OAuth2 access token from the agent's Hydra; DID clients also sign requests (X-DID, X-DID-Timestamp, X-DID-Signature)".into(),
+                    ),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let mut requirement: std::collections::BTreeMap<String, Vec<String>> =
+            [("bearer".to_string(), Vec::new())].into_iter().collect();
+        if client_certs {
+            // Hybrid: both, in one requirement.
+            requirement.insert("mtls".to_string(), Vec::new());
+        }
+        card.security = Some(vec![requirement]);
+    }
+    Ok(Cards {
+        public: card,
+        extended,
+        did,
+    })
 }

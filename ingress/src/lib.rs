@@ -15,6 +15,8 @@
 //! - [`caller`]: who is calling ([`Caller`], [`GrantedScopes`]), set by the auth layers.
 //! - `server`: the HTTP/1.1 connection loop behind [`serve`] and [`tls::serve_tls`].
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
+//! - [`options`]: the `[server]`, `[agent]`, `[auth]`, `[hydra]`, `[cache]` and `[mtls]`
+//!   configuration sections.
 //! - [`card`]: the agent card; [`did`]: `/did/resolve`.
 //! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
 
@@ -26,6 +28,7 @@ pub mod did;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod options;
 pub mod router;
 pub mod rpc;
 mod server;

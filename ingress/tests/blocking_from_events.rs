@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bindu_engine::bus::{Bus, MemoryBus};
 use bindu_engine::store::{ArtifactChunk, Expect, TaskStore, TaskUpdate};
-use bindu_engine::Config;
 use bindu_ingress::card::{build_card, CardCapabilities};
+use bindu_ingress::options::AgentConfig;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{Artifact, Message, Part, TaskState};
 use futures::StreamExt;
@@ -55,7 +55,7 @@ async fn send(truncate: bool) -> (Value, usize) {
     let bus = Arc::new(MemoryBus::default());
     let shutdown = CancellationToken::new();
     let card = build_card(
-        &Config::defaults().agent,
+        &AgentConfig::default(),
         "http://127.0.0.1:1",
         CardCapabilities::default(),
     );

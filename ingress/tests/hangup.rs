@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bindu_engine::bus::MemoryBus;
 use bindu_engine::store::Access;
-use bindu_engine::{Bus, Config, TaskStore};
+use bindu_engine::{Bus, TaskStore};
 use bindu_ingress::card::{build_card, CardCapabilities};
+use bindu_ingress::options::AgentConfig;
 use bindu_ingress::{Ingress, IngressOptions};
 use futures::StreamExt;
 use serde_json::json;
@@ -25,7 +26,7 @@ async fn a_hang_up_during_submit_still_queues_the_task() {
     let mut commands = bus.consume_commands().await.unwrap();
     let shutdown = CancellationToken::new();
     let card = build_card(
-        &Config::defaults().agent,
+        &AgentConfig::default(),
         "http://127.0.0.1:1",
         CardCapabilities::default(),
     );

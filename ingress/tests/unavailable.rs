@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bindu_engine::bus::MemoryBus;
-use bindu_engine::Config;
 use bindu_ingress::card::{build_card, CardCapabilities};
+use bindu_ingress::options::AgentConfig;
 use bindu_ingress::{Ingress, IngressOptions};
 use serde_json::{json, Value};
 use support::Flaky;
@@ -19,9 +19,8 @@ async fn a_store_outage_is_reported_not_hung() {
     let store = Arc::new(Flaky::new());
     let bus = Arc::new(MemoryBus::default());
     let shutdown = CancellationToken::new();
-    let config = Config::defaults();
     let card = build_card(
-        &config.agent,
+        &AgentConfig::default(),
         "http://127.0.0.1:1",
         CardCapabilities::default(),
     );

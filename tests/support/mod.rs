@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bindu::engine::config::Source;
 use bindu::engine::sse::{SseDecoder, SseFrames};
-use bindu::engine::Config;
+use bindu::Config;
 use bindu::{Handler, HandlerError, HandlerInput, HandlerOutput};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
@@ -150,16 +149,9 @@ impl TestServer {
 
     /// Starts a server on a free port of 127.0.0.1 with `settings` (config key, value).
     pub async fn start(settings: &[(&str, &str)], h: Arc<dyn Handler>) -> TestServer {
-        let mut config = Config::defaults();
-        config
-            .set("server.host", "127.0.0.1", Source::Default)
-            .unwrap();
-        config.set("server.port", "0", Source::Default).unwrap();
-        for (key, value) in settings {
-            config
-                .set(key, value, Source::Default)
-                .unwrap_or_else(|e| panic!("setting {key}={value}: {e}"));
-        }
+        let mut all = vec![("server.host", "127.0.0.1"), ("server.port", "0")];
+        all.extend_from_slice(settings);
+        let config = Config::from_settings(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
         let server = within("the server to start", bindu::start(config, h))
             .await
             .unwrap();

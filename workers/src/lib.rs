@@ -9,6 +9,8 @@
 //! - [`openai`]: streams an OpenAI-compatible chat-completions endpoint.
 //! - [`pool`]: the [`WorkerPool`]: bounded concurrency, per-task timeout and output limit,
 //!   compare-and-set writes, cancellation, graceful drain.
+//! - [`options`]: the `[worker]`, `[openai]`, `[push]` and `[webhook]` configuration
+//!   sections, with the built-in handler they name ([`options::HandlerKind`]).
 //! - [`dispatcher`]: the webhook [`Dispatcher`]: push notifications from its own durable
 //!   consumer of task events.
 
@@ -17,6 +19,7 @@ pub mod dispatcher;
 pub mod echo;
 pub mod handler;
 pub mod openai;
+pub mod options;
 pub mod pool;
 
 pub use command::{CommandHandler, CommandOptions};

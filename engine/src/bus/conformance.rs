@@ -80,7 +80,30 @@ where
     durable_consumers_get_every_event_in_order(&make().await).await;
     durable_consumers_resume_after_their_last_ack(&make().await).await;
     publishing_never_waits_for_a_durable_consumer(&make().await).await;
+    closing_intake_ends_command_streams(&make().await).await;
     push_notices_reach_durable_consumers_in_order_and_nobody_else(&make().await).await;
+}
+
+/// Shutdown: after `close_intake`, command streams end (an in-process queue once what it
+/// holds is taken), so workers finish what they have and stop.
+pub async fn closing_intake_ends_command_streams(bus: &dyn Bus) {
+    bus.ready().await.expect("ready");
+    let mut consumer = bus.consume_commands().await.expect("consumer");
+    bus.publish_commands(vec![command("before-close")])
+        .await
+        .expect("publish");
+    let d = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("delivery within the time limit")
+        .expect("stream open")
+        .expect("delivery");
+    assert_eq!(d.command.task_id, "before-close");
+    d.acker.ack().await.expect("ack");
+    bus.close_intake().await;
+    let end = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("the stream ends within the time limit");
+    assert!(end.is_none(), "no command after close_intake");
 }
 
 async fn next_delivery(stream: &mut DurableEventStream) -> EventDelivery {

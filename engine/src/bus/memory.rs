@@ -143,6 +143,10 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    async fn close_intake(&self) {
+        self.close();
+    }
+
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {
         let queue = self.commands_tx.clone();
         let exhausted = self.exhausted_tx.clone();

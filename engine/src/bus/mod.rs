@@ -115,6 +115,11 @@ pub trait Bus: Send + Sync + 'static {
 
     /// A worker's share of the work queue: each command goes to one consumer.
     async fn consume_commands(&self) -> Result<CommandStream, BusError>;
+    /// Shutdown's verb: this process takes no more commands. Its command streams end, an
+    /// in-process queue once the commands already in it are taken (nobody else could run
+    /// them), a durable queue at once (what is not taken stays queued for other workers).
+    /// Workers then finish what they hold and stop; publishing may be refused afterwards.
+    async fn close_intake(&self);
 
     /// Publishes events and returns once the bus stored every one (a durable log) or
     /// handed it on (in process). An event larger than the bus carries is published

@@ -137,6 +137,8 @@ pub struct NatsBus {
     commands_subject: String,
     commands_stream: String,
     events_stream: String,
+    /// Cancelled by [`Bus::close_intake`]: command streams end.
+    intake: tokio_util::sync::CancellationToken,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
@@ -167,6 +169,7 @@ impl NatsBus {
             commands_subject: subjects::commands(&agent),
             commands_stream: stream_name(&agent, "COMMANDS"),
             events_stream: stream_name(&agent, "EVENTS"),
+            intake: tokio_util::sync::CancellationToken::new(),
             client,
             js,
             options,
@@ -416,6 +419,10 @@ impl Bus for NatsBus {
         Ok(())
     }
 
+    async fn close_intake(&self) {
+        self.intake.cancel();
+    }
+
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {
         let consumer = self.consumer().await?;
         let messages = consumer
@@ -445,6 +452,7 @@ impl Bus for NatsBus {
                     }
                 }
             })
+            .take_until(self.intake.clone().cancelled_owned())
             .boxed())
     }
 

@@ -20,12 +20,14 @@
 //! - `hydra`: the Ory Hydra admin API as the [`TokenAuthority`].
 //! - `cache`: bounded TTL caches for introspections and client keys, and the replay guard.
 //! - `shared`: the same state shared by every replica through Redis, when configured.
+//! - [`setup`]: the layer built from the `[auth]`, `[hydra]`, `[cache]` and `[mtls]` sections.
 
 pub mod cache;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_hydra;
 pub mod hydra;
 pub mod middleware;
+pub mod setup;
 pub mod shared;
 pub mod signature;
 

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bindu::engine::config::Source;
-use bindu::engine::Config;
+use bindu::Config;
 use bindu_loadtest::{Options, Report};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,20 +34,15 @@ pub struct Server {
 }
 
 fn config(settings: &[(&str, &str)]) -> Config {
-    let mut config = Config::defaults();
     let dir = temp_dir("agent");
-    for (k, v) in [
+    let mut all = vec![
         ("server.host", "127.0.0.1"),
         ("server.port", "0"),
         ("identity.dir", dir.to_str().unwrap()),
         ("logging.default_level", "warn"),
-    ] {
-        config.set(k, v, Source::Default).unwrap();
-    }
-    for (k, v) in settings {
-        config.set(k, v, Source::Default).unwrap();
-    }
-    config
+    ];
+    all.extend_from_slice(settings);
+    Config::from_settings(&all).unwrap()
 }
 
 /// The built-in (echo) handler with `settings` on top of the test defaults.

@@ -1,0 +1,348 @@
+//! The ingress's configuration sections (`[server]`, `[agent]`, `[auth]`, `[hydra]`,
+//! `[cache]`, `[mtls]`): each `Default` is the only default of its keys, and each section
+//! turns into the options of the part it configures.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bindu_engine::config::{
+    check, fields, http_url, key, none_if_blank, secret, within, Invalid, Key, MtlsMode, Section,
+};
+use bindu_schemas::AgentSkill;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthSettings;
+use crate::IngressOptions;
+
+/// `[server]`: where and how the HTTP server listens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Public base URL for the card; default `http://<host>:<bound port>`.
+    pub deployment_url: Option<String>,
+    pub max_body_bytes: usize,
+    /// How long in-flight requests and tasks may take to finish on SIGTERM/Ctrl-C.
+    #[serde(rename = "shutdown_timeout_secs", with = "fields::secs")]
+    pub shutdown_timeout: Duration,
+    #[serde(rename = "sse_keepalive_secs", with = "fields::secs")]
+    pub sse_keepalive: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let ingress = IngressOptions::default();
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 3773,
+            deployment_url: None,
+            max_body_bytes: ingress.max_body_bytes,
+            shutdown_timeout: Duration::from_secs(30),
+            sse_keepalive: ingress.sse_keepalive,
+        }
+    }
+}
+
+impl Section for ServerConfig {
+    const NAME: &'static str = "server";
+    const KEYS: &'static [Key] = &[
+        key("host", "BINDU_HOST"),
+        key("port", "BINDU_PORT"),
+        key("deployment_url", "BINDU_DEPLOYMENT_URL"),
+        key("max_body_bytes", "BINDU_MAX_BODY_BYTES"),
+        key("shutdown_timeout_secs", "BINDU_SHUTDOWN_TIMEOUT"),
+        key("sse_keepalive_secs", "BINDU_SSE_KEEPALIVE"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        self.host = self.host.trim().to_string();
+        check(!self.host.is_empty(), "host", "must not be empty")?;
+        http_url(&mut self.deployment_url, "deployment_url")?;
+        check(
+            self.max_body_bytes >= 1024,
+            "max_body_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            self.sse_keepalive >= Duration::from_secs(1),
+            "sse_keepalive_secs",
+            "must be at least 1",
+        )
+    }
+}
+
+impl ServerConfig {
+    /// The ingress's options; a blocking send waits at most `blocking_wait`.
+    pub fn ingress_options(&self, blocking_wait: Duration) -> IngressOptions {
+        IngressOptions {
+            max_body_bytes: self.max_body_bytes,
+            sse_keepalive: self.sse_keepalive,
+            blocking_wait,
+            ..IngressOptions::default()
+        }
+    }
+}
+
+/// `[agent]`: the manifest the card is made of. `[[agent.skills]]` tables list the skills.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    pub description: String,
+    pub version: String,
+    /// E-mail or organisation: the card's provider and the DID's author.
+    pub author: Option<String>,
+    pub provider_url: Option<String>,
+    pub documentation_url: Option<String>,
+    pub extended_card_file: Option<PathBuf>,
+    /// The echo skill when none are given.
+    pub skills: Vec<AgentSkill>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            name: "bindu-echo".into(),
+            description: "Echoes every message back; the bindu demo agent.".into(),
+            version: "0.1.0".into(),
+            author: None,
+            provider_url: None,
+            documentation_url: None,
+            extended_card_file: None,
+            skills: vec![AgentSkill {
+                id: "echo".into(),
+                name: "echo".into(),
+                description: "Replies with the parts of the user's last message.".into(),
+                tags: vec!["echo".into(), "demo".into()],
+                examples: Some(vec!["Hello, agent!".into()]),
+                input_modes: None,
+                output_modes: None,
+                security: None,
+            }],
+        }
+    }
+}
+
+impl Section for AgentConfig {
+    const NAME: &'static str = "agent";
+    const KEYS: &'static [Key] = &[
+        key("name", "BINDU_AGENT_NAME"),
+        key("description", "BINDU_AGENT_DESCRIPTION"),
+        key("version", "BINDU_AGENT_VERSION"),
+        key("author", "BINDU_AGENT_AUTHOR"),
+        key("provider_url", "BINDU_AGENT_PROVIDER_URL"),
+        key("documentation_url", "BINDU_AGENT_DOCUMENTATION_URL"),
+        key("extended_card_file", "BINDU_EXTENDED_CARD_FILE"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        self.name = self.name.trim().to_string();
+        check(!self.name.is_empty(), "name", "must not be empty")?;
+        self.description = self.description.trim().to_string();
+        self.version = self.version.trim().to_string();
+        check(!self.version.is_empty(), "version", "must not be empty")?;
+        none_if_blank(&mut self.author);
+        http_url(&mut self.provider_url, "provider_url")?;
+        http_url(&mut self.documentation_url, "documentation_url")?;
+        if self
+            .extended_card_file
+            .as_ref()
+            .is_some_and(|p| p.to_str().is_some_and(|s| s.trim().is_empty()))
+        {
+            self.extended_card_file = None;
+        }
+        check(
+            !self.skills.is_empty(),
+            "skills",
+            "list at least one skill or leave the key out",
+        )
+    }
+}
+
+/// `[auth]`: who may call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require a Hydra-issued Bearer token on JSON-RPC requests.
+    pub enabled: bool,
+    #[serde(with = "fields::comma_list")]
+    pub allowed_dids: Vec<String>,
+    #[serde(rename = "signature_window_secs", with = "fields::secs")]
+    pub signature_window: Duration,
+    pub require_permissions: bool,
+    pub replay_guard: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            allowed_dids: Vec::new(),
+            signature_window: Duration::from_secs(300),
+            require_permissions: false,
+            replay_guard: true,
+        }
+    }
+}
+
+impl Section for AuthConfig {
+    const NAME: &'static str = "auth";
+    const KEYS: &'static [Key] = &[
+        key("enabled", "AUTH__ENABLED"),
+        key("allowed_dids", "AUTH__ALLOWED_DIDS"),
+        key("signature_window_secs", "AUTH__SIGNATURE_WINDOW"),
+        key("require_permissions", "AUTH__REQUIRE_PERMISSIONS"),
+        key("replay_guard", "AUTH__REPLAY_GUARD"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        within(
+            self.signature_window.as_secs(),
+            1,
+            86_400,
+            "signature_window_secs",
+        )
+    }
+}
+
+impl AuthConfig {
+    /// The auth layer's settings; `mtls` says whether client certificates bind to tokens.
+    pub fn settings(&self, hydra: &HydraConfig, mtls: &MtlsConfig) -> AuthSettings {
+        AuthSettings {
+            allowed_dids: self.allowed_dids.clone(),
+            cache_ttl: hydra.cache_ttl,
+            sensitive_scopes: hydra.sensitive_scopes.clone(),
+            signature_window: self.signature_window,
+            replay_guard: self.replay_guard,
+            require_permissions: self.require_permissions,
+            bind_client_certificate: mtls.client_certs() && mtls.mode == MtlsMode::Hybrid,
+        }
+    }
+}
+
+/// `[hydra]`: the Ory Hydra that issues and introspects tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HydraConfig {
+    pub admin_url: Option<String>,
+    #[serde(rename = "cache_ttl_secs", with = "fields::secs")]
+    pub cache_ttl: Duration,
+    #[serde(rename = "timeout_secs", with = "fields::secs")]
+    pub timeout: Duration,
+    /// Scopes whose tokens are never cached.
+    #[serde(with = "fields::comma_list")]
+    pub sensitive_scopes: Vec<String>,
+}
+
+impl Default for HydraConfig {
+    fn default() -> Self {
+        HydraConfig {
+            admin_url: None,
+            cache_ttl: Duration::from_secs(300),
+            timeout: Duration::from_secs(5),
+            sensitive_scopes: Vec::new(),
+        }
+    }
+}
+
+impl Section for HydraConfig {
+    const NAME: &'static str = "hydra";
+    const KEYS: &'static [Key] = &[
+        key("admin_url", "HYDRA__ADMIN_URL"),
+        key("cache_ttl_secs", "HYDRA__CACHE_TTL"),
+        key("timeout_secs", "HYDRA__TIMEOUT"),
+        key("sensitive_scopes", "HYDRA__SENSITIVE_SCOPES"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        http_url(&mut self.admin_url, "admin_url")?;
+        check(
+            self.timeout >= Duration::from_secs(1),
+            "timeout_secs",
+            "must be at least 1",
+        )
+    }
+}
+
+/// `[cache]`: state shared by ingress replicas.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Redis for token introspections, caller keys and the DID replay guard.
+    #[serde(with = "fields::secret")]
+    pub redis_url: Option<SecretString>,
+}
+
+impl Section for CacheConfig {
+    const NAME: &'static str = "cache";
+    const KEYS: &'static [Key] = &[secret("redis_url", "REDIS_URL")];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        let ok = match &self.redis_url {
+            None => true,
+            Some(u) => {
+                let u = u.expose_secret();
+                u.starts_with("redis://") || u.starts_with("rediss://")
+            }
+        };
+        check(ok, "redis_url", "expected a redis:// or rediss:// URL")
+    }
+}
+
+/// `[mtls]`: HTTPS, and what client certificates mean.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MtlsConfig {
+    pub enabled: bool,
+    pub mode: MtlsMode,
+    pub require_client_cert: bool,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for MtlsConfig {
+    fn default() -> Self {
+        MtlsConfig {
+            enabled: false,
+            mode: MtlsMode::Hybrid,
+            require_client_cert: true,
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+        }
+    }
+}
+
+impl Section for MtlsConfig {
+    const NAME: &'static str = "mtls";
+    const KEYS: &'static [Key] = &[
+        key("enabled", "MTLS__ENABLED"),
+        key("mode", "MTLS__MODE"),
+        key("require_client_cert", "MTLS__REQUIRE_CLIENT_CERT"),
+        key("cert_file", "MTLS__CERT_FILE"),
+        key("key_file", "MTLS__KEY_FILE"),
+        key("ca_file", "MTLS__CA_FILE"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        for file in [&mut self.cert_file, &mut self.key_file, &mut self.ca_file] {
+            if file
+                .as_ref()
+                .is_some_and(|p| p.to_str().is_some_and(|s| s.trim().is_empty()))
+            {
+                *file = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MtlsConfig {
+    /// Whether client certificates take part in authentication.
+    pub fn client_certs(&self) -> bool {
+        self.enabled && self.mode != MtlsMode::Off
+    }
+}

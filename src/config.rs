@@ -1,0 +1,525 @@
+//! The whole configuration: one section per TOML table, each owned by the crate that reads it
+//! (`server`, `agent`, `auth`, `hydra`, `cache`, `mtls` by ingress; `worker`, `openai`,
+//! `push`, `webhook` by workers; the backends' and the process's own here), layered by
+//! [`bindu_engine::config::Layers`]: defaults < TOML file < environment < CLI flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindu_engine::config::{
+    check, fields, keys_of, url_with, within, ConfigError, EnvLookup, FullKey, Invalid, Key,
+    Layers, MtlsMode, Section,
+};
+use bindu_engine::config::{key, secret};
+use bindu_ingress::options::{
+    AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
+};
+use bindu_workers::options::{HandlerKind, OpenAiConfig, PushConfig, WebhookConfig, WorkerConfig};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+bindu_engine::kind! {
+    /// Where tasks are stored (`STORAGE_TYPE`).
+    pub enum StoreKind("backend") {
+        /// In this process only.
+        Memory = "memory",
+        /// Durable, shared by every process.
+        Postgres = "postgres" | "postgresql",
+    }
+}
+
+bindu_engine::kind! {
+    /// How task commands and events travel (`SCHEDULER_TYPE`).
+    pub enum BusKind("backend") {
+        /// In this process only.
+        Memory = "memory",
+        /// NATS JetStream, shared by ingress and worker processes.
+        Nats = "nats",
+    }
+}
+
+bindu_engine::kind! {
+    /// Where JetStream keeps its streams (`NATS__STORAGE`).
+    pub enum JetStreamStorage("storage") {
+        /// Survives server restarts.
+        File = "file",
+        Memory = "memory",
+    }
+}
+
+bindu_engine::kind! {
+    /// Log lines as text or JSON (`LOGGING__FORMAT`).
+    pub enum LogFormat("format") {
+        Text = "text",
+        Json = "json",
+    }
+}
+
+/// `[identity]`: the agent's key pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            dir: PathBuf::from(".bindu"),
+        }
+    }
+}
+
+impl Section for IdentityConfig {
+    const NAME: &'static str = "identity";
+    const KEYS: &'static [Key] = &[key("dir", "BINDU_KEY_DIR")];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        let blank = self.dir.to_str().is_some_and(|s| s.trim().is_empty());
+        check(!blank, "dir", "must not be empty")
+    }
+}
+
+/// `[storage]`: the task store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(rename = "type")]
+    pub kind: StoreKind,
+    #[serde(with = "fields::secret")]
+    pub database_url: Option<SecretString>,
+    /// Default: the agent's DID.
+    pub namespace: Option<String>,
+    pub pool_size: u32,
+    pub batch_max: usize,
+    #[serde(rename = "batch_linger_ms", with = "fields::millis")]
+    pub batch_linger: Duration,
+    #[serde(rename = "timeout_secs", with = "fields::secs")]
+    pub timeout: Duration,
+    /// Terminal tasks older than this are deleted; `None` keeps everything.
+    #[serde(with = "fields::opt_duration")]
+    pub retention: Option<Duration>,
+    pub memory_max_tasks: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let postgres = bindu_engine::store::PostgresOptions::new("", "");
+        StorageConfig {
+            kind: StoreKind::Memory,
+            database_url: None,
+            namespace: None,
+            pool_size: postgres.pool_size,
+            batch_max: postgres.batch_max,
+            batch_linger: postgres.batch_linger,
+            timeout: postgres.timeout,
+            retention: None,
+            memory_max_tasks: 1_000_000,
+        }
+    }
+}
+
+impl Section for StorageConfig {
+    const NAME: &'static str = "storage";
+    const KEYS: &'static [Key] = &[
+        key("type", "STORAGE_TYPE"),
+        secret("database_url", "DATABASE_URL"),
+        key("namespace", "STORAGE__NAMESPACE"),
+        key("pool_size", "STORAGE__POOL_SIZE"),
+        key("batch_max", "STORAGE__BATCH_MAX"),
+        key("batch_linger_ms", "STORAGE__BATCH_LINGER_MS"),
+        key("timeout_secs", "STORAGE__TIMEOUT"),
+        key("retention", "STORAGE__RETENTION"),
+        key("memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        use secrecy::ExposeSecret;
+        let ok = match &self.database_url {
+            None => true,
+            Some(u) => {
+                let u = u.expose_secret();
+                u.starts_with("postgres://") || u.starts_with("postgresql://")
+            }
+        };
+        check(
+            ok,
+            "database_url",
+            "expected a postgres:// or postgresql:// URL",
+        )?;
+        bindu_engine::config::none_if_blank(&mut self.namespace);
+        within(self.pool_size, 2, 1000, "pool_size")?;
+        within(self.batch_max, 1, 100_000, "batch_max")?;
+        check(
+            self.batch_linger <= Duration::from_secs(1),
+            "batch_linger_ms",
+            "must be at most 1000",
+        )?;
+        check(
+            self.timeout >= Duration::from_secs(1),
+            "timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.memory_max_tasks >= 1,
+            "memory_max_tasks",
+            "must be at least 1",
+        )
+    }
+}
+
+/// `[scheduler]`: the task bus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    #[serde(rename = "type")]
+    pub kind: BusKind,
+    /// Memory bus: commands waiting for a worker before senders wait.
+    pub queue_capacity: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            kind: BusKind::Memory,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl Section for SchedulerConfig {
+    const NAME: &'static str = "scheduler";
+    const KEYS: &'static [Key] = &[
+        key("type", "SCHEDULER_TYPE"),
+        key("queue_capacity", "SCHEDULER__QUEUE_CAPACITY"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        check(
+            self.queue_capacity >= 1,
+            "queue_capacity",
+            "must be at least 1",
+        )
+    }
+}
+
+/// `[nats]`: the JetStream bus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: Option<String>,
+    pub replicas: usize,
+    pub storage: JetStreamStorage,
+    #[serde(with = "fields::duration")]
+    pub event_retention: Duration,
+    #[serde(rename = "ack_wait_secs", with = "fields::secs")]
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    pub wait_for_server: bool,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        let nats = bindu_engine::bus::NatsOptions::new("", "");
+        NatsConfig {
+            url: None,
+            replicas: nats.replicas,
+            storage: match nats.storage {
+                bindu_engine::bus::nats::NatsStorage::File => JetStreamStorage::File,
+                bindu_engine::bus::nats::NatsStorage::Memory => JetStreamStorage::Memory,
+            },
+            event_retention: nats.event_max_age,
+            ack_wait: nats.ack_wait,
+            max_deliver: nats.max_deliver,
+            wait_for_server: nats.wait_for_server,
+        }
+    }
+}
+
+impl Section for NatsConfig {
+    const NAME: &'static str = "nats";
+    const KEYS: &'static [Key] = &[
+        key("url", "NATS_URL"),
+        key("replicas", "NATS__REPLICAS"),
+        key("storage", "NATS__STORAGE"),
+        key("event_retention", "NATS__EVENT_RETENTION"),
+        key("ack_wait_secs", "NATS__ACK_WAIT"),
+        key("max_deliver", "NATS__MAX_DELIVER"),
+        key("wait_for_server", "NATS__WAIT_FOR_SERVER"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        url_with(&mut self.url, &["nats", "tls"], "url")?;
+        within(self.replicas, 1, 5, "replicas")?;
+        check(
+            !self.event_retention.is_zero(),
+            "event_retention",
+            "must be longer than zero",
+        )?;
+        check(
+            self.ack_wait >= Duration::from_secs(1),
+            "ack_wait_secs",
+            "must be at least 1",
+        )?;
+        within(self.max_deliver, 1, 1000, "max_deliver")
+    }
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A level or a tracing filter such as `info,bindu_ingress=debug`.
+    pub default_level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            default_level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+impl Section for LoggingConfig {
+    const NAME: &'static str = "logging";
+    const KEYS: &'static [Key] = &[
+        key("default_level", "LOGGING__DEFAULT_LEVEL"),
+        key("format", "LOGGING__FORMAT"),
+    ];
+
+    fn check(&mut self) -> Result<(), Invalid> {
+        let level = self.default_level.trim().to_ascii_lowercase();
+        check(
+            !level.is_empty() && (level.contains('=') || LEVELS.contains(&level.as_str())),
+            "default_level",
+            &format!(
+                "expected one of {} or a tracing filter, got {:?}",
+                LEVELS.join(", "),
+                self.default_level
+            ),
+        )?;
+        self.default_level = level;
+        Ok(())
+    }
+}
+
+/// Declares the configuration's sections once: the struct, its keys and its checks.
+macro_rules! sections {
+    ($($field:ident: $ty:ty),+ $(,)?) => {
+        /// The effective configuration. Its `Debug` output is [`Config::render`]'s: secrets
+        /// redacted.
+        #[derive(Clone, Default, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $(pub $field: $ty,)+
+            /// Where each key that is not at its default came from.
+            #[serde(skip)]
+            sources: Arc<BTreeMap<String, String>>,
+        }
+
+        /// Every key, in the order of the README's table.
+        pub fn keys() -> Vec<FullKey> {
+            let mut keys = Vec::new();
+            $(keys.extend(keys_of::<$ty>());)+
+            keys
+        }
+
+        impl Config {
+            /// Each section's own checks; `invalid` names a key and its source.
+            fn check_sections(
+                &mut self,
+                invalid: impl Fn(&str, String) -> ConfigError,
+            ) -> Result<(), ConfigError> {
+                $(self.$field.check().map_err(|e| {
+                    invalid(&format!("{}.{}", <$ty as Section>::NAME, e.field), e.message)
+                })?;)+
+                Ok(())
+            }
+        }
+    };
+}
+
+sections! {
+    server: ServerConfig,
+    agent: AgentConfig,
+    auth: AuthConfig,
+    mtls: MtlsConfig,
+    cache: CacheConfig,
+    hydra: HydraConfig,
+    identity: IdentityConfig,
+    storage: StorageConfig,
+    scheduler: SchedulerConfig,
+    nats: NatsConfig,
+    worker: WorkerConfig,
+    openai: OpenAiConfig,
+    push: PushConfig,
+    webhook: WebhookConfig,
+    logging: LoggingConfig,
+}
+
+impl Config {
+    /// Defaults only.
+    pub fn defaults() -> Self {
+        Config::default()
+    }
+
+    /// Loads the layers: `file` (TOML), then `env` (a lookup, normally the process
+    /// environment), then `flags` (key, value, flag name).
+    pub fn load(
+        file: Option<&Path>,
+        env: EnvLookup<'_>,
+        flags: &[(&str, String, &str)],
+    ) -> Result<Config, ConfigError> {
+        let mut layers = Layers::new(keys());
+        if let Some(path) = file {
+            layers = layers.file(path)?;
+        }
+        Config::from_layers(&layers.env(env).flags(flags))
+    }
+
+    /// A configuration from (dotted key, value) pairs over the defaults, read as the
+    /// environment's text would be (for tests and tools; `("server.port", "0")`).
+    pub fn from_settings(settings: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let flags: Vec<(&str, String, &str)> = settings
+            .iter()
+            .map(|(k, v)| (*k, v.to_string(), *k))
+            .collect();
+        Config::load(None, &|_| None, &flags)
+    }
+
+    /// `self` as one layer from `source`, with `env` (when given) over it.
+    pub fn relayer(&self, source: &str, env: Option<EnvLookup<'_>>) -> Result<Config, ConfigError> {
+        let mut layers = Layers::new(keys()).values(self, source)?;
+        if let Some(env) = env {
+            layers = layers.env(env);
+        }
+        Config::from_layers(&layers)
+    }
+
+    fn from_layers(layers: &Layers) -> Result<Config, ConfigError> {
+        let mut c: Config = layers.extract()?;
+        c.check_sections(|key, message| layers.invalid(key, message))?;
+        c.sources = Arc::new(layers.sources());
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn source(&self, key: &str) -> String {
+        self.sources
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| bindu_engine::config::DEFAULT_SOURCE.to_string())
+    }
+
+    /// Checks that hold across keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, from: &str, message: &str| {
+            Err(ConfigError {
+                key: key.into(),
+                source_desc: self.source(from),
+                message: message.into(),
+            })
+        };
+        if self.auth.enabled && self.hydra.admin_url.is_none() {
+            return err(
+                "hydra.admin_url / HYDRA__ADMIN_URL",
+                "auth.enabled",
+                "AUTH__ENABLED=true needs HYDRA__ADMIN_URL",
+            );
+        }
+        if self.mtls.enabled {
+            match self.mtls.mode {
+                MtlsMode::Hybrid if !self.auth.enabled => {
+                    return err("mtls.mode / MTLS__MODE", "mtls.mode", "MTLS__MODE=hybrid checks the client certificate against the Bearer token, so it needs AUTH__ENABLED=true; use MTLS__MODE=mtls for certificate-only authentication");
+                }
+                MtlsMode::Mtls if self.auth.enabled => {
+                    return err("mtls.mode / MTLS__MODE", "mtls.mode", "MTLS__MODE=mtls makes the client certificate the only credential (no token, no DID request signature); set AUTH__ENABLED=false, or use MTLS__MODE=hybrid to require both");
+                }
+                _ => {}
+            }
+        }
+        if self.scheduler.kind == BusKind::Nats && self.nats.url.is_none() {
+            return err(
+                "nats.url / NATS_URL",
+                "scheduler.type",
+                "SCHEDULER_TYPE=nats needs NATS_URL",
+            );
+        }
+        if self.worker.handler == HandlerKind::Command && self.worker.command.is_empty() {
+            return err(
+                "worker.command / BINDU_HANDLER_COMMAND",
+                "worker.handler",
+                "BINDU_HANDLER=command needs BINDU_HANDLER_COMMAND (e.g. \"python3 agent.py\")",
+            );
+        }
+        if self.worker.handler == HandlerKind::OpenAi && self.openai.model.is_none() {
+            return err(
+                "openai.model / BINDU_HANDLER_MODEL",
+                "worker.handler",
+                "BINDU_HANDLER=openai needs BINDU_HANDLER_MODEL",
+            );
+        }
+        if self.storage.kind == StoreKind::Postgres && self.storage.database_url.is_none() {
+            return err(
+                "storage.database_url / DATABASE_URL",
+                "storage.type",
+                "STORAGE_TYPE=postgres needs DATABASE_URL",
+            );
+        }
+        Ok(())
+    }
+
+    /// Why this configuration cannot run as separate ingress or worker processes, if so.
+    pub fn distributed_problem(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.storage.kind != StoreKind::Postgres {
+            why.push("STORAGE_TYPE=memory keeps tasks inside one process, so an ingress and its workers would not see each other's tasks: set STORAGE_TYPE=postgres and DATABASE_URL");
+        }
+        if self.scheduler.kind != BusKind::Nats {
+            why.push("SCHEDULER_TYPE=memory queues work inside one process, so no other process could take it: set SCHEDULER_TYPE=nats and NATS_URL");
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// The agent's namespace in shared stores and on the bus: `STORAGE__NAMESPACE`, else
+    /// the agent's DID.
+    pub fn namespace(&self, did: &str) -> String {
+        self.storage
+            .namespace
+            .clone()
+            .unwrap_or_else(|| did.to_string())
+    }
+
+    /// Whether push notifications are delivered (`PUSH__ENABLED`, or a global webhook).
+    pub fn push_enabled(&self) -> bool {
+        self.push.delivery_enabled(&self.webhook)
+    }
+
+    /// The effective configuration as TOML-like lines with their sources; secrets redacted.
+    pub fn render(&self) -> String {
+        let mut out = bindu_engine::config::render(self, &keys(), &self.sources);
+        let skills: Vec<&str> = self.agent.skills.iter().map(|s| s.id.as_str()).collect();
+        out.push_str(&format!("# agent.skills: {}\n", skills.join(", ")));
+        out
+    }
+}
+
+impl std::fmt::Debug for Config {
+    // Secrets (database and Redis URLs, API keys) are never printed, whatever logs a config
+    // with `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Config {\n")?;
+        f.write_str(&self.render())?;
+        f.write_str("}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bindu_engine::config::PushDestinations;
+use secrecy::SecretString;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn debug_output_redacts_secrets() {
+    let mut c = Config::defaults();
+    c.storage.database_url = Some(SecretString::from("postgres://u:hunter2@127.0.0.1/db"));
+    c.cache.redis_url = Some(SecretString::from("redis://:s3cret@127.0.0.1:6379"));
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::defaults();
+    assert_eq!(c.server.host, "127.0.0.1");
+    assert_eq!(c.server.port, 3773);
+    assert_eq!(c.server.max_body_bytes, 10 * 1024 * 1024);
+    assert_eq!(c.worker.handler, HandlerKind::Echo);
+    assert_eq!(c.agent.skills.len(), 1);
+    c.validate().unwrap();
+    Config::load(None, &env(&[]), &[]).unwrap();
+}
+
+#[test]
+fn layers_apply_in_order() {
+    let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bindu.toml");
+    std::fs::write(
+        &file,
+        "[server]\nport = 4000\nhost = \"0.0.0.0\"\n[agent]\nname = \"file-agent\"\n[[agent.skills]]\nid = \"s1\"\nname = \"S1\"\ndescription = \"d\"\ntags = [\"x\"]\n",
+    )
+    .unwrap();
+    let c = Config::load(
+        Some(&file),
+        &env(&[("BINDU_PORT", "5000"), ("BINDU_AGENT_NAME", "env-agent")]),
+        &[("server.port", "6000".into(), "--port")],
+    )
+    .unwrap();
+    assert_eq!(c.server.host, "0.0.0.0", "file beats default");
+    assert_eq!(c.agent.name, "env-agent", "env beats file");
+    assert_eq!(c.server.port, 6000, "flag beats env");
+    assert_eq!(c.agent.skills[0].id, "s1");
+    let rendered = c.render();
+    assert!(
+        rendered.contains("server.port = \"6000\"    # BINDU_PORT, flag --port"),
+        "{rendered}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn handler_settings_are_checked_together() {
+    let e = Config::load(None, &env(&[("BINDU_HANDLER", "command")]), &[]).unwrap_err();
+    assert!(e.key.contains("BINDU_HANDLER_COMMAND"), "{e}");
+    let e = Config::load(None, &env(&[("BINDU_HANDLER", "openai")]), &[]).unwrap_err();
+    assert!(e.key.contains("BINDU_HANDLER_MODEL"), "{e}");
+    let e = Config::load(None, &env(&[("BINDU_HANDLER", "llama")]), &[]).unwrap_err();
+    assert!(e.key.contains("BINDU_HANDLER"), "{e}");
+    let c = Config::load(
+        None,
+        &env(&[
+            ("BINDU_HANDLER", "openai"),
+            ("BINDU_HANDLER_MODEL", "llama3"),
+            ("OPENAI_API_KEY", "sk-secret-value"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/"),
+            ("BINDU_TASK_TIMEOUT", "0"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.openai.base_url, "http://127.0.0.1:11434/v1");
+    assert_eq!(c.worker.task_timeout, None);
+    assert!(!c.render().contains("sk-secret-value"));
+    assert!(!format!("{:?}", c.openai).contains("sk-secret-value"));
+    let c = Config::load(
+        None,
+        &env(&[
+            ("BINDU_HANDLER", "command"),
+            ("BINDU_HANDLER_COMMAND", "sh agent.sh"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.worker.command, ["sh", "agent.sh"]);
+    assert_eq!(c.worker.task_timeout, Some(Duration::from_secs(600)));
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let e = Config::load(None, &env(&[("BINDU_PORT", "seventy")]), &[]).unwrap_err();
+    assert!(e.key.contains("BINDU_PORT"));
+    assert!(e.source_desc.contains("BINDU_PORT"));
+    let e = Config::load(None, &env(&[("STORAGE_TYPE", "mongo")]), &[]).unwrap_err();
+    assert!(e.key.contains("STORAGE_TYPE"));
+    let e = Config::load(None, &env(&[("LOGGING__DEFAULT_LEVEL", "loud")]), &[]).unwrap_err();
+    assert!(e.key.contains("logging.default_level"));
+    let e = Config::load(None, &env(&[("BINDU_DEPLOYMENT_URL", "ftp://x")]), &[]).unwrap_err();
+    assert!(e.key.contains("BINDU_DEPLOYMENT_URL"));
+}
+
+#[test]
+fn postgres_needs_a_url_and_secrets_are_redacted() {
+    let e = Config::load(None, &env(&[("STORAGE_TYPE", "postgres")]), &[]).unwrap_err();
+    assert!(e.key.contains("DATABASE_URL"), "{e}");
+    let c = Config::load(
+        None,
+        &env(&[
+            ("STORAGE_TYPE", "postgres"),
+            ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.storage.kind, StoreKind::Postgres);
+    let shown = c.render();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("storage.database_url = \"<redacted>\""),
+        "{shown}"
+    );
+    let e = Config::load(None, &env(&[("DATABASE_URL", "mysql://x")]), &[]).unwrap_err();
+    assert!(e.key.contains("DATABASE_URL"));
+}
+
+#[test]
+fn durations_parse() {
+    let e = Config::load(None, &env(&[("STORAGE__RETENTION", "forever")]), &[]).unwrap_err();
+    assert!(e.key.contains("STORAGE__RETENTION"));
+}
+
+#[test]
+fn push_settings_parse_and_bad_ones_name_their_key() {
+    let c = Config::load(
+        None,
+        &env(&[
+            ("PUSH__DESTINATIONS", "loopback, private"),
+            ("WEBHOOK_URL", "https://hooks.example.com/a2a/"),
+            ("WEBHOOK_TOKEN", "hook-secret"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.push.destinations,
+        PushDestinations {
+            public: false,
+            private: true,
+            loopback: true
+        }
+    );
+    assert_eq!(
+        c.webhook.url.as_deref(),
+        Some("https://hooks.example.com/a2a/"),
+        "the path is kept as given"
+    );
+    assert!(c.push_enabled(), "a global webhook enables delivery");
+    assert!(!Config::defaults().push_enabled());
+    assert!(!c.render().contains("hook-secret"));
+    for (var, value) in [
+        ("PUSH__DESTINATIONS", "intranet"),
+        ("PUSH__DESTINATIONS", ""),
+        ("WEBHOOK_URL", "ftp://x"),
+        ("PUSH__MAX_ATTEMPTS", "0"),
+        ("PUSH__CONSUMER", "a.b"),
+        ("PUSH__METRICS_ADDR", "nowhere"),
+    ] {
+        let e = Config::load(None, &env(&[(var, value)]), &[]).unwrap_err();
+        assert!(e.key.contains(var), "{var}={value}: {e}");
+    }
+}
+
+#[test]
+fn unknown_file_keys_are_refused() {
+    let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bindu.toml");
+    std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
+    let e = Config::load(Some(&file), &env(&[]), &[]).unwrap_err();
+    assert_eq!(e.key, "server.prot");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn every_value_survives_a_second_layering() {
+    let c = Config::load(
+        None,
+        &env(&[
+            ("STORAGE_TYPE", "postgres"),
+            ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db"),
+            ("STORAGE__RETENTION", "30d"),
+            ("BINDU_HANDLER", "command"),
+            ("BINDU_HANDLER_COMMAND", "python3 'my agent.py'"),
+            ("AUTH__ALLOWED_DIDS", "did:a, did:b"),
+            ("PUSH__METRICS_ADDR", "127.0.0.1:9464"),
+            ("BINDU_TASK_TIMEOUT", "0"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    let again = c.relayer("flag Agent::builder", None).unwrap();
+    // Sources differ (every key now comes from the builder); values do not.
+    let values = |r: String| -> Vec<String> {
+        r.lines()
+            .map(|l| l.split("    #").next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(values(c.render()), values(again.render()));
+    assert_eq!(again.worker.command, ["python3", "my agent.py"]);
+    assert_eq!(again.auth.allowed_dids, ["did:a", "did:b"]);
+    assert_eq!(again.worker.task_timeout, None);
+}

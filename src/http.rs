@@ -1,0 +1,145 @@
+//! The HTTP ingress of a process: bind, compose the cards, wire auth, serve (TLS when
+//! `MTLS__ENABLED`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindu_engine::config::MtlsMode;
+use bindu_engine::identity::Identity;
+use bindu_engine::{Bus, TaskStore};
+use bindu_ingress::auth::setup::AuthSections;
+use bindu_ingress::card::{CardCapabilities, CardParts};
+use bindu_ingress::tls::CertificateAuth;
+use bindu_ingress::{Ingress, IngressOptions};
+use bindu_workers::dispatcher::DispatcherMetrics;
+use tokio::net::TcpListener;
+
+use crate::agent::Capabilities;
+use crate::backends::tls_config;
+use crate::supervisor::Supervisor;
+use crate::{Config, Error, Result};
+
+/// What the HTTP part needs from the rest of the process.
+pub(crate) struct HttpParts {
+    pub store: Arc<dyn TaskStore>,
+    pub bus: Arc<dyn Bus>,
+    pub identity: Arc<Identity>,
+    pub namespace: String,
+    /// Capabilities a builder asked for; the card claims no more than the engine has.
+    pub requested: Capabilities,
+    /// The dispatcher's metrics, shown on `/metrics`, when it runs in this process.
+    pub dispatcher_metrics: Option<DispatcherMetrics>,
+}
+
+/// Binds and starts serving on `supervisor`; the bound address and the card's base URL.
+pub(crate) async fn start(
+    config: &Config,
+    parts: HttpParts,
+    supervisor: &mut Supervisor,
+) -> Result<(SocketAddr, String)> {
+    let tls = if config.mtls.enabled {
+        Some(tls_config(config)?)
+    } else {
+        None
+    };
+    let host = config.server.host.as_str();
+    let listener = TcpListener::bind((host, config.server.port))
+        .await
+        .map_err(|source| Error::Listen {
+            what: format!(
+                "could not listen on {host}:{} (server.host / server.port)",
+                config.server.port
+            ),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Listen {
+        what: "reading the bound address".into(),
+        source,
+    })?;
+    let base_url = base_url(config, local_addr);
+    let capabilities = CardCapabilities {
+        streaming: parts.requested.streaming,
+        // Only when notifications are really delivered (here or by `bindu dispatcher`).
+        push_notifications: config.push_enabled() && parts.requested.push_notifications,
+    };
+    let cards = bindu_ingress::card::compose(CardParts {
+        agent: &config.agent,
+        identity: &parts.identity,
+        base_url: &base_url,
+        capabilities,
+        client_certs: config.mtls.client_certs(),
+        bearer: config.auth.enabled,
+    })
+    .map_err(Error::Card)?;
+    let auth = bindu_ingress::auth::setup::from_config(
+        AuthSections {
+            auth: &config.auth,
+            hydra: &config.hydra,
+            cache: &config.cache,
+            mtls: &config.mtls,
+        },
+        &parts.namespace,
+    )
+    .await
+    .map_err(|e| Error::backend("auth", e))?;
+    let shutdown = supervisor.shutdown();
+    let mut ingress = Ingress::new(
+        parts.store,
+        parts.bus,
+        cards.public,
+        cards.extended,
+        Some(cards.did),
+        // A blocking send never waits longer than a run may take (plus the time to record
+        // its outcome); without a task timeout, an hour.
+        IngressOptions {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..config.server.ingress_options(
+                config
+                    .worker
+                    .task_timeout
+                    .map_or(Duration::from_secs(3600), |t| t + Duration::from_secs(30)),
+            )
+        },
+        shutdown.clone(),
+    );
+    if let Some(auth) = auth {
+        ingress = ingress.with_auth(auth);
+    }
+    if let Some(m) = &parts.dispatcher_metrics {
+        ingress = ingress.with_metrics(|registry| m.register(registry));
+    }
+    if config.mtls.client_certs() && config.mtls.mode == MtlsMode::Mtls {
+        tracing::warn!(
+            "MTLS__MODE=mtls: the client certificate alone identifies callers; no token and no DID request signature is checked"
+        );
+        ingress = ingress.with_certificate_auth(CertificateAuth {
+            allowed_dids: Arc::new(config.auth.allowed_dids.clone()),
+        });
+    }
+    let router = ingress.router();
+    match tls {
+        Some(tls) => supervisor.http(bindu_ingress::tls::serve_tls(
+            listener, tls, router, shutdown,
+        )),
+        None => supervisor.http(bindu_ingress::serve(listener, router, shutdown)),
+    }
+    tracing::info!(%local_addr, url = %base_url, "agent listening");
+    Ok((local_addr, base_url))
+}
+
+/// `BINDU_DEPLOYMENT_URL`, else the bound address (loopback for an unspecified host).
+fn base_url(config: &Config, local_addr: SocketAddr) -> String {
+    if let Some(url) = &config.server.deployment_url {
+        return url.clone();
+    }
+    let mut addr = local_addr;
+    if addr.ip().is_unspecified() {
+        tracing::warn!(
+            "listening on all interfaces; set BINDU_DEPLOYMENT_URL so the agent card carries a reachable URL"
+        );
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let scheme = if config.mtls.enabled { "https" } else { "http" };
+    format!("{scheme}://{addr}")
+}
