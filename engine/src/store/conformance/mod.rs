@@ -1,0 +1,101 @@
+//! The behaviour every [`TaskStore`] backend must show. Backends call [`run_all`] from their
+//! tests with a factory for fresh, empty stores (enable the `testing` feature).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bindu_schemas::{Artifact, Message, Part, Role, TaskState};
+
+use super::*;
+
+mod races;
+mod reads;
+mod writes;
+
+pub use races::*;
+pub use reads::*;
+pub use writes::*;
+
+pub fn user_message(text: &str) -> Message {
+    let mut m = Message::agent(uuid::Uuid::new_v4().to_string(), vec![Part::text(text)]);
+    m.role = Role::User;
+    m
+}
+
+/// Submits a fresh task with a server-chosen id.
+pub async fn submit_new(store: &dyn TaskStore, owner: Option<&str>) -> Submitted {
+    store
+        .submit(SubmitRequest {
+            owner: owner.map(str::to_string),
+            task_id: uuid::Uuid::new_v4().to_string(),
+            context_id: None,
+            message: user_message("hello"),
+            push_config: None,
+        })
+        .await
+        .expect("submit a new task")
+}
+
+/// Moves a submitted task through `working` to `state`.
+pub async fn run_to(store: &dyn TaskStore, task_id: &str, state: TaskState) -> Applied {
+    let working = store
+        .apply(vec![TaskUpdate::new(
+            task_id,
+            Expect::State(TaskState::Submitted),
+        )
+        .status(TaskState::Working, None)])
+        .await
+        .remove(0)
+        .expect("submitted → working");
+    if state == TaskState::Working {
+        return working;
+    }
+    store
+        .apply(vec![TaskUpdate::new(
+            task_id,
+            Expect::State(TaskState::Working),
+        )
+        .status(state, None)])
+        .await
+        .remove(0)
+        .expect("working → target")
+}
+
+fn chunk(id: &str, text: &str, append: bool, last: bool) -> ArtifactChunk {
+    ArtifactChunk {
+        artifact: Artifact {
+            artifact_id: id.into(),
+            parts: vec![Part::text(text)],
+            name: Some("result".into()),
+            description: None,
+            metadata: None,
+            extensions: None,
+        },
+        append,
+        last_chunk: last,
+    }
+}
+
+/// Runs every conformance check, each on a fresh store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: TaskStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    submit_creates_and_get_reads(&make().await).await;
+    owners_are_isolated(&make().await).await;
+    compare_and_set_and_terminal_immutability(&make().await).await;
+    follow_ups_continue_interrupted_tasks(&make().await).await;
+    artifact_chunks_merge(&make().await).await;
+    a_run_is_recorded_once_with_its_outcome(&make().await).await;
+    list_tasks_pages_newest_first(&make().await).await;
+    contexts_list_and_clear(&make().await).await;
+    push_configs(&make().await).await;
+    a_refused_inline_push_config_changes_nothing(&make().await).await;
+    feedback(&make().await).await;
+    concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;
+    one_calls_updates_apply_in_order_under_load(Arc::new(make().await)).await;
+    counts_by_state(&make().await).await;
+    purge_removes_only_terminal_tasks(&make().await).await;
+}

@@ -1,0 +1,316 @@
+//! Conformance: reading and housekeeping (listings, contexts, push configs, feedback,
+//! counts, purge).
+
+use bindu_schemas::{PushNotificationConfig, TaskState};
+
+use super::*;
+
+pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
+    // An older task of another owner: it must not cause an empty trailing page.
+    submit_new(store, Some("owner-b")).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(submit_new(store, Some("owner-a")).await.task.id);
+    }
+    submit_new(store, Some("owner-b")).await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = store
+            .list_tasks(
+                Access::Owner(Some("owner-a")),
+                ListQuery {
+                    cursor: cursor.clone(),
+                    limit: 2,
+                    context_id: None,
+                },
+            )
+            .await
+            .expect("list");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|t| t.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    ids.reverse();
+    assert_eq!(
+        seen, ids,
+        "newest first, every task once, other owners hidden"
+    );
+    let exact = store
+        .list_tasks(
+            Access::Owner(Some("owner-a")),
+            ListQuery {
+                cursor: None,
+                limit: 5,
+                context_id: None,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(exact.items.len(), 5);
+    assert!(
+        exact.next_cursor.is_none(),
+        "no next page when nothing else matches"
+    );
+    assert!(matches!(
+        store
+            .list_tasks(
+                Access::Owner(None),
+                ListQuery {
+                    cursor: Some("garbage".into()),
+                    limit: 2,
+                    context_id: None
+                }
+            )
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
+    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let s = store
+            .submit(SubmitRequest {
+                owner: None,
+                task_id: uuid::Uuid::new_v4().to_string(),
+                context_id: Some(ctx.clone()),
+                message: user_message("x"),
+                push_config: None,
+            })
+            .await
+            .expect("submit");
+        ids.push(s.task.id);
+    }
+    let other = submit_new(store, None).await;
+    let page = store
+        .list_contexts(
+            Access::Owner(None),
+            ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("contexts");
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(
+        page.items[0].context_id, other.task.context_id,
+        "newest first"
+    );
+    let summary = page
+        .items
+        .iter()
+        .find(|c| c.context_id == ctx)
+        .expect("context listed");
+    assert_eq!(summary.task_count, 3);
+    assert_eq!(summary.task_ids, ids);
+
+    let by_ctx = store
+        .list_tasks(
+            Access::Owner(None),
+            ListQuery {
+                limit: 10,
+                context_id: Some(ctx.clone()),
+                cursor: None,
+            },
+        )
+        .await
+        .expect("by context");
+    assert_eq!(by_ctx.items.len(), 3);
+
+    let deleted = store
+        .clear_context(&ctx, Access::Owner(None))
+        .await
+        .expect("clear");
+    assert_eq!(deleted.len(), 3);
+    for id in &ids {
+        assert!(matches!(
+            store.get(id, Access::Internal).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    assert!(matches!(
+        store.clear_context(&ctx, Access::Owner(None)).await,
+        Err(StoreError::ContextNotFound(_))
+    ));
+    assert!(store.get(&other.task.id, Access::Internal).await.is_ok());
+}
+
+pub async fn push_configs(store: &dyn TaskStore) {
+    let id = submit_new(store, None).await.task.id;
+    let cfg = |cid: &str, url: &str| PushNotificationConfig {
+        url: url.into(),
+        id: Some(cid.into()),
+        token: Some("secret".into()),
+        authentication: None,
+    };
+    assert!(store
+        .list_push_configs(&id, Access::Owner(None))
+        .await
+        .expect("list")
+        .is_empty());
+    store
+        .set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a"))
+        .await
+        .expect("set a");
+    store
+        .set_push_config(&id, Access::Owner(None), cfg("b", "http://127.0.0.1:9/b"))
+        .await
+        .expect("set b");
+    store
+        .set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a2"))
+        .await
+        .expect("replace a");
+    let list = store
+        .list_push_configs(&id, Access::Owner(None))
+        .await
+        .expect("list");
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].url, "http://127.0.0.1:9/a2");
+    assert!(store
+        .delete_push_config(&id, Access::Owner(None), "a")
+        .await
+        .expect("delete"));
+    assert!(!store
+        .delete_push_config(&id, Access::Owner(None), "a")
+        .await
+        .expect("delete again"));
+    assert_eq!(
+        store
+            .list_push_configs(&id, Access::Owner(None))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    for i in 0..MAX_PUSH_CONFIGS_PER_TASK {
+        let r = store
+            .set_push_config(
+                &id,
+                Access::Owner(None),
+                cfg(&format!("n{i}"), "http://127.0.0.1:9/n"),
+            )
+            .await;
+        if i + 1 < MAX_PUSH_CONFIGS_PER_TASK {
+            r.expect("within the bound");
+        } else {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "bounded per task");
+        }
+    }
+    assert!(matches!(
+        store
+            .set_push_config(
+                "missing",
+                Access::Owner(None),
+                cfg("x", "http://127.0.0.1:9/")
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn feedback(store: &dyn TaskStore) {
+    let id = submit_new(store, None).await.task.id;
+    store
+        .add_feedback(
+            &id,
+            Access::Owner(None),
+            Feedback {
+                feedback: "great".into(),
+                rating: Some(5),
+                metadata: None,
+                created_at: crate::time::now_rfc3339(),
+            },
+        )
+        .await
+        .expect("feedback");
+    let all = store
+        .feedback(&id, Access::Owner(None))
+        .await
+        .expect("read");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].rating, Some(5));
+    assert!(matches!(
+        store
+            .add_feedback("missing", Access::Owner(None), all[0].clone())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn counts_by_state(store: &dyn TaskStore) {
+    let a = submit_new(store, None).await.task.id;
+    submit_new(store, None).await;
+    run_to(store, &a, TaskState::Completed).await;
+    let counts = store.count_by_state().await.expect("counts");
+    let get = |s: TaskState| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+    assert_eq!(get(TaskState::Submitted), 1);
+    assert_eq!(get(TaskState::Completed), 1);
+    assert_eq!(get(TaskState::Working), 0);
+}
+
+pub async fn purge_removes_only_terminal_tasks(store: &dyn TaskStore) {
+    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let s = store
+            .submit(SubmitRequest {
+                owner: None,
+                task_id: uuid::Uuid::new_v4().to_string(),
+                context_id: Some(ctx.clone()),
+                message: user_message("x"),
+                push_config: None,
+            })
+            .await
+            .expect("submit");
+        ids.push(s.task.id);
+    }
+    run_to(store, &ids[0], TaskState::Completed).await;
+    run_to(store, &ids[1], TaskState::Failed).await;
+    run_to(store, &ids[2], TaskState::Working).await;
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        store.purge(hour, true).await.expect("dry run"),
+        0,
+        "nothing is an hour old"
+    );
+    let zero = std::time::Duration::ZERO;
+    assert_eq!(store.purge(zero, true).await.expect("dry run"), 2);
+    assert!(
+        store.get(&ids[0], Access::Internal).await.is_ok(),
+        "a dry run deletes nothing"
+    );
+    assert_eq!(store.purge(zero, false).await.expect("purge"), 2);
+    for id in &ids[..2] {
+        assert!(matches!(
+            store.get(id, Access::Internal).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    let running = store
+        .get(&ids[2], Access::Internal)
+        .await
+        .expect("non-terminal task kept");
+    assert_eq!(running.task.status.state, TaskState::Working);
+    let ctx_page = store
+        .list_contexts(
+            Access::Owner(None),
+            ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("contexts");
+    let summary = ctx_page
+        .items
+        .iter()
+        .find(|c| c.context_id == ctx)
+        .expect("context kept: it still has a task");
+    assert_eq!(summary.task_ids, vec![ids[2].clone()]);
+}
