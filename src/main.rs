@@ -8,9 +8,6 @@ use bindu::Config;
 use bindu_engine::config::ConfigError;
 use clap::{Args, Parser, Subcommand};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "bindu",
