@@ -1,7 +1,7 @@
 //! T2: the NATS JetStream bus against a real `nats-server` spawned on a free port with a
 //! temporary store (`NATS_SERVER_BIN` or the Debian path).
 //!
-//! Run with `cargo test -p bindu-engine --features nats,testing --test nats`.
+//! Run with `cargo test -p bindu-engine --features t2-nats --test nats`.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! created from `BINDU_TEST_DATABASE_URL` (or `DATABASE_URL`, or the local default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
 //!
-//! Run with `cargo test -p bindu-engine --features postgres,testing --test postgres`
+//! Run with `cargo test -p bindu-engine --features t2-postgres --test postgres`
 //! (`scripts/test` does when Postgres is reachable).
 
 use std::sync::Arc;
