@@ -1573,9 +1573,13 @@ async fn metrics_count_requests_and_tasks() {
     let (status, _, body) = srv.get("/metrics").await;
     assert_eq!(status, 200);
     let has_line = |pred: &dyn Fn(&str) -> bool| body.lines().any(pred);
+    // One sample line's value: the text after the last space, compared exactly (a prefix
+    // check of "... 1" would also accept 10 or 1.5).
+    let value = |l: &str| l.rsplit(' ').next().unwrap_or("").to_string();
     assert!(
         has_line(&|l| l.starts_with("bindu_rpc_requests_total{")
-            && l.contains(r#"method="message/send""#)),
+            && l.contains(r#"method="message/send""#)
+            && value(l) == "1"),
         "{body}"
     );
     assert!(
@@ -1583,11 +1587,11 @@ async fn metrics_count_requests_and_tasks() {
         "{body}"
     );
     assert!(
-        has_line(&|l| l.starts_with("bindu_rpc_requests_in_flight")),
+        has_line(&|l| l == "bindu_rpc_requests_in_flight 0"),
         "{body}"
     );
     assert!(
-        has_line(&|l| l.starts_with(r#"bindu_tasks{state="completed"} 1"#)),
+        has_line(&|l| l == r#"bindu_tasks{state="completed"} 1"#),
         "{body}"
     );
 }

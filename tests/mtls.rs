@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use bindu::engine::config::Source;
 use bindu::engine::identity::Identity;
+use bindu_ingress::tls::TlsError;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::AlertDescription;
 use serde_json::{json, Value};
 use support::hydra::{fake_hydra, now};
 
@@ -148,6 +150,24 @@ fn send_body(text: &str) -> String {
     .to_string()
 }
 
+/// The TLS alert the server answered with, found down the error's source chain (rustls'
+/// error travels inside an `io::Error`, whose `source()` skips it).
+fn tls_alert(err: &reqwest::Error) -> Option<AlertDescription> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return Some(*alert);
+        }
+        next = e.source();
+    }
+    None
+}
+
 async fn post(
     client: &reqwest::Client,
     server: &bindu::Server,
@@ -249,35 +269,44 @@ async fn bad_client_certificates_fail_the_handshake() {
         let url = format!("https://{}/health", server.local_addr());
         async move { client.get(url).send().await }
     };
-    // With a client certificate required, even public paths need one.
-    assert!(
-        health(https(&pki.ca.pem, None)).await.is_err(),
-        "no certificate"
+    // With a client certificate required, even public paths need one. Each refusal is the
+    // server's TLS alert naming the reason, not just any failed request.
+    let no_cert = health(https(&pki.ca.pem, None)).await.unwrap_err();
+    assert_eq!(
+        tls_alert(&no_cert),
+        Some(AlertDescription::CertificateRequired),
+        "no certificate: {no_cert:?}"
     );
     let other = ca("some other CA");
-    assert!(
-        health(https(&pki.ca.pem, Some(&client_leaf(&other, ALICE))))
-            .await
-            .is_err(),
-        "a certificate from another CA"
-    );
-    assert!(
-        health(https(
-            &pki.ca.pem,
-            Some(&leaf(&pki.ca, Some(ALICE), "x", Usage::Client, true))
-        ))
+    let err = health(https(&pki.ca.pem, Some(&client_leaf(&other, ALICE))))
         .await
-        .is_err(),
-        "an expired certificate"
+        .unwrap_err();
+    assert_eq!(
+        tls_alert(&err),
+        Some(AlertDescription::UnknownCA),
+        "a certificate from another CA: {err:?}"
     );
-    assert!(
-        health(https(
-            &pki.ca.pem,
-            Some(&leaf(&pki.ca, Some(ALICE), "x", Usage::Server, false))
-        ))
-        .await
-        .is_err(),
-        "a server-only certificate"
+    let err = health(https(
+        &pki.ca.pem,
+        Some(&leaf(&pki.ca, Some(ALICE), "x", Usage::Client, true)),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        tls_alert(&err),
+        Some(AlertDescription::CertificateExpired),
+        "an expired certificate: {err:?}"
+    );
+    let err = health(https(
+        &pki.ca.pem,
+        Some(&leaf(&pki.ca, Some(ALICE), "x", Usage::Server, false)),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        tls_alert(&err),
+        Some(AlertDescription::UnsupportedCertificate),
+        "a server-only certificate: {err:?}"
     );
     // The server keeps serving good clients.
     let good = health(https(&pki.ca.pem, Some(&client_leaf(&pki.ca, ALICE))))
@@ -470,6 +499,17 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
         format!("{err:#}").contains("/nonexistent/cert.pem"),
         "{err:#}"
     );
+    // The ingress's own error: the file variant, naming the file.
+    let missing = bindu_ingress::tls::server_config(&bindu_ingress::tls::TlsFiles {
+        cert: Path::new("/nonexistent/cert.pem"),
+        key: &pki.dir.join("tls_key.pem"),
+        client_ca: None,
+        require_client_cert: false,
+    });
+    assert!(
+        matches!(&missing, Err(TlsError::File { path, .. }) if path == "/nonexistent/cert.pem"),
+        "{missing:?}"
+    );
 
     // A key file that is not a key: named, without echoing its content.
     std::fs::write(pki.dir.join("bad_key.pem"), "secret-looking garbage").unwrap();
@@ -495,19 +535,35 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
         msg.contains("bad_key.pem") && !msg.contains("garbage"),
         "{msg}"
     );
+    let bad_key = pki.dir.join("bad_key.pem");
+    let refused = bindu_ingress::tls::server_config(&bindu_ingress::tls::TlsFiles {
+        cert: &pki.dir.join("tls_cert.pem"),
+        key: &bad_key,
+        client_ca: None,
+        require_client_cert: false,
+    });
+    assert!(
+        matches!(&refused, Err(TlsError::File { path, message })
+            if *path == bad_key.display().to_string() && !message.contains("garbage")),
+        "{refused:?}"
+    );
 
     // Hybrid needs token auth; mtls excludes it.
     let mut config = bindu::engine::Config::defaults();
     config.set("mtls.enabled", "true", Source::Default).unwrap();
     config.set("mtls.mode", "hybrid", Source::Default).unwrap();
-    assert!(config.validate().is_err());
+    let err = config.validate().unwrap_err();
+    assert!(err.key.starts_with("mtls.mode"), "{err}");
+    assert!(err.message.contains("AUTH__ENABLED=true"), "{err}");
     config.set("mtls.mode", "mtls", Source::Default).unwrap();
     assert!(config.validate().is_ok());
     config.set("auth.enabled", "true", Source::Default).unwrap();
     config
         .set("hydra.admin_url", "http://127.0.0.1:9", Source::Default)
         .unwrap();
-    assert!(config.validate().is_err());
+    let err = config.validate().unwrap_err();
+    assert!(err.key.starts_with("mtls.mode"), "{err}");
+    assert!(err.message.contains("AUTH__ENABLED=false"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
