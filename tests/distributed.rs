@@ -83,6 +83,44 @@ async fn sse(resp: reqwest::Response) -> Vec<Value> {
         .collect()
 }
 
+/// A JSON-lines agent (the `command` handler's protocol) whose task runs until it is
+/// canceled: it appends each cancel line it receives to the file named by its argument.
+const CANCEL_RECORDING_AGENT: &str = r#"
+marker="$1"
+while IFS= read -r line; do
+  case "$line" in
+    *'"type":"task"'*)
+      echo '{"type":"status","text":"running until canceled"}'
+      if IFS= read -r -t 30 next; then
+        case "$next" in
+          *'"type":"cancel"'*) printf '%s\n' "$next" >> "$marker" ;;
+        esac
+        echo '{"type":"error","message":"canceled"}'
+      else
+        echo '{"type":"result","text":"never canceled"}'
+      fi ;;
+  esac
+done
+"#;
+
+/// Deliveries made by the workers' JetStream consumer and commands in the stream: the
+/// consumer numbers every delivery, redeliveries included, and the stream every command
+/// (one subject, no filter), so the first exceeds the second exactly when a command was
+/// delivered again.
+async fn command_deliveries(nats: &NatsServer) -> (u64, u64) {
+    use futures::TryStreamExt;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let names: Vec<String> = js.stream_names().try_collect().await.unwrap();
+    let name = names
+        .iter()
+        .find(|n| n.ends_with("_COMMANDS"))
+        .unwrap_or_else(|| panic!("a commands stream: {names:?}"));
+    let mut stream = js.get_stream(name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let consumer = stream.consumer_info("workers").await.unwrap();
+    (consumer.delivered.consumer_sequence, last)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     let nats = NatsServer::start();
@@ -191,13 +229,34 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
         }
     }
     assert_eq!(seen, total);
+    // The victim died with commands in hand: JetStream delivered some of them again (to the
+    // survivor), and still every task completed once.
+    let (deliveries, messages) = command_deliveries(&nats).await;
+    assert!(
+        deliveries > messages,
+        "no command was redelivered ({deliveries} deliveries of {messages} commands): the \
+         killed worker held no work"
+    );
 
-    // Cancel across processes: the ingress cancels what a worker is running.
-    let long = Agent::start(command(
+    // Cancel across processes: the ingress cancels what a worker is running, and the handler
+    // in the worker process hears it (the agent script records the cancel line it gets).
+    let agent_dir = std::env::temp_dir().join(format!(
+        "bindu-dist-cancel-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let script = agent_dir.join("agent.sh");
+    let marker = agent_dir.join("cancels");
+    std::fs::write(&script, CANCEL_RECORDING_AGENT).unwrap();
+    let handler_command = format!("bash {} {}", script.display(), marker.display());
+    let canceler = Agent::start(command(
         "worker",
         &db,
         &nats,
-        &[("BINDU_ECHO_DELAY_MS", "3000")],
+        &[
+            ("BINDU_HANDLER", "command"),
+            ("BINDU_HANDLER_COMMAND", &handler_command),
+        ],
     ));
     survivor.stop();
     // Started as a stream, so the `working` event (announced, not stored) is seen.
@@ -256,6 +315,28 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     let later = rpc(&c, &url, "tasks/get", json!({"id": tid})).await;
     assert_eq!(later["result"]["status"]["state"], "canceled", "{later}");
     assert!(later["result"].get("artifacts").is_none(), "{later}");
+    // The worker process passed the cancel on to the handler: the agent got the cancel line
+    // for this task (the store would show `canceled` even if nobody told the handler).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = std::fs::read_to_string(&marker).unwrap_or_default();
+        if seen.contains(r#""type":"cancel""#) && seen.contains(&tid) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler never got the cancel of {tid}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let long = Agent::start(command(
+        "worker",
+        &db,
+        &nats,
+        &[("BINDU_ECHO_DELAY_MS", "3000")],
+    ));
+    canceler.stop();
+    let _ = std::fs::remove_dir_all(&agent_dir);
 
     // A stream started on one ingress is resumed on another.
     let resp = c

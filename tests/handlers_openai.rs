@@ -149,6 +149,14 @@ async fn a_429_and_a_503_are_retried_honouring_retry_after() {
     assert_eq!(state(&done), "completed", "{done}");
     assert_eq!(artifact_text(&done["artifacts"][0]), "third time lucky");
     assert_eq!(fake.requests().len(), 3);
+    // The retry after the 429 came no sooner than its `Retry-After: 1` allowed (less a
+    // little for clock granularity).
+    let at = fake.arrivals();
+    let waited = at[1] - at[0];
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried {waited:?} after a 429 with Retry-After: 1"
+    );
     // No key configured: no Authorization header.
     assert_eq!(fake.auth_headers(), [None, None, None]);
 }

@@ -917,14 +917,30 @@ async fn a_stream_for_an_input_required_task_ends_with_that_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_stream_does_not_cancel_the_task() {
-    let h = handler(|input: HandlerInput| async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let text = input
-            .last_user_message()
-            .map(|m| m.text())
-            .unwrap_or_default();
-        Ok(HandlerOutput::Text(format!("done: {text}")))
-    });
+    // The handler runs until the test releases it, so the drop happens mid-run by
+    // construction; it notes a cancel if one reaches it.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let canceled = Arc::new(AtomicBool::new(false));
+    let h = {
+        let (release, canceled) = (release.clone(), canceled.clone());
+        handler(move |input: HandlerInput| {
+            let (release, canceled) = (release.clone(), canceled.clone());
+            async move {
+                tokio::select! {
+                    permit = release.acquire() => drop(permit),
+                    _ = input.cancel.cancelled() => {
+                        canceled.store(true, Ordering::SeqCst);
+                        return Err("canceled".into());
+                    }
+                }
+                let text = input
+                    .last_user_message()
+                    .map(|m| m.text())
+                    .unwrap_or_default();
+                Ok(HandlerOutput::Text(format!("done: {text}")))
+            }
+        })
+    };
     let srv = TestServer::with_handler(h).await;
     let mut reader = srv
         .open_stream(
@@ -936,9 +952,43 @@ async fn dropping_a_stream_does_not_cancel_the_task() {
     let first = reader.next_event().await.unwrap();
     assert_eq!(first["result"]["kind"], "task");
     let tid = task_id(&first["result"]);
+    assert_eq!(
+        server_connections(srv.addr.port()),
+        1,
+        "the stream's connection"
+    );
     drop(reader);
+    // The server noticed: it closed its side of the stream's connection (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server_connections(srv.addr.port()) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never closed the dropped stream's connection"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(state(&srv.get_task(&tid).await), "submitted");
+    release.add_permits(1);
     let done = srv.wait_for_state(&tid, "completed").await;
     assert_eq!(first_text(&done["artifacts"][0]), "done: walk away");
+    assert!(!canceled.load(Ordering::SeqCst), "the handler was canceled");
+}
+
+/// Open TCP connections whose server side is local port `port` on 127.0.0.1 (established,
+/// or closed by the peer and not yet by the server), from `/proc/net/tcp`.
+fn server_connections(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            // 01 ESTABLISHED, 08 CLOSE_WAIT.
+            u16::from_str_radix(local_port, 16).unwrap() == port
+                && (fields[3] == "01" || fields[3] == "08")
+        })
+        .count()
 }
 
 // ---- 11. tasks/get, tasks/cancel, tasks/resubscribe -----------------------------------
@@ -1573,9 +1623,13 @@ async fn metrics_count_requests_and_tasks() {
     let (status, _, body) = srv.get("/metrics").await;
     assert_eq!(status, 200);
     let has_line = |pred: &dyn Fn(&str) -> bool| body.lines().any(pred);
+    // One sample line's value: the text after the last space, compared exactly (a prefix
+    // check of "... 1" would also accept 10 or 1.5).
+    let value = |l: &str| l.rsplit(' ').next().unwrap_or("").to_string();
     assert!(
         has_line(&|l| l.starts_with("bindu_rpc_requests_total{")
-            && l.contains(r#"method="message/send""#)),
+            && l.contains(r#"method="message/send""#)
+            && value(l) == "1"),
         "{body}"
     );
     assert!(
@@ -1583,11 +1637,11 @@ async fn metrics_count_requests_and_tasks() {
         "{body}"
     );
     assert!(
-        has_line(&|l| l.starts_with("bindu_rpc_requests_in_flight")),
+        has_line(&|l| l == "bindu_rpc_requests_in_flight 0"),
         "{body}"
     );
     assert!(
-        has_line(&|l| l.starts_with(r#"bindu_tasks{state="completed"} 1"#)),
+        has_line(&|l| l == r#"bindu_tasks{state="completed"} 1"#),
         "{body}"
     );
 }

@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use bindu::engine::config::MtlsMode;
 use bindu::engine::identity::Identity;
+use bindu_ingress::tls::TlsError;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::AlertDescription;
 use serde_json::{json, Value};
 use support::hydra::{fake_hydra, now};
 
@@ -144,6 +146,70 @@ fn send_body(text: &str) -> String {
     .to_string()
 }
 
+/// A TLS connection to `server` trusting `ca_pem`, presenting `identity` (a client
+/// certificate and its key) if any, then `GET /health`: `Ok` when the server answered 200,
+/// else the TLS error it ended the connection with. Done with rustls directly: in TLS 1.3
+/// the server refuses a client certificate after the client's side of the handshake is
+/// done, and its alert is read deterministically here, while an HTTP client may report only
+/// that the connection closed.
+async fn handshake(
+    server: &bindu::Server,
+    ca_pem: &str,
+    identity: Option<Leaf>,
+) -> Result<(), rustls::Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some(leaf) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tls_error = |e: std::io::Error| -> rustls::Error {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .cloned()
+            .unwrap_or_else(|| panic!("not a TLS error: {e:?}"))
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = support::within("the TLS handshake", connector.connect(name, tcp))
+        .await
+        .map_err(tls_error)?;
+    tls.write_all(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(tls_error)?;
+    let mut response = Vec::new();
+    let read = support::within("the answer", tls.read_to_end(&mut response)).await;
+    if response.starts_with(b"HTTP/1.1 200") {
+        return Ok(());
+    }
+    read.map_err(tls_error)?;
+    panic!(
+        "neither an answer nor a TLS error: {}",
+        String::from_utf8_lossy(&response)
+    );
+}
+
 async fn post(
     client: &reqwest::Client,
     server: &bindu::Server,
@@ -245,35 +311,36 @@ async fn bad_client_certificates_fail_the_handshake() {
         let url = format!("https://{}/health", server.local_addr());
         async move { client.get(url).send().await }
     };
-    // With a client certificate required, even public paths need one.
-    assert!(
-        health(https(&pki.ca.pem, None)).await.is_err(),
+    // With a client certificate required, even public paths need one. Each refusal is the
+    // server's TLS alert naming the reason, not just any failed request.
+    let refused = |identity: Option<Leaf>| handshake(&server, &pki.ca.pem, identity);
+    let alert = |a| Err(rustls::Error::AlertReceived(a));
+    assert_eq!(
+        refused(None).await,
+        alert(AlertDescription::CertificateRequired),
         "no certificate"
     );
     let other = ca("some other CA");
-    assert!(
-        health(https(&pki.ca.pem, Some(&client_leaf(&other, ALICE))))
-            .await
-            .is_err(),
+    assert_eq!(
+        refused(Some(client_leaf(&other, ALICE))).await,
+        alert(AlertDescription::UnknownCA),
         "a certificate from another CA"
     );
-    assert!(
-        health(https(
-            &pki.ca.pem,
-            Some(&leaf(&pki.ca, Some(ALICE), "x", Usage::Client, true))
-        ))
-        .await
-        .is_err(),
+    assert_eq!(
+        refused(Some(leaf(&pki.ca, Some(ALICE), "x", Usage::Client, true))).await,
+        alert(AlertDescription::CertificateExpired),
         "an expired certificate"
     );
-    assert!(
-        health(https(
-            &pki.ca.pem,
-            Some(&leaf(&pki.ca, Some(ALICE), "x", Usage::Server, false))
-        ))
-        .await
-        .is_err(),
+    assert_eq!(
+        refused(Some(leaf(&pki.ca, Some(ALICE), "x", Usage::Server, false))).await,
+        alert(AlertDescription::UnsupportedCertificate),
         "a server-only certificate"
+    );
+    // The same handshake with a good certificate gets its answer.
+    assert_eq!(
+        refused(Some(client_leaf(&pki.ca, ALICE))).await,
+        Ok(()),
+        "a good certificate"
     );
     // The server keeps serving good clients.
     let good = health(https(&pki.ca.pem, Some(&client_leaf(&pki.ca, ALICE))))
@@ -464,6 +531,17 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
         format!("{err:#}").contains("/nonexistent/cert.pem"),
         "{err:#}"
     );
+    // The ingress's own error: the file variant, naming the file.
+    let missing = bindu_ingress::tls::server_config(&bindu_ingress::tls::TlsFiles {
+        cert: Path::new("/nonexistent/cert.pem"),
+        key: &pki.dir.join("tls_key.pem"),
+        client_ca: None,
+        require_client_cert: false,
+    });
+    assert!(
+        matches!(&missing, Err(TlsError::File { path, .. }) if path == "/nonexistent/cert.pem"),
+        "{missing:?}"
+    );
 
     // A key file that is not a key: named, without echoing its content.
     std::fs::write(pki.dir.join("bad_key.pem"), "secret-looking garbage").unwrap();
@@ -487,17 +565,33 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
         msg.contains("bad_key.pem") && !msg.contains("garbage"),
         "{msg}"
     );
+    let bad_key = pki.dir.join("bad_key.pem");
+    let refused = bindu_ingress::tls::server_config(&bindu_ingress::tls::TlsFiles {
+        cert: &pki.dir.join("tls_cert.pem"),
+        key: &bad_key,
+        client_ca: None,
+        require_client_cert: false,
+    });
+    assert!(
+        matches!(&refused, Err(TlsError::File { path, message })
+            if *path == bad_key.display().to_string() && !message.contains("garbage")),
+        "{refused:?}"
+    );
 
     // Hybrid needs token auth; mtls excludes it.
     let mut config = bindu::Config::defaults();
     config.mtls.enabled = true;
     config.mtls.mode = MtlsMode::Hybrid;
-    assert!(config.validate().is_err());
+    let err = config.validate().unwrap_err();
+    assert!(err.key.starts_with("mtls.mode"), "{err}");
+    assert!(err.message.contains("AUTH__ENABLED=true"), "{err}");
     config.mtls.mode = MtlsMode::Mtls;
     assert!(config.validate().is_ok());
     config.auth.enabled = true;
     config.hydra.admin_url = Some("http://127.0.0.1:9".into());
-    assert!(config.validate().is_err());
+    let err = config.validate().unwrap_err();
+    assert!(err.key.starts_with("mtls.mode"), "{err}");
+    assert!(err.message.contains("AUTH__ENABLED=false"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

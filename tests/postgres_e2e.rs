@@ -3,10 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod process;
+mod support;
 
-use bindu_engine::store::postgres::test_db::TestDb;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bindu_engine::store::postgres::test_db::{OutageProxy, TestDb};
 use process::{bindu, rpc, Agent};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn with_db(cmd: &mut std::process::Command, db: &TestDb) {
     cmd.env("STORAGE_TYPE", "postgres")
@@ -107,4 +111,85 @@ fn an_unreachable_database_stops_start_up_with_a_clear_error() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// The ingress on a real Postgres that goes away (a TCP proxy in front of it cuts every
+/// connection and refuses new ones, like a database restart): `/health` turns 503 with the
+/// store not ready, JSON-RPC calls are answered -32603 (HTTP 200) within the store's timeout
+/// instead of hanging, and everything works again once the database is back, with the task
+/// accepted before the outage intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_reports_a_postgres_outage_and_recovers() {
+    let db = TestDb::new().await;
+    let proxy = OutageProxy::start(&db.url).await;
+    let srv = support::TestServer::start(
+        &[
+            ("storage.type", "postgres"),
+            ("storage.database_url", &proxy.url),
+            ("storage.timeout_secs", "2"),
+            ("agent.name", "outage-agent"),
+        ],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    let health = || async {
+        let (status, _, body) = srv.get("/health").await;
+        (status, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    let (status, body) = health().await;
+    assert_eq!((status, &body["ready"]), (200, &json!(true)), "{body}");
+    let before = srv
+        .rpc(
+            "message/send",
+            json!({"message": support::user_message("before the outage")}),
+        )
+        .await;
+    assert_eq!(before["result"]["status"]["state"], "completed", "{before}");
+    let before_id = before["result"]["id"].as_str().unwrap().to_string();
+
+    proxy.go_down();
+    let refused = proxy.refused();
+    let (status, body) = health().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["runtime"]["storage_ready"], false, "{body}");
+    for (method, params) in [
+        (
+            "message/send",
+            json!({"message": support::user_message("during the outage")}),
+        ),
+        ("tasks/get", json!({"id": before_id})),
+        ("tasks/list", json!({})),
+    ] {
+        let started = Instant::now();
+        let r = srv.rpc(method, params).await;
+        assert_eq!(r["error"]["code"], -32603, "{method}: {r}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{method}: answered within the store timeout, took {:?}",
+            started.elapsed()
+        );
+    }
+    // The answers came from the store trying the database, not from a shortcut.
+    assert!(proxy.refused() > refused, "no attempt reached the database");
+
+    proxy.come_back();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = health().await;
+        if status == 200 {
+            assert_eq!(body["runtime"]["storage_ready"], true, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready again: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = srv.rpc("tasks/get", json!({"id": before_id})).await;
+    assert_eq!(got["result"]["status"]["state"], "completed", "{got}");
+    let after = srv
+        .rpc(
+            "message/send",
+            json!({"message": support::user_message("after the outage")}),
+        )
+        .await;
+    assert_eq!(after["result"]["status"]["state"], "completed", "{after}");
 }

@@ -2,14 +2,15 @@
 //! created from `BINDU_TEST_DATABASE_URL` (or `DATABASE_URL`, or the local default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
 //!
-//! Run with `cargo test -p bindu-engine --features postgres,testing --test postgres`
+//! Run with `cargo test -p bindu-engine --features t2-postgres --test postgres`
 //! (`scripts/test` does when Postgres is reachable).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::store::conformance::{self, run_to, submit_new, user_message};
-use bindu_engine::store::postgres::test_db::TestDb;
+use bindu_engine::store::postgres::queries;
+use bindu_engine::store::postgres::test_db::{OutageProxy, TestDb};
 use bindu_engine::store::*;
 use bindu_schemas::{Artifact, Part, TaskState};
 
@@ -298,77 +299,11 @@ async fn an_unreachable_server_is_a_clear_error() {
     );
 }
 
-/// A loopback TCP proxy in front of the real Postgres that can cut every connection and
-/// refuse new ones, like a database restart, then come back.
-struct Outage {
-    port: u16,
-    down: Arc<std::sync::atomic::AtomicBool>,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Outage {
-    async fn start(target: std::net::SocketAddr) -> Outage {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (cut, _) = tokio::sync::watch::channel(0u64);
-        let (flag, cuts) = (down.clone(), cut.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if flag.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Outage { port, down, cut }
-    }
-
-    fn go_down(&self) {
-        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
-    }
-
-    fn come_back(&self) {
-        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_gives_clear_errors_then_recovers() {
     let db = TestDb::new().await;
-    let url: sqlx::postgres::PgConnectOptions = db.url.parse().expect("url");
-    let host = match url.get_host() {
-        h if h.starts_with('/') => "127.0.0.1".to_string(),
-        h => h.to_string(),
-    };
-    let target = tokio::net::lookup_host((host.as_str(), url.get_port()))
-        .await
-        .expect("resolve")
-        .next()
-        .expect("an address");
-    let proxy = Outage::start(target).await;
-    let proxied = {
-        let (before_host, after) = db.url.split_once('@').expect("url with user");
-        let rest = after.split_once('/').map_or("", |(_, r)| r);
-        format!("{before_host}@127.0.0.1:{}/{rest}", proxy.port)
-    };
+    let proxy = OutageProxy::start(&db.url).await;
+    let proxied = proxy.url.clone();
     let mut options = PostgresOptions::new(proxied, "did:bindu:test:outage");
     options.timeout = Duration::from_secs(2);
     let store = Arc::new(
@@ -404,6 +339,7 @@ async fn a_database_outage_gives_clear_errors_then_recovers() {
     ));
 
     // A write started during the outage is retried and lands once the database is back.
+    let attempts_before = proxy.refused();
     let writer = {
         let store = store.clone();
         let id = before.clone();
@@ -418,7 +354,10 @@ async fn a_database_outage_gives_clear_errors_then_recovers() {
                 .remove(0)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The write really was tried during the outage: its connection attempts were refused
+    // (twice: its first try and a retry), and it is still waiting, not answered.
+    proxy.refuses_more_than(attempts_before + 1).await;
+    assert!(!writer.is_finished(), "the write gave up during the outage");
     proxy.come_back();
     let applied = tokio::time::timeout(bounded, writer)
         .await
@@ -468,19 +407,42 @@ async fn listings_and_reads_use_indexes() {
             .fetch_one(pool)
             .await
             .expect("agent id");
-    let explain = |sql: &'static str| async move {
-        let sql = sql.replace("$AGENT", &agent.to_string());
-        let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(pool).await.expect("explain");
-        rows.into_iter()
+    // The store's own statements (their text as it runs them), prepared on one connection
+    // and explained with this agent's values.
+    let mut conn = pool.acquire().await.expect("connection");
+    let mut plans = Vec::new();
+    for (name, sql, args) in [
+        (
+            "page_by_owner",
+            queries::task_page(true, false),
+            format!("({agent}, 9223372036854775807, 'did:example:a', 51)"),
+        ),
+        (
+            "task_by_id",
+            queries::task_by_id(),
+            format!("({agent}, 'x')"),
+        ),
+        (
+            "contexts_by_owner",
+            queries::context_page(true),
+            format!("({agent}, 9223372036854775807, 'did:example:a', 51)"),
+        ),
+    ] {
+        sqlx::query(&format!("PREPARE {name} AS {sql}"))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
+        let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN EXECUTE {name}{args}"))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+        let plan = rows
+            .into_iter()
             .map(|(l,)| l)
             .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let plans = [
-        explain("EXPLAIN SELECT id FROM bindu_tasks t WHERE t.agent_id = $AGENT AND t.seq_no < 9223372036854775807 AND t.owner = 'did:example:a' ORDER BY t.seq_no DESC LIMIT 51").await,
-        explain("EXPLAIN SELECT id FROM bindu_tasks t WHERE t.agent_id = $AGENT AND t.id = 'x'").await,
-        explain("EXPLAIN SELECT id FROM bindu_contexts c WHERE c.agent_id = $AGENT AND c.seq_no < 9223372036854775807 AND c.owner = 'did:example:a' ORDER BY c.seq_no DESC LIMIT 51").await,
-    ];
+            .join("\n");
+        plans.push(format!("{name}:\n{plan}"));
+    }
     for plan in plans {
         assert!(
             !plan.contains("Seq Scan"),
@@ -542,38 +504,60 @@ async fn id_lookups_use_the_primary_key_while_the_table_grows() {
         .execute(&mut *conn)
         .await
         .expect("generic plans");
+    // The store's own statements, as it runs them.
+    let ids = "ARRAY['b','c']::text[]";
+    let jsons = |v: &str| format!("ARRAY['{v}','{v}']::jsonb[]");
     for (name, sql, args) in [
-        (
-            "get",
-            "PREPARE get(int, text) AS SELECT id, history FROM bindu_tasks WHERE agent_id = $1 AND id = $2",
-            "(1, 'b')",
-        ),
+        ("get", queries::task_by_id(), "(1, 'b')".to_string()),
         (
             "lock",
-            "PREPARE lock(int, text[]) AS SELECT id FROM bindu_tasks WHERE agent_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
-            "(1, ARRAY['b','c'])",
+            queries::LOCK_FOLLOWUPS.to_string(),
+            format!("(1, {ids})"),
         ),
         (
             "transition",
-            "PREPARE transition(int, text[], int4[]) AS UPDATE bindu_tasks t SET version = t.version + 1 \
-             FROM unnest($2, $3) AS x(id, mask) \
-             WHERE t.agent_id = $1 AND t.id = ANY($2) AND t.id = x.id AND (x.mask & (1 << t.state)) <> 0",
-            "(1, ARRAY['b','c'], ARRAY[1,1])",
+            queries::APPLY_UPDATES.to_string(),
+            format!(
+                "(1, {ids}, {ids}, ARRAY[1,1]::int4[], ARRAY[1,1]::int2[], {}, \
+                 ARRAY[1,1]::int8[], {}, {}, {})",
+                jsons("{}"),
+                jsons("[]"),
+                jsons("[]"),
+                jsons("null")
+            ),
+        ),
+        (
+            "current",
+            queries::CURRENT_STATES.to_string(),
+            format!("(1, {ids})"),
         ),
         (
             "ctx",
-            "PREPARE ctx(int, text) AS SELECT 1 FROM bindu_contexts x WHERE agent_id = $1 AND id = $2",
-            "(1, 'b')",
+            "SELECT 1 FROM bindu_contexts x WHERE agent_id = $1 AND id = $2".to_string(),
+            "(1, 'b')".to_string(),
         ),
     ] {
-        sqlx::query(sql).execute(&mut *conn).await.expect("prepare");
+        sqlx::query(&format!("PREPARE {name} AS {sql}"))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
         let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN EXECUTE {name}{args}"))
             .fetch_all(&mut *conn)
             .await
             .expect("explain");
-        let plan = rows.into_iter().map(|(l,)| l).collect::<Vec<_>>().join("\n");
-        assert!(plan.contains("_pkey"), "{name}: expected the primary key:\n{plan}");
-        assert!(!plan.contains("Seq Scan"), "{name}: no scan of the table:\n{plan}");
+        let plan = rows
+            .into_iter()
+            .map(|(l,)| l)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            plan.contains("_pkey"),
+            "{name}: expected the primary key:\n{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{name}: no scan of the table:\n{plan}"
+        );
     }
 }
 

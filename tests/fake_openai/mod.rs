@@ -58,6 +58,8 @@ impl Reply {
 struct Shared {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Value>>,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<std::time::Instant>>,
     auth: Mutex<Vec<Option<String>>>,
     /// Streams whose client disconnected before the end.
     abandoned: AtomicUsize,
@@ -81,6 +83,7 @@ impl FakeOpenAi {
         let shared = Arc::new(Shared {
             script: Mutex::default(),
             requests: Mutex::default(),
+            arrivals: Mutex::default(),
             auth: Mutex::default(),
             abandoned: AtomicUsize::new(0),
             gate: tokio::sync::Semaphore::new(0),
@@ -114,6 +117,11 @@ impl FakeOpenAi {
     /// Every request body received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.arrivals.lock().unwrap().clone()
     }
 
     /// The `Authorization` header of every request.
@@ -161,6 +169,11 @@ async fn completions(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    shared
+        .arrivals
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     shared.requests.lock().unwrap().push(body.clone());
     shared.auth.lock().unwrap().push(
         headers

@@ -86,6 +86,21 @@ async fn an_outcome_that_committed_late_is_recognised_and_announced() {
         0,
         "the late commit happened"
     );
+    // The ambiguous path ran: the outcome's write (recorded, answered as a timeout), then
+    // the retry that found it already recorded, and nothing else.
+    assert_eq!(
+        store.applies.load(Ordering::SeqCst),
+        2,
+        "one late-committed write and one retry"
+    );
+    // Recorded once: one artifact and one agent reply, not two.
+    let task = store
+        .get("late-start", Access::Internal)
+        .await
+        .unwrap()
+        .task;
+    assert_eq!(task.artifacts.as_ref().map(Vec::len), Some(1), "{task:?}");
+    assert_eq!(task.history.as_ref().map(Vec::len), Some(2), "{task:?}");
     assert!(
         last.truncated,
         "the final event came from the late-commit path"

@@ -118,6 +118,32 @@ fn allowed_mask(update: &TaskUpdate) -> i32 {
         .fold(0, |m, s| m | (1 << state_code(*s)))
 }
 
+/// Locks the tasks follow-up messages go to (`$1` agent, `$2` task ids), in id order.
+pub const LOCK_FOLLOWUPS: &str = "SELECT id, context_id, owner, state, version FROM bindu_tasks \
+     WHERE agent_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE";
+
+/// One compare-and-set UPDATE for a batch of transitions: each row changes only when its
+/// current state is in the operation's mask.
+pub const APPLY_UPDATES: &str = "UPDATE bindu_tasks t SET \
+           state = CASE WHEN x.state < 0 THEN t.state ELSE x.state END, \
+           status = CASE WHEN x.state < 0 THEN t.status ELSE x.status END, \
+           version = t.version + x.width, \
+           history = CASE WHEN x.history = '[]'::jsonb THEN t.history ELSE t.history || x.history END, \
+           chunks = CASE WHEN x.chunks = '[]'::jsonb THEN t.chunks ELSE t.chunks || x.chunks END, \
+           metadata = CASE WHEN jsonb_typeof(x.metadata) = 'object' \
+                           THEN COALESCE(t.metadata, '{}'::jsonb) || x.metadata ELSE t.metadata END, \
+           updated_at = now() \
+         FROM unnest($3::text[], $4::int4[], $5::int2[], $6::jsonb[], $7::int8[], $8::jsonb[], \
+                     $9::jsonb[], $10::jsonb[]) \
+              AS x(id, mask, state, status, width, history, chunks, metadata) \
+         WHERE t.agent_id = $1 AND t.id = ANY($2) AND t.id = x.id \
+           AND (x.mask & (1 << t.state)) <> 0 \
+         RETURNING t.id, t.version, t.context_id, t.state";
+
+/// The current states of the tasks a batch's UPDATE left alone.
+pub const CURRENT_STATES: &str =
+    "SELECT id, state FROM bindu_tasks WHERE agent_id = $1 AND id = ANY($2)";
+
 /// Transient errors, plus a unique violation: a task inserted by a concurrent batch is
 /// found by the retry's lookup.
 fn retryable(e: &sqlx::Error) -> bool {
@@ -513,14 +539,11 @@ async fn submit_round(
     // Follow-ups to existing tasks: locked and checked one by one (rare).
     let mut ids: Vec<&str> = followups.iter().map(|(_, r)| r.task_id.as_str()).collect();
     ids.sort_unstable();
-    let rows = sqlx::query(
-        "SELECT id, context_id, owner, state, version FROM bindu_tasks \
-         WHERE agent_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
-    )
-    .bind(agent)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(LOCK_FOLLOWUPS)
+        .bind(agent)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut existing: HashMap<String, Existing> = HashMap::with_capacity(rows.len());
     for row in rows {
         let state = state_of(row.try_get("state")?).unwrap_or(TaskState::Unknown);
@@ -659,36 +682,20 @@ async fn update_round(
         ));
         metas.push(Json(u.metadata.as_ref()));
     }
-    let rows = sqlx::query(
-        "UPDATE bindu_tasks t SET \
-           state = CASE WHEN x.state < 0 THEN t.state ELSE x.state END, \
-           status = CASE WHEN x.state < 0 THEN t.status ELSE x.status END, \
-           version = t.version + x.width, \
-           history = CASE WHEN x.history = '[]'::jsonb THEN t.history ELSE t.history || x.history END, \
-           chunks = CASE WHEN x.chunks = '[]'::jsonb THEN t.chunks ELSE t.chunks || x.chunks END, \
-           metadata = CASE WHEN jsonb_typeof(x.metadata) = 'object' \
-                           THEN COALESCE(t.metadata, '{}'::jsonb) || x.metadata ELSE t.metadata END, \
-           updated_at = now() \
-         FROM unnest($3::text[], $4::int4[], $5::int2[], $6::jsonb[], $7::int8[], $8::jsonb[], \
-                     $9::jsonb[], $10::jsonb[]) \
-              AS x(id, mask, state, status, width, history, chunks, metadata) \
-         WHERE t.agent_id = $1 AND t.id = ANY($2) AND t.id = x.id \
-           AND (x.mask & (1 << t.state)) <> 0 \
-         RETURNING t.id, t.version, t.context_id, t.state",
-    )
-    .bind(agent)
-    // `id = ANY` keeps the planner on the primary key whatever it guesses about the rows.
-    .bind(&ids)
-    .bind(&ids)
-    .bind(&masks)
-    .bind(&states)
-    .bind(&statuses)
-    .bind(&widths)
-    .bind(&histories)
-    .bind(&chunks)
-    .bind(&metas)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(APPLY_UPDATES)
+        .bind(agent)
+        // `id = ANY` keeps the planner on the primary key whatever it guesses about the rows.
+        .bind(&ids)
+        .bind(&ids)
+        .bind(&masks)
+        .bind(&states)
+        .bind(&statuses)
+        .bind(&widths)
+        .bind(&histories)
+        .bind(&chunks)
+        .bind(&metas)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut changed: HashMap<String, (u64, String, i16)> = HashMap::with_capacity(rows.len());
     for row in rows {
         let version: i64 = row.try_get("version")?;
@@ -709,12 +716,11 @@ async fn update_round(
         .collect();
     let mut current: HashMap<String, i16> = HashMap::new();
     if !missed.is_empty() {
-        let rows =
-            sqlx::query("SELECT id, state FROM bindu_tasks WHERE agent_id = $1 AND id = ANY($2)")
-                .bind(agent)
-                .bind(&missed)
-                .fetch_all(&mut *conn)
-                .await?;
+        let rows = sqlx::query(CURRENT_STATES)
+            .bind(agent)
+            .bind(&missed)
+            .fetch_all(&mut *conn)
+            .await?;
         for row in rows {
             current.insert(row.try_get("id")?, row.try_get("state")?);
         }
