@@ -15,31 +15,16 @@
 //!   retried with back-off and jitter until the operation timeout; then the caller gets
 //!   [`StoreError::Unavailable`].
 
+mod options;
 mod push_reader;
 mod read;
 #[cfg(any(test, feature = "testing"))]
 pub mod test_db;
 mod writer;
 
-/// The text of the statements the store runs on its hot paths, for tests that check their
-/// plans (`EXPLAIN`) against a real database (feature `testing`).
+/// The text of the statements the store runs on its hot paths (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
-pub mod queries {
-    /// A task by id: `$1` agent, `$2` task id.
-    pub fn task_by_id() -> String {
-        super::read::task_by_id()
-    }
-    /// A page of tasks: `$1` agent, `$2` cursor, then the owner and/or context when
-    /// filtered, then the limit.
-    pub fn task_page(owner: bool, context: bool) -> String {
-        super::read::task_page(owner, context)
-    }
-    /// A page of contexts: `$1` agent, `$2` cursor, `$3` owner when filtered, then the limit.
-    pub fn context_page(owner: bool) -> String {
-        super::read::context_page(owner)
-    }
-    pub use super::writer::{APPLY_UPDATES, CURRENT_STATES, LOCK_FOLLOWUPS};
-}
+pub mod queries;
 
 use std::time::Duration;
 
@@ -53,39 +38,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::retry::RetryPolicy;
-
-/// How to reach and use the database.
-#[derive(Debug, Clone)]
-pub struct PostgresOptions {
-    /// `postgres://user:password@host:port/database`.
-    pub url: String,
-    /// The namespace of this agent's rows (its DID).
-    pub agent: String,
-    pub pool_size: u32,
-    /// Most operations committed in one transaction.
-    pub batch_max: usize,
-    /// How long the writer waits for more operations before committing a batch that is not
-    /// full (zero: commit what has arrived while the previous batch was committing).
-    pub batch_linger: Duration,
-    /// Longest any store operation may take, retries included.
-    pub timeout: Duration,
-    /// Batches committed in parallel.
-    pub writers: usize,
-}
-
-impl PostgresOptions {
-    pub fn new(url: impl Into<String>, agent: impl Into<String>) -> Self {
-        PostgresOptions {
-            url: url.into(),
-            agent: agent.into(),
-            pool_size: 8,
-            batch_max: 512,
-            batch_linger: Duration::from_millis(1),
-            timeout: Duration::from_secs(5),
-            writers: 2,
-        }
-    }
-}
+pub use options::PostgresOptions;
 
 /// `url` with its password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {

@@ -1,0 +1,17 @@
+//! The text of the statements the store runs on its hot paths, for tests that check their
+//! plans (`EXPLAIN`) against a real database.
+
+/// A task by id: `$1` agent, `$2` task id.
+pub fn task_by_id() -> String {
+    super::read::task_by_id()
+}
+/// A page of tasks: `$1` agent, `$2` cursor, then the owner and/or context when
+/// filtered, then the limit.
+pub fn task_page(owner: bool, context: bool) -> String {
+    super::read::task_page(owner, context)
+}
+/// A page of contexts: `$1` agent, `$2` cursor, `$3` owner when filtered, then the limit.
+pub fn context_page(owner: bool) -> String {
+    super::read::context_page(owner)
+}
+pub use super::writer::{APPLY_UPDATES, CURRENT_STATES, LOCK_FOLLOWUPS};
