@@ -119,12 +119,15 @@ impl PostgresStore {
         })
         .await?;
         let (tx, rx) = async_channel::bounded(options.batch_max * 4);
+        let analyze = std::sync::Arc::new(writer::AnalyzeSchedule::new());
+        writer::spawn_analyze(writer_pool.clone());
         for _ in 0..writers {
             tokio::spawn(writer::run(
                 rx.clone(),
                 writer_pool.clone(),
                 agent,
                 options.clone(),
+                analyze.clone(),
             ));
         }
         let (push_tx, push_rx) = async_channel::bounded(4096);

@@ -159,22 +159,51 @@ fn refused(e: &sqlx::Error) -> StoreError {
     StoreError::Invalid(format!("the task store cannot hold this: {reason}"))
 }
 
+/// When the tables' statistics are refreshed: fresh statistics keep the planner on the
+/// primary key while tables grow from empty (autovacuum analyzes at most once a minute), so
+/// they are refreshed at start and each time the tasks this store created double. Shared by
+/// the store's writers (each counting only its own inserts, an uneven split of the work
+/// could leave every writer short of its next refresh).
+pub(super) struct AnalyzeSchedule {
+    created: std::sync::atomic::AtomicU64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl AnalyzeSchedule {
+    pub(super) fn new() -> Self {
+        AnalyzeSchedule {
+            created: std::sync::atomic::AtomicU64::new(0),
+            next: std::sync::atomic::AtomicU64::new(1024),
+        }
+    }
+
+    /// Counts `n` new tasks; true when a refresh is due (once per doubling).
+    fn count(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        if n == 0 {
+            return false;
+        }
+        let total = self.created.fetch_add(n, SeqCst) + n;
+        let next = self.next.load(SeqCst);
+        total >= next
+            && self
+                .next
+                .compare_exchange(next, total.saturating_mul(2), SeqCst, SeqCst)
+                .is_ok()
+    }
+}
+
 pub(super) async fn run(
     rx: async_channel::Receiver<Op>,
     pool: PgPool,
     agent: i32,
     options: PostgresOptions,
+    analyze: std::sync::Arc<AnalyzeSchedule>,
 ) {
     let policy = RetryPolicy {
         deadline: options.timeout,
         ..RetryPolicy::default()
     };
-    // Fresh statistics keep the planner on the primary key while tables grow from empty
-    // (autovacuum analyzes at most once a minute); refreshed at start and each time this
-    // writer's own inserts double.
-    spawn_analyze(pool.clone());
-    let mut created: u64 = 0;
-    let mut next_analyze: u64 = 1024;
     while let Ok(first) = rx.recv().await {
         let mut size = first.len();
         let mut ops = vec![first];
@@ -212,12 +241,11 @@ pub(super) async fn run(
             elapsed_us = started.elapsed().as_micros() as u64,
             "task store batch committed"
         );
-        created += outcomes
+        let created = outcomes
             .iter()
             .filter(|o| matches!(o, Ok(Outcome::Submit(SubmitOutcome::Created(_)))))
             .count() as u64;
-        if created >= next_analyze {
-            next_analyze = created.saturating_mul(2);
+        if analyze.count(created) {
             spawn_analyze(pool.clone());
         }
         let mismatch = || StoreError::Other("mismatched batch outcome".into());
@@ -310,7 +338,7 @@ fn timed_out(options: &PostgresOptions) -> StoreError {
     ))
 }
 
-fn spawn_analyze(pool: PgPool) {
+pub(super) fn spawn_analyze(pool: PgPool) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         match sqlx::query("ANALYZE bindu_tasks, bindu_contexts")
