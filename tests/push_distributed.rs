@@ -57,6 +57,14 @@ async fn receiver() -> (String, Recorded) {
     (format!("http://{addr}/hook"), recorded)
 }
 
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -83,11 +91,7 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
     let worker = Agent::start(command("worker", &db, &nats, &[]));
     let url = ingress.url();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let client = client();
 
     let card: Value = client
         .get(format!(
@@ -223,11 +227,7 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
         &[("BINDU_ECHO_DELAY_MS", "1500")],
     ));
     let url = ingress.url();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let client = client();
     let send = |i: usize| {
         let client = client.clone();
         let url = url.clone();

@@ -2,8 +2,8 @@
 //! them, for every caller (the ingress accepting and canceling, workers recording runs and
 //! giving up on exhausted commands).
 //!
-//! - [`TaskLedger::accept`]: records the message (and tells the bus when it came with a
-//!   push config), announces `submitted`, queues the
+//! - [`TaskLedger::accept`]: records the message, announces `submitted` (flagged when the
+//!   message came with a push config), queues the
 //!   command; a command that cannot be queued fails the task (recorded and announced) so no
 //!   accepted task waits for a worker that will never come.
 //! - [`TaskLedger::transition`]: a compare-and-set, retried while the store is unavailable
@@ -78,23 +78,15 @@ impl TaskLedger {
         let submitted = self.store.submit(request).await?;
         let command = command(&submitted);
         let task_id = submitted.task.id.clone();
-        // A webhook dispatcher learns of the task's push config before any of its events.
-        let notice = if push_config {
-            self.bus.push_configs_changed(&task_id).await
-        } else {
-            Ok(())
-        };
         // `submitted` is an announcement (its record is the row just written), published in
-        // order before the command.
-        if notice.is_ok() {
-            if let Err(e) = self.bus.announce(vec![submitted.event.clone()]).await {
-                tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
-            }
+        // order before the command; it says whether the message came with a push config, so
+        // a webhook dispatcher knows from the event itself.
+        let mut announced = submitted.event.clone();
+        announced.push_configured = push_config;
+        if let Err(e) = self.bus.announce(vec![announced]).await {
+            tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
         }
-        let queued = match notice {
-            Ok(()) => self.bus.publish_commands(vec![command]).await,
-            Err(e) => Err(e),
-        };
+        let queued = self.bus.publish_commands(vec![command]).await;
         if let Err(e) = queued {
             // Nothing will run this task: record that instead of leaving it queued forever.
             let reason = agent_text("Task failed: it could not be queued for a worker");

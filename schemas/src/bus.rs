@@ -89,6 +89,12 @@ pub struct TaskEvent {
     /// `history`, `metadata`) was left out. Read the task from the store for it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub truncated: bool,
+    /// The message this event records came with a push notification config (set on the
+    /// `submitted` event of a send that carried one): a webhook dispatcher learns from the
+    /// event itself that the task has a webhook. Configs set later by
+    /// `tasks/pushNotificationConfig/set` are announced by a [`PushConfigsChanged`] notice.
+    #[serde(default, rename = "pushConfigured", skip_serializing_if = "is_false")]
+    pub push_configured: bool,
 }
 
 impl TaskEvent {
@@ -101,6 +107,7 @@ impl TaskEvent {
             history: Vec::new(),
             metadata: None,
             truncated: false,
+            push_configured: false,
         }
     }
 
@@ -129,6 +136,7 @@ impl TaskEvent {
             history: Vec::new(),
             metadata: None,
             truncated: true,
+            push_configured: self.push_configured,
         }
     }
 
@@ -165,10 +173,11 @@ impl TaskEvent {
     }
 }
 
-/// Announces that a task's push configs changed (set inline with a message, or by
-/// `tasks/pushNotificationConfig/set`), on [`subjects::push_configs`]. A webhook dispatcher
-/// that sees a task's first event (`seq` 1) without such a notice before it knows the task
-/// has none, and skips its events without reading the store.
+/// Announces that `tasks/pushNotificationConfig/set` stored a config for a task, on
+/// [`subjects::push_configs`], in order with the task's events. A webhook dispatcher that
+/// sees a task's first event (`seq` 1) without [`TaskEvent::push_configured`] and without
+/// such a notice knows the task has no webhook, and skips its events without reading the
+/// store until a notice comes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushConfigsChanged {

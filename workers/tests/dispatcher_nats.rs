@@ -59,9 +59,9 @@ async fn a_dispatcher_killed_mid_stream_is_resumed_without_loss_or_reordering() 
         first_events.push(submitted.event);
     }
     let publisher = connect(&server).await;
-    // As the ingress does for a send with a push config: the notice comes first.
-    for t in &tasks {
-        publisher.push_configs_changed(t).await.expect("notice");
+    // As the ingress does for a send with a push config: its `submitted` event says so.
+    for e in &mut first_events {
+        e.push_configured = true;
     }
     publisher
         .publish_events(first_events)

@@ -12,10 +12,12 @@
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Tasks without webhooks cost no store read: on a bus that orders push-config notices
-//! with events (NATS), a task whose first event (`seq` 1) arrives without a notice before it
-//! has no push config, and its events are acked at once until a notice says otherwise
-//! (every event published after `tasks/pushNotificationConfig/set` answered comes after its
-//! notice). Tasks first seen later in their life (after a restart, say) are looked up.
+//! with events (NATS), a task whose first event (`seq` 1) is not flagged `pushConfigured`
+//! (the send carried no config) and came without a notice has no push config, and its events
+//! are acked at once until a notice says otherwise (every event published after
+//! `tasks/pushNotificationConfig/set` answered comes after its notice). Tasks first seen
+//! later in their life (after a restart, say) are looked up. The flag rides on the event
+//! itself, so a restart between a notice and the event it precedes cannot lose a config.
 //!
 //! Semantics: at least once. A task's event n+1 is posted only after event n was delivered
 //! to, or given up on by, every webhook of the task; tasks proceed in parallel, capped per
@@ -312,7 +314,8 @@ async fn run(
 }
 
 /// What the dispatcher knows of tasks' push configs from the order of the bus: tasks that
-/// started (`seq` 1) without a push-config notice have none, until a notice comes. Bounded:
+/// started (`seq` 1) unflagged and without a push-config notice have none, until a notice
+/// comes. Bounded:
 /// a task forgotten is looked up in the store when its next event comes.
 struct KnownConfigs {
     /// Task id → whether a notice came (true) or the task started without one (false).
@@ -356,6 +359,11 @@ impl KnownConfigs {
     /// Whether `event`'s task is known to have no push config (its event needs nothing).
     fn unconfigured(&mut self, event: &bindu_schemas::bus::TaskEvent) -> bool {
         let task_id = event.task_id();
+        if event.push_configured {
+            // A message with a push config (a new task, or a follow-up).
+            self.remember(task_id, true);
+            return false;
+        }
         let unconfigured = match self.tasks.get(task_id) {
             Some(notified) => !notified,
             None => event.seq == 1,

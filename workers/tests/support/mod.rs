@@ -288,9 +288,9 @@ pub fn config(url: &str, token: Option<&str>) -> PushNotificationConfig {
 }
 
 /// Records a new task with its push configs and queues it, the way ingress does: the
-/// task with its configs, a push-config notice when it has any (so a dispatcher on a bus
-/// that orders notices knows before the task's first event), the `submitted` event, then
-/// the command. Every config is stored before the task can start.
+/// task with its configs, its `submitted` event (flagged `pushConfigured` when it has any,
+/// as the ingress flags a send that carries one), then the command. Every config is stored
+/// before the task can start.
 pub async fn submit(
     store: &Arc<dyn TaskStore>,
     bus: &Arc<dyn Bus>,
@@ -315,12 +315,9 @@ pub async fn submit(
             .await
             .expect("set push config");
     }
-    if any {
-        bus.push_configs_changed(task_id)
-            .await
-            .expect("push-config notice");
-    }
-    bus.publish_events(vec![submitted.event.clone()])
+    let mut event = submitted.event.clone();
+    event.push_configured = any;
+    bus.publish_events(vec![event])
         .await
         .expect("publish submitted");
     bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
