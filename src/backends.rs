@@ -29,6 +29,7 @@ pub fn postgres_options(config: &Config, namespace: &str) -> Result<PostgresOpti
     options.batch_max = config.storage.batch_max;
     options.batch_linger = config.storage.batch_linger;
     options.timeout = config.storage.timeout;
+    options.writers = config.storage.writers;
     Ok(options)
 }
 

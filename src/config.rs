@@ -98,6 +98,8 @@ pub struct StorageConfig {
     pub batch_linger: Duration,
     #[serde(rename = "timeout_secs", with = "fields::secs")]
     pub timeout: Duration,
+    /// Batches committed in parallel per process.
+    pub writers: usize,
     /// Terminal tasks older than this are deleted; `None` keeps everything.
     #[serde(with = "fields::opt_duration")]
     pub retention: Option<Duration>,
@@ -115,6 +117,7 @@ impl Default for StorageConfig {
             batch_max: postgres.batch_max,
             batch_linger: postgres.batch_linger,
             timeout: postgres.timeout,
+            writers: postgres.writers,
             retention: None,
             memory_max_tasks: 1_000_000,
         }
@@ -131,6 +134,7 @@ impl Section for StorageConfig {
         key("batch_max", "STORAGE__BATCH_MAX"),
         key("batch_linger_ms", "STORAGE__BATCH_LINGER_MS"),
         key("timeout_secs", "STORAGE__TIMEOUT"),
+        key("writers", "STORAGE__WRITERS"),
         key("retention", "STORAGE__RETENTION"),
         key("memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS"),
     ];
@@ -152,6 +156,7 @@ impl Section for StorageConfig {
         bindu_engine::config::none_if_blank(&mut self.namespace);
         within(self.pool_size, 2, 1000, "pool_size")?;
         within(self.batch_max, 1, 100_000, "batch_max")?;
+        within(self.writers, 1, 64, "writers")?;
         check(
             self.batch_linger <= Duration::from_secs(1),
             "batch_linger_ms",

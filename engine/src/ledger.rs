@@ -120,6 +120,19 @@ impl TaskLedger {
         update: TaskUpdate,
         patience: Patience,
     ) -> Result<Applied, StoreError> {
+        self.transition_after(update, patience, Vec::new()).await
+    }
+
+    /// [`TaskLedger::transition`], publishing `held` (events of the run numbered before the
+    /// update's, not announced yet: a fast run's `working`) together with the update's own
+    /// events, in one bus message where the backend batches. `held` is dropped when the
+    /// update is not recorded.
+    pub async fn transition_after(
+        &self,
+        update: TaskUpdate,
+        patience: Patience,
+        held: Vec<TaskEvent>,
+    ) -> Result<Applied, StoreError> {
         let task_id = update.task_id.clone();
         let doubt = AtomicBool::new(false);
         let attempt = || async {
@@ -152,15 +165,16 @@ impl TaskLedger {
         };
         match result {
             Ok(applied) => {
+                let mut events = held;
+                events.extend(applied.events.iter().cloned());
                 match patience {
                     // A caller answering a client now does not wait for the bus: the
                     // transition is durable, its events follow in the background.
                     Patience::Once => {
                         let ledger = self.clone();
-                        let events = applied.events.clone();
                         tokio::spawn(async move { ledger.publish(events).await });
                     }
-                    Patience::Until(_) => self.publish(applied.events.clone()).await,
+                    Patience::Until(_) => self.publish(events).await,
                 }
                 Ok(applied)
             }
@@ -180,7 +194,9 @@ impl TaskLedger {
                     &crate::time::now_rfc3339(),
                 );
                 event.truncated = true;
-                self.publish(vec![event.clone()]).await;
+                let mut events = held;
+                events.push(event.clone());
+                self.publish(events).await;
                 Ok(Applied {
                     state: snap.task.status.state,
                     version: snap.version,

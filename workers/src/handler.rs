@@ -19,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bindu_engine::store::{artifact_event, status_event, ArtifactChunk};
 use bindu_engine::time::now_rfc3339;
+use bindu_schemas::bus::TaskEvent;
 use bindu_schemas::{Artifact, Message, Metadata, Part, Task, TaskState, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -193,6 +194,19 @@ pub(crate) struct RunLog {
     pub(crate) announced: u64,
     /// The chunks among them, to be recorded with the outcome.
     pub(crate) streamed: Vec<ArtifactChunk>,
+    /// Events numbered but not announced yet (the run's `working`, held back briefly so a
+    /// fast run announces it in one bus message with its outcome); announced ahead of the
+    /// next event.
+    pub(crate) held: Vec<TaskEvent>,
+}
+
+impl RunLog {
+    /// The held events followed by `event`, to announce now.
+    pub(crate) fn release_with(&mut self, event: TaskEvent) -> Vec<TaskEvent> {
+        let mut events = std::mem::take(&mut self.held);
+        events.push(event);
+        events
+    }
 }
 
 /// The bytes of output one run may still produce (`worker.max_output_bytes`), shared by
@@ -280,7 +294,7 @@ impl Emitter {
             let seq = run.last_seq + 1;
             let event =
                 artifact_event(&self.task_id, &self.context_id, &chunk, seq, &now_rfc3339());
-            self.ledger.announce(vec![event]).await;
+            self.ledger.announce(run.release_with(event)).await;
             run.last_seq = seq;
             run.announced += 1;
             run.streamed.push(chunk);
@@ -327,7 +341,7 @@ impl Emitter {
         let mut run = self.run.lock().await;
         let seq = run.last_seq + 1;
         let event = status_event(&self.task_id, &self.context_id, &status, seq, &now);
-        self.ledger.announce(vec![event]).await;
+        self.ledger.announce(run.release_with(event)).await;
         run.last_seq = seq;
         run.announced += 1;
         Ok(())

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bindu_engine::bus::{BusError, Delivery};
 use bindu_engine::identity::{Identity, SIGNATURE_METADATA_KEY};
+use bindu_schemas::bus::TaskEvent;
 
 use bindu_engine::ledger::Patience;
 use bindu_engine::store::{
@@ -118,6 +119,11 @@ pub const RECORD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How long a handler may keep running after its cancel token fired before it is aborted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a run's `working` event waits to be announced with the run's next event (its
+/// outcome, for a fast handler): one bus message instead of two. A handler that streams
+/// releases it with its first chunk or status.
+pub const WORKING_HOLD: Duration = Duration::from_millis(5);
 
 /// Most referenced tasks loaded for one run.
 const MAX_REFERENCES: usize = 32;
@@ -272,7 +278,7 @@ impl Inner {
             .history(msg.clone())
             .status(TaskState::Failed, Some(msg))
             .beside_run();
-        match self.record(update).await {
+        match self.record(update, Vec::new()).await {
             Ok(_) => {
                 tracing::warn!(%task_id, deliveries = ex.deliveries, "task failed after its last delivery")
             }
@@ -288,9 +294,13 @@ impl Inner {
     /// Records an update through the ledger, riding out a store outage (transient errors
     /// are retried with back-off for up to [`RECORD_DEADLINE`]): an accepted task must not
     /// be left behind. A write that committed after its timeout is recognised there.
-    async fn record(&self, update: TaskUpdate) -> Result<TaskState, StoreError> {
+    async fn record(
+        &self,
+        update: TaskUpdate,
+        held: Vec<TaskEvent>,
+    ) -> Result<TaskState, StoreError> {
         self.ledger
-            .transition(update, Patience::Until(RECORD_DEADLINE))
+            .transition_after(update, Patience::Until(RECORD_DEADLINE), held)
             .await
             .map(|applied| applied.state)
     }
@@ -361,6 +371,8 @@ impl Inner {
             }
         };
         // `working` is announced, not written: the outcome records the whole run at once.
+        // It is held for up to WORKING_HOLD: a run that ends sooner announces it in one bus
+        // message with its outcome; the handler's first chunk or status releases it too.
         let now = bindu_engine::time::now_rfc3339();
         let working = TaskStatus {
             state: TaskState::Working,
@@ -368,12 +380,15 @@ impl Inner {
             timestamp: Some(now.clone()),
         };
         let event = status_event(task_id, &cmd.context_id, &working, version + 1, &now);
-        self.ledger.announce(vec![event]).await;
         let run_log = Arc::new(tokio::sync::Mutex::new(RunLog {
             last_seq: version + 1,
             announced: 1,
             streamed: Vec::new(),
+            held: vec![event],
         }));
+        let hold = tokio::time::sleep(WORKING_HOLD);
+        tokio::pin!(hold);
+        let mut holding = true;
 
         let mut seen = HashSet::new();
         let mut references = Vec::new();
@@ -456,6 +471,14 @@ impl Inner {
                     }
                     break Outcome::TimedOut(limit);
                 }
+                _ = &mut hold, if holding => {
+                    holding = false;
+                    let mut log = run_log.lock().await;
+                    let held = std::mem::take(&mut log.held);
+                    if !held.is_empty() {
+                        self.ledger.announce(held).await;
+                    }
+                }
                 // Long handlers keep their command: no redelivery while still running.
                 _ = heartbeat.tick() => {
                     if let Err(e) = d.acker.in_progress().await {
@@ -466,16 +489,20 @@ impl Inner {
         };
 
         // No chunk or status is announced after this point (the handler has ended).
-        let (announced, streamed) = {
+        let (announced, streamed, held) = {
             let mut log = run_log.lock().await;
-            (log.announced, std::mem::take(&mut log.streamed))
+            (
+                log.announced,
+                std::mem::take(&mut log.streamed),
+                std::mem::take(&mut log.held),
+            )
         };
         let mut update =
             outcome_update(task_id, outcome, &budget, &emitter).after_run(announced, streamed);
         if let Some(identity) = &self.identity {
             sign_update(&mut update, identity);
         }
-        match self.record(update).await {
+        match self.record(update, held.clone()).await {
             Ok(state) => tracing::debug!(task_id, %state, "task finished"),
             Err(StoreError::Conflict { state, .. }) => {
                 tracing::info!(task_id, %state, "task changed while its handler ran (canceled?); result dropped")
@@ -503,7 +530,7 @@ impl Inner {
                     format!("Task failed: its result could not be stored ({e})"),
                 )
                 .after_run(announced, Vec::new());
-                match self.record(reason).await {
+                match self.record(reason, held).await {
                     Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => {}
                     Err(e) => {
                         tracing::warn!(task_id, error = %e, "could not record the failure; command will be retried");

@@ -122,7 +122,8 @@ pub trait Bus: Send + Sync + 'static {
     async fn close_intake(&self);
 
     /// Publishes events and returns once the bus stored every one (a durable log) or
-    /// handed it on (in process). An event larger than the bus carries is published
+    /// handed it on (in process). A backend may carry a task's consecutive events of one
+    /// call in one message; readers still get them one by one, in order. An event larger than the bus carries is published
     /// [truncated](TaskEvent::truncate): readers find its content in the task store.
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError>;
 
@@ -146,7 +147,9 @@ pub trait Bus: Send + Sync + 'static {
     /// publish order, each with an acker; reopening under the same name (after a crash, a
     /// restart, or dropping the stream) delivers again, in publish order, every event from
     /// the oldest unacknowledged one on (acked events after it may come again: at least
-    /// once). One reader per name at a time: a new opening replaces the previous one.
+    /// once; so may acked events a backend stored in one message with an unacknowledged
+    /// one: a task's consecutive events published in one call). One reader per name at a
+    /// time: a new opening replaces the previous one.
     /// Publishing never waits for the consumer; a backend that must drop events a consumer
     /// has not read yet reports [`BusError::Lagged`] on its stream.
     async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError>;

@@ -271,14 +271,62 @@ impl NatsBus {
             .map_err(|e| BusError::Unavailable(format!("cannot create the workers' consumer: {e}")))
     }
 
-    fn decode_event(payload: &[u8]) -> Option<Arc<TaskEvent>> {
-        match serde_json::from_slice::<TaskEvent>(payload) {
-            Ok(e) => Some(Arc::new(e)),
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a task event that is not valid JSON");
-                None
+    /// The events of one message: a JSON object (one event) or an array (consecutive events
+    /// of one task, published together). Unreadable messages yield none (logged).
+    fn decode_events(payload: &[u8]) -> Vec<Arc<TaskEvent>> {
+        let batch = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        let decoded = if batch {
+            serde_json::from_slice::<Vec<TaskEvent>>(payload)
+                .map(|events| events.into_iter().map(Arc::new).collect())
+        } else {
+            serde_json::from_slice::<TaskEvent>(payload).map(|e| vec![Arc::new(e)])
+        };
+        decoded.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring a task event message that is not valid JSON");
+            Vec::new()
+        })
+    }
+
+    /// One message per task and run of consecutive events: the run's events travel as one
+    /// JSON array (one stored message, one delivery to each reader) while that fits the
+    /// server's payload limit, one by one (each [truncated](TaskEvent::truncate) if need be)
+    /// otherwise.
+    fn event_messages(
+        &self,
+        events: &[TaskEvent],
+    ) -> Result<Vec<(String, bytes::Bytes)>, BusError> {
+        let limit = self.payload_limit();
+        let mut out = Vec::with_capacity(events.len());
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            let task_id = first.task_id();
+            let n = rest
+                .iter()
+                .position(|e| e.task_id() != task_id)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(n);
+            rest = tail;
+            let subject = subjects::events(&self.options.agent, task_id);
+            if let [one] = run {
+                out.push((subject, self.event_payload(one)?));
+                continue;
+            }
+            let payload = serde_json::to_vec(run).map_err(|e| BusError::Other(Box::new(e)))?;
+            if payload.len() <= limit {
+                out.push((subject, payload.into()));
+            } else {
+                for e in run {
+                    out.push((subject.clone(), self.event_payload(e)?));
+                }
             }
         }
+        Ok(out)
+    }
+
+    /// The largest payload an event message may have: the server's limit, less room for
+    /// the subject and headers it counts against it.
+    fn payload_limit(&self) -> usize {
+        self.client.server_info().max_payload.saturating_sub(1024)
     }
 
     /// Opens the wildcard subscription that feeds the in-process task router (once).
@@ -300,7 +348,7 @@ impl NatsBus {
                         if !router.watched(key) {
                             continue;
                         }
-                        if let Some(event) = Self::decode_event(&m.payload) {
+                        for event in Self::decode_events(&m.payload) {
                             router.send(key, &event);
                         }
                     }
@@ -314,8 +362,7 @@ impl NatsBus {
     /// The payload of an event, truncated when the whole would exceed the server's limit.
     fn event_payload(&self, e: &TaskEvent) -> Result<bytes::Bytes, BusError> {
         let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
-        // Room for the subject and headers the server counts against the limit.
-        let limit = self.client.server_info().max_payload.saturating_sub(1024);
+        let limit = self.payload_limit();
         if payload.len() <= limit {
             return Ok(payload.into());
         }
@@ -335,19 +382,18 @@ impl NatsBus {
     /// skipped).
     fn live(&self, sub: async_nats::Subscriber) -> EventStream {
         let prefix = self.events_prefix();
-        sub.filter_map(move |m| {
+        sub.flat_map(move |m| {
             let notice = m
                 .subject
                 .as_str()
                 .strip_prefix(prefix.as_str())
                 .is_some_and(subjects::is_push_configs_suffix);
-            async move {
-                if notice {
-                    None
-                } else {
-                    Self::decode_event(&m.payload).map(Ok)
-                }
-            }
+            let events = if notice {
+                Vec::new()
+            } else {
+                Self::decode_events(&m.payload)
+            };
+            futures::stream::iter(events.into_iter().map(Ok))
         })
         .boxed()
     }
@@ -362,6 +408,41 @@ impl NatsBus {
 }
 
 struct NatsAcker(async_nats::jetstream::message::Acker);
+
+/// One message's acknowledgement, shared by the events it carried.
+struct SharedAck {
+    acker: NatsAcker,
+    /// Events of the message not acked yet.
+    pending: std::sync::atomic::AtomicUsize,
+}
+
+/// Acks one event of a message that carried several: the message is acked with the last;
+/// a nack or a progress report concerns the whole message (its events come again: at
+/// least once).
+struct PartAcker(Arc<SharedAck>);
+
+#[async_trait]
+impl Acker for PartAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        use std::sync::atomic::Ordering;
+        let last = self
+            .0
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            == Ok(1);
+        if last {
+            self.0.acker.ack().await
+        } else {
+            Ok(())
+        }
+    }
+    async fn nack(&self, delay: Duration) -> Result<(), BusError> {
+        self.0.acker.nack(delay).await
+    }
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.0.acker.in_progress().await
+    }
+}
 
 #[async_trait]
 impl Acker for NatsAcker {
@@ -459,9 +540,7 @@ impl Bus for NatsBus {
     async fn announce(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
         // A plain publish on the stream's subject: JetStream stores it all the same, without
         // an acknowledgement to wait for.
-        for e in &events {
-            let payload = self.event_payload(e)?;
-            let subject = subjects::events(&self.options.agent, e.task_id());
+        for (subject, payload) in self.event_messages(&events)? {
             self.client
                 .publish(subject, payload)
                 .await
@@ -472,9 +551,7 @@ impl Bus for NatsBus {
 
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
         let mut acks = Vec::with_capacity(events.len());
-        for e in &events {
-            let payload = self.event_payload(e)?;
-            let subject = subjects::events(&self.options.agent, e.task_id());
+        for (subject, payload) in self.event_messages(&events)? {
             acks.push(
                 self.js
                     .publish(subject, payload)
@@ -556,12 +633,12 @@ impl Bus for NatsBus {
             .map_err(unavailable)?;
         let prefix = self.events_prefix();
         Ok(messages
-            .filter_map(move |m| {
+            .then(move |m| {
                 let prefix = prefix.clone();
                 async move {
                     let m = match m {
                         Ok(m) => m,
-                        Err(e) => return Some(Err(unavailable(e))),
+                        Err(e) => return vec![Err(unavailable(e))],
                     };
                     let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
                     let (msg, acker) = m.split();
@@ -570,35 +647,44 @@ impl Bus for NatsBus {
                         .as_str()
                         .strip_prefix(prefix.as_str())
                         .is_some_and(subjects::is_push_configs_suffix);
-                    enum Read {
-                        Notice(String),
-                        Event(Arc<TaskEvent>),
+                    if notice {
+                        if let Ok(n) = serde_json::from_slice::<PushConfigsChanged>(&msg.payload) {
+                            let acker = Box::new(NatsAcker(acker));
+                            return vec![Ok(Consumed::PushConfigsChanged(PushNotice {
+                                task_id: n.task_id,
+                                acker,
+                            }))];
+                        }
                     }
-                    let read = if notice {
-                        serde_json::from_slice::<PushConfigsChanged>(&msg.payload)
-                            .ok()
-                            .map(|n| Read::Notice(n.task_id))
+                    let events = if notice {
+                        Vec::new()
                     } else {
-                        Self::decode_event(&msg.payload).map(Read::Event)
+                        Self::decode_events(&msg.payload)
                     };
-                    let acker = Box::new(NatsAcker(acker));
-                    match read {
-                        Some(Read::Notice(task_id)) => {
-                            Some(Ok(Consumed::PushConfigsChanged(PushNotice { task_id, acker })))
-                        }
-                        Some(Read::Event(event)) => Some(Ok(Consumed::Event(EventDelivery {
-                            event,
-                            attempt,
-                            acker,
-                        }))),
-                        None => {
-                            tracing::warn!(subject = %msg.subject, "dropping an unreadable message from the events stream");
-                            let _ = acker.0.ack_with(jetstream::AckKind::Term).await;
-                            None
-                        }
+                    if events.is_empty() {
+                        tracing::warn!(subject = %msg.subject, "dropping an unreadable message from the events stream");
+                        let _ = acker.ack_with(jetstream::AckKind::Term).await;
+                        return Vec::new();
                     }
+                    // The events of one message share its acknowledgement: it is acked once
+                    // every one of them is.
+                    let shared = Arc::new(SharedAck {
+                        acker: NatsAcker(acker),
+                        pending: std::sync::atomic::AtomicUsize::new(events.len()),
+                    });
+                    events
+                        .into_iter()
+                        .map(|event| {
+                            Ok(Consumed::Event(EventDelivery {
+                                event,
+                                attempt,
+                                acker: Box::new(PartAcker(shared.clone())),
+                            }))
+                        })
+                        .collect()
                 }
             })
+            .flat_map(futures::stream::iter)
             .boxed())
     }
 
@@ -665,13 +751,16 @@ impl Bus for NatsBus {
             .map_err(unavailable)?;
         let messages = consumer.messages().await.map_err(unavailable)?;
         Ok(messages
-            .filter_map(move |m| async move {
-                match m {
-                    Ok(m) => Self::decode_event(&m.payload)
+            .flat_map(move |m| {
+                let events = match m {
+                    Ok(m) => Self::decode_events(&m.payload)
+                        .into_iter()
                         .filter(|e| e.seq > after_seq)
-                        .map(Ok),
-                    Err(e) => Some(Err(unavailable(e))),
-                }
+                        .map(Ok)
+                        .collect(),
+                    Err(e) => vec![Err(unavailable(e))],
+                };
+                futures::stream::iter(events)
             })
             .boxed())
     }
