@@ -117,12 +117,21 @@ pub(crate) async fn start(
             allowed_dids: Arc::new(config.auth.allowed_dids.clone()),
         });
     }
+    if config.server.host_names_unconfigured() {
+        tracing::warn!(
+            host = %config.server.host,
+            "listening beyond loopback without BINDU_DEPLOYMENT_URL or BINDU_ALLOWED_HOSTS: JSON-RPC requests are answered when they name the agent by IP address or localhost, and refused (HTTP 421) under any other host name until it is listed (BINDU_ALLOWED_HOSTS=* admits every host)"
+        );
+    }
     let router = ingress.router();
+    let limits = config.server.connection_limits();
     match tls {
         Some(tls) => supervisor.http(bindu_ingress::tls::serve_tls(
-            listener, tls, router, shutdown,
+            listener, tls, router, shutdown, limits,
         )),
-        None => supervisor.http(bindu_ingress::serve(listener, router, shutdown)),
+        None => supervisor.http(bindu_ingress::serve_with(
+            listener, router, shutdown, limits,
+        )),
     }
     tracing::info!(%local_addr, url = %base_url, "agent listening");
     Ok((local_addr, base_url))

@@ -75,7 +75,11 @@ impl Env {
 
     async fn post(&self, headers: &[(&str, String)], body: String) -> (u16, Value) {
         let len = body.len();
-        let mut req = self.http.post(&self.url).body(body);
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body);
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
@@ -430,7 +434,11 @@ async fn did_clients_must_sign_and_hostile_input_is_refused() {
         let b = send_body("x");
         let mut h = alice.headers(&b, now(), SigForm::Python);
         h.push(bearer("alice"));
-        let mut req = env.http.post(&env.url).body(b);
+        let mut req = env
+            .http
+            .post(&env.url)
+            .header("content-type", "application/json")
+            .body(b);
         for (k, v) in &h {
             if *k != "x-did" {
                 req = req.header(*k, v.as_str());
@@ -466,7 +474,11 @@ async fn did_clients_must_sign_and_hostile_input_is_refused() {
     let (status, resp) = {
         let mut answer = None;
         for _ in 0..3 {
-            let mut req = env.http.post(&env.url).body(big.clone());
+            let mut req = env
+                .http
+                .post(&env.url)
+                .header("content-type", "application/json")
+                .body(big.clone());
             for (k, v) in &h {
                 req = req.header(*k, v.as_str());
             }
@@ -487,6 +499,7 @@ async fn did_clients_must_sign_and_hostile_input_is_refused() {
     let mut req = env
         .http
         .post(&env.url)
+        .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
     for (k, v) in &h {
         req = req.header(*k, v.as_str());
@@ -530,6 +543,7 @@ async fn an_unreachable_hydra_is_503() {
         .unwrap()
         .post(format!("http://{}/", server.local_addr()))
         .header("authorization", "Bearer t")
+        .header("content-type", "application/json")
         .body(send_body("x"))
         .send()
         .await

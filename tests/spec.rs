@@ -216,6 +216,7 @@ async fn server_output_matches_the_a2a_schema() {
     }
     let parse_error: Value = client()
         .post(&url)
+        .header("content-type", "application/json")
         .body("{oops")
         .send()
         .await

@@ -10,12 +10,14 @@
 //! - [`config`]: the layering of configuration (defaults < TOML < environment < CLI flags,
 //!   through figment): sections, their keys and variables, typed fields, errors naming the
 //!   key and its source.
+//! - [`cpu`]: CPU-heavy work kept from stalling the async runtime's other tasks.
 //! - [`time`]: timestamps as the wire wants them, and unix seconds.
 //! - [`retry`]: back-off with jitter, cancellable, and `Retry-After`.
 //! - [`sse`]: reading server-sent event streams (bounded), for every client in the workspace.
 
 pub mod bus;
 pub mod config;
+pub mod cpu;
 pub mod identity;
 pub mod ledger;
 pub mod retry;

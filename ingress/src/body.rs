@@ -25,6 +25,21 @@ pub(crate) enum BodyError {
     TooLarge { drained: bool },
     /// The connection failed mid-body.
     Unreadable(String),
+    /// The body did not arrive within `server.body_timeout_secs` (this long).
+    TimedOut(Duration),
+}
+
+impl BodyError {
+    fn read(e: axum::Error) -> BodyError {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(t) = c.downcast_ref::<crate::server::BodyTimedOut>() {
+                return BodyError::TimedOut(t.0);
+            }
+            cause = c.source();
+        }
+        BodyError::Unreadable(e.to_string())
+    }
 }
 
 /// The `Content-Length` the client declared, if any.
@@ -49,7 +64,7 @@ pub(crate) async fn read_limited(
     }
     let mut buf = bytes::BytesMut::with_capacity(declared.map_or(1024, |n| n as usize));
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Unreadable(e.to_string()))?;
+        let frame = frame.map_err(BodyError::read)?;
         if let Some(data) = frame.data_ref() {
             if buf.len() + data.len() > limit {
                 let drained = drain(body).await;

@@ -67,6 +67,7 @@ pub(crate) async fn resolve_post(
         .map_err(|e| match e {
             BodyError::TooLarge { .. } => EdgeError::DidBodyTooLarge,
             BodyError::Unreadable(why) => EdgeError::BodyUnreadable(why),
+            BodyError::TimedOut(limit) => EdgeError::BodyTimedOut { limit },
         })?;
     match serde_json::from_slice::<DidQuery>(&body) {
         Ok(q) => resolve(&agent, q.did),

@@ -10,6 +10,9 @@
 //! | a JSON-RPC error (envelope, method, params, the method itself) | 200 | JSON-RPC, id echoed |
 //! | body over `server.max_body_bytes` | 413 | -32600 (`Connection: close` if not drained) |
 //! | body unreadable | 400 | -32700 |
+//! | body not whole within `server.body_timeout_secs` | 408 + `Connection: close` | -32600 |
+//! | `POST /` without a JSON `Content-Type` | 415 | -32600 |
+//! | `Host` not in `server.allowed_hosts` | 421 | -32600 |
 //! | scope missing | 403 | -32013, id echoed |
 //! | token missing / inactive, unusable, incomplete / expired | 401 + `WWW-Authenticate` | -32009 / -32010 / -32011 |
 //! | authority down, replay guard full | 503 | -32603 |
@@ -36,6 +39,20 @@ pub enum EdgeError {
     },
     /// The request body could not be read.
     BodyUnreadable(String),
+    /// The request body did not arrive whole within `limit`.
+    BodyTimedOut {
+        limit: std::time::Duration,
+    },
+    /// `POST /` whose `Content-Type` is not JSON (`None`: no header). A browser page can send
+    /// such a request to any origin without a CORS preflight.
+    UnsupportedMediaType {
+        content_type: Option<String>,
+    },
+    /// A `Host` this server does not answer for (a DNS-rebinding page, or a name missing from
+    /// `server.allowed_hosts`).
+    HostNotAllowed {
+        host: String,
+    },
     /// Per-method permissions are enforced and the token lacks `scope`.
     MissingScope {
         id: RequestId,
@@ -198,6 +215,35 @@ impl IntoResponse for EdgeError {
                 StatusCode::BAD_REQUEST,
                 RequestId::Null,
                 JsonRpcError::parse_error(format!("could not read the request body: {why}")),
+            ),
+            E::BodyTimedOut { limit } => {
+                let mut resp = rpc_refusal(
+                    StatusCode::REQUEST_TIMEOUT,
+                    RequestId::Null,
+                    JsonRpcError::invalid_request(format!(
+                        "the request body did not arrive within {} s (server.body_timeout_secs / BINDU_BODY_TIMEOUT)",
+                        limit.as_secs_f64()
+                    )),
+                );
+                // The rest of the body may still come: the connection cannot be reused.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                resp
+            }
+            E::UnsupportedMediaType { content_type } => rpc_refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                RequestId::Null,
+                JsonRpcError::invalid_request(format!(
+                    "JSON-RPC requests must be sent with `Content-Type: application/json` (got {})",
+                    content_type.map_or_else(|| "no Content-Type".to_string(), |c| format!("{c:?}"))
+                )),
+            ),
+            E::HostNotAllowed { host } => rpc_refusal(
+                StatusCode::MISDIRECTED_REQUEST,
+                RequestId::Null,
+                JsonRpcError::invalid_request(format!(
+                    "this agent does not answer for the host {host:?}; add it to server.allowed_hosts / BINDU_ALLOWED_HOSTS (or set BINDU_DEPLOYMENT_URL)"
+                )),
             ),
             E::MissingScope { id, method, scope } => rpc_refusal(
                 StatusCode::FORBIDDEN,
@@ -373,6 +419,32 @@ mod tests {
                 EdgeError::BodyUnreadable("x".into()),
                 400,
                 code::PARSE_ERROR,
+            ),
+            (
+                EdgeError::BodyTimedOut {
+                    limit: std::time::Duration::from_secs(1),
+                },
+                408,
+                code::INVALID_REQUEST,
+            ),
+            (
+                EdgeError::UnsupportedMediaType {
+                    content_type: Some("text/plain".into()),
+                },
+                415,
+                code::INVALID_REQUEST,
+            ),
+            (
+                EdgeError::UnsupportedMediaType { content_type: None },
+                415,
+                code::INVALID_REQUEST,
+            ),
+            (
+                EdgeError::HostNotAllowed {
+                    host: "evil.example".into(),
+                },
+                421,
+                code::INVALID_REQUEST,
             ),
             (
                 EdgeError::MissingScope {

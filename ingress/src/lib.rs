@@ -11,9 +11,11 @@
 //! - [`tls`]: HTTPS, mutual TLS and the client certificate as the caller.
 //! - [`error`]: the one place refusals become HTTP answers ([`error::EdgeError`]) and
 //!   internal errors become JSON-RPC errors.
+//! - [`guard`]: the `Host` allow-list and the JSON content type (what a web page cannot do).
 //! - `body`: reading request bodies within a limit, draining refused ones.
 //! - [`caller`]: who is calling ([`Caller`], [`GrantedScopes`]), set by the auth layers.
-//! - `server`: the HTTP/1.1 connection loop behind [`serve`] and [`tls::serve_tls`].
+//! - [`server`]: the HTTP/1.1 connection loop behind [`serve`] and [`tls::serve_tls`], and
+//!   the [`ConnectionLimits`] it enforces (slow and idle clients).
 //! - [`sse`]: task event streams (`message/stream`, `tasks/resubscribe`).
 //! - [`options`]: the `[server]`, `[agent]`, `[auth]`, `[hydra]`, `[cache]` and `[mtls]`
 //!   configuration sections.
@@ -26,16 +28,18 @@ pub mod caller;
 pub mod card;
 pub mod did;
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod options;
 pub mod router;
 pub mod rpc;
-mod server;
+pub mod server;
 pub mod sse;
 pub mod state;
 pub mod tls;
 
 pub use caller::{Caller, GrantedScopes};
-pub use router::serve;
+pub use router::{serve, serve_with};
+pub use server::ConnectionLimits;
 pub use state::{Ingress, IngressOptions};

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSettings;
-use crate::IngressOptions;
+use crate::{ConnectionLimits, IngressOptions};
 
 /// `[server]`: where and how the HTTP server listens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,11 +29,28 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     #[serde(rename = "sse_keepalive_secs", with = "fields::secs")]
     pub sse_keepalive: Duration,
+    /// Host names JSON-RPC requests are answered for, besides localhost, IP literals, the
+    /// deployment URL's host and a host name `host` binds; `*`: any.
+    #[serde(with = "fields::comma_list")]
+    pub allowed_hosts: Vec<String>,
+    #[serde(rename = "header_timeout_secs", with = "fields::secs")]
+    pub header_timeout: Duration,
+    #[serde(rename = "body_timeout_secs", with = "fields::secs")]
+    pub body_timeout: Duration,
+    #[serde(rename = "idle_timeout_secs", with = "fields::secs")]
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_tls_handshakes: usize,
+    #[serde(rename = "tls_handshake_timeout_secs", with = "fields::secs")]
+    pub tls_handshake_timeout: Duration,
+    pub max_parts: usize,
+    pub max_reference_task_ids: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         let ingress = IngressOptions::default();
+        let limits = ConnectionLimits::default();
         ServerConfig {
             host: "127.0.0.1".into(),
             port: 3773,
@@ -41,6 +58,15 @@ impl Default for ServerConfig {
             max_body_bytes: ingress.max_body_bytes,
             shutdown_timeout: Duration::from_secs(30),
             sse_keepalive: ingress.sse_keepalive,
+            allowed_hosts: ingress.allowed_hosts,
+            header_timeout: limits.header_timeout,
+            body_timeout: limits.body_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_connections: limits.max_connections,
+            max_tls_handshakes: limits.max_tls_handshakes,
+            tls_handshake_timeout: limits.tls_handshake_timeout,
+            max_parts: ingress.max_parts,
+            max_reference_task_ids: ingress.max_reference_task_ids,
         }
     }
 }
@@ -54,6 +80,15 @@ impl Section for ServerConfig {
         key("max_body_bytes", "BINDU_MAX_BODY_BYTES"),
         key("shutdown_timeout_secs", "BINDU_SHUTDOWN_TIMEOUT"),
         key("sse_keepalive_secs", "BINDU_SSE_KEEPALIVE"),
+        key("allowed_hosts", "BINDU_ALLOWED_HOSTS"),
+        key("header_timeout_secs", "BINDU_HEADER_TIMEOUT"),
+        key("body_timeout_secs", "BINDU_BODY_TIMEOUT"),
+        key("idle_timeout_secs", "BINDU_IDLE_TIMEOUT"),
+        key("max_connections", "BINDU_MAX_CONNECTIONS"),
+        key("max_tls_handshakes", "BINDU_MAX_TLS_HANDSHAKES"),
+        key("tls_handshake_timeout_secs", "BINDU_TLS_HANDSHAKE_TIMEOUT"),
+        key("max_parts", "BINDU_MAX_PARTS"),
+        key("max_reference_task_ids", "BINDU_MAX_REFERENCE_TASK_IDS"),
     ];
 
     fn check(&mut self) -> Result<(), Invalid> {
@@ -69,19 +104,71 @@ impl Section for ServerConfig {
             self.sse_keepalive >= Duration::from_secs(1),
             "sse_keepalive_secs",
             "must be at least 1",
-        )
+        )?;
+        for (d, field) in [
+            (self.header_timeout, "header_timeout_secs"),
+            (self.body_timeout, "body_timeout_secs"),
+            (self.idle_timeout, "idle_timeout_secs"),
+            (self.tls_handshake_timeout, "tls_handshake_timeout_secs"),
+        ] {
+            within(d.as_secs(), 1, 86_400, field)?;
+        }
+        within(self.max_connections, 1, 1_000_000, "max_connections")?;
+        within(self.max_tls_handshakes, 1, 100_000, "max_tls_handshakes")?;
+        within(self.max_parts, 1, 1_000_000, "max_parts")?;
+        within(
+            self.max_reference_task_ids,
+            0,
+            100_000,
+            "max_reference_task_ids",
+        )?;
+        self.allowed_hosts.retain(|h| !h.trim().is_empty());
+        Ok(())
     }
 }
 
 impl ServerConfig {
     /// The ingress's options; a blocking send waits at most `blocking_wait`.
     pub fn ingress_options(&self, blocking_wait: Duration) -> IngressOptions {
+        let mut allowed_hosts = self.allowed_hosts.clone();
+        // The names the agent is known by: its public URL and the host name it binds.
+        allowed_hosts.extend(self.deployment_url.iter().cloned());
+        allowed_hosts.push(self.host.clone());
         IngressOptions {
             max_body_bytes: self.max_body_bytes,
             sse_keepalive: self.sse_keepalive,
             blocking_wait,
+            allowed_hosts,
+            max_parts: self.max_parts,
+            max_reference_task_ids: self.max_reference_task_ids,
             ..IngressOptions::default()
         }
+    }
+
+    /// The bounds on client connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections,
+            max_tls_handshakes: self.max_tls_handshakes,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+        }
+    }
+
+    /// Whether requests that name this agent by a host name other than `localhost` are
+    /// refused by default: it listens beyond loopback, and neither `deployment_url` nor
+    /// `allowed_hosts` says under which names it is reached.
+    pub fn host_names_unconfigured(&self) -> bool {
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        !loopback && self.deployment_url.is_none() && self.allowed_hosts.is_empty()
     }
 }
 

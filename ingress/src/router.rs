@@ -1,7 +1,8 @@
-//! Routes → handlers, and [`serve`].
+//! Routes → handlers, and [`serve`] / [`serve_with`].
 //!
 //! Only `POST /` is authenticated (the auth layer sits on that route), so every other path
-//! is public by construction. `/did/resolve` gets the agent's DID document as its own state.
+//! is public by construction. Before it, `/` checks `Host` and `Content-Type`
+//! ([`crate::guard`]). `/did/resolve` gets the agent's DID document as its own state.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::EdgeError;
+use crate::server::ConnectionLimits;
 use crate::state::Ingress;
-use crate::{auth, did, health, rpc, tls};
+use crate::{auth, did, guard, health, rpc, tls};
 
 impl Ingress {
     /// The HTTP routes.
@@ -29,8 +31,15 @@ impl Ingress {
             ),
             (None, None) => post(rpc::handle),
         };
+        // Outermost: a request a web page could forge is refused before anything else.
+        let rpc = rpc
+            .get(redirect_to_card)
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.inner.allowed_hosts.clone(),
+                guard::layer,
+            ));
         Router::new()
-            .route("/", rpc.get(redirect_to_card))
+            .route("/", rpc)
             .route("/.well-known/agent-card.json", get(agent_card))
             .route("/.well-known/agent.json", get(agent_card))
             .route(
@@ -74,16 +83,27 @@ async fn not_found(uri: axum::http::Uri) -> EdgeError {
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests
 /// finish (open SSE streams end at shutdown). HTTP/1.1 only (see the `server` module).
+/// Connections are bounded by the default [`ConnectionLimits`]; see [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(listener, router, shutdown, ConnectionLimits::default()).await
+}
+
+/// [`serve`] with connections bounded by `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         // Small JSON replies must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    crate::server::serve_http1(listener, router, shutdown, |_| None::<()>).await;
+    crate::server::serve_http1(listener, router, shutdown, &limits, |_| None::<()>).await;
     Ok(())
 }

@@ -115,6 +115,19 @@ impl StreamState {
     }
 }
 
+/// The answer to a streaming call that failed: one event carrying the JSON-RPC error
+/// response, then the end of the stream (streaming clients read nothing but SSE).
+pub(crate) fn error_stream(id: &RequestId, error: JsonRpcError) -> Response {
+    let event = Event::default().data(error_json(id, error));
+    let mut resp = Sse::new(futures::stream::once(
+        async move { Ok::<_, Infallible>(event) },
+    ))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// An SSE response: `snapshot` first (its sequence number is `version`), then every event
 /// of `events` after it until the final one.
 pub(crate) fn task_stream(

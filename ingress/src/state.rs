@@ -22,6 +22,13 @@ pub struct IngressOptions {
     /// Longest a blocking `message/send` waits for its task's final event before it answers
     /// with the task as stored (set it above the workers' task timeout).
     pub blocking_wait: Duration,
+    /// Host names JSON-RPC requests are answered for besides `localhost` and IP literals
+    /// (see [`crate::guard`]); `*` admits every host.
+    pub allowed_hosts: Vec<String>,
+    /// Most parts one message may carry (-32602 beyond).
+    pub max_parts: usize,
+    /// Most `referenceTaskIds` one message may carry (-32602 beyond).
+    pub max_reference_task_ids: usize,
 }
 
 impl Default for IngressOptions {
@@ -31,6 +38,12 @@ impl Default for IngressOptions {
             sse_keepalive: Duration::from_secs(15),
             version: env!("CARGO_PKG_VERSION").to_string(),
             blocking_wait: Duration::from_secs(630),
+            allowed_hosts: Vec::new(),
+            // Far above what a conversation turn carries; each part is validated, stored,
+            // signed and sent on, so the bound keeps one request's work small.
+            max_parts: 1000,
+            // Each reference is a store read when the task runs.
+            max_reference_task_ids: 100,
         }
     }
 }
@@ -51,6 +64,7 @@ pub(crate) struct Inner {
     pub extended_card: Option<AgentCard>,
     pub did: Option<Arc<crate::did::DidInfo>>,
     pub options: IngressOptions,
+    pub allowed_hosts: crate::guard::AllowedHosts,
     pub metrics: Metrics,
     pub auth: std::sync::OnceLock<crate::auth::Auth>,
     pub certificate_auth: std::sync::OnceLock<crate::tls::CertificateAuth>,
@@ -79,6 +93,7 @@ impl Ingress {
                 card_json,
                 extended_card,
                 did: did.map(Arc::new),
+                allowed_hosts: crate::guard::AllowedHosts::new(&options.allowed_hosts),
                 options,
                 metrics: Metrics::new(),
                 auth: std::sync::OnceLock::new(),

@@ -1,8 +1,8 @@
 //! HTTPS and mutual TLS (rustls, ring provider).
 //!
 //! [`TlsListener`] accepts TCP connections and runs each TLS handshake in its own task (a slow
-//! or silent client never holds up the others; handshakes time out after
-//! [`HANDSHAKE_TIMEOUT`]). Each connection carries a [`Peer`]: its address and, when the client
+//! or silent client never holds up the others; at most `max_tls_handshakes` run at once, each
+//! within `tls_handshake_timeout`, both [`ConnectionLimits`]). Each connection carries a [`Peer`]: its address and, when the client
 //! presented a certificate, the DID in it. The certificate chain, validity and
 //! `clientAuth` key usage are checked by webpki during the handshake against the configured
 //! client CA bundle; the DID is the first URI SAN starting with `did:`, else a subject common
@@ -32,9 +32,8 @@ use tokio_util::sync::CancellationToken;
 use crate::body::refuse;
 use crate::caller::Caller;
 use crate::error::EdgeError;
+use crate::server::ConnectionLimits;
 
-/// Longest a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes completed but not yet taken by the HTTP server.
 const ACCEPT_BACKLOG: usize = 1024;
 
@@ -156,13 +155,23 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<ServerConfig>,
+        limits: &ConnectionLimits,
+    ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(ACCEPT_BACKLOG);
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(
             tcp,
             TlsAcceptor::from(config),
+            Handshakes {
+                permits: Arc::new(tokio::sync::Semaphore::new(
+                    limits.max_tls_handshakes.max(1),
+                )),
+                timeout: limits.tls_handshake_timeout,
+            },
             tx,
             stop.clone(),
         ));
@@ -174,13 +183,29 @@ impl TlsListener {
     }
 }
 
+/// How many TLS handshakes may run at once, and for how long each.
+struct Handshakes {
+    permits: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    handshakes: Handshakes,
     ready: mpsc::Sender<(TlsStream<TcpStream>, Peer)>,
     stop: CancellationToken,
 ) {
     loop {
+        // At the cap, new connections wait in the kernel's accept backlog.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = handshakes.permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                // The semaphore is never closed.
+                Err(_) => return,
+            },
+        };
         let (stream, addr) = tokio::select! {
             _ = stop.cancelled() => return,
             r = tcp.accept() => match r {
@@ -196,8 +221,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
+        let timeout = handshakes.timeout;
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+            drop(permit);
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%addr, error = %e, "TLS handshake refused");
@@ -291,9 +319,10 @@ pub async fn serve_tls(
     config: Arc<ServerConfig>,
     router: axum::Router,
     shutdown: CancellationToken,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
-    let listener = TlsListener::new(listener, config)?;
-    crate::server::serve_http1(listener, router, shutdown, |peer| {
+    let listener = TlsListener::new(listener, config, &limits)?;
+    crate::server::serve_http1(listener, router, shutdown, &limits, |peer| {
         Some(axum::extract::ConnectInfo(peer))
     })
     .await;

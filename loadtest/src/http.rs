@@ -205,6 +205,8 @@ pub struct SseReader {
     body: Incoming,
     frames: SseFrames,
     timeout: Duration,
+    /// An event's data read ahead and put back ([`SseReader::unread`]).
+    unread: Option<Vec<u8>>,
 }
 
 impl SseReader {
@@ -213,13 +215,22 @@ impl SseReader {
             body,
             frames: SseFrames::new(SseDecoder::new(MAX_EVENT_BYTES)),
             timeout,
+            unread: None,
         }
+    }
+
+    /// Puts `data` back: the next [`SseReader::next_data`] returns it again.
+    pub fn unread(&mut self, data: Vec<u8>) {
+        self.unread = Some(data);
     }
 
     /// The next event's data (its `data:` lines joined); `Ok(None)` at the end of the stream.
     /// Comments (keep-alives) and events without data are skipped; an event longer than
     /// 16 MiB, or not UTF-8, ends the stream as truncated.
     pub async fn next_data(&mut self) -> Result<Option<Vec<u8>>, Transport> {
+        if let Some(data) = self.unread.take() {
+            return Ok(Some(data));
+        }
         loop {
             match self.frames.next_event() {
                 Ok(Some(data)) => return Ok(Some(data.into_bytes())),

@@ -295,7 +295,8 @@ async fn open_stream(
 }
 
 /// `tasks/resubscribe` on an accepted task, to its final event. A task that finished before
-/// the stream opened is refused by the server (A2A: -32004); it is then read with `tasks/get`.
+/// the stream opened is refused by the server (A2A: -32004, as the stream's one event); it is
+/// then read with `tasks/get`.
 async fn resubscribe(
     ctx: &Ctx,
     s: &mut Session,
@@ -317,19 +318,44 @@ async fn resubscribe(
     };
     let status = resp.status().as_u16();
     let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
-    if status == 200 && is_sse {
-        let reader = SseReader::new(resp.into_body(), s.timeout());
-        return follow(ctx, s, rec, due, Some(accepted), reader).await;
-    }
-    use http_body_util::BodyExt;
-    let body = match tokio::time::timeout(s.timeout(), resp.into_body().collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        _ => {
-            s.reset();
-            ctx.sync(rec);
-            rec.transport_error(&ctx.live, "http");
-            rec.gave_up(due, Instant::now(), false);
-            return;
+    let body = if status == 200 && is_sse {
+        let mut reader = SseReader::new(resp.into_body(), s.timeout());
+        // A refusal comes as the stream's one event (a JSON-RPC error); anything else is
+        // the task, and the stream is followed from it.
+        match reader.next_data().await {
+            Ok(Some(data)) if rpc::parse(&data).is_some_and(|a| a.error.is_some()) => {
+                if !matches!(reader.next_data().await, Ok(None)) {
+                    s.reset();
+                }
+                bytes::Bytes::from(data)
+            }
+            Ok(Some(data)) => {
+                reader.unread(data);
+                return follow(ctx, s, rec, due, Some(accepted), reader).await;
+            }
+            other => {
+                s.reset();
+                ctx.sync(rec);
+                let kind = match &other {
+                    Err(t) => t.kind(),
+                    _ => "stream ended before the final event",
+                };
+                rec.transport_error(&ctx.live, kind);
+                rec.gave_up(due, Instant::now(), false);
+                return;
+            }
+        }
+    } else {
+        use http_body_util::BodyExt;
+        match tokio::time::timeout(s.timeout(), resp.into_body().collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            _ => {
+                s.reset();
+                ctx.sync(rec);
+                rec.transport_error(&ctx.live, "http");
+                rec.gave_up(due, Instant::now(), false);
+                return;
+            }
         }
     };
     let answer = rpc::parse(&body);

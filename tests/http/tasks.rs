@@ -8,10 +8,18 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_tasks_are_not_found() {
     let srv = TestServer::echo().await;
-    for method in ["tasks/get", "tasks/cancel", "tasks/resubscribe"] {
+    for method in ["tasks/get", "tasks/cancel"] {
         let code = srv.rpc_err(method, json!({"id": "no-such-task"})).await;
         assert_eq!(code, TASK_NOT_FOUND, "{method}");
     }
+    // A streaming call's error is the stream's one event.
+    let events = srv
+        .open_stream(json!(1), "tasks/resubscribe", json!({"id": "no-such-task"}))
+        .await
+        .read_all()
+        .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(error_code(&events[0]), TASK_NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,10 +31,13 @@ async fn finished_tasks_cannot_be_canceled_or_resubscribed() {
         srv.rpc_err("tasks/cancel", json!({"id": tid})).await,
         TASK_NOT_CANCELABLE
     );
-    assert_eq!(
-        srv.rpc_err("tasks/resubscribe", json!({"id": tid})).await,
-        UNSUPPORTED_OPERATION
-    );
+    let events = srv
+        .open_stream(json!(1), "tasks/resubscribe", json!({"id": tid}))
+        .await
+        .read_all()
+        .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(error_code(&events[0]), UNSUPPORTED_OPERATION);
     assert_eq!(state(&srv.get_task(&tid).await), "completed");
 }
 

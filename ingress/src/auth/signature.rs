@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::Sighting;
 use super::{now, Auth, AuthorityError};
-use crate::body::{drained, read_limited, with_body};
+use crate::body::{drained, read_limited, with_body, BodyError};
 use crate::error::{EdgeError, SignatureFailure};
 
 /// Largest signed body.
@@ -68,7 +68,10 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
     // Over the limit (declared or sent), the body is drained before the refusal.
     let body = read_limited(body, &parts.headers, MAX_SIGNED_BODY)
         .await
-        .map_err(|_| reject(SignatureFailure::PayloadTooLarge))?;
+        .map_err(|e| match e {
+            BodyError::TimedOut(limit) => EdgeError::BodyTimedOut { limit },
+            _ => reject(SignatureFailure::PayloadTooLarge),
+        })?;
     let window = auth.settings.signature_window.as_secs() as i64;
     if now().abs_diff(ts) > window as u64 {
         tracing::info!(%did, ts, "DID signature outside the time window");

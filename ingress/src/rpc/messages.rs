@@ -32,6 +32,7 @@ pub(crate) async fn send(
     stream: bool,
 ) -> Result<Reply, JsonRpcError> {
     let inner = &app.inner;
+    check_bounds(&params.message, &inner.options)?;
     let config = params.configuration.unwrap_or_default();
     let trim = history_length(config.history_length);
     let blocking = config.blocking.unwrap_or(true);
@@ -107,6 +108,26 @@ pub(crate) async fn send(
     };
     task.trim_history(trim);
     ok(id, &task)
+}
+
+/// Refuses a message whose parts or `referenceTaskIds` pass their limits (each part is
+/// stored, run, signed and sent on; each reference is a store read when the task runs).
+fn check_bounds(message: &Message, options: &crate::IngressOptions) -> Result<(), JsonRpcError> {
+    let parts = message.parts.len();
+    if parts > options.max_parts {
+        return Err(JsonRpcError::invalid_params(format!(
+            "`message.parts` has {parts} parts; at most {} are accepted (server.max_parts / BINDU_MAX_PARTS)",
+            options.max_parts
+        )));
+    }
+    let references = message.reference_task_ids.as_ref().map_or(0, Vec::len);
+    if references > options.max_reference_task_ids {
+        return Err(JsonRpcError::invalid_params(format!(
+            "`message.referenceTaskIds` has {references} ids; at most {} are accepted (server.max_reference_task_ids / BINDU_MAX_REFERENCE_TASK_IDS)",
+            options.max_reference_task_ids
+        )));
+    }
+    Ok(())
 }
 
 /// Largest conversation (estimated bytes) a command carries; a larger one is read from the

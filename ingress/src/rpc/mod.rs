@@ -2,7 +2,9 @@
 //!
 //! Order of checks: body size (HTTP 413) → JSON (-32700) → envelope (-32600) → method
 //! (-32601) → params (-32602) → the method itself. Every JSON-RPC outcome is HTTP 200 and
-//! echoes the request id (`null` when it could not be read).
+//! echoes the request id (`null` when it could not be read). Once a request is known to be
+//! `message/stream` or `tasks/resubscribe`, its error (params, unknown or finished task…) is
+//! one SSE event carrying the JSON-RPC error response, and the stream ends.
 //!
 //! - `messages`: `message/send`, `message/stream`.
 //! - `tasks`: `tasks/get|cancel|resubscribe|list|feedback`, `agent/getAuthenticatedExtendedCard`.
@@ -30,6 +32,11 @@ use crate::error::EdgeError;
 use crate::state::Ingress;
 use reply::Reply;
 
+/// Bodies (and message params) above this many bytes are parsed as CPU-heavy work
+/// ([`bindu_engine::cpu::heavy`]): a few milliseconds of parsing would hold up every other
+/// request on the thread.
+const HEAVY_BODY_BYTES: usize = 256 * 1024;
+
 pub(crate) async fn handle(
     State(app): State<Ingress>,
     caller: Option<axum::Extension<Caller>>,
@@ -48,17 +55,19 @@ pub(crate) async fn handle(
             return match e {
                 BodyError::TooLarge { drained } => EdgeError::BodyTooLarge { limit, drained },
                 BodyError::Unreadable(why) => EdgeError::BodyUnreadable(why),
+                BodyError::TimedOut(limit) => EdgeError::BodyTimedOut { limit },
             }
             .into_response();
         }
     };
-    let request = match parse_request(&bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            metrics.observe("invalid", Some(e.error.code), started);
-            return EdgeError::Rpc(e).into_response();
-        }
-    };
+    let request =
+        match bindu_engine::cpu::heavy(bytes.len() > HEAVY_BODY_BYTES, || parse_request(&bytes)) {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.observe("invalid", Some(e.error.code), started);
+                return EdgeError::Rpc(e).into_response();
+            }
+        };
     let caller = caller.map(|axum::Extension(Caller(c))| c);
     if let Some(axum::Extension(GrantedScopes(granted))) = &scopes {
         let scope = required_scope(request.method);
@@ -90,6 +99,10 @@ pub(crate) async fn handle(
     );
     match outcome {
         Ok(reply) => reply.into_response(),
+        // A streaming client reads only SSE: its error is the stream's one event.
+        Err(error) if matches!(method, Method::MessageStream | Method::TasksResubscribe) => {
+            crate::sse::error_stream(&request.id, error)
+        }
         Err(error) => EdgeError::rpc(request.id, error).into_response(),
     }
 }
@@ -122,9 +135,17 @@ async fn dispatch(
     last_event_id: Option<u64>,
 ) -> Result<Reply, JsonRpcError> {
     let id = &req.id;
+    // Params of a large message are read off the runtime's own work (see `HEAVY_BODY_BYTES`).
+    let heavy = req.params.is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
     match req.method {
-        Method::MessageSend => messages::send(app, id, req.params()?, caller, false).await,
-        Method::MessageStream => messages::send(app, id, req.params()?, caller, true).await,
+        Method::MessageSend => {
+            let params = bindu_engine::cpu::heavy(heavy, || req.params())?;
+            messages::send(app, id, params, caller, false).await
+        }
+        Method::MessageStream => {
+            let params = bindu_engine::cpu::heavy(heavy, || req.params())?;
+            messages::send(app, id, params, caller, true).await
+        }
         Method::TasksGet => tasks::get(app, id, req.params()?, caller).await,
         Method::TasksCancel => tasks::cancel(app, id, req.params()?, caller).await,
         Method::TasksResubscribe => {
