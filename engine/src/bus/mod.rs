@@ -20,6 +20,8 @@ use async_trait::async_trait;
 use bindu_schemas::bus::{TaskCommand, TaskEvent};
 use futures::stream::BoxStream;
 
+#[cfg(feature = "nats")]
+mod ack_floor;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod durable_log;

@@ -33,8 +33,10 @@ use async_trait::async_trait;
 use bindu_schemas::bus::{subjects, PushConfigsChanged, TaskCommand, TaskEvent};
 use futures::StreamExt;
 
+use super::ack_floor::{AckFloor, MessageAck, PartAcker};
 use super::*;
 use crate::retry::RetryPolicy;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatsStorage {
@@ -139,6 +141,9 @@ pub struct NatsBus {
     events_stream: String,
     /// Cancelled by [`Bus::close_intake`]: command streams end.
     intake: tokio_util::sync::CancellationToken,
+    /// The ack flusher of each durable event consumer opened here, by name: a reopening
+    /// waits for the previous one's last flush before it reads the consumer's ack floor.
+    flushers: std::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
@@ -166,6 +171,7 @@ impl NatsBus {
         let bus = NatsBus {
             router: super::router::TaskRouter::default(),
             fanout: tokio::sync::OnceCell::new(),
+            flushers: Default::default(),
             commands_subject: subjects::commands(&agent),
             commands_stream: stream_name(&agent, "COMMANDS"),
             events_stream: stream_name(&agent, "EVENTS"),
@@ -409,41 +415,6 @@ impl NatsBus {
 
 struct NatsAcker(async_nats::jetstream::message::Acker);
 
-/// One message's acknowledgement, shared by the events it carried.
-struct SharedAck {
-    acker: NatsAcker,
-    /// Events of the message not acked yet.
-    pending: std::sync::atomic::AtomicUsize,
-}
-
-/// Acks one event of a message that carried several: the message is acked with the last;
-/// a nack or a progress report concerns the whole message (its events come again: at
-/// least once).
-struct PartAcker(Arc<SharedAck>);
-
-#[async_trait]
-impl Acker for PartAcker {
-    async fn ack(&self) -> Result<(), BusError> {
-        use std::sync::atomic::Ordering;
-        let last = self
-            .0
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            == Ok(1);
-        if last {
-            self.0.acker.ack().await
-        } else {
-            Ok(())
-        }
-    }
-    async fn nack(&self, delay: Duration) -> Result<(), BusError> {
-        self.0.acker.nack(delay).await
-    }
-    async fn in_progress(&self) -> Result<(), BusError> {
-        self.0.acker.in_progress().await
-    }
-}
-
 #[async_trait]
 impl Acker for NatsAcker {
     async fn ack(&self) -> Result<(), BusError> {
@@ -582,6 +553,20 @@ impl Bus for NatsBus {
 
     async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError> {
         let name = consumer_name(durable_name);
+        let previous = self
+            .flushers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+        if let Some(flusher) = previous {
+            // Ends once the previous stream is dropped, after acking what it handled.
+            if tokio::time::timeout(Duration::from_secs(2), flusher)
+                .await
+                .is_err()
+            {
+                tracing::warn!(consumer = %name, "the previous reader of this event consumer is still open; its last acks may be lost (its events come again)");
+            }
+        }
         let stream = self
             .js
             .get_stream(&self.events_stream)
@@ -613,7 +598,8 @@ impl Bus for NatsBus {
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
             deliver_policy,
-            ack_policy: consumer::AckPolicy::Explicit,
+            // Acked cumulatively, a few times a second (see `ack_floor`).
+            ack_policy: consumer::AckPolicy::All,
             ack_wait: self.options.event_ack_wait,
             max_deliver: -1,
             max_ack_pending: 100_000,
@@ -632,15 +618,27 @@ impl Bus for NatsBus {
             .await
             .map_err(unavailable)?;
         let prefix = self.events_prefix();
+        // The flusher acks the floor one last time when the stream is dropped.
+        let stop = CancellationToken::new();
+        let (floor, flusher) = AckFloor::start(stop.clone());
+        self.flushers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), flusher);
+        let stop = stop.drop_guard();
         Ok(messages
             .then(move |m| {
                 let prefix = prefix.clone();
+                let floor = floor.clone();
                 async move {
                     let m = match m {
                         Ok(m) => m,
                         Err(e) => return vec![Err(unavailable(e))],
                     };
-                    let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+                    let (attempt, stream_seq) = match m.info() {
+                        Ok(i) => (i.delivered.max(1) as u64, i.stream_sequence),
+                        Err(e) => return vec![Err(unavailable(e))],
+                    };
                     let (msg, acker) = m.split();
                     let notice = msg
                         .subject
@@ -649,10 +647,10 @@ impl Bus for NatsBus {
                         .is_some_and(subjects::is_push_configs_suffix);
                     if notice {
                         if let Ok(n) = serde_json::from_slice::<PushConfigsChanged>(&msg.payload) {
-                            let acker = Box::new(NatsAcker(acker));
+                            let shared = MessageAck::new(floor, stream_seq, acker, 1);
                             return vec![Ok(Consumed::PushConfigsChanged(PushNotice {
                                 task_id: n.task_id,
-                                acker,
+                                acker: Box::new(PartAcker(shared)),
                             }))];
                         }
                     }
@@ -661,17 +659,14 @@ impl Bus for NatsBus {
                     } else {
                         Self::decode_events(&msg.payload)
                     };
+                    // The events of one message share its acknowledgement: it counts as
+                    // handled once every one of them is.
+                    let shared = MessageAck::new(floor, stream_seq, acker, events.len());
                     if events.is_empty() {
                         tracing::warn!(subject = %msg.subject, "dropping an unreadable message from the events stream");
-                        let _ = acker.ack_with(jetstream::AckKind::Term).await;
+                        shared.skip();
                         return Vec::new();
                     }
-                    // The events of one message share its acknowledgement: it is acked once
-                    // every one of them is.
-                    let shared = Arc::new(SharedAck {
-                        acker: NatsAcker(acker),
-                        pending: std::sync::atomic::AtomicUsize::new(events.len()),
-                    });
                     events
                         .into_iter()
                         .map(|event| {
@@ -685,6 +680,10 @@ impl Bus for NatsBus {
                 }
             })
             .flat_map(futures::stream::iter)
+            .map(move |item| {
+                let _stop = &stop;
+                item
+            })
             .boxed())
     }
 
