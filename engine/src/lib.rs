@@ -18,6 +18,7 @@ pub mod bus;
 pub mod config;
 pub mod identity;
 pub mod ledger;
+pub mod redact;
 pub mod retry;
 pub mod sse;
 pub mod state;
