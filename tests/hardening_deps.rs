@@ -39,10 +39,15 @@ fn headers(pairs: &[(&'static str, String)]) -> reqwest::header::HeaderMap {
 async fn a_result_signature_never_verifies_as_a_webhook() {
     let dir = temp_dir("bindu-webhook-forgery");
     let server = TestServer::start(
-        &[("identity.dir", dir.to_str().unwrap())],
+        &[
+            ("identity.dir", dir.to_str().unwrap()),
+            ("push.enabled", "true"),
+            ("push.destinations", "loopback"),
+        ],
         Arc::new(bindu::EchoHandler::default()),
     )
     .await;
+    let (hook, posted) = receiver().await;
     let (status, _, card) = server.get("/.well-known/agent-card.json").await;
     assert_eq!(status, 200);
     let card: Value = serde_json::from_str(&card).unwrap();
@@ -68,7 +73,13 @@ async fn a_result_signature_never_verifies_as_a_webhook() {
     .to_string();
     let ts = bindu::engine::time::unix_now();
     let signing_text = signing_payload(&forged, &did, ts, Form::Python);
-    let task = server.send(support::user_message(&signing_text)).await;
+    let task = server
+        .rpc_ok(
+            "message/send",
+            json!({"message": support::user_message(&signing_text),
+                   "configuration": {"pushNotificationConfig": {"url": hook}}}),
+        )
+        .await;
     let part = &task["artifacts"][0]["parts"][0];
     assert_eq!(part["text"], json!(signing_text), "echoed as is");
     let signature = part["metadata"]["did.message.signature"]
@@ -92,6 +103,25 @@ async fn a_result_signature_never_verifies_as_a_webhook() {
         Err(bindu::NotificationVerifyError::BadSignature)
     );
 
+    // The agent's real notifications (of this very task) verify with the webhook key only.
+    let real = within("a real notification", async {
+        loop {
+            if let Some(first) = posted.lock().unwrap().first().cloned() {
+                return first;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        bindu::verify_notification(&real.0, &real.1, &did, &webhook_key, skew),
+        Ok(())
+    );
+    assert_eq!(
+        bindu::verify_notification(&real.0, &real.1, &did, &identity_key, skew),
+        Err(bindu::NotificationVerifyError::BadSignature)
+    );
+
     // The DID document publishes the webhook key as a verification method of its own.
     let (status, _, doc) = server
         .get(&format!("/did/resolve?did={}", urlencode(&did)))
@@ -107,6 +137,32 @@ async fn a_result_signature_never_verifies_as_a_webhook() {
         json!(identity_key)
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+type Posted = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
+
+/// A webhook receiver on a loopback port recording every request.
+async fn receiver() -> (String, Posted) {
+    let posted: Posted = Arc::default();
+    let p = posted.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let p = p.clone();
+                async move {
+                    p.lock().unwrap().push((headers, body));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), posted)
 }
 
 fn urlencode(s: &str) -> String {

@@ -6,8 +6,11 @@
 //!
 //! In order, first failure wins:
 //! 1. `Authorization: Bearer <token>` present, else 401 / -32009.
-//! 2. Token introspected by the [`TokenAuthority`] (cached, see [`cache`]): authority down →
-//!    503 / -32603; inactive or malformed answer → 401 / -32010; expired → 401 / -32011.
+//! 2. Token introspected by the [`TokenAuthority`] (cached, see [`cache`]; inactive answers
+//!    for `HYDRA__NEGATIVE_CACHE_TTL`; concurrent requests with one token share one lookup):
+//!    authority down → 503 / -32603; inactive or malformed answer → 401 / -32010; expired →
+//!    401 / -32011; not an access token (`token_use`), not valid yet (`nbf`) or not for
+//!    `HYDRA__AUDIENCE` (`aud`) → 401 / -32010.
 //! 3. `AUTH__ALLOWED_DIDS` set and the client not in it → 403 "DID not admitted".
 //! 4. A client id starting with `did:` must sign the request ([`signature`]): 403 with a
 //!    `reason` on failure.
