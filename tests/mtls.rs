@@ -100,6 +100,12 @@ struct Pki {
     dir: PathBuf,
 }
 
+/// A key file readable by its owner only (the server refuses any other).
+fn private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn pki() -> Pki {
     let dir = std::env::temp_dir().join(format!("bindu-mtls-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -107,6 +113,7 @@ fn pki() -> Pki {
     let server = leaf(&ca, None, "localhost", Usage::Server, false);
     std::fs::write(dir.join("tls_cert.pem"), &server.cert).unwrap();
     std::fs::write(dir.join("tls_key.pem"), &server.key).unwrap();
+    private(&dir.join("tls_key.pem"));
     std::fs::write(dir.join("ca_bundle.pem"), &ca.pem).unwrap();
     Pki { ca, dir }
 }
@@ -545,6 +552,7 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
 
     // A key file that is not a key: named, without echoing its content.
     std::fs::write(pki.dir.join("bad_key.pem"), "secret-looking garbage").unwrap();
+    private(&pki.dir.join("bad_key.pem"));
     let config = bindu::Config::from_settings(&[
         ("server.port", "0"),
         ("identity.dir", pki.dir.to_str().unwrap()),

@@ -117,7 +117,9 @@ async fn an_inline_push_config_gets_every_event_signed_by_the_agent() {
     let card = card(&server).await;
     let did_ext = &card["capabilities"]["extensions"][0];
     let did = did_ext["uri"].as_str().unwrap();
-    let key = did_ext["params"]["publicKeyBase58"].as_str().unwrap();
+    let key = did_ext["params"]["webhookPublicKeyBase58"]
+        .as_str()
+        .unwrap();
     let mut states = Vec::new();
     for (i, (headers, body)) in got.iter().enumerate() {
         bindu::verify_notification(headers, body, did, key, Duration::from_secs(60))

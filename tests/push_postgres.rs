@@ -157,10 +157,10 @@ async fn dead_letters_are_kept_in_postgres_and_replayed_from_the_command_line() 
         headers,
         body,
         did,
-        &id.public_key_base58(),
+        &id.webhook_public_key_base58(),
         Duration::from_secs(60),
     )
-    .expect("signed with the agent's key");
+    .expect("signed with the agent's webhook key");
     assert_eq!(letters.pending().await.unwrap(), 0);
     assert!(letters
         .get("t-pg:1:cfg-1")

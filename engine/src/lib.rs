@@ -20,6 +20,7 @@ pub mod config;
 pub mod cpu;
 pub mod identity;
 pub mod ledger;
+pub mod redact;
 pub mod retry;
 pub mod sse;
 pub mod state;

@@ -195,3 +195,48 @@ fn every_request_signing_vector() {
         }
     }
 }
+
+/// The webhook key (derived from the identity key) and a webhook signature; the identity
+/// key's signature over the same bytes (what a result can carry) is not a webhook signature.
+#[test]
+fn the_webhook_signing_vector() {
+    use bindu_schemas::signing::{signing_payload, Form};
+    let v = vectors("webhook-signing.json");
+    let signer = seed(v["identity_key"]["seed_hex"].as_str().unwrap());
+    let derived = identity::webhook_key(&signer);
+    let derived_hex: String = derived
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(derived_hex, v["webhook_key"]["seed_hex"].as_str().unwrap());
+    let id = Identity::new(signer, "t", "t");
+    assert_eq!(
+        id.public_key_base58(),
+        v["identity_key"]["public_key_base58"].as_str().unwrap()
+    );
+    let webhook_public = v["webhook_key"]["public_key_base58"].as_str().unwrap();
+    assert_eq!(id.webhook_public_key_base58(), webhook_public);
+    let case = &v["case"];
+    let payload = signing_payload(
+        case["body"].as_str().unwrap(),
+        case["did"].as_str().unwrap(),
+        case["timestamp"].as_i64().unwrap(),
+        Form::Python,
+    );
+    assert_eq!(payload, case["python_payload"].as_str().unwrap());
+    let sig = case["signature"].as_str().unwrap();
+    assert_eq!(id.sign_webhook_base58(payload.as_bytes()), sig);
+    assert!(identity::verify_base58(
+        webhook_public,
+        payload.as_bytes(),
+        sig
+    ));
+    let forged = v["negative"]["identity_signature"].as_str().unwrap();
+    assert_eq!(id.sign_base58(payload.as_bytes()), forged);
+    assert!(!identity::verify_base58(
+        webhook_public,
+        payload.as_bytes(),
+        forged
+    ));
+}

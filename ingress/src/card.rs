@@ -119,6 +119,7 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
             "agent_name": agent.name,
             "agent_id": identity.agent_id(),
             "publicKeyBase58": identity.public_key_base58(),
+            "webhookPublicKeyBase58": identity.webhook_public_key_base58(),
             "didKey": identity.did_key(),
         })
         .as_object()

@@ -68,6 +68,9 @@ pub enum EdgeError {
     /// The token has no expiry or no client.
     TokenIncomplete,
     TokenExpired,
+    /// An active token that cannot be used here: a refresh token, another audience's, one
+    /// not valid yet (the reason says which).
+    TokenNotUsable(&'static str),
     /// The token authority cannot be reached: nothing can be decided.
     AuthorityUnavailable,
     /// The replay guard holds as many signatures as it may.
@@ -267,6 +270,10 @@ impl IntoResponse for EdgeError {
                 "Token validation failed: the token has no expiry or no client",
             ),
             E::TokenExpired => unauthorized(code::TOKEN_EXPIRED, "Token has expired"),
+            E::TokenNotUsable(why) => unauthorized(
+                code::INVALID_TOKEN,
+                &format!("Token cannot be used here: {why}"),
+            ),
             E::AuthorityUnavailable => {
                 unavailable("Authentication service temporarily unavailable; retry shortly")
             }
@@ -460,6 +467,7 @@ mod tests {
             (EdgeError::TokenInactive, 401, code::INVALID_TOKEN),
             (EdgeError::TokenIncomplete, 401, code::INVALID_TOKEN),
             (EdgeError::TokenExpired, 401, code::TOKEN_EXPIRED),
+            (EdgeError::TokenNotUsable("x"), 401, code::INVALID_TOKEN),
             (EdgeError::AuthorityUnavailable, 503, code::INTERNAL_ERROR),
             (EdgeError::ReplayGuardFull, 503, code::INTERNAL_ERROR),
             (EdgeError::AgentHasNoDid, 404, code::INVALID_PARAMS),

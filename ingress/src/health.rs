@@ -15,8 +15,16 @@ pub(crate) async fn health(State(app): State<Ingress>) -> Response {
     let bus = inner.bus.ready().await;
     let shutting_down = inner.shutdown.is_cancelled();
     let ready = store.is_ok() && bus.is_ok() && !shutting_down;
+    // Redis down does not make the replica unready (auth falls back to its own caches),
+    // but it is reported: the replay guard then covers this replica only.
+    let shared = inner.auth.get().and_then(|a| a.shared_status());
+    let degraded = shared.as_ref().is_some_and(|s| !s.up);
     let body = json!({
-        "status": if ready { "ok" } else { "unavailable" },
+        "status": match (ready, degraded) {
+            (false, _) => "unavailable",
+            (true, true) => "degraded",
+            (true, false) => "ok",
+        },
         "ready": ready,
         "version": inner.options.version,
         "uptime_seconds": inner.started.elapsed().as_secs(),
@@ -28,6 +36,9 @@ pub(crate) async fn health(State(app): State<Ingress>) -> Response {
             "bus_backend": inner.bus.backend(),
             "bus_ready": bus.is_ok(),
             "bus_error": bus.err().map(|e| e.to_string()),
+            "shared_state_backend": shared.as_ref().map(|s| s.backend),
+            "shared_state_ready": shared.as_ref().map(|s| s.up),
+            "shared_state_error": shared.as_ref().and_then(|s| s.error.clone()),
         },
         "application": {
             "name": inner.card.name,
@@ -49,6 +60,10 @@ pub(crate) async fn healthz() -> Response {
 }
 
 pub(crate) async fn metrics(State(app): State<Ingress>) -> Response {
+    if let Some(auth) = app.inner.auth.get() {
+        // Refreshes the shared state's gauge.
+        let _ = auth.shared_status();
+    }
     let counts = app.inner.store.count_by_state().await.ok();
     app.inner.metrics.render(counts)
 }

@@ -17,6 +17,42 @@ pub const RPC_REQUESTS: &str = "bindu_rpc_requests";
 pub const RPC_DURATION: &str = "bindu_rpc_request_duration_seconds";
 pub const RPC_IN_FLIGHT: &str = "bindu_rpc_requests_in_flight";
 pub const TASKS: &str = "bindu_tasks";
+pub const AUTH_INTROSPECTIONS: &str = "bindu_auth_introspections";
+pub const AUTH_SHARED_UP: &str = "bindu_auth_shared_state_up";
+pub const AUTH_SHARED_ERRORS: &str = "bindu_auth_shared_state_errors";
+
+/// The auth layer's metrics (registered with [`Metrics`] by `Ingress::with_auth`).
+#[derive(Clone, Default)]
+pub struct AuthMetrics {
+    /// Lookups past this replica's token cache (shared cache or authority).
+    pub introspections: Counter,
+    /// 1 while the shared state (Redis) answers, 0 while it does not; absent without one.
+    pub shared_up: Gauge,
+    /// Shared-state commands that failed or timed out, or were skipped while it was down.
+    pub shared_errors: Counter,
+}
+
+impl AuthMetrics {
+    pub fn register(&self, registry: &mut Registry, shared: bool) {
+        registry.register(
+            AUTH_INTROSPECTIONS,
+            "Token lookups past the replica's own cache (Redis or the authority)",
+            self.introspections.clone(),
+        );
+        if shared {
+            registry.register(
+                AUTH_SHARED_UP,
+                "Whether Redis (auth state shared by replicas) answers: 1 up, 0 down",
+                self.shared_up.clone(),
+            );
+            registry.register(
+                AUTH_SHARED_ERRORS,
+                "Redis commands of the auth layer that failed, timed out or were skipped while it was down",
+                self.shared_errors.clone(),
+            );
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

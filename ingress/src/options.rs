@@ -305,6 +305,8 @@ impl AuthConfig {
             replay_guard: self.replay_guard,
             require_permissions: self.require_permissions,
             bind_client_certificate: mtls.client_certs() && mtls.mode == MtlsMode::Hybrid,
+            audience: hydra.audience.clone(),
+            negative_cache_ttl: hydra.negative_cache_ttl,
         }
     }
 }
@@ -321,6 +323,11 @@ pub struct HydraConfig {
     /// Scopes whose tokens are never cached.
     #[serde(with = "fields::comma_list")]
     pub sensitive_scopes: Vec<String>,
+    /// When set, a token must list it in its `aud`.
+    pub audience: Option<String>,
+    /// How long an inactive token is remembered as inactive (0: not at all).
+    #[serde(rename = "negative_cache_ttl_secs", with = "fields::secs")]
+    pub negative_cache_ttl: Duration,
 }
 
 impl Default for HydraConfig {
@@ -330,6 +337,8 @@ impl Default for HydraConfig {
             cache_ttl: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
             sensitive_scopes: Vec::new(),
+            audience: None,
+            negative_cache_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -341,10 +350,19 @@ impl Section for HydraConfig {
         key("cache_ttl_secs", "HYDRA__CACHE_TTL"),
         key("timeout_secs", "HYDRA__TIMEOUT"),
         key("sensitive_scopes", "HYDRA__SENSITIVE_SCOPES"),
+        key("audience", "HYDRA__AUDIENCE"),
+        key("negative_cache_ttl_secs", "HYDRA__NEGATIVE_CACHE_TTL"),
     ];
 
     fn check(&mut self) -> Result<(), Invalid> {
         http_url(&mut self.admin_url, "admin_url")?;
+        none_if_blank(&mut self.audience);
+        within(
+            self.negative_cache_ttl.as_secs(),
+            0,
+            300,
+            "negative_cache_ttl_secs",
+        )?;
         check(
             self.timeout >= Duration::from_secs(1),
             "timeout_secs",
@@ -354,19 +372,61 @@ impl Section for HydraConfig {
 }
 
 /// `[cache]`: state shared by ingress replicas.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Redis for token introspections, caller keys and the DID replay guard.
     #[serde(with = "fields::secret")]
     pub redis_url: Option<SecretString>,
+    /// Longest one Redis command may take before Redis counts as down.
+    #[serde(rename = "redis_timeout_ms", with = "fields::millis")]
+    pub redis_timeout: Duration,
+    /// Longest pause between two attempts to reconnect to Redis.
+    #[serde(rename = "redis_reconnect_max_ms", with = "fields::millis")]
+    pub redis_reconnect_max: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let redis = crate::auth::shared::RedisOptions::default();
+        CacheConfig {
+            redis_url: None,
+            redis_timeout: redis.command_timeout,
+            redis_reconnect_max: redis.reconnect_max,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn redis_options(&self) -> crate::auth::shared::RedisOptions {
+        crate::auth::shared::RedisOptions {
+            command_timeout: self.redis_timeout,
+            reconnect_max: self.redis_reconnect_max,
+        }
+    }
 }
 
 impl Section for CacheConfig {
     const NAME: &'static str = "cache";
-    const KEYS: &'static [Key] = &[secret("redis_url", "REDIS_URL")];
+    const KEYS: &'static [Key] = &[
+        secret("redis_url", "REDIS_URL"),
+        key("redis_timeout_ms", "CACHE__REDIS_TIMEOUT_MS"),
+        key("redis_reconnect_max_ms", "CACHE__REDIS_RECONNECT_MAX_MS"),
+    ];
 
     fn check(&mut self) -> Result<(), Invalid> {
+        within(
+            self.redis_timeout.as_millis(),
+            10,
+            60_000,
+            "redis_timeout_ms",
+        )?;
+        within(
+            self.redis_reconnect_max.as_millis(),
+            100,
+            600_000,
+            "redis_reconnect_max_ms",
+        )?;
         let ok = match &self.redis_url {
             None => true,
             Some(u) => {

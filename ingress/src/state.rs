@@ -106,7 +106,10 @@ impl Ingress {
 
     /// Requires authentication on JSON-RPC requests (routers built from now on). The first
     /// call wins.
-    pub fn with_auth(self, auth: crate::auth::Auth) -> Self {
+    pub fn with_auth(mut self, auth: crate::auth::Auth) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            auth.register_metrics(inner.metrics.registry_mut());
+        }
         let _ = self.inner.auth.set(auth);
         self
     }

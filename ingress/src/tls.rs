@@ -68,6 +68,9 @@ pub enum TlsError {
     File { path: String, message: String },
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// The private key file is open to other users (as `private.pem` would be refused).
+    #[error("{path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    KeyPermissions { path: String, mode: u32 },
 }
 
 fn file_error(path: &Path, message: impl std::fmt::Display) -> TlsError {
@@ -90,6 +93,20 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 /// Builds the rustls server configuration (HTTP/1.1 over TLS 1.2/1.3).
 pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, TlsError> {
+    // The TLS key is checked like the identity key: readable by its owner only.
+    match bindu_engine::identity::check_private_file(files.key) {
+        Ok(()) => {}
+        Err(bindu_engine::identity::KeyError::Permissions { path, mode }) => {
+            return Err(TlsError::KeyPermissions {
+                path: path.display().to_string(),
+                mode,
+            })
+        }
+        Err(bindu_engine::identity::KeyError::Io { source, .. }) => {
+            return Err(file_error(files.key, source))
+        }
+        Err(e) => return Err(file_error(files.key, e)),
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = read_certs(files.cert)?;
     let key_pem = std::fs::read(files.key).map_err(|e| file_error(files.key, e))?;

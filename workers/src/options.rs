@@ -49,6 +49,10 @@ pub struct WorkerConfig {
     #[serde(with = "fields::command")]
     pub command: Vec<String>,
     pub command_processes: usize,
+    /// Variables of the engine's environment the command handler's processes get besides
+    /// the defaults (a trailing `*` is a prefix).
+    #[serde(with = "fields::comma_list")]
+    pub command_env: Vec<String>,
 }
 
 impl Default for WorkerConfig {
@@ -63,6 +67,7 @@ impl Default for WorkerConfig {
             history_sessions: pool.history_sessions,
             command: Vec::new(),
             command_processes: CommandOptions::new(Vec::new()).processes,
+            command_env: Vec::new(),
         }
     }
 }
@@ -78,6 +83,7 @@ impl Section for WorkerConfig {
         key("history_sessions", "BINDU_NUM_HISTORY_SESSIONS"),
         key("command", "BINDU_HANDLER_COMMAND"),
         key("command_processes", "BINDU_HANDLER_PROCESSES"),
+        key("command_env", "BINDU_HANDLER_ENV"),
     ];
 
     fn check(&mut self) -> Result<(), Invalid> {
@@ -88,7 +94,15 @@ impl Section for WorkerConfig {
             "must be at least 1024",
         )?;
         within(self.history_sessions, 0, 100, "history_sessions")?;
-        within(self.command_processes, 1, 1024, "command_processes")
+        within(self.command_processes, 1, 1024, "command_processes")?;
+        check(
+            self.command_env.iter().all(|n| {
+                let name = n.strip_suffix('*').unwrap_or(n);
+                !name.is_empty() && !name.contains(['=', '\0'])
+            }),
+            "command_env",
+            "list variable names (a trailing * is a prefix; a lone * is not allowed)",
+        )
     }
 }
 
@@ -126,6 +140,7 @@ impl WorkerConfig {
                 let mut options = CommandOptions::new(self.command.clone());
                 options.processes = self.command_processes;
                 options.max_line_bytes = self.max_output_bytes;
+                options.env = self.command_env.clone();
                 Arc::new(CommandHandler::new(options)?)
             }
             HandlerKind::OpenAi => {
@@ -223,6 +238,7 @@ pub struct PushConfig {
     #[serde(rename = "timeout_secs", with = "fields::secs")]
     pub timeout: Duration,
     pub per_host_concurrency: usize,
+    pub max_pending_per_destination: usize,
     pub max_in_flight: usize,
     pub sign: bool,
     /// `bindu dispatcher` only: where its `/metrics` and `/healthz` are served.
@@ -243,6 +259,7 @@ impl Default for PushConfig {
             retry_max: delivery.retry_max,
             timeout: delivery.timeout,
             per_host_concurrency: delivery.per_host_concurrency,
+            max_pending_per_destination: delivery.max_pending_per_destination,
             max_in_flight: dispatcher.max_in_flight,
             sign: delivery.sign,
             metrics_addr: None,
@@ -261,6 +278,10 @@ impl Section for PushConfig {
         key("retry_max_ms", "PUSH__RETRY_MAX_MS"),
         key("timeout_secs", "PUSH__TIMEOUT"),
         key("per_host_concurrency", "PUSH__PER_HOST_CONCURRENCY"),
+        key(
+            "max_pending_per_destination",
+            "PUSH__MAX_PENDING_PER_DESTINATION",
+        ),
         key("max_in_flight", "PUSH__MAX_IN_FLIGHT"),
         key("sign", "PUSH__SIGN"),
         key("metrics_addr", "PUSH__METRICS_ADDR"),
@@ -281,6 +302,12 @@ impl Section for PushConfig {
         )?;
         within(self.timeout.as_secs(), 1, 600, "timeout_secs")?;
         within(self.per_host_concurrency, 1, 10_000, "per_host_concurrency")?;
+        within(
+            self.max_pending_per_destination,
+            1,
+            1_000_000,
+            "max_pending_per_destination",
+        )?;
         within(self.max_in_flight, 1, 1_000_000, "max_in_flight")?;
         self.consumer = self.consumer.trim().to_string();
         check(!self.consumer.is_empty(), "consumer", "must not be empty")?;
@@ -313,6 +340,7 @@ impl PushConfig {
                 retry_max: self.retry_max,
                 timeout: self.timeout,
                 per_host_concurrency: self.per_host_concurrency,
+                max_pending_per_destination: self.max_pending_per_destination,
                 sign: self.sign,
             },
             ..DispatcherOptions::default()

@@ -138,10 +138,10 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
             &headers,
             &r.body,
             &id.did,
-            &id.public_key_base58(),
+            &id.webhook_public_key_base58(),
             Duration::from_secs(60),
         )
-        .expect("signed by the agent's DID key over the exact body");
+        .expect("signed by the agent's webhook key over the exact body");
         // One changed byte and the signature no longer holds.
         let mut tampered = r.body.to_vec();
         tampered[1] ^= 1;
@@ -149,7 +149,7 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
             &headers,
             &tampered,
             &id.did,
-            &id.public_key_base58(),
+            &id.webhook_public_key_base58(),
             Duration::from_secs(60)
         )
         .is_err());
@@ -379,7 +379,7 @@ async fn exhausted_notifications_become_dead_letters_and_replay_delivers_them() 
             &headers,
             &r.body,
             &id.did,
-            &id.public_key_base58(),
+            &id.webhook_public_key_base58(),
             Duration::from_secs(60),
         )
         .expect("replays are signed afresh");

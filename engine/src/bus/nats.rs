@@ -160,7 +160,14 @@ impl NatsBus {
             connect = connect.retry_on_initial_connect();
         }
         let client = connect.connect(options.url.as_str()).await.map_err(|e| {
-            BusError::Unavailable(format!("cannot connect to NATS at {}: {e}", options.url))
+            // Credentials in the URL (user:password@, token@) stay out of the message.
+            BusError::Unavailable(crate::redact::credentials_in(
+                &format!(
+                    "cannot connect to NATS at {}: {e}",
+                    crate::redact::url_credentials(&options.url)
+                ),
+                &options.url,
+            ))
         })?;
         let js = jetstream::new(client.clone());
         let storage = match options.storage {

@@ -121,7 +121,8 @@ fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyE
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn check_permissions(path: &Path) -> Result<(), KeyError> {
+/// Refuses a private-key file other users can read or write (any group or other bit set).
+pub fn check_permissions(path: &Path) -> Result<(), KeyError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,12 @@
 //! The agent's identity: an Ed25519 key pair kept on disk, the DIDs derived from it, its
 //! W3C DID document, and signatures over the text the agent produces.
 //!
+//! Webhooks are signed with a key of their own, derived from the identity key
+//! ([`Identity::webhook_public_key_base58`], published in the DID document as `#webhook`
+//! and in the card): results sign arbitrary caller-chosen text with the identity key (Bindu
+//! compatibility), so a webhook signed with that key could be forged by sending the
+//! webhook's signing bytes as a message. No result signature verifies under the webhook key.
+//!
 //! - `did`: `did:bindu:<author>:<name>:<agent_id>` and standard `did:key`.
 //! - `keys`: create-once-then-reuse key files (PKCS#8 PEM private key, mode 0600).
 //! - [`Identity`]: the loaded key pair with its DID; signs and builds the DID document.
@@ -12,15 +18,38 @@ mod keys;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 pub use did::{agent_id, did_bindu, did_key, parse_did_key, sanitize};
-pub use keys::{load_or_create, KeyError};
+pub use keys::{check_permissions as check_private_file, load_or_create, KeyError};
 
 /// Metadata key under which every text part carries the agent's signature.
 pub const SIGNATURE_METADATA_KEY: &str = "did.message.signature";
+
+/// The DID-document fragment of the webhook verification method (`<did>#webhook`).
+pub const WEBHOOK_KEY_FRAGMENT: &str = "webhook";
+
+/// HKDF-SHA256 labels of the webhook key: a new label is a new key.
+const WEBHOOK_KEY_SALT: &[u8] = b"bindu/identity/v1";
+const WEBHOOK_KEY_INFO: &[u8] = b"bindu webhook signing key v1";
+
+/// The webhook signing key of the identity key `signing`: HKDF-SHA256 (salt
+/// `bindu/identity/v1`, info `bindu webhook signing key v1`) of its 32-byte seed. One-way:
+/// the webhook key reveals nothing of the identity key. Every process holding the identity
+/// key (ingress, workers, dispatchers) derives the same one, so nothing more is stored.
+pub fn webhook_key(signing: &SigningKey) -> SigningKey {
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(WEBHOOK_KEY_SALT), signing.as_bytes());
+    let mut seed = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's 8,160-byte limit: expand cannot fail.
+    let _ = hk.expand(WEBHOOK_KEY_INFO, &mut seed);
+    let key = SigningKey::from_bytes(&seed);
+    seed.fill(0);
+    key
+}
 
 /// The agent's key pair and DID.
 #[derive(Clone)]
 pub struct Identity {
     signing: SigningKey,
+    /// Signs webhooks only ([`webhook_key`]).
+    webhook: SigningKey,
     pub did: String,
     pub author: String,
     pub name: String,
@@ -39,6 +68,7 @@ impl Identity {
     pub fn new(signing: SigningKey, author: &str, name: &str) -> Identity {
         let did = did_bindu(author, name, signing.verifying_key().as_bytes());
         Identity {
+            webhook: webhook_key(&signing),
             signing,
             did,
             author: author.to_string(),
@@ -68,7 +98,18 @@ impl Identity {
         bs58::encode(self.signing.sign(bytes).to_bytes()).into_string()
     }
 
-    /// The W3C DID v1 document of this agent.
+    /// The public key that verifies webhooks (never results or requests).
+    pub fn webhook_public_key_base58(&self) -> String {
+        bs58::encode(self.webhook.verifying_key().as_bytes()).into_string()
+    }
+
+    /// Base58 Ed25519 signature over `bytes` with the webhook key: for webhooks only.
+    pub fn sign_webhook_base58(&self, bytes: &[u8]) -> String {
+        bs58::encode(self.webhook.sign(bytes).to_bytes()).into_string()
+    }
+
+    /// The W3C DID v1 document of this agent: the identity key authenticates the agent
+    /// (`#key-1`); the webhook key (`#webhook`) is an assertion method for notifications.
     pub fn document(&self, created: &str) -> serde_json::Value {
         serde_json::json!({
             "@context": ["https://www.w3.org/ns/did/v1", "https://getbindu.com/ns/v1"],
@@ -79,6 +120,12 @@ impl Identity {
                 "type": "Ed25519VerificationKey2020",
                 "controller": self.did,
                 "publicKeyBase58": self.public_key_base58(),
+            }],
+            "assertionMethod": [{
+                "id": format!("{}#{WEBHOOK_KEY_FRAGMENT}", self.did),
+                "type": "Ed25519VerificationKey2020",
+                "controller": self.did,
+                "publicKeyBase58": self.webhook_public_key_base58(),
             }],
         })
     }
@@ -130,5 +177,45 @@ mod tests {
             id.public_key_base58()
         );
         assert!(id.did.starts_with("did:bindu:ops_at_example_com:gateway:"));
+        assert_eq!(
+            doc["assertionMethod"][0]["publicKeyBase58"],
+            id.webhook_public_key_base58()
+        );
+        assert_eq!(
+            doc["assertionMethod"][0]["id"],
+            format!("{}#webhook", id.did)
+        );
+    }
+
+    /// A signature made with the identity key (what results carry) never verifies under
+    /// the webhook key, and the other way round.
+    #[test]
+    fn the_webhook_key_is_its_own() {
+        let id = Identity::new(SigningKey::from_bytes(&[7; 32]), "a", "b");
+        assert_ne!(id.webhook_public_key_base58(), id.public_key_base58());
+        let bytes = b"{\"body\": \"{}\", \"did\": \"did:x\", \"timestamp\": 1}";
+        let result_signature = id.sign_base58(bytes);
+        assert!(!verify_base58(
+            &id.webhook_public_key_base58(),
+            bytes,
+            &result_signature
+        ));
+        let webhook_signature = id.sign_webhook_base58(bytes);
+        assert!(verify_base58(
+            &id.webhook_public_key_base58(),
+            bytes,
+            &webhook_signature
+        ));
+        assert!(!verify_base58(
+            &id.public_key_base58(),
+            bytes,
+            &webhook_signature
+        ));
+        let again = Identity::new(SigningKey::from_bytes(&[7; 32]), "a", "b");
+        assert_eq!(
+            again.webhook_public_key_base58(),
+            id.webhook_public_key_base58(),
+            "derived, so every process holding the identity key agrees"
+        );
     }
 }

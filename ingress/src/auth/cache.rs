@@ -83,6 +83,19 @@ impl<V: Clone + Send + Sync + 'static> TtlCache<V> {
     }
 }
 
+/// An async `moka` cache of at most `capacity` entries, each living for the TTL stored
+/// beside its value (zero: gone at once, though concurrent waiters of `try_get_with` still
+/// share the value).
+pub fn ttl_future_cache<V: Clone + Send + Sync + 'static>(
+    capacity: usize,
+) -> moka::future::Cache<String, (Duration, V)> {
+    moka::future::Cache::builder()
+        .max_capacity(capacity.max(1) as u64)
+        .eviction_policy(EvictionPolicy::lru())
+        .expire_after(PerEntryTtl)
+        .build()
+}
+
 /// Signatures seen recently, for the replay guard. A signature with timestamp `t` can only be
 /// accepted while `now ≤ t + window`, so it is remembered until then and not longer: memory
 /// follows the signed request rate times the window. Expired entries leave in expiry order
@@ -97,6 +110,19 @@ pub struct ReplayGuard {
 struct ReplayInner {
     seen: std::collections::HashSet<u128>,
     expiries: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u128)>>,
+}
+
+impl ReplayInner {
+    /// Drops the signatures whose window closed before `now` (earliest first).
+    fn forget_expired(&mut self, now: i64) {
+        while let Some(std::cmp::Reverse((expiry, k))) = self.expiries.peek().copied() {
+            if expiry >= now {
+                break;
+            }
+            self.expiries.pop();
+            self.seen.remove(&k);
+        }
+    }
 }
 
 /// The outcome of [`ReplayGuard::check`].
@@ -119,13 +145,7 @@ impl ReplayGuard {
     /// Records `key` (a digest of the signature) until unix second `until`.
     pub fn check(&self, key: u128, until: i64, now: i64) -> Sighting {
         let mut inner = self.inner.lock();
-        while let Some(std::cmp::Reverse((expiry, k))) = inner.expiries.peek().copied() {
-            if expiry >= now {
-                break;
-            }
-            inner.expiries.pop();
-            inner.seen.remove(&k);
-        }
+        inner.forget_expired(now);
         if inner.seen.contains(&key) {
             return Sighting::Replayed;
         }
@@ -137,9 +157,16 @@ impl ReplayGuard {
         Sighting::First
     }
 
-    /// Records `key` as seen (it was first seen elsewhere), whatever the capacity.
-    pub fn remember(&self, key: u128, until: i64) {
+    /// Records `key` as seen (it was first seen elsewhere, by the shared guard), so that an
+    /// outage of the shared guard later still refuses its replay here. Expired entries
+    /// leave first, as in [`ReplayGuard::check`]; at capacity the copy is not kept (the
+    /// shared guard holds the original, and this copy only stands in during an outage).
+    pub fn remember(&self, key: u128, until: i64, now: i64) {
         let mut inner = self.inner.lock();
+        inner.forget_expired(now);
+        if inner.seen.len() >= self.capacity {
+            return;
+        }
         if inner.seen.insert(key) {
             inner.expiries.push(std::cmp::Reverse((until, key)));
         }
@@ -172,8 +199,35 @@ mod tests {
         assert_eq!(g.check(4, 200, 11), Sighting::First);
         assert_eq!(g.check(1, 100, 99), Sighting::Replayed);
         assert_eq!(g.check(1, 300, 101), Sighting::First, "expired at 100");
-        g.remember(9, 1000);
+        // Full again (3, 4 and 1 live): a copy from the shared guard is not kept…
+        g.remember(9, 1000, 101);
+        assert_eq!(g.len(), 3);
+        // …but once they expired it is.
+        g.remember(9, 1000, 301);
         assert_eq!(g.check(9, 1000, 500), Sighting::Replayed);
+    }
+
+    /// With Redis up only `remember` is called: it must forget what expired, and never
+    /// hold more than the capacity.
+    #[test]
+    fn remembered_copies_expire_and_stay_within_capacity() {
+        let g = ReplayGuard::new(1_000_000);
+        for i in 0..100_000u128 {
+            // Each signature's window is 10 s long; time moves one second per 100 requests.
+            let now = (i / 100) as i64;
+            g.remember(i, now + 10, now);
+        }
+        assert!(
+            g.len() <= 1_100,
+            "only the live signatures are kept: {} entries",
+            g.len()
+        );
+        let full = ReplayGuard::new(10);
+        for i in 0..50u128 {
+            full.remember(i, 1_000, 0);
+        }
+        assert_eq!(full.len(), 10, "never past capacity");
+        assert_eq!(full.check(0, 1_000, 1), Sighting::Replayed);
     }
 
     #[test]

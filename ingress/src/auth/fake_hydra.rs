@@ -6,7 +6,7 @@
 //! the server.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Form, Path, State};
@@ -20,6 +20,8 @@ pub struct Hydra {
     pub keys: Mutex<HashMap<String, String>>,
     pub introspections: AtomicUsize,
     pub broken: AtomicBool,
+    /// Milliseconds each introspection takes (0: none).
+    pub delay_ms: AtomicU64,
 }
 
 async fn introspect(
@@ -28,6 +30,10 @@ async fn introspect(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     h.introspections.fetch_add(1, Ordering::SeqCst);
+    let delay = h.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     if h.broken.load(Ordering::SeqCst) {
         return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
     }
@@ -77,6 +83,14 @@ pub async fn fake_hydra() -> (Arc<Hydra>, std::net::SocketAddr) {
 }
 
 impl Hydra {
+    /// Registers `token` with the exact introspection answer `answer` (Hydra's JSON).
+    pub fn answer(&self, token: &str, answer: Value) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.into(), answer);
+    }
+
     /// Registers an active token of `client` expiring at `exp`.
     pub fn token(&self, token: &str, client: &str, exp: Value, scope: &str) {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(

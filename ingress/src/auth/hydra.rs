@@ -73,14 +73,26 @@ impl TokenAuthority for Hydra {
             return Err(AuthorityError::Invalid("no boolean `active`".into()));
         };
         let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        // RFC 7662: `aud` is a string or an array of strings.
+        let audience = match body.get("aud") {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Introspection {
             active,
             client_id: text("client_id"),
             sub: text("sub"),
             exp: body.get("exp").and_then(Value::as_i64),
+            nbf: body.get("nbf").and_then(Value::as_i64),
             scopes: text("scope")
                 .map(|s| s.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default(),
+            token_use: text("token_use"),
+            audience,
         })
     }
 

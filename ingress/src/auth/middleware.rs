@@ -63,6 +63,9 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
     if exp < now() {
         return EdgeError::TokenExpired.into_response();
     }
+    if let Some(why) = info.unusable(auth.settings.audience.as_deref(), now()) {
+        return EdgeError::TokenNotUsable(why).into_response();
+    }
     if !auth.settings.allowed_dids.is_empty() && !auth.settings.allowed_dids.contains(&client) {
         return refuse(req, EdgeError::DidNotAdmitted).await;
     }

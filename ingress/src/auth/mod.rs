@@ -6,8 +6,11 @@
 //!
 //! In order, first failure wins:
 //! 1. `Authorization: Bearer <token>` present, else 401 / -32009.
-//! 2. Token introspected by the [`TokenAuthority`] (cached, see [`cache`]): authority down →
-//!    503 / -32603; inactive or malformed answer → 401 / -32010; expired → 401 / -32011.
+//! 2. Token introspected by the [`TokenAuthority`] (cached, see [`cache`]; inactive answers
+//!    for `HYDRA__NEGATIVE_CACHE_TTL`; concurrent requests with one token share one lookup):
+//!    authority down → 503 / -32603; inactive or malformed answer → 401 / -32010; expired →
+//!    401 / -32011; not an access token (`token_use`), not valid yet (`nbf`) or not for
+//!    `HYDRA__AUDIENCE` (`aud`) → 401 / -32010.
 //! 3. `AUTH__ALLOWED_DIDS` set and the client not in it → 403 "DID not admitted".
 //! 4. A client id starting with `did:` must sign the request ([`signature`]): 403 with a
 //!    `reason` on failure.
@@ -39,21 +42,33 @@ use bindu_engine::identity::batch::BatchVerifier;
 use sha2::{Digest, Sha256};
 
 /// What the authority says about a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Introspection {
     pub active: bool,
     pub client_id: Option<String>,
     pub sub: Option<String>,
     /// Expiry, unix seconds; `None` when absent or not an integer.
     pub exp: Option<i64>,
+    /// Not before, unix seconds; `None` when absent.
+    pub nbf: Option<i64>,
     pub scopes: Vec<String>,
+    /// Hydra's `token_use`: `access_token` or `refresh_token` (`None` when not said).
+    pub token_use: Option<String>,
+    /// The audiences the token was issued for (`aud`, a string or a list).
+    pub audience: Vec<String>,
 }
 
 impl Introspection {
+    /// An inactive token (what the authority says of unknown and revoked tokens).
+    pub fn inactive() -> Introspection {
+        Introspection::default()
+    }
+
     fn to_shared(&self) -> String {
         serde_json::json!({
             "active": self.active, "client_id": self.client_id, "sub": self.sub,
-            "exp": self.exp, "scopes": self.scopes,
+            "exp": self.exp, "nbf": self.nbf, "scopes": self.scopes,
+            "token_use": self.token_use, "aud": self.audience,
         })
         .to_string()
     }
@@ -61,25 +76,58 @@ impl Introspection {
     fn from_shared(json: &str) -> Option<Introspection> {
         let v: serde_json::Value = serde_json::from_str(json).ok()?;
         let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Some(Introspection {
-            active: v.get("active")?.as_bool()?,
-            client_id: text("client_id"),
-            sub: text("sub"),
-            exp: v.get("exp").and_then(|x| x.as_i64()),
-            scopes: v
-                .get("scopes")
+        let list = |k: &str| {
+            v.get(k)
                 .and_then(|x| x.as_array())
                 .map(|a| {
                     a.iter()
                         .filter_map(|s| s.as_str().map(str::to_string))
                         .collect()
                 })
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        Some(Introspection {
+            active: v.get("active")?.as_bool()?,
+            client_id: text("client_id"),
+            sub: text("sub"),
+            exp: v.get("exp").and_then(|x| x.as_i64()),
+            nbf: v.get("nbf").and_then(|x| x.as_i64()),
+            scopes: list("scopes"),
+            token_use: text("token_use"),
+            audience: list("aud"),
         })
+    }
+
+    /// Why this active token cannot be used here, if it cannot: a refresh token, one issued
+    /// for another audience than `audience` (when one is required), one not valid before a
+    /// time still `NBF_LEEWAY_SECS` ahead of `now`.
+    pub fn unusable(&self, audience: Option<&str>, now: i64) -> Option<&'static str> {
+        if self
+            .token_use
+            .as_deref()
+            .is_some_and(|u| u != "access_token")
+        {
+            return Some("it is not an access token");
+        }
+        if let Some(required) = audience {
+            if !self.audience.iter().any(|a| a == required) {
+                return Some("it was not issued for this agent's audience");
+            }
+        }
+        if self
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(NBF_LEEWAY_SECS))
+        {
+            return Some("it is not valid yet");
+        }
+        None
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Clock skew allowed between the authority and this server on a token's `nbf`.
+pub const NBF_LEEWAY_SECS: i64 = 30;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthorityError {
     /// Unreachable, timed out or answering 5xx: nothing can be decided, nothing is cached.
     #[error("authentication service unavailable: {0}")]
@@ -109,6 +157,10 @@ pub struct AuthSettings {
     /// `MTLS__MODE=hybrid`: a verified client certificate is required too, and its DID
     /// must equal the token's client id (Bindu documents this check but never makes it).
     pub bind_client_certificate: bool,
+    /// `HYDRA__AUDIENCE`: tokens must list it in their `aud`.
+    pub audience: Option<String>,
+    /// How long an inactive (unknown, revoked, expired) token is remembered as such.
+    pub negative_cache_ttl: Duration,
 }
 
 /// The authentication layer's state.
@@ -116,13 +168,16 @@ pub struct AuthSettings {
 pub struct Auth {
     authority: Arc<dyn TokenAuthority>,
     settings: Arc<AuthSettings>,
-    tokens: Arc<cache::TtlCache<Introspection>>,
+    /// Introspections, each kept for the TTL it earned (zero: not kept); concurrent
+    /// requests with one token share one lookup.
+    tokens: moka::future::Cache<String, (Duration, Introspection)>,
     keys: Arc<cache::TtlCache<Option<String>>>,
     replays: Arc<cache::ReplayGuard>,
     /// Caller keys already decoded (decompressing a point costs as much as hashing a body).
     parsed_keys: Arc<cache::TtlCache<ed25519_dalek::VerifyingKey>>,
     verifier: BatchVerifier,
     shared: Option<Arc<dyn shared::SharedState>>,
+    pub(crate) metrics: crate::metrics::AuthMetrics,
 }
 
 /// Most entries in each cache.
@@ -136,13 +191,27 @@ impl Auth {
         Auth {
             authority,
             settings: Arc::new(settings),
-            tokens: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
+            tokens: cache::ttl_future_cache(CACHE_CAPACITY),
             keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             replays: Arc::new(cache::ReplayGuard::new(REPLAY_CAPACITY)),
             parsed_keys: Arc::new(cache::TtlCache::new(CACHE_CAPACITY)),
             verifier: BatchVerifier::start(),
             shared: None,
+            metrics: crate::metrics::AuthMetrics::default(),
         }
+    }
+
+    /// The shared state's condition (`None` without one), refreshing its gauge.
+    pub fn shared_status(&self) -> Option<shared::SharedStatus> {
+        let status = self.shared.as_ref()?.status();
+        self.metrics.shared_up.set(i64::from(status.up));
+        Some(status)
+    }
+
+    /// Registers the auth layer's metrics.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry, self.shared.is_some());
+        let _ = self.shared_status();
     }
 
     /// Shares introspections, caller keys and the replay guard with other replicas.
@@ -156,7 +225,8 @@ impl Auth {
         match shared.get(key).await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "shared auth state unavailable; using this replica's cache");
+                self.metrics.shared_errors.inc();
+                tracing::debug!(error = %e, "shared auth state unavailable; using this replica's cache");
                 None
             }
         }
@@ -165,7 +235,8 @@ impl Auth {
     async fn shared_put(&self, key: &str, value: &str, ttl: Duration) {
         if let Some(shared) = &self.shared {
             if let Err(e) = shared.put(key, value, ttl).await {
-                tracing::warn!(error = %e, "shared auth state unavailable; cached on this replica only");
+                self.metrics.shared_errors.inc();
+                tracing::debug!(error = %e, "shared auth state unavailable; cached on this replica only");
             }
         }
     }
@@ -183,7 +254,7 @@ impl Auth {
             {
                 Ok(first) => {
                     // Keep the local guard in step, so an outage later still remembers it.
-                    self.replays.remember(key, until);
+                    self.replays.remember(key, until, now);
                     return if first {
                         cache::Sighting::First
                     } else {
@@ -191,48 +262,64 @@ impl Auth {
                     };
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "shared replay guard unavailable; guarding this replica only")
+                    self.metrics.shared_errors.inc();
+                    tracing::debug!(error = %e, "shared replay guard unavailable; guarding this replica only")
                 }
             }
         }
         self.replays.check(key, until, now)
     }
 
+    /// What the authority says of `token`: from this replica's cache, else from the shared
+    /// cache, else from the authority. Concurrent calls for one token share one lookup
+    /// (moka runs one init future per key and hands its answer to every waiter); failures
+    /// are not kept.
     async fn introspect(&self, token: &str) -> Result<Introspection, AuthorityError> {
         let key = hex(Sha256::digest(token.as_bytes()));
-        if let Some(hit) = self.tokens.get(&key) {
-            return Ok(hit);
+        self.tokens
+            .try_get_with(key.clone(), self.look_up(token, &key))
+            .await
+            .map(|(_, answer)| answer)
+            .map_err(|e| (*e).clone())
+    }
+
+    /// How long `answer` may be reused: inactive tokens briefly, active ones until their
+    /// expiry (at most `HYDRA__CACHE_TTL`), tokens with a sensitive scope or no expiry never.
+    fn keep_for(&self, answer: &Introspection) -> Duration {
+        if !answer.active {
+            return self.settings.negative_cache_ttl;
         }
-        if let Some(json) = self.shared_get(&format!("token:{key}")).await {
-            if let Some(hit) = Introspection::from_shared(&json) {
-                if let Some(left) = hit.exp.map(|e| e.saturating_sub(now())).filter(|l| *l > 0) {
-                    let ttl = self
-                        .settings
-                        .cache_ttl
-                        .min(Duration::from_secs(left as u64));
-                    self.tokens.insert(key, hit.clone(), ttl);
-                }
-                return Ok(hit);
-            }
-        }
-        let answer = self.authority.introspect(token).await?;
         let sensitive = answer
             .scopes
             .iter()
             .any(|s| self.settings.sensitive_scopes.contains(s));
-        if let (true, Some(exp), false) = (answer.active, answer.exp, sensitive) {
-            let left = exp.saturating_sub(now());
-            if left > 0 {
-                let ttl = self
-                    .settings
-                    .cache_ttl
-                    .min(Duration::from_secs(left as u64));
-                self.shared_put(&format!("token:{key}"), &answer.to_shared(), ttl)
-                    .await;
-                self.tokens.insert(key, answer.clone(), ttl);
+        match answer.exp.map(|e| e.saturating_sub(now())) {
+            Some(left) if left > 0 && !sensitive => self
+                .settings
+                .cache_ttl
+                .min(Duration::from_secs(left as u64)),
+            _ => Duration::ZERO,
+        }
+    }
+
+    async fn look_up(
+        &self,
+        token: &str,
+        key: &str,
+    ) -> Result<(Duration, Introspection), AuthorityError> {
+        self.metrics.introspections.inc();
+        if let Some(json) = self.shared_get(&format!("token:{key}")).await {
+            if let Some(hit) = Introspection::from_shared(&json) {
+                return Ok((self.keep_for(&hit), hit));
             }
         }
-        Ok(answer)
+        let answer = self.authority.introspect(token).await?;
+        let ttl = self.keep_for(&answer);
+        if answer.active && !ttl.is_zero() {
+            self.shared_put(&format!("token:{key}"), &answer.to_shared(), ttl)
+                .await;
+        }
+        Ok((ttl, answer))
     }
 
     async fn public_key(&self, client_id: &str) -> Result<Option<String>, AuthorityError> {

@@ -44,9 +44,10 @@ pub async fn from_config(
                 "bindu:{}:auth:",
                 bindu_schemas::bus::subjects::token(namespace)
             );
-            let redis = RedisState::connect(url.expose_secret(), &prefix)
-                .await
-                .map_err(|e| format!("REDIS_URL: {e}"))?;
+            let redis =
+                RedisState::connect(url.expose_secret(), &prefix, sections.cache.redis_options())
+                    .await
+                    .map_err(|e| format!("REDIS_URL: {e}"))?;
             auth.with_shared_state(Arc::new(redis))
         }
         None => auth,

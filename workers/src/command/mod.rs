@@ -34,6 +34,9 @@ pub struct CommandOptions {
     /// After a cancel line, how long the process may take to print its final line before it
     /// is killed. Keep it under [`crate::pool::CANCEL_GRACE`].
     pub cancel_grace: Duration,
+    /// Names of variables passed to the process besides [`process::DEFAULT_ENV`] (a
+    /// trailing `*` is a prefix); nothing else of the engine's environment is.
+    pub env: Vec<String>,
 }
 
 impl CommandOptions {
@@ -43,6 +46,7 @@ impl CommandOptions {
             processes: 4,
             max_line_bytes: 10 * 1024 * 1024,
             cancel_grace: Duration::from_millis(500),
+            env: Vec::new(),
         }
     }
 }
@@ -115,7 +119,8 @@ impl CommandHandler {
                 None => break,
             }
         }
-        let p = AgentProcess::spawn(&self.options.argv).map_err(|e| {
+        let env = process::allowed_env(std::env::vars_os(), &self.options.env);
+        let p = AgentProcess::spawn(&self.options.argv, &env).map_err(|e| {
             HandlerError::from(format!(
                 "could not start the agent command {:?}: {e}",
                 self.options.argv.join(" ")

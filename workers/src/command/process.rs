@@ -40,14 +40,68 @@ pub struct AgentProcess {
     pid: Option<u32>,
 }
 
+/// Variables an agent process gets from the engine's environment (besides the names of
+/// `BINDU_HANDLER_ENV`): where programs and files are, the locale and time zone, the
+/// terminal, and a Python virtual environment. A name ending in `*` is a prefix. Nothing else
+/// passes: the engine's secrets (database and Redis URLs, API keys, tokens) stay with it.
+pub const DEFAULT_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "PYTHONUNBUFFERED",
+    "NODE_PATH",
+    "SYSTEMROOT",
+];
+
+fn allowed(name: &std::ffi::OsStr, names: &[&str]) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    names.iter().any(|n| match n.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => *n == name,
+    })
+}
+
+/// The variables of `vars` an agent process may see: [`DEFAULT_ENV`] and `extra`.
+pub fn allowed_env(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    extra: &[String],
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let names: Vec<&str> = DEFAULT_ENV
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
+    vars.into_iter()
+        .filter(|(name, _)| allowed(name, &names))
+        .collect()
+}
+
 impl AgentProcess {
-    /// Starts `argv` in its own process group, with piped stdin, stdout and stderr.
-    pub fn spawn(argv: &[String]) -> std::io::Result<AgentProcess> {
+    /// Starts `argv` in its own process group, with piped stdin, stdout and stderr, and
+    /// exactly the environment `env` (nothing is inherited).
+    pub fn spawn(
+        argv: &[String],
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> std::io::Result<AgentProcess> {
         let (program, args) = argv.split_first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "the command is empty")
         })?;
         let mut cmd = Command::new(program);
-        cmd.args(args)
+        cmd.env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -182,7 +236,60 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> AgentProcess {
-        AgentProcess::spawn(&["sh".into(), "-c".into(), script.into()]).expect("sh")
+        let env = allowed_env(std::env::vars_os(), &[]);
+        AgentProcess::spawn(&["sh".into(), "-c".into(), script.into()], &env).expect("sh")
+    }
+
+    #[test]
+    fn only_allowed_variables_reach_the_agent() {
+        let vars = [
+            ("PATH", "/bin"),
+            ("LC_TIME", "C"),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ("OPENAI_API_KEY", "sk-x"),
+            ("MY_AGENT_SETTING", "1"),
+            ("MY_AGENT_SETTING_2", "2"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let names = |extra: &[String]| -> Vec<String> {
+            allowed_env(vars.clone(), extra)
+                .into_iter()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&[]), ["PATH", "LC_TIME"]);
+        assert_eq!(
+            names(&["MY_AGENT_SETTING".into()]),
+            ["PATH", "LC_TIME", "MY_AGENT_SETTING"]
+        );
+        assert_eq!(
+            names(&["MY_AGENT_*".into()]),
+            ["PATH", "LC_TIME", "MY_AGENT_SETTING", "MY_AGENT_SETTING_2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_process_sees_only_the_environment_it_is_given() {
+        let env = vec![
+            ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
+            ("ONLY_THIS".into(), "yes".into()),
+        ];
+        let mut p = AgentProcess::spawn(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "env | sort | tr '\\n' ' '; echo".into(),
+            ],
+            &env,
+        )
+        .expect("sh");
+        let line = tokio::time::timeout(Duration::from_secs(10), p.read_line(100_000))
+            .await
+            .expect("a line in time")
+            .expect("a line");
+        let line = format!("{line:?}");
+        assert!(line.contains("ONLY_THIS=yes"), "{line}");
+        assert!(!line.contains("HOME="), "HOME was not given: {line}");
     }
 
     #[tokio::test]

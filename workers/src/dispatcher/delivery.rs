@@ -1,14 +1,22 @@
 //! Posting one notification to one webhook, with retries.
 //!
 //! One attempt: check the URL (http/https only; an IP literal against the destination
-//! policy, a host name through the guarded resolver), wait for a slot of the host's
+//! policy, a host name through the guarded resolver), wait for a slot of the destination's
 //! concurrency cap, POST with a per-request timeout, never follow a redirect, read at most
 //! [`MAX_RESPONSE_BYTES`] of the answer. Then:
 //! - 2xx: delivered.
 //! - 408, 429, 5xx, timeouts, connection errors: retried with exponential back-off and full
 //!   jitter (a `Retry-After` header, seconds or HTTP date, is honoured up to 10 minutes).
 //! - any other answer (3xx, 4xx such as 410) and refused destinations: final.
+//!
+//! Destinations (scheme, host and port) are kept apart, so a slow one only ever occupies its
+//! own slots: each has its own concurrency cap, and a **failing** destination (one with a
+//! delivery waiting to retry) holds at most `max_pending_per_destination` deliveries; past
+//! that, its further notifications become dead letters at once (outcome `overflow`, replayable
+//! with `bindu webhooks replay`) instead of holding the dispatcher's in-flight events, which
+//! every other destination needs. A healthy destination is never cut short, however busy.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +43,11 @@ pub struct DeliveryOptions {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub timeout: Duration,
+    /// Requests in flight to one destination (scheme, host and port).
     pub per_host_concurrency: usize,
+    /// Deliveries a failing destination may hold (waiting for a slot, in an attempt or
+    /// waiting to retry) before its further notifications become dead letters at once.
+    pub max_pending_per_destination: usize,
     /// Sign notifications with the agent's DID key.
     pub sign: bool,
 }
@@ -52,6 +64,7 @@ impl Default for DeliveryOptions {
             retry_max: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             per_host_concurrency: 8,
+            max_pending_per_destination: 100,
             sign: true,
         }
     }
@@ -86,7 +99,44 @@ enum Attempt {
     Ok,
     Final(&'static str, String),
     Retry(String, Option<Duration>),
+    /// The destination is failing and holds its share of deliveries already.
+    Overflow(String),
 }
+
+/// One destination's slots and backlog.
+struct Destination {
+    slots: Semaphore,
+    /// Deliveries under way: waiting for a slot, in an attempt, or waiting to retry.
+    pending: AtomicUsize,
+    /// Of those, the ones that failed an attempt and wait to retry.
+    retrying: AtomicUsize,
+}
+
+impl Destination {
+    /// Failing (a delivery waits to retry) and holding at least `max` deliveries.
+    fn overflowing(&self, max: usize) -> bool {
+        self.retrying.load(Ordering::SeqCst) > 0 && self.pending.load(Ordering::SeqCst) >= max
+    }
+}
+
+/// Counts one delivery in a destination's `pending` (or `retrying`) while alive.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Counted(n)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How often a delivery waiting for a slot looks whether its destination overflowed.
+const OVERFLOW_CHECK: Duration = Duration::from_millis(200);
 
 /// Posts notifications. Cheap to clone.
 #[derive(Clone)]
@@ -95,7 +145,8 @@ pub struct Sender {
     policy: Policy,
     options: Arc<DeliveryOptions>,
     identity: Option<Arc<Identity>>,
-    hosts: Arc<DashMap<String, Arc<Semaphore>>>,
+    /// By `scheme://host:port`; an entry leaves when its last delivery ends.
+    destinations: Arc<DashMap<String, Arc<Destination>>>,
     metrics: DispatcherMetrics,
 }
 
@@ -121,7 +172,7 @@ impl Sender {
             policy,
             options: Arc::new(options),
             identity,
-            hosts: Arc::new(DashMap::new()),
+            destinations: Arc::new(DashMap::new()),
             metrics,
         })
     }
@@ -139,11 +190,69 @@ impl Sender {
             deadline: Duration::MAX,
         };
         let max = self.options.max_attempts.max(1);
+        let destination = self.destination(&target.url);
+        let outcome = match &destination {
+            Some((origin, d)) => {
+                self.deliver_to(target, body, stop, origin, d, max, &backoff)
+                    .await
+            }
+            // Not a URL with a host: the attempt refuses it.
+            None => match self.attempt(target, body, None).await {
+                Attempt::Ok => Outcome::Delivered { attempts: 1 },
+                Attempt::Final(kind, error) => Outcome::GaveUp {
+                    attempts: 1,
+                    kind,
+                    error,
+                },
+                Attempt::Retry(error, _) | Attempt::Overflow(error) => Outcome::GaveUp {
+                    attempts: 1,
+                    kind: "refused",
+                    error,
+                },
+            },
+        };
+        if let Some((origin, d)) = destination {
+            drop(d);
+            self.destinations
+                .remove_if(&origin, |_, d| Arc::strong_count(d) == 1);
+        }
+        outcome
+    }
+
+    /// [`Sender::deliver`] to a destination, counted in its backlog.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_to(
+        &self,
+        target: &Target,
+        body: &str,
+        stop: &CancellationToken,
+        origin: &str,
+        destination: &Destination,
+        max: u32,
+        backoff: &RetryPolicy,
+    ) -> Outcome {
+        let cap = self.options.max_pending_per_destination.max(1);
+        let overflow = |attempts| {
+            let n = destination.pending.load(Ordering::SeqCst);
+            Outcome::GaveUp {
+                attempts,
+                kind: "overflow",
+                error: format!(
+                    "{origin} is failing and already holds {n} notifications \
+                     (PUSH__MAX_PENDING_PER_DESTINATION={cap}); not attempted"
+                ),
+            }
+        };
+        if destination.overflowing(cap) {
+            return overflow(0);
+        }
+        let _pending = Counted::new(&destination.pending);
+        let mut retrying = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = tokio::select! {
-                r = self.attempt(target, body) => r,
+                r = self.attempt(target, body, Some(destination)) => r,
                 _ = stop.cancelled() => return Outcome::Interrupted,
             };
             let (error, retry_after) = match result {
@@ -155,8 +264,12 @@ impl Sender {
                         error,
                     }
                 }
+                Attempt::Overflow(_) => return overflow(attempt - 1),
                 Attempt::Retry(error, retry_after) => (error, retry_after),
             };
+            if retrying.is_none() {
+                retrying = Some(Counted::new(&destination.retrying));
+            }
             if attempt >= max {
                 return Outcome::GaveUp {
                     attempts: attempt,
@@ -175,14 +288,35 @@ impl Sender {
         }
     }
 
-    fn host_slots(&self, host: &str) -> Arc<Semaphore> {
-        self.hosts
-            .entry(host.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.options.per_host_concurrency.max(1))))
-            .clone()
+    /// `url`'s destination (`scheme://host:port`) and its state; `None` without a host.
+    fn destination(&self, url: &str) -> Option<(String, Arc<Destination>)> {
+        let url = reqwest::Url::parse(url).ok()?;
+        let host = url.host_str()?.to_ascii_lowercase();
+        let origin = format!(
+            "{}://{host}:{}",
+            url.scheme(),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let d = self
+            .destinations
+            .entry(origin.clone())
+            .or_insert_with(|| {
+                Arc::new(Destination {
+                    slots: Semaphore::new(self.options.per_host_concurrency.max(1)),
+                    pending: AtomicUsize::new(0),
+                    retrying: AtomicUsize::new(0),
+                })
+            })
+            .clone();
+        Some((origin, d))
     }
 
-    async fn attempt(&self, target: &Target, body: &str) -> Attempt {
+    async fn attempt(
+        &self,
+        target: &Target,
+        body: &str,
+        destination: Option<&Destination>,
+    ) -> Attempt {
         let url = match reqwest::Url::parse(&target.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
             Ok(u) => {
@@ -210,9 +344,23 @@ impl Sender {
                 return Attempt::Final("refused", r.to_string());
             }
         }
-        let slots = self.host_slots(&host);
-        let Ok(_slot) = slots.acquire().await else {
-            return Attempt::Retry("host slots closed".into(), None);
+        let Some(destination) = destination else {
+            return Attempt::Final("refused", "the URL has no host".into());
+        };
+        // Wait for a slot of this destination; give up waiting once it overflows.
+        let cap = self.options.max_pending_per_destination.max(1);
+        let _slot = loop {
+            tokio::select! {
+                slot = destination.slots.acquire() => match slot {
+                    Ok(slot) => break slot,
+                    Err(_) => return Attempt::Retry("destination slots closed".into(), None),
+                },
+                _ = tokio::time::sleep(OVERFLOW_CHECK) => {
+                    if destination.overflowing(cap) {
+                        return Attempt::Overflow(host);
+                    }
+                }
+            }
         };
         let mut request = self
             .client
@@ -327,6 +475,7 @@ mod tests {
                 Attempt::Ok => "ok",
                 Attempt::Final(..) => "final",
                 Attempt::Retry(..) => "retry",
+                Attempt::Overflow(_) => "overflow",
             };
         assert_eq!(kind(200), "ok");
         assert_eq!(kind(204), "ok");

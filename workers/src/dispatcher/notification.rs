@@ -9,7 +9,10 @@
 //! and `X-A2A-Notification-Token: <token>`; with signing on, `X-DID` (the agent's DID),
 //! `X-DID-Timestamp` (Unix seconds) and `X-DID-Signature`: base58 Ed25519 over the same
 //! canonical bytes DID-signed requests use (`bindu_schemas::signing`, Python form) with the
-//! exact body bytes as the body.
+//! exact body bytes as the body, made with the agent's **webhook key** (`<did>#webhook` in
+//! its DID document, `webhookPublicKeyBase58` in the card's DID extension), never with the
+//! identity key that signs results: a result signature (over any text a caller sends) can
+//! never pass for a webhook signature.
 
 use std::time::Duration;
 
@@ -41,7 +44,10 @@ pub fn sign(identity: &Identity, body: &str, unix_secs: i64) -> [(&'static str, 
     [
         (HEADER_DID, identity.did.clone()),
         (HEADER_TIMESTAMP, unix_secs.to_string()),
-        (HEADER_SIGNATURE, identity.sign_base58(payload.as_bytes())),
+        (
+            HEADER_SIGNATURE,
+            identity.sign_webhook_base58(payload.as_bytes()),
+        ),
     ]
 }
 
@@ -62,9 +68,11 @@ pub enum VerifyError {
     BadSignature,
 }
 
-/// Checks a received notification: signed by `agent_did` with the key
-/// `public_key_base58` (from the agent card's DID extension or its `/did/resolve` document),
-/// over exactly `body`, at most `max_skew` away from now.
+/// Checks a received notification: signed by `agent_did` with its webhook key
+/// `webhook_key_base58` (`webhookPublicKeyBase58` in the agent card's DID extension, or the
+/// `#webhook` assertion method of its `/did/resolve` document; **not** the identity key
+/// `publicKeyBase58`, which signs results), over exactly `body`, at most `max_skew` away
+/// from now.
 ///
 /// ```
 /// # use bindu_workers::dispatcher::notification::*;
@@ -78,11 +86,11 @@ pub fn verify(
     headers: &reqwest::header::HeaderMap,
     body: &[u8],
     agent_did: &str,
-    public_key_base58: &str,
+    webhook_key_base58: &str,
     max_skew: Duration,
 ) -> Result<(), VerifyError> {
     let now = bindu_engine::time::unix_now();
-    verify_at(headers, body, agent_did, public_key_base58, max_skew, now)
+    verify_at(headers, body, agent_did, webhook_key_base58, max_skew, now)
 }
 
 fn single<'a>(
@@ -104,7 +112,7 @@ pub fn verify_at(
     headers: &reqwest::header::HeaderMap,
     body: &[u8],
     agent_did: &str,
-    public_key_base58: &str,
+    webhook_key_base58: &str,
     max_skew: Duration,
     now_unix: i64,
 ) -> Result<(), VerifyError> {
@@ -121,7 +129,7 @@ pub fn verify_at(
     let text = std::str::from_utf8(body).map_err(|_| VerifyError::NotUtf8)?;
     let ok = [Form::Python, Form::Js].into_iter().any(|form| {
         verify_base58(
-            public_key_base58,
+            webhook_key_base58,
             signing_payload(text, did, ts, form).as_bytes(),
             sig,
         )
@@ -164,7 +172,19 @@ mod tests {
     #[test]
     fn signatures_verify_only_for_the_exact_body_signer_and_window() {
         let id = Identity::new(SigningKey::from_bytes(&[9; 32]), "acme", "hooks");
-        let key = id.public_key_base58();
+        let key = id.webhook_public_key_base58();
+        assert_eq!(
+            verify_at(
+                &headers(&sign(&id, "{}", 1_000)),
+                b"{}",
+                &id.did,
+                &id.public_key_base58(),
+                Duration::from_secs(300),
+                1_000
+            ),
+            Err(VerifyError::BadSignature),
+            "the identity key does not verify webhooks"
+        );
         let body = "{\"text\":\"héllo\"}";
         let h = headers(&sign(&id, body, 1_000));
         let skew = Duration::from_secs(300);
@@ -190,7 +210,7 @@ mod tests {
                 &h,
                 body.as_bytes(),
                 &id.did,
-                &other.public_key_base58(),
+                &other.webhook_public_key_base58(),
                 skew,
                 1_100
             ),

@@ -223,6 +223,7 @@ pub fn delivery_options() -> DeliveryOptions {
         retry_max: Duration::from_millis(100),
         timeout: Duration::from_secs(1),
         per_host_concurrency: 8,
+        max_pending_per_destination: 100,
         sign: true,
     }
 }
