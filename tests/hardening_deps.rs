@@ -82,26 +82,49 @@ async fn a_result_signature_never_verifies_as_a_webhook() {
         .await;
     let part = &task["artifacts"][0]["parts"][0];
     assert_eq!(part["text"], json!(signing_text), "echoed as is");
-    let signature = part["metadata"]["did.message.signature"]
-        .as_str()
-        .expect("results are signed")
-        .to_string();
+    // A text shaped like a signing envelope (of a webhook or a request) is never signed.
+    assert_eq!(
+        part["metadata"]["did.message.signature"],
+        Value::Null,
+        "no signature over an envelope: {part}"
+    );
+    let skew = Duration::from_secs(300);
+    // Were it signed with the identity key (as results are), it still would not pass for a
+    // webhook: the webhook key is another key.
+    let (key, _) = bindu::engine::identity::load_or_create(&dir, false).unwrap();
+    let identity = bindu::engine::identity::Identity::new(key, "a", "b");
     let h = headers(&[
         ("x-did", did.clone()),
         ("x-did-timestamp", ts.to_string()),
-        ("x-did-signature", signature),
+        (
+            "x-did-signature",
+            identity.sign_base58(signing_text.as_bytes()),
+        ),
     ]);
-    let skew = Duration::from_secs(300);
-    // A genuine signature of the identity key over exactly the webhook's signing bytes…
     assert_eq!(
         bindu::verify_notification(&h, forged.as_bytes(), &did, &identity_key, skew),
         Ok(())
     );
-    // …that is not a webhook signature.
     assert_eq!(
         bindu::verify_notification(&h, forged.as_bytes(), &did, &webhook_key, skew),
         Err(bindu::NotificationVerifyError::BadSignature)
     );
+    // Ordinary results are signed with the identity key.
+    let plain = server
+        .rpc_ok(
+            "message/send",
+            json!({"message": support::user_message("an ordinary reply")}),
+        )
+        .await;
+    let plain = &plain["artifacts"][0]["parts"][0];
+    let sig = plain["metadata"]["did.message.signature"]
+        .as_str()
+        .expect("results are signed");
+    assert!(bindu::engine::identity::verify_base58(
+        &identity_key,
+        b"an ordinary reply",
+        sig
+    ));
 
     // The agent's real notifications (of this very task) verify with the webhook key only.
     let real = within("a real notification", async {

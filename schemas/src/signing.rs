@@ -50,6 +50,16 @@ pub fn signing_payload(body: &str, did: &str, timestamp: i64, form: Form) -> Str
     out
 }
 
+/// How every signing envelope ([`signing_payload`], webhooks too) begins.
+pub const ENVELOPE_PREFIX: &str = "{\"body\": ";
+
+/// Whether `text` could be the signed bytes of a request or a webhook: an agent signing the
+/// text of its results must never sign such a text with its key, or a caller could have it
+/// sign a request in its name (send the envelope as a message to an echoing agent).
+pub fn is_signing_envelope(text: &str) -> bool {
+    text.starts_with(ENVELOPE_PREFIX)
+}
+
 /// Parses `X-DID-Timestamp` strictly: an optional `-` and 1-19 ASCII digits, nothing else.
 pub fn parse_timestamp(header: &str) -> Option<i64> {
     let digits = header.strip_prefix('-').unwrap_or(header);
@@ -62,6 +72,25 @@ pub fn parse_timestamp(header: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_envelope_is_recognised_and_ordinary_text_is_not() {
+        for form in [Form::Python, Form::Js] {
+            assert!(is_signing_envelope(&signing_payload(
+                "{}", "did:x", 1, form
+            )));
+            assert!(is_signing_envelope(&signing_payload("", "", -5, form)));
+        }
+        for text in [
+            "hello",
+            "{\"body\":\"x\"}",
+            " {\"body\": 1}",
+            "{\"did\": 1}",
+            "",
+        ] {
+            assert!(!is_signing_envelope(text), "{text}");
+        }
+    }
 
     #[test]
     fn escapes_like_python_json_dumps() {

@@ -613,7 +613,8 @@ pub(crate) fn sign_update(update: &mut TaskUpdate, identity: &Identity) {
 }
 
 /// Adds `metadata["did.message.signature"]` (base58 Ed25519 over the UTF-8 text) to each
-/// text part.
+/// text part, except a text shaped like a signing envelope
+/// ([`bindu_schemas::signing::is_signing_envelope`]), which stays unsigned.
 pub fn sign_parts(parts: &mut [Part], identity: &Identity) {
     bindu_engine::cpu::heavy(text_parts(parts) > HEAVY_SIGNING_PARTS, || {
         sign_parts_memo(parts, identity, &mut Memo::new())
@@ -627,6 +628,12 @@ type Memo = std::collections::HashMap<String, String>;
 fn sign_parts_memo(parts: &mut [Part], identity: &Identity, memo: &mut Memo) {
     for part in parts {
         if let Part::Text(t) = part {
+            if bindu_schemas::signing::is_signing_envelope(&t.text) {
+                // Its signature would be a request (or webhook) signature in the agent's
+                // name: such a text stays unsigned.
+                tracing::debug!("a text part shaped like a signing envelope is left unsigned");
+                continue;
+            }
             let sig = match memo.get(t.text.as_str()) {
                 Some(sig) => sig.clone(),
                 None => {
