@@ -2,7 +2,6 @@
 //! the card built from the manifest, file parts, the task timeout, the output limit and the
 //! context's history.
 
-
 use crate::support;
 
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The `openai` handler through the HTTP API, against a fake OpenAI-compatible server on
 //! 127.0.0.1 that streams like the real one (`fake_openai`).
 
-
 use crate::fake_openai;
 use crate::support;
 

@@ -1,7 +1,6 @@
 //! In-process HTTP integration tests: each test starts its own server on a free port of
 //! 127.0.0.1 and talks to it over real HTTP.
 
-
 use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
 //! The agent's identity on the wire: DID in the card and /health, the DID document at
 //! /did/resolve, and signatures on every text part the agent produces.
 
+use crate::support::patient_client;
+
 use std::sync::Arc;
 
 use bindu::engine::identity::verify_base58;
@@ -25,19 +27,11 @@ async fn start(author: Option<&str>) -> (bindu::Server, std::path::PathBuf) {
     )
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_did_is_served_and_results_are_signed() {
     let (server, dir) = start(Some("Ops@Example.com")).await;
     let base = format!("http://{}", server.local_addr());
-    let c = client();
+    let c = patient_client();
 
     let card: Value = c
         .get(format!("{base}/.well-known/agent-card.json"))
@@ -165,7 +159,7 @@ async fn the_did_is_served_and_results_are_signed() {
 async fn without_an_author_the_did_is_the_did_key() {
     let (server, dir) = start(None).await;
     let base = format!("http://{}", server.local_addr());
-    let card: Value = client()
+    let card: Value = patient_client()
         .get(format!("{base}/.well-known/agent-card.json"))
         .send()
         .await

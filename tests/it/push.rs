@@ -25,23 +25,18 @@ async fn receiver() -> (String, Arc<Recorded>) {
 async fn slow_receiver(delay: Duration) -> (String, Arc<Recorded>) {
     let recorded = Arc::new(Recorded::default());
     let r = recorded.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+    let url = support::serve_hook(axum::routing::post(
+        move |headers: HeaderMap, body: Bytes| {
             let r = r.clone();
             async move {
                 tokio::time::sleep(delay).await;
                 r.0.lock().unwrap().push((headers, body));
                 axum::http::StatusCode::NO_CONTENT
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), recorded)
+        },
+    ))
+    .await;
+    (url, recorded)
 }
 
 async fn card(server: &TestServer) -> Value {

@@ -1,6 +1,8 @@
 //! What the server puts on the wire validates against the A2A v0.3.0 JSON Schema
 //! (`../shared/spec/a2a-v0.3.0.schema.json`, or `$BINDU_SHARED_DIR/spec/...`).
 
+use crate::support::{self, patient_client};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -89,25 +91,8 @@ fn card_without_name() -> Value {
            "capabilities": {}, "defaultInputModes": [], "defaultOutputModes": [], "skills": []})
 }
 
-/// Every request of these tests is bounded: a server that never answers fails the test.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 async fn rpc(url: &str, method: &str, params: Value) -> Value {
-    client()
-        .post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": "req-1", "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    support::post_rpc(&patient_client(), url, json!("req-1"), method, params).await
 }
 
 fn message(text: &str) -> Value {
@@ -213,7 +198,7 @@ async fn server_output_matches_the_a2a_schema() {
     ] {
         spec.check(definition, &rpc(&url, method, params).await);
     }
-    let parse_error: Value = client()
+    let parse_error: Value = patient_client()
         .post(&url)
         .body("{oops")
         .send()
@@ -233,7 +218,7 @@ async fn server_output_matches_the_a2a_schema() {
     .await;
     spec.check("SendMessageSuccessResponse", &pending);
 
-    let resp = client()
+    let resp = patient_client()
         .post(&url)
         .json(&json!({"jsonrpc": "2.0", "id": 42, "method": "message/stream", "params": {"message": message("stream")}}))
         .send()

@@ -9,9 +9,6 @@ use std::sync::Arc;
 
 use bindu_engine::bus::{Bus, MemoryBus};
 use bindu_engine::store::{ArtifactChunk, Expect, TaskStore, TaskUpdate};
-use bindu_ingress::card::{build_card, CardCapabilities};
-use bindu_ingress::options::AgentConfig;
-use bindu_ingress::{Ingress, IngressOptions};
 use bindu_schemas::{Artifact, Message, Part, TaskState};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -53,27 +50,7 @@ async fn send(truncate: bool) -> (Value, usize) {
     let store = Arc::new(Flaky::new());
     let bus = Arc::new(MemoryBus::default());
     let shutdown = CancellationToken::new();
-    let card = build_card(
-        &AgentConfig::default(),
-        "http://127.0.0.1:1",
-        CardCapabilities::default(),
-    );
-    let ingress = Ingress::new(
-        store.clone(),
-        bus.clone(),
-        card,
-        None,
-        None,
-        IngressOptions::default(),
-        shutdown.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(bindu_ingress::serve(
-        listener,
-        ingress.router(),
-        shutdown.clone(),
-    ));
+    let (addr, _server) = support::serve(store.clone(), bus.clone(), &shutdown).await;
     let worker = tokio::spawn(run_one(store.clone(), bus, truncate));
     let client = reqwest::Client::builder()
         .no_proxy()

@@ -10,9 +10,6 @@ use std::time::Duration;
 use bindu_engine::bus::MemoryBus;
 use bindu_engine::store::Access;
 use bindu_engine::{Bus, TaskStore};
-use bindu_ingress::card::{build_card, CardCapabilities};
-use bindu_ingress::options::AgentConfig;
-use bindu_ingress::{Ingress, IngressOptions};
 use futures::StreamExt;
 use serde_json::json;
 use support::Flaky;
@@ -25,27 +22,7 @@ async fn a_hang_up_during_submit_still_queues_the_task() {
     let bus = Arc::new(MemoryBus::default());
     let mut commands = bus.consume_commands().await.unwrap();
     let shutdown = CancellationToken::new();
-    let card = build_card(
-        &AgentConfig::default(),
-        "http://127.0.0.1:1",
-        CardCapabilities::default(),
-    );
-    let ingress = Ingress::new(
-        store.clone(),
-        bus.clone(),
-        card,
-        None,
-        None,
-        IngressOptions::default(),
-        shutdown.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(bindu_ingress::serve(
-        listener,
-        ingress.router(),
-        shutdown.clone(),
-    ));
+    let (addr, server) = support::serve(store.clone(), bus.clone(), &shutdown).await;
 
     // The client gives up long before the store has recorded the message.
     let client = reqwest::Client::builder()

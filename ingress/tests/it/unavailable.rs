@@ -7,9 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bindu_engine::bus::MemoryBus;
-use bindu_ingress::card::{build_card, CardCapabilities};
-use bindu_ingress::options::AgentConfig;
-use bindu_ingress::{Ingress, IngressOptions};
 use serde_json::{json, Value};
 use support::Flaky;
 use tokio_util::sync::CancellationToken;
@@ -19,27 +16,7 @@ async fn a_store_outage_is_reported_not_hung() {
     let store = Arc::new(Flaky::new());
     let bus = Arc::new(MemoryBus::default());
     let shutdown = CancellationToken::new();
-    let card = build_card(
-        &AgentConfig::default(),
-        "http://127.0.0.1:1",
-        CardCapabilities::default(),
-    );
-    let ingress = Ingress::new(
-        store.clone(),
-        bus,
-        card,
-        None,
-        None,
-        IngressOptions::default(),
-        shutdown.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(bindu_ingress::serve(
-        listener,
-        ingress.router(),
-        shutdown.clone(),
-    ));
+    let (addr, server) = support::serve(store.clone(), bus, &shutdown).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let health = |c: reqwest::Client| async move {
         let r = c.get(format!("http://{addr}/health")).send().await.unwrap();

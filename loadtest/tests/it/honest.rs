@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::{Json, Router};
 use bindu::{HandlerError, HandlerInput, HandlerOutput};
-use support::{finished, load, server, server_with_handler};
+use support::{finished, load, load_n, server, server_with_handler};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_fails_every_task_reports_zero_completed() {
@@ -19,20 +19,7 @@ async fn a_handler_that_fails_every_task_reports_zero_completed() {
     });
     let s = server_with_handler(Arc::new(handler)).await;
     for scenario in ["send-blocking", "stream", "send"] {
-        let r = load(
-            &s.url,
-            &[
-                "--scenario",
-                scenario,
-                "--requests",
-                "40",
-                "--concurrency",
-                "4",
-                "--duration",
-                "30s",
-            ],
-        )
-        .await;
+        let r = load_n(&s.url, scenario, "40", "4", &[]).await;
         let table = r.table();
         // The requests were answered without error: the tasks failed.
         assert_eq!(r.errors.total, 0, "{scenario}: {table}");
@@ -57,21 +44,16 @@ async fn sampled_polling_scales_only_the_polled_completions() {
     // A little handler time, so every non-blocking send is answered before its task ends
     // and is followed by the poller (one in two).
     let s = server(&[("worker.echo_delay_ms", "10")]).await;
-    let r = load(
+    let r = load_n(
         &s.url,
+        "mixed",
+        "100",
+        "4",
         &[
-            "--scenario",
-            "mixed",
             "--mix",
             "send=2,send-blocking=1,stream=1",
             "--poll-every",
             "2",
-            "--requests",
-            "100",
-            "--concurrency",
-            "4",
-            "--duration",
-            "30s",
         ],
     )
     .await;
@@ -91,22 +73,7 @@ async fn sampled_polling_scales_only_the_polled_completions() {
     assert_eq!(r.lost, 0);
 
     // Nothing sampled: nothing estimated.
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "send-blocking",
-            "--poll-every",
-            "2",
-            "--requests",
-            "20",
-            "--concurrency",
-            "4",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "send-blocking", "20", "4", &["--poll-every", "2"]).await;
     assert_eq!(r.completed_total, 20);
     assert!(r.estimated.is_empty());
     assert!(!r.table().contains("(estimated)"));

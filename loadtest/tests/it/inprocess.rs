@@ -6,25 +6,12 @@ use crate::support;
 
 use bindu_loadtest::authority::{self, Grant};
 use bindu_loadtest::Options;
-use support::{finished, load, server, temp_dir};
+use support::{finished, load, load_n, server, temp_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_counts_match_the_server() {
     let s = server(&[]).await;
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "send",
-            "--requests",
-            "300",
-            "--concurrency",
-            "8",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "send", "300", "8", &[]).await;
     assert_eq!(r.errors.total, 0, "{}", r.table());
     assert_eq!(r.sent, 300);
     assert_eq!(r.accepted + r.accepted_after_window, 300);
@@ -56,40 +43,12 @@ async fn send_counts_match_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_sends_and_streams_match_the_server() {
     let s = server(&[]).await;
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "send-blocking",
-            "--requests",
-            "150",
-            "--concurrency",
-            "6",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "send-blocking", "150", "6", &[]).await;
     assert_eq!(r.errors.total, 0, "{}", r.table());
     assert_eq!((r.sent, r.accepted, r.completed), (150, 150, 150));
     assert_eq!(s.rpc_count("message/send", "ok").await, 150);
 
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "stream",
-            "--requests",
-            "150",
-            "--concurrency",
-            "6",
-            "--duration",
-            "30s",
-            "--payload-bytes",
-            "2048",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "stream", "150", "6", &["--payload-bytes", "2048"]).await;
     assert_eq!(r.errors.total, 0, "{}", r.table());
     assert_eq!((r.sent, r.accepted, r.completed), (150, 150, 150));
     assert_eq!(s.rpc_count("message/stream", "ok").await, 150);
@@ -101,20 +60,7 @@ async fn blocking_sends_and_streams_match_the_server() {
 async fn resubscribe_and_mixed_match_the_server() {
     // A little handler time so most resubscribes find their task still running.
     let s = server(&[("worker.echo_delay_ms", "20")]).await;
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "resubscribe",
-            "--requests",
-            "80",
-            "--concurrency",
-            "8",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "resubscribe", "80", "8", &[]).await;
     assert_eq!(r.errors.total, 0, "{}", r.table());
     assert_eq!((r.sent, r.accepted, finished(&r)), (80, 80, 80));
     assert_eq!(s.rpc_count("message/send", "ok").await, 80);
@@ -124,20 +70,7 @@ async fn resubscribe_and_mixed_match_the_server() {
     assert_eq!(refused, r.finished_before_resubscribe);
 
     let before = s.tasks_in("completed").await;
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "mixed",
-            "--requests",
-            "100",
-            "--concurrency",
-            "5",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "mixed", "100", "5", &[]).await;
     assert_eq!(r.errors.total, 0, "{}", r.table());
     assert_eq!(
         (r.sent, r.accepted + r.accepted_after_window, finished(&r)),
@@ -152,22 +85,7 @@ async fn resubscribe_and_mixed_match_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_counts_match_the_server() {
     let s = server(&[]).await;
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "send",
-            "--rate",
-            "400",
-            "--requests",
-            "200",
-            "--concurrency",
-            "16",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "send", "200", "16", &["--rate", "400"]).await;
     assert_eq!(r.mode, "open");
     assert_eq!(r.errors.total, 0, "{}", r.table());
     assert_eq!(r.sent, 200);
@@ -185,20 +103,7 @@ async fn refusals_are_counted_by_status_and_code() {
     ])
     .await;
     // No token: every request is refused with 401 / -32009.
-    let r = load(
-        &s.url,
-        &[
-            "--scenario",
-            "send",
-            "--requests",
-            "40",
-            "--concurrency",
-            "4",
-            "--duration",
-            "30s",
-        ],
-    )
-    .await;
+    let r = load_n(&s.url, "send", "40", "4", &[]).await;
     assert_eq!(r.accepted, 0);
     assert_eq!(r.errors.total, 40, "{}", r.table());
     assert_eq!(r.errors.http.get("401"), Some(&40));
@@ -230,22 +135,12 @@ async fn signed_authenticated_requests_are_accepted() {
     ])
     .await;
     let key_dir = keys.to_str().unwrap();
-    let r = load(
+    let r = load_n(
         &s.url,
-        &[
-            "--scenario",
-            "send",
-            "--requests",
-            "120",
-            "--concurrency",
-            "6",
-            "--duration",
-            "30s",
-            "--token",
-            &grant.token,
-            "--key-dir",
-            key_dir,
-        ],
+        "send",
+        "120",
+        "6",
+        &["--token", &grant.token, "--key-dir", key_dir],
     )
     .await;
     assert!(r.signed && r.authenticated);
@@ -255,17 +150,12 @@ async fn signed_authenticated_requests_are_accepted() {
     assert_eq!(s.rpc_count("message/send", "ok").await, 120);
 
     // Signed as another DID than the token's client: refused by the signature check.
-    let r = load(
+    let r = load_n(
         &s.url,
+        "stream",
+        "10",
+        "2",
         &[
-            "--scenario",
-            "stream",
-            "--requests",
-            "10",
-            "--concurrency",
-            "2",
-            "--duration",
-            "30s",
             "--token",
             &grant.token,
             "--key-dir",

@@ -336,10 +336,39 @@ impl TestServer {
 
 /// A reqwest client for 127.0.0.1: no proxy, bounded by [`TIMEOUT`].
 pub fn client() -> reqwest::Client {
+    client_within(TIMEOUT)
+}
+
+/// A reqwest client for 127.0.0.1 bounded by 30 s: for servers that are separate processes
+/// or slow to answer; a server that never answers still fails the test.
+pub fn patient_client() -> reqwest::Client {
+    client_within(Duration::from_secs(30))
+}
+
+fn client_within(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .build()
+        .unwrap()
+}
+
+/// POSTs the JSON-RPC request `{"id": id, "method": method, "params": params}` to `url` and
+/// returns the parsed response.
+pub async fn post_rpc(
+    c: &reqwest::Client,
+    url: &str,
+    id: Value,
+    method: &str,
+    params: Value,
+) -> Value {
+    c.post(url)
+        .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
         .unwrap()
 }
 
@@ -403,4 +432,16 @@ pub async fn read_sse(resp: reqwest::Response) -> Vec<Value> {
     }
     .read_all()
     .await
+}
+
+/// Serves `route` at `/hook` on a free port of 127.0.0.1 (a webhook receiver) and returns
+/// its URL.
+pub async fn serve_hook(route: axum::routing::MethodRouter) -> String {
+    let app = axum::Router::new().route("/hook", route);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
 }

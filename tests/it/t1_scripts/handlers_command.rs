@@ -2,7 +2,6 @@
 //! directory) speaking the JSON-lines protocol, and the example agents under
 //! `examples/command/`.
 
-
 use crate::support;
 
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! nats-server and a fresh Postgres database. One or two ingresses, two workers; a worker
 //! is SIGKILLed mid-run; cancel and resubscribe cross process boundaries; NATS restarts.
 
+use crate::support::{self, patient_client};
+
 use crate::process;
 
 use std::collections::HashMap;
@@ -28,23 +30,8 @@ fn command(
     process::distributed(role, AGENT, &db.url, &nats.url(), &env)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 async fn rpc(c: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
-    c.post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": "d", "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    support::post_rpc(c, url, json!("d"), method, params).await
 }
 
 fn send_params(text: &str, blocking: bool) -> Value {
@@ -139,7 +126,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     let victim = Agent::start(command("worker", &db, &nats, &slow));
     let survivor = Agent::start(command("worker", &db, &nats, &slow));
     let url = ingress.url();
-    let c = client();
+    let c = patient_client();
 
     // A few thousand tasks, 64 at a time; one worker dies a quarter of the way in.
     let total = 2000usize;
@@ -401,7 +388,7 @@ async fn processes_ride_out_a_nats_restart() {
     let db = TestDb::new().await;
     let ingress = Agent::start(command("ingress", &db, &nats, &[]));
     let worker = Agent::start(command("worker", &db, &nats, &[]));
-    let c = client();
+    let c = patient_client();
     let url = ingress.url();
     let before = rpc(&c, &url, "message/send", send_params("before", true)).await;
     assert_eq!(before["result"]["status"]["state"], "completed", "{before}");
@@ -458,7 +445,7 @@ async fn oversized_results_and_unstorable_input_never_fail_other_callers() {
     let db = TestDb::new().await;
     let ingress = Agent::start(command("ingress", &db, &nats, &[]));
     let worker = Agent::start(command("worker", &db, &nats, &[]));
-    let c = client();
+    let c = patient_client();
     let url = ingress.url();
 
     let big = "x".repeat(1536 * 1024);

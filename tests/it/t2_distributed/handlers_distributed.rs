@@ -3,6 +3,8 @@
 //! database: streamed chunks reach the ingress's SSE clients, and an input-required task
 //! resumes across processes.
 
+use crate::support;
+
 use crate::process;
 
 use std::time::Duration;
@@ -33,14 +35,7 @@ async fn streamer(input: HandlerInput) -> Result<HandlerOutput, HandlerError> {
 }
 
 async fn rpc(c: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
-    c.post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    support::post_rpc(c, url, json!(1), method, params).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,11 +78,7 @@ async fn a_builder_worker_serves_a_separate_ingress() {
     .unwrap();
     assert!(worker.http_addr().is_none(), "a worker serves no HTTP");
 
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let c = support::patient_client();
     let url = ingress.url();
     let resp = c
         .post(&url)

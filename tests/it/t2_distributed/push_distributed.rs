@@ -5,6 +5,7 @@
 //! dispatcher's metrics are served on PUSH__METRICS_ADDR.
 
 use crate::process;
+use crate::support::{self, patient_client};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -37,31 +38,16 @@ type Recorded = Arc<Mutex<Vec<Bytes>>>;
 async fn receiver() -> (String, Recorded) {
     let recorded: Recorded = Arc::default();
     let r = recorded.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: Bytes| {
-            let r = r.clone();
-            async move {
-                r.lock().unwrap().push(body);
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), recorded)
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    let url = support::serve_hook(axum::routing::post(move |body: Bytes| {
+        let r = r.clone();
+        async move {
+            r.lock().unwrap().push(body);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            axum::http::StatusCode::OK
+        }
+    }))
+    .await;
+    (url, recorded)
 }
 
 fn free_port() -> u16 {
@@ -90,7 +76,7 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
     let worker = Agent::start(command("worker", &db, &nats, &[]));
     let url = ingress.url();
-    let client = client();
+    let client = patient_client();
 
     let card: Value = client
         .get(format!(
@@ -226,7 +212,7 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
         &[("BINDU_ECHO_DELAY_MS", "1500")],
     ));
     let url = ingress.url();
-    let client = client();
+    let client = patient_client();
     let send = |i: usize| {
         let client = client.clone();
         let url = url.clone();

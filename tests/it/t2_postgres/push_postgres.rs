@@ -1,6 +1,8 @@
 //! T2/T3: webhook dead letters in Postgres, listed and replayed by the `bindu` binary
 //! (`bindu webhooks dead-letters`, `bindu webhooks replay`) against a loopback receiver.
 
+use crate::support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,22 +21,17 @@ type Recorded = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 async fn receiver() -> (String, Recorded) {
     let recorded: Recorded = Arc::default();
     let r = recorded.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+    let url = support::serve_hook(axum::routing::post(
+        move |headers: HeaderMap, body: Bytes| {
             let r = r.clone();
             async move {
                 r.lock().unwrap().push((headers, body));
                 axum::http::StatusCode::OK
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), recorded)
+        },
+    ))
+    .await;
+    (url, recorded)
 }
 
 fn letter(id: &str, url: &str) -> DeadLetter {

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::bus::{Bus, MemoryBus};
-use bindu_engine::store::conformance::user_message;
 use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::*;
 use bindu_schemas::TaskState;
-use bindu_workers::handler::handler_fn;
-use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::{done_handler, pool_options, spawn_pool, submit_task};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_that_committed_late_is_recognised_and_announced() {
@@ -21,31 +20,15 @@ async fn an_outcome_that_committed_late_is_recognised_and_announced() {
     let store = Arc::new(Flaky::new());
     store.late_applies.store(1, Ordering::SeqCst);
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(16));
-    let handler = handler_fn(|_input: HandlerInput| async move {
-        Ok::<_, HandlerError>(HandlerOutput::Text("done".into()))
-    });
     let stop = CancellationToken::new();
-    let pool = WorkerPool::new(
+    let running = spawn_pool(
         store.clone(),
         bus.clone(),
-        Arc::new(handler),
-        WorkerOptions {
-            concurrency: 2,
-            drain_timeout: Duration::from_secs(5),
-            ..WorkerOptions::default()
-        },
+        done_handler(),
+        pool_options(2),
+        &stop,
     );
-    let running = tokio::spawn(pool.run(stop.clone()));
-    let submitted = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: "late-start".into(),
-            context_id: None,
-            message: user_message("hello"),
-            push_config: None,
-        })
-        .await
-        .unwrap();
+    let submitted = submit_task(store.as_ref(), "late-start", "hello").await;
     let mut events = bus.subscribe_task("late-start").await.unwrap();
     bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
         &submitted,

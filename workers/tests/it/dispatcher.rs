@@ -15,7 +15,7 @@ use bindu_workers::dispatcher::notification;
 use bindu_workers::dispatcher::replay::{self, ReplayError};
 use bindu_workers::dispatcher::{GlobalWebhook, Sender};
 use bindu_workers::handler::handler_fn;
-use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
+use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -59,18 +59,13 @@ async fn agent(steps: usize) -> Agent {
         Ok::<_, HandlerError>(HandlerOutput::Streamed)
     });
     let stop = CancellationToken::new();
-    let pool = WorkerPool::new(
-        store.clone(),
-        bus.clone(),
-        Arc::new(handler),
-        WorkerOptions {
-            concurrency: 16,
-            drain_timeout: Duration::from_secs(1),
-            heartbeat: Duration::from_secs(1),
-            ..WorkerOptions::default()
-        },
-    );
-    tokio::spawn(pool.run(stop.clone()));
+    let options = WorkerOptions {
+        concurrency: 16,
+        drain_timeout: Duration::from_secs(1),
+        heartbeat: Duration::from_secs(1),
+        ..WorkerOptions::default()
+    };
+    spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
     Agent {
         store,
         bus,
@@ -80,6 +75,11 @@ async fn agent(steps: usize) -> Agent {
 }
 
 impl Agent {
+    /// Records and queues task `task_id` with push `configs` (see [`submit`]).
+    async fn submit(&self, task_id: &str, configs: Vec<bindu_schemas::PushNotificationConfig>) {
+        submit(&self.store, &self.bus, task_id, configs).await;
+    }
+
     async fn dispatcher(&self, options: bindu_workers::DispatcherOptions) -> Running {
         start_dispatcher(
             self.store.clone(),
@@ -102,13 +102,9 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
     let agent = agent(1).await;
     let receiver = Receiver::start().await;
     let _d = agent.dispatcher(options()).await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-signed",
-        vec![config(&receiver.url, Some("s3cret"))],
-    )
-    .await;
+    agent
+        .submit("t-signed", vec![config(&receiver.url, Some("s3cret"))])
+        .await;
     let n = events_per_task(1);
     let got = receiver
         .wait_until("every event of the task", |g| g.len() as u64 >= n)
@@ -168,13 +164,12 @@ async fn each_task_is_delivered_in_order_while_tasks_run_in_parallel_under_a_hos
     let tasks: Vec<String> = (0..24).map(|i| format!("par-{i}")).collect();
     for t in &tasks {
         // Two webhooks per task: each gets every event, in order.
-        submit(
-            &agent.store,
-            &agent.bus,
-            t,
-            vec![config(&receiver.url, None), config(&second.url, None)],
-        )
-        .await;
+        agent
+            .submit(
+                t,
+                vec![config(&receiver.url, None), config(&second.url, None)],
+            )
+            .await;
     }
     let n = events_per_task(3);
     let total = n as usize * tasks.len();
@@ -207,13 +202,9 @@ async fn a_receiver_failing_then_recovering_gets_every_event_in_order() {
     })
     .await;
     let d = agent.dispatcher(options()).await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-flaky",
-        vec![config(&receiver.url, None)],
-    )
-    .await;
+    agent
+        .submit("t-flaky", vec![config(&receiver.url, None)])
+        .await;
     let n = events_per_task(0);
     let got = receiver
         .wait_until("all events", |g| {
@@ -249,20 +240,12 @@ async fn a_hanging_receiver_times_out_and_is_retried_without_holding_up_other_ta
     .await;
     let healthy = Receiver::start().await;
     let _d = agent.dispatcher(options()).await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-hang",
-        vec![config(&hanging.url, None)],
-    )
-    .await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-other",
-        vec![config(&healthy.url, None)],
-    )
-    .await;
+    agent
+        .submit("t-hang", vec![config(&hanging.url, None)])
+        .await;
+    agent
+        .submit("t-other", vec![config(&healthy.url, None)])
+        .await;
     let n = events_per_task(0);
     // The other task finishes while every first request to the hanging receiver hangs.
     let other = healthy
@@ -285,13 +268,9 @@ async fn a_410_stops_retries_and_records_a_dead_letter() {
     let agent = agent(0).await;
     let receiver = Receiver::with(|_, _| Reply::Status(410)).await;
     let d = agent.dispatcher(options()).await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-gone",
-        vec![config(&receiver.url, None)],
-    )
-    .await;
+    agent
+        .submit("t-gone", vec![config(&receiver.url, None)])
+        .await;
     let n = events_per_task(0);
     let got = receiver
         .wait_until("every event once", |g| g.len() as u64 >= n)
@@ -335,13 +314,9 @@ async fn exhausted_notifications_become_dead_letters_and_replay_delivers_them() 
     o.delivery.max_attempts = 2;
     o.global = None;
     let d = agent.dispatcher(o.clone()).await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-dead",
-        vec![config(&receiver.url, Some("tok"))],
-    )
-    .await;
+    agent
+        .submit("t-dead", vec![config(&receiver.url, Some("tok"))])
+        .await;
     let n = events_per_task(0);
     let letters = wait_for_dead_letters(agent.dead.as_ref(), n as usize).await;
     assert!(letters.iter().all(|l| l.attempts == 2));
@@ -409,13 +384,7 @@ async fn the_global_webhook_gets_tasks_without_a_config_of_their_own() {
     });
     let _d = agent.dispatcher(o).await;
     submit(&agent.store, &agent.bus, "t-global", vec![]).await;
-    submit(
-        &agent.store,
-        &agent.bus,
-        "t-own",
-        vec![config(&own.url, None)],
-    )
-    .await;
+    agent.submit("t-own", vec![config(&own.url, None)]).await;
     let n = events_per_task(0);
     let got = global
         .wait_until("the global webhook", |g| g.len() as u64 >= n)

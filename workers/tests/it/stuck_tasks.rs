@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use bindu_engine::bus::conformance::command_for;
 use bindu_engine::bus::{Bus, MemoryBus};
-use bindu_engine::store::conformance::user_message;
 use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::*;
 use bindu_schemas::{Part, TaskState};
-use bindu_workers::handler::handler_fn;
-use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::{done_handler, pool_options, spawn_pool, submit_task};
 
 struct Run {
     store: Arc<Flaky>,
@@ -26,21 +25,14 @@ struct Run {
 fn start() -> Run {
     let store = Arc::new(Flaky::new());
     let bus = Arc::new(MemoryBus::new(64));
-    let handler = handler_fn(|_input: HandlerInput| async move {
-        Ok::<_, HandlerError>(HandlerOutput::Text("done".into()))
-    });
     let stop = CancellationToken::new();
-    let pool = WorkerPool::new(
+    let pool = spawn_pool(
         store.clone(),
         bus.clone(),
-        Arc::new(handler),
-        WorkerOptions {
-            concurrency: 4,
-            drain_timeout: Duration::from_secs(5),
-            ..WorkerOptions::default()
-        },
+        done_handler(),
+        pool_options(4),
+        &stop,
     );
-    let pool = tokio::spawn(pool.run(stop.clone()));
     Run {
         store,
         bus,
@@ -51,17 +43,7 @@ fn start() -> Run {
 
 /// Records a task the way ingress does and queues its command (`down` first, if asked).
 async fn accept_then(run: &Run, task_id: &str, down: bool) {
-    let submitted = run
-        .store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: task_id.into(),
-            context_id: None,
-            message: user_message("hello"),
-            push_config: None,
-        })
-        .await
-        .unwrap();
+    let submitted = submit_task(run.store.as_ref(), task_id, "hello").await;
     run.store.down.store(down, Ordering::SeqCst);
     run.bus
         .publish_commands(vec![command_for(&submitted)])

@@ -114,6 +114,29 @@ pub async fn load(url: &str, args: &[&str]) -> Report {
         .unwrap()
 }
 
+/// A `--scenario` run of `requests` requests at `concurrency` within 30 s, with `extra`
+/// arguments.
+pub async fn load_n(
+    url: &str,
+    scenario: &str,
+    requests: &str,
+    concurrency: &str,
+    extra: &[&str],
+) -> Report {
+    let mut args = vec![
+        "--scenario",
+        scenario,
+        "--requests",
+        requests,
+        "--concurrency",
+        concurrency,
+        "--duration",
+        "30s",
+    ];
+    args.extend_from_slice(extra);
+    load(url, &args).await
+}
+
 /// Tasks seen completed, in the window and during the drain.
 pub fn finished(r: &Report) -> u64 {
     r.completed + r.completed_after_window

@@ -12,14 +12,19 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bindu_engine::bus::BusError;
 use bindu_engine::config::PushDestinations;
 use bindu_engine::identity::Identity;
 use bindu_engine::store::conformance::user_message;
-use bindu_engine::store::{DeadLetterStore, SubmitRequest, TaskStore};
+use bindu_engine::store::{DeadLetterStore, SubmitRequest, Submitted, TaskStore};
 use bindu_engine::Bus;
 use bindu_schemas::PushNotificationConfig;
 use bindu_workers::dispatcher::{DeliveryOptions, DispatcherMetrics};
-use bindu_workers::{Dispatcher, DispatcherOptions};
+use bindu_workers::handler::handler_fn;
+use bindu_workers::{
+    Dispatcher, DispatcherOptions, Handler, HandlerError, HandlerInput, HandlerOutput,
+    WorkerOptions, WorkerPool,
+};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -332,4 +337,46 @@ pub fn outcomes(metrics: &DispatcherMetrics, outcome: &'static str) -> u64 {
         .deliveries
         .get_or_create(&bindu_workers::dispatcher::metrics::OutcomeLabels { outcome })
         .get()
+}
+
+/// A handler that answers every task with the text "done".
+pub fn done_handler() -> impl Handler {
+    handler_fn(|_input: HandlerInput| async move {
+        Ok::<_, HandlerError>(HandlerOutput::Text("done".into()))
+    })
+}
+
+/// Worker options with `concurrency` and a 5 s drain timeout.
+pub fn pool_options(concurrency: usize) -> WorkerOptions {
+    WorkerOptions {
+        concurrency,
+        drain_timeout: Duration::from_secs(5),
+        ..WorkerOptions::default()
+    }
+}
+
+/// Runs a worker pool of `handler` on `store` and `bus` in the background until `stop`.
+pub fn spawn_pool(
+    store: Arc<dyn TaskStore>,
+    bus: Arc<dyn Bus>,
+    handler: impl Handler + 'static,
+    options: WorkerOptions,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), BusError>> {
+    let pool = WorkerPool::new(store, bus, Arc::new(handler), options);
+    tokio::spawn(pool.run(stop.clone()))
+}
+
+/// Records task `task_id` with the user message `text` (no owner, context or push config).
+pub async fn submit_task(store: &dyn TaskStore, task_id: &str, text: &str) -> Submitted {
+    store
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: task_id.into(),
+            context_id: None,
+            message: user_message(text),
+            push_config: None,
+        })
+        .await
+        .expect("submit")
 }

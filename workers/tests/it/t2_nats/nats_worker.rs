@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use bindu_engine::bus::nats_server::NatsServer;
 use bindu_engine::bus::{Bus, NatsBus, NatsOptions};
-use bindu_engine::store::conformance::user_message;
-use bindu_engine::store::{Access, MemoryStore, SubmitRequest, TaskStore};
+use bindu_engine::store::{Access, MemoryStore, TaskStore};
 use bindu_schemas::TaskState;
 use bindu_workers::handler::handler_fn;
-use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
+use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::{pool_options, spawn_pool, submit_task};
 
 /// Runs one 3.5 s task on a bus with a 1 s redelivery deadline and 3 deliveries at most.
 /// Returns the final task state, its status text and how often the handler ran.
@@ -34,28 +35,12 @@ async fn run_long_task(heartbeat: Duration) -> (TaskState, String, usize) {
         }
     });
     let stop = CancellationToken::new();
-    let pool = WorkerPool::new(
-        store.clone(),
-        bus.clone(),
-        Arc::new(handler),
-        WorkerOptions {
-            concurrency: 4,
-            drain_timeout: Duration::from_secs(5),
-            heartbeat,
-            ..WorkerOptions::default()
-        },
-    );
-    let running = tokio::spawn(pool.run(stop.clone()));
-    let submitted = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: "long-task".into(),
-            context_id: None,
-            message: user_message("take your time"),
-            push_config: None,
-        })
-        .await
-        .expect("submit");
+    let options = WorkerOptions {
+        heartbeat,
+        ..pool_options(4)
+    };
+    let running = spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
+    let submitted = submit_task(store.as_ref(), "long-task", "take your time").await;
     bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
         &submitted,
     )])
