@@ -141,15 +141,11 @@ async fn tokens_are_required_checked_and_cached() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
-    let card: Value = env
-        .http
-        .get(format!("{}/.well-known/agent-card.json", env.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card: Value = support::get_json(
+        &env.http,
+        format!("{}/.well-known/agent-card.json", env.base),
+    )
+    .await;
     assert_eq!(
         card["securitySchemes"]["bearer"]["scheme"], "Bearer",
         "the card says a token is needed"

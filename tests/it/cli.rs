@@ -3,36 +3,18 @@
 
 use crate::process;
 
-use process::{bindu, rpc, Agent};
+use process::{bindu, exits_2, rpc, run_bindu, Agent};
 
 #[test]
 fn invalid_values_name_the_key_and_exit_2() {
-    let out = bindu()
-        .env("BINDU_PORT", "not-a-port")
-        .arg("config")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exits_2(&[("BINDU_PORT", "not-a-port")], &["config"]);
     assert!(err.contains("BINDU_PORT"), "{err}");
 
-    let out = bindu().args(["serve", "--port", "99999"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
+    assert!(exits_2(&[], &["serve", "--port", "99999"]).contains("--port"));
 
-    let out = bindu()
-        .env("STORAGE_TYPE", "cassandra")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("STORAGE_TYPE"));
+    assert!(exits_2(&[("STORAGE_TYPE", "cassandra")], &["serve"]).contains("STORAGE_TYPE"));
 
-    let out = bindu()
-        .args(["config", "--config", "/nonexistent/bindu.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    exits_2(&[], &["config", "--config", "/nonexistent/bindu.toml"]);
 }
 
 #[test]
@@ -51,11 +33,7 @@ fn config_prints_effective_values_with_sources() {
         .args(["config", "--host", "127.0.0.2"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    process::assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("agent.name = \"from-file\""), "{text}");
     assert!(
@@ -145,21 +123,11 @@ fn serve_answers_and_stops_on_sigterm() {
     assert_eq!(body["result"]["artifacts"][0]["parts"][0]["text"], "ping");
 
     // `bindu call`: a bare text becomes a user message; errors exit 1.
-    let out = bindu()
-        .args(["call", &agent.url(), "message/send", "pong"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_bindu(&[], &["call", &agent.url(), "message/send", "pong"]);
+    process::assert_success(&out);
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["result"]["artifacts"][0]["parts"][0]["text"], "pong");
-    let out = bindu()
-        .args(["call", &agent.url(), "message/stream", "streamed"])
-        .output()
-        .unwrap();
+    let out = run_bindu(&[], &["call", &agent.url(), "message/stream", "streamed"]);
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -167,10 +135,10 @@ fn serve_answers_and_stops_on_sigterm() {
         .collect();
     assert_eq!(lines[0]["result"]["kind"], "task");
     assert_eq!(lines.last().unwrap()["result"]["final"], true);
-    let out = bindu()
-        .args(["call", &agent.url(), "tasks/get", r#"{"id":"missing"}"#])
-        .output()
-        .unwrap();
+    let out = run_bindu(
+        &[],
+        &["call", &agent.url(), "tasks/get", r#"{"id":"missing"}"#],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(err["error"]["code"], -32001);
@@ -187,11 +155,7 @@ fn did_show_is_stable_and_did_new_rotates() {
             .args(["did", cmd])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        process::assert_success(&out);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let did = text
             .lines()

@@ -4,7 +4,7 @@
 
 use crate::process;
 
-use process::{bindu, rpc, Agent};
+use process::{bindu, exits_2, rpc, run_bindu, Agent};
 
 fn example(path: &str) -> String {
     format!("{}/examples/command/{path}", env!("CARGO_MANIFEST_DIR"))
@@ -36,33 +36,27 @@ fn serve_runs_a_command_agent_named_by_the_environment() {
 
 #[test]
 fn handler_settings_are_checked_at_start_up() {
-    let out = bindu()
-        .env("BINDU_HANDLER", "command")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exits_2(&[("BINDU_HANDLER", "command")], &["serve"]);
     assert!(err.contains("BINDU_HANDLER_COMMAND"), "{err}");
 
-    let out = bindu()
-        .env("BINDU_HANDLER", "openai")
-        .env("OPENAI_API_KEY", "sk-never-printed")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = exits_2(
+        &[
+            ("BINDU_HANDLER", "openai"),
+            ("OPENAI_API_KEY", "sk-never-printed"),
+        ],
+        &["serve"],
+    );
     assert!(err.contains("BINDU_HANDLER_MODEL"), "{err}");
     assert!(!err.contains("sk-never-printed"), "{err}");
 
-    let out = bindu()
-        .env("BINDU_HANDLER", "openai")
-        .env("BINDU_HANDLER_MODEL", "m")
-        .env("OPENAI_API_KEY", "sk-never-printed")
-        .arg("config")
-        .output()
-        .unwrap();
+    let out = run_bindu(
+        &[
+            ("BINDU_HANDLER", "openai"),
+            ("BINDU_HANDLER_MODEL", "m"),
+            ("OPENAI_API_KEY", "sk-never-printed"),
+        ],
+        &["config"],
+    );
     assert!(out.status.success());
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("openai.api_key = \"<redacted>\""), "{shown}");

@@ -1,7 +1,7 @@
 //! The agent's identity on the wire: DID in the card and /health, the DID document at
 //! /did/resolve, and signatures on every text part the agent produces.
 
-use crate::support::patient_client;
+use crate::support::{self, patient_client};
 
 use std::sync::Arc;
 
@@ -33,28 +33,14 @@ async fn the_did_is_served_and_results_are_signed() {
     let base = format!("http://{}", server.local_addr());
     let c = patient_client();
 
-    let card: Value = c
-        .get(format!("{base}/.well-known/agent-card.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card: Value = support::get_json(&c, format!("{base}/.well-known/agent-card.json")).await;
     let ext = &card["capabilities"]["extensions"][0];
     let did = ext["uri"].as_str().unwrap().to_string();
     assert!(
         did.starts_with("did:bindu:ops_at_example_com:echo_agent:"),
         "{did}"
     );
-    let health: Value = c
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = support::get_json(&c, format!("{base}/health")).await;
     assert_eq!(health["application"]["agent_did"], json!(did));
 
     // The DID document, by GET and POST, under both DIDs of the key.
@@ -159,14 +145,11 @@ async fn the_did_is_served_and_results_are_signed() {
 async fn without_an_author_the_did_is_the_did_key() {
     let (server, dir) = start(None).await;
     let base = format!("http://{}", server.local_addr());
-    let card: Value = patient_client()
-        .get(format!("{base}/.well-known/agent-card.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card: Value = support::get_json(
+        &patient_client(),
+        format!("{base}/.well-known/agent-card.json"),
+    )
+    .await;
     let did = card["capabilities"]["extensions"][0]["uri"]
         .as_str()
         .unwrap();

@@ -252,17 +252,14 @@ async fn mtls_mode_the_certificate_is_the_caller() {
     assert_eq!(resp["result"]["id"], task_id.as_str(), "{resp}");
 
     // The card says so.
-    let card: Value = alice
-        .get(format!(
+    let card: Value = support::get_json(
+        &alice,
+        format!(
             "https://{}/.well-known/agent-card.json",
             server.local_addr()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(
         card["securitySchemes"]["mtls"]["type"], "mutualTLS",
         "{card}"
@@ -469,17 +466,14 @@ async fn hybrid_mode_binds_the_certificate_to_the_token() {
     assert_eq!(resp["error"]["code"], -32009, "{resp}");
 
     // The card asks for both, in one requirement.
-    let card: Value = alice_cert
-        .get(format!(
+    let card: Value = support::get_json(
+        &alice_cert,
+        format!(
             "https://{}/.well-known/agent-card.json",
             server.local_addr()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let requirement = &card["security"][0];
     assert!(
         requirement.get("bearer").is_some() && requirement.get("mtls").is_some(),

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// `bindu` with a clean environment (only PATH), run from the temp directory.
@@ -12,6 +12,32 @@ pub fn bindu() -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default());
     c.current_dir(std::env::temp_dir());
     c
+}
+
+/// Runs `bindu` with `env` added and `args` to completion.
+pub fn run_bindu(env: &[(&str, &str)], args: &[&str]) -> Output {
+    bindu()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `bindu` as [`run_bindu`] does, asserts that it exits with 2 (a usage or
+/// configuration error) and returns its stderr.
+pub fn exits_2(env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = run_bindu(env, args);
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that a run of `bindu` succeeded, showing its stderr when it did not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `bindu <role>` of agent `agent` on Postgres (`database_url`) and NATS (`nats_url`), on a

@@ -49,17 +49,9 @@ async fn card(server: &TestServer) -> Value {
 async fn the_card_advertises_push_notifications_only_when_they_are_delivered() {
     let off = TestServer::echo().await;
     assert_eq!(card(&off).await["capabilities"]["pushNotifications"], false);
-    let on = TestServer::start(
-        &[("push.enabled", "true")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let on = TestServer::echo_with(&[("push.enabled", "true")]).await;
     assert_eq!(card(&on).await["capabilities"]["pushNotifications"], true);
-    let global = TestServer::start(
-        &[("webhook.url", "http://127.0.0.1:9/hook")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let global = TestServer::echo_with(&[("webhook.url", "http://127.0.0.1:9/hook")]).await;
     assert_eq!(
         card(&global).await["capabilities"]["pushNotifications"],
         true
@@ -69,14 +61,11 @@ async fn the_card_advertises_push_notifications_only_when_they_are_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inline_push_config_gets_every_event_signed_by_the_agent() {
     let (url, recorded) = receiver().await;
-    let server = TestServer::start(
-        &[
-            ("push.enabled", "true"),
-            ("push.destinations", "loopback"),
-            ("push.retry_base_ms", "10"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let server = TestServer::echo_with(&[
+        ("push.enabled", "true"),
+        ("push.destinations", "loopback"),
+        ("push.retry_base_ms", "10"),
+    ])
     .await;
     let task = server
         .rpc_ok(
@@ -148,11 +137,8 @@ async fn an_inline_push_config_gets_every_event_signed_by_the_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_dispatcher_deliver_what_the_finished_tasks_announced() {
     let (url, recorded) = slow_receiver(Duration::from_millis(150)).await;
-    let mut server = TestServer::start(
-        &[("push.enabled", "true"), ("push.destinations", "loopback")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let mut server =
+        TestServer::echo_with(&[("push.enabled", "true"), ("push.destinations", "loopback")]).await;
     let task = server
         .rpc_ok(
             "message/send",

@@ -224,15 +224,7 @@ async fn server_output_matches_the_a2a_schema() {
         .send()
         .await
         .unwrap();
-    let body = tokio::time::timeout(std::time::Duration::from_secs(10), resp.text())
-        .await
-        .unwrap()
-        .unwrap();
-    let events: Vec<Value> = bindu::engine::sse::events(&body, usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let events = support::sse_json(resp, std::time::Duration::from_secs(10)).await;
     assert!(
         events.len() >= 4,
         "task, working, artifact, completed: {events:#?}"

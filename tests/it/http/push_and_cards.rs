@@ -191,11 +191,7 @@ async fn the_extended_card_comes_from_the_configured_file() {
     });
     std::fs::write(&file.0, overlay.to_string()).unwrap();
     let path = file.0.to_str().unwrap().to_string();
-    let srv = TestServer::start(
-        &[("agent.extended_card_file", path.as_str())],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let srv = TestServer::echo_with(&[("agent.extended_card_file", path.as_str())]).await;
 
     let card = srv
         .rpc_ok("agent/getAuthenticatedExtendedCard", json!({}))

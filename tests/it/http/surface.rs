@@ -45,11 +45,8 @@ async fn the_agent_card_is_served_at_both_well_known_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployment_url_goes_into_the_card() {
-    let srv = TestServer::start(
-        &[("server.deployment_url", "https://agent.example.com")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let srv =
+        TestServer::echo_with(&[("server.deployment_url", "https://agent.example.com")]).await;
     let (status, _, body) = srv.get("/.well-known/agent-card.json").await;
     assert_eq!(status, 200);
     let card: Value = serde_json::from_str(&body).unwrap();

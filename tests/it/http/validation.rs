@@ -313,11 +313,7 @@ async fn snake_case_input_is_accepted_and_output_is_camel_case() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_refused_with_413() {
-    let srv = TestServer::start(
-        &[("server.max_body_bytes", "4096")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let srv = TestServer::echo_with(&[("server.max_body_bytes", "4096")]).await;
     // Under the limit: served.
     let small = srv.send(user_message(&"s".repeat(2000))).await;
     assert_eq!(state(&small), "completed");
@@ -353,11 +349,7 @@ async fn post_chunked(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_over_the_limit_is_refused_with_413() {
-    let srv = TestServer::start(
-        &[("server.max_body_bytes", "4096")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let srv = TestServer::echo_with(&[("server.max_body_bytes", "4096")]).await;
     // One 10 KB chunk, so the whole body is on the wire before the server answers.
     let resp = post_chunked(&srv, vec![vec![b' '; 10 * 1024]])
         .await
@@ -378,11 +370,7 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_large_chunked_body_over_the_limit_gets_the_413_reply() {
-    let srv = TestServer::start(
-        &[("server.max_body_bytes", "4096")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let srv = TestServer::echo_with(&[("server.max_body_bytes", "4096")]).await;
     for attempt in 0..10 {
         // 1 MiB in 64 KiB chunks: far more than the socket buffers hold.
         let resp = post_chunked(&srv, vec![vec![b' '; 64 * 1024]; 16])

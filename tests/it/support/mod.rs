@@ -142,6 +142,11 @@ impl TestServer {
         Self::start(&[], Arc::new(bindu::EchoHandler::default())).await
     }
 
+    /// The echo handler with `settings` (see [`TestServer::start`]).
+    pub async fn echo_with(settings: &[(&str, &str)]) -> TestServer {
+        Self::start(settings, Arc::new(bindu::EchoHandler::default())).await
+    }
+
     pub async fn with_handler(h: Arc<dyn Handler>) -> TestServer {
         Self::start(&[], h).await
     }
@@ -351,6 +356,24 @@ fn client_within(timeout: Duration) -> reqwest::Client {
         .timeout(timeout)
         .build()
         .unwrap()
+}
+
+/// Reads an SSE body until it ends (failing after `limit`), returning each `data:` JSON.
+pub async fn sse_json(resp: reqwest::Response, limit: Duration) -> Vec<Value> {
+    let body = tokio::time::timeout(limit, resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    bindu::engine::sse::events(&body, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// GETs `url` with `c` and returns the parsed JSON body.
+pub async fn get_json(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// POSTs the JSON-RPC request `{"id": id, "method": method, "params": params}` to `url` and

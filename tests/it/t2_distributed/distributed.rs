@@ -58,15 +58,7 @@ async fn wait_state(c: &reqwest::Client, url: &str, task_id: &str, want: &str) -
 
 /// Reads an SSE body until it ends, returning each `data:` JSON.
 async fn sse(resp: reqwest::Response) -> Vec<Value> {
-    let body = tokio::time::timeout(Duration::from_secs(60), resp.text())
-        .await
-        .unwrap()
-        .unwrap();
-    bindu::engine::sse::events(&body, usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
+    support::sse_json(resp, Duration::from_secs(60)).await
 }
 
 /// A JSON-lines agent (the `command` handler's protocol) whose task runs until it is

@@ -89,15 +89,7 @@ async fn a_builder_worker_serves_a_separate_ingress() {
         .send()
         .await
         .unwrap();
-    let body = tokio::time::timeout(Duration::from_secs(60), resp.text())
-        .await
-        .unwrap()
-        .unwrap();
-    let events: Vec<Value> = bindu::engine::sse::events(&body, usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let events = support::sse_json(resp, Duration::from_secs(60)).await;
     let chunks: Vec<String> = events
         .iter()
         .filter(|e| e["result"]["kind"] == "artifact-update")

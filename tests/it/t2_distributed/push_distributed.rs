@@ -78,17 +78,11 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     let url = ingress.url();
     let client = patient_client();
 
-    let card: Value = client
-        .get(format!(
-            "http://{}/.well-known/agent-card.json",
-            ingress.addr
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card: Value = support::get_json(
+        &client,
+        format!("http://{}/.well-known/agent-card.json", ingress.addr),
+    )
+    .await;
     assert_eq!(card["capabilities"]["pushNotifications"], true);
 
     let tasks = 30;

@@ -4,7 +4,6 @@
 use crate::process;
 use crate::support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindu_engine::store::postgres::test_db::{OutageProxy, TestDb};
@@ -35,11 +34,7 @@ fn scenario(db: &TestDb) {
         let mut cmd = bindu();
         with_db(&mut cmd, db);
         let out = cmd.arg("migrate").output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        process::assert_success(&out);
         assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
     }
 
@@ -75,11 +70,7 @@ fn scenario(db: &TestDb) {
             cmd.arg("--yes");
         }
         let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        process::assert_success(&out);
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let dry = purge(false);
@@ -121,15 +112,12 @@ fn an_unreachable_database_stops_start_up_with_a_clear_error() {
 async fn the_ingress_reports_a_postgres_outage_and_recovers() {
     let db = TestDb::new().await;
     let proxy = OutageProxy::start(&db.url).await;
-    let srv = support::TestServer::start(
-        &[
-            ("storage.type", "postgres"),
-            ("storage.database_url", &proxy.url),
-            ("storage.timeout_secs", "2"),
-            ("agent.name", "outage-agent"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let srv = support::TestServer::echo_with(&[
+        ("storage.type", "postgres"),
+        ("storage.database_url", &proxy.url),
+        ("storage.timeout_secs", "2"),
+        ("agent.name", "outage-agent"),
+    ])
     .await;
     let health = || async {
         let (status, _, body) = srv.get("/health").await;

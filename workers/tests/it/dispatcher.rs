@@ -464,17 +464,7 @@ async fn refused_destinations_are_never_contacted_and_redirects_are_not_followed
         .unwrap()
         .to_string();
     let sender = Sender::new(public_only, None, Default::default()).unwrap();
-    let outcome = sender
-        .deliver(
-            &bindu_workers::dispatcher::Target {
-                config_id: "c".into(),
-                url: format!("http://localhost:{vport}/hook"),
-                token: None,
-            },
-            "{}",
-            &CancellationToken::new(),
-        )
-        .await;
+    let outcome = deliver_to(&sender, format!("http://localhost:{vport}/hook")).await;
     assert!(
         matches!(
             outcome,
@@ -486,17 +476,7 @@ async fn refused_destinations_are_never_contacted_and_redirects_are_not_followed
         ),
         "{outcome:?}"
     );
-    let literal = sender
-        .deliver(
-            &bindu_workers::dispatcher::Target {
-                config_id: "c".into(),
-                url: format!("http://127.0.0.1:{port}/hook"),
-                token: None,
-            },
-            "{}",
-            &CancellationToken::new(),
-        )
-        .await;
+    let literal = deliver_to(&sender, format!("http://127.0.0.1:{port}/hook")).await;
     assert!(matches!(
         literal,
         bindu_workers::dispatcher::Outcome::GaveUp {
@@ -506,4 +486,16 @@ async fn refused_destinations_are_never_contacted_and_redirects_are_not_followed
     ));
     assert!(victim.got().is_empty());
     assert_eq!(redirector.got().len() as u64, n);
+}
+
+/// One delivery of `{}` by `sender` to `url` (config "c", no token).
+async fn deliver_to(sender: &Sender, url: String) -> bindu_workers::dispatcher::Outcome {
+    let target = bindu_workers::dispatcher::Target {
+        config_id: "c".into(),
+        url,
+        token: None,
+    };
+    sender
+        .deliver(&target, "{}", &CancellationToken::new())
+        .await
 }

@@ -142,16 +142,7 @@ async fn everything_survives_a_restart() {
             .await
             .expect("feedback");
         let before = store.get(&s.task.id, Access::Internal).await.expect("get");
-        let ctx = store
-            .list_contexts(
-                Access::Owner(alice),
-                ListQuery {
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("ctx");
+        let ctx = first_contexts(&store, alice).await;
         (s.task.id, before, ctx.items)
     };
     // A new process: a new pool and writer on the same database.
@@ -177,16 +168,7 @@ async fn everything_survives_a_restart() {
         .await
         .expect("feedback");
     assert_eq!(fb[0].rating, Some(4));
-    let ctx = store
-        .list_contexts(
-            Access::Owner(alice),
-            ListQuery {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("ctx");
+    let ctx = first_contexts(&store, alice).await;
     assert_eq!(ctx.items, ctx_before);
     // Still immutable after the restart.
     let mut msg = user_message("again");
@@ -428,19 +410,7 @@ async fn listings_and_reads_use_indexes() {
             format!("({agent}, 9223372036854775807, 'did:example:a', 51)"),
         ),
     ] {
-        sqlx::query(&format!("PREPARE {name} AS {sql}"))
-            .execute(&mut *conn)
-            .await
-            .expect("prepare");
-        let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN EXECUTE {name}{args}"))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("explain");
-        let plan = rows
-            .into_iter()
-            .map(|(l,)| l)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(&mut conn, name, &sql, &args).await;
         plans.push(format!("{name}:\n{plan}"));
     }
     for plan in plans {
@@ -537,19 +507,7 @@ async fn id_lookups_use_the_primary_key_while_the_table_grows() {
             "(1, 'b')".to_string(),
         ),
     ] {
-        sqlx::query(&format!("PREPARE {name} AS {sql}"))
-            .execute(&mut *conn)
-            .await
-            .expect("prepare");
-        let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN EXECUTE {name}{args}"))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("explain");
-        let plan = rows
-            .into_iter()
-            .map(|(l,)| l)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(&mut conn, name, &sql, &args).await;
         assert!(
             plan.contains("_pkey"),
             "{name}: expected the primary key:\n{plan}"
@@ -621,4 +579,36 @@ async fn one_bad_operation_never_fails_the_rest_of_its_batch() {
         TaskState::Submitted,
         "the bad update changed nothing"
     );
+}
+
+/// The plan Postgres chooses for `sql` prepared as `name` and executed with `args`
+/// (`EXPLAIN EXECUTE`, so a generic plan shows as a cached connection would use it).
+async fn explain(conn: &mut sqlx::PgConnection, name: &str, sql: &str, args: &str) -> String {
+    sqlx::query(&format!("PREPARE {name} AS {sql}"))
+        .execute(&mut *conn)
+        .await
+        .expect("prepare");
+    let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN EXECUTE {name}{args}"))
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explain");
+    rows.into_iter()
+        .map(|(l,)| l)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first ten contexts of `owner`.
+async fn first_contexts(
+    store: &PostgresStore,
+    owner: Option<&str>,
+) -> Page<bindu_schemas::ContextSummary> {
+    let query = ListQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    store
+        .list_contexts(Access::Owner(owner), query)
+        .await
+        .expect("ctx")
 }
