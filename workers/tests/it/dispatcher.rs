@@ -106,9 +106,7 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
         .submit("t-signed", vec![config(&receiver.url, Some("s3cret"))])
         .await;
     let n = events_per_task(1);
-    let got = receiver
-        .wait_until("every event of the task", |g| g.len() as u64 >= n)
-        .await;
+    let got = receiver.wait_for("every event of the task", n).await;
     assert_eq!(seqs_of(&got, "t-signed"), (1..=n).collect::<Vec<_>>());
     let id = identity();
     let kinds: Vec<&str> = got
@@ -248,9 +246,7 @@ async fn a_hanging_receiver_times_out_and_is_retried_without_holding_up_other_ta
         .await;
     let n = events_per_task(0);
     // The other task finishes while every first request to the hanging receiver hangs.
-    let other = healthy
-        .wait_until("the other task", |g| g.len() as u64 >= n)
-        .await;
+    let other = healthy.wait_for("the other task", n).await;
     assert_eq!(seqs_of(&other, "t-other"), (1..=n).collect::<Vec<_>>());
     let got = hanging
         .wait_until("the hanging task after its timeouts", |g| {
@@ -272,9 +268,7 @@ async fn a_410_stops_retries_and_records_a_dead_letter() {
         .submit("t-gone", vec![config(&receiver.url, None)])
         .await;
     let n = events_per_task(0);
-    let got = receiver
-        .wait_until("every event once", |g| g.len() as u64 >= n)
-        .await;
+    let got = receiver.wait_for("every event once", n).await;
     // Later events still go out (each once), in order: a final answer is not retried.
     assert_eq!(seqs_of(&got, "t-gone"), (1..=n).collect::<Vec<_>>());
     let letters = wait_for_dead_letters(agent.dead.as_ref(), n as usize).await;
@@ -386,11 +380,8 @@ async fn the_global_webhook_gets_tasks_without_a_config_of_their_own() {
     submit(&agent.store, &agent.bus, "t-global", vec![]).await;
     agent.submit("t-own", vec![config(&own.url, None)]).await;
     let n = events_per_task(0);
-    let got = global
-        .wait_until("the global webhook", |g| g.len() as u64 >= n)
-        .await;
-    own.wait_until("the task's own webhook", |g| g.len() as u64 >= n)
-        .await;
+    let got = global.wait_for("the global webhook", n).await;
+    own.wait_for("the task's own webhook", n).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(seqs_of(&global.got(), "t-own"), Vec::<u64>::new());
     assert_eq!(seqs_of(&got, "t-global"), (1..=n).collect::<Vec<_>>());

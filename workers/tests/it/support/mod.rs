@@ -185,6 +185,11 @@ impl Receiver {
     }
 
     /// Waits until `done(requests)` holds; panics after [`WAIT`].
+    /// Waits for at least `n` requests (see [`Receiver::wait_until`]).
+    pub async fn wait_for(&self, what: &str, n: u64) -> Vec<Received> {
+        self.wait_until(what, |g| g.len() as u64 >= n).await
+    }
+
     pub async fn wait_until(
         &self,
         what: &str,
