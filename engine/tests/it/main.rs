@@ -1,0 +1,22 @@
+//! The engine's integration tests, one binary with a module per topic.
+//!
+//! Suites that need a server live in a module named after their tier's feature
+//! (`t2_postgres`, `t2_nats`), compiled only with it; the tier's step in `scripts/test` runs
+//! just that module
+//! (`cargo test -p bindu-engine --features t2-postgres --test it t2_postgres::`).
+
+#![allow(clippy::unwrap_used)]
+
+mod vectors;
+
+/// T2: the Postgres task store against a real server.
+#[cfg(feature = "t2-postgres")]
+mod t2_postgres {
+    mod postgres;
+}
+
+/// T2: the NATS JetStream bus against a spawned `nats-server`.
+#[cfg(feature = "t2-nats")]
+mod t2_nats {
+    mod nats;
+}
