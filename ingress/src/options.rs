@@ -45,6 +45,7 @@ pub struct ServerConfig {
     pub tls_handshake_timeout: Duration,
     pub max_parts: usize,
     pub max_reference_task_ids: usize,
+    pub max_list_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +68,7 @@ impl Default for ServerConfig {
             tls_handshake_timeout: limits.tls_handshake_timeout,
             max_parts: ingress.max_parts,
             max_reference_task_ids: ingress.max_reference_task_ids,
+            max_list_bytes: ingress.max_list_bytes,
         }
     }
 }
@@ -89,6 +91,7 @@ impl Section for ServerConfig {
         key("tls_handshake_timeout_secs", "BINDU_TLS_HANDSHAKE_TIMEOUT"),
         key("max_parts", "BINDU_MAX_PARTS"),
         key("max_reference_task_ids", "BINDU_MAX_REFERENCE_TASK_IDS"),
+        key("max_list_bytes", "BINDU_MAX_LIST_BYTES"),
     ];
 
     fn check(&mut self) -> Result<(), Invalid> {
@@ -122,6 +125,7 @@ impl Section for ServerConfig {
             100_000,
             "max_reference_task_ids",
         )?;
+        within(self.max_list_bytes, 65_536, 1 << 30, "max_list_bytes")?;
         self.allowed_hosts.retain(|h| !h.trim().is_empty());
         Ok(())
     }
@@ -141,6 +145,7 @@ impl ServerConfig {
             allowed_hosts,
             max_parts: self.max_parts,
             max_reference_task_ids: self.max_reference_task_ids,
+            max_list_bytes: self.max_list_bytes,
             ..IngressOptions::default()
         }
     }

@@ -29,6 +29,9 @@ pub struct IngressOptions {
     pub max_parts: usize,
     /// Most `referenceTaskIds` one message may carry (-32602 beyond).
     pub max_reference_task_ids: usize,
+    /// Approximate size (bytes of task JSON) past which a `tasks/list` page ends early with
+    /// a cursor to the rest; a page holds at least one task.
+    pub max_list_bytes: usize,
 }
 
 impl Default for IngressOptions {
@@ -44,6 +47,9 @@ impl Default for IngressOptions {
             max_parts: 1000,
             // Each reference is a store read when the task runs.
             max_reference_task_ids: 100,
+            // A page of 50 small tasks is a few KiB; this lets through pages of large
+            // results while one call never builds or sends more than about this much.
+            max_list_bytes: 8 * 1024 * 1024,
         }
     }
 }

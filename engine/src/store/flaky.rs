@@ -120,13 +120,14 @@ impl TaskStore for Flaky {
         self.check()?;
         self.inner.get(task_id, access).await
     }
-    async fn list_tasks(
+    async fn list_tasks_shaped(
         &self,
         access: Access<'_>,
         query: ListQuery,
+        shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
         self.check()?;
-        self.inner.list_tasks(access, query).await
+        self.inner.list_tasks_shaped(access, query, shape).await
     }
     async fn list_contexts(
         &self,

@@ -323,6 +323,80 @@ pub struct ListQuery {
     pub context_id: Option<String>,
 }
 
+/// What of each task a listing returns, and how large a page may grow. Backends apply it
+/// where they read (Postgres: in the query), so a listing never builds whole tasks only to
+/// trim them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListShape {
+    /// Keep the newest `n` messages of each history (`Some(0)`: none); `None`: all.
+    pub history: Option<usize>,
+    /// Include the tasks' artifacts.
+    pub artifacts: bool,
+    /// Approximate size (bytes of the tasks' JSON) past which a page ends early, with a
+    /// cursor to the rest. A page always holds at least one task (a task is never cut),
+    /// so one larger than this comes alone. `None`: no size bound.
+    pub max_bytes: Option<usize>,
+}
+
+impl ListShape {
+    /// Whole tasks, no size bound (the engine's own reads).
+    pub const FULL: ListShape = ListShape {
+        history: None,
+        artifacts: true,
+        max_bytes: None,
+    };
+
+    /// `task` as this shape returns it: only the kept messages and parts are cloned.
+    pub fn apply(&self, task: &Task) -> Task {
+        let history = task.history.as_ref().and_then(|h| match self.history {
+            Some(0) => None,
+            Some(n) => Some(h[h.len().saturating_sub(n)..].to_vec()),
+            None => Some(h.clone()),
+        });
+        Task {
+            id: task.id.clone(),
+            context_id: task.context_id.clone(),
+            status: task.status.clone(),
+            kind: task.kind.clone(),
+            history,
+            artifacts: if self.artifacts {
+                task.artifacts.clone()
+            } else {
+                None
+            },
+            metadata: task.metadata.clone(),
+        }
+    }
+}
+
+/// The size of `value` as JSON, without building the text.
+pub fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and the schema types always serialize.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// Fills a page under a [`ListShape`]'s size bound: says whether `next` (of `size` bytes)
+/// still fits after `items` items of `total` bytes, the page holding at most `limit`.
+pub fn page_has_room(items: usize, total: usize, size: usize, limit: usize, shape: &ListShape) -> bool {
+    if items >= limit {
+        return false;
+    }
+    // The first task always goes in: a page that could hold none would never move on.
+    items == 0 || shape.max_bytes.is_none_or(|max| total.saturating_add(size) <= max)
+}
+
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -429,11 +503,22 @@ pub trait TaskStore: Send + Sync + 'static {
 
     async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError>;
 
-    /// Newest first.
+    /// Newest first, whole tasks.
     async fn list_tasks(
         &self,
         access: Access<'_>,
         query: ListQuery,
+    ) -> Result<Page<Task>, StoreError> {
+        self.list_tasks_shaped(access, query, ListShape::FULL).await
+    }
+
+    /// Newest first, each task as `shape` says; a page ends early (with a cursor) once it
+    /// would grow past `shape.max_bytes`.
+    async fn list_tasks_shaped(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+        shape: ListShape,
     ) -> Result<Page<Task>, StoreError>;
 
     /// Newest first.
@@ -485,8 +570,16 @@ pub trait TaskStore: Send + Sync + 'static {
         access: Access<'_>,
     ) -> Result<Vec<Feedback>, StoreError>;
 
-    /// Number of stored tasks in each state (for metrics).
+    /// Number of stored tasks in each state, counted now.
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
+
+    /// Number of stored tasks in each state for metrics: cheap enough to call on every
+    /// scrape. A backend that cannot count cheaply answers a recent count (Postgres: at most
+    /// one count per `STORAGE__COUNT_INTERVAL`, taken in the background), and
+    /// `None` until it has one.
+    async fn task_counts(&self) -> Option<Vec<(TaskState, u64)>> {
+        self.count_by_state().await.ok()
+    }
 
     /// Deletes terminal tasks last changed more than `older_than` ago (and contexts left
     /// empty); with `dry_run`, only counts them. Returns the number of tasks.

@@ -2,7 +2,7 @@
 //! `agent/getAuthenticatedExtendedCard`.
 
 use bindu_engine::ledger::AcceptError;
-use bindu_engine::store::{Access, Feedback, ListQuery, StoreError};
+use bindu_engine::store::{Access, Feedback, ListQuery, ListShape, StoreError};
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
 use bindu_schemas::{
     history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
@@ -127,32 +127,30 @@ pub(crate) async fn list(
     params: ListTasksParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
+    // Trimmed where the store reads (Postgres: in the query), and bounded in size.
+    let shape = ListShape {
+        history: history_length(params.history_length).map(|n| n as usize),
+        artifacts: params.include_artifacts.unwrap_or(false),
+        max_bytes: Some(app.inner.options.max_list_bytes),
+    };
     let page = app
         .inner
         .store
-        .list_tasks(
+        .list_tasks_shaped(
             Access::Owner(caller.as_deref()),
             ListQuery {
                 cursor: params.cursor,
                 limit: page_size(params.limit),
                 context_id: params.context_id,
             },
+            shape,
         )
         .await
         .map_err(store_error)?;
-    let trim = history_length(params.history_length);
-    let tasks = page
-        .items
-        .into_iter()
-        .map(|mut t| {
-            t.trim_history(trim);
-            t
-        })
-        .collect();
     ok(
         id,
         &ListTasksResult {
-            tasks,
+            tasks: page.items,
             next_cursor: page.next_cursor,
         },
     )

@@ -236,6 +236,14 @@ pub struct ListTasksParams {
         alias = "history_length"
     )]
     pub history_length: Option<i64>,
+    /// Include each task's artifacts (A2A v1.0 `ListTasks`: default false, which keeps
+    /// pages small; `tasks/get` returns a task whole).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "include_artifacts"
+    )]
+    pub include_artifacts: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
@@ -271,7 +279,8 @@ impl Validate for ListTasksParams {
 #[serde(rename_all = "camelCase")]
 pub struct ListTasksResult {
     pub tasks: Vec<Task>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; absent on the last page. A page may hold fewer
+    /// than `limit` tasks (its size bound) and still have a next one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }

@@ -90,6 +90,7 @@ where
     artifact_chunks_merge(&make().await).await;
     a_run_is_recorded_once_with_its_outcome(&make().await).await;
     list_tasks_pages_newest_first(&make().await).await;
+    list_tasks_shaped_trims_and_bounds_pages(&make().await).await;
     contexts_list_and_clear(&make().await).await;
     push_configs(&make().await).await;
     a_refused_inline_push_config_changes_nothing(&make().await).await;

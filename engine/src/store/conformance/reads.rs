@@ -70,6 +70,134 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
     ));
 }
 
+/// Completes a fresh task of `owner` with `replies` agent messages and one artifact of
+/// `artifact_bytes` bytes of text.
+async fn finished_task(
+    store: &dyn TaskStore,
+    owner: Option<&str>,
+    replies: usize,
+    artifact_bytes: usize,
+) -> String {
+    let s = submit_new(store, owner).await;
+    let id = s.task.id;
+    run_to(store, &id, TaskState::Working).await;
+    let mut update = TaskUpdate::new(&id, Expect::State(TaskState::Working))
+        .artifact(chunk("out", &"a".repeat(artifact_bytes), false, true))
+        .status(TaskState::Completed, None);
+    for i in 0..replies {
+        update = update.history(Message::agent(
+            uuid::Uuid::new_v4().to_string(),
+            vec![Part::text(format!("reply {i}"))],
+        ));
+    }
+    store.apply(vec![update]).await.remove(0).expect("complete");
+    id
+}
+
+/// Every page of a listing under `shape`, walking the cursors (at most 100 pages).
+pub async fn all_pages(
+    store: &dyn TaskStore,
+    owner: Option<&str>,
+    limit: u32,
+    shape: ListShape,
+) -> Vec<Page<Task>> {
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let page = store
+            .list_tasks_shaped(
+                Access::Owner(owner),
+                ListQuery {
+                    cursor: cursor.clone(),
+                    limit,
+                    context_id: None,
+                },
+                shape,
+            )
+            .await
+            .expect("list");
+        cursor = page.next_cursor.clone();
+        pages.push(page);
+        if cursor.is_none() {
+            return pages;
+        }
+    }
+    panic!("more than 100 pages");
+}
+
+/// A listing's shape is applied by the store: only the newest messages, artifacts only
+/// when asked, and a size bound that ends a page early (with a cursor) but never cuts a
+/// task or leaves one out.
+pub async fn list_tasks_shaped_trims_and_bounds_pages(store: &dyn TaskStore) {
+    const ARTIFACT: usize = 64 * 1024;
+    let owner = Some("shaped");
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(finished_task(store, owner, 3, ARTIFACT).await);
+    }
+    ids.reverse();
+    let ids_of = |pages: &[Page<Task>]| -> Vec<String> {
+        pages
+            .iter()
+            .flat_map(|p| p.items.iter().map(|t| t.id.clone()))
+            .collect()
+    };
+
+    // The newest message only, no artifacts: one page, small.
+    let trimmed = ListShape {
+        history: Some(1),
+        artifacts: false,
+        max_bytes: Some(ARTIFACT),
+    };
+    let pages = all_pages(store, owner, 10, trimmed).await;
+    assert_eq!(pages.len(), 1, "small tasks fit one page");
+    assert_eq!(ids_of(&pages), ids);
+    for t in &pages[0].items {
+        let history = t.history.as_ref().expect("history");
+        assert_eq!(history.len(), 1, "newest message only");
+        assert_eq!(history[0].text(), "reply 2", "the newest message");
+        assert!(t.artifacts.is_none(), "artifacts left out");
+    }
+    let none = ListShape {
+        history: Some(0),
+        ..trimmed
+    };
+    let pages = all_pages(store, owner, 10, none).await;
+    assert!(pages[0].items.iter().all(|t| t.history.is_none()));
+
+    // With artifacts, a page ends once the next task would pass the bound: two 64 KiB
+    // tasks per 150 KiB page, every task whole and listed once.
+    let bounded = ListShape {
+        history: None,
+        artifacts: true,
+        max_bytes: Some(150 * 1024),
+    };
+    let pages = all_pages(store, owner, 10, bounded).await;
+    assert_eq!(ids_of(&pages), ids, "every task once, newest first");
+    assert_eq!(pages.len(), 3, "cut short by size, not by the limit");
+    for page in &pages {
+        assert_eq!(page.items.len(), 2);
+        assert!(json_size(&page.items) <= 150 * 1024 + 1024);
+        for t in &page.items {
+            let artifact = &t.artifacts.as_ref().expect("artifacts")[0];
+            let text = match &artifact.parts[0] {
+                Part::Text(t) => t.text.len(),
+                _ => 0,
+            };
+            assert_eq!(text, ARTIFACT, "a task is never cut");
+            assert_eq!(t.history.as_ref().map(Vec::len), Some(4));
+        }
+    }
+    // A task larger than the bound comes alone: pages still move on.
+    let tiny = ListShape {
+        max_bytes: Some(1024),
+        ..bounded
+    };
+    let pages = all_pages(store, owner, 10, tiny).await;
+    assert_eq!(ids_of(&pages), ids);
+    assert!(pages.iter().all(|p| p.items.len() == 1));
+}
+
 pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
     let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
     let mut ids = Vec::new();

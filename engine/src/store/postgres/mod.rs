@@ -88,8 +88,20 @@ type PushLookup = (
     oneshot::Sender<Result<(Option<String>, Vec<PushNotificationConfig>), StoreError>>,
 );
 
+/// The last count of stored tasks by state, for metrics.
+#[derive(Default)]
+struct CountCache {
+    counts: Option<Vec<(TaskState, u64)>>,
+    /// When the last count (or failed attempt) ended.
+    at: Option<std::time::Instant>,
+    refreshing: bool,
+}
+
 pub struct PostgresStore {
     pool: PgPool,
+    counts: std::sync::Arc<parking_lot::Mutex<CountCache>>,
+    /// Task rows read by listings so far (what bounds a listing's work).
+    list_rows: std::sync::atomic::AtomicU64,
     agent: i32,
     push_reader: async_channel::Sender<PushLookup>,
     writer: async_channel::Sender<writer::Op>,
@@ -138,6 +150,8 @@ impl PostgresStore {
             options.timeout,
         ));
         Ok(PostgresStore {
+            counts: Default::default(),
+            list_rows: Default::default(),
             push_reader: push_tx,
             pool,
             agent,
@@ -179,6 +193,11 @@ impl PostgresStore {
             .run(pool)
             .await
             .map_err(|e| StoreError::Other(Box::new(e)))
+    }
+
+    /// Task rows the listings of this store have read so far.
+    pub fn list_rows_read(&self) -> u64 {
+        self.list_rows.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn pool_handle(&self) -> &PgPool {
@@ -369,37 +388,98 @@ impl TaskStore for PostgresStore {
         Ok(snap)
     }
 
-    async fn list_tasks(
+    async fn list_tasks_shaped(
         &self,
         access: Access<'_>,
         query: ListQuery,
+        shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
-        let before = read::parse_cursor(query.cursor.as_deref())?;
+        let mut before = read::parse_cursor(query.cursor.as_deref())?;
         let owner = Self::owner_filter(access);
-        let sql = read::task_page(owner.is_some(), query.context_id.is_some());
-        let limit = i64::from(query.limit) + 1;
-        let rows = self
-            .read(|| {
-                let mut q = sqlx::query(&sql).bind(self.agent).bind(before);
-                if let Some(o) = owner {
-                    q = q.bind(o);
+        let (slice, keep) = match shape.history {
+            None => (read::HistorySlice::All, 0),
+            Some(0) => (read::HistorySlice::None, 0),
+            Some(n) => (
+                read::HistorySlice::Newest,
+                i32::try_from(n).unwrap_or(i32::MAX),
+            ),
+        };
+        let sql = read::task_page(
+            owner.is_some(),
+            query.context_id.is_some(),
+            slice,
+            shape.artifacts,
+        );
+        let limit = query.limit.max(1) as usize;
+        // Without a size bound, one query for the page (and one row more: is there a next
+        // page?). With one, rows are read in growing batches sized by what the page has
+        // room for, so a page of large tasks reads about the bound, not `limit` tasks.
+        let mut batch = if shape.max_bytes.is_some() {
+            8.min(limit + 1)
+        } else {
+            limit + 1
+        };
+        let mut items = Vec::new();
+        let mut total = 0usize;
+        let mut last: Option<i64> = None;
+        loop {
+            let want = batch.min(limit + 1 - items.len());
+            let rows = self
+                .read(|| {
+                    let mut q = sqlx::query(&sql)
+                        .bind(self.agent)
+                        .bind(before)
+                        .bind(want as i64);
+                    if slice == read::HistorySlice::Newest {
+                        q = q.bind(keep);
+                    }
+                    if let Some(o) = owner {
+                        q = q.bind(o);
+                    }
+                    if let Some(c) = &query.context_id {
+                        q = q.bind(c);
+                    }
+                    q.fetch_all(&self.pool)
+                })
+                .await?;
+            self.list_rows
+                .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            for row in &rows {
+                let mut task = read::snapshot(row)?.task;
+                if slice == read::HistorySlice::None {
+                    task.history = None;
                 }
-                if let Some(c) = &query.context_id {
-                    q = q.bind(c);
+                let size = if shape.max_bytes.is_some() {
+                    json_size(&task)
+                } else {
+                    0
+                };
+                if !page_has_room(items.len(), total, size, limit, &shape) {
+                    return Ok(Page {
+                        items,
+                        next_cursor: last.map(|s| s.to_string()),
+                    });
                 }
-                q.bind(limit).fetch_all(&self.pool)
-            })
-            .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut next_cursor = None;
-        for (i, row) in rows.iter().enumerate() {
-            if i == query.limit as usize {
-                next_cursor = Some(read::cursor_of(&rows[i - 1])?);
-                break;
+                items.push(task);
+                total = total.saturating_add(size);
+                let seq: i64 = row.try_get("seq_no").map_err(db_error)?;
+                last = Some(seq);
+                before = seq;
             }
-            items.push(read::snapshot(row)?.task);
+            if rows.len() < want {
+                return Ok(Page {
+                    items,
+                    next_cursor: None,
+                });
+            }
+            // The next batch: what the remaining room holds at the average size so far,
+            // at most twice this one.
+            let room = shape
+                .max_bytes
+                .map_or(usize::MAX, |max| max.saturating_sub(total));
+            let average = (total / items.len().max(1)).max(1);
+            batch = (room / average).clamp(1, batch.saturating_mul(2).min(256));
         }
-        Ok(Page { items, next_cursor })
     }
 
     async fn list_contexts(
@@ -665,25 +745,40 @@ impl TaskStore for PostgresStore {
     }
 
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
-        let rows = self
-            .read(|| async {
-                sqlx::query(
-                    "SELECT state, count(*) AS n FROM bindu_tasks WHERE agent_id = $1 GROUP BY state",
-                )
-                .bind(self.agent)
-                .fetch_all(&self.pool)
-                .await
-            })
-            .await?;
-        let mut out: Vec<(TaskState, u64)> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
-        for row in rows {
-            let state = writer::state_of(row.try_get::<i16, _>("state").map_err(db_error)?)?;
-            let n: i64 = row.try_get("n").map_err(db_error)?;
-            if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
-                slot.1 = u64::try_from(n).unwrap_or(0);
-            }
+        self.read(|| count_states(&self.pool, self.agent)).await
+    }
+
+    /// The last count, never counted on the caller's path: when it is older than
+    /// `count_interval` (and no count is running), one is started in the background, so a
+    /// scrape costs the same whatever the table holds and counts run at most once per
+    /// interval. `None` until the first count ends.
+    async fn task_counts(&self) -> Option<Vec<(TaskState, u64)>> {
+        let interval = self.options.count_interval;
+        let (counts, refresh) = {
+            let mut cache = self.counts.lock();
+            let stale = cache.at.is_none_or(|at| at.elapsed() >= interval);
+            let refresh = stale && !cache.refreshing;
+            cache.refreshing |= refresh;
+            (cache.counts.clone(), refresh)
+        };
+        if refresh {
+            let (pool, agent, cache) = (self.pool.clone(), self.agent, self.counts.clone());
+            let timeout = self.options.timeout;
+            tokio::spawn(async move {
+                let counted = tokio::time::timeout(timeout, count_states(&pool, agent)).await;
+                let mut cache = cache.lock();
+                cache.refreshing = false;
+                // A failed count waits for the interval too: a struggling database is not
+                // asked again on every scrape.
+                cache.at = Some(std::time::Instant::now());
+                match counted {
+                    Ok(Ok(counts)) => cache.counts = Some(counts),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "counting stored tasks for metrics failed"),
+                    Err(_) => tracing::warn!(?timeout, "counting stored tasks for metrics took too long"),
+                }
+            });
         }
-        Ok(out)
+        counts
     }
 
     async fn purge(&self, older_than: Duration, dry_run: bool) -> Result<u64, StoreError> {
@@ -749,6 +844,27 @@ impl TaskStore for PostgresStore {
             .await?;
         Ok(total)
     }
+}
+
+/// Stored tasks of `agent` by state (every state listed, 0 when none): a scan of the
+/// agent's rows.
+async fn count_states(pool: &PgPool, agent: i32) -> Result<Vec<(TaskState, u64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT state, count(*) AS n FROM bindu_tasks WHERE agent_id = $1 GROUP BY state",
+    )
+    .bind(agent)
+    .fetch_all(pool)
+    .await?;
+    let mut out: Vec<(TaskState, u64)> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
+    for row in rows {
+        let code: i16 = row.try_get("state")?;
+        let state = writer::state_of(code).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let n: i64 = row.try_get("n")?;
+        if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
+            slot.1 = u64::try_from(n).unwrap_or(0);
+        }
+    }
+    Ok(out)
 }
 
 /// Locks a task row and checks the caller may touch it. The outer `Result` is the

@@ -19,6 +19,9 @@ pub struct PostgresOptions {
     pub timeout: Duration,
     /// Batches committed in parallel.
     pub writers: usize,
+    /// Metrics: stored tasks are counted (one `GROUP BY state` over the agent's rows) at
+    /// most once per this interval, in the background; scrapes read the last count.
+    pub count_interval: Duration,
 }
 
 impl PostgresOptions {
@@ -31,6 +34,7 @@ impl PostgresOptions {
             batch_linger: Duration::from_millis(1),
             timeout: Duration::from_secs(5),
             writers: 2,
+            count_interval: Duration::from_secs(60),
         }
     }
 }

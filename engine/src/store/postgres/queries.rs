@@ -5,10 +5,11 @@
 pub fn task_by_id() -> String {
     super::read::task_by_id()
 }
-/// A page of tasks: `$1` agent, `$2` cursor, then the owner and/or context when
-/// filtered, then the limit.
+/// A page of tasks as `tasks/list` reads it with a `historyLength` (the newest messages,
+/// no artifacts): `$1` agent, `$2` cursor, `$3` limit, `$4` messages kept, then the owner
+/// and/or context when filtered.
 pub fn task_page(owner: bool, context: bool) -> String {
-    super::read::task_page(owner, context)
+    super::read::task_page(owner, context, super::read::HistorySlice::Newest, false)
 }
 /// A page of contexts: `$1` agent, `$2` cursor, `$3` owner when filtered, then the limit.
 pub fn context_page(owner: bool) -> String {

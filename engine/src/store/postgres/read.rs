@@ -18,20 +18,51 @@ pub(super) fn task_by_id() -> String {
 }
 
 /// Newest first, below cursor `$2`, at most `$3` rows; optional owner and context filters
-/// are separate statements so each uses its index.
-pub(super) fn task_page(owner: bool, context: bool) -> String {
-    let mut sql = format!("{TASK_COLUMNS} WHERE t.agent_id = $1 AND t.seq_no < $2");
-    let mut n = 3;
+/// are separate statements so each uses its index. With `history` the rows carry only the
+/// newest `$4` messages (sliced in Postgres, so the rest never leaves it); without
+/// `artifacts` the chunks column is not read at all.
+pub(super) fn task_page(
+    owner: bool,
+    context: bool,
+    slice: HistorySlice,
+    artifacts: bool,
+) -> String {
+    let history = match slice {
+        HistorySlice::All => "t.history",
+        HistorySlice::None => "'[]'::jsonb AS history",
+        HistorySlice::Newest => {
+            "jsonb_path_query_array(t.history, '$[last - $n + 1 to last]', \
+             jsonb_build_object('n', $4::int)) AS history"
+        }
+    };
+    let chunks = if artifacts {
+        "t.chunks"
+    } else {
+        "'[]'::jsonb AS chunks"
+    };
+    let mut sql = format!(
+        "SELECT t.id, t.context_id, t.owner, t.status, t.version, t.metadata, t.seq_no, \
+         {history}, {chunks} FROM bindu_tasks t WHERE t.agent_id = $1 AND t.seq_no < $2"
+    );
+    let mut n = if slice == HistorySlice::Newest { 5 } else { 4 };
     if owner {
         sql.push_str(&format!(" AND t.owner = ${n}"));
         n += 1;
     }
     if context {
         sql.push_str(&format!(" AND t.context_id = ${n}"));
-        n += 1;
     }
-    sql.push_str(&format!(" ORDER BY t.seq_no DESC LIMIT ${n}"));
+    sql.push_str(" ORDER BY t.seq_no DESC LIMIT $3");
     sql
+}
+
+/// How much of each history a page query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HistorySlice {
+    All,
+    None,
+    /// The newest `$4` messages.
+    Newest,
 }
 
 const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";

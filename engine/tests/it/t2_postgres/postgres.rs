@@ -397,7 +397,7 @@ async fn listings_and_reads_use_indexes() {
         (
             "page_by_owner",
             queries::task_page(true, false),
-            format!("({agent}, 9223372036854775807, 'did:example:a', 51)"),
+            format!("({agent}, 9223372036854775807, 51, 2, 'did:example:a')"),
         ),
         (
             "task_by_id",
