@@ -30,6 +30,7 @@ pub fn postgres_options(config: &Config, namespace: &str) -> Result<PostgresOpti
     options.batch_linger = config.storage.batch_linger;
     options.timeout = config.storage.timeout;
     options.writers = config.storage.writers;
+    options.count_interval = config.storage.count_interval;
     Ok(options)
 }
 

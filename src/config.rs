@@ -104,6 +104,9 @@ pub struct StorageConfig {
     #[serde(with = "fields::opt_duration")]
     pub retention: Option<Duration>,
     pub memory_max_tasks: usize,
+    /// Postgres: stored tasks are counted for `/metrics` at most once per this interval.
+    #[serde(with = "fields::duration")]
+    pub count_interval: Duration,
 }
 
 impl Default for StorageConfig {
@@ -120,6 +123,7 @@ impl Default for StorageConfig {
             writers: postgres.writers,
             retention: None,
             memory_max_tasks: 1_000_000,
+            count_interval: postgres.count_interval,
         }
     }
 }
@@ -137,6 +141,7 @@ impl Section for StorageConfig {
         key("writers", "STORAGE__WRITERS"),
         key("retention", "STORAGE__RETENTION"),
         key("memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS"),
+        key("count_interval", "STORAGE__COUNT_INTERVAL"),
     ];
 
     fn check(&mut self) -> Result<(), Invalid> {
@@ -166,6 +171,11 @@ impl Section for StorageConfig {
             self.timeout >= Duration::from_secs(1),
             "timeout_secs",
             "must be at least 1",
+        )?;
+        check(
+            self.count_interval >= Duration::from_secs(1),
+            "count_interval",
+            "must be at least 1s",
         )?;
         check(
             self.memory_max_tasks >= 1,

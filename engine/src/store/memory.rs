@@ -185,7 +185,11 @@ impl MemoryStore {
 
     /// Removes a task (when `keep_if` holds for it) from every map and index, and its
     /// context when it was the context's last task.
-    fn remove_task(&self, task_id: &str, remove_if: impl Fn(&TaskEntry) -> bool) -> Option<TaskEntry> {
+    fn remove_task(
+        &self,
+        task_id: &str,
+        remove_if: impl Fn(&TaskEntry) -> bool,
+    ) -> Option<TaskEntry> {
         let (_, entry) = self.tasks.remove_if(task_id, |_, e| remove_if(e))?;
         self.count(entry.task.status.state, -1);
         {
@@ -204,7 +208,10 @@ impl MemoryStore {
         };
         if empty {
             // Checked again under the entry's lock: a submit may have added a task since.
-            if let Some((_, ctx)) = self.contexts.remove_if(context_id, |_, c| c.tasks.is_empty()) {
+            if let Some((_, ctx)) = self
+                .contexts
+                .remove_if(context_id, |_, c| c.tasks.is_empty())
+            {
                 self.context_order.lock().remove(&ctx.order);
             }
         }
@@ -751,7 +758,11 @@ mod tests {
         }
         assert!(store.get(&first.task.id, Access::Internal).await.is_err());
         assert_eq!(store.tasks.len(), 2);
-        assert_eq!(store.context_count(), 2, "one context per stored task, no more");
+        assert_eq!(
+            store.context_count(),
+            2,
+            "one context per stored task, no more"
+        );
         let listed = store
             .list_contexts(
                 Access::Owner(None),
@@ -787,7 +798,10 @@ mod tests {
             .expect("submit");
         assert!(store.get(&first.task.id, Access::Internal).await.is_err());
         assert_eq!(store.context_count(), 1);
-        let ctx = store.contexts.get(&second.task.context_id).expect("context");
+        let ctx = store
+            .contexts
+            .get(&second.task.context_id)
+            .expect("context");
         assert_eq!(ctx.tasks.values().collect::<Vec<_>>(), ["second"]);
     }
 
@@ -838,7 +852,11 @@ mod tests {
         for id in &running {
             assert!(store.get(id, Access::Internal).await.is_ok());
         }
-        assert_eq!(store.task_index.lock().paused.len(), 0, "every paused task made room");
+        assert_eq!(
+            store.task_index.lock().paused.len(),
+            0,
+            "every paused task made room"
+        );
     }
 
     #[tokio::test]

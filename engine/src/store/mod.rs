@@ -389,12 +389,21 @@ pub fn json_size<T: serde::Serialize>(value: &T) -> usize {
 
 /// Fills a page under a [`ListShape`]'s size bound: says whether `next` (of `size` bytes)
 /// still fits after `items` items of `total` bytes, the page holding at most `limit`.
-pub fn page_has_room(items: usize, total: usize, size: usize, limit: usize, shape: &ListShape) -> bool {
+pub fn page_has_room(
+    items: usize,
+    total: usize,
+    size: usize,
+    limit: usize,
+    shape: &ListShape,
+) -> bool {
     if items >= limit {
         return false;
     }
     // The first task always goes in: a page that could hold none would never move on.
-    items == 0 || shape.max_bytes.is_none_or(|max| total.saturating_add(size) <= max)
+    items == 0
+        || shape
+            .max_bytes
+            .is_none_or(|max| total.saturating_add(size) <= max)
 }
 
 #[derive(Debug, Clone)]

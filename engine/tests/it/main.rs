@@ -13,6 +13,7 @@ mod vectors;
 #[cfg(feature = "t2-postgres")]
 mod t2_postgres {
     mod postgres;
+    mod postgres_bounds;
 }
 
 /// T2: the NATS JetStream bus against a spawned `nats-server`.

@@ -60,6 +60,54 @@ async fn tasks_list_is_newest_first_and_paginates() {
     assert!(trimmed["tasks"][0].get("history").is_none(), "{trimmed}");
 }
 
+/// Issue 14 item 7: a listing of tasks with large results is bounded by its page, not by
+/// what is stored: artifacts only when asked for, and a page that would pass
+/// `server.max_list_bytes` ends early with a cursor, never cutting a task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_list_pages_stay_within_their_size_bound() {
+    const TEXT: usize = 40 * 1024;
+    const MAX: usize = 128 * 1024;
+    let srv = TestServer::echo_with(&[("server.max_list_bytes", "131072")]).await;
+    let mut created = Vec::new();
+    for i in 0..8 {
+        let text = format!("{i}{}", "x".repeat(TEXT));
+        created.push(task_id(&srv.send(user_message(&text)).await));
+    }
+    created.reverse();
+    let size = |v: &Value| serde_json::to_string(v).unwrap().len();
+
+    // By default no artifacts: with historyLength 0 every task fits one small page.
+    let light = srv.rpc_ok("tasks/list", json!({"historyLength": 0})).await;
+    let tasks = light["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 8, "{light}");
+    assert!(tasks.iter().all(|t| t.get("artifacts").is_none()));
+    assert!(light.get("nextCursor").is_none());
+    assert!(size(&light) < 16 * 1024, "{} bytes", size(&light));
+
+    // With artifacts, pages end at the size bound; every task comes once, whole.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for pages in 1.. {
+        assert!(pages <= 10, "pagination does not end");
+        let mut params = json!({"includeArtifacts": true, "historyLength": 0});
+        if let Some(c) = &cursor {
+            params["cursor"] = json!(c);
+        }
+        let page = srv.rpc_ok("tasks/list", params).await;
+        assert!(size(&page) <= MAX + 1024, "a page of {} bytes", size(&page));
+        for t in page["tasks"].as_array().unwrap() {
+            let text = t["artifacts"][0]["parts"][0]["text"].as_str().unwrap();
+            assert_eq!(text.len(), TEXT + 1, "a task is never cut");
+            seen.push(task_id(t));
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created, "every task exactly once, newest first");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_feedback() {
     let srv = TestServer::echo().await;

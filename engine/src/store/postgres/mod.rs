@@ -773,8 +773,12 @@ impl TaskStore for PostgresStore {
                 cache.at = Some(std::time::Instant::now());
                 match counted {
                     Ok(Ok(counts)) => cache.counts = Some(counts),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "counting stored tasks for metrics failed"),
-                    Err(_) => tracing::warn!(?timeout, "counting stored tasks for metrics took too long"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "counting stored tasks for metrics failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(?timeout, "counting stored tasks for metrics took too long")
+                    }
                 }
             });
         }
