@@ -357,7 +357,7 @@ impl ListShape {
             id: task.id.clone(),
             context_id: task.context_id.clone(),
             status: task.status.clone(),
-            kind: task.kind.clone(),
+            kind: task.kind,
             history,
             artifacts: if self.artifacts {
                 task.artifacts.clone()
