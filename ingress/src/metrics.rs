@@ -119,7 +119,11 @@ impl Metrics {
             "JSON-RPC requests being answered",
             in_flight.clone(),
         );
-        registry.register(TASKS, "Stored tasks by state", tasks.clone());
+        registry.register(
+            TASKS,
+            "Stored tasks by state (Postgres: as of the last background count, taken at most once per STORAGE__COUNT_INTERVAL)",
+            tasks.clone(),
+        );
         Metrics {
             registry,
             requests,
