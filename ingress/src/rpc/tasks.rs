@@ -130,7 +130,7 @@ pub(crate) async fn list(
     // Trimmed where the store reads (Postgres: in the query), and bounded in size.
     let shape = ListShape {
         history: history_length(params.history_length).map(|n| n as usize),
-        artifacts: params.include_artifacts.unwrap_or(false),
+        artifacts: params.include_artifacts.unwrap_or(true),
         max_bytes: Some(app.inner.options.max_list_bytes),
     };
     let page = app

@@ -236,8 +236,8 @@ pub struct ListTasksParams {
         alias = "history_length"
     )]
     pub history_length: Option<i64>,
-    /// Include each task's artifacts (A2A v1.0 `ListTasks`: default false, which keeps
-    /// pages small; `tasks/get` returns a task whole).
+    /// Include each task's artifacts (default true: Bindu's `tasks/list` returns whole tasks;
+    /// `false`, A2A v1.0 `ListTasks`'s default, keeps pages small).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

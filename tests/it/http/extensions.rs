@@ -76,15 +76,28 @@ async fn tasks_list_pages_stay_within_their_size_bound() {
     created.reverse();
     let size = |v: &Value| serde_json::to_string(v).unwrap().len();
 
-    // By default no artifacts: with historyLength 0 every task fits one small page.
-    let light = srv.rpc_ok("tasks/list", json!({"historyLength": 0})).await;
+    // Without artifacts and with historyLength 0 every task fits one small page.
+    let light = srv
+        .rpc_ok(
+            "tasks/list",
+            json!({"historyLength": 0, "includeArtifacts": false}),
+        )
+        .await;
     let tasks = light["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 8, "{light}");
     assert!(tasks.iter().all(|t| t.get("artifacts").is_none()));
     assert!(light.get("nextCursor").is_none());
     assert!(size(&light) < 16 * 1024, "{} bytes", size(&light));
+    // By default tasks come whole, artifacts included (as Bindu lists them).
+    let default = srv.rpc_ok("tasks/list", json!({"limit": 1})).await;
+    assert!(
+        default["tasks"][0]["artifacts"][0]["parts"][0]["text"].is_string(),
+        "{}",
+        &default.to_string()[..300]
+    );
 
-    // With artifacts, pages end at the size bound; every task comes once, whole.
+    // With artifacts (the default, asked for here too), pages end at the size bound; every
+    // task comes once, whole.
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     for pages in 1.. {
