@@ -297,9 +297,17 @@ struct RawEnvelope<'a> {
 /// Validates the envelope and method of a request body.
 pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
     let fail = |id: RequestId, e: JsonRpcError| ErrorResponse::new(id, e);
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    // JSON is UTF-8 text: checked once for the whole body (skipped values, such as unknown
+    // members, are otherwise never decoded), so the parses below need not check it again.
+    let Ok(body) = std::str::from_utf8(body) else {
+        return Err(fail(
+            RequestId::Null,
+            JsonRpcError::parse_error("the body is not UTF-8"),
+        ));
+    };
+    let first = body.bytes().find(|b| !b.is_ascii_whitespace());
     if first != Some(b'{') {
-        return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+        return Err(match serde_json::from_str::<IgnoredAny>(body) {
             Err(e) => fail(RequestId::Null, JsonRpcError::parse_error(e)),
             Ok(_) if first == Some(b'[') => fail(
                 RequestId::Null,
@@ -313,9 +321,11 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
             ),
         });
     }
-    let env: RawEnvelope<'_> = match serde_json::from_slice(body) {
+    let env: RawEnvelope<'_> = match serde_json::from_str(body) {
         Ok(env) => env,
-        Err(e) if e.is_data() => {
+        // A duplicate member is found as the object is read, before any syntax error after
+        // it: only a body that is JSON to the end is an invalid request.
+        Err(e) if e.is_data() && serde_json::from_str::<IgnoredAny>(body).is_ok() => {
             return Err(fail(RequestId::Null, JsonRpcError::invalid_request(e)))
         }
         Err(e) => return Err(fail(RequestId::Null, JsonRpcError::parse_error(e))),
@@ -433,6 +443,36 @@ mod tests {
         assert_eq!(
             err_code(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{bad}}"#),
             (code::PARSE_ERROR, RequestId::Null)
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_text_are_parse_errors() {
+        // Found by the `jsonrpc` fuzz target: bytes that are not UTF-8 in a string were a
+        // parse error in `method`, an invalid request at the top level, and accepted in a
+        // member the envelope skips; malformed JSON after a duplicate member was an invalid
+        // request.
+        for body in [
+            &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"agent/\xc7etAuthenticatedExtendedCard\"}"[..],
+            b"\"\xff\"",
+            b"[\"\xc3\"]",
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"x\":\"\xff\"}",
+            b"\xef\xbb\xbf{}",
+            br#"{"id":1,"id":2,"#,
+            br#"{"method":"tasks/get","method":"x" garbage"#,
+        ] {
+            let e = parse_request(body).expect_err("not JSON");
+            assert_eq!(
+                (e.error.code, e.id),
+                (code::PARSE_ERROR, RequestId::Null),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // A duplicate member in a body that is JSON stays an invalid request.
+        assert_eq!(
+            err_code(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tasks/get"}"#).0,
+            code::INVALID_REQUEST
         );
     }
 
