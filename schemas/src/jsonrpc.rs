@@ -477,6 +477,22 @@ mod tests {
     }
 
     #[test]
+    fn a_number_id_is_echoed_as_the_number_sent() {
+        // Found by the `jsonrpc` fuzz target: read without `float_roundtrip`, this id was one
+        // ulp off, and the answer's id, read back by a client, was yet another number.
+        let sent = "-1.999999901441688237";
+        let body = format!(r#"{{"jsonrpc":"r.0","id":{sent},"method":"tasks/get"}}"#);
+        let refusal = parse_request(body.as_bytes()).expect_err("bad version");
+        let exact: f64 = sent.parse().expect("a float");
+        assert_eq!(
+            refusal.id,
+            RequestId::Number(serde_json::Number::from_f64(exact).expect("finite"))
+        );
+        let back: ErrorResponse = serde_json::from_slice(&refusal.to_json()).expect("JSON");
+        assert_eq!(back, refusal);
+    }
+
+    #[test]
     fn accepts_valid_requests() {
         let r = parse_request(
             br#" {"jsonrpc":"2.0","id":"x-1","method":"tasks/get","params":{"id":"t"}}"#,
