@@ -125,7 +125,11 @@ fn read_all(data: &[u8], max: usize, seed: u32) -> Vec<Outcome> {
         };
         let outcome = match result {
             Ok(Some(line)) => {
-                assert!(line.len() <= max, "a line of {} bytes over {max}", line.len());
+                assert!(
+                    line.len() <= max,
+                    "a line of {} bytes over {max}",
+                    line.len()
+                );
                 assert!(!line.contains('\n'));
                 Outcome::Line(line)
             }

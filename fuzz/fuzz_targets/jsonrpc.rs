@@ -89,10 +89,18 @@ fuzz_target!(|body: &[u8]| {
         Ok(r) => r,
     };
     assert!(is_json, "accepted a body that is not JSON");
-    assert_eq!(Method::from_name(request.method.as_str()), Some(request.method));
+    assert_eq!(
+        Method::from_name(request.method.as_str()),
+        Some(request.method)
+    );
     let params = match Params::of(&request) {
         Err(e) => {
-            assert_eq!(e.code, code::INVALID_PARAMS, "params refused with {}", e.code);
+            assert_eq!(
+                e.code,
+                code::INVALID_PARAMS,
+                "params refused with {}",
+                e.code
+            );
             return;
         }
         Ok(p) => p,

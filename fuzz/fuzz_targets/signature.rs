@@ -62,7 +62,11 @@ fn expected_timestamp(s: &str) -> Option<i64> {
         return None;
     }
     let magnitude: i128 = digits.bytes().fold(0, |n, d| n * 10 + i128::from(d - b'0'));
-    let value = if s.starts_with('-') { -magnitude } else { magnitude };
+    let value = if s.starts_with('-') {
+        -magnitude
+    } else {
+        magnitude
+    };
     i64::try_from(value).ok()
 }
 
@@ -163,7 +167,9 @@ fn check_verification(input: &Input, python: &str, js: &str, body: &str, did: &s
     // A signature from arbitrary text verifies only if it is the signer's own.
     if let Some(claimed) = decode_signature(&input.signature_text) {
         assert!(input.signature_text.len() <= MAX_SIGNATURE_LEN);
-        let decoded = bs58::decode(&input.signature_text).into_vec().expect("decoded once");
+        let decoded = bs58::decode(&input.signature_text)
+            .into_vec()
+            .expect("decoded once");
         assert_eq!(decoded, claimed.to_bytes());
         let genuine = [signer.sign(python.as_bytes()), signer.sign(js.as_bytes())];
         if !genuine.contains(&claimed) {
@@ -171,7 +177,9 @@ fn check_verification(input: &Input, python: &str, js: &str, body: &str, did: &s
         }
     }
     if let Some(k) = decode_key(&input.key_text) {
-        let decoded = bs58::decode(&input.key_text).into_vec().expect("decoded once");
+        let decoded = bs58::decode(&input.key_text)
+            .into_vec()
+            .expect("decoded once");
         assert_eq!(decoded, k.to_bytes());
     }
 }

@@ -453,7 +453,8 @@ mod tests {
         // member the envelope skips; malformed JSON after a duplicate member was an invalid
         // request.
         for body in [
-            &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"agent/\xc7etAuthenticatedExtendedCard\"}"[..],
+            &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"agent/\xc7etAuthenticatedExtendedCard\"}"
+                [..],
             b"\"\xff\"",
             b"[\"\xc3\"]",
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"x\":\"\xff\"}",
