@@ -323,9 +323,11 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
     }
     let env: RawEnvelope<'_> = match serde_json::from_str(body) {
         Ok(env) => env,
-        // A duplicate member is found as the object is read, before any syntax error after
-        // it: only a body that is JSON to the end is an invalid request.
-        Err(e) if e.is_data() && serde_json::from_str::<IgnoredAny>(body).is_ok() => {
+        // A body that is JSON but not an envelope we can read (a duplicate member, a member
+        // name with a lone surrogate such as `"\ud800"`) is an invalid request; only a body
+        // that is not JSON to the end is a parse error (a duplicate member is found before
+        // any syntax error after it).
+        Err(e) if serde_json::from_str::<IgnoredAny>(body).is_ok() => {
             return Err(fail(RequestId::Null, JsonRpcError::invalid_request(e)))
         }
         Err(e) => return Err(fail(RequestId::Null, JsonRpcError::parse_error(e))),
@@ -470,11 +472,16 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
-        // A duplicate member in a body that is JSON stays an invalid request.
-        assert_eq!(
-            err_code(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tasks/get"}"#).0,
-            code::INVALID_REQUEST
-        );
+        // A body that is JSON but whose envelope cannot be read is an invalid request: a
+        // duplicate member, or (found by the fuzz target; it was -32700) a member name with a
+        // lone surrogate, which JSON's grammar allows.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tasks/get"}"#,
+            r#"{"":"2.0","id":"q","\ud800":"nope"}"#,
+            r#"{"jsonrpc":"2.0","id":"q","method":"tasks/get","\udfff":1}"#,
+        ] {
+            assert_eq!(err_code(body).0, code::INVALID_REQUEST, "{body}");
+        }
     }
 
     #[test]
