@@ -80,11 +80,17 @@ impl TaskLedger {
         let task_id = submitted.task.id.clone();
         // `submitted` is an announcement (its record is the row just written), published in
         // order before the command; it says whether the message came with a push config, so
-        // a webhook dispatcher knows from the event itself.
-        let mut announced = submitted.event.clone();
-        announced.push_configured = push_config;
-        if let Err(e) = self.bus.announce(vec![announced]).await {
-            tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
+        // a webhook dispatcher knows from the event itself. A new task without one is not
+        // announced: nobody needs it (this process answers from the record; other readers
+        // read the task before its events), and its first event on the bus is then its first
+        // run's outcome, which says whether the task has push configs by then
+        // ([`TaskEvent::opens_task`]).
+        if push_config || !submitted.created {
+            let mut announced = submitted.event.clone();
+            announced.push_configured = push_config;
+            if let Err(e) = self.bus.announce(vec![announced]).await {
+                tracing::warn!(%task_id, error = %e, "could not publish the submitted event");
+            }
         }
         let queued = self.bus.publish_commands(vec![command]).await;
         if let Err(e) = queued {
@@ -120,18 +126,23 @@ impl TaskLedger {
         update: TaskUpdate,
         patience: Patience,
     ) -> Result<Applied, StoreError> {
-        self.transition_after(update, patience, Vec::new()).await
+        self.transition_after(update, patience, Vec::new(), false)
+            .await
     }
 
     /// [`TaskLedger::transition`], publishing `held` (events of the run numbered before the
     /// update's, not announced yet: a fast run's `working`) together with the update's own
     /// events, in one bus message where the backend batches. `held` is dropped when the
-    /// update is not recorded.
+    /// update is not recorded. With `opens_task` (the outcome of a new task's first run,
+    /// whose `submitted` was not announced), the first event published is marked
+    /// [`TaskEvent::opens_task`] and says whether the task had push configs when the
+    /// outcome was recorded.
     pub async fn transition_after(
         &self,
         update: TaskUpdate,
         patience: Patience,
         held: Vec<TaskEvent>,
+        opens_task: bool,
     ) -> Result<Applied, StoreError> {
         let task_id = update.task_id.clone();
         let doubt = AtomicBool::new(false);
@@ -167,6 +178,12 @@ impl TaskLedger {
             Ok(applied) => {
                 let mut events = held;
                 events.extend(applied.events.iter().cloned());
+                if opens_task {
+                    if let Some(first) = events.first_mut() {
+                        first.opens_task = true;
+                        first.push_configured = applied.push_configs;
+                    }
+                }
                 match patience {
                     // A caller answering a client now does not wait for the bus: the
                     // transition is durable, its events follow in the background.
@@ -201,6 +218,7 @@ impl TaskLedger {
                     state: snap.task.status.state,
                     version: snap.version,
                     events: vec![event],
+                    push_configs: false,
                 })
             }
             Err(e) => Err(e),

@@ -95,6 +95,12 @@ pub struct TaskEvent {
     /// `tasks/pushNotificationConfig/set` are announced by a [`PushConfigsChanged`] notice.
     #[serde(default, rename = "pushConfigured", skip_serializing_if = "is_false")]
     pub push_configured: bool,
+    /// The first event of a new task on the bus (its `submitted` is published only when the
+    /// message came with a push config), published with the outcome of the task's first
+    /// run; [`TaskEvent::push_configured`] then says whether the task had push configs when
+    /// that outcome was recorded.
+    #[serde(default, rename = "opensTask", skip_serializing_if = "is_false")]
+    pub opens_task: bool,
 }
 
 impl TaskEvent {
@@ -108,6 +114,7 @@ impl TaskEvent {
             metadata: None,
             truncated: false,
             push_configured: false,
+            opens_task: false,
         }
     }
 
@@ -137,6 +144,7 @@ impl TaskEvent {
             metadata: None,
             truncated: true,
             push_configured: self.push_configured,
+            opens_task: self.opens_task,
         }
     }
 

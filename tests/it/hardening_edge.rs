@@ -266,6 +266,12 @@ fn tls_files() -> (std::path::PathBuf, String) {
     let cert = leaf.signed_by(&key, &issuer).unwrap();
     std::fs::write(dir.join("tls_cert.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("tls_key.pem"), key.serialize_pem()).unwrap();
+    // A private key the server accepts: readable by its owner only.
+    std::fs::set_permissions(
+        dir.join("tls_key.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     (dir, ca_pem)
 }
 

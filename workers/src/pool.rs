@@ -299,8 +299,11 @@ impl Inner {
         update: TaskUpdate,
         held: Vec<TaskEvent>,
     ) -> Result<TaskState, StoreError> {
+        // The outcome of a new task's first run, published with the run's `working` (its
+        // `submitted` came before it on the bus only if it had a push config then).
+        let opens_task = held.first().is_some_and(|e| e.seq == 2);
         self.ledger
-            .transition_after(update, Patience::Until(RECORD_DEADLINE), held)
+            .transition_after(update, Patience::Until(RECORD_DEADLINE), held, opens_task)
             .await
             .map(|applied| applied.state)
     }

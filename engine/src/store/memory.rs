@@ -159,6 +159,7 @@ impl MemoryStore {
             state: e.task.status.state,
             version: e.version,
             events: plan.events,
+            push_configs: !e.push.is_empty(),
         })
     }
 

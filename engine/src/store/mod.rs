@@ -306,6 +306,9 @@ pub struct Applied {
     pub state: TaskState,
     pub version: u64,
     pub events: Vec<TaskEvent>,
+    /// Whether the task had push configs when the update was recorded (configs set by a
+    /// write that commits concurrently may be missed).
+    pub push_configs: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -186,8 +186,15 @@ async fn resubscribing_to_a_running_task_streams_the_rest() {
     let mut events = vec![first];
     events.extend(reader.read_all().await);
     assert_stream_envelopes(&events, &id);
+    // The run's `working` is announced up to 5 ms after its handler started: before this
+    // stream subscribed (not seen), or after (seen right after the snapshot).
+    let mut got = kinds(&events);
+    if got.get(1).map(String::as_str) == Some("status-update:working") {
+        got.remove(1);
+        events.remove(1);
+    }
     assert_eq!(
-        kinds(&events),
+        got,
         [
             "task:submitted",
             "artifact-update",

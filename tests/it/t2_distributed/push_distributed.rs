@@ -183,60 +183,15 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     worker.kill();
 }
 
-/// A config set with `tasks/pushNotificationConfig/set` while the task runs (the echo takes
-/// 1.5 s) is notified of the task's later events; tasks without a config get nothing, and
-/// the dispatcher passes their events over without reading Postgres
-/// (`bindu_push_events_skipped_total`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_skipped() {
-    let nats = NatsServer::start();
-    let db = TestDb::new().await;
-    let (hook, recorded) = receiver().await;
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let push = [
-        ("PUSH__DESTINATIONS", "loopback"),
-        ("PUSH__METRICS_ADDR", metrics_addr.as_str()),
-    ];
-    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
-    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
-    let worker = Agent::start(command(
-        "worker",
-        &db,
-        &nats,
-        &[("BINDU_ECHO_DELAY_MS", "1500")],
-    ));
-    let url = ingress.url();
-    let client = patient_client();
-    let send = |i: usize| {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            let resp: Value = client
-                .post(&url)
-                .json(
-                    &json!({"jsonrpc": "2.0", "id": i, "method": "message/send", "params": {
-                    "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
-                                "parts": [{"kind": "text", "text": format!("task {i}")}]},
-                    "configuration": {"blocking": false}}}),
-                )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            resp["result"]["id"].as_str().unwrap().to_string()
-        }
-    };
-    for i in 0..5 {
-        send(i).await;
-    }
-    let late = send(99).await;
-    let set: Value = client
-        .post(&url)
+/// Sends a non-blocking message; returns the task id.
+async fn send_plain(client: &reqwest::Client, url: &str, i: usize) -> String {
+    let resp: Value = client
+        .post(url)
         .json(
-            &json!({"jsonrpc": "2.0", "id": "set", "method": "tasks/pushNotificationConfig/set",
-            "params": {"taskId": late, "pushNotificationConfig": {"url": hook, "token": "late"}}}),
+            &json!({"jsonrpc": "2.0", "id": i, "method": "message/send", "params": {
+            "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+                        "parts": [{"kind": "text", "text": format!("task {i}")}]},
+            "configuration": {"blocking": false}}}),
         )
         .send()
         .await
@@ -244,10 +199,30 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
         .json()
         .await
         .unwrap();
-    assert_eq!(set["result"]["taskId"], late.as_str(), "{set}");
+    resp["result"]["id"].as_str().unwrap().to_string()
+}
 
+/// Sets a push config for `task_id` to `hook`.
+async fn set_config(client: &reqwest::Client, url: &str, task_id: &str, hook: &str) {
+    let set: Value = client
+        .post(url)
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "set", "method": "tasks/pushNotificationConfig/set",
+            "params": {"taskId": task_id, "pushNotificationConfig": {"url": hook, "token": "t"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(set["result"]["taskId"], task_id, "{set}");
+}
+
+/// The notifications recorded once one of them is final (bounded: 30 s).
+async fn until_final(recorded: &Recorded) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let got = loop {
+    loop {
         let got: Vec<Value> = recorded
             .lock()
             .unwrap()
@@ -255,20 +230,15 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
             .map(|b| serde_json::from_slice(b).unwrap())
             .collect();
         if got.iter().any(|v| v["final"] == true) {
-            break got;
+            return got;
         }
         assert!(Instant::now() < deadline, "no final notification: {got:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(
-        got.iter().all(|v| v["taskId"] == late.as_str()),
-        "only the task with a config is notified: {got:?}"
-    );
-    let last = got.last().unwrap();
-    assert_eq!(last["status"]["state"], "completed", "{last}");
+    }
+}
 
-    // Five plain echo tasks of four events each were passed over, and the late task's
-    // events before its config.
+/// `bindu_push_events_skipped_total` once it reaches `at_least` (bounded: 15 s).
+async fn skipped_reaches(client: &reqwest::Client, metrics_addr: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let metrics = client
@@ -284,8 +254,8 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
             .find_map(|l| l.strip_prefix("bindu_push_events_skipped_total "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0);
-        if skipped >= 20.0 {
-            break;
+        if skipped >= at_least {
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -293,6 +263,105 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Tasks without a config get nothing, and the dispatcher passes their events over without
+/// reading Postgres (`bindu_push_events_skipped_total`: a fast run's events come in one
+/// message opening the task on the bus); a config set with
+/// `tasks/pushNotificationConfig/set` while the task runs (the echo takes 1.5 s on the
+/// second worker) is notified of the task's later events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_skipped() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let (hook, recorded) = receiver().await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let push = [
+        ("PUSH__DESTINATIONS", "loopback"),
+        ("PUSH__METRICS_ADDR", metrics_addr.as_str()),
+    ];
+    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
+    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
+    let fast = Agent::start(command("worker", &db, &nats, &[]));
+    let url = ingress.url();
+    let client = patient_client();
+    for i in 0..5 {
+        send_plain(&client, &url, i).await;
+    }
+    // Five plain echo tasks of three events each (working, artifact, completed).
+    skipped_reaches(&client, &metrics_addr, 15.0).await;
+    fast.kill();
+
+    let slow = Agent::start(command(
+        "worker",
+        &db,
+        &nats,
+        &[("BINDU_ECHO_DELAY_MS", "1500")],
+    ));
+    let late = send_plain(&client, &url, 99).await;
+    set_config(&client, &url, &late, &hook).await;
+    let got = until_final(&recorded).await;
+    assert!(
+        got.iter().all(|v| v["taskId"] == late.as_str()),
+        "only the task with a config is notified: {got:?}"
+    );
+    let last = got.last().unwrap();
+    assert_eq!(last["status"]["state"], "completed", "{last}");
+    assert_eq!(dispatcher.stop(), Some(0));
+    ingress.kill();
+    slow.kill();
+}
+
+/// A config set while the task is still queued, and a dispatcher killed after it took the
+/// notice but before the task ran: the task's first events on the bus (its run's outcome)
+/// say it has a config, so the restarted dispatcher, which never sees the notice again,
+/// still notifies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_set_while_queued_survives_a_dispatcher_restart() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let (hook, recorded) = receiver().await;
+    let push = [("PUSH__DESTINATIONS", "loopback")];
+    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
+    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
+    let url = ingress.url();
+    let client = patient_client();
+    // No worker yet: the task waits in the queue.
+    let queued = send_plain(&client, &url, 1).await;
+    set_config(&client, &url, &queued, &hook).await;
+    // Time for the dispatcher to take the notice and ack it (acks go out every 20 ms).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    dispatcher.kill();
+    let worker = Agent::start(command("worker", &db, &nats, &[]));
+    // The run's outcome is on the bus before the dispatcher comes back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let task: Value = client
+            .post(&url)
+            .json(&json!({"jsonrpc": "2.0", "id": "g", "method": "tasks/get",
+                          "params": {"id": queued}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if task["result"]["status"]["state"] == "completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task never completed: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
+    let got = until_final(&recorded).await;
+    assert!(
+        got.iter().all(|v| v["taskId"] == queued.as_str()),
+        "{got:?}"
+    );
+    assert_eq!(got.last().unwrap()["status"]["state"], "completed");
     assert_eq!(dispatcher.stop(), Some(0));
     ingress.kill();
     worker.kill();

@@ -313,10 +313,11 @@ async fn run(
     result
 }
 
-/// What the dispatcher knows of tasks' push configs from the order of the bus: tasks that
-/// started (`seq` 1) unflagged and without a push-config notice have none, until a notice
-/// comes. Bounded:
-/// a task forgotten is looked up in the store when its next event comes.
+/// What the dispatcher knows of tasks' push configs from the order of the bus: a task whose
+/// first event on the bus (its `submitted`, `seq` 1, or the outcome of its first run,
+/// [`opens_task`](bindu_schemas::bus::TaskEvent::opens_task)) came unflagged, without a
+/// push-config notice before it, has none until a notice comes. Bounded: a task forgotten is
+/// looked up in the store when its next event comes.
 struct KnownConfigs {
     /// Task id → whether a notice came (true) or the task started without one (false).
     tasks: HashMap<String, bool>,
@@ -364,15 +365,16 @@ impl KnownConfigs {
             self.remember(task_id, true);
             return false;
         }
+        let opens = event.seq == 1 || event.opens_task;
         let unconfigured = match self.tasks.get(task_id) {
             Some(notified) => !notified,
-            None => event.seq == 1,
+            None => opens,
         };
         if unconfigured {
             if event.is_final() {
                 // Ended or paused: a later turn is looked up (or notified) afresh.
                 self.tasks.remove(task_id);
-            } else if event.seq == 1 {
+            } else if opens {
                 self.remember(task_id, false);
             }
         }

@@ -92,6 +92,7 @@ where
     list_tasks_pages_newest_first(&make().await).await;
     contexts_list_and_clear(&make().await).await;
     push_configs(&make().await).await;
+    updates_say_whether_the_task_has_push_configs(&make().await).await;
     a_refused_inline_push_config_changes_nothing(&make().await).await;
     feedback(&make().await).await;
     concurrent_terminal_writes_one_winner(Arc::new(make().await)).await;

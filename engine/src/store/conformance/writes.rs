@@ -161,6 +161,43 @@ pub async fn a_refused_inline_push_config_changes_nothing(store: &dyn TaskStore)
     );
 }
 
+/// A recorded update says whether its task has push configs then (a webhook dispatcher
+/// trusts it for a task's first events on the bus): none, one given with the message, one set
+/// later.
+pub async fn updates_say_whether_the_task_has_push_configs(store: &dyn TaskStore) {
+    let config = |id: &str| PushNotificationConfig {
+        url: "https://hooks.example.com/x".into(),
+        id: Some(id.into()),
+        token: None,
+        authentication: None,
+    };
+    let plain = submit_new(store, None).await.task.id;
+    assert!(!run_to(store, &plain, TaskState::Working).await.push_configs);
+    let inline = store
+        .submit(SubmitRequest {
+            owner: None,
+            task_id: "with-inline-config".into(),
+            context_id: None,
+            message: user_message("hello"),
+            push_config: Some(config("inline")),
+        })
+        .await
+        .expect("submit")
+        .task
+        .id;
+    assert!(
+        run_to(store, &inline, TaskState::Working)
+            .await
+            .push_configs
+    );
+    let later = submit_new(store, None).await.task.id;
+    store
+        .set_push_config(&later, Access::Owner(None), config("later"))
+        .await
+        .expect("set");
+    assert!(run_to(store, &later, TaskState::Working).await.push_configs);
+}
+
 pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {
     let s = submit_new(store, None).await;
     assert!(s.created);

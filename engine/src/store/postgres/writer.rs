@@ -138,7 +138,9 @@ pub const APPLY_UPDATES: &str = "UPDATE bindu_tasks t SET \
               AS x(id, mask, state, status, width, history, chunks, metadata) \
          WHERE t.agent_id = $1 AND t.id = ANY($2) AND t.id = x.id \
            AND (x.mask & (1 << t.state)) <> 0 \
-         RETURNING t.id, t.version, t.context_id, t.state";
+         RETURNING t.id, t.version, t.context_id, t.state, \
+           EXISTS (SELECT 1 FROM bindu_push_configs p \
+                   WHERE p.agent_id = t.agent_id AND p.task_id = t.id) AS pushes";
 
 /// The current states of the tasks a batch's UPDATE left alone.
 pub const CURRENT_STATES: &str =
@@ -724,7 +726,7 @@ async fn update_round(
         .bind(&metas)
         .fetch_all(&mut *conn)
         .await?;
-    let mut changed: HashMap<String, (u64, String, i16)> = HashMap::with_capacity(rows.len());
+    let mut changed: HashMap<String, (u64, String, i16, bool)> = HashMap::with_capacity(rows.len());
     for row in rows {
         let version: i64 = row.try_get("version")?;
         changed.insert(
@@ -733,6 +735,7 @@ async fn update_round(
                 u64::try_from(version).unwrap_or(0),
                 row.try_get("context_id")?,
                 row.try_get("state")?,
+                row.try_get("pushes")?,
             ),
         );
     }
@@ -755,7 +758,7 @@ async fn update_round(
     }
     for (i, u) in ups {
         results[i] = Some(match changed.get(&u.task_id) {
-            Some((version, context_id, state)) => {
+            Some((version, context_id, state, pushes)) => {
                 let before = version.saturating_sub(update_width(u));
                 let plan = plan_events(u, before, context_id, now);
                 state_of(*state).map(|state| {
@@ -763,6 +766,7 @@ async fn update_round(
                         state,
                         version: *version,
                         events: plan.events,
+                        push_configs: *pushes,
                     })
                 })
             }
