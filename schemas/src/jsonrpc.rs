@@ -297,9 +297,17 @@ struct RawEnvelope<'a> {
 /// Validates the envelope and method of a request body.
 pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
     let fail = |id: RequestId, e: JsonRpcError| ErrorResponse::new(id, e);
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    // JSON is UTF-8 text: checked once for the whole body (skipped values, such as unknown
+    // members, are otherwise never decoded), so the parses below need not check it again.
+    let Ok(body) = std::str::from_utf8(body) else {
+        return Err(fail(
+            RequestId::Null,
+            JsonRpcError::parse_error("the body is not UTF-8"),
+        ));
+    };
+    let first = body.bytes().find(|b| !b.is_ascii_whitespace());
     if first != Some(b'{') {
-        return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+        return Err(match serde_json::from_str::<IgnoredAny>(body) {
             Err(e) => fail(RequestId::Null, JsonRpcError::parse_error(e)),
             Ok(_) if first == Some(b'[') => fail(
                 RequestId::Null,
@@ -313,9 +321,13 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
             ),
         });
     }
-    let env: RawEnvelope<'_> = match serde_json::from_slice(body) {
+    let env: RawEnvelope<'_> = match serde_json::from_str(body) {
         Ok(env) => env,
-        Err(e) if e.is_data() => {
+        // A body that is JSON but not an envelope we can read (a duplicate member, a member
+        // name with a lone surrogate such as `"\ud800"`) is an invalid request; only a body
+        // that is not JSON to the end is a parse error (a duplicate member is found before
+        // any syntax error after it).
+        Err(e) if serde_json::from_str::<IgnoredAny>(body).is_ok() => {
             return Err(fail(RequestId::Null, JsonRpcError::invalid_request(e)))
         }
         Err(e) => return Err(fail(RequestId::Null, JsonRpcError::parse_error(e))),
@@ -434,6 +446,58 @@ mod tests {
             err_code(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{bad}}"#),
             (code::PARSE_ERROR, RequestId::Null)
         );
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_text_are_parse_errors() {
+        // Found by the `jsonrpc` fuzz target: bytes that are not UTF-8 in a string were a
+        // parse error in `method`, an invalid request at the top level, and accepted in a
+        // member the envelope skips; malformed JSON after a duplicate member was an invalid
+        // request.
+        for body in [
+            &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"agent/\xc7etAuthenticatedExtendedCard\"}"
+                [..],
+            b"\"\xff\"",
+            b"[\"\xc3\"]",
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tasks/get\",\"x\":\"\xff\"}",
+            b"\xef\xbb\xbf{}",
+            br#"{"id":1,"id":2,"#,
+            br#"{"method":"tasks/get","method":"x" garbage"#,
+        ] {
+            let e = parse_request(body).expect_err("not JSON");
+            assert_eq!(
+                (e.error.code, e.id),
+                (code::PARSE_ERROR, RequestId::Null),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // A body that is JSON but whose envelope cannot be read is an invalid request: a
+        // duplicate member, or (found by the fuzz target; it was -32700) a member name with a
+        // lone surrogate, which JSON's grammar allows.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tasks/get"}"#,
+            r#"{"":"2.0","id":"q","\ud800":"nope"}"#,
+            r#"{"jsonrpc":"2.0","id":"q","method":"tasks/get","\udfff":1}"#,
+        ] {
+            assert_eq!(err_code(body).0, code::INVALID_REQUEST, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_number_id_is_echoed_as_the_number_sent() {
+        // Found by the `jsonrpc` fuzz target: read without `float_roundtrip`, this id was one
+        // ulp off, and the answer's id, read back by a client, was yet another number.
+        let sent = "-1.999999901441688237";
+        let body = format!(r#"{{"jsonrpc":"r.0","id":{sent},"method":"tasks/get"}}"#);
+        let refusal = parse_request(body.as_bytes()).expect_err("bad version");
+        let exact: f64 = sent.parse().expect("a float");
+        assert_eq!(
+            refusal.id,
+            RequestId::Number(serde_json::Number::from_f64(exact).expect("finite"))
+        );
+        let back: ErrorResponse = serde_json::from_slice(&refusal.to_json()).expect("JSON");
+        assert_eq!(back, refusal);
     }
 
     #[test]

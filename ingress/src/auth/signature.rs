@@ -16,9 +16,12 @@ use crate::error::{EdgeError, SignatureFailure};
 
 /// Largest signed body.
 pub const MAX_SIGNED_BODY: usize = 2 * 1024 * 1024;
-const MAX_DID_LEN: usize = 2048;
-const MAX_TIMESTAMP_LEN: usize = 24;
-const MAX_SIGNATURE_LEN: usize = 128;
+/// Longest `X-DID`.
+pub const MAX_DID_LEN: usize = 2048;
+/// Longest `X-DID-Timestamp`.
+pub const MAX_TIMESTAMP_LEN: usize = 24;
+/// Longest `X-DID-Signature`.
+pub const MAX_SIGNATURE_LEN: usize = 128;
 
 fn single<'a>(headers: &'a HeaderMap, name: &str, max: usize) -> Option<&'a str> {
     let mut values = headers.get_all(name).iter();
@@ -30,17 +33,26 @@ fn single<'a>(headers: &'a HeaderMap, name: &str, max: usize) -> Option<&'a str>
     (!s.is_empty()).then_some(s)
 }
 
+/// The three signature headers, each present exactly once, within its length cap, visible
+/// ASCII and not blank once trimmed, the timestamp strictly an integer
+/// ([`parse_timestamp`]): `(did, timestamp, signature)`, trimmed; `None` otherwise (a
+/// refusal with `MissingHeaders`). Public for the `signature` fuzz target.
+#[doc(hidden)]
+pub fn signature_headers(headers: &HeaderMap) -> Option<(String, i64, String)> {
+    Some((
+        single(headers, "x-did", MAX_DID_LEN)?.to_string(),
+        single(headers, "x-did-timestamp", MAX_TIMESTAMP_LEN).and_then(parse_timestamp)?,
+        single(headers, "x-did-signature", MAX_SIGNATURE_LEN)?.to_string(),
+    ))
+}
+
 /// The signature headers and the caller's key: the checks made before the body is read.
 async fn claim(
     auth: &Auth,
     client: &str,
     headers: &HeaderMap,
 ) -> Result<(String, i64, String, String), EdgeError> {
-    let (Some(did), Some(ts), Some(sig)) = (
-        single(headers, "x-did", MAX_DID_LEN).map(str::to_string),
-        single(headers, "x-did-timestamp", MAX_TIMESTAMP_LEN).and_then(parse_timestamp),
-        single(headers, "x-did-signature", MAX_SIGNATURE_LEN).map(str::to_string),
-    ) else {
+    let Some((did, ts, sig)) = signature_headers(headers) else {
         return Err(EdgeError::signature(SignatureFailure::MissingHeaders, None));
     };
     let reject = |reason| Err(EdgeError::signature(reason, Some(&did)));

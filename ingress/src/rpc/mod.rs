@@ -10,10 +10,12 @@
 //! - `tasks`: `tasks/get|cancel|resubscribe|list|feedback`, `agent/getAuthenticatedExtendedCard`.
 //! - `push`: `tasks/pushNotificationConfig/*`.
 //! - `contexts`: `contexts/list|clear`.
+//! - [`params`]: each method's params read and validated ([`params::Params::of`]).
 //! - `reply`: what a method answers with (`Reply`); refusals are [`EdgeError`]s.
 
 mod contexts;
 mod messages;
+pub mod params;
 mod push;
 mod reply;
 mod tasks;
@@ -30,6 +32,7 @@ use crate::body::{read_limited, BodyError};
 use crate::caller::{Caller, GrantedScopes};
 use crate::error::EdgeError;
 use crate::state::Ingress;
+use params::Params;
 use reply::Reply;
 
 /// Bodies (and message params) above this many bytes are parsed as CPU-heavy work
@@ -135,30 +138,24 @@ async fn dispatch(
     last_event_id: Option<u64>,
 ) -> Result<Reply, JsonRpcError> {
     let id = &req.id;
-    // Params of a large message are read off the runtime's own work (see `HEAVY_BODY_BYTES`).
+    // Params of a large request are read off the runtime's own work (see `HEAVY_BODY_BYTES`).
     let heavy = req.params.is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
-    match req.method {
-        Method::MessageSend => {
-            let params = bindu_engine::cpu::heavy(heavy, || req.params())?;
-            messages::send(app, id, params, caller, false).await
+    match bindu_engine::cpu::heavy(heavy, || Params::of(req))? {
+        Params::MessageSend(params) => messages::send(app, id, params, caller, false).await,
+        Params::MessageStream(params) => messages::send(app, id, params, caller, true).await,
+        Params::TasksGet(params) => tasks::get(app, id, params, caller).await,
+        Params::TasksCancel(params) => tasks::cancel(app, id, params, caller).await,
+        Params::TasksResubscribe(params) => {
+            tasks::resubscribe(app, id, params, caller, last_event_id).await
         }
-        Method::MessageStream => {
-            let params = bindu_engine::cpu::heavy(heavy, || req.params())?;
-            messages::send(app, id, params, caller, true).await
-        }
-        Method::TasksGet => tasks::get(app, id, req.params()?, caller).await,
-        Method::TasksCancel => tasks::cancel(app, id, req.params()?, caller).await,
-        Method::TasksResubscribe => {
-            tasks::resubscribe(app, id, req.params()?, caller, last_event_id).await
-        }
-        Method::TasksList => tasks::list(app, id, req.params_or_default()?, caller).await,
-        Method::TasksFeedback => tasks::feedback(app, id, req.params()?, caller).await,
-        Method::GetAuthenticatedExtendedCard => tasks::extended_card(app, id),
-        Method::PushConfigSet => push::set(app, id, req.params()?, caller).await,
-        Method::PushConfigGet => push::get(app, id, req.params()?, caller).await,
-        Method::PushConfigList => push::list(app, id, req.params()?, caller).await,
-        Method::PushConfigDelete => push::delete(app, id, req.params()?, caller).await,
-        Method::ContextsList => contexts::list(app, id, req.params_or_default()?, caller).await,
-        Method::ContextsClear => contexts::clear(app, id, req.params()?, caller).await,
+        Params::TasksList(params) => tasks::list(app, id, params, caller).await,
+        Params::TasksFeedback(params) => tasks::feedback(app, id, params, caller).await,
+        Params::GetAuthenticatedExtendedCard => tasks::extended_card(app, id),
+        Params::PushConfigSet(params) => push::set(app, id, params, caller).await,
+        Params::PushConfigGet(params) => push::get(app, id, params, caller).await,
+        Params::PushConfigList(params) => push::list(app, id, params, caller).await,
+        Params::PushConfigDelete(params) => push::delete(app, id, params, caller).await,
+        Params::ContextsList(params) => contexts::list(app, id, params, caller).await,
+        Params::ContextsClear(params) => contexts::clear(app, id, params, caller).await,
     }
 }

@@ -1,5 +1,6 @@
 //! One long-lived agent process: spawn it, write lines to its stdin, read bounded lines
-//! from its stdout (`tokio_util`'s `LinesCodec`), keep the tail of its stderr, kill it (and whatever it started).
+//! from its stdout ([`LineReader`], `tokio_util`'s `LinesCodec`), keep the tail of its
+//! stderr, kill it (and whatever it started).
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
@@ -27,14 +28,49 @@ pub enum LineError {
     Io(#[from] std::io::Error),
 }
 
+/// Bounded lines read from a byte stream (an agent process's stdout): `\n`-terminated, one
+/// trailing `\r` dropped, UTF-8, at most a given number of bytes; a last line without its
+/// `\n` counts.
+pub struct LineReader<R> {
+    /// The start of a line whose end has not arrived yet stays in the frame's buffer, so
+    /// [`LineReader::read_line`] can be dropped mid-line without losing bytes.
+    frames: FramedRead<R, LinesCodec>,
+    /// The line limit `frames`' codec was built with.
+    max_line: usize,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(reader: R) -> LineReader<R> {
+        LineReader {
+            frames: FramedRead::new(reader, LinesCodec::new_with_max_length(usize::MAX)),
+            max_line: usize::MAX,
+        }
+    }
+
+    /// Reads one line (without its `\n`) of at most `max` bytes; `None` at end of output.
+    /// Cancel-safe: a partly read line is kept for the next call.
+    pub async fn read_line(&mut self, max: usize) -> Result<Option<String>, LineError> {
+        if max != self.max_line {
+            // Only the limit changes: bytes already read stay in the frame's buffer.
+            *self.frames.decoder_mut() = LinesCodec::new_with_max_length(max);
+            self.max_line = max;
+        }
+        match self.frames.next().await {
+            None => Ok(None),
+            Some(Ok(line)) => Ok(Some(line)),
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => Err(LineError::TooLong(max)),
+            Some(Err(LinesCodecError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(LineError::NotUtf8)
+            }
+            Some(Err(LinesCodecError::Io(e))) => Err(LineError::Io(e)),
+        }
+    }
+}
+
 pub struct AgentProcess {
     child: Child,
     stdin: ChildStdin,
-    /// Bounded lines; the start of a line whose end has not arrived yet stays in the frame's
-    /// buffer, so [`AgentProcess::read_line`] can be dropped mid-line without losing bytes.
-    stdout: FramedRead<ChildStdout, LinesCodec>,
-    /// The line limit `stdout`'s codec was built with.
-    max_line: usize,
+    stdout: LineReader<ChildStdout>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     stderr_reader: JoinHandle<()>,
     pid: Option<u32>,
@@ -137,8 +173,7 @@ impl AgentProcess {
         Ok(AgentProcess {
             child,
             stdin,
-            stdout: FramedRead::new(stdout, LinesCodec::new_with_max_length(usize::MAX)),
-            max_line: usize::MAX,
+            stdout: LineReader::new(stdout),
             stderr: tail,
             stderr_reader,
             pid,
@@ -166,20 +201,7 @@ impl AgentProcess {
     /// Reads one line (without its `\n`) of at most `max` bytes; `None` at end of output.
     /// Cancel-safe: a partly read line is kept for the next call.
     pub async fn read_line(&mut self, max: usize) -> Result<Option<String>, LineError> {
-        if max != self.max_line {
-            // Only the limit changes: bytes already read stay in the frame's buffer.
-            *self.stdout.decoder_mut() = LinesCodec::new_with_max_length(max);
-            self.max_line = max;
-        }
-        match self.stdout.next().await {
-            None => Ok(None),
-            Some(Ok(line)) => Ok(Some(line)),
-            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => Err(LineError::TooLong(max)),
-            Some(Err(LinesCodecError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(LineError::NotUtf8)
-            }
-            Some(Err(LinesCodecError::Io(e))) => Err(LineError::Io(e)),
-        }
+        self.stdout.read_line(max).await
     }
 
     /// Forgets the stderr seen so far (each task's failure quotes only its own).

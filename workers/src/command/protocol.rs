@@ -103,6 +103,11 @@ pub enum Reply {
 impl Reply {
     /// Parses one stdout line; the error says what is wrong with it.
     pub fn parse(line: &str) -> Result<Reply, String> {
+        // serde reads a tagged enum from an array too (`["result"]`, `["status","hi"]`): the
+        // protocol's lines are objects, nothing else.
+        if !line.trim_start().starts_with('{') {
+            return Err("a protocol line is a JSON object".to_string());
+        }
         serde_json::from_str(line).map_err(|e| e.to_string())
     }
 
@@ -154,5 +159,27 @@ mod tests {
             Reply::parse(r#"{"type":"error"}"#).is_err(),
             "error needs a message"
         );
+        assert_eq!(
+            Reply::parse(" \t{\"type\":\"rejected\"}").unwrap(),
+            Reply::Rejected {
+                reason: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn only_objects_are_protocol_lines() {
+        // Found by the `command_lines` fuzz target: serde takes a tagged enum from an array,
+        // so `["result"]` ended a task with an empty result.
+        for line in [
+            r#"["result"]"#,
+            r#" [ "result" ]"#,
+            r#"["status","Searching"]"#,
+            r#"["error","boom"]"#,
+            "\"result\"",
+            "null",
+        ] {
+            assert!(Reply::parse(line).is_err(), "{line}");
+        }
     }
 }
