@@ -9,7 +9,7 @@ use crate::support;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bindu_schemas::signing::{signing_payload, Form};
 use serde_json::{json, Value};
@@ -504,6 +504,7 @@ mod redis {
     use super::*;
     use bindu::engine::identity::Identity;
     use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn redis_addr() -> String {
