@@ -163,3 +163,109 @@ async fn an_unreachable_server_is_a_clear_error() {
         "{err:?}"
     );
 }
+
+/// What a one-turn task puts on the wire: a new task without a push config is not announced
+/// as `submitted`; its run's held `working` and its outcome travel as ONE message (a JSON
+/// array), the first event marked `opensTask` and flagged with whether the task had push
+/// configs when the outcome was recorded. A send with a push config is announced, flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_turn_task_is_one_event_message_on_the_wire() {
+    use bindu_engine::ledger::Patience;
+    use bindu_engine::store::conformance::user_message;
+    use bindu_engine::store::{
+        status_event as store_status_event, Expect, MemoryStore, SubmitRequest, TaskStore,
+        TaskUpdate,
+    };
+    use bindu_engine::TaskLedger;
+    use bindu_schemas::bus::{subjects, TaskEvent};
+    use bindu_schemas::{PushNotificationConfig, TaskStatus};
+    use std::sync::Arc;
+
+    let server = NatsServer::start();
+    let agent = "wire-agent";
+    let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(options(&server, agent)).await.unwrap());
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let ledger = TaskLedger::new(store.clone(), bus.clone());
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let mut wire = raw.subscribe(subjects::all_events(agent)).await.unwrap();
+    raw.flush().await.unwrap();
+
+    // Accepts `task_id` (with a push config or not), then records its run's outcome with
+    // the held `working`, as a worker does; returns the messages seen for the task.
+    let run = |task_id: &'static str, push: bool| {
+        let ledger = ledger.clone();
+        async move {
+            let request = SubmitRequest {
+                owner: None,
+                task_id: task_id.into(),
+                context_id: None,
+                message: user_message("hi"),
+                push_config: push.then(|| PushNotificationConfig {
+                    url: "https://hooks.example.com/x".into(),
+                    id: Some("c".into()),
+                    token: None,
+                    authentication: None,
+                }),
+            };
+            let submitted = ledger
+                .accept(request, conformance::command_for)
+                .await
+                .unwrap();
+            let now = bindu_engine::time::now_rfc3339();
+            let working = TaskStatus {
+                state: TaskState::Working,
+                message: None,
+                timestamp: Some(now.clone()),
+            };
+            let held = store_status_event(task_id, &submitted.task.context_id, &working, 2, &now);
+            let update = TaskUpdate::new(task_id, Expect::Active)
+                .status(TaskState::Completed, None)
+                .after_run(1, Vec::new());
+            ledger
+                .transition_after(update, Patience::Once, vec![held], true)
+                .await
+                .unwrap();
+        }
+    };
+    let decode = |m: &async_nats::Message| -> Vec<TaskEvent> {
+        if m.payload.first() == Some(&b'[') {
+            serde_json::from_slice(&m.payload).unwrap()
+        } else {
+            vec![serde_json::from_slice(&m.payload).unwrap()]
+        }
+    };
+
+    async fn next(wire: &mut async_nats::Subscriber) -> async_nats::Message {
+        tokio::time::timeout(WAIT, wire.next())
+            .await
+            .expect("a message in time")
+            .expect("subscription open")
+    }
+
+    run("plain", false).await;
+    let m = next(&mut wire).await;
+    let events = decode(&m);
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [2, 3],
+        "no submitted; working and the outcome in one message: {}",
+        String::from_utf8_lossy(&m.payload)
+    );
+    assert!(events[0].opens_task && !events[0].push_configured);
+    assert!(!events[1].opens_task);
+
+    run("hooked", true).await;
+    let first = decode(&next(&mut wire).await);
+    assert_eq!(first.len(), 1, "submitted, announced alone");
+    assert_eq!(first[0].seq, 1);
+    assert!(first[0].push_configured);
+    let outcome = decode(&next(&mut wire).await);
+    assert_eq!(outcome.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert!(outcome[0].opens_task && outcome[0].push_configured);
+    // Nothing else on the wire.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), wire.next())
+            .await
+            .is_err()
+    );
+}
