@@ -32,6 +32,14 @@ fn command(
     process::distributed(role, AGENT, &db.url, &nats.url(), &env)
 }
 
+/// A webhook dispatcher with `push` settings (first, so its consumer exists before the first
+/// event), then an ingress with push notifications on.
+fn front(db: &TestDb, nats: &NatsServer, push: &[(&str, &str)]) -> (Agent, Agent) {
+    let dispatcher = Agent::start(command("dispatcher", db, nats, push));
+    let ingress = Agent::start(command("ingress", db, nats, &[("PUSH__ENABLED", "true")]));
+    (dispatcher, ingress)
+}
+
 type Recorded = Arc<Mutex<Vec<Bytes>>>;
 
 /// A receiver that takes 30 ms per notification.
@@ -72,8 +80,7 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     ];
 
     // The dispatcher comes first, so its consumer exists before the first event.
-    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
-    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
+    let (dispatcher, ingress) = front(&db, &nats, &push);
     let worker = Agent::start(command("worker", &db, &nats, &[]));
     let url = ingress.url();
     let client = patient_client();
@@ -280,8 +287,7 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
         ("PUSH__DESTINATIONS", "loopback"),
         ("PUSH__METRICS_ADDR", metrics_addr.as_str()),
     ];
-    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
-    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
+    let (dispatcher, ingress) = front(&db, &nats, &push);
     let fast = Agent::start(command("worker", &db, &nats, &[]));
     let url = ingress.url();
     let client = patient_client();
@@ -322,8 +328,7 @@ async fn a_config_set_while_queued_survives_a_dispatcher_restart() {
     let db = TestDb::new().await;
     let (hook, recorded) = receiver().await;
     let push = [("PUSH__DESTINATIONS", "loopback")];
-    let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
-    let ingress = Agent::start(command("ingress", &db, &nats, &[("PUSH__ENABLED", "true")]));
+    let (dispatcher, ingress) = front(&db, &nats, &push);
     let url = ingress.url();
     let client = patient_client();
     // No worker yet: the task waits in the queue.
