@@ -73,6 +73,8 @@ impl StreamState {
             return None;
         }
         if let Some(task) = self.first.take() {
+            // A task that has ended gets no more events (a resubscribe with Last-Event-ID 0).
+            self.done = task.status.state.is_terminal();
             return Some(data_event(&self.id, self.after, &task));
         }
         loop {

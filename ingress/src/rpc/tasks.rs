@@ -107,10 +107,14 @@ pub(crate) async fn resubscribe(
         )));
     }
     Ok(Reply::Stream(match resume {
-        Some(after) => {
+        // A client that saw an event has seen the task's first one (a stream opens with the
+        // task): the bus holds everything after it. Last-Event-ID 0 means nothing was seen,
+        // and a new task's `submitted` goes on the bus only when a webhook needs it, so such a
+        // client gets the snapshot first, then what follows it, as without the header.
+        Some(after) if after > 0 => {
             crate::sse::resume_stream(app, id.clone(), params.id, None, after, events, None)
         }
-        None => crate::sse::task_stream(
+        _ => crate::sse::task_stream(
             app,
             id.clone(),
             snapshot.task,

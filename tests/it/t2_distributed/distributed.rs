@@ -368,6 +368,23 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
         "{replayed:?}"
     );
     assert_eq!(replayed[0]["result"]["status"]["state"], "working");
+    // Last-Event-ID 0: nothing seen yet, so the task first (its `submitted` event was never
+    // on the bus: no webhook), then everything after it.
+    let replay = c
+        .post(ingress_b.url())
+        .header("Last-Event-ID", "0")
+        .json(&json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/resubscribe", "params": {"id": sid}}))
+        .send()
+        .await
+        .unwrap();
+    let replayed = sse(replay).await;
+    assert_eq!(replayed[0]["result"]["kind"], "task", "{replayed:?}");
+    assert_eq!(replayed[0]["result"]["id"], sid.as_str(), "{replayed:?}");
+    let last = replayed.last().unwrap();
+    assert_eq!(
+        last["result"]["status"]["state"], "completed",
+        "{replayed:?}"
+    );
 
     long.stop();
     ingress_b.stop();
