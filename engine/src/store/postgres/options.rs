@@ -33,7 +33,7 @@ impl PostgresOptions {
             batch_max: 512,
             batch_linger: Duration::from_millis(1),
             timeout: Duration::from_secs(5),
-            writers: 2,
+            writers: 1,
             count_interval: Duration::from_secs(60),
         }
     }
