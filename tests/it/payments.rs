@@ -733,3 +733,148 @@ async fn the_fake_facilitator_speaks_supported() {
     let s = f.supported().await.unwrap();
     assert_eq!(s.kinds[0].network, "eip155:84532");
 }
+
+/// 27, and the order of item 3: the caller is authenticated before its payment is looked
+/// at. An unauthenticated caller with a valid payment gets 401; nothing is verified and
+/// the nonce is not burned, so the same payment pays once the caller authenticates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_is_authenticated_before_the_payment_is_checked() {
+    let (hydra, hydra_addr) = crate::support::hydra::fake_hydra().await;
+    let hydra_url = format!("http://{hydra_addr}");
+    hydra.token(
+        "svc-token",
+        "svc-client",
+        json!(crate::support::hydra::now() + 3600),
+        "agent:write",
+    );
+    let p = Priced::start(
+        &[("auth.enabled", "true"), ("hydra.admin_url", &hydra_url)],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    let payment = p.pay();
+    let (status, _, body) = p.send_paid("payment-signature", payment.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(p.fac.verifies.load(Ordering::SeqCst), 0);
+    let (status, _, body) = p
+        .post(
+            "message/send",
+            json!({"message": user_message("x")}),
+            &[("authorization", "Bearer svc-token".into())],
+        )
+        .await;
+    assert_eq!(status, 402, "authenticated, unpaid: {body}");
+    let (status, _, body) = p
+        .post(
+            "message/send",
+            json!({"message": user_message("paid work")}),
+            &[
+                ("authorization", "Bearer svc-token".into()),
+                ("payment-signature", payment),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["status"]["state"], "completed");
+}
+
+/// Payments by outcome and settlement latency on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_are_counted_by_outcome() {
+    let p = Priced::echo().await;
+    let _ = p
+        .post("message/send", json!({"message": user_message("x")}), &[])
+        .await;
+    let (status, _, _) = p.send_paid("payment-signature", p.pay()).await;
+    assert_eq!(status, 200);
+    let (_, _, text) = p.srv.get("/metrics").await;
+    for line in [
+        "bindu_payments_verified_total{outcome=\"required\"} 1",
+        "bindu_payments_verified_total{outcome=\"verified\"} 1",
+        "bindu_payment_settlements_total{outcome=\"settled\"} 1",
+        "bindu_payment_settle_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+}
+
+/// A priced agent's separate ingress (or a `bindu serve` on a shared bus) refuses to start
+/// without Redis: a replay guard in each process's memory would let a payment through once
+/// per replica.
+#[test]
+fn a_priced_agent_with_several_processes_needs_redis() {
+    let mut c = bindu::Config::from_settings(&[("x402.pay_to", PAY_TO)]).unwrap();
+    c.agent.execution_cost = vec![PriceOption::usdc("0.01")];
+    assert!(
+        c.payments_problem(bindu::Role::Serve).is_none(),
+        "one process"
+    );
+    assert!(
+        c.payments_problem(bindu::Role::Worker).is_none(),
+        "workers claim nothing"
+    );
+    assert!(c
+        .payments_problem(bindu::Role::Ingress)
+        .unwrap()
+        .contains("REDIS_URL"));
+    c.scheduler.kind = bindu::BusKind::Nats;
+    assert!(c.payments_problem(bindu::Role::Serve).is_some());
+    c.cache.redis_url = Some("redis://127.0.0.1:6379".to_string().into());
+    assert!(c.payments_problem(bindu::Role::Ingress).is_none());
+    c.agent.execution_cost.clear();
+    c.cache.redis_url = None;
+    assert!(
+        c.payments_problem(bindu::Role::Ingress).is_none(),
+        "a free agent"
+    );
+}
+
+/// T2: the replay guard in Redis, shared by two replicas; a Redis that stops answering
+/// refuses payments (fail closed) and takes them again once it is back.
+#[cfg(feature = "t2-redis")]
+mod redis {
+    use super::*;
+    use crate::support::redis_proxy::Proxy;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_share_the_nonces_and_an_outage_refuses_payments() {
+        let proxy = Proxy::start().await;
+        let ns = format!("x402-{}", uuid::Uuid::new_v4().simple());
+        let settings = [
+            ("cache.redis_url", proxy.url.as_str()),
+            ("cache.redis_timeout_ms", "300"),
+            ("storage.namespace", ns.as_str()),
+        ];
+        let a = Priced::start(&settings, Arc::new(bindu::EchoHandler::default())).await;
+        let b = Priced::start(&settings, Arc::new(bindu::EchoHandler::default())).await;
+        let payment = a.pay();
+        let (status, _, body) = a.send_paid("payment-signature", payment.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, _, body) = b.send_paid("x-payment", payment).await;
+        assert_eq!(status, 402, "a replay on the other replica: {body}");
+        assert!(error_of(&body).contains("replay"));
+
+        proxy.hang(true);
+        let fresh = a.pay();
+        let (status, _, body) = a.send_paid("payment-signature", fresh).await;
+        assert_eq!(status, 503, "fail closed: {body}");
+        assert_eq!(a.fac.verifies.load(Ordering::SeqCst), 1, "not verified");
+        assert_eq!(a.tasks().await, 1);
+        proxy.hang(false);
+        // Back once a PING answers (every half second while down). The claim that timed
+        // out may still have landed when Redis woke up: that payment then counts as used
+        // (nothing was verified or settled; the payer signs a new one), so each try pays
+        // anew.
+        let mut paid = false;
+        for _ in 0..40 {
+            let (status, _, _) = a.send_paid("payment-signature", a.pay()).await;
+            if status == 200 {
+                paid = true;
+                break;
+            }
+            assert_eq!(status, 503);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(paid, "payments are taken again once Redis answers");
+    }
+}
