@@ -41,6 +41,7 @@ pub use admin::{list_dead_letters, replay_dead_letters};
 pub use agent::{Agent, AgentBuilder};
 pub use backends::{build_bus, build_dead_letters, build_store, load_identity, tls_config};
 pub use bindu_engine as engine;
+pub use bindu_engine::x402::PriceOption;
 pub use bindu_schemas as schemas;
 pub use bindu_workers::dispatcher::notification::{
     verify as verify_notification, VerifyError as NotificationVerifyError,

@@ -620,15 +620,15 @@ async fn events_within(
     buf: &mut String,
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, resp.chunk()).await {
-            Ok(Ok(Some(bytes))) => buf.push_str(&String::from_utf8_lossy(&bytes)),
-            _ => break,
-        }
+    // Until the stream ends or the deadline passes.
+    while let Ok(Ok(Some(bytes))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+        buf.push_str(&String::from_utf8_lossy(&bytes));
     }
     buf.lines()
         .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| serde_json::from_str::<Value>(d.trim()).unwrap()["result"].clone())
+        // A line cut by the end of a read is read whole by the next call (same `buf`).
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .map(|v| v["result"].clone())
         .collect()
 }
 

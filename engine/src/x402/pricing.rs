@@ -564,7 +564,10 @@ mod tests {
             PriceOption::usdc("0.0000001"),
             PriceOption::usdc("0.01").pay_to("0xServerWalletAddressHere"),
         ] {
-            assert!(Pricing::new(&[bad.clone()], &config).is_err(), "{bad:?}");
+            assert!(
+                Pricing::new(std::slice::from_ref(&bad), &config).is_err(),
+                "{bad:?}"
+            );
         }
         let unpaid = X402Config::default();
         assert!(Pricing::new(&[PriceOption::usdc("0.01")], &unpaid)

@@ -322,7 +322,7 @@ fn hostile_payments_are_refused_with_their_code() {
     for bad in [
         flip,
         high_s,
-        format!("{}", &s[..s.len() - 2]),
+        s[..s.len() - 2].to_string(),
         format!("{s}00"),
         format!("{}1d", &s[..s.len() - 2]),
         hex0x(&[0u8; 65]),

@@ -171,8 +171,8 @@ impl ReplayGuard {
         if inner.seen.len() >= self.capacity {
             return;
         }
-        if !inner.seen.contains_key(&key) {
-            inner.seen.insert(key, until);
+        if let std::collections::hash_map::Entry::Vacant(e) = inner.seen.entry(key) {
+            e.insert(until);
             inner.expiries.push(std::cmp::Reverse((until, key)));
         }
     }
