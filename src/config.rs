@@ -542,6 +542,22 @@ impl Config {
         let mut out = bindu_engine::config::render(self, &keys(), &self.sources);
         let skills: Vec<&str> = self.agent.skills.iter().map(|s| s.id.as_str()).collect();
         out.push_str(&format!("# agent.skills: {}\n", skills.join(", ")));
+        let prices: Vec<String> = self
+            .agent
+            .execution_cost
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} on {}",
+                    p.amount,
+                    p.token,
+                    p.network.as_deref().unwrap_or(&self.x402.default_network)
+                )
+            })
+            .collect();
+        if !prices.is_empty() {
+            out.push_str(&format!("# agent.execution_cost: {}\n", prices.join(" | ")));
+        }
         out
     }
 }
