@@ -175,6 +175,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Prices every task (x402): each call adds one way to pay, e.g.
+    /// `PriceOption::usdc("0.01").on("base-sepolia").pay_to("0x…")`. Protected methods then
+    /// answer HTTP 402 until paid (see the README's Payments section).
+    pub fn price(self, option: bindu_engine::x402::PriceOption) -> Self {
+        self.configure(|c| c.agent.execution_cost.push(option))
+    }
+
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
         self

@@ -13,6 +13,7 @@ use bindu_engine::config::{
     Layers, MtlsMode, Section,
 };
 use bindu_engine::config::{key, secret};
+use bindu_engine::x402::{Pricing, X402Config};
 use bindu_ingress::options::{
     AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
 };
@@ -368,6 +369,7 @@ sections! {
     mtls: MtlsConfig,
     cache: CacheConfig,
     hydra: HydraConfig,
+    x402: X402Config,
     identity: IdentityConfig,
     storage: StorageConfig,
     scheduler: SchedulerConfig,
@@ -460,6 +462,9 @@ impl Config {
                 _ => {}
             }
         }
+        if let Err(e) = self.pricing() {
+            return err("agent.execution_cost", "agent.execution_cost", &e);
+        }
         if self.scheduler.kind == BusKind::Nats && self.nats.url.is_none() {
             return err(
                 "nats.url / NATS_URL",
@@ -489,6 +494,21 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The agent's price (x402): `None` when it is free (no `agent.execution_cost`).
+    pub fn pricing(&self) -> std::result::Result<Option<Pricing>, String> {
+        Pricing::new(&self.agent.execution_cost, &self.x402)
+    }
+
+    /// Why this configuration cannot take payments in `role`, if so: every ingress of a
+    /// priced agent that is not the only process must share the payment replay guard in
+    /// Redis (a guard in each process's memory would let one payment through on each).
+    pub fn payments_problem(&self, role: crate::Role) -> Option<String> {
+        let priced = !self.agent.execution_cost.is_empty();
+        let alone = role == crate::Role::Serve && self.scheduler.kind == BusKind::Memory;
+        (priced && role != crate::Role::Worker && !alone && self.cache.redis_url.is_none())
+            .then(|| "a priced agent (agent.execution_cost) with more than one process needs REDIS_URL: its ingress replicas claim each payment's nonce in Redis, so a payment cannot be replayed on another replica".to_string())
     }
 
     /// Why this configuration cannot run as separate ingress or worker processes, if so.
@@ -522,6 +542,22 @@ impl Config {
         let mut out = bindu_engine::config::render(self, &keys(), &self.sources);
         let skills: Vec<&str> = self.agent.skills.iter().map(|s| s.id.as_str()).collect();
         out.push_str(&format!("# agent.skills: {}\n", skills.join(", ")));
+        let prices: Vec<String> = self
+            .agent
+            .execution_cost
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} on {}",
+                    p.amount,
+                    p.token,
+                    p.network.as_deref().unwrap_or(&self.x402.default_network)
+                )
+            })
+            .collect();
+        if !prices.is_empty() {
+            out.push_str(&format!("# agent.execution_cost: {}\n", prices.join(" | ")));
+        }
         out
     }
 }

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use bindu_engine::config::MtlsMode;
 use bindu_engine::identity::Identity;
+use bindu_engine::x402::Facilitator;
 use bindu_engine::{Bus, TaskStore};
 use bindu_ingress::auth::setup::AuthSections;
 use bindu_ingress::card::{CardCapabilities, CardParts};
+use bindu_ingress::payments::{nonces, AgentParty, Payments};
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_workers::dispatcher::DispatcherMetrics;
+use bindu_workers::payments::SettlementMetrics;
 use tokio::net::TcpListener;
 
 use crate::agent::Capabilities;
@@ -30,6 +33,11 @@ pub(crate) struct HttpParts {
     pub requested: Capabilities,
     /// The dispatcher's metrics, shown on `/metrics`, when it runs in this process.
     pub dispatcher_metrics: Option<DispatcherMetrics>,
+    /// The workers' payment settlements, shown on `/metrics` when they run in this process
+    /// for a priced agent.
+    pub settlement_metrics: Option<SettlementMetrics>,
+    /// The x402 facilitator (`/verify` for a priced agent).
+    pub facilitator: Arc<dyn Facilitator>,
 }
 
 /// Binds and starts serving on `supervisor`; the bound address and the card's base URL.
@@ -63,6 +71,9 @@ pub(crate) async fn start(
         // Only when notifications are really delivered (here or by `bindu dispatcher`).
         push_notifications: config.push_enabled() && parts.requested.push_notifications,
     };
+    let pricing = config
+        .pricing()
+        .map_err(|e| Error::backend("agent.execution_cost", e))?;
     let cards = bindu_ingress::card::compose(CardParts {
         agent: &config.agent,
         identity: &parts.identity,
@@ -70,6 +81,7 @@ pub(crate) async fn start(
         capabilities,
         client_certs: config.mtls.client_certs(),
         bearer: config.auth.enabled,
+        payments: pricing.as_ref().map(|p| p.accepts.as_slice()),
     })
     .map_err(Error::Card)?;
     let auth = bindu_ingress::auth::setup::from_config(
@@ -109,6 +121,31 @@ pub(crate) async fn start(
     if let Some(m) = &parts.dispatcher_metrics {
         ingress = ingress.with_metrics(|registry| m.register(registry));
     }
+    if let Some(m) = &parts.settlement_metrics {
+        ingress = ingress.with_metrics(|registry| m.register(registry));
+    }
+    if let Some(pricing) = pricing {
+        let guard = payment_nonces(config, &parts.namespace).await?;
+        tracing::info!(
+            options = pricing.accepts.len(),
+            settle = %config.x402.settle,
+            nonces = guard.backend(),
+            "priced agent: protected methods need an x402 payment"
+        );
+        let agent = AgentParty {
+            name: config.agent.name.clone(),
+            description: config.agent.description.clone(),
+            base_url: base_url.clone(),
+            did: parts.identity.did.clone(),
+        };
+        ingress = ingress.with_payments(Payments::new(
+            pricing.accepts,
+            config.x402.protected_methods.clone(),
+            parts.facilitator.clone(),
+            guard,
+            agent,
+        ));
+    }
     if config.mtls.client_certs() && config.mtls.mode == MtlsMode::Mtls {
         tracing::warn!(
             "MTLS__MODE=mtls: the client certificate alone identifies callers; no token and no DID request signature is checked"
@@ -135,6 +172,30 @@ pub(crate) async fn start(
     }
     tracing::info!(%local_addr, url = %base_url, "agent listening");
     Ok((local_addr, base_url))
+}
+
+/// The payment replay guard: Redis when `REDIS_URL` is set (shared by every replica),
+/// else this process's memory (the single-process mode; `launch` refuses the others).
+async fn payment_nonces(config: &Config, namespace: &str) -> Result<Arc<dyn nonces::NonceGuard>> {
+    use secrecy::ExposeSecret;
+    Ok(match &config.cache.redis_url {
+        Some(url) => {
+            let prefix = format!(
+                "bindu:{}:x402:",
+                bindu_schemas::bus::subjects::token(namespace)
+            );
+            let redis = bindu_ingress::auth::shared::RedisState::connect(
+                url.expose_secret(),
+                &prefix,
+                config.cache.redis_options(),
+            )
+            .await
+            .map_err(|e| Error::backend("payment replay guard (REDIS_URL)", e))?;
+            Arc::new(nonces::SharedNonces::new(Arc::new(redis)))
+        }
+        // Far more live authorizations than one process takes in a timeout window.
+        None => Arc::new(nonces::LocalNonces::new(1_000_000)),
+    })
 }
 
 /// `BINDU_DEPLOYMENT_URL`, else the bound address (loopback for an unspecified host).

@@ -41,6 +41,7 @@ pub use admin::{list_dead_letters, replay_dead_letters};
 pub use agent::{Agent, AgentBuilder};
 pub use backends::{build_bus, build_dead_letters, build_store, load_identity, tls_config};
 pub use bindu_engine as engine;
+pub use bindu_engine::x402::PriceOption;
 pub use bindu_schemas as schemas;
 pub use bindu_workers::dispatcher::notification::{
     verify as verify_notification, VerifyError as NotificationVerifyError,
@@ -175,6 +176,12 @@ pub(crate) async fn launch_with(
             });
         }
     }
+    if let Some(why) = config.payments_problem(role) {
+        return Err(Error::NotDistributed {
+            role: role.command(),
+            why,
+        });
+    }
     let handler = match (role.runs_workers(), handler) {
         (true, None) => return Err(Error::NoHandler("a worker needs a handler")),
         (runs, handler) => handler.filter(|_| runs),
@@ -203,6 +210,19 @@ pub(crate) async fn launch_with(
     } else {
         None
     };
+    // Workers settle whatever payment a command carries (x402).
+    let settlement = bindu_workers::payments::Settlement {
+        facilitator: Arc::new(
+            bindu_engine::x402::HttpFacilitator::new(
+                &config.x402.facilitator_url,
+                config.x402.facilitator_timeout,
+            )
+            .map_err(|e| Error::backend("x402 facilitator (X402__FACILITATOR_URL)", e))?,
+        ),
+        mode: config.x402.settle,
+        timeout: config.x402.facilitator_timeout,
+        metrics: Default::default(),
+    };
     let (local_addr, base_url) = if role.serves_http() {
         let parts = http::HttpParts {
             store: store.clone(),
@@ -211,6 +231,9 @@ pub(crate) async fn launch_with(
             namespace: namespace.clone(),
             requested,
             dispatcher_metrics,
+            settlement_metrics: (role.runs_workers() && !config.agent.execution_cost.is_empty())
+                .then(|| settlement.metrics.clone()),
+            facilitator: settlement.facilitator.clone(),
         };
         let (addr, url) = http::start(&config, parts, &mut supervisor).await?;
         (Some(addr), url)
@@ -225,7 +248,8 @@ pub(crate) async fn launch_with(
             handler,
             config.worker.pool_options(heartbeat),
         )
-        .with_identity(identity);
+        .with_identity(identity)
+        .with_payments(settlement);
         let stop = supervisor.part_token();
         supervisor.workers(stop.clone(), pool.run(stop));
     }

@@ -14,6 +14,7 @@
 //! - [`time`]: timestamps as the wire wants them, and unix seconds.
 //! - [`retry`]: back-off with jitter, cancellable, and `Retry-After`.
 //! - [`sse`]: reading server-sent event streams (bounded), for every client in the workspace.
+//! - [`x402`]: payments: pricing, local verification of a payment, the facilitator port.
 
 pub mod bus;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod x402;
 
 pub use bus::{Bus, BusError};
 pub use ledger::TaskLedger;

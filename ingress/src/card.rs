@@ -88,6 +88,8 @@ pub struct CardParts<'a> {
     pub client_certs: bool,
     /// Bearer tokens are required (`AUTH__ENABLED`).
     pub bearer: bool,
+    /// A priced agent's `accepts[]` (x402): the card lists the a2a-x402 extension, required.
+    pub payments: Option<&'a [bindu_schemas::x402::PaymentRequirements]>,
 }
 
 /// The cards an ingress serves and its DID document.
@@ -108,6 +110,7 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         capabilities,
         client_certs,
         bearer,
+        payments,
     } = parts;
     let mut card = build_card(agent, base_url, capabilities);
     card.capabilities.extensions = Some(vec![AgentExtension {
@@ -125,6 +128,21 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         .as_object()
         .cloned(),
     }]);
+    if let (Some(accepts), Some(extensions)) = (payments, card.capabilities.extensions.as_mut()) {
+        extensions.push(AgentExtension {
+            uri: bindu_schemas::x402::EXTENSION_URI.into(),
+            description: Some(
+                "x402 payments: protected methods need an x402 v2 payment (PAYMENT-SIGNATURE or X-PAYMENT header); without one the answer is HTTP 402 with these requirements".into(),
+            ),
+            required: Some(true),
+            params: serde_json::json!({
+                "x402Version": bindu_schemas::x402::X402_VERSION,
+                "accepts": accepts,
+            })
+            .as_object()
+            .cloned(),
+        });
+    }
     let did = DidInfo {
         did: identity.did.clone(),
         aliases: vec![identity.did_key()],

@@ -19,6 +19,8 @@
 //! | DID not admitted, certificate, signature | 403 | Bindu's `{"error", "reason"}` / `{"error", "details"}` |
 //! | `/did/resolve` | 400, 404, 413 | -32602, -32700, -32600 |
 //! | no route | 404 | `{"error", "hint"}` |
+//! | no payment, or a refused one (a priced agent) | 402 + `PAYMENT-REQUIRED` | x402 `PaymentRequired` |
+//! | payment replay guard or facilitator unavailable | 503 | -32603 |
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -109,6 +111,10 @@ pub enum EdgeError {
     NoRoute {
         path: String,
     },
+    /// A priced method without an acceptable payment: x402's 402 answer.
+    PaymentRequired(Box<bindu_schemas::x402::PaymentRequired>),
+    /// The payment could not be checked (replay guard or facilitator down).
+    PaymentUnavailable(String),
 }
 
 /// Why a DID request signature was refused (the `reason` clients see).
@@ -338,6 +344,8 @@ impl IntoResponse for EdgeError {
                 code::PARSE_ERROR,
                 format!("expected {{\"did\": \"…\"}}: {why}"),
             ),
+            E::PaymentRequired(body) => crate::payments::payment_required_response(&body),
+            E::PaymentUnavailable(why) => unavailable(&why),
             E::NoRoute { path } => legacy(
                 StatusCode::NOT_FOUND,
                 json!({
@@ -470,6 +478,11 @@ mod tests {
             (EdgeError::TokenNotUsable("x"), 401, code::INVALID_TOKEN),
             (EdgeError::AuthorityUnavailable, 503, code::INTERNAL_ERROR),
             (EdgeError::ReplayGuardFull, 503, code::INTERNAL_ERROR),
+            (
+                EdgeError::PaymentUnavailable("x".into()),
+                503,
+                code::INTERNAL_ERROR,
+            ),
             (EdgeError::AgentHasNoDid, 404, code::INVALID_PARAMS),
             (EdgeError::DidRequired, 400, code::INVALID_PARAMS),
             (

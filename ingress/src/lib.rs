@@ -8,6 +8,7 @@
 //! - [`state`]: the [`Ingress`] state every handler shares, and [`IngressOptions`].
 //! - [`rpc`]: `POST /`: envelope validation, one module per method family.
 //! - [`auth`]: Bearer tokens (Hydra introspection), DID request signatures, replay guard.
+//! - [`payments`]: x402: the 402 answer, local checks, the nonce guard, `/verify`.
 //! - [`tls`]: HTTPS, mutual TLS and the client certificate as the caller.
 //! - [`error`]: the one place refusals become HTTP answers ([`error::EdgeError`]) and
 //!   internal errors become JSON-RPC errors.
@@ -32,6 +33,7 @@ pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod options;
+pub mod payments;
 pub mod router;
 pub mod rpc;
 pub mod server;

@@ -191,6 +191,9 @@ pub struct AgentConfig {
     pub extended_card_file: Option<PathBuf>,
     /// The echo skill when none are given.
     pub skills: Vec<AgentSkill>,
+    /// The price of a task (`[[agent.execution_cost]]`, x402): each option is one way to
+    /// pay; none (the default) makes the agent free.
+    pub execution_cost: Vec<bindu_engine::x402::PriceOption>,
 }
 
 impl Default for AgentConfig {
@@ -213,6 +216,7 @@ impl Default for AgentConfig {
                 output_modes: None,
                 security: None,
             }],
+            execution_cost: Vec::new(),
         }
     }
 }

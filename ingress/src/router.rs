@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::EdgeError;
 use crate::server::ConnectionLimits;
 use crate::state::Ingress;
-use crate::{auth, did, guard, health, rpc, tls};
+use crate::{auth, did, guard, health, payments, rpc, tls};
 
 impl Ingress {
     /// The HTTP routes.
@@ -38,10 +38,20 @@ impl Ingress {
                 self.inner.allowed_hosts.clone(),
                 guard::layer,
             ));
+        // A priced agent echoes the x402 extension to the clients that activate it.
+        let priced = self.inner.payments.get().is_some();
+        let rpc = rpc.route_layer(axum::middleware::from_fn_with_state(
+            priced,
+            payments::extensions_layer,
+        ));
+        let card = get(agent_card).route_layer(axum::middleware::from_fn_with_state(
+            priced,
+            payments::extensions_layer,
+        ));
         Router::new()
             .route("/", rpc)
-            .route("/.well-known/agent-card.json", get(agent_card))
-            .route("/.well-known/agent.json", get(agent_card))
+            .route("/.well-known/agent-card.json", card.clone())
+            .route("/.well-known/agent.json", card)
             .route(
                 "/did/resolve",
                 get(did::resolve_get)

@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub auth: std::sync::OnceLock<crate::auth::Auth>,
     pub certificate_auth: std::sync::OnceLock<crate::tls::CertificateAuth>,
+    /// A priced agent's payment gate.
+    pub payments: std::sync::OnceLock<crate::payments::Payments>,
     pub started: Instant,
     pub shutdown: CancellationToken,
 }
@@ -104,6 +106,7 @@ impl Ingress {
                 metrics: Metrics::new(),
                 auth: std::sync::OnceLock::new(),
                 certificate_auth: std::sync::OnceLock::new(),
+                payments: std::sync::OnceLock::new(),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -117,6 +120,16 @@ impl Ingress {
             auth.register_metrics(inner.metrics.registry_mut());
         }
         let _ = self.inner.auth.set(auth);
+        self
+    }
+
+    /// Prices the protected methods (x402): call before [`Ingress::router`]. The first call
+    /// wins.
+    pub fn with_payments(mut self, payments: crate::payments::Payments) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            payments.register_metrics(inner.metrics.registry_mut());
+        }
+        let _ = self.inner.payments.set(payments);
         self
     }
 

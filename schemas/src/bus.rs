@@ -42,6 +42,10 @@ pub struct TaskCommand {
     /// inline limit: the worker reads it from the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Message>>,
+    /// The payment the ingress verified for this run (a priced agent): the worker settles it
+    /// once the handler has succeeded, before the result is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<crate::x402::PaymentCommand>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -7,10 +7,12 @@
 //! - [`bus`]: the public bus contract: task commands and task events with per-task
 //!   sequence numbers, and the subject names other services can subscribe to.
 //! - [`signing`]: the canonical bytes of a DID-signed request (Bindu's scheme).
+//! - [`x402`]: the x402 v2 payment objects (402 body, payment payload, facilitator answers).
 
 pub mod a2a;
 pub mod bus;
 pub mod jsonrpc;
 pub mod signing;
+pub mod x402;
 
 pub use a2a::*;

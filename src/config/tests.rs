@@ -230,3 +230,58 @@ fn every_value_survives_a_second_layering() {
     assert_eq!(again.auth.allowed_dids, ["did:a", "did:b"]);
     assert_eq!(again.worker.task_timeout, None);
 }
+
+#[test]
+fn prices_are_checked_with_the_x402_section_and_shown() {
+    use bindu_engine::x402::PriceOption;
+    let mut c = Config::load(
+        None,
+        &env(&[
+            ("X402_PAY_TO", "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"),
+            ("X402__PROTECTED_METHODS", "message/send"),
+            ("X402__SETTLE", "Before"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.pricing().unwrap(), None, "free by default");
+    assert_eq!(c.x402.protected_methods, ["message/send"]);
+    assert_eq!(c.x402.settle, bindu_engine::x402::SettleMode::Before);
+    c.agent.execution_cost = vec![PriceOption::usdc("$0.25").on("base")];
+    let accepts = c.pricing().unwrap().unwrap().accepts;
+    assert_eq!(
+        (accepts[0].amount.as_str(), accepts[0].network.as_str()),
+        ("250000", "eip155:8453")
+    );
+    assert!(c
+        .render()
+        .contains("# agent.execution_cost: $0.25 USDC on base"));
+    let again = c.relayer("flag Agent::builder", None).unwrap();
+    assert_eq!(again.agent.execution_cost, c.agent.execution_cost);
+    c.agent.execution_cost = vec![PriceOption::usdc("0.0000001")];
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.key, "agent.execution_cost");
+    for (var, value) in [
+        ("X402__PROTECTED_METHODS", "tasks/get"),
+        ("X402_PAY_TO", "0xServerWalletAddressHere"),
+        ("X402__SETTLE", "later"),
+        ("X402__DEFAULT_NETWORK", "solana"),
+        ("X402__FACILITATOR_URL", "ftp://x"),
+        ("X402__MAX_TIMEOUT_SECONDS", "5"),
+    ] {
+        let e = Config::load(None, &env(&[(var, value)]), &[]).unwrap_err();
+        assert!(e.key.contains(var), "{var}={value}: {e}");
+    }
+    // A TOML file prices the agent.
+    let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("paid.toml");
+    std::fs::write(
+        &file,
+        "[[agent.execution_cost]]\namount = \"0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"0x742d35Cc6634C0532925a3b844Bc454e4438f44e\"\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&file), &env(&[]), &[]).unwrap();
+    assert_eq!(c.pricing().unwrap().unwrap().accepts[0].amount, "10000");
+    std::fs::remove_dir_all(dir).ok();
+}

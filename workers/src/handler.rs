@@ -183,6 +183,9 @@ pub struct Emitter {
     /// What the run announced so far (held across numbering and publishing, so events of
     /// concurrent calls keep their order).
     pub(crate) run: Arc<tokio::sync::Mutex<RunLog>>,
+    /// A paid run that settles after the handler: chunks are kept back (not announced)
+    /// until the payment settled, and dropped if it does not.
+    pub(crate) withhold: bool,
 }
 
 /// The events a run announced before its outcome is recorded.
@@ -198,6 +201,8 @@ pub(crate) struct RunLog {
     /// fast run announces it in one bus message with its outcome); announced ahead of the
     /// next event.
     pub(crate) held: Vec<TaskEvent>,
+    /// Chunks of a paid run kept back until its payment settled (not numbered yet).
+    pub(crate) withheld: Vec<ArtifactChunk>,
 }
 
 impl RunLog {
@@ -289,7 +294,9 @@ impl Emitter {
             append,
             last_chunk,
         };
-        {
+        if self.withhold {
+            self.run.lock().await.withheld.push(chunk);
+        } else {
             let mut run = self.run.lock().await;
             let seq = run.last_seq + 1;
             let event =

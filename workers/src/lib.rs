@@ -11,6 +11,8 @@
 //!   compare-and-set writes, cancellation, graceful drain.
 //! - [`options`]: the `[worker]`, `[openai]`, `[push]` and `[webhook]` configuration
 //!   sections, with the built-in handler they name ([`options::HandlerKind`]).
+//! - [`payments`]: fair settlement of paid tasks (x402): settle after the handler
+//!   succeeded, release the result only then.
 //! - [`dispatcher`]: the webhook [`Dispatcher`]: push notifications from its own durable
 //!   consumer of task events.
 
@@ -20,6 +22,7 @@ pub mod echo;
 pub mod handler;
 pub mod openai;
 pub mod options;
+pub mod payments;
 pub mod pool;
 
 pub use command::{CommandHandler, CommandOptions};

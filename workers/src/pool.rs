@@ -38,6 +38,8 @@ use tracing::Instrument;
 use crate::handler::{
     check_parts, part_size, Emitter, Handler, HandlerInput, HandlerOutput, OutputBudget, RunLog,
 };
+use crate::payments::{self, Settlement};
+use bindu_engine::x402::SettleMode;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -86,6 +88,8 @@ struct Inner {
     /// a command for one is checked against the store before it runs.
     canceled: std::sync::Mutex<RecentIds>,
     identity: Option<Arc<Identity>>,
+    /// Settles the payments of paid tasks (x402).
+    settlement: Option<Settlement>,
 }
 
 /// A bounded set of recently seen ids (oldest forgotten first).
@@ -145,6 +149,7 @@ impl WorkerPool {
                 running: DashMap::new(),
                 canceled: Default::default(),
                 identity: None,
+                settlement: None,
             }),
         }
     }
@@ -154,6 +159,15 @@ impl WorkerPool {
     pub fn with_identity(mut self, identity: Arc<Identity>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.identity = Some(identity);
+        }
+        self
+    }
+
+    /// Settles the payments that paid tasks' commands carry (x402). Without it, a paid
+    /// command's task fails unpaid rather than deliver unpaid work.
+    pub fn with_payments(mut self, settlement: Settlement) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.settlement = Some(settlement);
         }
         self
     }
@@ -263,6 +277,8 @@ enum Outcome {
     Panicked,
     Interrupted,
     TimedOut(Duration),
+    /// A paid run interrupted before its payment authorization could no longer be settled.
+    PaymentExpiring,
 }
 
 impl Inner {
@@ -373,6 +389,25 @@ impl Inner {
                 return None;
             }
         };
+        let payment = cmd.payment.as_ref();
+        let mode = self
+            .settlement
+            .as_ref()
+            .map_or(SettleMode::After, |s| s.mode);
+        // Settled before the run (`X402__SETTLE=before`): a payment that does not settle
+        // fails the task without running the handler.
+        let mut paid_before = None;
+        if let (Some(p), Some(settlement), SettleMode::Before) = (payment, &self.settlement, mode) {
+            match settlement.settle(task_id, p).await {
+                payments::Settled::Yes(r) => paid_before = Some(payments::completed(&r)),
+                other => {
+                    let (metadata, reason) = payments::unpaid(p, &other);
+                    let mut update = failed(task_id, format!("Task failed: {reason}"));
+                    update.metadata = Some(metadata);
+                    return self.record_or_retry(d, task_id, update, Vec::new()).await;
+                }
+            }
+        }
         // `working` is announced, not written: the outcome records the whole run at once.
         // It is held for up to WORKING_HOLD: a run that ends sooner announces it in one bus
         // message with its outcome; the handler's first chunk or status releases it too.
@@ -388,6 +423,7 @@ impl Inner {
             announced: 1,
             streamed: Vec::new(),
             held: vec![event],
+            withheld: Vec::new(),
         }));
         let hold = tokio::time::sleep(WORKING_HOLD);
         tokio::pin!(hold);
@@ -435,6 +471,8 @@ impl Inner {
                 budget: budget.clone(),
                 transcript: Arc::default(),
                 run: run_log.clone(),
+                // A paid run's chunks wait for its settlement.
+                withhold: payment.is_some() && mode == SettleMode::After,
             },
         };
         let emitter = input.emitter.clone();
@@ -443,10 +481,20 @@ impl Inner {
         let mut heartbeat =
             tokio::time::interval(self.options.heartbeat.max(Duration::from_millis(100)));
         heartbeat.tick().await;
+        // A paid run must end while its payment can still be settled (see `payments`).
+        let pay_limit = payment
+            .zip(self.settlement.as_ref())
+            .and_then(|(p, s)| s.run_limit(p));
+        let limit = match (self.options.task_timeout, pay_limit) {
+            (Some(t), Some(p)) if p < t => Some((p, true)),
+            (Some(t), _) => Some((t, false)),
+            (None, Some(p)) => Some((p, true)),
+            (None, None) => None,
+        };
         let deadline = async {
-            match self.options.task_timeout {
+            match limit {
                 Some(limit) => {
-                    tokio::time::sleep(limit).await;
+                    tokio::time::sleep(limit.0).await;
                     limit
                 }
                 None => std::future::pending().await,
@@ -466,13 +514,17 @@ impl Inner {
                     }
                     break Outcome::Interrupted;
                 }
-                limit = &mut deadline => {
-                    tracing::warn!(task_id, limit_secs = limit.as_secs_f64(), "the handler ran past the task timeout; interrupting it");
+                (limit, payment_expiring) = &mut deadline => {
+                    if payment_expiring {
+                        tracing::warn!(task_id, limit_secs = limit.as_secs_f64(), "the paid run would outlive its payment authorization; interrupting it");
+                    } else {
+                        tracing::warn!(task_id, limit_secs = limit.as_secs_f64(), "the handler ran past the task timeout; interrupting it");
+                    }
                     token.cancel();
                     if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
                         run.abort();
                     }
-                    break Outcome::TimedOut(limit);
+                    break if payment_expiring { Outcome::PaymentExpiring } else { Outcome::TimedOut(limit) };
                 }
                 _ = &mut hold, if holding => {
                     holding = false;
@@ -492,19 +544,97 @@ impl Inner {
         };
 
         // No chunk or status is announced after this point (the handler has ended).
-        let (announced, streamed, held) = {
+        let (announced, streamed, held, withheld) = {
             let mut log = run_log.lock().await;
             (
                 log.announced,
                 std::mem::take(&mut log.streamed),
                 std::mem::take(&mut log.held),
+                std::mem::take(&mut log.withheld),
             )
         };
+        let expiring = matches!(outcome, Outcome::PaymentExpiring);
         let mut update =
             outcome_update(task_id, outcome, &budget, &emitter).after_run(announced, streamed);
+        if let Some(p) = payment {
+            update = match paid_before {
+                Some(metadata) => {
+                    update.metadata = Some(metadata);
+                    update
+                }
+                None => {
+                    self.settle_after(task_id, p, update, withheld, expiring)
+                        .await
+                }
+            };
+        }
         if let Some(identity) = &self.identity {
             sign_update(&mut update, identity);
         }
+        self.record_or_retry(d, task_id, update, held).await
+    }
+
+    /// A paid run's outcome once its payment is settled (`X402__SETTLE=after`): a completed
+    /// run is settled and its withheld chunks released; one whose payment does not settle
+    /// fails with the reason and releases nothing; a run that did not complete is not
+    /// charged.
+    async fn settle_after(
+        &self,
+        task_id: &str,
+        p: &bindu_schemas::x402::PaymentCommand,
+        mut update: TaskUpdate,
+        withheld: Vec<ArtifactChunk>,
+        expiring: bool,
+    ) -> TaskUpdate {
+        let completed = matches!(update.status, Some((TaskState::Completed, _)));
+        let Some(settlement) = self.settlement.as_ref().filter(|_| completed) else {
+            let code = if expiring {
+                "EXPIRED_PAYMENT"
+            } else if completed {
+                // No facilitator here: deliver nothing unpaid.
+                let mut unpaid = failed(task_id, "Task failed: this worker cannot settle payments (no x402 facilitator configured); nothing was charged".into())
+                    .after_run(update.announced, Vec::new());
+                unpaid.metadata = Some(payments::not_charged("SETTLEMENT_FAILED"));
+                return unpaid;
+            } else {
+                "TASK_NOT_COMPLETED"
+            };
+            if let Some(s) = &self.settlement {
+                s.metrics
+                    .count(if expiring { "expired" } else { "not_charged" });
+            }
+            tracing::info!(task_id, code, "paid task did not complete; nothing charged");
+            update.metadata = Some(payments::not_charged(code));
+            return update;
+        };
+        match settlement.settle(task_id, p).await {
+            payments::Settled::Yes(receipt) => {
+                update.metadata = Some(payments::completed(&receipt));
+                // Released now: the chunks first, in order, then the result.
+                let mut artifacts = withheld;
+                artifacts.append(&mut update.artifacts);
+                update.artifacts = artifacts;
+                update
+            }
+            other => {
+                let (metadata, reason) = payments::unpaid(p, &other);
+                let mut unpaid = failed(task_id, format!("Task failed: {reason}"))
+                    .after_run(update.announced, Vec::new());
+                unpaid.metadata = Some(metadata);
+                unpaid
+            }
+        }
+    }
+
+    /// Records a run's outcome; `None` when the command was handed back for a retry.
+    async fn record_or_retry(
+        &self,
+        d: &Delivery,
+        task_id: &str,
+        update: TaskUpdate,
+        held: Vec<TaskEvent>,
+    ) -> Option<()> {
+        let announced = update.announced;
         match self.record(update, held.clone()).await {
             Ok(state) => tracing::debug!(task_id, %state, "task finished"),
             Err(StoreError::Conflict { state, .. }) => {
@@ -678,6 +808,12 @@ fn outcome_update(
             return failed(
                 task_id,
                 "Task interrupted: the worker shut down or the task was canceled".into(),
+            )
+        }
+        Outcome::PaymentExpiring => {
+            return failed(
+                task_id,
+                "Task failed: the run would have outlived its payment authorization (validBefore), so it was stopped and nothing was charged; raise X402__MAX_TIMEOUT_SECONDS or use X402__SETTLE=before for longer work".into(),
             )
         }
         Outcome::TimedOut(limit) => {

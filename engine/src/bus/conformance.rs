@@ -23,6 +23,7 @@ pub fn command(task_id: &str) -> TaskCommand {
         issued_at: crate::time::now_rfc3339(),
         version: 1,
         history: None,
+        payment: None,
     }
 }
 
@@ -37,6 +38,7 @@ pub fn command_for(submitted: &crate::store::Submitted) -> TaskCommand {
         issued_at: crate::time::now_rfc3339(),
         version: submitted.version,
         history: submitted.task.history.clone(),
+        payment: None,
     }
 }
 

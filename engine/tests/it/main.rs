@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod vectors;
+mod x402_vectors;
 
 /// T2: the Postgres task store against a real server.
 #[cfg(feature = "t2-postgres")]

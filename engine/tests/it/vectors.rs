@@ -12,7 +12,7 @@ use serde_json::Value;
 /// The shared vectors (`../shared/vectors/` beside the checkout, or `$BINDU_SHARED_DIR`);
 /// the vendored copy in `tests/vectors/` must equal them, and stands in only where no shared
 /// directory exists.
-fn vectors(name: &str) -> Value {
+pub fn vectors(name: &str) -> Value {
     let vendored = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/vectors")
         .join(name);

@@ -108,19 +108,23 @@ pub struct ReplayGuard {
 
 #[derive(Default)]
 struct ReplayInner {
-    seen: std::collections::HashSet<u128>,
+    /// Each live key with the time it is kept until.
+    seen: std::collections::HashMap<u128, i64>,
     expiries: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u128)>>,
 }
 
 impl ReplayInner {
-    /// Drops the signatures whose window closed before `now` (earliest first).
+    /// Drops the signatures whose window closed before `now` (earliest first). A key
+    /// forgotten and seen again since keeps its newer expiry.
     fn forget_expired(&mut self, now: i64) {
         while let Some(std::cmp::Reverse((expiry, k))) = self.expiries.peek().copied() {
             if expiry >= now {
                 break;
             }
             self.expiries.pop();
-            self.seen.remove(&k);
+            if self.seen.get(&k) == Some(&expiry) {
+                self.seen.remove(&k);
+            }
         }
     }
 }
@@ -146,13 +150,13 @@ impl ReplayGuard {
     pub fn check(&self, key: u128, until: i64, now: i64) -> Sighting {
         let mut inner = self.inner.lock();
         inner.forget_expired(now);
-        if inner.seen.contains(&key) {
+        if inner.seen.contains_key(&key) {
             return Sighting::Replayed;
         }
         if inner.seen.len() >= self.capacity {
             return Sighting::Full;
         }
-        inner.seen.insert(key);
+        inner.seen.insert(key, until);
         inner.expiries.push(std::cmp::Reverse((until, key)));
         Sighting::First
     }
@@ -167,9 +171,15 @@ impl ReplayGuard {
         if inner.seen.len() >= self.capacity {
             return;
         }
-        if inner.seen.insert(key) {
+        if let std::collections::hash_map::Entry::Vacant(e) = inner.seen.entry(key) {
+            e.insert(until);
             inner.expiries.push(std::cmp::Reverse((until, key)));
         }
+    }
+
+    /// Forgets `key` (a claim given back: the payment it guarded was refused).
+    pub fn forget(&self, key: u128) {
+        self.inner.lock().seen.remove(&key);
     }
 
     pub fn len(&self) -> usize {

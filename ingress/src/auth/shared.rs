@@ -1,5 +1,6 @@
 //! State shared by every ingress replica through Redis (`REDIS_URL`): token introspections,
-//! caller keys and the replay guard. Without Redis each replica keeps its own bounded caches.
+//! caller keys and the replay guard (and the payment nonces of [`crate::payments`], which
+//! fail closed instead of falling back). Without Redis each replica keeps its own bounded caches.
 //! When Redis is unreachable the layer falls back to the local caches and logs a warning
 //! (availability first; the replay guard then only covers this replica).
 //!
@@ -35,6 +36,8 @@ pub trait SharedState: Send + Sync + 'static {
     async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), String>;
     /// Stores `key` only if absent; true when it was stored (first sighting).
     async fn put_new(&self, key: &str, ttl: Duration) -> Result<bool, String>;
+    /// Deletes `key`.
+    async fn remove(&self, key: &str) -> Result<(), String>;
     /// Up or down now (for `/health` and metrics).
     fn status(&self) -> SharedStatus;
 }
@@ -254,6 +257,12 @@ impl SharedState for RedisState {
             ))
             .await?;
         Ok(stored.is_some())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), String> {
+        self.run(self.client.del::<i64, _>(self.key(key)))
+            .await
+            .map(|_| ())
     }
 
     fn status(&self) -> SharedStatus {

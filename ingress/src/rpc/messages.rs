@@ -17,6 +17,7 @@ use bindu_engine::ledger::AcceptError;
 use bindu_engine::store::{merge_artifact, Access, ArtifactChunk, SubmitRequest};
 use bindu_schemas::bus::{CommandOp, EventBody, TaskCommand, TaskEvent};
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::x402::PaymentCommand;
 use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task};
 use futures::StreamExt;
 
@@ -30,13 +31,19 @@ pub(crate) async fn send(
     params: MessageSendParams,
     caller: Option<String>,
     stream: bool,
+    payment: Option<PaymentCommand>,
 ) -> Result<Reply, JsonRpcError> {
     let inner = &app.inner;
     check_bounds(&params.message, &inner.options)?;
+    let paid = payment.is_some();
     let config = params.configuration.unwrap_or_default();
     let trim = history_length(config.history_length);
     let blocking = config.blocking.unwrap_or(true);
     let mut message = params.message;
+    // Reserved: Bindu reads a verified payment from it, so a client must never set it.
+    if let Some(meta) = &mut message.metadata {
+        meta.remove(bindu_schemas::x402::meta::RESERVED_CONTEXT);
+    }
     let task_id = message
         .task_id
         .clone()
@@ -68,7 +75,7 @@ pub(crate) async fn send(
     };
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
-    let accept = tokio::spawn(accept(app.clone(), request, caller));
+    let accept = tokio::spawn(accept(app.clone(), request, caller, payment));
     let submitted = accept
         .await
         .map_err(|e| JsonRpcError::internal(format!("accepting the task failed: {e}")))??;
@@ -107,7 +114,26 @@ pub(crate) async fn send(
         }
     };
     task.trim_history(trim);
-    ok(id, &task)
+    match receipt(&task).filter(|_| paid) {
+        Some(settled) => match ok(id, &task)? {
+            Reply::Json(body) => Ok(Reply::Paid(body, settled)),
+            other => Ok(other),
+        },
+        None => ok(id, &task),
+    }
+}
+
+/// The newest settlement receipt of a task whose payment settled, as the
+/// `PAYMENT-RESPONSE` header carries it (base64 JSON).
+fn receipt(task: &Task) -> Option<String> {
+    use bindu_schemas::x402::meta;
+    let metadata = task.metadata.as_ref()?;
+    if metadata.get(meta::STATUS)?.as_str()? != meta::COMPLETED {
+        return None;
+    }
+    let last = metadata.get(meta::RECEIPTS)?.as_array()?.last()?;
+    let json = serde_json::to_vec(last).ok()?;
+    Some(bindu_engine::x402::encode_header(&json))
 }
 
 /// Refuses a message whose parts or `referenceTaskIds` pass their limits (each part is
@@ -163,6 +189,7 @@ async fn accept(
     app: Ingress,
     request: SubmitRequest,
     caller: Option<String>,
+    payment: Option<PaymentCommand>,
 ) -> Result<bindu_engine::store::Submitted, JsonRpcError> {
     let message_id = request.message.message_id.clone();
     let command = |submitted: &bindu_engine::store::Submitted| TaskCommand {
@@ -179,6 +206,7 @@ async fn accept(
             .as_ref()
             .filter(|h| conversation_bytes(h) <= INLINE_HISTORY_BYTES)
             .cloned(),
+        payment,
     };
     app.inner
         .ledger

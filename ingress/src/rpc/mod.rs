@@ -1,7 +1,8 @@
 //! `POST /`: the JSON-RPC endpoint.
 //!
 //! Order of checks: body size (HTTP 413) → JSON (-32700) → envelope (-32600) → method
-//! (-32601) → params (-32602) → the method itself. Every JSON-RPC outcome is HTTP 200 and
+//! (-32601) → scope (403) → params (-32602) → payment, for a priced method (HTTP 402, see
+//! [`crate::payments`]) → the method itself. Every JSON-RPC outcome is HTTP 200 and
 //! echoes the request id (`null` when it could not be read). Once a request is known to be
 //! `message/stream` or `tasks/resubscribe`, its error (params, unknown or finished task…) is
 //! one SSE event carrying the JSON-RPC error response, and the stream ends.
@@ -94,7 +95,38 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let method = request.method;
-    let outcome = dispatch(&app, &request, caller, last_event_id).await;
+    let refuse = |error: JsonRpcError| -> Response {
+        // A streaming client reads only SSE: its error is the stream's one event.
+        if matches!(method, Method::MessageStream | Method::TasksResubscribe) {
+            crate::sse::error_stream(&request.id, error)
+        } else {
+            EdgeError::rpc(request.id.clone(), error).into_response()
+        }
+    };
+    // Params of a large request are read off the runtime's own work (see `HEAVY_BODY_BYTES`).
+    let heavy = request
+        .params
+        .is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
+    let params = match bindu_engine::cpu::heavy(heavy, || Params::of(&request)) {
+        Ok(p) => p,
+        Err(error) => {
+            metrics.observe(method.as_str(), Some(error.code), started);
+            return refuse(error);
+        }
+    };
+    // A priced method is paid before its task is accepted (the caller is authenticated
+    // and the request valid by now).
+    let payment = match app.inner.payments.get() {
+        Some(payments) => match payments.check(method, &headers).await {
+            Ok(p) => p,
+            Err(refusal) => {
+                metrics.observe(method.as_str(), Some(PAYMENT_REFUSED), started);
+                return EdgeError::from(refusal).into_response();
+            }
+        },
+        None => None,
+    };
+    let outcome = dispatch(&app, &request, params, caller, last_event_id, payment).await;
     metrics.observe(
         method.as_str(),
         outcome.as_ref().err().map(|e| e.code),
@@ -102,13 +134,12 @@ pub(crate) async fn handle(
     );
     match outcome {
         Ok(reply) => reply.into_response(),
-        // A streaming client reads only SSE: its error is the stream's one event.
-        Err(error) if matches!(method, Method::MessageStream | Method::TasksResubscribe) => {
-            crate::sse::error_stream(&request.id, error)
-        }
-        Err(error) => EdgeError::rpc(request.id, error).into_response(),
+        Err(error) => refuse(error),
     }
 }
+
+/// The outcome label of a request refused for its payment (HTTP 402 or 503).
+const PAYMENT_REFUSED: i32 = 402;
 
 /// The scope a method needs when permissions are enforced: reading needs `agent:read`,
 /// everything that creates or changes state needs `agent:write`.
@@ -134,15 +165,19 @@ pub fn required_scope(method: Method) -> &'static str {
 async fn dispatch(
     app: &Ingress,
     req: &Request<'_>,
+    params: Params,
     caller: Option<String>,
     last_event_id: Option<u64>,
+    payment: Option<bindu_schemas::x402::PaymentCommand>,
 ) -> Result<Reply, JsonRpcError> {
     let id = &req.id;
-    // Params of a large request are read off the runtime's own work (see `HEAVY_BODY_BYTES`).
-    let heavy = req.params.is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
-    match bindu_engine::cpu::heavy(heavy, || Params::of(req))? {
-        Params::MessageSend(params) => messages::send(app, id, params, caller, false).await,
-        Params::MessageStream(params) => messages::send(app, id, params, caller, true).await,
+    match params {
+        Params::MessageSend(params) => {
+            messages::send(app, id, params, caller, false, payment).await
+        }
+        Params::MessageStream(params) => {
+            messages::send(app, id, params, caller, true, payment).await
+        }
         Params::TasksGet(params) => tasks::get(app, id, params, caller).await,
         Params::TasksCancel(params) => tasks::cancel(app, id, params, caller).await,
         Params::TasksResubscribe(params) => {

@@ -12,6 +12,9 @@ use crate::error::json_response;
 pub(crate) enum Reply {
     /// A serialised success response.
     Json(Vec<u8>),
+    /// A success response to a paid request whose payment settled: the settlement rides
+    /// in `PAYMENT-RESPONSE` (base64 JSON).
+    Paid(Vec<u8>, String),
     /// An SSE stream (already a full response).
     Stream(Response),
 }
@@ -26,6 +29,16 @@ impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Reply::Json(body) => json_response(StatusCode::OK, body),
+            Reply::Paid(body, receipt) => {
+                let mut resp = json_response(StatusCode::OK, body);
+                if let Ok(v) = axum::http::HeaderValue::from_str(&receipt) {
+                    resp.headers_mut().insert(
+                        axum::http::HeaderName::from_static(crate::payments::PAYMENT_RESPONSE),
+                        v,
+                    );
+                }
+                resp
+            }
             Reply::Stream(resp) => resp,
         }
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod hydra;
+pub mod redis_proxy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -153,9 +154,20 @@ impl TestServer {
 
     /// Starts a server on a free port of 127.0.0.1 with `settings` (config key, value).
     pub async fn start(settings: &[(&str, &str)], h: Arc<dyn Handler>) -> TestServer {
+        Self::start_config(settings, |_| {}, h).await
+    }
+
+    /// [`TestServer::start`], with `change` applied to the configuration (settings that are
+    /// not scalars, such as `agent.execution_cost`).
+    pub async fn start_config(
+        settings: &[(&str, &str)],
+        change: impl FnOnce(&mut Config),
+        h: Arc<dyn Handler>,
+    ) -> TestServer {
         let mut all = vec![("server.host", "127.0.0.1"), ("server.port", "0")];
         all.extend_from_slice(settings);
-        let config = Config::from_settings(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
+        let mut config = Config::from_settings(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
+        change(&mut config);
         let server = within("the server to start", bindu::start(config, h))
             .await
             .unwrap();

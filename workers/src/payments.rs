@@ -1,0 +1,196 @@
+//! Fair settlement of a paid task (x402): the worker that runs a command carrying a
+//! verified payment ([`bindu_schemas::x402::PaymentCommand`]) settles it through the
+//! facilitator, and the task metadata says what happened (`x402.payment.*`).
+//!
+//! `X402__SETTLE=after` (the default):
+//!
+//! | the run | settlement | the task | artifacts |
+//! |---|---|---|---|
+//! | completed | `success: true` | `completed`, `payment-completed`, receipt in `x402.payment.receipts` | released (streamed chunks only now) |
+//! | completed | `success: false` | `failed` with the facilitator's reason, `payment-failed` | withheld |
+//! | completed | no usable answer (timeout, 5xx) | `failed`, `payment-orphaned` with `x402_nonce`, `x402_authorization`, `x402_network` for reconciliation | withheld |
+//! | anything else (failed, rejected, canceled, paused) | none: nothing is charged | as the run ended, `payment-failed` | — |
+//!
+//! The expiry rule: an authorization can only be settled before its `validBefore`
+//! (about now + `maxTimeoutSeconds` when it was signed). A paid run is therefore bounded:
+//! it is interrupted at `validBefore` − [`Settlement::margin`] (the facilitator's 6 s plus
+//! the time a settlement may take), and fails unpaid (`EXPIRED_PAYMENT`). Work that may
+//! run longer needs `X402__MAX_TIMEOUT_SECONDS` above the task timeout, or
+//! `X402__SETTLE=before`.
+//!
+//! `X402__SETTLE=before`: settled before the handler runs (Bindu's order; the stream is not
+//! held). A refused or unknown settlement fails the task without running the handler; once
+//! settled the caller has paid, whatever the run does (`payment-completed` stays).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bindu_engine::x402::verify::VALID_BEFORE_MARGIN_SECS;
+use bindu_engine::x402::{Facilitator, FacilitatorError, SettleMode};
+use bindu_schemas::x402::{meta, PaymentCommand, SettleResponse};
+use bindu_schemas::Metadata;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+pub const SETTLEMENTS: &str = "bindu_payment_settlements";
+pub const SETTLE_DURATION: &str = "bindu_payment_settle_duration_seconds";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `settled`, `refused` (the facilitator said no), `unknown` (no usable answer),
+    /// `not_charged` (the run did not complete), `expired` (interrupted before the
+    /// authorization ran out).
+    pub outcome: &'static str,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct SettlementMetrics {
+    pub outcomes: Family<OutcomeLabels, Counter>,
+    pub duration: Histogram,
+}
+
+impl Default for SettlementMetrics {
+    fn default() -> Self {
+        SettlementMetrics {
+            outcomes: Family::default(),
+            duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+        }
+    }
+}
+
+impl SettlementMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            SETTLEMENTS,
+            "Paid tasks by payment outcome (settled, refused, unknown, not_charged, expired)",
+            self.outcomes.clone(),
+        );
+        registry.register(
+            SETTLE_DURATION,
+            "Time the facilitator took to answer a settlement",
+            self.duration.clone(),
+        );
+    }
+
+    pub(crate) fn count(&self, outcome: &'static str) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+}
+
+/// How the workers settle.
+#[derive(Clone)]
+pub struct Settlement {
+    pub facilitator: Arc<dyn Facilitator>,
+    pub mode: SettleMode,
+    /// The longest a settlement may take (the facilitator client's timeout).
+    pub timeout: Duration,
+    pub metrics: SettlementMetrics,
+}
+
+/// What a settlement came to.
+pub(crate) enum Settled {
+    /// Paid: the receipt.
+    Yes(SettleResponse),
+    /// Refused by the facilitator (nothing was transferred).
+    Refused(SettleResponse),
+    /// No usable answer: the transfer may or may not land.
+    Unknown(FacilitatorError),
+}
+
+impl Settlement {
+    /// How long before `validBefore` a paid run must have ended, so its settlement reaches
+    /// the facilitator in time.
+    pub fn margin(&self) -> Duration {
+        Duration::from_secs(VALID_BEFORE_MARGIN_SECS) + self.timeout
+    }
+
+    /// When a paid run must end (unix seconds → a duration from now); `None` when the
+    /// payment settles before the run.
+    pub(crate) fn run_limit(&self, p: &PaymentCommand) -> Option<Duration> {
+        if self.mode == SettleMode::Before {
+            return None;
+        }
+        let now = u64::try_from(bindu_engine::time::unix_now()).unwrap_or(0);
+        let until = p.valid_before.saturating_sub(self.margin().as_secs());
+        Some(Duration::from_secs(until.saturating_sub(now)))
+    }
+
+    pub(crate) async fn settle(&self, task_id: &str, p: &PaymentCommand) -> Settled {
+        let started = Instant::now();
+        let answer = self.facilitator.settle(&p.payload, &p.requirements).await;
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        match answer {
+            Ok(r) if r.success => {
+                self.metrics.count("settled");
+                tracing::info!(task_id, payer = %p.payer, transaction = %r.transaction, "payment settled");
+                Settled::Yes(r)
+            }
+            Ok(r) => {
+                self.metrics.count("refused");
+                tracing::warn!(task_id, payer = %p.payer, reason = r.error_reason.as_deref().unwrap_or("-"), "payment settlement refused");
+                Settled::Refused(r)
+            }
+            Err(e) => {
+                self.metrics.count("unknown");
+                tracing::error!(task_id, payer = %p.payer, nonce = %p.nonce, network = %p.requirements.network, error = %e, "payment settlement outcome unknown; reconcile this nonce with the facilitator");
+                Settled::Unknown(e)
+            }
+        }
+    }
+}
+
+/// Task metadata of a settled payment.
+pub(crate) fn completed(receipt: &SettleResponse) -> Metadata {
+    let mut m = Metadata::new();
+    m.insert(meta::STATUS.into(), meta::COMPLETED.into());
+    m.insert(meta::RECEIPTS.into(), json!([receipt]));
+    m
+}
+
+/// Task metadata of a payment not charged: `code` says why.
+pub(crate) fn not_charged(code: &str) -> Metadata {
+    let mut m = Metadata::new();
+    m.insert(meta::STATUS.into(), meta::FAILED.into());
+    m.insert(meta::ERROR.into(), code.into());
+    m
+}
+
+/// Task metadata and the failure reason of a settlement that did not pay.
+pub(crate) fn unpaid(p: &PaymentCommand, settled: &Settled) -> (Metadata, String) {
+    match settled {
+        Settled::Yes(r) => (completed(r), String::new()),
+        Settled::Refused(r) => {
+            let mut m = not_charged("SETTLEMENT_FAILED");
+            m.insert(meta::RECEIPTS.into(), json!([r]));
+            let reason = r.error_reason.as_deref().unwrap_or("refused");
+            (
+                m,
+                format!("Payment settlement failed ({reason}): the result is withheld and nothing was charged"),
+            )
+        }
+        Settled::Unknown(e) => {
+            let mut m = Metadata::new();
+            m.insert(meta::STATUS.into(), meta::ORPHANED.into());
+            m.insert(meta::ERROR.into(), "SETTLEMENT_FAILED".into());
+            m.insert(meta::NONCE.into(), p.nonce.clone().into());
+            m.insert(
+                meta::AUTHORIZATION.into(),
+                p.payload["payload"]["authorization"].clone(),
+            );
+            m.insert(meta::NETWORK.into(), p.requirements.network.clone().into());
+            (
+                m,
+                format!("Payment settlement outcome unknown ({e}): the result is withheld; the payment is to be reconciled with the facilitator"),
+            )
+        }
+    }
+}
