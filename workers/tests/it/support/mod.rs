@@ -212,6 +212,18 @@ impl Receiver {
     }
 }
 
+/// Waits until `done()` holds; panics after [`WAIT`].
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Requests of one task, in arrival order, as sequence numbers.
 pub fn seqs_of(got: &[Received], task_id: &str) -> Vec<u64> {
     got.iter()
@@ -233,6 +245,7 @@ pub fn delivery_options() -> DeliveryOptions {
         timeout: Duration::from_secs(1),
         per_host_concurrency: 8,
         max_pending_per_destination: 100,
+        max_parked_per_destination: 10_000,
         sign: true,
     }
 }
