@@ -130,6 +130,14 @@ impl Destination {
         self.parked.load(Ordering::SeqCst)
     }
 
+    fn counter(&self, parked: bool) -> &AtomicUsize {
+        if parked {
+            &self.parked
+        } else {
+            &self.unacked
+        }
+    }
+
     pub fn is_failing(&self) -> bool {
         *self.failing.borrow()
     }
@@ -207,16 +215,6 @@ impl Counted {
             destination,
             parked,
             gauge,
-        }
-    }
-}
-
-impl Destination {
-    fn counter(&self, parked: bool) -> &AtomicUsize {
-        if parked {
-            &self.parked
-        } else {
-            &self.unacked
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use super::delivery::Target;
 use super::queue::{self, Item, QueueHandle};
-use super::{notification, Held, Shared, GLOBAL_CONFIG_ID, STORE_BACKOFF};
+use super::{notification, GlobalWebhook, Held, Shared, GLOBAL_CONFIG_ID, STORE_BACKOFF};
 
 /// What the dispatcher's loop sends a lane.
 pub(crate) enum LaneInput {
@@ -304,21 +304,32 @@ impl Lane {
         }
     }
 
-    /// Queues the notifications an earlier run parked, to the webhooks as configured now;
-    /// a letter whose webhook is gone is given up. False on shutdown.
+    /// Queues the notifications an earlier run parked, to the webhooks as configured now
+    /// (as a replay would); a letter whose webhook is gone is given up. False on shutdown.
     async fn resume(&mut self, letters: Vec<DeadLetter>) -> bool {
         let Some(targets) = self.targets().await else {
             return false;
         };
+        let global = self
+            .shared
+            .options
+            .global
+            .as_ref()
+            .map(GlobalWebhook::target);
         for letter in letters {
-            match targets.iter().find(|t| t.config_id == letter.config_id) {
+            let target = if letter.config_id == GLOBAL_CONFIG_ID {
+                global.as_ref()
+            } else {
+                targets.iter().find(|t| t.config_id == letter.config_id)
+            };
+            match target {
                 Some(target) => {
                     let item = Item::resumed(letter, target.clone());
                     self.enqueue(item);
                 }
                 None => {
                     let error = format!(
-                        "push config {} of task {} is no longer configured",
+                        "webhook {} of task {} is no longer configured",
                         letter.config_id, letter.task_id
                     );
                     let outcome = Err((letter.attempts, error));
@@ -340,11 +351,7 @@ impl Lane {
                 .options
                 .global
                 .iter()
-                .map(|g| Target {
-                    config_id: GLOBAL_CONFIG_ID.into(),
-                    url: g.url.clone(),
-                    token: g.token.clone(),
-                })
+                .map(GlobalWebhook::target)
                 .collect::<Vec<_>>()
         };
         let read = || async {

@@ -69,6 +69,17 @@ pub struct GlobalWebhook {
 /// Config id recorded for deliveries to the global webhook.
 pub const GLOBAL_CONFIG_ID: &str = "global";
 
+impl GlobalWebhook {
+    /// Where its notifications go.
+    pub fn target(&self) -> Target {
+        Target {
+            config_id: GLOBAL_CONFIG_ID.into(),
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
     /// Name of the durable event consumer.

@@ -279,7 +279,9 @@ impl Queue {
     /// Takes a notification from the lane, and parks the queue's unacknowledged ones if
     /// they must be. False on shutdown.
     async fn admit(&mut self, mut item: Item) -> bool {
-        if self.items.iter().any(|i| i.seq == item.seq) {
+        // The queue is in sequence order: only a number not past the last can be a copy.
+        let maybe_copy = self.items.back().is_some_and(|last| item.seq <= last.seq);
+        if maybe_copy && self.items.iter().any(|i| i.seq == item.seq) {
             // The same event again (resumed from the store, then delivered again by the
             // bus): the copy waiting here stands for both.
             self.finished(item).await;
