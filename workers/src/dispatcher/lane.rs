@@ -104,6 +104,8 @@ struct Lane {
     tickets: BTreeMap<u64, Arc<Ticket>>,
     /// By (config id, URL).
     queues: HashMap<(String, String), QueueHandle>,
+    /// The last sequence number resumed from the store, by webhook queue.
+    resumed: HashMap<(String, String), u64>,
     /// The queues' tasks: they end with the lane.
     running: JoinSet<()>,
     state: Arc<LaneState>,
@@ -124,6 +126,7 @@ pub(crate) async fn run(
         pending: BTreeMap::new(),
         tickets: BTreeMap::new(),
         queues: HashMap::new(),
+        resumed: HashMap::new(),
         running: JoinSet::new(),
         state,
     };
@@ -266,9 +269,15 @@ impl Lane {
             return true;
         }
         let body: Arc<str> = notification::body(&event).into();
+        let mut had = 0;
         for target in targets {
             let item = Item::new(seq, event.event_id(), body.clone(), target, ticket.clone());
-            self.enqueue(item);
+            if !self.enqueue(item) {
+                had += 1;
+            }
+        }
+        for _ in 0..had {
+            ticket.release().await;
         }
         self.tickets.insert(seq, ticket);
         while let Some(entry) = self.tickets.first_entry() {
@@ -280,11 +289,22 @@ impl Lane {
         true
     }
 
-    /// Sends `item` to its webhook's queue (started if needed); queues left idle end.
-    fn enqueue(&mut self, item: Item) {
+    /// Sends `item` to its webhook's queue (started if needed); queues left idle end. False
+    /// when the webhook had this event already: it was parked by an earlier run (resumed
+    /// before the bus delivered the event again). A webhook's parked notifications come
+    /// before those it still held on the bus, so every event up to the last one resumed is
+    /// such a copy.
+    fn enqueue(&mut self, item: Item) -> bool {
         self.queues.retain(|_, q| q.len.load(Ordering::SeqCst) > 0);
         while self.running.try_join_next().is_some() {}
         let key = (item.target.config_id.clone(), item.target.url.clone());
+        if item.ticket.is_some() && self.resumed.get(&key).is_some_and(|&s| item.seq <= s) {
+            return false;
+        }
+        if item.ticket.is_none() {
+            let last = self.resumed.entry(key.clone()).or_default();
+            *last = (*last).max(item.seq);
+        }
         let queue = self.queues.entry(key).or_insert_with(|| {
             queue::spawn(
                 self.shared.clone(),
@@ -302,6 +322,7 @@ impl Lane {
             self.state.queued.fetch_sub(1, Ordering::SeqCst);
             drop(item);
         }
+        true
     }
 
     /// Queues the notifications an earlier run parked, to the webhooks as configured now
@@ -324,8 +345,7 @@ impl Lane {
             };
             match target {
                 Some(target) => {
-                    let item = Item::resumed(letter, target.clone());
-                    self.enqueue(item);
+                    self.enqueue(Item::resumed(letter, target.clone()));
                 }
                 None => {
                     let error = format!(

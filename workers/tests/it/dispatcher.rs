@@ -309,19 +309,6 @@ async fn wait_for_dead_letters(
     }
 }
 
-/// Waits until no dead letter is pending: what was parked has been delivered.
-async fn wait_until_none_pending(dead: &dyn DeadLetterStore) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while dead.pending().await.unwrap() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "parked notifications still pending: {:?}",
-            dead.list(10, true).await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_notifications_become_dead_letters_and_replay_delivers_them() {
     let agent = agent(0).await;

@@ -77,13 +77,9 @@ async fn a_silent_receiver_does_not_delay_a_healthy_one() {
             g.iter().any(|r| r.json["final"] == true)
         })
         .await;
-    let timeouts = d
-        .metrics
-        .attempts
-        .get_or_create(&bindu_workers::dispatcher::metrics::ResultLabels { result: "timeout" })
-        .get();
     assert_eq!(
-        timeouts, 0,
+        timeouts(&d.metrics),
+        0,
         "the healthy receiver waited behind the silent one"
     );
     let seqs = seqs_of(&got, "t-healthy");
@@ -163,14 +159,7 @@ async fn a_busy_healthy_destination_has_its_backlog_parked_and_delivered() {
     }
     assert_eq!(outcomes(&d.metrics, "overflow"), 0);
     assert!(d.metrics.parked.get() > 0, "nothing was parked");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while dead.pending().await.unwrap() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "parked letters left pending"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_none_pending(dead.as_ref()).await;
     d.stop.cancel();
     stop.cancel();
 }

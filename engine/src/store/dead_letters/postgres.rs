@@ -46,6 +46,23 @@ impl PostgresDeadLetters {
         }
     }
 
+    /// The agent's letters that `rest` (conditions, then the order) selects, at most `limit`.
+    async fn select(&self, rest: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM bindu_push_dead_letters WHERE agent = $1 {rest} LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&self.agent)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(letter)
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
     /// Records how a replay or the dispatcher's own retries ended: delivered (replayed), or
     /// not, with the attempts it took (`add`ed to the stored ones, or replacing them) and the
     /// last error. Either way the letter is no longer retried by the dispatcher.
@@ -113,25 +130,13 @@ impl DeadLetterStore for PostgresDeadLetters {
     }
 
     async fn list(&self, limit: u32, pending_only: bool) -> Result<Vec<DeadLetter>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM bindu_push_dead_letters WHERE agent = $1 {} \
-             ORDER BY seq_no DESC LIMIT $2",
-            if pending_only {
-                "AND replayed_at IS NULL"
-            } else {
-                ""
-            }
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&self.agent)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let filter = if pending_only {
+            "AND replayed_at IS NULL"
+        } else {
+            ""
+        };
+        self.select(&format!("{filter} ORDER BY seq_no DESC"), limit)
             .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(letter)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)
     }
 
     async fn get(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
@@ -166,20 +171,7 @@ impl DeadLetterStore for PostgresDeadLetters {
     }
 
     async fn retrying(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM bindu_push_dead_letters WHERE agent = $1 AND retrying \
-             ORDER BY seq_no LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&self.agent)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(letter)
-            .collect::<Result<_, _>>()
-            .map_err(db_error)
+        self.select("AND retrying ORDER BY seq_no", limit).await
     }
 
     async fn finish_retry(

@@ -224,6 +224,28 @@ pub async fn eventually(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// Waits until no dead letter is pending: every parked notification was delivered (and
+/// none given up); panics after [`WAIT`].
+pub async fn wait_until_none_pending(dead: &dyn DeadLetterStore) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while dead.pending().await.expect("pending") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "notifications still pending: {:?}",
+            dead.list(10, true).await.expect("list")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Webhook attempts that timed out so far.
+pub fn timeouts(metrics: &DispatcherMetrics) -> u64 {
+    metrics
+        .attempts
+        .get_or_create(&bindu_workers::dispatcher::metrics::ResultLabels { result: "timeout" })
+        .get()
+}
+
 /// Requests of one task, in arrival order, as sequence numbers.
 pub fn seqs_of(got: &[Received], task_id: &str) -> Vec<u64> {
     got.iter()

@@ -18,8 +18,6 @@ use bindu_engine::bus::{NatsBus, NatsOptions};
 use bindu_engine::store::{DeadLetterStore, MemoryDeadLetters, MemoryStore};
 use bindu_engine::{Bus, TaskStore};
 use bindu_schemas::TaskState;
-use bindu_workers::dispatcher::metrics::ResultLabels;
-use bindu_workers::dispatcher::DispatcherMetrics;
 use support::*;
 
 /// How long one attempt to a silent receiver waits for its answer: longer than any test
@@ -29,41 +27,62 @@ const SILENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Events of each task: `submitted`, working updates, `completed`.
 const EVENTS: u64 = 6;
 
-async fn connect(server: &NatsServer, agent: &str, max_ack_pending: Option<i64>) -> Arc<dyn Bus> {
-    let mut options = NatsOptions::new(server.url(), agent);
-    if let Some(n) = max_ack_pending {
-        options.event_max_ack_pending = n;
-    }
-    Arc::new(NatsBus::connect(options).await.expect("connect"))
+/// A nats-server of its own, the memory task store and dead letters, and a connection.
+struct Rig {
+    server: NatsServer,
+    agent: &'static str,
+    /// The bus's window of unacknowledged events (its consumer is the dispatcher's).
+    window: Option<i64>,
+    store: Arc<dyn TaskStore>,
+    dead: Arc<dyn DeadLetterStore>,
+    bus: Arc<dyn Bus>,
 }
 
-/// Records task `task_id` with `configs` and publishes its `EVENTS` events, the last one
-/// `completed`.
-async fn run_task(
-    store: &Arc<dyn TaskStore>,
-    bus: &Arc<dyn Bus>,
-    task_id: &str,
-    configs: Vec<bindu_schemas::PushNotificationConfig>,
-) {
-    submit(store, bus, task_id, configs).await;
-    for seq in 2..=EVENTS {
-        let state = if seq == EVENTS {
-            TaskState::Completed
-        } else {
-            TaskState::Working
-        };
-        bus.publish_events(vec![status_event(task_id, seq, state)])
-            .await
-            .expect("publish");
+impl Rig {
+    /// With the bus's window of unacknowledged events at `window` (default: 100,000).
+    async fn start(agent: &'static str, window: Option<i64>) -> Rig {
+        let server = NatsServer::start();
+        let bus = Self::connect(&server, agent, window).await;
+        Rig {
+            server,
+            agent,
+            window,
+            store: Arc::new(MemoryStore::default()),
+            dead: Arc::new(MemoryDeadLetters::default()),
+            bus,
+        }
     }
-}
 
-/// Attempts that timed out so far.
-fn timeouts(metrics: &DispatcherMetrics) -> u64 {
-    metrics
-        .attempts
-        .get_or_create(&ResultLabels { result: "timeout" })
-        .get()
+    async fn connect(server: &NatsServer, agent: &str, window: Option<i64>) -> Arc<dyn Bus> {
+        let mut options = NatsOptions::new(server.url(), agent);
+        if let Some(n) = window {
+            options.event_max_ack_pending = n;
+        }
+        Arc::new(NatsBus::connect(options).await.expect("connect"))
+    }
+
+    /// A dispatcher on a connection of its own.
+    async fn dispatcher(&self, options: bindu_workers::DispatcherOptions) -> Running {
+        let bus = Self::connect(&self.server, self.agent, self.window).await;
+        start_dispatcher(self.store.clone(), bus, self.dead.clone(), options).await
+    }
+
+    /// Records task `task_id` with `configs` and publishes its `EVENTS` events, the last
+    /// one `completed`.
+    async fn run_task(&self, task_id: &str, configs: Vec<bindu_schemas::PushNotificationConfig>) {
+        submit(&self.store, &self.bus, task_id, configs).await;
+        for seq in 2..=EVENTS {
+            let state = if seq == EVENTS {
+                TaskState::Completed
+            } else {
+                TaskState::Working
+            };
+            self.bus
+                .publish_events(vec![status_event(task_id, seq, state)])
+                .await
+                .expect("publish");
+        }
+    }
 }
 
 fn all_events() -> Vec<u64> {
@@ -75,19 +94,14 @@ fn all_events() -> Vec<u64> {
 /// turn, so the healthy webhook waited out every attempt to the silent one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_webhook_never_holds_up_another_webhook_of_the_same_task() {
-    let server = NatsServer::start();
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
-    let bus = connect(&server, "iso-task", None).await;
+    let rig = Rig::start("iso-task", None).await;
     let silent = Receiver::with(|_, _| Reply::Hang).await;
     let healthy = Receiver::start().await;
     let mut o = options();
     o.delivery.timeout = SILENT_TIMEOUT;
-    let d = start_dispatcher(store.clone(), bus.clone(), dead, o).await;
+    let d = rig.dispatcher(o).await;
 
-    run_task(
-        &store,
-        &bus,
+    rig.run_task(
         "t-both",
         vec![config(&silent.url, None), config(&healthy.url, None)],
     )
@@ -116,20 +130,15 @@ async fn a_silent_webhook_never_holds_up_another_webhook_of_the_same_task() {
 /// it recovers; nothing is given up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_webhook_recovers_in_order_while_the_tasks_other_webhook_goes_on() {
-    let server = NatsServer::start();
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
-    let bus = connect(&server, "iso-flaky", None).await;
+    let rig = Rig::start("iso-flaky", None).await;
     // Down (503) until the test brings it up; it never runs out of attempts meanwhile.
     let flaky = Receiver::with(|_, _| Reply::Status(503)).await;
     let healthy = Receiver::start().await;
     let mut o = options();
     o.delivery.max_attempts = 100;
-    let d = start_dispatcher(store.clone(), bus.clone(), dead.clone(), o).await;
+    let d = rig.dispatcher(o).await;
 
-    run_task(
-        &store,
-        &bus,
+    rig.run_task(
         "t-flaky",
         vec![config(&flaky.url, None), config(&healthy.url, None)],
     )
@@ -171,10 +180,7 @@ async fn a_failing_webhook_recovers_in_order_while_the_tasks_other_webhook_goes_
     })
     .await;
     assert_eq!(outcomes(&d.metrics, "exhausted"), 0);
-    assert!(
-        dead.list(100, true).await.unwrap().is_empty(),
-        "nothing left pending"
-    );
+    wait_until_none_pending(rig.dead.as_ref()).await;
     d.stop.cancel();
 }
 
@@ -186,40 +192,27 @@ async fn a_failing_webhook_recovers_in_order_while_the_tasks_other_webhook_goes_
 /// attempts had run out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_silent_destinations_do_not_delay_the_healthy_ones() {
-    let server = NatsServer::start();
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
-    let bus = connect(&server, "iso-many", None).await;
+    let rig = Rig::start("iso-many", None).await;
     let mut o = options();
     o.delivery.timeout = SILENT_TIMEOUT;
     o.max_in_flight = 64;
     o.delivery.per_host_concurrency = 2;
     o.delivery.max_pending_per_destination = 2;
-    let d = start_dispatcher(store.clone(), bus.clone(), dead, o).await;
+    let d = rig.dispatcher(o).await;
 
     // The silent tasks come first on the bus: their events are read first.
     let mut silent = Vec::new();
     for i in 0..20 {
         let r = Receiver::with(|_, _| Reply::Hang).await;
-        run_task(
-            &store,
-            &bus,
-            &format!("t-silent-{i}"),
-            vec![config(&r.url, None)],
-        )
-        .await;
+        rig.run_task(&format!("t-silent-{i}"), vec![config(&r.url, None)])
+            .await;
         silent.push(r);
     }
     let mut healthy = Vec::new();
     for i in 0..3 {
         let r = Receiver::start().await;
-        run_task(
-            &store,
-            &bus,
-            &format!("t-healthy-{i}"),
-            vec![config(&r.url, None)],
-        )
-        .await;
+        rig.run_task(&format!("t-healthy-{i}"), vec![config(&r.url, None)])
+            .await;
         healthy.push(r);
     }
     for (i, r) in healthy.iter().enumerate() {
@@ -250,23 +243,22 @@ async fn twenty_silent_destinations_do_not_delay_the_healthy_ones() {
 /// tasks without webhooks and one with a healthy webhook follow the failing one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_destination_does_not_hold_the_bus_window_for_everyone() {
-    let server = NatsServer::start();
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
-    let bus = connect(&server, "iso-window", Some(32)).await;
+    let rig = Rig::start("iso-window", Some(32)).await;
     let failing =
         Receiver::with(|_, _| Reply::With(503, vec![("retry-after", "600".into())])).await;
     let healthy = Receiver::start().await;
-    let d = start_dispatcher(store.clone(), bus.clone(), dead, options()).await;
+    let d = rig.dispatcher(options()).await;
 
-    run_task(&store, &bus, "t-failing", vec![config(&failing.url, None)]).await;
+    rig.run_task("t-failing", vec![config(&failing.url, None)])
+        .await;
     failing
         .wait_until("the failing receiver's first answer", |g| !g.is_empty())
         .await;
     for i in 0..40 {
-        run_task(&store, &bus, &format!("t-plain-{i}"), vec![]).await;
+        rig.run_task(&format!("t-plain-{i}"), vec![]).await;
     }
-    run_task(&store, &bus, "t-healthy", vec![config(&healthy.url, None)]).await;
+    rig.run_task("t-healthy", vec![config(&healthy.url, None)])
+        .await;
     let got = healthy
         .wait_until("every event of the healthy task", |g| {
             g.len() as u64 >= EVENTS
@@ -287,16 +279,14 @@ async fn a_failing_destination_does_not_hold_the_bus_window_for_everyone() {
 /// stores) delivers every parked notification, in order, and marks its letter delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_notifications_are_resumed_in_order_by_the_next_dispatcher() {
-    let server = NatsServer::start();
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
     let receiver =
         Receiver::with(|_, _| Reply::With(503, vec![("retry-after", "600".into())])).await;
-    let bus = connect(&server, "iso-resume", None).await;
-    let first = start_dispatcher(store.clone(), bus.clone(), dead.clone(), options()).await;
-    run_task(&store, &bus, "t-parked", vec![config(&receiver.url, None)]).await;
+    let rig = Rig::start("iso-resume", None).await;
+    let first = rig.dispatcher(options()).await;
+    rig.run_task("t-parked", vec![config(&receiver.url, None)])
+        .await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while (dead.retrying(100).await.unwrap().len() as u64) < EVENTS {
+    while (rig.dead.retrying(100).await.unwrap().len() as u64) < EVENTS {
         assert!(
             tokio::time::Instant::now() < deadline,
             "every notification parked"
@@ -308,8 +298,7 @@ async fn parked_notifications_are_resumed_in_order_by_the_next_dispatcher() {
     let _ = tokio::time::timeout(Duration::from_secs(15), first.task).await;
 
     receiver.set_behaviour(|_, _| Reply::Status(200));
-    let bus = connect(&server, "iso-resume", None).await;
-    let second = start_dispatcher(store.clone(), bus, dead.clone(), options()).await;
+    let second = rig.dispatcher(options()).await;
     let got = receiver
         .wait_until("every parked notification", |g| {
             g.iter().any(|r| r.seq() == EVENTS)
@@ -318,14 +307,7 @@ async fn parked_notifications_are_resumed_in_order_by_the_next_dispatcher() {
     let mut firsts = seqs_of(&got[1..], "t-parked");
     firsts.dedup();
     assert_eq!(firsts, all_events(), "resumed in order");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while dead.pending().await.unwrap() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "letters marked delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(dead.retrying(100).await.unwrap().is_empty());
+    wait_until_none_pending(rig.dead.as_ref()).await;
+    assert!(rig.dead.retrying(100).await.unwrap().is_empty());
     second.stop.cancel();
 }

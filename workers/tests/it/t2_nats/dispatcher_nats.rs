@@ -125,15 +125,7 @@ async fn a_dispatcher_killed_mid_stream_is_resumed_without_loss_or_reordering() 
     );
     // Notifications parked while the receiver was behind were delivered (by the first
     // dispatcher, or by the second after resuming them); none was given up.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while dead.pending().await.unwrap() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "parked notifications left pending: {:?}",
-            dead.list(10, true).await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_none_pending(dead.as_ref()).await;
     assert!(dead
         .list(1000, false)
         .await
