@@ -85,7 +85,7 @@ impl DispatcherMetrics {
         );
         registry.register(
             DEAD_LETTERS,
-            "Notifications recorded as dead letters",
+            "Notifications given up and recorded as dead letters (parked ones not counted)",
             self.dead_letters.clone(),
         );
         registry.register(
