@@ -77,7 +77,8 @@ pub async fn list_dead_letters(
 }
 
 /// `bindu webhooks replay`: posts the dead letters `ids` (or, when empty, every pending
-/// one up to `limit`) again; one result per dead letter (attempts, or why it failed).
+/// one given up among the newest `limit` pending; parked ones the dispatcher still retries
+/// are left to it) again; one result per dead letter (attempts, or why it failed).
 pub async fn replay_dead_letters(
     config: &Config,
     ids: Vec<String>,
@@ -91,6 +92,7 @@ pub async fn replay_dead_letters(
             .map_err(|e| Error::backend("dead letters", e))?
             .into_iter()
             .rev()
+            .filter(|d| !d.retrying)
             .map(|d| d.id)
             .collect()
     } else {

@@ -86,7 +86,8 @@ enum DidCommand {
 
 #[derive(Subcommand)]
 enum WebhooksCommand {
-    /// List notifications the dispatcher gave up on, newest first.
+    /// List notifications the dispatcher gave up on, and those it parked and still retries
+    /// (REPLAYED says `retrying`), newest first.
     DeadLetters {
         /// Most dead letters listed.
         #[arg(long, default_value_t = 100)]
@@ -104,7 +105,9 @@ enum WebhooksCommand {
     Replay {
         /// Dead-letter ids (from `bindu webhooks dead-letters`).
         ids: Vec<String>,
-        /// Replay every pending dead letter (up to --limit) instead of naming ids.
+        /// Replay every pending dead letter the dispatcher gave up on (among the newest
+        /// --limit pending ones) instead of naming ids; parked ones it still retries are left
+        /// to it.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
         #[arg(long, default_value_t = 1000)]
@@ -429,7 +432,7 @@ async fn dead_letters(config: &Config, limit: u32, all: bool, json: bool) -> any
                     "id": d.id, "taskId": d.task_id, "eventId": d.event_id, "sequence": d.seq,
                     "configId": d.config_id, "url": d.url, "attempts": d.attempts,
                     "lastError": d.last_error, "createdAt": d.created_at,
-                    "replayedAt": d.replayed_at, "body": d.body,
+                    "replayedAt": d.replayed_at, "retrying": d.retrying, "body": d.body,
                 })
             );
         }
@@ -441,14 +444,15 @@ async fn dead_letters(config: &Config, limit: u32, all: bool, json: bool) -> any
     }
     println!("ID\tCREATED\tATTEMPTS\tURL\tLAST ERROR\tREPLAYED");
     for d in &letters {
+        let replayed = match (&d.replayed_at, d.retrying) {
+            (Some(at), _) => at.as_str(),
+            // Parked: the dispatcher still retries it by itself.
+            (None, true) => "retrying",
+            (None, false) => "-",
+        };
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}",
-            d.id,
-            d.created_at,
-            d.attempts,
-            d.url,
-            d.last_error,
-            d.replayed_at.as_deref().unwrap_or("-")
+            d.id, d.created_at, d.attempts, d.url, d.last_error, replayed
         );
     }
     Ok(true)

@@ -166,13 +166,16 @@ impl Supervisor {
                 let _ = tokio::time::timeout(Duration::from_secs(10), &mut workers).await;
             }
         }
-        // Last: the dispatcher delivers what the work finished above announced, within the
-        // shutdown deadline. What it has not delivered then stays unacked for the next
-        // dispatcher (durable buses); with the memory bus it is lost with the process.
+        // Last: the dispatcher delivers what the work finished above announced (held or
+        // parked), within the shutdown deadline. What it has not delivered then stays unacked
+        // or parked for the next dispatcher (durable buses and stores); with the memory
+        // backends it is lost with the process.
         if let Some((dispatcher, stop, metrics)) = self.dispatcher.take() {
             if !dispatcher.is_finished() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                while metrics.events_held.get() > 0 && Instant::now() < until {
+                while (metrics.events_held.get() > 0 || metrics.notifications_parked.get() > 0)
+                    && Instant::now() < until
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }

@@ -239,6 +239,7 @@ pub struct PushConfig {
     pub timeout: Duration,
     pub per_host_concurrency: usize,
     pub max_pending_per_destination: usize,
+    pub max_parked_per_destination: usize,
     pub max_in_flight: usize,
     pub sign: bool,
     /// `bindu dispatcher` only: where its `/metrics` and `/healthz` are served.
@@ -260,6 +261,7 @@ impl Default for PushConfig {
             timeout: delivery.timeout,
             per_host_concurrency: delivery.per_host_concurrency,
             max_pending_per_destination: delivery.max_pending_per_destination,
+            max_parked_per_destination: delivery.max_parked_per_destination,
             max_in_flight: dispatcher.max_in_flight,
             sign: delivery.sign,
             metrics_addr: None,
@@ -281,6 +283,10 @@ impl Section for PushConfig {
         key(
             "max_pending_per_destination",
             "PUSH__MAX_PENDING_PER_DESTINATION",
+        ),
+        key(
+            "max_parked_per_destination",
+            "PUSH__MAX_PARKED_PER_DESTINATION",
         ),
         key("max_in_flight", "PUSH__MAX_IN_FLIGHT"),
         key("sign", "PUSH__SIGN"),
@@ -307,6 +313,12 @@ impl Section for PushConfig {
             1,
             1_000_000,
             "max_pending_per_destination",
+        )?;
+        within(
+            self.max_parked_per_destination,
+            1,
+            10_000_000,
+            "max_parked_per_destination",
         )?;
         within(self.max_in_flight, 1, 1_000_000, "max_in_flight")?;
         self.consumer = self.consumer.trim().to_string();
@@ -341,6 +353,7 @@ impl PushConfig {
                 timeout: self.timeout,
                 per_host_concurrency: self.per_host_concurrency,
                 max_pending_per_destination: self.max_pending_per_destination,
+                max_parked_per_destination: self.max_parked_per_destination,
                 sign: self.sign,
             },
             ..DispatcherOptions::default()

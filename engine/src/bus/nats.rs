@@ -64,6 +64,10 @@ pub struct NatsOptions {
     /// Redelivery deadline of an event held by a durable event consumer (webhook retries
     /// can take minutes; a redelivered event is recognised by its sequence number).
     pub event_ack_wait: Duration,
+    /// Messages a durable event consumer may have delivered and not acknowledged. Acks are
+    /// cumulative, so every message after the oldest unacknowledged one counts: past this,
+    /// the server delivers nothing more until that one is acked.
+    pub event_max_ack_pending: i64,
 }
 
 impl NatsOptions {
@@ -79,6 +83,7 @@ impl NatsOptions {
             wait_for_server: false,
             prefetch: 256,
             event_ack_wait: Duration::from_secs(600),
+            event_max_ack_pending: 100_000,
         }
     }
 }
@@ -609,7 +614,7 @@ impl Bus for NatsBus {
             ack_policy: consumer::AckPolicy::All,
             ack_wait: self.options.event_ack_wait,
             max_deliver: -1,
-            max_ack_pending: 100_000,
+            max_ack_pending: self.options.event_max_ack_pending,
             ..Default::default()
         };
         let consumer: consumer::Consumer<consumer::pull::Config> = setup_policy()

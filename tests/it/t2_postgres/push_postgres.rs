@@ -47,6 +47,7 @@ fn letter(id: &str, url: &str) -> DeadLetter {
         last_error: "HTTP 503".into(),
         created_at: String::new(),
         replayed_at: None,
+        retrying: false,
     }
 }
 

@@ -1,20 +1,20 @@
-//! Posting one notification to one webhook, with retries.
+//! Posting one notification to one webhook.
 //!
-//! One attempt: check the URL (http/https only; an IP literal against the destination
-//! policy, a host name through the guarded resolver), wait for a slot of the destination's
-//! concurrency cap, POST with a per-request timeout, never follow a redirect, read at most
-//! [`MAX_RESPONSE_BYTES`] of the answer. Then:
+//! One attempt ([`Sender::attempt`]): check the URL (http/https only; an IP literal against
+//! the destination policy, a host name through the guarded resolver), wait for a slot of the
+//! destination's concurrency cap, POST with a per-request timeout, never follow a redirect,
+//! read at most [`MAX_RESPONSE_BYTES`] of the answer. Then:
 //! - 2xx: delivered.
-//! - 408, 429, 5xx, timeouts, connection errors: retried with exponential back-off and full
-//!   jitter (a `Retry-After` header, seconds or HTTP date, is honoured up to 10 minutes).
+//! - 408, 429, 5xx, timeouts, connection errors: to retry, after [`Sender::retry_delay`]
+//!   (exponential back-off with full jitter; a `Retry-After` header, seconds or HTTP date,
+//!   is honoured up to 10 minutes).
 //! - any other answer (3xx, 4xx such as 410) and refused destinations: final.
 //!
-//! Destinations (scheme, host and port) are kept apart, so a slow one only ever occupies its
-//! own slots: each has its own concurrency cap, and a **failing** destination (one with a
-//! delivery waiting to retry) holds at most `max_pending_per_destination` deliveries; past
-//! that, its further notifications become dead letters at once (outcome `overflow`, replayable
-//! with `bindu webhooks replay`) instead of holding the dispatcher's in-flight events, which
-//! every other destination needs. A healthy destination is never cut short, however busy.
+//! A [`Destination`] (scheme, host and port) has its own slots, so a slow one only ever
+//! occupies its own; it also counts its notifications that hold task events on the bus and
+//! those parked, and knows whether it is failing (its latest answer asked for a retry). The
+//! webhook queues ([`super::queue`]) decide with these when to park. [`Sender::deliver`]
+//! posts with retries in place (replays of dead letters).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use bindu_engine::config::PushDestinations;
 use bindu_engine::identity::Identity;
 use bindu_engine::retry::RetryPolicy;
 use dashmap::DashMap;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::DispatcherMetrics;
@@ -45,9 +45,12 @@ pub struct DeliveryOptions {
     pub timeout: Duration,
     /// Requests in flight to one destination (scheme, host and port).
     pub per_host_concurrency: usize,
-    /// Deliveries a failing destination may hold (waiting for a slot, in an attempt or
-    /// waiting to retry) before its further notifications become dead letters at once.
+    /// Notifications of one destination that may hold their task events unacknowledged on
+    /// the bus (waiting for their turn or being delivered); its further ones are parked.
     pub max_pending_per_destination: usize,
+    /// Parked notifications of one destination retried by the dispatcher; past it, a
+    /// notification to park becomes a dead letter at once.
+    pub max_parked_per_destination: usize,
     /// Sign notifications with the agent's DID key.
     pub sign: bool,
 }
@@ -65,13 +68,14 @@ impl Default for DeliveryOptions {
             timeout: Duration::from_secs(10),
             per_host_concurrency: 8,
             max_pending_per_destination: 100,
+            max_parked_per_destination: 10_000,
             sign: true,
         }
     }
 }
 
 /// Where one notification goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The push config's id, or `global`.
     pub config_id: String,
@@ -95,48 +99,136 @@ pub enum Outcome {
     Interrupted,
 }
 
-enum Attempt {
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
     Ok,
+    /// Not to be retried; the metrics outcome and why.
     Final(&'static str, String),
+    /// To retry: why, and the receiver's `Retry-After` (uncapped).
     Retry(String, Option<Duration>),
-    /// The destination is failing and holds its share of deliveries already.
-    Overflow(String),
 }
 
-/// One destination's slots and backlog.
-struct Destination {
+/// One destination (`scheme://host:port`): its slots, its notifications, its health.
+pub(crate) struct Destination {
+    pub origin: String,
     slots: Semaphore,
-    /// Deliveries under way: waiting for a slot, in an attempt, or waiting to retry.
-    pending: AtomicUsize,
-    /// Of those, the ones that failed an attempt and wait to retry.
-    retrying: AtomicUsize,
+    /// Notifications holding their task events unacknowledged on the bus.
+    unacked: AtomicUsize,
+    /// Notifications parked, waiting for their turn or a retry.
+    parked: AtomicUsize,
+    /// Whether its latest answer asked for a retry (a failure), until one does not.
+    failing: watch::Sender<bool>,
 }
 
 impl Destination {
-    /// Failing (a delivery waits to retry) and holding at least `max` deliveries.
-    fn overflowing(&self, max: usize) -> bool {
-        self.retrying.load(Ordering::SeqCst) > 0 && self.pending.load(Ordering::SeqCst) >= max
+    pub fn unacked(&self) -> usize {
+        self.unacked.load(Ordering::SeqCst)
+    }
+
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    fn counter(&self, parked: bool) -> &AtomicUsize {
+        if parked {
+            &self.parked
+        } else {
+            &self.unacked
+        }
+    }
+
+    pub fn is_failing(&self) -> bool {
+        *self.failing.borrow()
+    }
+
+    /// Changes of [`Destination::is_failing`].
+    pub fn watch_failing(&self) -> watch::Receiver<bool> {
+        self.failing.subscribe()
+    }
+
+    /// Notes what an attempt says about the destination's health: a failure to retry makes
+    /// it failing; any answer that is not one (a 2xx or a final 4xx) makes it healthy.
+    fn answered(&self, attempt: &Attempt) {
+        let failing = match attempt {
+            Attempt::Retry(..) => true,
+            Attempt::Ok | Attempt::Final("rejected", _) => false,
+            Attempt::Final(..) => return,
+        };
+        self.failing
+            .send_if_modified(|f| std::mem::replace(f, failing) != failing);
     }
 }
 
-/// Counts one delivery in a destination's `pending` (or `retrying`) while alive.
-struct Counted<'a>(&'a AtomicUsize);
+/// A handle on a [`Destination`]; the last one dropped removes it from the sender's map.
+#[derive(Clone)]
+pub(crate) struct DestinationRef {
+    map: Arc<DashMap<String, Arc<Destination>>>,
+    inner: Arc<Destination>,
+}
 
-impl<'a> Counted<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::SeqCst);
-        Counted(n)
+impl std::ops::Deref for DestinationRef {
+    type Target = Destination;
+    fn deref(&self) -> &Destination {
+        &self.inner
     }
 }
 
-impl Drop for Counted<'_> {
+impl Drop for DestinationRef {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        // The map's reference and this one: nobody else uses the destination.
+        self.map
+            .remove_if(&self.inner.origin, |_, d| Arc::strong_count(d) <= 2);
     }
 }
 
-/// How often a delivery waiting for a slot looks whether its destination overflowed.
-const OVERFLOW_CHECK: Duration = Duration::from_millis(200);
+impl DestinationRef {
+    /// Counts one notification as holding its event on the bus while the guard lives.
+    pub fn count_unacked(&self) -> Counted {
+        Counted::new(self.clone(), false, None)
+    }
+
+    /// Counts one parked notification (and in `gauge`) while the guard lives.
+    pub fn count_parked(&self, gauge: prometheus_client::metrics::gauge::Gauge) -> Counted {
+        Counted::new(self.clone(), true, Some(gauge))
+    }
+}
+
+/// One notification counted in its destination's unacknowledged or parked total.
+pub(crate) struct Counted {
+    destination: DestinationRef,
+    parked: bool,
+    gauge: Option<prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl Counted {
+    fn new(
+        destination: DestinationRef,
+        parked: bool,
+        gauge: Option<prometheus_client::metrics::gauge::Gauge>,
+    ) -> Self {
+        destination.counter(parked).fetch_add(1, Ordering::SeqCst);
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Counted {
+            destination,
+            parked,
+            gauge,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.destination
+            .counter(self.parked)
+            .fetch_sub(1, Ordering::SeqCst);
+        if let Some(g) = &self.gauge {
+            g.dec();
+        }
+    }
+}
 
 /// Posts notifications. Cheap to clone.
 #[derive(Clone)]
@@ -145,7 +237,7 @@ pub struct Sender {
     policy: Policy,
     options: Arc<DeliveryOptions>,
     identity: Option<Arc<Identity>>,
-    /// By `scheme://host:port`; an entry leaves when its last delivery ends.
+    /// By `scheme://host:port`; an entry leaves when its last user does.
     destinations: Arc<DashMap<String, Arc<Destination>>>,
     metrics: DispatcherMetrics,
 }
@@ -181,78 +273,16 @@ impl Sender {
         &self.options
     }
 
-    /// Delivers `body` to `target`, retrying transient failures, until it is delivered,
-    /// given up, or `stop` fires.
+    /// Delivers `body` to `target` in place, retrying transient failures, until it is
+    /// delivered, given up, or `stop` fires.
     pub async fn deliver(&self, target: &Target, body: &str, stop: &CancellationToken) -> Outcome {
-        let backoff = RetryPolicy {
-            base: self.options.retry_base,
-            max_delay: self.options.retry_max,
-            deadline: Duration::MAX,
-        };
-        let max = self.options.max_attempts.max(1);
         let destination = self.destination(&target.url);
-        let outcome = match &destination {
-            Some((origin, d)) => {
-                self.deliver_to(target, body, stop, origin, d, max, &backoff)
-                    .await
-            }
-            // Not a URL with a host: the attempt refuses it.
-            None => match self.attempt(target, body, None).await {
-                Attempt::Ok => Outcome::Delivered { attempts: 1 },
-                Attempt::Final(kind, error) => Outcome::GaveUp {
-                    attempts: 1,
-                    kind,
-                    error,
-                },
-                Attempt::Retry(error, _) | Attempt::Overflow(error) => Outcome::GaveUp {
-                    attempts: 1,
-                    kind: "refused",
-                    error,
-                },
-            },
-        };
-        if let Some((origin, d)) = destination {
-            drop(d);
-            self.destinations
-                .remove_if(&origin, |_, d| Arc::strong_count(d) == 1);
-        }
-        outcome
-    }
-
-    /// [`Sender::deliver`] to a destination, counted in its backlog.
-    #[allow(clippy::too_many_arguments)]
-    async fn deliver_to(
-        &self,
-        target: &Target,
-        body: &str,
-        stop: &CancellationToken,
-        origin: &str,
-        destination: &Destination,
-        max: u32,
-        backoff: &RetryPolicy,
-    ) -> Outcome {
-        let cap = self.options.max_pending_per_destination.max(1);
-        let overflow = |attempts| {
-            let n = destination.pending.load(Ordering::SeqCst);
-            Outcome::GaveUp {
-                attempts,
-                kind: "overflow",
-                error: format!(
-                    "{origin} is failing and already holds {n} notifications \
-                     (PUSH__MAX_PENDING_PER_DESTINATION={cap}); not attempted"
-                ),
-            }
-        };
-        if destination.overflowing(cap) {
-            return overflow(0);
-        }
-        let _pending = Counted::new(&destination.pending);
-        let mut retrying = None;
+        let max = self.options.max_attempts.max(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = tokio::select! {
-                r = self.attempt(target, body, Some(destination)) => r,
+                r = self.attempt(target, body, destination.as_deref()) => r,
                 _ = stop.cancelled() => return Outcome::Interrupted,
             };
             let (error, retry_after) = match result {
@@ -264,12 +294,8 @@ impl Sender {
                         error,
                     }
                 }
-                Attempt::Overflow(_) => return overflow(attempt - 1),
                 Attempt::Retry(error, retry_after) => (error, retry_after),
             };
-            if retrying.is_none() {
-                retrying = Some(Counted::new(&destination.retrying));
-            }
             if attempt >= max {
                 return Outcome::GaveUp {
                     attempts: attempt,
@@ -277,9 +303,7 @@ impl Sender {
                     error,
                 };
             }
-            let delay = retry_after
-                .map(|d| d.min(MAX_RETRY_AFTER))
-                .unwrap_or_else(|| backoff.delay(attempt));
+            let delay = self.retry_delay(attempt, retry_after);
             tracing::debug!(url = %target.url, attempt, ?delay, %error, "webhook attempt failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -288,8 +312,21 @@ impl Sender {
         }
     }
 
-    /// `url`'s destination (`scheme://host:port`) and its state; `None` without a host.
-    fn destination(&self, url: &str) -> Option<(String, Arc<Destination>)> {
+    /// The wait before retrying after failed attempt number `attempt`: the receiver's
+    /// `Retry-After` (at most [`MAX_RETRY_AFTER`]), else the back-off.
+    pub(crate) fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = RetryPolicy {
+            base: self.options.retry_base,
+            max_delay: self.options.retry_max,
+            deadline: Duration::MAX,
+        };
+        retry_after
+            .map(|d| d.min(MAX_RETRY_AFTER))
+            .unwrap_or_else(|| backoff.delay(attempt))
+    }
+
+    /// `url`'s destination (`scheme://host:port`); `None` without a host.
+    pub(crate) fn destination(&self, url: &str) -> Option<DestinationRef> {
         let url = reqwest::Url::parse(url).ok()?;
         let host = url.host_str()?.to_ascii_lowercase();
         let origin = format!(
@@ -297,21 +334,28 @@ impl Sender {
             url.scheme(),
             url.port_or_known_default().unwrap_or(0)
         );
-        let d = self
+        let inner = self
             .destinations
             .entry(origin.clone())
             .or_insert_with(|| {
                 Arc::new(Destination {
+                    origin,
                     slots: Semaphore::new(self.options.per_host_concurrency.max(1)),
-                    pending: AtomicUsize::new(0),
-                    retrying: AtomicUsize::new(0),
+                    unacked: AtomicUsize::new(0),
+                    parked: AtomicUsize::new(0),
+                    failing: watch::Sender::new(false),
                 })
             })
             .clone();
-        Some((origin, d))
+        Some(DestinationRef {
+            map: self.destinations.clone(),
+            inner,
+        })
     }
 
-    async fn attempt(
+    /// One attempt to post `body` to `target`, in a slot of its `destination` (`None`: the
+    /// URL has no host, and the attempt refuses it).
+    pub(crate) async fn attempt(
         &self,
         target: &Target,
         body: &str,
@@ -347,20 +391,8 @@ impl Sender {
         let Some(destination) = destination else {
             return Attempt::Final("refused", "the URL has no host".into());
         };
-        // Wait for a slot of this destination; give up waiting once it overflows.
-        let cap = self.options.max_pending_per_destination.max(1);
-        let _slot = loop {
-            tokio::select! {
-                slot = destination.slots.acquire() => match slot {
-                    Ok(slot) => break slot,
-                    Err(_) => return Attempt::Retry("destination slots closed".into(), None),
-                },
-                _ = tokio::time::sleep(OVERFLOW_CHECK) => {
-                    if destination.overflowing(cap) {
-                        return Attempt::Overflow(host);
-                    }
-                }
-            }
+        let Ok(_slot) = destination.slots.acquire().await else {
+            return Attempt::Retry("destination slots closed".into(), None);
         };
         let mut request = self
             .client
@@ -391,6 +423,7 @@ impl Sender {
             Err(e) => classify_error(&e),
         };
         self.metrics.attempt(label, started.elapsed().as_secs_f64());
+        destination.answered(&outcome);
         outcome
     }
 }
@@ -475,7 +508,6 @@ mod tests {
                 Attempt::Ok => "ok",
                 Attempt::Final(..) => "final",
                 Attempt::Retry(..) => "retry",
-                Attempt::Overflow(_) => "overflow",
             };
         assert_eq!(kind(200), "ok");
         assert_eq!(kind(204), "ok");

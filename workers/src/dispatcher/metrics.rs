@@ -16,11 +16,14 @@ pub const QUEUE_LAG: &str = "bindu_push_queue_lag_seconds";
 pub const EVENTS_HELD: &str = "bindu_push_events_held";
 pub const GAPS: &str = "bindu_push_sequence_gaps";
 pub const SKIPPED: &str = "bindu_push_events_skipped";
+pub const PARKED: &str = "bindu_push_parked";
+pub const NOTIFICATIONS_PARKED: &str = "bindu_push_notifications_parked";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// `delivered`, `rejected` (a final HTTP answer), `refused` (destination policy or
-    /// a bad URL) or `exhausted` (attempts used up).
+    /// a bad URL), `exhausted` (attempts used up) or `overflow` (its destination holds its
+    /// share of parked notifications).
     pub outcome: &'static str,
 }
 
@@ -41,6 +44,8 @@ pub struct DispatcherMetrics {
     pub events_held: Gauge,
     pub gaps: Counter,
     pub skipped: Counter,
+    pub parked: Counter,
+    pub notifications_parked: Gauge,
 }
 
 impl Default for DispatcherMetrics {
@@ -54,6 +59,8 @@ impl Default for DispatcherMetrics {
             events_held: Gauge::default(),
             gaps: Counter::default(),
             skipped: Counter::default(),
+            parked: Counter::default(),
+            notifications_parked: Gauge::default(),
         }
     }
 }
@@ -78,7 +85,7 @@ impl DispatcherMetrics {
         );
         registry.register(
             DEAD_LETTERS,
-            "Notifications recorded as dead letters",
+            "Notifications given up and recorded as dead letters (parked ones not counted)",
             self.dead_letters.clone(),
         );
         registry.register(
@@ -100,6 +107,16 @@ impl DispatcherMetrics {
             SKIPPED,
             "Task events passed over without reading the store: their task has no push config",
             self.skipped.clone(),
+        );
+        registry.register(
+            PARKED,
+            "Notifications parked: recorded as retrying dead letters so their events could be acked",
+            self.parked.clone(),
+        );
+        registry.register(
+            NOTIFICATIONS_PARKED,
+            "Parked notifications the dispatcher holds, waiting for their turn or a retry",
+            self.notifications_parked.clone(),
         );
     }
 

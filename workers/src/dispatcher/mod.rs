@@ -1,13 +1,15 @@
 //! The webhook dispatcher: its own durable consumer of task events, delivering push
-//! notifications in order per task, DID-signed, with retries, dead letters and an SSRF
-//! guard. A slow receiver never slows the workers (publishing never waits for this
-//! consumer) or other tasks' receivers (each task has its own delivery lane).
+//! notifications in order per task and webhook, DID-signed, with retries, dead letters and
+//! an SSRF guard. A slow receiver never slows the workers (publishing never waits for this
+//! consumer), other tasks' receivers, or the task's other webhooks.
 //!
 //! - [`policy`]: which addresses may be contacted (`PUSH__DESTINATIONS`).
 //! - [`notification`]: the body, the signature headers, and [`notification::verify`] for
 //!   receivers.
-//! - [`delivery`]: one notification to one webhook, with retries ([`Sender`]).
-//! - [`lane`]: one task's events, in sequence order.
+//! - [`delivery`]: one attempt to post one notification ([`Sender`]), and the state of each
+//!   destination (scheme, host and port): its slots, its backlog, its health.
+//! - [`lane`]: one task's events, in sequence order, handed to its webhooks' queues.
+//! - [`queue`]: one webhook's notifications of one task, in order; parking.
 //! - [`replay`]: posting dead letters again (`bindu webhooks replay`).
 //! - [`metrics`]: Prometheus metrics.
 //!
@@ -19,10 +21,15 @@
 //! later in their life (after a restart, say) are looked up. The flag rides on the event
 //! itself, so a restart between a notice and the event it precedes cannot lose a config.
 //!
-//! Semantics: at least once. A task's event n+1 is posted only after event n was delivered
-//! to, or given up on by, every webhook of the task; tasks proceed in parallel, capped per
-//! host. An event is acked on the bus only once it is done, so a restarted dispatcher
-//! resumes after the last acked event; events delivered again then carry the same `eventId`
+//! Semantics: at least once. A webhook's notification n+1 of a task is posted only after
+//! notification n was delivered or given up; a task's webhooks, and tasks, proceed
+//! independently, capped per destination. The bus is only the quick path: an event is acked
+//! once each of its notifications is delivered, given up (a dead letter), or **parked**
+//! (recorded in the dead-letter store as still retrying, see [`queue`]), so no receiver holds
+//! the bus's window of unacknowledged events or the dispatcher's in-flight budget for longer
+//! than about one attempt timeout. Parked notifications are retried from memory and given
+//! back by the store when the dispatcher starts again. A restarted dispatcher resumes after
+//! the last acked event; events delivered again then carry the same `eventId`
 //! (`<taskId>:<sequence>`).
 
 pub mod delivery;
@@ -30,17 +37,20 @@ mod lane;
 pub mod metrics;
 pub mod notification;
 pub mod policy;
+mod queue;
 pub mod replay;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::bus::{BusError, Consumed, EventDelivery};
-use bindu_engine::store::DeadLetterStore;
+use bindu_engine::retry::RetryPolicy;
+use bindu_engine::store::{DeadLetter, DeadLetterStore, StoreError};
 use bindu_engine::{Bus, TaskStore};
 use futures::StreamExt;
+use lane::{LaneInput, LaneState};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +68,17 @@ pub struct GlobalWebhook {
 
 /// Config id recorded for deliveries to the global webhook.
 pub const GLOBAL_CONFIG_ID: &str = "global";
+
+impl GlobalWebhook {
+    /// Where its notifications go.
+    pub fn target(&self) -> Target {
+        Target {
+            config_id: GLOBAL_CONFIG_ID.into(),
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
@@ -105,6 +126,47 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
 }
 
+/// Waits between attempts while the store is unavailable; only shutdown ends them.
+pub(crate) const STORE_BACKOFF: RetryPolicy = RetryPolicy {
+    base: Duration::from_millis(100),
+    max_delay: Duration::from_secs(10),
+    deadline: Duration::MAX,
+};
+
+impl Shared {
+    /// Stores a dead letter (given up, or parked), retrying while the store is
+    /// unavailable; false on shutdown.
+    pub async fn record(&self, task_id: &str, letter: DeadLetter) -> bool {
+        let warn = |e: &StoreError, _| tracing::warn!(%task_id, error = %e, "cannot record a dead letter; retrying");
+        STORE_BACKOFF
+            .run_cancellable(|| self.dead_letters.add(letter.clone()), warn, &self.stop)
+            .await
+            .is_some()
+    }
+
+    /// Records how a parked notification ended, retrying while the store is unavailable;
+    /// false on shutdown. A letter the store no longer has (a bounded memory store) is
+    /// nothing to record.
+    pub async fn finish(
+        &self,
+        task_id: &str,
+        id: &str,
+        outcome: Result<(), (u32, String)>,
+    ) -> bool {
+        let warn = |e: &StoreError, _| tracing::warn!(%task_id, error = %e, "cannot record how a parked notification ended; retrying");
+        let finish = || async {
+            match self.dead_letters.finish_retry(id, outcome.clone()).await {
+                Err(StoreError::NotFound(_)) => Ok(()),
+                r => r,
+            }
+        };
+        STORE_BACKOFF
+            .run_cancellable(finish, warn, &self.stop)
+            .await
+            .is_some()
+    }
+}
+
 /// One event on its way through a lane; dropping it releases its in-flight slot.
 pub(crate) struct Held {
     pub delivery: EventDelivery,
@@ -120,12 +182,13 @@ impl Drop for Held {
 
 /// A running lane, as the dispatcher's loop sees it.
 struct LaneHandle {
-    tx: mpsc::UnboundedSender<Held>,
-    /// Events sent and not yet released by the lane.
-    outstanding: Arc<AtomicUsize>,
-    /// Last sequence number the lane finished (0: none yet).
-    last_done: Arc<AtomicU64>,
+    tx: mpsc::UnboundedSender<LaneInput>,
+    state: Arc<LaneState>,
 }
+
+/// Parked notifications given back to a starting dispatcher at most; more wait in the store
+/// for the next start (and can be replayed meanwhile).
+const RESUME_MAX: u32 = 100_000;
 
 pub struct Dispatcher {
     bus: Arc<dyn Bus>,
@@ -190,6 +253,7 @@ async fn run(
     // Without an agent-wide webhook, tasks without push configs of their own need nothing.
     let skip_unconfigured = shared.options.global.is_none() && bus.orders_push_notices();
     let mut configs = KnownConfigs::new(shared.options.remember_tasks);
+    resume(&shared, &mut lanes, &recent, &mut running).await;
     let result = loop {
         // Take an event only with a free slot: a full dispatcher stops reading the bus.
         let slot = tokio::select! {
@@ -274,30 +338,12 @@ async fn run(
             _slot: slot,
             held: shared.metrics.clone(),
         };
-        let lane = lanes.entry(task_id.clone()).or_insert_with(|| {
-            let start_after = recent.get(&task_id).copied();
-            let (tx, rx) = mpsc::unbounded_channel();
-            let outstanding = Arc::new(AtomicUsize::new(0));
-            let last_done = Arc::new(AtomicU64::new(start_after.unwrap_or(0)));
-            running.spawn(lane::run(
-                shared.clone(),
-                task_id.clone(),
-                rx,
-                start_after,
-                outstanding.clone(),
-                last_done.clone(),
-            ));
-            LaneHandle {
-                tx,
-                outstanding,
-                last_done,
-            }
-        });
+        let lane = lane_for(&shared, &mut lanes, &recent, &mut running, &task_id);
         // Counted before sending: a lane seen idle by the sweep has nothing in flight.
-        lane.outstanding.fetch_add(1, Ordering::SeqCst);
-        if lane.tx.send(held).is_err() {
+        lane.state.outstanding.fetch_add(1, Ordering::SeqCst);
+        if lane.tx.send(LaneInput::Event(held)).is_err() {
             // The lane ended (shutdown); the event stays unacked and comes again later.
-            lane.outstanding.fetch_sub(1, Ordering::SeqCst);
+            lane.state.outstanding.fetch_sub(1, Ordering::SeqCst);
         }
     };
     // Stop: lanes finish the attempt in progress or are interrupted; unacked events are
@@ -311,6 +357,79 @@ async fn run(
     running.abort_all();
     tracing::info!("webhook dispatcher stopped");
     result
+}
+
+/// `task_id`'s lane, started if needed (after `recent`'s last sequence number, if any).
+fn lane_for<'a>(
+    shared: &Arc<Shared>,
+    lanes: &'a mut HashMap<String, LaneHandle>,
+    recent: &HashMap<String, u64>,
+    running: &mut JoinSet<()>,
+    task_id: &str,
+) -> &'a LaneHandle {
+    lanes.entry(task_id.to_string()).or_insert_with(|| {
+        let start_after = recent.get(task_id).copied();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(LaneState::default());
+        state
+            .last_done
+            .store(start_after.unwrap_or(0), Ordering::SeqCst);
+        running.spawn(lane::run(
+            shared.clone(),
+            task_id.to_string(),
+            rx,
+            start_after,
+            state.clone(),
+        ));
+        LaneHandle { tx, state }
+    })
+}
+
+/// Gives the notifications an earlier run parked back to their tasks' lanes, oldest first,
+/// before any event is read (so later notifications of the same webhook queue behind them).
+async fn resume(
+    shared: &Arc<Shared>,
+    lanes: &mut HashMap<String, LaneHandle>,
+    recent: &HashMap<String, u64>,
+    running: &mut JoinSet<()>,
+) {
+    let warn = |e: &StoreError, _| tracing::warn!(error = %e, "cannot read parked notifications; retrying");
+    let Some(Ok(letters)) = STORE_BACKOFF
+        .run_cancellable(
+            || shared.dead_letters.retrying(RESUME_MAX),
+            warn,
+            &shared.stop,
+        )
+        .await
+    else {
+        return;
+    };
+    if letters.is_empty() {
+        return;
+    }
+    if letters.len() >= RESUME_MAX as usize {
+        tracing::warn!(limit = RESUME_MAX, "more parked notifications than a start resumes; the rest wait for the next start (or bindu webhooks replay)");
+    }
+    tracing::info!(
+        notifications = letters.len(),
+        "resuming parked webhook notifications"
+    );
+    let mut by_task: Vec<(String, Vec<DeadLetter>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for letter in letters {
+        let at = *index.entry(letter.task_id.clone()).or_insert_with(|| {
+            by_task.push((letter.task_id.clone(), Vec::new()));
+            by_task.len() - 1
+        });
+        by_task[at].1.push(letter);
+    }
+    for (task_id, letters) in by_task {
+        let lane = lane_for(shared, lanes, recent, running, &task_id);
+        lane.state.outstanding.fetch_add(1, Ordering::SeqCst);
+        if lane.tx.send(LaneInput::Resume(letters)).is_err() {
+            lane.state.outstanding.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What the dispatcher knows of tasks' push configs from the order of the bus: a task whose
@@ -382,7 +501,7 @@ impl KnownConfigs {
     }
 }
 
-/// Ends the lanes with nothing in flight, remembering where each task got to.
+/// Ends the lanes with nothing in flight or queued, remembering where each task got to.
 fn retire_idle(
     lanes: &mut HashMap<String, LaneHandle>,
     recent: &mut HashMap<String, u64>,
@@ -390,10 +509,12 @@ fn retire_idle(
     remember: usize,
 ) {
     lanes.retain(|task_id, lane| {
-        if lane.outstanding.load(Ordering::SeqCst) > 0 {
+        if lane.state.outstanding.load(Ordering::SeqCst) > 0
+            || lane.state.queued.load(Ordering::SeqCst) > 0
+        {
             return true;
         }
-        let last = lane.last_done.load(Ordering::SeqCst);
+        let last = lane.state.last_done.load(Ordering::SeqCst);
         if last > 0 && recent.insert(task_id.clone(), last).is_none() {
             order.push_back(task_id.clone());
         }

@@ -68,15 +68,9 @@ async fn target(
     letter: &DeadLetter,
 ) -> Result<Target, ReplayError> {
     if letter.config_id == GLOBAL_CONFIG_ID {
-        return global
-            .map(|g| Target {
-                config_id: GLOBAL_CONFIG_ID.into(),
-                url: g.url.clone(),
-                token: g.token.clone(),
-            })
-            .ok_or_else(|| {
-                ReplayError::NoTarget("the global webhook (WEBHOOK_URL) is no longer set".into())
-            });
+        return global.map(GlobalWebhook::target).ok_or_else(|| {
+            ReplayError::NoTarget("the global webhook (WEBHOOK_URL) is no longer set".into())
+        });
     }
     let configs = match store
         .list_push_configs(&letter.task_id, Access::Internal)

@@ -18,6 +18,7 @@ mod working_event;
 /// T2: the worker pool and the webhook dispatcher on a spawned `nats-server`.
 #[cfg(feature = "t2-nats")]
 mod t2_nats {
+    mod dispatcher_isolation;
     mod dispatcher_nats;
     mod nats_worker;
 }

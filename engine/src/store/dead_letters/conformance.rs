@@ -20,6 +20,7 @@ pub fn letter(id: &str) -> DeadLetter {
         last_error: "HTTP 500".into(),
         created_at: String::new(),
         replayed_at: None,
+        retrying: false,
     }
 }
 
@@ -31,6 +32,7 @@ where
 {
     letters_are_kept_once_and_listed_newest_first(&make().await).await;
     replays_are_recorded(&make().await).await;
+    parked_letters_come_back_oldest_first_until_finished(&make().await).await;
 }
 
 async fn ids(store: &dyn DeadLetterStore, limit: u32, pending_only: bool) -> Vec<String> {
@@ -91,6 +93,49 @@ pub async fn replays_are_recorded(store: &dyn DeadLetterStore) {
     assert_eq!(ids(store, 10, false).await, ["b", "a"]);
     assert!(matches!(
         store.record_replay("zz", Ok(())).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Letters the dispatcher parked come back oldest first, without the ones given up, until
+/// their retries end: delivered (replayed), given up (the attempts in all and the last error
+/// replace the stored ones), or taken over by a replay.
+pub async fn parked_letters_come_back_oldest_first_until_finished(store: &dyn DeadLetterStore) {
+    for id in ["p1", "dead", "p2", "p3"] {
+        let mut l = letter(id);
+        l.retrying = id != "dead";
+        l.attempts = 1;
+        store.add(l).await.expect("add");
+    }
+    let retrying = |limit| async move {
+        store
+            .retrying(limit)
+            .await
+            .expect("retrying")
+            .into_iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(retrying(10).await, ["p1", "p2", "p3"]);
+    assert_eq!(retrying(2).await, ["p1", "p2"], "limited, oldest first");
+    let p1 = store.get("p1").await.expect("get").expect("p1");
+    assert!(p1.retrying);
+
+    store.finish_retry("p1", Ok(())).await.expect("delivered");
+    let p1 = store.get("p1").await.expect("get").expect("p1");
+    assert!(!p1.retrying && p1.replayed_at.is_some());
+    store
+        .finish_retry("p2", Err((8, "timeout".into())))
+        .await
+        .expect("given up");
+    let p2 = store.get("p2").await.expect("get").expect("p2");
+    assert_eq!((p2.attempts, p2.last_error.as_str()), (8, "timeout"));
+    assert!(!p2.retrying && p2.replayed_at.is_none());
+    store.record_replay("p3", Ok(())).await.expect("replayed");
+    assert_eq!(retrying(10).await, Vec::<String>::new());
+    assert_eq!(store.pending().await.expect("pending"), 2, "dead and p2");
+    assert!(matches!(
+        store.finish_retry("zz", Ok(())).await,
         Err(StoreError::NotFound(_))
     ));
 }

@@ -1,6 +1,7 @@
-//! In-process dead letters: bounded, the oldest leave first.
+//! In-process dead letters: bounded, the oldest leave first. Looked up by id through an
+//! index, so parking many notifications stays cheap.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -10,16 +11,59 @@ use crate::store::StoreError;
 
 /// In-process dead letters, bounded (the oldest go first).
 pub struct MemoryDeadLetters {
-    letters: Mutex<VecDeque<DeadLetter>>,
+    state: Mutex<Letters>,
     max: usize,
+}
+
+#[derive(Default)]
+struct Letters {
+    /// Oldest first; `letters[0]` was the `base`-th letter added.
+    letters: VecDeque<DeadLetter>,
+    base: u64,
+    /// Id → position (`base` + index).
+    index: HashMap<String, u64>,
+}
+
+impl Letters {
+    fn get_mut(&mut self, id: &str) -> Option<&mut DeadLetter> {
+        let at = self.index.get(id)?.checked_sub(self.base)?;
+        self.letters.get_mut(usize::try_from(at).ok()?)
+    }
 }
 
 impl MemoryDeadLetters {
     pub fn new(max: usize) -> Self {
         MemoryDeadLetters {
-            letters: Mutex::new(VecDeque::new()),
+            state: Mutex::new(Letters::default()),
             max: max.max(1),
         }
+    }
+
+    /// See [`DeadLetterStore::record_replay`]: failed attempts are `add`ed to the stored
+    /// ones, or replace them.
+    fn settle(
+        &self,
+        id: &str,
+        outcome: Result<(), (u32, String)>,
+        add: bool,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let d = state
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        d.retrying = false;
+        match outcome {
+            Ok(()) => d.replayed_at = Some(crate::time::now_rfc3339()),
+            Err((attempts, error)) => {
+                d.attempts = if add {
+                    d.attempts.saturating_add(attempts)
+                } else {
+                    attempts
+                };
+                d.last_error = error;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -33,21 +77,27 @@ impl Default for MemoryDeadLetters {
 impl DeadLetterStore for MemoryDeadLetters {
     async fn add(&self, mut letter: DeadLetter) -> Result<(), StoreError> {
         letter.created_at = crate::time::now_rfc3339();
-        let mut l = self.letters.lock();
-        if l.iter().any(|d| d.id == letter.id) {
+        let mut state = self.state.lock();
+        if state.index.contains_key(&letter.id) {
             return Ok(());
         }
-        l.push_back(letter);
-        while l.len() > self.max {
-            l.pop_front();
+        let at = state.base + state.letters.len() as u64;
+        state.index.insert(letter.id.clone(), at);
+        state.letters.push_back(letter);
+        while state.letters.len() > self.max {
+            if let Some(old) = state.letters.pop_front() {
+                state.index.remove(&old.id);
+            }
+            state.base += 1;
         }
         Ok(())
     }
 
     async fn list(&self, limit: u32, pending_only: bool) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self
-            .letters
+            .state
             .lock()
+            .letters
             .iter()
             .rev()
             .filter(|d| !pending_only || d.replayed_at.is_none())
@@ -57,7 +107,7 @@ impl DeadLetterStore for MemoryDeadLetters {
     }
 
     async fn get(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        Ok(self.letters.lock().iter().find(|d| d.id == id).cloned())
+        Ok(self.state.lock().get_mut(id).map(|d| d.clone()))
     }
 
     async fn record_replay(
@@ -65,28 +115,37 @@ impl DeadLetterStore for MemoryDeadLetters {
         id: &str,
         outcome: Result<(), (u32, String)>,
     ) -> Result<(), StoreError> {
-        let mut l = self.letters.lock();
-        let d = l
-            .iter_mut()
-            .find(|d| d.id == id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        match outcome {
-            Ok(()) => d.replayed_at = Some(crate::time::now_rfc3339()),
-            Err((attempts, error)) => {
-                d.attempts = d.attempts.saturating_add(attempts);
-                d.last_error = error;
-            }
-        }
-        Ok(())
+        self.settle(id, outcome, true)
     }
 
     async fn pending(&self) -> Result<u64, StoreError> {
         Ok(self
-            .letters
+            .state
             .lock()
+            .letters
             .iter()
             .filter(|d| d.replayed_at.is_none())
             .count() as u64)
+    }
+
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .letters
+            .iter()
+            .filter(|d| d.retrying)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn finish_retry(
+        &self,
+        id: &str,
+        outcome: Result<(), (u32, String)>,
+    ) -> Result<(), StoreError> {
+        self.settle(id, outcome, false)
     }
 }
 
@@ -109,6 +168,7 @@ mod tests {
             .map(|d| d.id)
             .collect();
         assert_eq!(ids, ["c", "b"], "bounded, newest first");
+        assert_eq!(s.get("a").await.unwrap(), None, "the oldest left");
         s.record_replay("b", Err((2, "HTTP 503".into())))
             .await
             .unwrap();
@@ -121,6 +181,12 @@ mod tests {
             s.record_replay("zz", Ok(())).await,
             Err(StoreError::NotFound(_))
         ));
+        s.add(letter("a")).await.unwrap();
+        assert_eq!(s.get("b").await.unwrap(), None, "the oldest left again");
+        assert!(
+            s.get("a").await.unwrap().is_some(),
+            "a letter that left can come again"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,13 @@
 //! operator can see them (`bindu webhooks dead-letters`) and post them again
 //! (`bindu webhooks replay`).
 //!
+//! The dispatcher also parks notifications here that it still retries by itself
+//! ([`DeadLetter::retrying`]): a notification that failed an attempt, or whose destination
+//! is behind, is recorded before its task event is acknowledged on the bus, so the bus never
+//! waits for a slow receiver and a restart loses nothing ([`DeadLetterStore::retrying`]
+//! gives them back, oldest first). Such a letter ends delivered or given up
+//! ([`DeadLetterStore::finish_retry`]).
+//!
 //! The port, with its backends one file each, like the task store:
 //! - `memory`: [`MemoryDeadLetters`] (one process, bounded);
 //! - `postgres` (feature `postgres`): [`PostgresDeadLetters`] (table
@@ -40,8 +47,10 @@ pub struct DeadLetter {
     pub last_error: String,
     /// RFC 3339; set by the store.
     pub created_at: String,
-    /// RFC 3339 time of a successful replay.
+    /// RFC 3339 time of a successful replay (or of the dispatcher's own successful retry).
     pub replayed_at: Option<String>,
+    /// Parked, not given up: the dispatcher still retries it by itself.
+    pub retrying: bool,
 }
 
 #[async_trait]
@@ -56,7 +65,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
 
     /// Records a successful replay (`replayed`) or a failed one (the new error and the
-    /// attempts it took).
+    /// attempts it took). Either way the dispatcher no longer retries it by itself.
     async fn record_replay(
         &self,
         id: &str,
@@ -65,4 +74,17 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 
     /// Dead letters not replayed yet.
     async fn pending(&self) -> Result<u64, StoreError>;
+
+    /// Letters the dispatcher still retries by itself ([`DeadLetter::retrying`]), oldest
+    /// first, at most `limit`.
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Ends the dispatcher's retries of a parked letter: delivered (marked replayed), or
+    /// given up after `attempts` in all, the last with `error`. An unknown id is
+    /// [`StoreError::NotFound`].
+    async fn finish_retry(
+        &self,
+        id: &str,
+        outcome: Result<(), (u32, String)>,
+    ) -> Result<(), StoreError>;
 }

@@ -16,7 +16,7 @@ pub struct PostgresDeadLetters {
 }
 
 const COLUMNS: &str = "id, task_id, event_id, seq, config_id, url, body, attempts, last_error, \
-    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS created, \
+    retrying, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS created, \
     to_char(replayed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS replayed";
 
 fn letter(row: &sqlx::postgres::PgRow) -> Result<DeadLetter, sqlx::Error> {
@@ -32,6 +32,7 @@ fn letter(row: &sqlx::postgres::PgRow) -> Result<DeadLetter, sqlx::Error> {
         last_error: row.try_get("last_error")?,
         created_at: row.try_get("created")?,
         replayed_at: row.try_get("replayed")?,
+        retrying: row.try_get("retrying")?,
     })
 }
 
@@ -44,41 +45,11 @@ impl PostgresDeadLetters {
             agent: agent.into(),
         }
     }
-}
 
-#[async_trait]
-impl DeadLetterStore for PostgresDeadLetters {
-    async fn add(&self, d: DeadLetter) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO bindu_push_dead_letters \
-             (agent, id, task_id, event_id, seq, config_id, url, body, attempts, last_error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (agent, id) DO NOTHING",
-        )
-        .bind(&self.agent)
-        .bind(&d.id)
-        .bind(&d.task_id)
-        .bind(&d.event_id)
-        .bind(i64::try_from(d.seq).unwrap_or(i64::MAX))
-        .bind(&d.config_id)
-        .bind(&d.url)
-        .bind(&d.body)
-        .bind(i32::try_from(d.attempts).unwrap_or(i32::MAX))
-        .bind(&d.last_error)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn list(&self, limit: u32, pending_only: bool) -> Result<Vec<DeadLetter>, StoreError> {
+    /// The agent's letters that `rest` (conditions, then the order) selects, at most `limit`.
+    async fn select(&self, rest: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM bindu_push_dead_letters WHERE agent = $1 {} \
-             ORDER BY seq_no DESC LIMIT $2",
-            if pending_only {
-                "AND replayed_at IS NULL"
-            } else {
-                ""
-            }
+            "SELECT {COLUMNS} FROM bindu_push_dead_letters WHERE agent = $1 {rest} LIMIT $2"
         );
         let rows = sqlx::query(&sql)
             .bind(&self.agent)
@@ -90,6 +61,82 @@ impl DeadLetterStore for PostgresDeadLetters {
             .map(letter)
             .collect::<Result<_, _>>()
             .map_err(db_error)
+    }
+
+    /// Records how a replay or the dispatcher's own retries ended: delivered (replayed), or
+    /// not, with the attempts it took (`add`ed to the stored ones, or replacing them) and the
+    /// last error. Either way the letter is no longer retried by the dispatcher.
+    async fn settle(
+        &self,
+        id: &str,
+        outcome: Result<(), (u32, String)>,
+        add: bool,
+    ) -> Result<(), StoreError> {
+        let query = match &outcome {
+            Ok(()) => sqlx::query(
+                "UPDATE bindu_push_dead_letters SET replayed_at = now(), retrying = false \
+                 WHERE agent = $1 AND id = $2",
+            ),
+            Err(_) if add => sqlx::query(
+                "UPDATE bindu_push_dead_letters SET attempts = attempts + $3, last_error = $4, \
+                 retrying = false WHERE agent = $1 AND id = $2",
+            ),
+            Err(_) => sqlx::query(
+                "UPDATE bindu_push_dead_letters SET attempts = $3, last_error = $4, \
+                 retrying = false WHERE agent = $1 AND id = $2",
+            ),
+        }
+        .bind(&self.agent)
+        .bind(id);
+        let query = match outcome {
+            Ok(()) => query,
+            Err((attempts, error)) => query
+                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                .bind(error),
+        };
+        let done = query.execute(&self.pool).await.map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for PostgresDeadLetters {
+    async fn add(&self, d: DeadLetter) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO bindu_push_dead_letters \
+             (agent, id, task_id, event_id, seq, config_id, url, body, attempts, last_error, \
+              retrying) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (agent, id) DO NOTHING",
+        )
+        .bind(&self.agent)
+        .bind(&d.id)
+        .bind(&d.task_id)
+        .bind(&d.event_id)
+        .bind(i64::try_from(d.seq).unwrap_or(i64::MAX))
+        .bind(&d.config_id)
+        .bind(&d.url)
+        .bind(&d.body)
+        .bind(i32::try_from(d.attempts).unwrap_or(i32::MAX))
+        .bind(&d.last_error)
+        .bind(d.retrying)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list(&self, limit: u32, pending_only: bool) -> Result<Vec<DeadLetter>, StoreError> {
+        let filter = if pending_only {
+            "AND replayed_at IS NULL"
+        } else {
+            ""
+        };
+        self.select(&format!("{filter} ORDER BY seq_no DESC"), limit)
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
@@ -109,30 +156,7 @@ impl DeadLetterStore for PostgresDeadLetters {
         id: &str,
         outcome: Result<(), (u32, String)>,
     ) -> Result<(), StoreError> {
-        let done = match outcome {
-            Ok(()) => sqlx::query(
-                "UPDATE bindu_push_dead_letters SET replayed_at = now() WHERE agent = $1 AND id = $2",
-            )
-            .bind(&self.agent)
-            .bind(id)
-            .execute(&self.pool)
-            .await,
-            Err((attempts, error)) => sqlx::query(
-                "UPDATE bindu_push_dead_letters SET attempts = attempts + $3, last_error = $4 \
-                 WHERE agent = $1 AND id = $2",
-            )
-            .bind(&self.agent)
-            .bind(id)
-            .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-            .bind(error)
-            .execute(&self.pool)
-            .await,
-        }
-        .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        Ok(())
+        self.settle(id, outcome, true).await
     }
 
     async fn pending(&self) -> Result<u64, StoreError> {
@@ -144,5 +168,17 @@ impl DeadLetterStore for PostgresDeadLetters {
         .await
         .map_err(db_error)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.select("AND retrying ORDER BY seq_no", limit).await
+    }
+
+    async fn finish_retry(
+        &self,
+        id: &str,
+        outcome: Result<(), (u32, String)>,
+    ) -> Result<(), StoreError> {
+        self.settle(id, outcome, false).await
     }
 }

@@ -212,6 +212,40 @@ impl Receiver {
     }
 }
 
+/// Waits until `done()` holds; panics after [`WAIT`].
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no dead letter is pending: every parked notification was delivered (and
+/// none given up); panics after [`WAIT`].
+pub async fn wait_until_none_pending(dead: &dyn DeadLetterStore) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while dead.pending().await.expect("pending") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "notifications still pending: {:?}",
+            dead.list(10, true).await.expect("list")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Webhook attempts that timed out so far.
+pub fn timeouts(metrics: &DispatcherMetrics) -> u64 {
+    metrics
+        .attempts
+        .get_or_create(&bindu_workers::dispatcher::metrics::ResultLabels { result: "timeout" })
+        .get()
+}
+
 /// Requests of one task, in arrival order, as sequence numbers.
 pub fn seqs_of(got: &[Received], task_id: &str) -> Vec<u64> {
     got.iter()
@@ -233,6 +267,7 @@ pub fn delivery_options() -> DeliveryOptions {
         timeout: Duration::from_secs(1),
         per_host_concurrency: 8,
         max_pending_per_destination: 100,
+        max_parked_per_destination: 10_000,
         sign: true,
     }
 }
