@@ -179,11 +179,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
         let page = store
             .list_tasks(
                 Access::Internal,
-                ListQuery {
-                    cursor: cursor.clone(),
-                    limit: 500,
-                    context_id: None,
-                },
+                ListQuery::first(500).after(cursor.clone()),
             )
             .await
             .unwrap();

@@ -411,13 +411,7 @@ pub fn spawn_pool(
 /// Records task `task_id` with the user message `text` (no owner, context or push config).
 pub async fn submit_task(store: &dyn TaskStore, task_id: &str, text: &str) -> Submitted {
     store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: task_id.into(),
-            context_id: None,
-            message: user_message(text),
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(task_id, user_message(text)))
         .await
         .expect("submit")
 }
