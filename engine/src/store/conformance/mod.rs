@@ -84,7 +84,8 @@ pub async fn run_to(store: &dyn TaskStore, task_id: &str, state: TaskState) -> A
     .expect("working → target")
 }
 
-fn chunk(id: &str, text: &str, append: bool, last: bool) -> ArtifactChunk {
+/// A chunk of artifact `id` holding `text`.
+pub fn chunk(id: &str, text: &str, append: bool, last: bool) -> ArtifactChunk {
     ArtifactChunk {
         artifact: Artifact {
             artifact_id: id.into(),

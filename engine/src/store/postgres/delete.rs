@@ -77,16 +77,7 @@ impl PostgresStore {
                 "SELECT count(*) FROM bindu_tasks WHERE created_at <= {cutoff} AND agent_id = $1 \
                  AND state = ANY($2) AND updated_at <= {cutoff}"
             );
-            let n: i64 = self
-                .read(|| {
-                    sqlx::query_scalar(&sql)
-                        .bind(agent)
-                        .bind(&terminal)
-                        .bind(secs)
-                        .fetch_one(&self.pool)
-                })
-                .await?;
-            return Ok(u64::try_from(n).unwrap_or(0));
+            return self.count_old(&sql, &terminal, secs).await;
         }
         // In chunks, so a large purge never holds many locks or one huge transaction.
         let sql = format!(
@@ -102,16 +93,7 @@ impl PostgresStore {
         );
         let mut total = 0u64;
         loop {
-            let n: i64 = self
-                .read(|| {
-                    sqlx::query_scalar(&sql)
-                        .bind(agent)
-                        .bind(&terminal)
-                        .bind(secs)
-                        .fetch_one(&self.pool)
-                })
-                .await?;
-            let n = u64::try_from(n).unwrap_or(0);
+            let n = self.count_old(&sql, &terminal, secs).await?;
             total += n;
             if n < 1000 {
                 break;
@@ -125,5 +107,19 @@ impl PostgresStore {
         self.read(|| sqlx::query(&sql).bind(agent).bind(secs).execute(&self.pool))
             .await?;
         Ok(total)
+    }
+
+    /// What `sql` counts of this agent's tasks in states `terminal` ($2) older than `secs` ($3).
+    async fn count_old(&self, sql: &str, terminal: &[i16], secs: f64) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .read(|| {
+                sqlx::query_scalar(sql)
+                    .bind(self.agent)
+                    .bind(terminal)
+                    .bind(secs)
+                    .fetch_one(&self.pool)
+            })
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

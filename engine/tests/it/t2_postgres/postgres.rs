@@ -69,18 +69,7 @@ async fn writers_in_two_processes_race_and_one_terminal_state_wins() {
 }
 
 fn chunk(text: &str, append: bool, last: bool) -> ArtifactChunk {
-    ArtifactChunk {
-        artifact: Artifact {
-            artifact_id: "a1".into(),
-            parts: vec![Part::text(text)],
-            name: Some("result".into()),
-            description: None,
-            metadata: None,
-            extensions: None,
-        },
-        append,
-        last_chunk: last,
-    }
+    conformance::chunk("a1", text, append, last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
