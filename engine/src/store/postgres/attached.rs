@@ -7,6 +7,9 @@ use sqlx::types::Json;
 use super::PostgresStore;
 use crate::store::{Access, Feedback, StoreError, TaskStore, MAX_PUSH_CONFIGS_PER_TASK};
 
+/// A feedback row: text, rating, metadata, creation time.
+type FeedbackRow = (String, Option<i16>, Option<Json<Metadata>>, String);
+
 impl PostgresStore {
     pub(super) async fn store_push_config(
         &self,
@@ -139,7 +142,7 @@ impl PostgresStore {
              FROM bindu_task_feedback WHERE agent_id = $1 AND task_id = $2 ORDER BY id",
             "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
         );
-        let rows: Vec<(String, Option<i16>, Option<Json<Metadata>>, String)> = self
+        let rows: Vec<FeedbackRow> = self
             .read(|| {
                 sqlx::query_as(&sql)
                     .bind(agent)

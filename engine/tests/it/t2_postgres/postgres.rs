@@ -12,7 +12,7 @@ use bindu_engine::store::conformance::{self, run_to, submit_new, user_message};
 use bindu_engine::store::postgres::queries;
 use bindu_engine::store::postgres::test_db::{OutageProxy, TestDb};
 use bindu_engine::store::*;
-use bindu_schemas::{Artifact, Part, TaskState};
+use bindu_schemas::{Part, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
