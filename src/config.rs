@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bindu_engine::bus::nats::NatsStorage;
 use bindu_engine::config::{
-    check, fields, keys_of, url_with, within, ConfigError, EnvLookup, FullKey, Invalid, Key,
-    Layers, MtlsMode, Section,
+    at_least, check, fields, keys_of, url_with, within, ConfigError, EnvLookup, FullKey, Invalid,
+    Layers, MtlsMode, Section, Table,
 };
-use bindu_engine::config::{key, secret};
 use bindu_engine::x402::{Pricing, X402Config};
 use bindu_ingress::options::{
     AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
@@ -58,93 +58,54 @@ bindu_engine::kind! {
     }
 }
 
-/// `[identity]`: the agent's key pair.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IdentityConfig {
-    pub dir: PathBuf,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        IdentityConfig {
-            dir: PathBuf::from(".bindu"),
-        }
+bindu_engine::section! {
+    /// `[identity]`: the agent's key pair.
+    pub struct IdentityConfig in "identity" {
+        pub dir: PathBuf = PathBuf::from(".bindu"), env "BINDU_KEY_DIR";
     }
 }
 
 impl Section for IdentityConfig {
-    const NAME: &'static str = "identity";
-    const KEYS: &'static [Key] = &[key("dir", "BINDU_KEY_DIR")];
-
     fn check(&mut self) -> Result<(), Invalid> {
         let blank = self.dir.to_str().is_some_and(|s| s.trim().is_empty());
         check(!blank, "dir", "must not be empty")
     }
 }
 
-/// `[storage]`: the task store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    #[serde(rename = "type")]
-    pub kind: StoreKind,
-    #[serde(with = "fields::secret")]
-    pub database_url: Option<SecretString>,
-    /// Default: the agent's DID.
-    pub namespace: Option<String>,
-    pub pool_size: u32,
-    pub batch_max: usize,
-    #[serde(rename = "batch_linger_ms", with = "fields::millis")]
-    pub batch_linger: Duration,
-    #[serde(rename = "timeout_secs", with = "fields::secs")]
-    pub timeout: Duration,
-    /// Batches committed in parallel per process.
-    pub writers: usize,
-    /// Terminal tasks older than this are deleted; `None` keeps everything.
-    #[serde(with = "fields::opt_duration")]
-    pub retention: Option<Duration>,
-    pub memory_max_tasks: usize,
-    /// Postgres: stored tasks are counted for `/metrics` at most once per this interval.
-    #[serde(with = "fields::duration")]
-    pub count_interval: Duration,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        let postgres = bindu_engine::store::PostgresOptions::new("", "");
-        StorageConfig {
-            kind: StoreKind::Memory,
-            database_url: None,
-            namespace: None,
-            pool_size: postgres.pool_size,
-            batch_max: postgres.batch_max,
-            batch_linger: postgres.batch_linger,
-            timeout: postgres.timeout,
-            writers: postgres.writers,
-            retention: None,
-            memory_max_tasks: 1_000_000,
-            count_interval: postgres.count_interval,
-        }
+bindu_engine::section! {
+    /// `[storage]`: the task store.
+    pub struct StorageConfig in "storage" {
+        pub kind: StoreKind = StoreKind::Memory, env "STORAGE_TYPE" as "type";
+        #[serde(with = "fields::secret")]
+        pub database_url: Option<SecretString> = None, secret "DATABASE_URL";
+        /// Default: the agent's DID.
+        pub namespace: Option<String> = None, env "STORAGE__NAMESPACE";
+        pub pool_size: u32 = postgres().pool_size, env "STORAGE__POOL_SIZE";
+        pub batch_max: usize = postgres().batch_max, env "STORAGE__BATCH_MAX";
+        #[serde(with = "fields::millis")]
+        pub batch_linger: Duration = postgres().batch_linger,
+            env "STORAGE__BATCH_LINGER_MS" as "batch_linger_ms";
+        #[serde(with = "fields::secs")]
+        pub timeout: Duration = postgres().timeout, env "STORAGE__TIMEOUT" as "timeout_secs";
+        /// Batches committed in parallel per process.
+        pub writers: usize = postgres().writers, env "STORAGE__WRITERS";
+        /// Terminal tasks older than this are deleted; `None` keeps everything.
+        #[serde(with = "fields::opt_duration")]
+        pub retention: Option<Duration> = None, env "STORAGE__RETENTION";
+        pub memory_max_tasks: usize = bindu_engine::store::memory::DEFAULT_MAX_TASKS,
+            env "STORAGE__MEMORY_MAX_TASKS";
+        /// Postgres: stored tasks are counted for `/metrics` at most once per this interval.
+        #[serde(with = "fields::duration")]
+        pub count_interval: Duration = postgres().count_interval, env "STORAGE__COUNT_INTERVAL";
     }
 }
 
-impl Section for StorageConfig {
-    const NAME: &'static str = "storage";
-    const KEYS: &'static [Key] = &[
-        key("type", "STORAGE_TYPE"),
-        secret("database_url", "DATABASE_URL"),
-        key("namespace", "STORAGE__NAMESPACE"),
-        key("pool_size", "STORAGE__POOL_SIZE"),
-        key("batch_max", "STORAGE__BATCH_MAX"),
-        key("batch_linger_ms", "STORAGE__BATCH_LINGER_MS"),
-        key("timeout_secs", "STORAGE__TIMEOUT"),
-        key("writers", "STORAGE__WRITERS"),
-        key("retention", "STORAGE__RETENTION"),
-        key("memory_max_tasks", "STORAGE__MEMORY_MAX_TASKS"),
-        key("count_interval", "STORAGE__COUNT_INTERVAL"),
-    ];
+/// The Postgres store's defaults.
+fn postgres() -> bindu_engine::store::PostgresOptions {
+    bindu_engine::store::PostgresOptions::new("", "")
+}
 
+impl Section for StorageConfig {
     fn check(&mut self) -> Result<(), Invalid> {
         use secrecy::ExposeSecret;
         let ok = match &self.database_url {
@@ -168,104 +129,55 @@ impl Section for StorageConfig {
             "batch_linger_ms",
             "must be at most 1000",
         )?;
-        check(
-            self.timeout >= Duration::from_secs(1),
-            "timeout_secs",
-            "must be at least 1",
-        )?;
+        at_least(self.timeout.as_secs(), 1, "timeout_secs")?;
         check(
             self.count_interval >= Duration::from_secs(1),
             "count_interval",
             "must be at least 1s",
         )?;
-        check(
-            self.memory_max_tasks >= 1,
-            "memory_max_tasks",
-            "must be at least 1",
-        )
+        at_least(self.memory_max_tasks, 1, "memory_max_tasks")
     }
 }
 
-/// `[scheduler]`: the task bus.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SchedulerConfig {
-    #[serde(rename = "type")]
-    pub kind: BusKind,
-    /// Memory bus: commands waiting for a worker before senders wait.
-    pub queue_capacity: usize,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig {
-            kind: BusKind::Memory,
-            queue_capacity: 65_536,
-        }
+bindu_engine::section! {
+    /// `[scheduler]`: the task bus.
+    pub struct SchedulerConfig in "scheduler" {
+        pub kind: BusKind = BusKind::Memory, env "SCHEDULER_TYPE" as "type";
+        /// Memory bus: commands waiting for a worker before senders wait.
+        pub queue_capacity: usize = 65_536, env "SCHEDULER__QUEUE_CAPACITY";
     }
 }
 
 impl Section for SchedulerConfig {
-    const NAME: &'static str = "scheduler";
-    const KEYS: &'static [Key] = &[
-        key("type", "SCHEDULER_TYPE"),
-        key("queue_capacity", "SCHEDULER__QUEUE_CAPACITY"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
-        check(
-            self.queue_capacity >= 1,
-            "queue_capacity",
-            "must be at least 1",
-        )
+        at_least(self.queue_capacity, 1, "queue_capacity")
     }
 }
 
-/// `[nats]`: the JetStream bus.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsConfig {
-    pub url: Option<String>,
-    pub replicas: usize,
-    pub storage: JetStreamStorage,
-    #[serde(with = "fields::duration")]
-    pub event_retention: Duration,
-    #[serde(rename = "ack_wait_secs", with = "fields::secs")]
-    pub ack_wait: Duration,
-    pub max_deliver: i64,
-    pub wait_for_server: bool,
+bindu_engine::section! {
+    /// `[nats]`: the JetStream bus.
+    pub struct NatsConfig in "nats" {
+        pub url: Option<String> = None, env "NATS_URL";
+        pub replicas: usize = nats().replicas, env "NATS__REPLICAS";
+        pub storage: JetStreamStorage = match nats().storage {
+            NatsStorage::File => JetStreamStorage::File,
+            NatsStorage::Memory => JetStreamStorage::Memory,
+        }, env "NATS__STORAGE";
+        #[serde(with = "fields::duration")]
+        pub event_retention: Duration = nats().event_max_age, env "NATS__EVENT_RETENTION";
+        #[serde(with = "fields::secs")]
+        pub ack_wait: Duration = nats().ack_wait, env "NATS__ACK_WAIT" as "ack_wait_secs";
+        pub max_deliver: i64 = nats().max_deliver, env "NATS__MAX_DELIVER";
+        pub wait_for_server: bool = nats().wait_for_server, env "NATS__WAIT_FOR_SERVER";
+    }
 }
 
-impl Default for NatsConfig {
-    fn default() -> Self {
-        let nats = bindu_engine::bus::NatsOptions::new("", "");
-        NatsConfig {
-            url: None,
-            replicas: nats.replicas,
-            storage: match nats.storage {
-                bindu_engine::bus::nats::NatsStorage::File => JetStreamStorage::File,
-                bindu_engine::bus::nats::NatsStorage::Memory => JetStreamStorage::Memory,
-            },
-            event_retention: nats.event_max_age,
-            ack_wait: nats.ack_wait,
-            max_deliver: nats.max_deliver,
-            wait_for_server: nats.wait_for_server,
-        }
-    }
+/// The JetStream bus's defaults.
+fn nats() -> bindu_engine::bus::NatsOptions {
+    bindu_engine::bus::NatsOptions::new("", "")
 }
 
 impl Section for NatsConfig {
-    const NAME: &'static str = "nats";
-    const KEYS: &'static [Key] = &[
-        key("url", "NATS_URL"),
-        key("replicas", "NATS__REPLICAS"),
-        key("storage", "NATS__STORAGE"),
-        key("event_retention", "NATS__EVENT_RETENTION"),
-        key("ack_wait_secs", "NATS__ACK_WAIT"),
-        key("max_deliver", "NATS__MAX_DELIVER"),
-        key("wait_for_server", "NATS__WAIT_FOR_SERVER"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         url_with(&mut self.url, &["nats", "tls"], "url")?;
         within(self.replicas, 1, 5, "replicas")?;
@@ -274,42 +186,23 @@ impl Section for NatsConfig {
             "event_retention",
             "must be longer than zero",
         )?;
-        check(
-            self.ack_wait >= Duration::from_secs(1),
-            "ack_wait_secs",
-            "must be at least 1",
-        )?;
+        at_least(self.ack_wait.as_secs(), 1, "ack_wait_secs")?;
         within(self.max_deliver, 1, 1000, "max_deliver")
     }
 }
 
-/// `[logging]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LoggingConfig {
-    /// A level or a tracing filter such as `info,bindu_ingress=debug`.
-    pub default_level: String,
-    pub format: LogFormat,
-}
-
-impl Default for LoggingConfig {
-    fn default() -> Self {
-        LoggingConfig {
-            default_level: "info".into(),
-            format: LogFormat::Text,
-        }
+bindu_engine::section! {
+    /// `[logging]`.
+    pub struct LoggingConfig in "logging" {
+        /// A level or a tracing filter such as `info,bindu_ingress=debug`.
+        pub default_level: String = "info".into(), env "LOGGING__DEFAULT_LEVEL";
+        pub format: LogFormat = LogFormat::Text, env "LOGGING__FORMAT";
     }
 }
 
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
 impl Section for LoggingConfig {
-    const NAME: &'static str = "logging";
-    const KEYS: &'static [Key] = &[
-        key("default_level", "LOGGING__DEFAULT_LEVEL"),
-        key("format", "LOGGING__FORMAT"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         let level = self.default_level.trim().to_ascii_lowercase();
         check(
@@ -354,7 +247,7 @@ macro_rules! sections {
                 invalid: impl Fn(&str, String) -> ConfigError,
             ) -> Result<(), ConfigError> {
                 $(self.$field.check().map_err(|e| {
-                    invalid(&format!("{}.{}", <$ty as Section>::NAME, e.field), e.message)
+                    invalid(&format!("{}.{}", <$ty as Table>::NAME, e.field), e.message)
                 })?;)+
                 Ok(())
             }

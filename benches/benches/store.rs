@@ -66,13 +66,10 @@ fn store(c: &mut Criterion) {
                 for _ in 0..iters {
                     round += 1;
                     let submits = (0..BATCH).map(|i| {
-                        store.submit(SubmitRequest {
-                            owner: None,
-                            task_id: format!("t{round}-{i}"),
-                            context_id: Some(format!("c{round}-{i}")),
-                            message: user_message("hello"),
-                            push_config: None,
-                        })
+                        store.submit(
+                            SubmitRequest::new(format!("t{round}-{i}"), user_message("hello"))
+                                .in_context(format!("c{round}-{i}")),
+                        )
                     });
                     let ids: Vec<String> = futures::future::join_all(submits)
                         .await

@@ -6,108 +6,67 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bindu_engine::config::{
-    check, fields, http_url, key, none_if_blank, secret, within, Invalid, Key, MtlsMode, Section,
+    at_least, check, fields, http_url, none_if_blank, within, Invalid, MtlsMode, Section,
 };
 use bindu_schemas::AgentSkill;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
+use crate::auth::shared::RedisOptions;
 use crate::auth::AuthSettings;
 use crate::{ConnectionLimits, IngressOptions};
 
-/// `[server]`: where and how the HTTP server listens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
-    pub host: String,
-    pub port: u16,
-    /// Public base URL for the card; default `http://<host>:<bound port>`.
-    pub deployment_url: Option<String>,
-    pub max_body_bytes: usize,
-    /// How long in-flight requests and tasks may take to finish on SIGTERM/Ctrl-C.
-    #[serde(rename = "shutdown_timeout_secs", with = "fields::secs")]
-    pub shutdown_timeout: Duration,
-    #[serde(rename = "sse_keepalive_secs", with = "fields::secs")]
-    pub sse_keepalive: Duration,
-    /// Host names JSON-RPC requests are answered for, besides localhost, IP literals, the
-    /// deployment URL's host and a host name `host` binds; `*`: any.
-    #[serde(with = "fields::comma_list")]
-    pub allowed_hosts: Vec<String>,
-    #[serde(rename = "header_timeout_secs", with = "fields::secs")]
-    pub header_timeout: Duration,
-    #[serde(rename = "body_timeout_secs", with = "fields::secs")]
-    pub body_timeout: Duration,
-    #[serde(rename = "idle_timeout_secs", with = "fields::secs")]
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub max_tls_handshakes: usize,
-    #[serde(rename = "tls_handshake_timeout_secs", with = "fields::secs")]
-    pub tls_handshake_timeout: Duration,
-    pub max_parts: usize,
-    pub max_reference_task_ids: usize,
-    pub max_list_bytes: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        let ingress = IngressOptions::default();
-        let limits = ConnectionLimits::default();
-        ServerConfig {
-            host: "127.0.0.1".into(),
-            port: 3773,
-            deployment_url: None,
-            max_body_bytes: ingress.max_body_bytes,
-            shutdown_timeout: Duration::from_secs(30),
-            sse_keepalive: ingress.sse_keepalive,
-            allowed_hosts: ingress.allowed_hosts,
-            header_timeout: limits.header_timeout,
-            body_timeout: limits.body_timeout,
-            idle_timeout: limits.idle_timeout,
-            max_connections: limits.max_connections,
-            max_tls_handshakes: limits.max_tls_handshakes,
-            tls_handshake_timeout: limits.tls_handshake_timeout,
-            max_parts: ingress.max_parts,
-            max_reference_task_ids: ingress.max_reference_task_ids,
-            max_list_bytes: ingress.max_list_bytes,
-        }
+bindu_engine::section! {
+    /// `[server]`: where and how the HTTP server listens.
+    pub struct ServerConfig in "server" {
+        pub host: String = "127.0.0.1".into(), env "BINDU_HOST";
+        pub port: u16 = 3773, env "BINDU_PORT";
+        /// Public base URL for the card; default `http://<host>:<bound port>`.
+        pub deployment_url: Option<String> = None, env "BINDU_DEPLOYMENT_URL";
+        pub max_body_bytes: usize = IngressOptions::default().max_body_bytes,
+            env "BINDU_MAX_BODY_BYTES";
+        /// How long in-flight requests and tasks may take to finish on SIGTERM/Ctrl-C.
+        #[serde(with = "fields::secs")]
+        pub shutdown_timeout: Duration = Duration::from_secs(30),
+            env "BINDU_SHUTDOWN_TIMEOUT" as "shutdown_timeout_secs";
+        #[serde(with = "fields::secs")]
+        pub sse_keepalive: Duration = IngressOptions::default().sse_keepalive,
+            env "BINDU_SSE_KEEPALIVE" as "sse_keepalive_secs";
+        /// Host names JSON-RPC requests are answered for, besides localhost, IP literals, the
+        /// deployment URL's host and a host name `host` binds; `*`: any.
+        #[serde(with = "fields::comma_list")]
+        pub allowed_hosts: Vec<String> = IngressOptions::default().allowed_hosts,
+            env "BINDU_ALLOWED_HOSTS";
+        #[serde(with = "fields::secs")]
+        pub header_timeout: Duration = ConnectionLimits::default().header_timeout,
+            env "BINDU_HEADER_TIMEOUT" as "header_timeout_secs";
+        #[serde(with = "fields::secs")]
+        pub body_timeout: Duration = ConnectionLimits::default().body_timeout,
+            env "BINDU_BODY_TIMEOUT" as "body_timeout_secs";
+        #[serde(with = "fields::secs")]
+        pub idle_timeout: Duration = ConnectionLimits::default().idle_timeout,
+            env "BINDU_IDLE_TIMEOUT" as "idle_timeout_secs";
+        pub max_connections: usize = ConnectionLimits::default().max_connections,
+            env "BINDU_MAX_CONNECTIONS";
+        pub max_tls_handshakes: usize = ConnectionLimits::default().max_tls_handshakes,
+            env "BINDU_MAX_TLS_HANDSHAKES";
+        #[serde(with = "fields::secs")]
+        pub tls_handshake_timeout: Duration = ConnectionLimits::default().tls_handshake_timeout,
+            env "BINDU_TLS_HANDSHAKE_TIMEOUT" as "tls_handshake_timeout_secs";
+        pub max_parts: usize = IngressOptions::default().max_parts, env "BINDU_MAX_PARTS";
+        pub max_reference_task_ids: usize = IngressOptions::default().max_reference_task_ids,
+            env "BINDU_MAX_REFERENCE_TASK_IDS";
+        pub max_list_bytes: usize = IngressOptions::default().max_list_bytes,
+            env "BINDU_MAX_LIST_BYTES";
     }
 }
 
 impl Section for ServerConfig {
-    const NAME: &'static str = "server";
-    const KEYS: &'static [Key] = &[
-        key("host", "BINDU_HOST"),
-        key("port", "BINDU_PORT"),
-        key("deployment_url", "BINDU_DEPLOYMENT_URL"),
-        key("max_body_bytes", "BINDU_MAX_BODY_BYTES"),
-        key("shutdown_timeout_secs", "BINDU_SHUTDOWN_TIMEOUT"),
-        key("sse_keepalive_secs", "BINDU_SSE_KEEPALIVE"),
-        key("allowed_hosts", "BINDU_ALLOWED_HOSTS"),
-        key("header_timeout_secs", "BINDU_HEADER_TIMEOUT"),
-        key("body_timeout_secs", "BINDU_BODY_TIMEOUT"),
-        key("idle_timeout_secs", "BINDU_IDLE_TIMEOUT"),
-        key("max_connections", "BINDU_MAX_CONNECTIONS"),
-        key("max_tls_handshakes", "BINDU_MAX_TLS_HANDSHAKES"),
-        key("tls_handshake_timeout_secs", "BINDU_TLS_HANDSHAKE_TIMEOUT"),
-        key("max_parts", "BINDU_MAX_PARTS"),
-        key("max_reference_task_ids", "BINDU_MAX_REFERENCE_TASK_IDS"),
-        key("max_list_bytes", "BINDU_MAX_LIST_BYTES"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         self.host = self.host.trim().to_string();
         check(!self.host.is_empty(), "host", "must not be empty")?;
         http_url(&mut self.deployment_url, "deployment_url")?;
-        check(
-            self.max_body_bytes >= 1024,
-            "max_body_bytes",
-            "must be at least 1024",
-        )?;
-        check(
-            self.sse_keepalive >= Duration::from_secs(1),
-            "sse_keepalive_secs",
-            "must be at least 1",
-        )?;
+        at_least(self.max_body_bytes, 1024, "max_body_bytes")?;
+        at_least(self.sse_keepalive.as_secs(), 1, "sse_keepalive_secs")?;
         for (d, field) in [
             (self.header_timeout, "header_timeout_secs"),
             (self.body_timeout, "body_timeout_secs"),
@@ -177,62 +136,41 @@ impl ServerConfig {
     }
 }
 
-/// `[agent]`: the manifest the card is made of. `[[agent.skills]]` tables list the skills.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AgentConfig {
-    pub name: String,
-    pub description: String,
-    pub version: String,
-    /// E-mail or organisation: the card's provider and the DID's author.
-    pub author: Option<String>,
-    pub provider_url: Option<String>,
-    pub documentation_url: Option<String>,
-    pub extended_card_file: Option<PathBuf>,
-    /// The echo skill when none are given.
-    pub skills: Vec<AgentSkill>,
-    /// The price of a task (`[[agent.execution_cost]]`, x402): each option is one way to
-    /// pay; none (the default) makes the agent free.
-    pub execution_cost: Vec<bindu_engine::x402::PriceOption>,
+bindu_engine::section! {
+    /// `[agent]`: the manifest the card is made of. `[[agent.skills]]` tables list the skills.
+    pub struct AgentConfig in "agent" {
+        pub name: String = "bindu-echo".into(), env "BINDU_AGENT_NAME";
+        pub description: String = "Echoes every message back; the bindu demo agent.".into(),
+            env "BINDU_AGENT_DESCRIPTION";
+        pub version: String = "0.1.0".into(), env "BINDU_AGENT_VERSION";
+        /// E-mail or organisation: the card's provider and the DID's author.
+        pub author: Option<String> = None, env "BINDU_AGENT_AUTHOR";
+        pub provider_url: Option<String> = None, env "BINDU_AGENT_PROVIDER_URL";
+        pub documentation_url: Option<String> = None, env "BINDU_AGENT_DOCUMENTATION_URL";
+        pub extended_card_file: Option<PathBuf> = None, env "BINDU_EXTENDED_CARD_FILE";
+        /// The echo skill when none are given.
+        pub skills: Vec<AgentSkill> = vec![echo_skill()];
+        /// The price of a task (`[[agent.execution_cost]]`, x402): each option is one way to
+        /// pay; none (the default) makes the agent free.
+        pub execution_cost: Vec<bindu_engine::x402::PriceOption> = Vec::new();
+    }
 }
 
-impl Default for AgentConfig {
-    fn default() -> Self {
-        AgentConfig {
-            name: "bindu-echo".into(),
-            description: "Echoes every message back; the bindu demo agent.".into(),
-            version: "0.1.0".into(),
-            author: None,
-            provider_url: None,
-            documentation_url: None,
-            extended_card_file: None,
-            skills: vec![AgentSkill {
-                id: "echo".into(),
-                name: "echo".into(),
-                description: "Replies with the parts of the user's last message.".into(),
-                tags: vec!["echo".into(), "demo".into()],
-                examples: Some(vec!["Hello, agent!".into()]),
-                input_modes: None,
-                output_modes: None,
-                security: None,
-            }],
-            execution_cost: Vec::new(),
-        }
+/// The demo agent's one skill.
+fn echo_skill() -> AgentSkill {
+    AgentSkill {
+        id: "echo".into(),
+        name: "echo".into(),
+        description: "Replies with the parts of the user's last message.".into(),
+        tags: vec!["echo".into(), "demo".into()],
+        examples: Some(vec!["Hello, agent!".into()]),
+        input_modes: None,
+        output_modes: None,
+        security: None,
     }
 }
 
 impl Section for AgentConfig {
-    const NAME: &'static str = "agent";
-    const KEYS: &'static [Key] = &[
-        key("name", "BINDU_AGENT_NAME"),
-        key("description", "BINDU_AGENT_DESCRIPTION"),
-        key("version", "BINDU_AGENT_VERSION"),
-        key("author", "BINDU_AGENT_AUTHOR"),
-        key("provider_url", "BINDU_AGENT_PROVIDER_URL"),
-        key("documentation_url", "BINDU_AGENT_DOCUMENTATION_URL"),
-        key("extended_card_file", "BINDU_EXTENDED_CARD_FILE"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         self.name = self.name.trim().to_string();
         check(!self.name.is_empty(), "name", "must not be empty")?;
@@ -257,42 +195,22 @@ impl Section for AgentConfig {
     }
 }
 
-/// `[auth]`: who may call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Require a Hydra-issued Bearer token on JSON-RPC requests.
-    pub enabled: bool,
-    #[serde(with = "fields::comma_list")]
-    pub allowed_dids: Vec<String>,
-    #[serde(rename = "signature_window_secs", with = "fields::secs")]
-    pub signature_window: Duration,
-    pub require_permissions: bool,
-    pub replay_guard: bool,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            enabled: false,
-            allowed_dids: Vec::new(),
-            signature_window: Duration::from_secs(300),
-            require_permissions: false,
-            replay_guard: true,
-        }
+bindu_engine::section! {
+    /// `[auth]`: who may call.
+    pub struct AuthConfig in "auth" {
+        /// Require a Hydra-issued Bearer token on JSON-RPC requests.
+        pub enabled: bool = false, env "AUTH__ENABLED";
+        #[serde(with = "fields::comma_list")]
+        pub allowed_dids: Vec<String> = Vec::new(), env "AUTH__ALLOWED_DIDS";
+        #[serde(with = "fields::secs")]
+        pub signature_window: Duration = Duration::from_secs(300),
+            env "AUTH__SIGNATURE_WINDOW" as "signature_window_secs";
+        pub require_permissions: bool = false, env "AUTH__REQUIRE_PERMISSIONS";
+        pub replay_guard: bool = true, env "AUTH__REPLAY_GUARD";
     }
 }
 
 impl Section for AuthConfig {
-    const NAME: &'static str = "auth";
-    const KEYS: &'static [Key] = &[
-        key("enabled", "AUTH__ENABLED"),
-        key("allowed_dids", "AUTH__ALLOWED_DIDS"),
-        key("signature_window_secs", "AUTH__SIGNATURE_WINDOW"),
-        key("require_permissions", "AUTH__REQUIRE_PERMISSIONS"),
-        key("replay_guard", "AUTH__REPLAY_GUARD"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         within(
             self.signature_window.as_secs(),
@@ -320,49 +238,28 @@ impl AuthConfig {
     }
 }
 
-/// `[hydra]`: the Ory Hydra that issues and introspects tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HydraConfig {
-    pub admin_url: Option<String>,
-    #[serde(rename = "cache_ttl_secs", with = "fields::secs")]
-    pub cache_ttl: Duration,
-    #[serde(rename = "timeout_secs", with = "fields::secs")]
-    pub timeout: Duration,
-    /// Scopes whose tokens are never cached.
-    #[serde(with = "fields::comma_list")]
-    pub sensitive_scopes: Vec<String>,
-    /// When set, a token must list it in its `aud`.
-    pub audience: Option<String>,
-    /// How long an inactive token is remembered as inactive (0: not at all).
-    #[serde(rename = "negative_cache_ttl_secs", with = "fields::secs")]
-    pub negative_cache_ttl: Duration,
-}
-
-impl Default for HydraConfig {
-    fn default() -> Self {
-        HydraConfig {
-            admin_url: None,
-            cache_ttl: Duration::from_secs(300),
-            timeout: Duration::from_secs(5),
-            sensitive_scopes: Vec::new(),
-            audience: None,
-            negative_cache_ttl: Duration::from_secs(10),
-        }
+bindu_engine::section! {
+    /// `[hydra]`: the Ory Hydra that issues and introspects tokens.
+    pub struct HydraConfig in "hydra" {
+        pub admin_url: Option<String> = None, env "HYDRA__ADMIN_URL";
+        #[serde(with = "fields::secs")]
+        pub cache_ttl: Duration = Duration::from_secs(300),
+            env "HYDRA__CACHE_TTL" as "cache_ttl_secs";
+        #[serde(with = "fields::secs")]
+        pub timeout: Duration = Duration::from_secs(5), env "HYDRA__TIMEOUT" as "timeout_secs";
+        /// Scopes whose tokens are never cached.
+        #[serde(with = "fields::comma_list")]
+        pub sensitive_scopes: Vec<String> = Vec::new(), env "HYDRA__SENSITIVE_SCOPES";
+        /// When set, a token must list it in its `aud`.
+        pub audience: Option<String> = None, env "HYDRA__AUDIENCE";
+        /// How long an inactive token is remembered as inactive (0: not at all).
+        #[serde(with = "fields::secs")]
+        pub negative_cache_ttl: Duration = Duration::from_secs(10),
+            env "HYDRA__NEGATIVE_CACHE_TTL" as "negative_cache_ttl_secs";
     }
 }
 
 impl Section for HydraConfig {
-    const NAME: &'static str = "hydra";
-    const KEYS: &'static [Key] = &[
-        key("admin_url", "HYDRA__ADMIN_URL"),
-        key("cache_ttl_secs", "HYDRA__CACHE_TTL"),
-        key("timeout_secs", "HYDRA__TIMEOUT"),
-        key("sensitive_scopes", "HYDRA__SENSITIVE_SCOPES"),
-        key("audience", "HYDRA__AUDIENCE"),
-        key("negative_cache_ttl_secs", "HYDRA__NEGATIVE_CACHE_TTL"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         http_url(&mut self.admin_url, "admin_url")?;
         none_if_blank(&mut self.audience);
@@ -372,43 +269,30 @@ impl Section for HydraConfig {
             300,
             "negative_cache_ttl_secs",
         )?;
-        check(
-            self.timeout >= Duration::from_secs(1),
-            "timeout_secs",
-            "must be at least 1",
-        )
+        at_least(self.timeout.as_secs(), 1, "timeout_secs")
     }
 }
 
-/// `[cache]`: state shared by ingress replicas.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Redis for token introspections, caller keys and the DID replay guard.
-    #[serde(with = "fields::secret")]
-    pub redis_url: Option<SecretString>,
-    /// Longest one Redis command may take before Redis counts as down.
-    #[serde(rename = "redis_timeout_ms", with = "fields::millis")]
-    pub redis_timeout: Duration,
-    /// Longest pause between two attempts to reconnect to Redis.
-    #[serde(rename = "redis_reconnect_max_ms", with = "fields::millis")]
-    pub redis_reconnect_max: Duration,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        let redis = crate::auth::shared::RedisOptions::default();
-        CacheConfig {
-            redis_url: None,
-            redis_timeout: redis.command_timeout,
-            redis_reconnect_max: redis.reconnect_max,
-        }
+bindu_engine::section! {
+    /// `[cache]`: state shared by ingress replicas.
+    pub struct CacheConfig in "cache" {
+        /// Redis for token introspections, caller keys and the DID replay guard.
+        #[serde(with = "fields::secret")]
+        pub redis_url: Option<SecretString> = None, secret "REDIS_URL";
+        /// Longest one Redis command may take before Redis counts as down.
+        #[serde(with = "fields::millis")]
+        pub redis_timeout: Duration = RedisOptions::default().command_timeout,
+            env "CACHE__REDIS_TIMEOUT_MS" as "redis_timeout_ms";
+        /// Longest pause between two attempts to reconnect to Redis.
+        #[serde(with = "fields::millis")]
+        pub redis_reconnect_max: Duration = RedisOptions::default().reconnect_max,
+            env "CACHE__REDIS_RECONNECT_MAX_MS" as "redis_reconnect_max_ms";
     }
 }
 
 impl CacheConfig {
-    pub fn redis_options(&self) -> crate::auth::shared::RedisOptions {
-        crate::auth::shared::RedisOptions {
+    pub fn redis_options(&self) -> RedisOptions {
+        RedisOptions {
             command_timeout: self.redis_timeout,
             reconnect_max: self.redis_reconnect_max,
         }
@@ -416,13 +300,6 @@ impl CacheConfig {
 }
 
 impl Section for CacheConfig {
-    const NAME: &'static str = "cache";
-    const KEYS: &'static [Key] = &[
-        secret("redis_url", "REDIS_URL"),
-        key("redis_timeout_ms", "CACHE__REDIS_TIMEOUT_MS"),
-        key("redis_reconnect_max_ms", "CACHE__REDIS_RECONNECT_MAX_MS"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         within(
             self.redis_timeout.as_millis(),
@@ -447,42 +324,19 @@ impl Section for CacheConfig {
     }
 }
 
-/// `[mtls]`: HTTPS, and what client certificates mean.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MtlsConfig {
-    pub enabled: bool,
-    pub mode: MtlsMode,
-    pub require_client_cert: bool,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for MtlsConfig {
-    fn default() -> Self {
-        MtlsConfig {
-            enabled: false,
-            mode: MtlsMode::Hybrid,
-            require_client_cert: true,
-            cert_file: None,
-            key_file: None,
-            ca_file: None,
-        }
+bindu_engine::section! {
+    /// `[mtls]`: HTTPS, and what client certificates mean.
+    pub struct MtlsConfig in "mtls" {
+        pub enabled: bool = false, env "MTLS__ENABLED";
+        pub mode: MtlsMode = MtlsMode::Hybrid, env "MTLS__MODE";
+        pub require_client_cert: bool = true, env "MTLS__REQUIRE_CLIENT_CERT";
+        pub cert_file: Option<PathBuf> = None, env "MTLS__CERT_FILE";
+        pub key_file: Option<PathBuf> = None, env "MTLS__KEY_FILE";
+        pub ca_file: Option<PathBuf> = None, env "MTLS__CA_FILE";
     }
 }
 
 impl Section for MtlsConfig {
-    const NAME: &'static str = "mtls";
-    const KEYS: &'static [Key] = &[
-        key("enabled", "MTLS__ENABLED"),
-        key("mode", "MTLS__MODE"),
-        key("require_client_cert", "MTLS__REQUIRE_CLIENT_CERT"),
-        key("cert_file", "MTLS__CERT_FILE"),
-        key("key_file", "MTLS__KEY_FILE"),
-        key("ca_file", "MTLS__CA_FILE"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         for file in [&mut self.cert_file, &mut self.key_file, &mut self.ca_file] {
             if file

@@ -19,6 +19,7 @@ pub enum CommandOp {
 }
 
 /// One unit of work on the task work queue.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskCommand {
@@ -28,7 +29,6 @@ pub struct TaskCommand {
     /// The message that caused this run (the newest user message of the task).
     pub message_id: String,
     /// The authenticated caller (DID or OAuth client id), when auth is on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
     /// RFC 3339 time at which ingress accepted the request.
     pub issued_at: String,
@@ -40,7 +40,6 @@ pub struct TaskCommand {
     /// The task's conversation so far (its history, oldest first, the new message last),
     /// carried so a worker need not read it back. Absent when it was larger than the
     /// inline limit: the worker reads it from the store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Message>>,
     /// The payment the ingress verified for this run (a priced agent): the worker settles it
     /// once the handler has succeeded, before the result is released.
@@ -71,6 +70,7 @@ pub enum EventBody {
 ///  "event":{"kind":"status-update","taskId":"…","contextId":"…",
 ///           "status":{"state":"working","timestamp":"…"},"final":false}}
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvent {
     /// Per-task sequence number, starting at 1 and increasing. A run's events follow its
@@ -87,7 +87,6 @@ pub struct TaskEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Message>,
     /// Task metadata this transition merged into the task's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
     /// The event was too large for the bus: its content (artifact parts, status message,
     /// `history`, `metadata`) was left out. Read the task from the store for it.

@@ -48,6 +48,7 @@ pub mod meta {
 
 /// One way to pay (`accepts[]`). For the EVM `exact` scheme `extra` is the token's EIP-712
 /// domain `{name, version}`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirements {
@@ -60,32 +61,29 @@ pub struct PaymentRequirements {
     pub asset: String,
     pub pay_to: String,
     pub max_timeout_seconds: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Metadata>,
 }
 
 /// What the resource is (the spec's `resource`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceInfo {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
 }
 
 /// The 402 answer.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequired {
     pub x402_version: u64,
     pub error: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceInfo>,
     pub accepts: Vec<PaymentRequirements>,
     /// Bindu's addition: who is asking to be paid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentInfo>,
 }
 
@@ -101,44 +99,40 @@ pub struct AgentInfo {
 }
 
 /// The facilitator's `/verify` answer.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse {
     pub is_valid: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
 }
 
 /// The facilitator's `/settle` answer; also the `PAYMENT-RESPONSE` header (base64) and a
 /// receipt in task metadata.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SettleResponse {
     pub success: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
     /// The transaction hash; `""` on failure.
     #[serde(default)]
     pub transaction: String,
     pub network: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
 }
 
 /// One kind a facilitator supports.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SupportedKind {
     pub x402_version: u64,
     pub scheme: String,
     pub network: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Metadata>,
 }
 

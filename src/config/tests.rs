@@ -43,9 +43,8 @@ fn defaults_are_valid() {
 
 #[test]
 fn layers_apply_in_order() {
-    let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bindu.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bindu.toml");
     std::fs::write(
         &file,
         "[server]\nport = 4000\nhost = \"0.0.0.0\"\n[agent]\nname = \"file-agent\"\n[[agent.skills]]\nid = \"s1\"\nname = \"S1\"\ndescription = \"d\"\ntags = [\"x\"]\n",
@@ -66,7 +65,6 @@ fn layers_apply_in_order() {
         rendered.contains("server.port = \"6000\"    # BINDU_PORT, flag --port"),
         "{rendered}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -192,13 +190,11 @@ fn push_settings_parse_and_bad_ones_name_their_key() {
 
 #[test]
 fn unknown_file_keys_are_refused() {
-    let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bindu.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bindu.toml");
     std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
     let e = Config::load(Some(&file), &env(&[]), &[]).unwrap_err();
     assert_eq!(e.key, "server.prot");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -19,9 +19,8 @@ fn invalid_values_name_the_key_and_exit_2() {
 
 #[test]
 fn config_prints_effective_values_with_sources() {
-    let dir = std::env::temp_dir().join(format!("bindu-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bindu.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bindu.toml");
     std::fs::write(
         &file,
         "[agent]\nname = \"from-file\"\n[server]\nport = 4100\n",
@@ -44,7 +43,6 @@ fn config_prints_effective_values_with_sources() {
         text.contains("server.host = \"127.0.0.2\"    # BINDU_HOST, flag --host"),
         "{text}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -12,10 +12,6 @@ use bindu::{handler_fn, Agent, HandlerError, HandlerInput, HandlerOutput};
 use serde_json::{json, Value};
 use support::*;
 
-fn state(task: &Value) -> &str {
-    task["status"]["state"].as_str().unwrap_or_default()
-}
-
 async fn card(client: &reqwest::Client, addr: std::net::SocketAddr) -> Value {
     let resp = within(
         "GET the card",
@@ -140,11 +136,7 @@ async fn a_file_part_without_content_fails_the_task() {
     });
     let srv = TestServer::with_handler(h).await;
     let failed = srv.send(user_message("make a file")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(
-        first_text(&failed["status"]["message"]).contains("neither `bytes` nor `uri`"),
-        "{failed}"
-    );
+    assert_failed_with(&failed, "neither `bytes` nor `uri`");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,11 +150,7 @@ async fn the_task_timeout_interrupts_a_closure_and_the_worker_keeps_serving() {
     });
     let srv = TestServer::start(&[("worker.task_timeout", "1")], h).await;
     let failed = srv.send(user_message("hang")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(
-        first_text(&failed["status"]["message"]).contains("BINDU_TASK_TIMEOUT"),
-        "{failed}"
-    );
+    assert_failed_with(&failed, "BINDU_TASK_TIMEOUT");
     let done = srv.send(user_message("quick")).await;
     assert_eq!(state(&done), "completed");
 }
@@ -189,8 +177,7 @@ async fn streamed_and_returned_output_count_against_the_limit() {
     let ok = srv.send(user_message("2000")).await;
     assert_eq!(state(&ok), "completed", "the limit itself is allowed");
     let failed = srv.send(user_message("2001")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(first_text(&failed["status"]["message"]).contains("2000 bytes"));
+    assert_failed_with(&failed, "2000 bytes");
     let failed = srv.send(user_message("stream")).await;
     assert_eq!(state(&failed), "failed", "{failed}");
     // The chunks within the limit were delivered; the one past it was not.

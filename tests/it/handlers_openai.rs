@@ -7,16 +7,8 @@ use crate::support;
 use std::time::Duration;
 
 use fake_openai::{FakeOpenAi, Reply};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
-
-fn state(task: &Value) -> &str {
-    task["status"]["state"].as_str().unwrap_or_default()
-}
-
-fn task_id(task: &Value) -> String {
-    task["id"].as_str().unwrap().to_string()
-}
 
 /// An agent whose handler is the fake model; `extra` settings on top.
 async fn agent(fake: &FakeOpenAi, extra: &[(&str, &str)]) -> TestServer {
@@ -33,16 +25,6 @@ async fn agent(fake: &FakeOpenAi, extra: &[(&str, &str)]) -> TestServer {
     TestServer::start(&settings, handler).await
 }
 
-/// The texts of an artifact's parts, joined.
-fn artifact_text(artifact: &Value) -> String {
-    artifact["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["text"].as_str().unwrap_or_default())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_stream_as_artifact_chunks_and_merge_into_one_artifact() {
     let fake = FakeOpenAi::start().await;
@@ -56,12 +38,8 @@ async fn tokens_stream_as_artifact_chunks_and_merge_into_one_artifact() {
     )
     .await;
     let events = srv.stream_message(json!(1), user_message("greet me")).await;
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| e["result"]["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        result_kinds(&events),
         [
             "task",
             "status-update",
@@ -73,19 +51,8 @@ async fn tokens_stream_as_artifact_chunks_and_merge_into_one_artifact() {
         ],
         "{events:#?}"
     );
-    let chunks: Vec<(String, Value, Value)> = events[2..6]
-        .iter()
-        .map(|e| {
-            let r = &e["result"];
-            (
-                artifact_text(&r["artifact"]),
-                r["append"].clone(),
-                r["lastChunk"].clone(),
-            )
-        })
-        .collect();
     assert_eq!(
-        chunks,
+        chunks(&events[2..6]),
         [
             ("Hel".to_string(), json!(false), json!(false)),
             ("lo".to_string(), json!(true), json!(false)),
@@ -100,7 +67,7 @@ async fn tokens_stream_as_artifact_chunks_and_merge_into_one_artifact() {
     let task = srv.get_task(&task_id(&events[0]["result"])).await;
     let artifacts = task["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 1, "{task}");
-    assert_eq!(artifact_text(&artifacts[0]), "Hello world");
+    assert_eq!(all_text(&artifacts[0]), "Hello world");
     // The streamed reply also joins the history, as one agent message.
     let history = task["history"].as_array().unwrap();
     assert_eq!(history.len(), 2, "{task}");
@@ -145,7 +112,7 @@ async fn a_429_and_a_503_are_retried_honouring_retry_after() {
     let srv = agent(&fake, &[]).await;
     let done = srv.send(user_message("hi")).await;
     assert_eq!(state(&done), "completed", "{done}");
-    assert_eq!(artifact_text(&done["artifacts"][0]), "third time lucky");
+    assert_eq!(all_text(&done["artifacts"][0]), "third time lucky");
     assert_eq!(fake.requests().len(), 3);
     // The retry after the 429 came no sooner than its `Retry-After: 1` allowed (less a
     // little for clock granularity).
@@ -183,8 +150,7 @@ async fn retries_stop_after_max_retries_and_client_errors_are_not_retried() {
         message: "model not found".into(),
     }]);
     let failed = srv.send(user_message("hi again")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(first_text(&failed["status"]["message"]).contains("model not found"));
+    assert_failed_with(&failed, "model not found");
     assert_eq!(fake.requests().len(), 4, "a 400 is not retried");
 }
 
@@ -211,7 +177,7 @@ async fn a_slow_stream_reaches_sse_clients_chunk_by_chunk() {
         let r = &e["result"];
         match r["kind"].as_str().unwrap() {
             "artifact-update" => {
-                seen.push(artifact_text(&r["artifact"]));
+                seen.push(all_text(&r["artifact"]));
                 if seen.len() <= 3 {
                     // Chunks are events first: the run (and its chunks) is recorded with its
                     // outcome, so the store still has the task as accepted.
@@ -233,7 +199,7 @@ async fn a_slow_stream_reaches_sse_clients_chunk_by_chunk() {
     let task = srv.get_task(&tid).await;
     assert_eq!(state(&task), "completed", "{task}");
     assert_eq!(
-        artifact_text(&task["artifacts"][0]),
+        all_text(&task["artifacts"][0]),
         "one two three",
         "the outcome recorded every streamed chunk"
     );
@@ -282,13 +248,9 @@ async fn a_stalled_stream_fails_the_task_after_the_timeout() {
     }]);
     let srv = agent(&fake, &[("openai.timeout_secs", "1")]).await;
     let failed = srv.send(user_message("hello?")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(
-        first_text(&failed["status"]["message"]).contains("stalled"),
-        "{failed}"
-    );
+    assert_failed_with(&failed, "stalled");
     // What streamed before the stall stays visible.
-    assert_eq!(artifact_text(&failed["artifacts"][0]), "I was saying");
+    assert_eq!(all_text(&failed["artifacts"][0]), "I was saying");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +260,7 @@ async fn a_server_that_ignores_stream_true_still_works() {
     let srv = agent(&fake, &[]).await;
     let done = srv.send(user_message("hi")).await;
     assert_eq!(state(&done), "completed", "{done}");
-    assert_eq!(artifact_text(&done["artifacts"][0]), "all at once");
+    assert_eq!(all_text(&done["artifacts"][0]), "all at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,10 +268,7 @@ async fn the_model_sees_earlier_tasks_of_the_context_and_referenced_tasks() {
     let fake = FakeOpenAi::start().await;
     let srv = agent(&fake, &[("worker.history_sessions", "5")]).await;
     let first = srv.send(user_message("My name is Ann.")).await;
-    assert_eq!(
-        artifact_text(&first["artifacts"][0]),
-        "Echo: My name is Ann."
-    );
+    assert_eq!(all_text(&first["artifacts"][0]), "Echo: My name is Ann.");
     let second = srv
         .send(user_message_with(
             "What is my name?",

@@ -24,14 +24,6 @@ const EXTENDED_CARD_NOT_CONFIGURED: i64 = code::EXTENDED_CARD_NOT_CONFIGURED as 
 const TASK_IMMUTABLE: i64 = code::TASK_IMMUTABLE as i64;
 const CONTEXT_NOT_FOUND: i64 = code::CONTEXT_NOT_FOUND as i64;
 
-fn state(task: &Value) -> &str {
-    task["status"]["state"].as_str().unwrap_or_default()
-}
-
-fn task_id(task: &Value) -> String {
-    task["id"].as_str().unwrap().to_string()
-}
-
 /// Posts `body` and asserts HTTP 200, the error `code` and the echoed `id`.
 async fn expect_error(srv: &TestServer, body: &str, code: i64, id: Value) {
     let (status, resp) = srv.raw_post(body).await;
@@ -40,6 +32,13 @@ async fn expect_error(srv: &TestServer, body: &str, code: i64, id: Value) {
     assert_eq!(error_code(&resp), code, "code for {body}: {resp}");
     assert_eq!(resp["id"], id, "id for {body}: {resp}");
     assert!(resp.get("result").is_none(), "{body}: {resp}");
+}
+
+/// [`expect_error`] for each (body, code, id), in order.
+async fn expect_errors(srv: &TestServer, cases: &[(&str, i64, Value)]) {
+    for (body, code, id) in cases {
+        expect_error(srv, body, *code, id.clone()).await;
+    }
 }
 
 fn send_body(id: Value, params: Value) -> String {

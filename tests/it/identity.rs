@@ -120,15 +120,10 @@ async fn the_did_is_served_and_results_are_signed() {
     server.shutdown();
     server.wait().await.unwrap();
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("private.pem"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-    }
+    assert_eq!(
+        bindu::engine::identity::file_mode(&dir.join("private.pem")).unwrap(),
+        0o600
+    );
     // A restart reuses the key: same DID.
     let config = bindu::Config::from_settings(&[
         ("identity.dir", dir.to_str().unwrap()),

@@ -1,5 +1,5 @@
 //! The workers' configuration sections (`[worker]`, `[openai]`, `[push]`, `[webhook]`):
-//! each `Default` reads the defaults of the options it configures, so each default is written
+//! each default reads the default of the option it configures, so each default is written
 //! once, and each section turns into those options.
 
 use std::net::SocketAddr;
@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::config::{
-    check, fields, http_url, key, none_if_blank, secret, url_with, within, Invalid, Key,
-    PushDestinations, Section,
+    at_least, check, fields, http_url, none_if_blank, url_with, within, Invalid, PushDestinations,
+    Section,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
 use crate::dispatcher::{DeliveryOptions, GlobalWebhook};
 use crate::{
@@ -31,68 +30,40 @@ bindu_engine::kind! {
     }
 }
 
-/// `[worker]`: the worker pool and the handler it runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkerConfig {
-    pub handler: HandlerKind,
-    pub concurrency: usize,
-    /// Echo handler: simulated work before the reply.
-    #[serde(rename = "echo_delay_ms", with = "fields::millis")]
-    pub echo_delay: Duration,
-    /// `None`: no limit.
-    #[serde(with = "fields::limit")]
-    pub task_timeout: Option<Duration>,
-    pub max_output_bytes: usize,
-    pub history_sessions: usize,
-    /// The command handler's program and arguments.
-    #[serde(with = "fields::command")]
-    pub command: Vec<String>,
-    pub command_processes: usize,
-    /// Variables of the engine's environment the command handler's processes get besides
-    /// the defaults (a trailing `*` is a prefix).
-    #[serde(with = "fields::comma_list")]
-    pub command_env: Vec<String>,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        let pool = WorkerOptions::default();
-        WorkerConfig {
-            handler: HandlerKind::Echo,
-            concurrency: pool.concurrency,
-            echo_delay: EchoHandler::default().delay,
-            task_timeout: pool.task_timeout,
-            max_output_bytes: pool.max_output_bytes,
-            history_sessions: pool.history_sessions,
-            command: Vec::new(),
-            command_processes: CommandOptions::new(Vec::new()).processes,
-            command_env: Vec::new(),
-        }
+bindu_engine::section! {
+    /// `[worker]`: the worker pool and the handler it runs.
+    pub struct WorkerConfig in "worker" {
+        pub handler: HandlerKind = HandlerKind::Echo, env "BINDU_HANDLER";
+        pub concurrency: usize = WorkerOptions::default().concurrency,
+            env "BINDU_WORKER_CONCURRENCY";
+        /// Echo handler: simulated work before the reply.
+        #[serde(with = "fields::millis")]
+        pub echo_delay: Duration = EchoHandler::default().delay,
+            env "BINDU_ECHO_DELAY_MS" as "echo_delay_ms";
+        /// `None`: no limit.
+        #[serde(with = "fields::limit")]
+        pub task_timeout: Option<Duration> = WorkerOptions::default().task_timeout,
+            env "BINDU_TASK_TIMEOUT";
+        pub max_output_bytes: usize = WorkerOptions::default().max_output_bytes,
+            env "BINDU_MAX_OUTPUT_BYTES";
+        pub history_sessions: usize = WorkerOptions::default().history_sessions,
+            env "BINDU_NUM_HISTORY_SESSIONS";
+        /// The command handler's program and arguments.
+        #[serde(with = "fields::command")]
+        pub command: Vec<String> = Vec::new(), env "BINDU_HANDLER_COMMAND";
+        pub command_processes: usize = CommandOptions::new(Vec::new()).processes,
+            env "BINDU_HANDLER_PROCESSES";
+        /// Variables of the engine's environment the command handler's processes get besides
+        /// the defaults (a trailing `*` is a prefix).
+        #[serde(with = "fields::comma_list")]
+        pub command_env: Vec<String> = Vec::new(), env "BINDU_HANDLER_ENV";
     }
 }
 
 impl Section for WorkerConfig {
-    const NAME: &'static str = "worker";
-    const KEYS: &'static [Key] = &[
-        key("handler", "BINDU_HANDLER"),
-        key("concurrency", "BINDU_WORKER_CONCURRENCY"),
-        key("echo_delay_ms", "BINDU_ECHO_DELAY_MS"),
-        key("task_timeout", "BINDU_TASK_TIMEOUT"),
-        key("max_output_bytes", "BINDU_MAX_OUTPUT_BYTES"),
-        key("history_sessions", "BINDU_NUM_HISTORY_SESSIONS"),
-        key("command", "BINDU_HANDLER_COMMAND"),
-        key("command_processes", "BINDU_HANDLER_PROCESSES"),
-        key("command_env", "BINDU_HANDLER_ENV"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         within(self.concurrency, 1, 100_000, "concurrency")?;
-        check(
-            self.max_output_bytes >= 1024,
-            "max_output_bytes",
-            "must be at least 1024",
-        )?;
+        at_least(self.max_output_bytes, 1024, "max_output_bytes")?;
         within(self.history_sessions, 0, 100, "history_sessions")?;
         within(self.command_processes, 1, 1024, "command_processes")?;
         check(
@@ -153,46 +124,24 @@ impl WorkerConfig {
 /// The OpenAI API's address, the `openai` handler's default.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
-/// `[openai]`: the `openai` handler.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OpenAiConfig {
-    pub base_url: String,
-    /// Sent as a Bearer token; never logged.
-    #[serde(with = "fields::secret")]
-    pub api_key: Option<SecretString>,
-    pub model: Option<String>,
-    pub system_prompt: Option<String>,
-    #[serde(rename = "timeout_secs", with = "fields::secs")]
-    pub timeout: Duration,
-    pub max_retries: u32,
-}
-
-impl Default for OpenAiConfig {
-    fn default() -> Self {
-        let options = OpenAiOptions::new(OPENAI_BASE_URL, "");
-        OpenAiConfig {
-            base_url: options.base_url,
-            api_key: None,
-            model: None,
-            system_prompt: None,
-            timeout: options.timeout,
-            max_retries: options.max_retries,
-        }
+bindu_engine::section! {
+    /// `[openai]`: the `openai` handler.
+    pub struct OpenAiConfig in "openai" {
+        pub base_url: String = OPENAI_BASE_URL.into(), env "OPENAI_BASE_URL";
+        /// Sent as a Bearer token; never logged.
+        #[serde(with = "fields::secret")]
+        pub api_key: Option<SecretString> = None, secret "OPENAI_API_KEY";
+        pub model: Option<String> = None, env "BINDU_HANDLER_MODEL";
+        pub system_prompt: Option<String> = None, env "BINDU_HANDLER_SYSTEM_PROMPT";
+        #[serde(with = "fields::secs")]
+        pub timeout: Duration = OpenAiOptions::new(OPENAI_BASE_URL, "").timeout,
+            env "OPENAI_TIMEOUT" as "timeout_secs";
+        pub max_retries: u32 = OpenAiOptions::new(OPENAI_BASE_URL, "").max_retries,
+            env "OPENAI_MAX_RETRIES";
     }
 }
 
 impl Section for OpenAiConfig {
-    const NAME: &'static str = "openai";
-    const KEYS: &'static [Key] = &[
-        key("base_url", "OPENAI_BASE_URL"),
-        secret("api_key", "OPENAI_API_KEY"),
-        key("model", "BINDU_HANDLER_MODEL"),
-        key("system_prompt", "BINDU_HANDLER_SYSTEM_PROMPT"),
-        key("timeout_secs", "OPENAI_TIMEOUT"),
-        key("max_retries", "OPENAI_MAX_RETRIES"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         let mut url = Some(std::mem::take(&mut self.base_url));
         http_url(&mut url, "base_url")?;
@@ -202,11 +151,7 @@ impl Section for OpenAiConfig {
         })?;
         none_if_blank(&mut self.model);
         none_if_blank(&mut self.system_prompt);
-        check(
-            self.timeout >= Duration::from_secs(1),
-            "timeout_secs",
-            "must be at least 1",
-        )?;
+        at_least(self.timeout.as_secs(), 1, "timeout_secs")?;
         within(self.max_retries, 0, 20, "max_retries")
     }
 }
@@ -224,76 +169,42 @@ impl OpenAiConfig {
     }
 }
 
-/// `[push]`: push notifications (the webhook dispatcher).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PushConfig {
-    pub enabled: bool,
-    pub destinations: PushDestinations,
-    pub max_attempts: u32,
-    #[serde(rename = "retry_base_ms", with = "fields::millis")]
-    pub retry_base: Duration,
-    #[serde(rename = "retry_max_ms", with = "fields::millis")]
-    pub retry_max: Duration,
-    #[serde(rename = "timeout_secs", with = "fields::secs")]
-    pub timeout: Duration,
-    pub per_host_concurrency: usize,
-    pub max_pending_per_destination: usize,
-    pub max_parked_per_destination: usize,
-    pub max_in_flight: usize,
-    pub sign: bool,
-    /// `bindu dispatcher` only: where its `/metrics` and `/healthz` are served.
-    #[serde(with = "fields::opt_parsed")]
-    pub metrics_addr: Option<SocketAddr>,
-    pub consumer: String,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        let dispatcher = DispatcherOptions::default();
-        let delivery = dispatcher.delivery;
-        PushConfig {
-            enabled: false,
-            destinations: delivery.destinations,
-            max_attempts: delivery.max_attempts,
-            retry_base: delivery.retry_base,
-            retry_max: delivery.retry_max,
-            timeout: delivery.timeout,
-            per_host_concurrency: delivery.per_host_concurrency,
-            max_pending_per_destination: delivery.max_pending_per_destination,
-            max_parked_per_destination: delivery.max_parked_per_destination,
-            max_in_flight: dispatcher.max_in_flight,
-            sign: delivery.sign,
-            metrics_addr: None,
-            consumer: dispatcher.consumer,
-        }
+bindu_engine::section! {
+    /// `[push]`: push notifications (the webhook dispatcher).
+    pub struct PushConfig in "push" {
+        pub enabled: bool = false, env "PUSH__ENABLED";
+        pub destinations: PushDestinations = delivery().destinations, env "PUSH__DESTINATIONS";
+        pub max_attempts: u32 = delivery().max_attempts, env "PUSH__MAX_ATTEMPTS";
+        #[serde(with = "fields::millis")]
+        pub retry_base: Duration = delivery().retry_base,
+            env "PUSH__RETRY_BASE_MS" as "retry_base_ms";
+        #[serde(with = "fields::millis")]
+        pub retry_max: Duration = delivery().retry_max,
+            env "PUSH__RETRY_MAX_MS" as "retry_max_ms";
+        #[serde(with = "fields::secs")]
+        pub timeout: Duration = delivery().timeout, env "PUSH__TIMEOUT" as "timeout_secs";
+        pub per_host_concurrency: usize = delivery().per_host_concurrency,
+            env "PUSH__PER_HOST_CONCURRENCY";
+        pub max_pending_per_destination: usize = delivery().max_pending_per_destination,
+            env "PUSH__MAX_PENDING_PER_DESTINATION";
+        pub max_parked_per_destination: usize = delivery().max_parked_per_destination,
+            env "PUSH__MAX_PARKED_PER_DESTINATION";
+        pub max_in_flight: usize = DispatcherOptions::default().max_in_flight,
+            env "PUSH__MAX_IN_FLIGHT";
+        pub sign: bool = delivery().sign, env "PUSH__SIGN";
+        /// `bindu dispatcher` only: where its `/metrics` and `/healthz` are served.
+        #[serde(with = "fields::opt_parsed")]
+        pub metrics_addr: Option<SocketAddr> = None, env "PUSH__METRICS_ADDR";
+        pub consumer: String = DispatcherOptions::default().consumer, env "PUSH__CONSUMER";
     }
 }
 
-impl Section for PushConfig {
-    const NAME: &'static str = "push";
-    const KEYS: &'static [Key] = &[
-        key("enabled", "PUSH__ENABLED"),
-        key("destinations", "PUSH__DESTINATIONS"),
-        key("max_attempts", "PUSH__MAX_ATTEMPTS"),
-        key("retry_base_ms", "PUSH__RETRY_BASE_MS"),
-        key("retry_max_ms", "PUSH__RETRY_MAX_MS"),
-        key("timeout_secs", "PUSH__TIMEOUT"),
-        key("per_host_concurrency", "PUSH__PER_HOST_CONCURRENCY"),
-        key(
-            "max_pending_per_destination",
-            "PUSH__MAX_PENDING_PER_DESTINATION",
-        ),
-        key(
-            "max_parked_per_destination",
-            "PUSH__MAX_PARKED_PER_DESTINATION",
-        ),
-        key("max_in_flight", "PUSH__MAX_IN_FLIGHT"),
-        key("sign", "PUSH__SIGN"),
-        key("metrics_addr", "PUSH__METRICS_ADDR"),
-        key("consumer", "PUSH__CONSUMER"),
-    ];
+/// The delivery defaults (the dispatcher's).
+fn delivery() -> DeliveryOptions {
+    DispatcherOptions::default().delivery
+}
 
+impl Section for PushConfig {
     fn check(&mut self) -> Result<(), Invalid> {
         within(self.max_attempts, 1, 100, "max_attempts")?;
         check(
@@ -361,20 +272,17 @@ impl PushConfig {
     }
 }
 
-/// `[webhook]`: the global webhook, for tasks without a push config of their own.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Kept as given (path and trailing slash included).
-    pub url: Option<String>,
-    #[serde(with = "fields::secret")]
-    pub token: Option<SecretString>,
+bindu_engine::section! {
+    /// `[webhook]`: the global webhook, for tasks without a push config of their own.
+    pub struct WebhookConfig in "webhook" {
+        /// Kept as given (path and trailing slash included).
+        pub url: Option<String> = None, env "WEBHOOK_URL";
+        #[serde(with = "fields::secret")]
+        pub token: Option<SecretString> = None, secret "WEBHOOK_TOKEN";
+    }
 }
 
 impl Section for WebhookConfig {
-    const NAME: &'static str = "webhook";
-    const KEYS: &'static [Key] = &[key("url", "WEBHOOK_URL"), secret("token", "WEBHOOK_TOKEN")];
-
     fn check(&mut self) -> Result<(), Invalid> {
         url_with(&mut self.url, &["http", "https"], "url")
     }

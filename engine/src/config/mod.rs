@@ -1,9 +1,9 @@
 //! Layered configuration: defaults < TOML file < environment < CLI flags, through figment.
 //!
 //! - A *section* is one TOML table (`[server]`, `[storage]`…): a serde struct owned by the
-//!   crate that reads it, whose `Default` is the only default of its keys ([`Section`]).
-//!   Each field has one environment variable, Bindu's flat name where Bindu has one
-//!   (`BINDU_PORT`, `STORAGE_TYPE`, `AUTH__ENABLED`); [`Key`] rows say which.
+//!   crate that reads it, declared with [`section!`](crate::section) so each field is written
+//!   once with its default and its environment variable, Bindu's flat name where Bindu has
+//!   one (`BINDU_PORT`, `STORAGE_TYPE`, `AUTH__ENABLED`). [`Section::check`] validates it.
 //! - [`Layers`] stacks the sources and extracts the typed configuration. Every value
 //!   remembers where it came from, so an error names its key and its source (file, variable
 //!   or flag), and `bindu config` prints the source beside each value.
@@ -22,38 +22,11 @@ use serde::Serialize;
 
 pub mod fields;
 pub mod kinds;
+mod section;
 
 pub use fields::{format_duration, parse_duration};
 pub use kinds::{MtlsMode, PushDestinations};
-
-/// One field of a section and its environment variable.
-#[derive(Debug, Clone, Copy)]
-pub struct Key {
-    /// The field's name in its TOML table, e.g. `port`.
-    pub field: &'static str,
-    /// Its environment variable, e.g. `BINDU_PORT`.
-    pub env: &'static str,
-    /// Redacted by `bindu config`.
-    pub secret: bool,
-}
-
-/// A plain key.
-pub const fn key(field: &'static str, env: &'static str) -> Key {
-    Key {
-        field,
-        env,
-        secret: false,
-    }
-}
-
-/// A key whose value `bindu config` never shows.
-pub const fn secret(field: &'static str, env: &'static str) -> Key {
-    Key {
-        field,
-        env,
-        secret: true,
-    }
-}
+pub use section::{Key, Section, Table};
 
 /// A value that deserialized but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +60,15 @@ pub fn within<T: PartialOrd + std::fmt::Display>(
         field,
         &format!("must be between {lo} and {hi}"),
     )
+}
+
+/// `n` at least `lo`, else an error naming the bound.
+pub fn at_least<T: PartialOrd + std::fmt::Display>(
+    n: T,
+    lo: T,
+    field: &'static str,
+) -> Result<(), Invalid> {
+    check(n >= lo, field, &format!("must be at least {lo}"))
 }
 
 /// An empty or blank text is no value.
@@ -126,18 +108,6 @@ pub fn http_url(v: &mut Option<String>, field: &'static str) -> Result<(), Inval
         *u = u.trim_end_matches('/').to_string();
     }
     Ok(())
-}
-
-/// One TOML table of the configuration.
-pub trait Section: Default + Serialize + DeserializeOwned {
-    /// The table's name, e.g. `server`.
-    const NAME: &'static str;
-    /// Every scalar field with its environment variable, in the README's order.
-    const KEYS: &'static [Key];
-    /// Checks (and normalises) the values; an error names the field.
-    fn check(&mut self) -> Result<(), Invalid> {
-        Ok(())
-    }
 }
 
 /// A configuration key with its full dotted name.

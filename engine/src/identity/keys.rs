@@ -121,16 +121,18 @@ fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeyE
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// The permission bits of `path` (`0o600`: only its owner reads and writes it).
+#[cfg(unix)]
+pub fn file_mode(path: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+}
+
 /// Refuses a private-key file other users can read or write (any group or other bit set).
 pub fn check_permissions(path: &Path) -> Result<(), KeyError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(io(path))?
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = file_mode(path).map_err(io(path))?;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions {
                 path: path.to_path_buf(),
@@ -192,12 +194,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("private.pem"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777;
-            assert_eq!(mode, 0o600);
+            assert_eq!(file_mode(&dir.join("private.pem")).unwrap(), 0o600);
             std::fs::set_permissions(
                 dir.join("private.pem"),
                 std::fs::Permissions::from_mode(0o644),

@@ -18,6 +18,8 @@ mod keys;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 pub use did::{agent_id, did_bindu, did_key, parse_did_key, sanitize};
+#[cfg(unix)]
+pub use keys::file_mode;
 pub use keys::{check_permissions as check_private_file, load_or_create, KeyError};
 
 /// Metadata key under which every text part carries the agent's signature.

@@ -101,6 +101,44 @@ pub struct SubmitRequest {
     pub push_config: Option<PushNotificationConfig>,
 }
 
+impl SubmitRequest {
+    /// `message` for task `task_id`: no owner (auth off), a server-chosen context (or the
+    /// task's own), no push config.
+    pub fn new(task_id: impl Into<String>, message: Message) -> Self {
+        SubmitRequest {
+            owner: None,
+            task_id: task_id.into(),
+            context_id: None,
+            message,
+            push_config: None,
+        }
+    }
+
+    /// Sent by `owner` (`None`: auth is off).
+    pub fn owned_by(self, owner: Option<&str>) -> Self {
+        SubmitRequest {
+            owner: owner.map(str::to_string),
+            ..self
+        }
+    }
+
+    /// In context `context_id`.
+    pub fn in_context(self, context_id: impl Into<String>) -> Self {
+        SubmitRequest {
+            context_id: Some(context_id.into()),
+            ..self
+        }
+    }
+
+    /// With an inline `configuration.pushNotificationConfig`.
+    pub fn with_push_config(self, config: PushNotificationConfig) -> Self {
+        SubmitRequest {
+            push_config: Some(config),
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Submitted {
     /// The task after the message was recorded (state `submitted`).
@@ -324,6 +362,29 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     pub limit: u32,
     pub context_id: Option<String>,
+}
+
+impl ListQuery {
+    /// The first page of at most `limit` items.
+    pub fn first(limit: u32) -> Self {
+        ListQuery {
+            limit,
+            ..Default::default()
+        }
+    }
+
+    /// The page after `cursor` (a previous page's `next_cursor`; `None`: the first page).
+    pub fn after(self, cursor: Option<String>) -> Self {
+        ListQuery { cursor, ..self }
+    }
+
+    /// Only the tasks of context `context_id`.
+    pub fn in_context(self, context_id: impl Into<String>) -> Self {
+        ListQuery {
+            context_id: Some(context_id.into()),
+            ..self
+        }
+    }
 }
 
 /// What of each task a listing returns, and how large a page may grow. Backends apply it

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bindu_schemas::x402::PaymentRequirements;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{check, fields, http_url, key, none_if_blank, within, Invalid, Key, Section};
+use crate::config::{check, fields, http_url, none_if_blank, within, Invalid, Section};
 
 crate::kind! {
     /// When a paid task's payment is settled (`X402__SETTLE`).
@@ -32,42 +32,30 @@ crate::kind! {
     }
 }
 
-/// `[x402]`: how a priced agent is paid. Prices themselves are `agent.execution_cost`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct X402Config {
-    /// The facilitator that verifies and settles payments.
-    pub facilitator_url: String,
-    /// Methods that need a payment: `message/send`, `message/stream` or both.
-    #[serde(with = "fields::comma_list")]
-    pub protected_methods: Vec<String>,
-    /// `maxTimeoutSeconds` of every requirement: how long a signed authorization lasts.
-    pub max_timeout_seconds: u64,
-    /// The address paid when a price option names none (`X402_PAY_TO`).
-    pub pay_to: Option<String>,
-    /// The network of a price option that names none.
-    pub default_network: String,
-    /// More networks, as JSON: `{"<name>": {"chain_id": 1187947933, "asset": "0x…",
-    /// "name": "<EIP-712 domain name>", "version": "2", "decimals": 6}}`.
-    pub extra_networks: Option<String>,
-    pub settle: SettleMode,
-    /// Longest one facilitator request may take.
-    #[serde(rename = "facilitator_timeout_secs", with = "fields::secs")]
-    pub facilitator_timeout: Duration,
-}
-
-impl Default for X402Config {
-    fn default() -> Self {
-        X402Config {
-            facilitator_url: "https://x402.org/facilitator".into(),
-            protected_methods: vec!["message/send".into(), "message/stream".into()],
-            max_timeout_seconds: 600,
-            pay_to: None,
-            default_network: "base-sepolia".into(),
-            extra_networks: None,
-            settle: SettleMode::After,
-            facilitator_timeout: Duration::from_secs(10),
-        }
+crate::section! {
+    /// `[x402]`: how a priced agent is paid. Prices themselves are `agent.execution_cost`.
+    pub struct X402Config in "x402" {
+        /// The facilitator that verifies and settles payments.
+        pub facilitator_url: String = "https://x402.org/facilitator".into(),
+            env "X402__FACILITATOR_URL";
+        /// Methods that need a payment: `message/send`, `message/stream` or both.
+        #[serde(with = "fields::comma_list")]
+        pub protected_methods: Vec<String> = vec!["message/send".into(), "message/stream".into()],
+            env "X402__PROTECTED_METHODS";
+        /// `maxTimeoutSeconds` of every requirement: how long a signed authorization lasts.
+        pub max_timeout_seconds: u64 = 600, env "X402__MAX_TIMEOUT_SECONDS";
+        /// The address paid when a price option names none (`X402_PAY_TO`).
+        pub pay_to: Option<String> = None, env "X402_PAY_TO";
+        /// The network of a price option that names none.
+        pub default_network: String = "base-sepolia".into(), env "X402__DEFAULT_NETWORK";
+        /// More networks, as JSON: `{"<name>": {"chain_id": 1187947933, "asset": "0x…",
+        /// "name": "<EIP-712 domain name>", "version": "2", "decimals": 6}}`.
+        pub extra_networks: Option<String> = None, env "X402__EXTRA_NETWORKS";
+        pub settle: SettleMode = SettleMode::After, env "X402__SETTLE";
+        /// Longest one facilitator request may take.
+        #[serde(with = "fields::secs")]
+        pub facilitator_timeout: Duration = Duration::from_secs(10),
+            env "X402__FACILITATOR_TIMEOUT" as "facilitator_timeout_secs";
     }
 }
 
@@ -75,18 +63,6 @@ impl Default for X402Config {
 pub const PRICEABLE_METHODS: &[&str] = &["message/send", "message/stream"];
 
 impl Section for X402Config {
-    const NAME: &'static str = "x402";
-    const KEYS: &'static [Key] = &[
-        key("facilitator_url", "X402__FACILITATOR_URL"),
-        key("protected_methods", "X402__PROTECTED_METHODS"),
-        key("max_timeout_seconds", "X402__MAX_TIMEOUT_SECONDS"),
-        key("pay_to", "X402_PAY_TO"),
-        key("default_network", "X402__DEFAULT_NETWORK"),
-        key("extra_networks", "X402__EXTRA_NETWORKS"),
-        key("settle", "X402__SETTLE"),
-        key("facilitator_timeout_secs", "X402__FACILITATOR_TIMEOUT"),
-    ];
-
     fn check(&mut self) -> Result<(), Invalid> {
         let mut url = Some(self.facilitator_url.clone());
         http_url(&mut url, "facilitator_url")?;

@@ -21,11 +21,7 @@ pub(crate) async fn list(
         .store
         .list_contexts(
             Access::Owner(caller.as_deref()),
-            ListQuery {
-                cursor: params.cursor,
-                limit: page_size(params.limit),
-                context_id: None,
-            },
+            ListQuery::first(page_size(params.limit)).after(params.cursor),
         )
         .await
         .map_err(store_error)?;

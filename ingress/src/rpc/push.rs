@@ -4,8 +4,8 @@
 use bindu_engine::store::Access;
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
 use bindu_schemas::{
-    DeleteTaskPushNotificationConfigParams, GetTaskPushNotificationConfigParams, TaskIdParams,
-    TaskPushNotificationConfig,
+    DeleteTaskPushNotificationConfigParams, GetTaskPushNotificationConfigParams,
+    PushNotificationConfig, TaskIdParams, TaskPushNotificationConfig,
 };
 
 use super::reply::{ok, Reply};
@@ -51,12 +51,7 @@ pub(crate) async fn get(
     params: GetTaskPushNotificationConfigParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
-    let configs = app
-        .inner
-        .store
-        .list_push_configs(&params.id, Access::Owner(caller.as_deref()))
-        .await
-        .map_err(store_error)?;
+    let configs = configs_of(app, &params.id, caller).await?;
     let found = match &params.push_notification_config_id {
         Some(cid) => configs
             .into_iter()
@@ -89,12 +84,7 @@ pub(crate) async fn list(
     params: TaskIdParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
-    let configs = app
-        .inner
-        .store
-        .list_push_configs(&params.id, Access::Owner(caller.as_deref()))
-        .await
-        .map_err(store_error)?;
+    let configs = configs_of(app, &params.id, caller).await?;
     let result: Vec<TaskPushNotificationConfig> = configs
         .into_iter()
         .map(|c| TaskPushNotificationConfig {
@@ -122,4 +112,17 @@ pub(crate) async fn delete(
         .await
         .map_err(store_error)?;
     ok(id, &serde_json::Value::Null)
+}
+
+/// The push configs of task `task_id`, as `caller` may see them.
+async fn configs_of(
+    app: &Ingress,
+    task_id: &str,
+    caller: Option<String>,
+) -> Result<Vec<PushNotificationConfig>, JsonRpcError> {
+    app.inner
+        .store
+        .list_push_configs(task_id, Access::Owner(caller.as_deref()))
+        .await
+        .map_err(store_error)
 }

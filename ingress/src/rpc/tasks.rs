@@ -143,9 +143,8 @@ pub(crate) async fn list(
         .list_tasks_shaped(
             Access::Owner(caller.as_deref()),
             ListQuery {
-                cursor: params.cursor,
-                limit: page_size(params.limit),
                 context_id: params.context_id,
+                ..ListQuery::first(page_size(params.limit)).after(params.cursor)
             },
             shape,
         )

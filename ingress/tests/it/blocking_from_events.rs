@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bindu_engine::bus::{Bus, MemoryBus};
-use bindu_engine::store::{ArtifactChunk, Expect, TaskStore, TaskUpdate};
-use bindu_schemas::{Artifact, Message, Part, TaskState};
+use bindu_engine::store::conformance::chunk;
+use bindu_engine::store::{Expect, TaskStore, TaskUpdate};
+use bindu_schemas::{Message, Part, TaskState};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::Flaky;
@@ -22,18 +23,7 @@ async fn run_one(store: Arc<Flaky>, bus: Arc<MemoryBus>, truncate: bool) {
     let d = commands.next().await.unwrap().unwrap();
     let reply = Message::agent("reply".into(), vec![Part::text("the answer")]);
     let update = TaskUpdate::new(&d.command.task_id, Expect::Active)
-        .artifact(ArtifactChunk {
-            artifact: Artifact {
-                artifact_id: "a".into(),
-                parts: vec![Part::text("the answer")],
-                name: Some("result".into()),
-                description: None,
-                metadata: None,
-                extensions: None,
-            },
-            append: false,
-            last_chunk: true,
-        })
+        .artifact(chunk("a", "the answer", false, true))
         .history(reply)
         .status(TaskState::Completed, None)
         .after_run(1, Vec::new());

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Metadata;
 
 /// The agent's self-description, served at `/.well-known/agent-card.json`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentCard {
@@ -17,50 +18,37 @@ pub struct AgentCard {
     pub default_input_modes: Vec<String>,
     pub default_output_modes: Vec<String>,
     pub skills: Vec<AgentSkill>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_transport: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_interfaces: Option<Vec<AgentInterface>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<AgentProvider>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documentation_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_schemes: Option<BTreeMap<String, SecurityScheme>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supports_authenticated_extended_card: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signatures: Option<Vec<AgentCardSignature>>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentCapabilities {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streaming: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_notifications: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_transition_history: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Vec<AgentExtension>>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentExtension {
     pub uri: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Metadata>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSkill {
@@ -69,21 +57,11 @@ pub struct AgentSkill {
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub examples: Option<Vec<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "input_modes"
-    )]
+    #[serde(alias = "input_modes")]
     pub input_modes: Option<Vec<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "output_modes"
-    )]
+    #[serde(alias = "output_modes")]
     pub output_modes: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<Vec<BTreeMap<String, Vec<String>>>>,
 }
 
@@ -100,11 +78,11 @@ pub struct AgentProvider {
 }
 
 /// A JWS (RFC 7515) signature over the card.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentCardSignature {
     pub protected: String,
     pub signature: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<Metadata>,
 }
 
@@ -116,6 +94,7 @@ pub mod transport {
 }
 
 /// How a client authenticates, discriminated by `type`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum SecurityScheme {
@@ -124,36 +103,27 @@ pub enum SecurityScheme {
         #[serde(rename = "in")]
         location: ApiKeyLocation,
         name: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
     },
     #[serde(rename = "http", rename_all = "camelCase")]
     Http {
         scheme: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         bearer_format: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
     },
     #[serde(rename = "oauth2", rename_all = "camelCase")]
     OAuth2 {
         flows: Box<OAuthFlows>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         oauth2_metadata_url: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
     },
     #[serde(rename = "openIdConnect", rename_all = "camelCase")]
     OpenIdConnect {
         open_id_connect_url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
     },
     #[serde(rename = "mutualTLS")]
-    MutualTls {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        description: Option<String>,
-    },
+    MutualTls { description: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,29 +134,24 @@ pub enum ApiKeyLocation {
     Cookie,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthFlows {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_code: Option<OAuthFlow>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_credentials: Option<OAuthFlow>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implicit: Option<OAuthFlow>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<OAuthFlow>,
 }
 
 /// One OAuth2 flow. Which URLs are required depends on the flow (authorization code:
 /// both; client credentials and password: `tokenUrl`; implicit: `authorizationUrl`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthFlow {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_url: Option<String>,
     #[serde(default)]
     pub scopes: BTreeMap<String, String>,

@@ -19,6 +19,7 @@ pub enum MessageKind {
 }
 
 /// One turn of a conversation.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
@@ -28,19 +29,13 @@ pub struct Message {
     pub message_id: String,
     #[serde(default)]
     pub kind: MessageKind,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "task_id")]
+    #[serde(alias = "task_id")]
     pub task_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "context_id")]
+    #[serde(alias = "context_id")]
     pub context_id: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "reference_task_ids"
-    )]
+    #[serde(alias = "reference_task_ids")]
     pub reference_task_ids: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -210,31 +205,29 @@ impl Validate for Part {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextPart {
     pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilePart {
     pub file: FileContent,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
 /// `FileWithBytes | FileWithUri`: exactly one of `bytes` (base64) and `uri` is set.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "mime_type")]
+    #[serde(alias = "mime_type")]
     pub mime_type: Option<String>,
 }
 
@@ -249,10 +242,10 @@ impl Validate for FileContent {
 }
 
 /// Structured data; `data` must be a JSON object.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataPart {
     pub data: Metadata,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 

@@ -18,12 +18,11 @@ pub fn history_length(v: Option<i64>) -> Option<u32> {
 }
 
 /// `message/send` and `message/stream`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageSendParams {
     pub message: Message,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<MessageSendConfiguration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -43,38 +42,26 @@ impl Validate for MessageSendParams {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageSendConfiguration {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "accepted_output_modes"
-    )]
+    #[serde(alias = "accepted_output_modes")]
     pub accepted_output_modes: Option<Vec<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "history_length"
-    )]
+    #[serde(alias = "history_length")]
     pub history_length: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "push_notification_config"
-    )]
+    #[serde(alias = "push_notification_config")]
     pub push_notification_config: Option<PushNotificationConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocking: Option<bool>,
 }
 
 /// `tasks/cancel`, `tasks/resubscribe`, `tasks/pushNotificationConfig/list`.
 /// `id` is the task id; Bindu's `taskId` / `task_id` are accepted too.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskIdParams {
     #[serde(alias = "taskId", alias = "task_id")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -85,18 +72,14 @@ impl Validate for TaskIdParams {
 }
 
 /// `tasks/get`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskQueryParams {
     #[serde(alias = "taskId", alias = "task_id")]
     pub id: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "history_length"
-    )]
+    #[serde(alias = "history_length")]
     pub history_length: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -108,18 +91,14 @@ impl Validate for TaskQueryParams {
 }
 
 /// `tasks/pushNotificationConfig/get`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetTaskPushNotificationConfigParams {
     #[serde(alias = "taskId", alias = "task_id")]
     pub id: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "push_notification_config_id"
-    )]
+    #[serde(alias = "push_notification_config_id")]
     pub push_notification_config_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -130,6 +109,7 @@ impl Validate for GetTaskPushNotificationConfigParams {
 }
 
 /// `tasks/pushNotificationConfig/delete`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteTaskPushNotificationConfigParams {
@@ -137,7 +117,6 @@ pub struct DeleteTaskPushNotificationConfigParams {
     pub id: String,
     #[serde(alias = "push_notification_config_id")]
     pub push_notification_config_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -152,14 +131,12 @@ impl Validate for DeleteTaskPushNotificationConfigParams {
 }
 
 /// Where and how to deliver push notifications for a task.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushNotificationConfig {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<PushNotificationAuthenticationInfo>,
 }
 
@@ -189,10 +166,10 @@ impl Validate for PushNotificationConfig {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushNotificationAuthenticationInfo {
     pub schemes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
 }
 
@@ -221,30 +198,21 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 
 /// `tasks/list` (Bindu extension): newest first, cursor pagination, owner-filtered.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListTasksParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "length")]
+    #[serde(alias = "length")]
     pub limit: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "context_id")]
+    #[serde(alias = "context_id")]
     pub context_id: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "history_length"
-    )]
+    #[serde(alias = "history_length")]
     pub history_length: Option<i64>,
     /// Include each task's artifacts (default true: Bindu's `tasks/list` returns whole tasks;
     /// `false`, A2A v1.0 `ListTasks`'s default, keeps pages small).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "include_artifacts"
-    )]
+    #[serde(alias = "include_artifacts")]
     pub include_artifacts: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -275,26 +243,25 @@ impl Validate for ListTasksParams {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListTasksResult {
     pub tasks: Vec<Task>,
     /// Pass as `cursor` to get the next page; absent on the last page. A page may hold fewer
     /// than `limit` tasks (its size bound) and still have a next one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
 /// `tasks/feedback` (Bindu extension).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskFeedbackParams {
     #[serde(alias = "task_id", alias = "id")]
     pub task_id: String,
     pub feedback: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -329,14 +296,13 @@ pub struct TaskFeedbackResult {
 }
 
 /// `contexts/list` (Bindu extension).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListContextsParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "length")]
+    #[serde(alias = "length")]
     pub limit: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -356,21 +322,21 @@ pub struct ContextSummary {
     pub updated_at: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListContextsResult {
     pub contexts: Vec<ContextSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
 /// `contexts/clear` (Bindu extension): deletes a context and all its tasks.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClearContextParams {
     #[serde(alias = "context_id", alias = "id")]
     pub context_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 

@@ -69,13 +69,12 @@ impl std::fmt::Display for TaskState {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskStatus {
     pub state: TaskState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Message>,
     /// ISO 8601 / RFC 3339 time of the transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
 }
 
@@ -86,6 +85,7 @@ pub enum TaskKind {
     Task,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
@@ -95,11 +95,8 @@ pub struct Task {
     pub status: TaskStatus,
     #[serde(default)]
     pub kind: TaskKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Message>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<Vec<Artifact>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
@@ -120,19 +117,16 @@ impl Task {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     #[serde(alias = "artifact_id")]
     pub artifact_id: String,
     pub parts: Vec<Part>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Vec<String>>,
 }
 
@@ -151,6 +145,7 @@ pub enum ArtifactUpdateKind {
 }
 
 /// A task moved to a new state. `final` is true when the state is terminal or interrupted.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatusUpdateEvent {
@@ -163,12 +158,12 @@ pub struct TaskStatusUpdateEvent {
     pub status: TaskStatus,
     #[serde(rename = "final")]
     pub is_final: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 
 /// An artifact or a chunk of one. `append:true` extends the parts of the artifact with the
 /// same id; `lastChunk:true` marks the end of that artifact.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskArtifactUpdateEvent {
@@ -179,11 +174,9 @@ pub struct TaskArtifactUpdateEvent {
     #[serde(default)]
     pub kind: ArtifactUpdateKind,
     pub artifact: Artifact,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub append: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "last_chunk")]
+    #[serde(alias = "last_chunk")]
     pub last_chunk: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
 }
 

@@ -193,12 +193,7 @@ async fn a_follow_up_resumes_an_input_required_task_then_it_is_immutable() {
     assert_eq!(history[2]["messageId"], follow_id);
 
     // The task is completed: no more messages.
-    let code = srv
-        .rpc_err(
-            "message/send",
-            json!({"message": user_message_with("one more", json!({"taskId": tid}))}),
-        )
-        .await;
+    let code = srv.follow_up_err(&tid, "one more").await;
     assert_eq!(code, TASK_IMMUTABLE);
     assert_eq!(runs.load(Ordering::SeqCst), 2, "no third run");
     let after = srv.get_task(&tid).await;
@@ -213,12 +208,7 @@ async fn a_message_for_a_running_task_is_invalid_params() {
     srv.send_nonblocking(user_message_with("work", json!({"taskId": tid})))
         .await;
     assert_eq!(gate.started().await, tid);
-    let code = srv
-        .rpc_err(
-            "message/send",
-            json!({"message": user_message_with("interrupt", json!({"taskId": tid}))}),
-        )
-        .await;
+    let code = srv.follow_up_err(&tid, "interrupt").await;
     assert_eq!(code, INVALID_PARAMS);
     gate.release(1);
     let done = srv.wait_for_state(&tid, "completed").await;

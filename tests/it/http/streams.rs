@@ -24,6 +24,14 @@ pub(crate) fn assert_stream_envelopes(events: &[Value], id: &Value) {
     );
 }
 
+/// `message/stream` of a user message `text` with request id `id`, read to its end; every
+/// event a result echoing `id`, the last one (only) final.
+async fn stream_checked(srv: &TestServer, id: Value, text: &str) -> Vec<Value> {
+    let events = srv.stream_message(id.clone(), user_message(text)).await;
+    assert_stream_envelopes(&events, &id);
+    events
+}
+
 pub(crate) fn kinds(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -93,11 +101,7 @@ async fn streamed_artifact_chunks_arrive_in_order_and_merge_into_one_artifact() 
         Ok(HandlerOutput::Streamed)
     });
     let srv = TestServer::with_handler(h).await;
-    let id = json!(99);
-    let events = srv
-        .stream_message(id.clone(), user_message("tell me"))
-        .await;
-    assert_stream_envelopes(&events, &id);
+    let events = stream_checked(&srv, json!(99), "tell me").await;
     assert_eq!(
         kinds(&events),
         [
@@ -110,19 +114,8 @@ async fn streamed_artifact_chunks_arrive_in_order_and_merge_into_one_artifact() 
         ],
         "{events:#?}"
     );
-    let chunks: Vec<(String, Value, Value)> = events[2..5]
-        .iter()
-        .map(|e| {
-            let r = &e["result"];
-            (
-                first_text(&r["artifact"]).to_string(),
-                r["append"].clone(),
-                r["lastChunk"].clone(),
-            )
-        })
-        .collect();
     assert_eq!(
-        chunks,
+        chunks(&events[2..5]),
         [
             ("a".to_string(), json!(false), json!(false)),
             ("b".to_string(), json!(true), json!(false)),
@@ -148,11 +141,7 @@ async fn a_stream_for_an_input_required_task_ends_with_that_state() {
         Ok(HandlerOutput::InputRequired("Which city?".into()))
     });
     let srv = TestServer::with_handler(h).await;
-    let id = json!("ir");
-    let events = srv
-        .stream_message(id.clone(), user_message("weather"))
-        .await;
-    assert_stream_envelopes(&events, &id);
+    let events = stream_checked(&srv, json!("ir"), "weather").await;
     assert_eq!(
         kinds(&events),
         [

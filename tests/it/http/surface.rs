@@ -57,10 +57,8 @@ async fn the_deployment_url_goes_into_the_card() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints() {
     let srv = TestServer::echo().await;
-    let (status, ct, body) = srv.get("/health").await;
+    let (status, h) = srv.get_json("/health").await;
     assert_eq!(status, 200);
-    assert!(ct.starts_with("application/json"), "{ct}");
-    let h: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(h["ready"], true, "{h}");
     assert!(h["version"].as_str().is_some_and(|v| !v.is_empty()), "{h}");
     assert!(h["uptime_seconds"].is_u64(), "{h}");
@@ -104,10 +102,8 @@ async fn metrics_count_requests_and_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_are_404_json() {
     let srv = TestServer::echo().await;
-    let (status, ct, body) = srv.get("/no/such/path").await;
+    let (status, v) = srv.get_json("/no/such/path").await;
     assert_eq!(status, 404);
-    assert!(ct.starts_with("application/json"), "{ct}");
-    let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v.is_object(), "{v}");
 }
 

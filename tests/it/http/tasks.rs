@@ -76,14 +76,8 @@ async fn canceling_a_running_task_interrupts_its_handler() {
     assert_eq!(canceled["id"], json!(tid));
     assert_eq!(state(&canceled), "canceled", "{canceled}");
 
-    within("the handler to see the cancellation", async {
-        for _ in 0..1000 {
-            if observed.load(Ordering::SeqCst) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("input.cancel never fired");
+    until("the handler to see the cancellation", || {
+        observed.load(Ordering::SeqCst)
     })
     .await;
 
@@ -126,14 +120,8 @@ async fn a_handler_can_clean_up_when_canceled() {
         .unwrap();
     let canceled = srv.rpc_ok("tasks/cancel", json!({"id": tid})).await;
     assert_eq!(state(&canceled), "canceled", "{canceled}");
-    within("the handler's cancel branch", async {
-        for _ in 0..1000 {
-            if cleaned.load(Ordering::SeqCst) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the handler's cancel branch never ran");
+    until("the handler's cancel branch", || {
+        cleaned.load(Ordering::SeqCst)
     })
     .await;
     // Its late result does not overwrite the cancellation.
@@ -154,12 +142,7 @@ async fn canceling_an_input_required_task() {
     let tid = task_id(&task);
     let canceled = srv.rpc_ok("tasks/cancel", json!({"id": tid})).await;
     assert_eq!(state(&canceled), "canceled");
-    let code = srv
-        .rpc_err(
-            "message/send",
-            json!({"message": user_message_with("more", json!({"taskId": tid}))}),
-        )
-        .await;
+    let code = srv.follow_up_err(&tid, "more").await;
     assert_eq!(code, TASK_IMMUTABLE);
 }
 

@@ -7,56 +7,56 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_a_parse_error_with_null_id() {
     let srv = TestServer::echo().await;
-    expect_error(&srv, "{not json", PARSE_ERROR, Value::Null).await;
-    expect_error(
+    expect_errors(
         &srv,
-        r#"{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"id":"x"}"#,
-        PARSE_ERROR,
-        Value::Null,
+        &[
+            ("{not json", PARSE_ERROR, Value::Null),
+            (
+                r#"{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"id":"x"}"#,
+                PARSE_ERROR,
+                Value::Null,
+            ),
+            ("", PARSE_ERROR, Value::Null),
+        ],
     )
     .await;
-    expect_error(&srv, "", PARSE_ERROR, Value::Null).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelope_errors_are_invalid_request() {
     let srv = TestServer::echo().await;
-    // Batches are not supported.
-    expect_error(
+    expect_errors(
         &srv,
-        r#"[{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"x"}}]"#,
-        INVALID_REQUEST,
-        Value::Null,
-    )
-    .await;
-    // Wrong or missing version: the id is echoed.
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"1.0","id":7,"method":"tasks/get","params":{"id":"x"}}"#,
-        INVALID_REQUEST,
-        json!(7),
-    )
-    .await;
-    expect_error(
-        &srv,
-        r#"{"id":"v","method":"tasks/get","params":{"id":"x"}}"#,
-        INVALID_REQUEST,
-        json!("v"),
-    )
-    .await;
-    // Missing or non-string method.
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","id":"m","params":{"id":"x"}}"#,
-        INVALID_REQUEST,
-        json!("m"),
-    )
-    .await;
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","id":"m5","method":5}"#,
-        INVALID_REQUEST,
-        json!("m5"),
+        &[
+            // Batches are not supported.
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"x"}}]"#,
+                INVALID_REQUEST,
+                Value::Null,
+            ),
+            // Wrong or missing version: the id is echoed.
+            (
+                r#"{"jsonrpc":"1.0","id":7,"method":"tasks/get","params":{"id":"x"}}"#,
+                INVALID_REQUEST,
+                json!(7),
+            ),
+            (
+                r#"{"id":"v","method":"tasks/get","params":{"id":"x"}}"#,
+                INVALID_REQUEST,
+                json!("v"),
+            ),
+            // Missing or non-string method.
+            (
+                r#"{"jsonrpc":"2.0","id":"m","params":{"id":"x"}}"#,
+                INVALID_REQUEST,
+                json!("m"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"m5","method":5}"#,
+                INVALID_REQUEST,
+                json!("m5"),
+            ),
+        ],
     )
     .await;
     // Ids that are neither string, number nor null.
@@ -71,33 +71,31 @@ async fn envelope_errors_are_invalid_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_methods_echo_the_id() {
     let srv = TestServer::echo().await;
-    expect_error(
+    expect_errors(
         &srv,
-        r#"{"jsonrpc":"2.0","id":"abc-1","method":"tasks/explode","params":{}}"#,
-        METHOD_NOT_FOUND,
-        json!("abc-1"),
-    )
-    .await;
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","id":42,"method":"tasks/explode"}"#,
-        METHOD_NOT_FOUND,
-        json!(42),
-    )
-    .await;
-    // No id (a notification) still gets an error reply, with id null.
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","method":"tasks/explode"}"#,
-        METHOD_NOT_FOUND,
-        Value::Null,
-    )
-    .await;
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","id":null,"method":"tasks/explode"}"#,
-        METHOD_NOT_FOUND,
-        Value::Null,
+        &[
+            (
+                r#"{"jsonrpc":"2.0","id":"abc-1","method":"tasks/explode","params":{}}"#,
+                METHOD_NOT_FOUND,
+                json!("abc-1"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":42,"method":"tasks/explode"}"#,
+                METHOD_NOT_FOUND,
+                json!(42),
+            ),
+            // No id (a notification) still gets an error reply, with id null.
+            (
+                r#"{"jsonrpc":"2.0","method":"tasks/explode"}"#,
+                METHOD_NOT_FOUND,
+                Value::Null,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"tasks/explode"}"#,
+                METHOD_NOT_FOUND,
+                Value::Null,
+            ),
+        ],
     )
     .await;
 }
@@ -105,28 +103,28 @@ async fn unknown_methods_echo_the_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_run_in_order_envelope_method_params() {
     let srv = TestServer::echo().await;
-    // A bad envelope wins over an unknown method.
-    expect_error(
+    expect_errors(
         &srv,
-        r#"{"jsonrpc":"1.0","id":1,"method":"tasks/explode"}"#,
-        INVALID_REQUEST,
-        json!(1),
-    )
-    .await;
-    // An unknown method wins over bad params.
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tasks/explode","params":[1]}"#,
-        METHOD_NOT_FOUND,
-        json!(2),
-    )
-    .await;
-    // Bad params are checked before the method runs (the task does not exist either).
-    expect_error(
-        &srv,
-        r#"{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"id":"nope","historyLength":-1}}"#,
-        INVALID_PARAMS,
-        json!(3),
+        &[
+            // A bad envelope wins over an unknown method.
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"tasks/explode"}"#,
+                INVALID_REQUEST,
+                json!(1),
+            ),
+            // An unknown method wins over bad params.
+            (
+                r#"{"jsonrpc":"2.0","id":2,"method":"tasks/explode","params":[1]}"#,
+                METHOD_NOT_FOUND,
+                json!(2),
+            ),
+            // Bad params are checked before the method runs (the task does not exist either).
+            (
+                r#"{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"id":"nope","historyLength":-1}}"#,
+                INVALID_PARAMS,
+                json!(3),
+            ),
+        ],
     )
     .await;
 }

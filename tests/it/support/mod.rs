@@ -61,6 +61,20 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// Waits (polling, bounded by [`TIMEOUT`]) until `cond` holds; fails the test naming `what`.
+pub async fn until(what: &str, cond: impl Fn() -> bool) {
+    within(what, async {
+        for _ in 0..1000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("gave up waiting for {what}");
+    })
+    .await
+}
+
 /// Wraps an async closure as a shareable handler.
 pub fn handler<F, Fut>(f: F) -> Arc<dyn Handler>
 where
@@ -75,6 +89,25 @@ pub fn first_text(v: &Value) -> &str {
     v["parts"][0]["text"].as_str().unwrap_or_else(|| {
         panic!("no text in the first part of {v}");
     })
+}
+
+/// A JSON task's state (`""` when it has none).
+pub fn state(task: &Value) -> &str {
+    task["status"]["state"].as_str().unwrap_or_default()
+}
+
+/// A JSON task's id.
+pub fn task_id(task: &Value) -> String {
+    task["id"].as_str().unwrap().to_string()
+}
+
+/// Asserts that `task` failed with a status message that contains `why`.
+pub fn assert_failed_with(task: &Value, why: &str) {
+    assert_eq!(state(task), "failed", "{task}");
+    assert!(
+        first_text(&task["status"]["message"]).contains(why),
+        "{task}"
+    );
 }
 
 /// The JSON-RPC error code of a response (panics on a success response).
@@ -262,16 +295,20 @@ impl TestServer {
         .await
         .unwrap();
         let status = resp.status().as_u16();
-        let ct = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let ct = content_type(&resp);
         let text = within("reading a response body", resp.text())
             .await
             .unwrap();
         (status, ct, text)
+    }
+
+    /// GET `path`, answered with a JSON body; returns the status and the body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, ct, body) = self.get(path).await;
+        assert!(ct.starts_with("application/json"), "GET {path}: {ct}");
+        let value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body:?}"));
+        (status, value)
     }
 
     /// Opens an SSE response for `method` (`message/stream` or `tasks/resubscribe`) with the
@@ -290,12 +327,7 @@ impl TestServer {
         .await
         .unwrap();
         assert_eq!(resp.status().as_u16(), 200, "{method}: HTTP status");
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let content_type = content_type(&resp);
         assert!(
             content_type.starts_with("text/event-stream"),
             "{method}: content type {content_type:?}"
@@ -330,6 +362,13 @@ impl TestServer {
         .await
     }
 
+    /// A follow-up `text` to task `task_id` that must be refused; returns the error code.
+    pub async fn follow_up_err(&self, task_id: &str, text: &str) -> i64 {
+        let message = user_message_with(text, json!({ "taskId": task_id }));
+        self.rpc_err("message/send", json!({ "message": message }))
+            .await
+    }
+
     pub async fn get_task(&self, task_id: &str) -> Value {
         self.rpc_ok("tasks/get", json!({ "id": task_id })).await
     }
@@ -349,6 +388,48 @@ impl TestServer {
         })
         .await
     }
+}
+
+/// A response's content type (`""` when it has none).
+pub fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The `result.kind` of each event of a stream.
+pub fn result_kinds(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["result"]["kind"].as_str().unwrap())
+        .collect()
+}
+
+/// The artifact chunks of stream events: each one's text, `append` and `lastChunk`.
+pub fn chunks(events: &[Value]) -> Vec<(String, Value, Value)> {
+    events
+        .iter()
+        .map(|e| {
+            let r = &e["result"];
+            (
+                all_text(&r["artifact"]),
+                r["append"].clone(),
+                r["lastChunk"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The text of all the text parts of a JSON message or artifact, joined.
+pub fn all_text(v: &Value) -> String {
+    v["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap_or_default())
+        .collect()
 }
 
 /// A reqwest client for 127.0.0.1: no proxy, bounded by [`TIMEOUT`].

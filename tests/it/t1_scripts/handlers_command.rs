@@ -121,14 +121,6 @@ impl Drop for Fixture {
     }
 }
 
-fn state(task: &Value) -> &str {
-    task["status"]["state"].as_str().unwrap_or_default()
-}
-
-fn task_id(task: &Value) -> String {
-    task["id"].as_str().unwrap().to_string()
-}
-
 /// A server running `command` with `processes` agent processes and `extra` settings.
 async fn agent(command: &str, processes: &str, extra: &[(&str, &str)]) -> TestServer {
     let mut settings: Vec<(&str, &str)> = vec![
@@ -262,8 +254,7 @@ async fn rejected_and_error_lines_end_the_task_and_keep_the_process() {
     assert_eq!(state(&rejected), "rejected");
     assert_eq!(first_text(&rejected["status"]["message"]), "not my job");
     let failed = srv.send(user_message("error")).await;
-    assert_eq!(state(&failed), "failed");
-    assert!(first_text(&failed["status"]["message"]).contains("the tool failed"));
+    assert_failed_with(&failed, "the tool failed");
     let after = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
     assert_eq!(before, after, "the same process served every task");
 }
@@ -386,11 +377,7 @@ async fn the_task_timeout_fails_a_run_that_takes_too_long() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[("worker.task_timeout", "1s")]).await;
     let failed = srv.send(user_message("stubborn")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(
-        first_text(&failed["status"]["message"]).contains("task timeout"),
-        "{failed}"
-    );
+    assert_failed_with(&failed, "task timeout");
     let done = srv.send(user_message("quick")).await;
     assert_eq!(first_text(&done["artifacts"][0]), "echo: quick");
 }
@@ -400,11 +387,7 @@ async fn output_over_the_limit_fails_the_task() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[("worker.max_output_bytes", "2048")]).await;
     let failed = srv.send(user_message("big")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    assert!(
-        first_text(&failed["status"]["message"]).contains("2048 bytes"),
-        "{failed}"
-    );
+    assert_failed_with(&failed, "2048 bytes");
     let done = srv.send(user_message("small")).await;
     assert_eq!(first_text(&done["artifacts"][0]), "echo: small");
 }

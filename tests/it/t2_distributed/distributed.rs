@@ -2,7 +2,7 @@
 //! nats-server and a fresh Postgres database. One or two ingresses, two workers; a worker
 //! is SIGKILLed mid-run; cancel and resubscribe cross process boundaries; NATS restarts.
 
-use crate::support::{self, patient_client};
+use crate::support::{self, patient_client, result_kinds};
 
 use crate::process;
 
@@ -179,11 +179,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
         let page = store
             .list_tasks(
                 Access::Internal,
-                ListQuery {
-                    cursor: cursor.clone(),
-                    limit: 500,
-                    context_id: None,
-                },
+                ListQuery::first(500).after(cursor.clone()),
             )
             .await
             .unwrap();
@@ -358,12 +354,8 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
         .await
         .unwrap();
     let replayed = sse(replay).await;
-    let kinds: Vec<&str> = replayed
-        .iter()
-        .map(|e| e["result"]["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        result_kinds(&replayed),
         ["status-update", "artifact-update", "status-update"],
         "{replayed:?}"
     );

@@ -72,18 +72,15 @@ async fn dead_letters_are_kept_in_postgres_and_replayed_from_the_command_line() 
     let store = db.store(AGENT).await;
     let (url, recorded) = receiver().await;
     store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: "t-pg".into(),
-            context_id: None,
-            message: bindu_engine::store::conformance::user_message("hi"),
-            push_config: Some(PushNotificationConfig {
-                url: url.clone(),
-                id: Some("cfg-1".into()),
-                token: Some("pg-token".into()),
-                authentication: None,
-            }),
-        })
+        .submit(
+            SubmitRequest::new("t-pg", bindu_engine::store::conformance::user_message("hi"))
+                .with_push_config(PushNotificationConfig {
+                    url: url.clone(),
+                    id: Some("cfg-1".into()),
+                    token: Some("pg-token".into()),
+                    authentication: None,
+                }),
+        )
         .await
         .unwrap();
     let letters = PostgresDeadLetters::new(

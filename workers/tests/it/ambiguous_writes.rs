@@ -3,38 +3,23 @@
 //! announces it, and acks.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bindu_engine::bus::{Bus, MemoryBus};
-use bindu_engine::store::flaky::Flaky;
+use bindu_engine::bus::Bus;
 use bindu_engine::store::*;
 use bindu_schemas::TaskState;
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{done_handler, pool_options, spawn_pool, submit_task};
+use crate::support::{submit_task, FlakyPool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_that_committed_late_is_recognised_and_announced() {
     // The first write is the worker's outcome (`working` is only announced).
-    let store = Arc::new(Flaky::new());
+    let run = FlakyPool::start(2);
+    let store = run.store.clone();
     store.late_applies.store(1, Ordering::SeqCst);
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(16));
-    let stop = CancellationToken::new();
-    let running = spawn_pool(
-        store.clone(),
-        bus.clone(),
-        done_handler(),
-        pool_options(2),
-        &stop,
-    );
     let submitted = submit_task(store.as_ref(), "late-start", "hello").await;
-    let mut events = bus.subscribe_task("late-start").await.unwrap();
-    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
-        &submitted,
-    )])
-    .await
-    .unwrap();
+    let mut events = run.bus.subscribe_task("late-start").await.unwrap();
+    run.queue(&submitted).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let state = loop {
         let t = store
@@ -60,8 +45,7 @@ async fn an_outcome_that_committed_late_is_recognised_and_announced() {
     })
     .await
     .expect("a final event");
-    stop.cancel();
-    let _ = running.await;
+    run.stop().await;
     assert_eq!(state, TaskState::Completed, "the task was left behind");
     assert_eq!(
         store.late_applies.load(Ordering::SeqCst),

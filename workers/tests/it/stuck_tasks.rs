@@ -3,52 +3,24 @@
 //! `submitted` or `working`.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bindu_engine::bus::conformance::command_for;
-use bindu_engine::bus::{Bus, MemoryBus};
-use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::*;
 use bindu_schemas::{Part, TaskState};
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{done_handler, pool_options, spawn_pool, submit_task};
+use crate::support::{submit_task, FlakyPool};
 
-struct Run {
-    store: Arc<Flaky>,
-    bus: Arc<MemoryBus>,
-    stop: CancellationToken,
-    pool: tokio::task::JoinHandle<Result<(), bindu_engine::bus::BusError>>,
-}
+type Run = FlakyPool;
 
 fn start() -> Run {
-    let store = Arc::new(Flaky::new());
-    let bus = Arc::new(MemoryBus::new(64));
-    let stop = CancellationToken::new();
-    let pool = spawn_pool(
-        store.clone(),
-        bus.clone(),
-        done_handler(),
-        pool_options(4),
-        &stop,
-    );
-    Run {
-        store,
-        bus,
-        stop,
-        pool,
-    }
+    FlakyPool::start(4)
 }
 
 /// Records a task the way ingress does and queues its command (`down` first, if asked).
 async fn accept_then(run: &Run, task_id: &str, down: bool) {
     let submitted = submit_task(run.store.as_ref(), task_id, "hello").await;
     run.store.down.store(down, Ordering::SeqCst);
-    run.bus
-        .publish_commands(vec![command_for(&submitted)])
-        .await
-        .unwrap();
+    run.queue(&submitted).await;
 }
 
 async fn accept(run: &Run, task_id: &str) {
@@ -84,8 +56,7 @@ fn status_text(t: &bindu_schemas::Task) -> String {
 }
 
 async fn stop(run: Run) {
-    run.stop.cancel();
-    let _ = run.pool.await;
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,13 +79,7 @@ async fn send(run: &Run, task_id: &str, text: &str) -> EventStream {
     let events = run.bus.subscribe_task(task_id).await.unwrap();
     let submitted = run
         .store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: task_id.into(),
-            context_id: None,
-            message: user_message(text),
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(task_id, user_message(text)))
         .await
         .unwrap();
     run.bus

@@ -25,43 +25,67 @@ pub fn user_message(text: &str) -> Message {
 /// Submits a fresh task with a server-chosen id.
 pub async fn submit_new(store: &dyn TaskStore, owner: Option<&str>) -> Submitted {
     store
-        .submit(SubmitRequest {
-            owner: owner.map(str::to_string),
-            task_id: uuid::Uuid::new_v4().to_string(),
-            context_id: None,
-            message: user_message("hello"),
-            push_config: None,
-        })
+        .submit(
+            SubmitRequest::new(uuid::Uuid::new_v4().to_string(), user_message("hello"))
+                .owned_by(owner),
+        )
         .await
         .expect("submit a new task")
 }
 
+/// Submits `n` tasks in a new context: the context and the tasks' ids, oldest first.
+pub async fn tasks_in_a_context(store: &dyn TaskStore, n: usize) -> (String, Vec<String>) {
+    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let req = SubmitRequest::new(uuid::Uuid::new_v4().to_string(), user_message("x"));
+        let s = store
+            .submit(req.in_context(ctx.clone()))
+            .await
+            .expect("submit");
+        ids.push(s.task.id);
+    }
+    (ctx, ids)
+}
+
+/// One update, applied alone.
+pub async fn apply_one(store: &dyn TaskStore, update: TaskUpdate) -> Result<Applied, StoreError> {
+    store.apply(vec![update]).await.remove(0)
+}
+
+/// A follow-up message for task `task_id`.
+pub async fn follow_up(
+    store: &dyn TaskStore,
+    task_id: &str,
+    text: &str,
+) -> Result<Submitted, StoreError> {
+    let mut msg = user_message(text);
+    msg.task_id = Some(task_id.to_string());
+    store.submit(SubmitRequest::new(task_id, msg)).await
+}
+
 /// Moves a submitted task through `working` to `state`.
 pub async fn run_to(store: &dyn TaskStore, task_id: &str, state: TaskState) -> Applied {
-    let working = store
-        .apply(vec![TaskUpdate::new(
-            task_id,
-            Expect::State(TaskState::Submitted),
-        )
-        .status(TaskState::Working, None)])
-        .await
-        .remove(0)
-        .expect("submitted → working");
+    let working = apply_one(
+        store,
+        TaskUpdate::new(task_id, Expect::State(TaskState::Submitted))
+            .status(TaskState::Working, None),
+    )
+    .await
+    .expect("submitted → working");
     if state == TaskState::Working {
         return working;
     }
-    store
-        .apply(vec![TaskUpdate::new(
-            task_id,
-            Expect::State(TaskState::Working),
-        )
-        .status(state, None)])
-        .await
-        .remove(0)
-        .expect("working → target")
+    apply_one(
+        store,
+        TaskUpdate::new(task_id, Expect::State(TaskState::Working)).status(state, None),
+    )
+    .await
+    .expect("working → target")
 }
 
-fn chunk(id: &str, text: &str, append: bool, last: bool) -> ArtifactChunk {
+/// A chunk of artifact `id` holding `text`.
+pub fn chunk(id: &str, text: &str, append: bool, last: bool) -> ArtifactChunk {
     ArtifactChunk {
         artifact: Artifact {
             artifact_id: id.into(),

@@ -71,13 +71,12 @@ pub async fn racing_writers_one_terminal_winner(writers: &[Arc<dyn TaskStore>], 
             let store = writers[i % writers.len()].clone();
             let id = id.clone();
             handles.push(tokio::spawn(async move {
-                store
-                    .apply(vec![
-                        TaskUpdate::new(&id, Expect::NotTerminal).status(target, None)
-                    ])
-                    .await
-                    .remove(0)
-                    .map(|a| a.state)
+                apply_one(
+                    &*store,
+                    TaskUpdate::new(&id, Expect::NotTerminal).status(target, None),
+                )
+                .await
+                .map(|a| a.state)
             }));
         }
         let mut winners = Vec::new();

@@ -19,11 +19,7 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         let page = store
             .list_tasks(
                 Access::Owner(Some("owner-a")),
-                ListQuery {
-                    cursor: cursor.clone(),
-                    limit: 2,
-                    context_id: None,
-                },
+                ListQuery::first(2).after(cursor.clone()),
             )
             .await
             .expect("list");
@@ -40,14 +36,7 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         "newest first, every task once, other owners hidden"
     );
     let exact = store
-        .list_tasks(
-            Access::Owner(Some("owner-a")),
-            ListQuery {
-                cursor: None,
-                limit: 5,
-                context_id: None,
-            },
-        )
+        .list_tasks(Access::Owner(Some("owner-a")), ListQuery::first(5))
         .await
         .expect("list");
     assert_eq!(exact.items.len(), 5);
@@ -59,11 +48,7 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         store
             .list_tasks(
                 Access::Owner(None),
-                ListQuery {
-                    cursor: Some("garbage".into()),
-                    limit: 2,
-                    context_id: None
-                }
+                ListQuery::first(2).after(Some("garbage".into()))
             )
             .await,
         Err(StoreError::Invalid(_))
@@ -107,11 +92,7 @@ pub async fn all_pages(
         let page = store
             .list_tasks_shaped(
                 Access::Owner(owner),
-                ListQuery {
-                    cursor: cursor.clone(),
-                    limit,
-                    context_id: None,
-                },
+                ListQuery::first(limit).after(cursor.clone()),
                 shape,
             )
             .await
@@ -199,30 +180,10 @@ pub async fn list_tasks_shaped_trims_and_bounds_pages(store: &dyn TaskStore) {
 }
 
 pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
-    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let s = store
-            .submit(SubmitRequest {
-                owner: None,
-                task_id: uuid::Uuid::new_v4().to_string(),
-                context_id: Some(ctx.clone()),
-                message: user_message("x"),
-                push_config: None,
-            })
-            .await
-            .expect("submit");
-        ids.push(s.task.id);
-    }
+    let (ctx, ids) = tasks_in_a_context(store, 3).await;
     let other = submit_new(store, None).await;
     let page = store
-        .list_contexts(
-            Access::Owner(None),
-            ListQuery {
-                limit: 10,
-                ..Default::default()
-            },
-        )
+        .list_contexts(Access::Owner(None), ListQuery::first(10))
         .await
         .expect("contexts");
     assert_eq!(page.items.len(), 2);
@@ -241,11 +202,7 @@ pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
     let by_ctx = store
         .list_tasks(
             Access::Owner(None),
-            ListQuery {
-                limit: 10,
-                context_id: Some(ctx.clone()),
-                cursor: None,
-            },
+            ListQuery::first(10).in_context(ctx.clone()),
         )
         .await
         .expect("by context");
@@ -383,21 +340,7 @@ pub async fn counts_by_state(store: &dyn TaskStore) {
 }
 
 pub async fn purge_removes_only_terminal_tasks(store: &dyn TaskStore) {
-    let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let s = store
-            .submit(SubmitRequest {
-                owner: None,
-                task_id: uuid::Uuid::new_v4().to_string(),
-                context_id: Some(ctx.clone()),
-                message: user_message("x"),
-                push_config: None,
-            })
-            .await
-            .expect("submit");
-        ids.push(s.task.id);
-    }
+    let (ctx, ids) = tasks_in_a_context(store, 3).await;
     run_to(store, &ids[0], TaskState::Completed).await;
     run_to(store, &ids[1], TaskState::Failed).await;
     run_to(store, &ids[2], TaskState::Working).await;
@@ -426,13 +369,7 @@ pub async fn purge_removes_only_terminal_tasks(store: &dyn TaskStore) {
         .expect("non-terminal task kept");
     assert_eq!(running.task.status.state, TaskState::Working);
     let ctx_page = store
-        .list_contexts(
-            Access::Owner(None),
-            ListQuery {
-                limit: 10,
-                ..Default::default()
-            },
-        )
+        .list_contexts(Access::Owner(None), ListQuery::first(10))
         .await
         .expect("contexts");
     let summary = ctx_page

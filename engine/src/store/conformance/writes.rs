@@ -14,12 +14,11 @@ use super::*;
 pub async fn a_run_is_recorded_once_with_its_outcome(store: &dyn TaskStore) {
     let s = submit_new(store, None).await;
     let id = s.task.id.clone();
-    let plain = store
-        .apply(vec![
-            TaskUpdate::new(&id, Expect::Active).status(TaskState::Completed, None)
-        ])
-        .await
-        .remove(0);
+    let plain = apply_one(
+        store,
+        TaskUpdate::new(&id, Expect::Active).status(TaskState::Completed, None),
+    )
+    .await;
     assert!(
         matches!(plain, Err(StoreError::IllegalTransition { .. })),
         "a run that announced nothing cannot complete from submitted: {plain:?}"
@@ -37,17 +36,18 @@ pub async fn a_run_is_recorded_once_with_its_outcome(store: &dyn TaskStore) {
         last_chunk: last,
     };
     let reply = Message::agent("reply".into(), vec![Part::text("Hello world")]);
-    let applied = store
-        .apply(vec![TaskUpdate::new(&id, Expect::Active)
+    let applied = apply_one(
+        store,
+        TaskUpdate::new(&id, Expect::Active)
             .history(reply.clone())
             .status(TaskState::Completed, None)
             .after_run(
                 4,
                 vec![chunk("Hello ", false, false), chunk("world", true, true)],
-            )])
-        .await
-        .remove(0)
-        .expect("the run's outcome");
+            ),
+    )
+    .await
+    .expect("the run's outcome");
     assert_eq!(applied.state, TaskState::Completed);
     assert_eq!(applied.version, s.version + 4 + 1);
     assert_eq!(
@@ -83,22 +83,24 @@ pub async fn a_run_is_recorded_once_with_its_outcome(store: &dyn TaskStore) {
 
     // A cancel beside a run that may be announcing events numbers past them.
     let other = submit_new(store, None).await;
-    let canceled = store
-        .apply(vec![TaskUpdate::new(&other.task.id, Expect::NotTerminal)
+    let canceled = apply_one(
+        store,
+        TaskUpdate::new(&other.task.id, Expect::NotTerminal)
             .status(TaskState::Canceled, None)
-            .beside_run()])
-        .await
-        .remove(0)
-        .expect("cancel");
+            .beside_run(),
+    )
+    .await
+    .expect("cancel");
     assert_eq!(canceled.version, other.version + RUN_SEQ_RESERVE + 1);
     assert_eq!(canceled.events[0].seq, canceled.version);
     // The run's late outcome cannot move it.
-    let late = store
-        .apply(vec![TaskUpdate::new(&other.task.id, Expect::Active)
+    let late = apply_one(
+        store,
+        TaskUpdate::new(&other.task.id, Expect::Active)
             .status(TaskState::Completed, None)
-            .after_run(1, Vec::new())])
-        .await
-        .remove(0);
+            .after_run(1, Vec::new()),
+    )
+    .await;
     assert!(
         matches!(
             late,
@@ -135,18 +137,16 @@ pub async fn a_refused_inline_push_config_changes_nothing(store: &dyn TaskStore)
             .expect("a config below the limit");
     }
     let refused = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: id.clone(),
-            context_id: None,
-            message: user_message("one more"),
-            push_config: Some(PushNotificationConfig {
-                url: "https://hooks.example.com/extra".into(),
-                id: Some("extra".into()),
-                token: None,
-                authentication: None,
-            }),
-        })
+        .submit(
+            SubmitRequest::new(id.clone(), user_message("one more")).with_push_config(
+                PushNotificationConfig {
+                    url: "https://hooks.example.com/extra".into(),
+                    id: Some("extra".into()),
+                    token: None,
+                    authentication: None,
+                },
+            ),
+        )
         .await;
     assert!(
         matches!(refused, Err(StoreError::Invalid(_))),
@@ -174,13 +174,10 @@ pub async fn updates_say_whether_the_task_has_push_configs(store: &dyn TaskStore
     let plain = submit_new(store, None).await.task.id;
     assert!(!run_to(store, &plain, TaskState::Working).await.push_configs);
     let inline = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: "with-inline-config".into(),
-            context_id: None,
-            message: user_message("hello"),
-            push_config: Some(config("inline")),
-        })
+        .submit(
+            SubmitRequest::new("with-inline-config", user_message("hello"))
+                .with_push_config(config("inline")),
+        )
         .await
         .expect("submit")
         .task
@@ -232,13 +229,7 @@ pub async fn submit_creates_and_get_reads(store: &dyn TaskStore) {
     let ctx = format!("ctx-{}", uuid::Uuid::new_v4());
     for id in ["client-task-1", "client-task-2"] {
         let s = store
-            .submit(SubmitRequest {
-                owner: None,
-                task_id: id.into(),
-                context_id: Some(ctx.clone()),
-                message: user_message("hi"),
-                push_config: None,
-            })
+            .submit(SubmitRequest::new(id, user_message("hi")).in_context(ctx.clone()))
             .await
             .expect("client ids");
         assert_eq!(s.task.id, id);
@@ -267,13 +258,7 @@ pub async fn owners_are_isolated(store: &dyn TaskStore) {
             Err(StoreError::ContextNotFound(_))
         ));
         let page = store
-            .list_tasks(
-                other,
-                ListQuery {
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
+            .list_tasks(other, ListQuery::first(100))
             .await
             .expect("list");
         assert!(page.items.iter().all(|t| t.id != *id));
@@ -282,23 +267,15 @@ pub async fn owners_are_isolated(store: &dyn TaskStore) {
     let mut msg = user_message("intrude");
     msg.task_id = Some(id.clone());
     let r = store
-        .submit(SubmitRequest {
-            owner: Some("did:example:bob".into()),
-            task_id: id.clone(),
-            context_id: None,
-            message: msg,
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(id.clone(), msg).owned_by(Some("did:example:bob")))
         .await;
     assert!(matches!(r, Err(StoreError::NotFound(_))));
     let r = store
-        .submit(SubmitRequest {
-            owner: Some("did:example:bob".into()),
-            task_id: uuid::Uuid::new_v4().to_string(),
-            context_id: Some(s.task.context_id.clone()),
-            message: user_message("join"),
-            push_config: None,
-        })
+        .submit(
+            SubmitRequest::new(uuid::Uuid::new_v4().to_string(), user_message("join"))
+                .owned_by(Some("did:example:bob"))
+                .in_context(s.task.context_id.clone()),
+        )
         .await;
     assert!(matches!(r, Err(StoreError::ContextNotFound(_))));
 }
@@ -337,17 +314,7 @@ pub async fn compare_and_set_and_terminal_immutability(store: &dyn TaskStore) {
     assert!(applied.events[0].is_final());
 
     // Terminal: no message, no status, no artifact can change it.
-    let mut msg = user_message("again");
-    msg.task_id = Some(id.clone());
-    let r = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: id.clone(),
-            context_id: None,
-            message: msg,
-            push_config: None,
-        })
-        .await;
+    let r = follow_up(store, &id, "again").await;
     assert!(matches!(
         r,
         Err(StoreError::Immutable {
@@ -387,39 +354,24 @@ pub async fn follow_ups_continue_interrupted_tasks(store: &dyn TaskStore) {
     let s = submit_new(store, None).await;
     let id = s.task.id.clone();
     // Queued task: a follow-up is refused as busy.
-    let mut msg = user_message("too early");
-    msg.task_id = Some(id.clone());
-    let r = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: id.clone(),
-            context_id: None,
-            message: msg,
-            push_config: None,
-        })
-        .await;
+    let r = follow_up(store, &id, "too early").await;
     assert!(matches!(r, Err(StoreError::Busy { .. })));
 
     let prompt = Message::agent("q1".into(), vec![Part::text("which city?")]);
-    store
-        .apply(vec![TaskUpdate::new(
-            &id,
-            Expect::State(TaskState::Submitted),
-        )
-        .status(TaskState::Working, None)])
-        .await
-        .remove(0)
-        .expect("working");
-    let applied = store
-        .apply(vec![TaskUpdate::new(
-            &id,
-            Expect::State(TaskState::Working),
-        )
-        .history(prompt.clone())
-        .status(TaskState::InputRequired, Some(prompt))])
-        .await
-        .remove(0)
-        .expect("input-required");
+    apply_one(
+        store,
+        TaskUpdate::new(&id, Expect::State(TaskState::Submitted)).status(TaskState::Working, None),
+    )
+    .await
+    .expect("working");
+    let applied = apply_one(
+        store,
+        TaskUpdate::new(&id, Expect::State(TaskState::Working))
+            .history(prompt.clone())
+            .status(TaskState::InputRequired, Some(prompt)),
+    )
+    .await
+    .expect("input-required");
     assert!(
         applied.events[0].is_final(),
         "interrupted states end a stream"
@@ -429,23 +381,11 @@ pub async fn follow_ups_continue_interrupted_tasks(store: &dyn TaskStore) {
     msg.task_id = Some(id.clone());
     // A mismatching context is refused.
     let r = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: id.clone(),
-            context_id: Some("another-context".into()),
-            message: msg.clone(),
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(id.clone(), msg.clone()).in_context("another-context"))
         .await;
     assert!(matches!(r, Err(StoreError::Invalid(_))));
     let again = store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: id.clone(),
-            context_id: None,
-            message: msg,
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(id.clone(), msg))
         .await
         .expect("follow-up");
     assert!(!again.created);
@@ -471,15 +411,13 @@ pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
         ("lo ", true, false),
         ("world", true, true),
     ] {
-        let a = store
-            .apply(vec![TaskUpdate::new(
-                &id,
-                Expect::State(TaskState::Working),
-            )
-            .artifact(chunk("art-1", text, append, last))])
-            .await
-            .remove(0)
-            .expect("chunk");
+        let a = apply_one(
+            store,
+            TaskUpdate::new(&id, Expect::State(TaskState::Working))
+                .artifact(chunk("art-1", text, append, last)),
+        )
+        .await
+        .expect("chunk");
         assert_eq!(a.events.len(), 1);
         match &a.events[0].event {
             EventBody::Artifact(e) => {
@@ -493,15 +431,13 @@ pub async fn artifact_chunks_merge(store: &dyn TaskStore) {
     assert_eq!(seqs, [3, 4, 5]);
     // A second artifact, then a replacement (append:false) of it.
     for text in ["first", "replaced"] {
-        store
-            .apply(vec![TaskUpdate::new(
-                &id,
-                Expect::State(TaskState::Working),
-            )
-            .artifact(chunk("art-2", text, false, true))])
-            .await
-            .remove(0)
-            .expect("chunk");
+        apply_one(
+            store,
+            TaskUpdate::new(&id, Expect::State(TaskState::Working))
+                .artifact(chunk("art-2", text, false, true)),
+        )
+        .await
+        .expect("chunk");
     }
     let task = store.get(&id, Access::Internal).await.expect("get").task;
     let artifacts = task.artifacts.expect("artifacts");

@@ -14,7 +14,17 @@
 //! - Transient errors (connection lost, server restarting, serialization failures) are
 //!   retried with back-off and jitter until the operation timeout; then the caller gets
 //!   [`StoreError::Unavailable`].
+//!
+//! What lives where: this file connects and holds the reads and writes of a task itself;
+//! [`writer`] commits them in batches; [`read`] has the read statements and row decoding,
+//! [`listing`] the pages of `tasks/list` and `contexts/list`; [`attached`] the push configs
+//! and feedback of a task, [`push_reader`] the batched push config lookups; [`delete`] clears
+//! contexts and purges old tasks; [`counts`] keeps the task counts `/metrics` shows.
 
+mod attached;
+mod counts;
+mod delete;
+mod listing;
 mod options;
 mod push_reader;
 mod read;
@@ -29,16 +39,16 @@ pub mod queries;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bindu_schemas::Metadata;
 use bindu_schemas::{ContextSummary, PushNotificationConfig, Task, TaskState};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::types::Json;
-use sqlx::{Executor, PgPool, Row};
+use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
 
 use super::*;
 use crate::retry::RetryPolicy;
+use counts::{count_states, CountCache};
 pub use options::PostgresOptions;
+use push_reader::PushLookup;
 
 /// `url` with its password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {
@@ -80,21 +90,6 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     } else {
         StoreError::Other(Box::new(e))
     }
-}
-
-/// A push config lookup: the task id, and where its owner and configs go.
-type PushLookup = (
-    String,
-    oneshot::Sender<Result<(Option<String>, Vec<PushNotificationConfig>), StoreError>>,
-);
-
-/// The last count of stored tasks by state, for metrics.
-#[derive(Default)]
-struct CountCache {
-    counts: Option<Vec<(TaskState, u64)>>,
-    /// When the last count (or failed attempt) ended.
-    at: Option<std::time::Instant>,
-    refreshing: bool,
 }
 
 pub struct PostgresStore {
@@ -394,92 +389,7 @@ impl TaskStore for PostgresStore {
         query: ListQuery,
         shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
-        let mut before = read::parse_cursor(query.cursor.as_deref())?;
-        let owner = Self::owner_filter(access);
-        let (slice, keep) = match shape.history {
-            None => (read::HistorySlice::All, 0),
-            Some(0) => (read::HistorySlice::None, 0),
-            Some(n) => (
-                read::HistorySlice::Newest,
-                i32::try_from(n).unwrap_or(i32::MAX),
-            ),
-        };
-        let sql = read::task_page(
-            owner.is_some(),
-            query.context_id.is_some(),
-            slice,
-            shape.artifacts,
-        );
-        let limit = query.limit.max(1) as usize;
-        // Without a size bound, one query for the page (and one row more: is there a next
-        // page?). With one, rows are read in growing batches sized by what the page has
-        // room for, so a page of large tasks reads about the bound, not `limit` tasks.
-        let mut batch = if shape.max_bytes.is_some() {
-            8.min(limit + 1)
-        } else {
-            limit + 1
-        };
-        let mut items = Vec::new();
-        let mut total = 0usize;
-        let mut last: Option<i64> = None;
-        loop {
-            let want = batch.min(limit + 1 - items.len());
-            let rows = self
-                .read(|| {
-                    let mut q = sqlx::query(&sql)
-                        .bind(self.agent)
-                        .bind(before)
-                        .bind(want as i64);
-                    if slice == read::HistorySlice::Newest {
-                        q = q.bind(keep);
-                    }
-                    if let Some(o) = owner {
-                        q = q.bind(o);
-                    }
-                    if let Some(c) = &query.context_id {
-                        q = q.bind(c);
-                    }
-                    q.fetch_all(&self.pool)
-                })
-                .await?;
-            self.list_rows
-                .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            for row in &rows {
-                let mut task = read::snapshot(row)?.task;
-                if slice == read::HistorySlice::None {
-                    task.history = None;
-                }
-                let size = if shape.max_bytes.is_some() {
-                    json_size(&task)
-                } else {
-                    0
-                };
-                if !page_has_room(items.len(), total, size, limit, &shape) {
-                    return Ok(Page {
-                        items,
-                        next_cursor: last.map(|s| s.to_string()),
-                    });
-                }
-                items.push(task);
-                total = total.saturating_add(size);
-                let seq: i64 = row.try_get("seq_no").map_err(db_error)?;
-                last = Some(seq);
-                before = seq;
-            }
-            if rows.len() < want {
-                return Ok(Page {
-                    items,
-                    next_cursor: None,
-                });
-            }
-            // The next batch: what the remaining room holds at the average size so far,
-            // at most twice this one.
-            let room = shape
-                .max_bytes
-                .map_or(usize::MAX, |max| max.saturating_sub(total));
-            let average = (total / items.len().max(1)).max(1);
-            batch = (room / average).clamp(1, batch.saturating_mul(2).min(256));
-        }
+        self.list_tasks_page(access, query, shape).await
     }
 
     async fn list_contexts(
@@ -487,29 +397,7 @@ impl TaskStore for PostgresStore {
         access: Access<'_>,
         query: ListQuery,
     ) -> Result<Page<ContextSummary>, StoreError> {
-        let before = read::parse_cursor(query.cursor.as_deref())?;
-        let owner = Self::owner_filter(access);
-        let sql = read::context_page(owner.is_some());
-        let limit = i64::from(query.limit) + 1;
-        let rows = self
-            .read(|| {
-                let mut q = sqlx::query(&sql).bind(self.agent).bind(before);
-                if let Some(o) = owner {
-                    q = q.bind(o);
-                }
-                q.bind(limit).fetch_all(&self.pool)
-            })
-            .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut next_cursor = None;
-        for (i, row) in rows.iter().enumerate() {
-            if i == query.limit as usize {
-                next_cursor = Some(read::cursor_of(&rows[i - 1])?);
-                break;
-            }
-            items.push(read::context_summary(row)?);
-        }
-        Ok(Page { items, next_cursor })
+        self.list_contexts_page(access, query).await
     }
 
     async fn clear_context(
@@ -517,49 +405,7 @@ impl TaskStore for PostgresStore {
         context_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<(String, TaskState)>, StoreError> {
-        let agent = self.agent;
-        let deleted: Option<Vec<(String, i16)>> = self
-            .read(|| async move {
-                let mut tx = self.pool.begin().await?;
-                let owner: Option<String> = sqlx::query_scalar(
-                    "SELECT owner FROM bindu_contexts WHERE agent_id = $1 AND id = $2 FOR UPDATE",
-                )
-                .bind(agent)
-                .bind(context_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match owner {
-                    Some(o) if access.permits((!o.is_empty()).then_some(o.as_str())) => {}
-                    _ => return Ok(None),
-                }
-                let rows: Vec<(String, i16)> = sqlx::query_as(
-                    "WITH gone AS (DELETE FROM bindu_tasks WHERE agent_id = $1 AND context_id = $2 \
-                                   RETURNING id, state), \
-                          p AS (DELETE FROM bindu_push_configs c USING gone \
-                                WHERE c.agent_id = $1 AND c.task_id = gone.id), \
-                          f AS (DELETE FROM bindu_task_feedback b USING gone \
-                                WHERE b.agent_id = $1 AND b.task_id = gone.id) \
-                     SELECT id, state FROM gone",
-                )
-                .bind(agent)
-                .bind(context_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM bindu_contexts WHERE agent_id = $1 AND id = $2")
-                    .bind(agent)
-                    .bind(context_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(rows))
-            })
-            .await?;
-        let Some(rows) = deleted else {
-            return Err(StoreError::ContextNotFound(context_id.to_string()));
-        };
-        rows.into_iter()
-            .map(|(id, state)| Ok((id, writer::state_of(state)?)))
-            .collect()
+        self.delete_context(context_id, access).await
     }
 
     async fn set_push_config(
@@ -568,50 +414,7 @@ impl TaskStore for PostgresStore {
         access: Access<'_>,
         config: PushNotificationConfig,
     ) -> Result<PushNotificationConfig, StoreError> {
-        let config_id = config
-            .id
-            .clone()
-            .ok_or_else(|| StoreError::Invalid("a push notification config needs an id".into()))?;
-        let agent = self.agent;
-        let value = serde_json::to_value(&config).map_err(|e| StoreError::Other(Box::new(e)))?;
-        let outcome: Result<(), StoreError> = self
-            .read(|| {
-                let value = value.clone();
-                let config_id = config_id.clone();
-                async move {
-                    let mut tx = self.pool.begin().await?;
-                    if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
-                        return Ok(Err(e));
-                    }
-                    let others: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM bindu_push_configs WHERE agent_id = $1 AND task_id = $2 AND config_id <> $3",
-                    )
-                    .bind(agent)
-                    .bind(task_id)
-                    .bind(&config_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if others >= MAX_PUSH_CONFIGS_PER_TASK as i64 {
-                        return Ok(Err(StoreError::Invalid(format!(
-                            "a task can hold at most {MAX_PUSH_CONFIGS_PER_TASK} push notification configs"
-                        ))));
-                    }
-                    sqlx::query(
-                        "INSERT INTO bindu_push_configs (agent_id, task_id, config_id, config) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (agent_id, task_id, config_id) DO UPDATE SET config = EXCLUDED.config",
-                    )
-                    .bind(agent)
-                    .bind(task_id)
-                    .bind(&config_id)
-                    .bind(Json(value))
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    Ok(Ok(()))
-                }
-            })
-            .await?;
-        outcome.map(|()| config)
+        self.store_push_config(task_id, access, config).await
     }
 
     async fn list_push_configs(
@@ -619,31 +422,7 @@ impl TaskStore for PostgresStore {
         task_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<PushNotificationConfig>, StoreError> {
-        // Coalesced with the lookups waiting at the same time (the webhook dispatcher asks
-        // for every event of every task): one query for all of them.
-        let (tx, rx) = oneshot::channel();
-        self.push_reader
-            .send((task_id.to_string(), tx))
-            .await
-            .map_err(|_| StoreError::Unavailable("the push config reader stopped".into()))?;
-        let (owner, configs) = match tokio::time::timeout(self.options.timeout * 2, rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => {
-                return Err(StoreError::Unavailable(
-                    "the push config reader stopped".into(),
-                ))
-            }
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "no answer from Postgres within {:?}",
-                    self.options.timeout * 2
-                )))
-            }
-        };
-        if !access.permits(owner.as_deref()) {
-            return Err(StoreError::NotFound(task_id.to_string()));
-        }
-        Ok(configs)
+        self.push_configs_of(task_id, access).await
     }
 
     async fn delete_push_config(
@@ -652,25 +431,7 @@ impl TaskStore for PostgresStore {
         access: Access<'_>,
         config_id: &str,
     ) -> Result<bool, StoreError> {
-        let agent = self.agent;
-        let outcome: Result<bool, StoreError> = self
-            .read(|| async move {
-                let mut tx = self.pool.begin().await?;
-                if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
-                    return Ok(Err(e));
-                }
-                let n = sqlx::query("DELETE FROM bindu_push_configs WHERE agent_id = $1 AND task_id = $2 AND config_id = $3")
-                    .bind(agent)
-                    .bind(task_id)
-                    .bind(config_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                tx.commit().await?;
-                Ok(Ok(n > 0))
-            })
-            .await?;
-        outcome
+        self.remove_push_config(task_id, access, config_id).await
     }
 
     async fn add_feedback(
@@ -679,37 +440,7 @@ impl TaskStore for PostgresStore {
         access: Access<'_>,
         feedback: Feedback,
     ) -> Result<(), StoreError> {
-        let agent = self.agent;
-        let feedback = &feedback;
-        let outcome: Result<(), StoreError> = self
-            .read(|| async move {
-                let mut tx = self.pool.begin().await?;
-                if let Err(e) = lock_task(&mut tx, agent, task_id, access).await? {
-                    return Ok(Err(e));
-                }
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bindu_task_feedback WHERE agent_id = $1 AND task_id = $2")
-                    .bind(agent)
-                    .bind(task_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if n >= 100 {
-                    return Ok(Err(StoreError::Invalid(format!("task {task_id} already has 100 feedback entries"))));
-                }
-                sqlx::query(
-                    "INSERT INTO bindu_task_feedback (agent_id, task_id, feedback, rating, metadata) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(agent)
-                .bind(task_id)
-                .bind(&feedback.feedback)
-                .bind(feedback.rating.map(i16::from))
-                .bind(feedback.metadata.clone().map(Json))
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(Ok(()))
-            })
-            .await?;
-        outcome
+        self.insert_feedback(task_id, access, feedback).await
     }
 
     async fn feedback(
@@ -717,177 +448,18 @@ impl TaskStore for PostgresStore {
         task_id: &str,
         access: Access<'_>,
     ) -> Result<Vec<Feedback>, StoreError> {
-        // Ownership first: someone else's task answers like a missing one.
-        self.get(task_id, access).await?;
-        let agent = self.agent;
-        let sql = format!(
-            "SELECT feedback, rating, metadata, to_char(created_at AT TIME ZONE 'UTC', {}) AS created_at \
-             FROM bindu_task_feedback WHERE agent_id = $1 AND task_id = $2 ORDER BY id",
-            "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'"
-        );
-        let rows: Vec<(String, Option<i16>, Option<Json<Metadata>>, String)> = self
-            .read(|| {
-                sqlx::query_as(&sql)
-                    .bind(agent)
-                    .bind(task_id)
-                    .fetch_all(&self.pool)
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(feedback, rating, metadata, created_at)| Feedback {
-                feedback,
-                rating: rating.and_then(|r| u8::try_from(r).ok()),
-                metadata: metadata.map(|Json(m)| m),
-                created_at,
-            })
-            .collect())
+        self.feedback_of(task_id, access).await
     }
 
     async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
         self.read(|| count_states(&self.pool, self.agent)).await
     }
 
-    /// The last count, never counted on the caller's path: when it is older than
-    /// `count_interval` (and no count is running), one is started in the background, so a
-    /// scrape costs the same whatever the table holds and counts run at most once per
-    /// interval. `None` until the first count ends.
     async fn task_counts(&self) -> Option<Vec<(TaskState, u64)>> {
-        let interval = self.options.count_interval;
-        let (counts, refresh) = {
-            let mut cache = self.counts.lock();
-            let stale = cache.at.is_none_or(|at| at.elapsed() >= interval);
-            let refresh = stale && !cache.refreshing;
-            cache.refreshing |= refresh;
-            (cache.counts.clone(), refresh)
-        };
-        if refresh {
-            let (pool, agent, cache) = (self.pool.clone(), self.agent, self.counts.clone());
-            let timeout = self.options.timeout;
-            tokio::spawn(async move {
-                let counted = tokio::time::timeout(timeout, count_states(&pool, agent)).await;
-                let mut cache = cache.lock();
-                cache.refreshing = false;
-                // A failed count waits for the interval too: a struggling database is not
-                // asked again on every scrape.
-                cache.at = Some(std::time::Instant::now());
-                match counted {
-                    Ok(Ok(counts)) => cache.counts = Some(counts),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "counting stored tasks for metrics failed")
-                    }
-                    Err(_) => {
-                        tracing::warn!(?timeout, "counting stored tasks for metrics took too long")
-                    }
-                }
-            });
-        }
-        counts
+        self.cached_counts()
     }
 
     async fn purge(&self, older_than: Duration, dry_run: bool) -> Result<u64, StoreError> {
-        let agent = self.agent;
-        let terminal: Vec<i16> = TaskState::ALL
-            .iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| writer::state_code(*s))
-            .collect();
-        let secs = older_than.as_secs_f64();
-        let cutoff = "now() - make_interval(secs => $3)";
-        if dry_run {
-            let sql = format!(
-                "SELECT count(*) FROM bindu_tasks WHERE created_at <= {cutoff} AND agent_id = $1 \
-                 AND state = ANY($2) AND updated_at <= {cutoff}"
-            );
-            let n: i64 = self
-                .read(|| {
-                    sqlx::query_scalar(&sql)
-                        .bind(agent)
-                        .bind(&terminal)
-                        .bind(secs)
-                        .fetch_one(&self.pool)
-                })
-                .await?;
-            return Ok(u64::try_from(n).unwrap_or(0));
-        }
-        // In chunks, so a large purge never holds many locks or one huge transaction.
-        let sql = format!(
-            "WITH doomed AS (SELECT id FROM bindu_tasks WHERE created_at <= {cutoff} AND agent_id = $1 \
-                               AND state = ANY($2) AND updated_at <= {cutoff} LIMIT 1000), \
-                  gone AS (DELETE FROM bindu_tasks t USING doomed d WHERE t.agent_id = $1 AND t.id = d.id \
-                           RETURNING t.id), \
-                  p AS (DELETE FROM bindu_push_configs c USING gone \
-                        WHERE c.agent_id = $1 AND c.task_id = gone.id), \
-                  f AS (DELETE FROM bindu_task_feedback b USING gone \
-                        WHERE b.agent_id = $1 AND b.task_id = gone.id) \
-             SELECT count(*) FROM gone"
-        );
-        let mut total = 0u64;
-        loop {
-            let n: i64 = self
-                .read(|| {
-                    sqlx::query_scalar(&sql)
-                        .bind(agent)
-                        .bind(&terminal)
-                        .bind(secs)
-                        .fetch_one(&self.pool)
-                })
-                .await?;
-            let n = u64::try_from(n).unwrap_or(0);
-            total += n;
-            if n < 1000 {
-                break;
-            }
-        }
-        let sql = format!(
-            "DELETE FROM bindu_contexts c WHERE c.agent_id = $1 AND c.updated_at <= {} \
-             AND NOT EXISTS (SELECT 1 FROM bindu_tasks t WHERE t.agent_id = c.agent_id AND t.context_id = c.id)",
-            "now() - make_interval(secs => $2)"
-        );
-        self.read(|| sqlx::query(&sql).bind(agent).bind(secs).execute(&self.pool))
-            .await?;
-        Ok(total)
+        self.purge_terminal(older_than, dry_run).await
     }
-}
-
-/// Stored tasks of `agent` by state (every state listed, 0 when none): a scan of the
-/// agent's rows.
-async fn count_states(pool: &PgPool, agent: i32) -> Result<Vec<(TaskState, u64)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT state, count(*) AS n FROM bindu_tasks WHERE agent_id = $1 GROUP BY state",
-    )
-    .bind(agent)
-    .fetch_all(pool)
-    .await?;
-    let mut out: Vec<(TaskState, u64)> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
-    for row in rows {
-        let code: i16 = row.try_get("state")?;
-        let state = writer::state_of(code).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let n: i64 = row.try_get("n")?;
-        if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
-            slot.1 = u64::try_from(n).unwrap_or(0);
-        }
-    }
-    Ok(out)
-}
-
-/// Locks a task row and checks the caller may touch it. The outer `Result` is the
-/// database's, the inner one the caller's answer.
-async fn lock_task(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    agent: i32,
-    task_id: &str,
-    access: Access<'_>,
-) -> Result<Result<(), StoreError>, sqlx::Error> {
-    let owner: Option<String> = sqlx::query_scalar(
-        "SELECT owner FROM bindu_tasks WHERE agent_id = $1 AND id = $2 FOR UPDATE",
-    )
-    .bind(agent)
-    .bind(task_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match owner {
-        Some(o) if access.permits((!o.is_empty()).then_some(o.as_str())) => Ok(()),
-        _ => Err(StoreError::NotFound(task_id.to_string())),
-    })
 }

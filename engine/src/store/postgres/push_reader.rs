@@ -1,5 +1,5 @@
-//! Push config lookups (the webhook dispatcher's), answered in batches: whatever is waiting,
-//! in one query.
+//! Push config lookups (the webhook dispatcher's, for every event of every task), answered in
+//! batches: whatever is waiting, in one query.
 
 use std::time::Duration;
 
@@ -9,6 +9,47 @@ use sqlx::PgPool;
 
 use super::*;
 use crate::retry::RetryPolicy;
+
+/// A push config lookup: the task id, and where its owner and configs go.
+pub(super) type PushLookup = (
+    String,
+    oneshot::Sender<Result<(Option<String>, Vec<PushNotificationConfig>), StoreError>>,
+);
+
+impl PostgresStore {
+    /// A task's push configs, looked up together with whatever other lookups are waiting.
+    pub(super) async fn push_configs_of(
+        &self,
+        task_id: &str,
+        access: Access<'_>,
+    ) -> Result<Vec<PushNotificationConfig>, StoreError> {
+        // Coalesced with the lookups waiting at the same time (the webhook dispatcher asks
+        // for every event of every task): one query for all of them.
+        let (tx, rx) = oneshot::channel();
+        self.push_reader
+            .send((task_id.to_string(), tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("the push config reader stopped".into()))?;
+        let (owner, configs) = match tokio::time::timeout(self.options.timeout * 2, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable(
+                    "the push config reader stopped".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no answer from Postgres within {:?}",
+                    self.options.timeout * 2
+                )))
+            }
+        };
+        if !access.permits(owner.as_deref()) {
+            return Err(StoreError::NotFound(task_id.to_string()));
+        }
+        Ok(configs)
+    }
+}
 
 /// Answers push config lookups in batches: whatever is waiting, in one query.
 pub(super) async fn run(

@@ -12,7 +12,7 @@ use bindu_engine::store::conformance::{self, run_to, submit_new, user_message};
 use bindu_engine::store::postgres::queries;
 use bindu_engine::store::postgres::test_db::{OutageProxy, TestDb};
 use bindu_engine::store::*;
-use bindu_schemas::{Artifact, Part, TaskState};
+use bindu_schemas::{Part, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
@@ -69,18 +69,7 @@ async fn writers_in_two_processes_race_and_one_terminal_state_wins() {
 }
 
 fn chunk(text: &str, append: bool, last: bool) -> ArtifactChunk {
-    ArtifactChunk {
-        artifact: Artifact {
-            artifact_id: "a1".into(),
-            parts: vec![Part::text(text)],
-            name: Some("result".into()),
-            description: None,
-            metadata: None,
-            extensions: None,
-        },
-        append,
-        last_chunk: last,
-    }
+    conformance::chunk("a1", text, append, last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,18 +80,17 @@ async fn everything_survives_a_restart() {
     let (id, before, ctx_before) = {
         let store = db.store(agent).await;
         let s = store
-            .submit(SubmitRequest {
-                owner: alice.map(str::to_string),
-                task_id: "restart-task".into(),
-                context_id: Some("restart-ctx".into()),
-                message: user_message("remember me"),
-                push_config: Some(bindu_schemas::PushNotificationConfig {
-                    url: "https://example.com/hook".into(),
-                    id: Some("cfg-1".into()),
-                    token: None,
-                    authentication: None,
-                }),
-            })
+            .submit(
+                SubmitRequest::new("restart-task", user_message("remember me"))
+                    .owned_by(alice)
+                    .in_context("restart-ctx")
+                    .with_push_config(bindu_schemas::PushNotificationConfig {
+                        url: "https://example.com/hook".into(),
+                        id: Some("cfg-1".into()),
+                        token: None,
+                        authentication: None,
+                    }),
+            )
             .await
             .expect("submit");
         run_to(&store, &s.task.id, TaskState::Working).await;
@@ -174,13 +162,7 @@ async fn everything_survives_a_restart() {
     let mut msg = user_message("again");
     msg.task_id = Some(id.clone());
     let r = store
-        .submit(SubmitRequest {
-            owner: alice.map(str::to_string),
-            task_id: id.clone(),
-            context_id: None,
-            message: msg,
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(id.clone(), msg).owned_by(alice))
         .await;
     assert!(matches!(r, Err(StoreError::Immutable { .. })));
 }
@@ -190,22 +172,14 @@ async fn agents_sharing_a_database_never_see_each_other() {
     let db = TestDb::new().await;
     let x = db.store("did:bindu:test:x").await;
     let y = db.store("did:bindu:test:y").await;
-    let submit = |text: &str| SubmitRequest {
-        owner: None,
-        task_id: "same-id".into(),
-        context_id: Some("same-ctx".into()),
-        message: user_message(text),
-        push_config: None,
-    };
+    let submit =
+        |text: &str| SubmitRequest::new("same-id", user_message(text)).in_context("same-ctx");
     x.submit(submit("for x")).await.expect("x");
     assert!(matches!(
         y.get("same-id", Access::Internal).await,
         Err(StoreError::NotFound(_))
     ));
-    let all = ListQuery {
-        limit: 100,
-        ..Default::default()
-    };
+    let all = ListQuery::first(100);
     assert!(y
         .list_tasks(Access::Internal, all.clone())
         .await
@@ -304,13 +278,7 @@ async fn a_database_outage_gives_clear_errors_then_recovers() {
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     let r = tokio::time::timeout(
         bounded,
-        store.submit(SubmitRequest {
-            owner: None,
-            task_id: "during-outage".into(),
-            context_id: None,
-            message: user_message("x"),
-            push_config: None,
-        }),
+        store.submit(SubmitRequest::new("during-outage", user_message("x"))),
     )
     .await
     .expect("no hang");
@@ -531,13 +499,10 @@ async fn one_bad_operation_never_fails_the_rest_of_its_batch() {
         handles.push(tokio::spawn(async move {
             let text = if i == 25 { "bad \u{0} text" } else { "fine" };
             let r = store
-                .submit(SubmitRequest {
-                    owner: None,
-                    task_id: format!("poison-{i}"),
-                    context_id: None,
-                    message: user_message(text),
-                    push_config: None,
-                })
+                .submit(SubmitRequest::new(
+                    format!("poison-{i}"),
+                    user_message(text),
+                ))
                 .await;
             (i, r)
         }));
@@ -603,10 +568,7 @@ async fn first_contexts(
     store: &PostgresStore,
     owner: Option<&str>,
 ) -> Page<bindu_schemas::ContextSummary> {
-    let query = ListQuery {
-        limit: 10,
-        ..Default::default()
-    };
+    let query = ListQuery::first(10);
     store
         .list_contexts(Access::Owner(owner), query)
         .await

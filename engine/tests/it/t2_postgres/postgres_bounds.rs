@@ -46,10 +46,7 @@ async fn a_size_bounded_page_reads_about_its_bound_not_its_limit() {
     for _ in 0..60 {
         large_task(&store, ARTIFACT).await;
     }
-    let query = ListQuery {
-        limit: 50,
-        ..Default::default()
-    };
+    let query = ListQuery::first(50);
     let shape = ListShape {
         history: Some(1),
         artifacts: true,

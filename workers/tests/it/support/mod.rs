@@ -12,10 +12,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bindu_engine::bus::BusError;
+use bindu_engine::bus::conformance::command_for;
+use bindu_engine::bus::{BusError, MemoryBus};
 use bindu_engine::config::PushDestinations;
 use bindu_engine::identity::Identity;
 use bindu_engine::store::conformance::user_message;
+use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::{DeadLetterStore, SubmitRequest, Submitted, TaskStore};
 use bindu_engine::Bus;
 use bindu_schemas::PushNotificationConfig;
@@ -411,13 +413,51 @@ pub fn spawn_pool(
 /// Records task `task_id` with the user message `text` (no owner, context or push config).
 pub async fn submit_task(store: &dyn TaskStore, task_id: &str, text: &str) -> Submitted {
     store
-        .submit(SubmitRequest {
-            owner: None,
-            task_id: task_id.into(),
-            context_id: None,
-            message: user_message(text),
-            push_config: None,
-        })
+        .submit(SubmitRequest::new(task_id, user_message(text)))
         .await
         .expect("submit")
+}
+
+/// A worker pool of [`done_handler`] on a [`Flaky`] store and a memory bus, running until
+/// [`FlakyPool::stop`].
+pub struct FlakyPool {
+    pub store: Arc<Flaky>,
+    pub bus: Arc<MemoryBus>,
+    pub stop: CancellationToken,
+    pub pool: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl FlakyPool {
+    pub fn start(concurrency: usize) -> FlakyPool {
+        let store = Arc::new(Flaky::new());
+        let bus = Arc::new(MemoryBus::new(64));
+        let stop = CancellationToken::new();
+        let pool = spawn_pool(
+            store.clone(),
+            bus.clone(),
+            done_handler(),
+            pool_options(concurrency),
+            &stop,
+        );
+        FlakyPool {
+            store,
+            bus,
+            stop,
+            pool,
+        }
+    }
+
+    /// Queues the command of a task recorded as `submitted`, as ingress does.
+    pub async fn queue(&self, submitted: &Submitted) {
+        self.bus
+            .publish_commands(vec![command_for(submitted)])
+            .await
+            .unwrap();
+    }
+
+    /// Stops the pool and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.pool.await;
+    }
 }
