@@ -8,11 +8,11 @@ use std::time::Duration;
 use bindu_engine::config::{
     check, fields, http_url, key, none_if_blank, secret, within, Invalid, Key, MtlsMode, Section,
 };
-use bindu_schemas::AgentSkill;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSettings;
+use crate::skills::{Skill, SkillSource};
 use crate::{ConnectionLimits, IngressOptions};
 
 /// `[server]`: where and how the HTTP server listens.
@@ -177,7 +177,9 @@ impl ServerConfig {
     }
 }
 
-/// `[agent]`: the manifest the card is made of. `[[agent.skills]]` tables list the skills.
+/// `[agent]`: the manifest the card is made of. `skills` lists skill directories (or
+/// `skill.yaml` / `SKILL.md` files) and inline skill tables; `private_skills` those only the
+/// callers in `allowed_dids` see (the private card). See [`crate::skills`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
@@ -189,8 +191,15 @@ pub struct AgentConfig {
     pub provider_url: Option<String>,
     pub documentation_url: Option<String>,
     pub extended_card_file: Option<PathBuf>,
-    /// The echo skill when none are given.
-    pub skills: Vec<AgentSkill>,
+    /// The echo skill when none are given; `[]`: none.
+    #[serde(with = "crate::skills::sources")]
+    pub skills: Vec<SkillSource>,
+    /// Skills shown only on the private card.
+    #[serde(with = "crate::skills::sources")]
+    pub private_skills: Vec<SkillSource>,
+    /// Who may read the private card (token client ids / certificate DIDs).
+    #[serde(with = "fields::comma_list")]
+    pub allowed_dids: Vec<String>,
     /// The price of a task (`[[agent.execution_cost]]`, x402): each option is one way to
     /// pay; none (the default) makes the agent free.
     pub execution_cost: Vec<bindu_engine::x402::PriceOption>,
@@ -206,16 +215,17 @@ impl Default for AgentConfig {
             provider_url: None,
             documentation_url: None,
             extended_card_file: None,
-            skills: vec![AgentSkill {
-                id: "echo".into(),
-                name: "echo".into(),
-                description: "Replies with the parts of the user's last message.".into(),
-                tags: vec!["echo".into(), "demo".into()],
-                examples: Some(vec!["Hello, agent!".into()]),
-                input_modes: None,
-                output_modes: None,
-                security: None,
-            }],
+            skills: vec![SkillSource::Inline(Box::new(
+                Skill::new(
+                    "echo",
+                    "echo",
+                    "Replies with the parts of the user's last message.",
+                )
+                .tags(&["echo", "demo"])
+                .examples(&["Hello, agent!"]),
+            ))],
+            private_skills: Vec::new(),
+            allowed_dids: Vec::new(),
             execution_cost: Vec::new(),
         }
     }
@@ -231,6 +241,9 @@ impl Section for AgentConfig {
         key("provider_url", "BINDU_AGENT_PROVIDER_URL"),
         key("documentation_url", "BINDU_AGENT_DOCUMENTATION_URL"),
         key("extended_card_file", "BINDU_EXTENDED_CARD_FILE"),
+        key("skills", "BINDU_SKILLS"),
+        key("private_skills", "BINDU_PRIVATE_SKILLS"),
+        key("allowed_dids", "BINDU_AGENT_ALLOWED_DIDS"),
     ];
 
     fn check(&mut self) -> Result<(), Invalid> {
@@ -249,11 +262,7 @@ impl Section for AgentConfig {
         {
             self.extended_card_file = None;
         }
-        check(
-            !self.skills.is_empty(),
-            "skills",
-            "list at least one skill or leave the key out",
-        )
+        Ok(())
     }
 }
 

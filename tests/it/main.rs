@@ -25,6 +25,7 @@ mod identity;
 mod mtls;
 mod payments;
 mod push;
+mod skills;
 mod spec;
 
 /// T1: the command handler with real Python and shell (jq) agents.
