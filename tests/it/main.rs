@@ -23,6 +23,7 @@ mod hardening_edge;
 mod http;
 mod identity;
 mod mtls;
+mod negotiation;
 mod payments;
 mod push;
 mod skills;

@@ -76,7 +76,10 @@ async fn depth_until(bus: &impl Bus, what: &str, ok: impl Fn(QueueDepth) -> bool
 
 /// Commands count as waiting until a worker takes them, then as running until acked.
 async fn queue_depth_counts_waiting_and_running_commands(bus: &impl Bus) {
-    assert_eq!(bus.queue_depth().await.expect("queue depth"), QueueDepth::default());
+    assert_eq!(
+        bus.queue_depth().await.expect("queue depth"),
+        QueueDepth::default()
+    );
     bus.publish_commands(vec![command("d1"), command("d2"), command("d3")])
         .await
         .expect("publish");
