@@ -25,6 +25,7 @@ mod identity;
 mod mtls;
 mod negotiation;
 mod payments;
+mod private_card;
 mod push;
 mod skills;
 mod spec;
