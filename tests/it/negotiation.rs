@@ -1,13 +1,15 @@
 //! `POST /agent/negotiation` through HTTP, with the example skills (Bindu's shapes): the
 //! accepted answer and its fields, every rejection with Bindu's reason name, every bad field
-//! as a 400 naming it, the load subscore following the live queue, and the negotiation id
-//! that runs a task with the best skill.
+//! as a 400 naming it, the load subscore following the live queue, the negotiation id that
+//! runs a task with the best skill, and the optional embeddings (a fake endpoint in test
+//! support) with their keyword fallback.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::skills::{example_skills, skill_echo};
+use crate::support::embeddings::{FakeEmbeddings, Mode};
 use crate::support::*;
 
 async fn negotiating(extra: &[(&str, &str)], h: Arc<dyn bindu::Handler>) -> TestServer {
@@ -433,4 +435,99 @@ async fn a_negotiation_id_runs_the_task_with_the_best_skill() {
 
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A negotiating server whose skill match blends in the fake endpoint's embeddings.
+async fn with_embeddings(fake: &FakeEmbeddings, extra: &[(&str, &str)]) -> TestServer {
+    let url = fake.base_url();
+    let mut settings = vec![
+        ("negotiation.use_embeddings", "true"),
+        ("negotiation.embedding_url", url.as_str()),
+        ("negotiation.embedding_api_key", "sk-embed-test"),
+    ];
+    settings.extend_from_slice(extra);
+    negotiating(&settings, Arc::new(bindu::EchoHandler::default())).await
+}
+
+fn semantic(answer: &Value) -> bool {
+    answer["skill_matches"].as_array().unwrap().iter().any(|m| {
+        m["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("semantic similarity"))
+    })
+}
+
+#[tokio::test]
+async fn embeddings_find_the_skill_keywords_miss() {
+    let fake = FakeEmbeddings::start(Mode::Normal).await;
+    let srv = with_embeddings(&fake, &[]).await;
+    let ask = json!({"task_summary": "Render this paragraph in Spanish"});
+    let answer = negotiate(&srv, ask.clone()).await;
+    assert_eq!(answer["accepted"], true, "{answer}");
+    assert_eq!(answer["skill_matches"][0]["skill_id"], "translation-v1");
+    assert!(semantic(&answer), "{answer}");
+    // Keywords alone find nothing in it.
+    let plain = negotiating(&[], Arc::new(bindu::EchoHandler::default())).await;
+    let keywords = negotiate(&plain, ask.clone()).await;
+    assert_eq!(keywords["rejection_reason"], "score_below_threshold");
+
+    // The skills in one request (once), then the task; the model and the key as configured.
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let (skills, auth) = &requests[0];
+    assert_eq!(skills["model"], "text-embedding-3-small");
+    assert_eq!(auth.as_deref(), Some("Bearer sk-embed-test"));
+    let texts = skills["input"].as_array().unwrap();
+    assert_eq!(texts.len(), 3);
+    assert!(texts[2].as_str().unwrap().starts_with("translation: "));
+    assert_eq!(
+        requests[1].0["input"],
+        json!(["Render this paragraph in Spanish"])
+    );
+    // A repeated task is answered from the cache; a new one costs one small request.
+    negotiate(&srv, ask).await;
+    assert_eq!(fake.requests().len(), 2);
+    let answer = negotiate(
+        &srv,
+        json!({"task_summary": "Why do plants need light? Explain"}),
+    )
+    .await;
+    assert_eq!(
+        answer["skill_matches"][0]["skill_id"],
+        "question-answering-v1"
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[2].0["input"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_falls_back_to_keywords_and_is_left_alone() {
+    for (mode, extra) in [
+        (Mode::Fail, None),
+        (Mode::Unusable, None),
+        (
+            Mode::Slow(std::time::Duration::from_secs(5)),
+            Some(("negotiation.embedding_timeout_ms", "100")),
+        ),
+    ] {
+        let fake = FakeEmbeddings::start(mode).await;
+        let srv = with_embeddings(&fake, extra.as_slice()).await;
+        let ask = json!({"task_summary": "Why is the sky blue? Explain"});
+        let answer = negotiate(&srv, ask.clone()).await;
+        assert_eq!(answer["accepted"], true, "{mode:?}: {answer}");
+        assert_eq!(
+            answer["skill_matches"][0]["skill_id"], "question-answering-v1",
+            "{mode:?}"
+        );
+        assert!(!semantic(&answer), "{mode:?}: keywords alone: {answer}");
+        assert_eq!(fake.requests().len(), 1, "{mode:?}");
+        // Within the back-off the endpoint is not asked again, even once it has recovered.
+        fake.set_mode(Mode::Normal);
+        let again = negotiate(&srv, ask).await;
+        assert!(!semantic(&again), "{mode:?}");
+        assert_eq!(fake.requests().len(), 1, "{mode:?}: left alone");
+    }
 }

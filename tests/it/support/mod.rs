@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod embeddings;
 pub mod hydra;
 pub mod redis_proxy;
 
