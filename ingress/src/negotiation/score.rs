@@ -322,6 +322,31 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The names (tags, capabilities) one of whose words the task has: a reason
+/// (`"<label>: a, b"`) and, once each, in `all`.
+fn note_matches(
+    named: &[(String, Vec<String>)],
+    task_words: &HashSet<String>,
+    label: &str,
+    reasons: &mut Vec<String>,
+    all: &mut Vec<String>,
+) {
+    let hits: Vec<&str> = named
+        .iter()
+        .filter(|(_, words)| words.iter().any(|w| task_words.contains(w)))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if hits.is_empty() {
+        return;
+    }
+    reasons.push(format!("{label}: {}", hits.join(", ")));
+    for hit in hits {
+        if !all.iter().any(|a| a == hit) {
+            all.push(hit.to_string());
+        }
+    }
+}
+
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
@@ -458,46 +483,20 @@ impl Scorer {
                     reasons.push(format!("specialization: {domain} (+{boost})"));
                 }
             }
-            let tags: Vec<&String> = s
-                .tags
-                .iter()
-                .filter(|(_, w)| w.iter().any(|w| task_words.contains(w)))
-                .map(|(t, _)| t)
-                .collect();
-            if !tags.is_empty() {
-                reasons.push(format!(
-                    "tags: {}",
-                    tags.iter()
-                        .map(|t| t.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                for t in tags {
-                    if !matched_tags.contains(t) {
-                        matched_tags.push(t.clone());
-                    }
-                }
-            }
-            let caps: Vec<&String> = s
-                .capabilities
-                .iter()
-                .filter(|(_, w)| w.iter().any(|w| task_words.contains(w)))
-                .map(|(c, _)| c)
-                .collect();
-            if !caps.is_empty() {
-                reasons.push(format!(
-                    "capabilities: {}",
-                    caps.iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                for c in caps {
-                    if !matched_capabilities.contains(c) {
-                        matched_capabilities.push(c.clone());
-                    }
-                }
-            }
+            note_matches(
+                &s.tags,
+                &task_words,
+                "tags",
+                &mut reasons,
+                &mut matched_tags,
+            );
+            note_matches(
+                &s.capabilities,
+                &task_words,
+                "capabilities",
+                &mut reasons,
+                &mut matched_capabilities,
+            );
             let score = round4(score.min(1.0));
             if score > 0.0 {
                 matches.push((

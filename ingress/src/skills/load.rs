@@ -75,20 +75,11 @@ impl SkillError {
 /// Reads the skill `source` declares; `key` and `index` name an inline one in messages.
 pub fn load(source: &SkillSource, key: &str, index: usize) -> Result<LoadedSkill, SkillError> {
     match source {
-        SkillSource::Inline(skill) => {
-            let origin = format!("{key}[{index}] (inline skill {:?})", skill.name);
-            let mut skill = (**skill).clone();
-            skill.check().map_err(|problem| SkillError {
-                origin: origin.clone(),
-                problem,
-            })?;
-            Ok(LoadedSkill {
-                skill,
-                origin,
-                documentation: None,
-                markdown: None,
-                extra: Default::default(),
-            })
+        SkillSource::Inline(declared) => {
+            let origin = format!("{key}[{index}] (inline skill {:?})", declared.name);
+            let mut skill = (**declared).clone();
+            let checked = skill.check().map(|()| skill);
+            loaded(origin, checked, None, None, Default::default())
         }
         SkillSource::Path(path) => load_path(path),
     }
@@ -162,20 +153,37 @@ fn load_path(path: &Path) -> Result<LoadedSkill, SkillError> {
             }
         }
     }
-    let skill = Skill::from_value(value).map_err(|problem| SkillError {
-        origin: origin.clone(),
-        problem,
-    })?;
-    Ok(LoadedSkill {
-        skill,
+    let documentation = Documentation {
+        text,
+        media_type: if is_markdown { MARKDOWN } else { YAML },
+    };
+    loaded(
         origin,
-        documentation: Some(Documentation {
-            text,
-            media_type: if is_markdown { MARKDOWN } else { YAML },
-        }),
+        Skill::from_value(value),
+        Some(documentation),
         markdown,
         extra,
-    })
+    )
+}
+
+/// A checked skill with what its declaration added, or its problem with where it is.
+fn loaded(
+    origin: String,
+    skill: Result<Skill, Problem>,
+    documentation: Option<Documentation>,
+    markdown: Option<String>,
+    extra: serde_json::Map<String, Value>,
+) -> Result<LoadedSkill, SkillError> {
+    match skill {
+        Ok(skill) => Ok(LoadedSkill {
+            skill,
+            origin,
+            documentation,
+            markdown,
+            extra,
+        }),
+        Err(problem) => Err(SkillError { origin, problem }),
+    }
 }
 
 fn read(path: &Path, origin: &str) -> Result<String, SkillError> {

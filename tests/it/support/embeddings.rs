@@ -106,16 +106,7 @@ impl FakeEmbeddings {
         let app = Router::new()
             .route("/v1/embeddings", post(embeddings))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-                .ok();
-        });
+        let (addr, stop) = crate::support::serve_fake(app).await;
         FakeEmbeddings { addr, shared, stop }
     }
 
