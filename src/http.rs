@@ -11,8 +11,8 @@ use bindu_engine::x402::Facilitator;
 use bindu_engine::{Bus, TaskStore};
 use bindu_ingress::auth::setup::AuthSections;
 use bindu_ingress::card::{CardCapabilities, CardParts};
-use bindu_ingress::payments::{nonces, AgentParty, Payments};
 use bindu_ingress::negotiation::{token, Negotiator};
+use bindu_ingress::payments::{nonces, AgentParty, Payments};
 use bindu_ingress::skills::Skills;
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
@@ -214,11 +214,23 @@ async fn payment_nonces(config: &Config, namespace: &str) -> Result<Arc<dyn nonc
 }
 
 /// The agent's price per task, as negotiation's cost subscore reads it (`max_cost_amount`,
-/// `cost_exceeds_budget`): the one place it is read. Agents have no price yet, so every
-/// agent is free (cost subscore 1); x402 pricing (`agent.execution_cost`, issue 15) is to be
-/// read here when it lands.
-fn price_per_task(_config: &Config) -> Option<f64> {
-    None
+/// `cost_exceeds_budget`): the one place it is read. It is the cheapest of the agent's x402
+/// price options (`agent.execution_cost`, in tokens: USDC), `None` for a free agent. The
+/// amounts were checked with the configuration, so every one reads as a number.
+fn price_per_task(config: &Config) -> Option<f64> {
+    config
+        .agent
+        .execution_cost
+        .iter()
+        .filter_map(|o| {
+            o.amount
+                .trim()
+                .trim_start_matches('$')
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .reduce(f64::min)
 }
 
 /// `BINDU_DEPLOYMENT_URL`, else the bound address (loopback for an unspecified host).

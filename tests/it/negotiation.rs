@@ -219,7 +219,7 @@ async fn every_rejection_has_bindus_reason() {
     assert_eq!(answer["confidence"], 1.0);
     assert_eq!(answer["subscores"], json!({}));
 
-    // The agent is free: any budget, even 0, fits (`cost_exceeds_budget` needs a price).
+    // This agent is free: any budget, even 0, fits (a priced one: below).
     let answer = negotiate(
         &srv,
         json!({"task_summary": "why is the sky blue? explain", "max_cost_amount": "$0"}),
@@ -530,4 +530,51 @@ async fn a_failing_endpoint_falls_back_to_keywords_and_is_left_alone() {
         assert!(!semantic(&again), "{mode:?}");
         assert_eq!(fake.requests().len(), 1, "{mode:?}: left alone");
     }
+}
+
+#[tokio::test]
+async fn a_priced_agent_compares_its_cheapest_price_with_the_budget() {
+    use bindu::PriceOption;
+    let skills = example_skills();
+    let srv = TestServer::start_config(
+        &[
+            ("agent.skills", skills.as_str()),
+            ("negotiation.enabled", "true"),
+            ("x402.pay_to", "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"),
+            // Never contacted: negotiation looks at the price only.
+            ("x402.facilitator_url", "http://127.0.0.1:9"),
+        ],
+        |c| {
+            c.agent.execution_cost = vec![
+                PriceOption::usdc("$0.08").on("base"),
+                PriceOption::usdc("0.05").on("base-sepolia"),
+            ]
+        },
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    let task = "why is the sky blue? explain";
+    let over = negotiate(
+        &srv,
+        json!({"task_summary": task, "max_cost_amount": "0.01"}),
+    )
+    .await;
+    assert_eq!(over["accepted"], false);
+    assert_eq!(over["rejection_reason"], "cost_exceeds_budget", "{over}");
+    assert_eq!(over["confidence"], 0.9);
+    let within_budget =
+        negotiate(&srv, json!({"task_summary": task, "max_cost_amount": 0.1})).await;
+    assert_eq!(within_budget["accepted"], true, "{within_budget}");
+    assert_eq!(
+        within_budget["subscores"]["cost"], 0.75,
+        "1 - 0.05 / 0.10 × 0.5, the cheaper option"
+    );
+    let exact = negotiate(
+        &srv,
+        json!({"task_summary": task, "max_cost_amount": "$0.05"}),
+    )
+    .await;
+    assert_eq!(exact["subscores"]["cost"], 0.5, "{exact}");
+    let no_budget = negotiate(&srv, json!({"task_summary": task})).await;
+    assert_eq!(no_budget["subscores"]["cost"], 0.5, "{no_budget}");
 }
