@@ -48,5 +48,6 @@ mod t2_postgres {
 mod t2_distributed {
     mod distributed;
     mod handlers_distributed;
+    mod negotiation_distributed;
     mod push_distributed;
 }
