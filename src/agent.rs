@@ -28,7 +28,9 @@
 
 use std::sync::Arc;
 
-use bindu_schemas::AgentSkill;
+use std::path::Path;
+
+use bindu_ingress::skills::{Skill, SkillSource};
 
 use crate::{Config, Error, Handler, Result, Role, Server};
 
@@ -51,18 +53,11 @@ impl Default for Capabilities {
     }
 }
 
-/// A skill for the card: id, name, description and tags.
-pub fn skill(id: &str, name: &str, description: &str, tags: &[&str]) -> AgentSkill {
-    AgentSkill {
-        id: id.into(),
-        name: name.into(),
-        description: description.into(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        examples: None,
-        input_modes: None,
-        output_modes: None,
-        security: None,
-    }
+/// A skill: id, name, description and tags; its setters add the rest
+/// (`.input_modes(&["application/pdf"])`, `.avg_processing_time_ms(2000)`,
+/// `.keywords(&["invoice"])`…).
+pub fn skill(id: &str, name: &str, description: &str, tags: &[&str]) -> Skill {
+    Skill::new(id, name, description).tags(tags)
 }
 
 /// Where a builder setting comes from, in `bindu config`-style messages.
@@ -112,7 +107,7 @@ impl Agent {
 /// is reported by [`AgentBuilder::build`] (and so by `serve`/`worker`), naming its key.
 pub struct AgentBuilder {
     config: Config,
-    skills: Vec<AgentSkill>,
+    skills: Vec<SkillSource>,
     handler: Option<Arc<dyn Handler>>,
     capabilities: Capabilities,
     env: bool,
@@ -169,9 +164,9 @@ impl AgentBuilder {
         self.configure(|c| c.worker.concurrency = tasks)
     }
 
-    /// Adds a skill to the card (the first one replaces the default echo skill).
-    pub fn skill(mut self, skill: AgentSkill) -> Self {
-        self.skills.push(skill);
+    /// Adds a skill to the card (the first skill replaces the default echo skill).
+    pub fn skill(mut self, skill: Skill) -> Self {
+        self.skills.push(SkillSource::Inline(Box::new(skill)));
         self
     }
 
@@ -180,6 +175,34 @@ impl AgentBuilder {
     /// answer HTTP 402 until paid (see the README's Payments section).
     pub fn price(self, option: bindu_engine::x402::PriceOption) -> Self {
         self.configure(|c| c.agent.execution_cost.push(option))
+    }
+
+    /// Adds the skill of a directory holding `skill.yaml` and/or `SKILL.md` (or of such a
+    /// file); read, and checked, by `build()`.
+    pub fn skill_dir(mut self, path: impl AsRef<Path>) -> Self {
+        self.skills
+            .push(SkillSource::Path(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Adds a skill shown only on the private card, to the callers of
+    /// [`AgentBuilder::allowed_dids`] (needs authentication).
+    pub fn private_skill(self, skill: Skill) -> Self {
+        self.configure(|c| {
+            c.agent
+                .private_skills
+                .push(SkillSource::Inline(Box::new(skill)))
+        })
+    }
+
+    /// Who may read the private card (token client ids, or certificate DIDs).
+    pub fn allowed_dids(self, dids: &[&str]) -> Self {
+        self.configure(|c| c.agent.allowed_dids = dids.iter().map(|d| d.to_string()).collect())
+    }
+
+    /// Serves `POST /agent/negotiation` (the `[negotiation]` settings apply).
+    pub fn negotiation(self, enabled: bool) -> Self {
+        self.configure(|c| c.negotiation.enabled = enabled)
     }
 
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {

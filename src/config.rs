@@ -1,5 +1,5 @@
 //! The whole configuration: one section per TOML table, each owned by the crate that reads it
-//! (`server`, `agent`, `auth`, `hydra`, `cache`, `mtls` by ingress; `worker`, `openai`,
+//! (`server`, `agent`, `negotiation`, `auth`, `hydra`, `cache`, `mtls` by ingress; `worker`, `openai`,
 //! `push`, `webhook` by workers; the backends' and the process's own here), layered by
 //! [`bindu_engine::config::Layers`]: defaults < TOML file < environment < CLI flags.
 
@@ -14,9 +14,11 @@ use bindu_engine::config::{
     Layers, MtlsMode, Section, Table,
 };
 use bindu_engine::x402::{Pricing, X402Config};
+use bindu_ingress::negotiation::NegotiationConfig;
 use bindu_ingress::options::{
     AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
 };
+use bindu_ingress::skills::{SkillSource, Skills};
 use bindu_workers::options::{HandlerKind, OpenAiConfig, PushConfig, WebhookConfig, WorkerConfig};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -258,6 +260,7 @@ macro_rules! sections {
 sections! {
     server: ServerConfig,
     agent: AgentConfig,
+    negotiation: NegotiationConfig,
     auth: AuthConfig,
     mtls: MtlsConfig,
     cache: CacheConfig,
@@ -317,8 +320,47 @@ impl Config {
         let mut c: Config = layers.extract()?;
         c.check_sections(|key, message| layers.invalid(key, message))?;
         c.sources = Arc::new(layers.sources());
+        c.anchor_skill_paths(layers);
         c.validate()?;
+        // A bad skill file stops here, with its file, field and problem.
+        c.skills()?;
         Ok(c)
+    }
+
+    /// Skill paths written in a TOML file are relative to that file's directory; they are
+    /// made absolute, so the configuration reads the same files when layered again.
+    fn anchor_skill_paths(&mut self, layers: &Layers) {
+        for (key, list) in [
+            ("agent.skills", &mut self.agent.skills),
+            ("agent.private_skills", &mut self.agent.private_skills),
+        ] {
+            let Some(dir) = layers
+                .file_of(key)
+                .and_then(|f| f.parent().map(Path::to_path_buf))
+            else {
+                continue;
+            };
+            for source in list.iter_mut() {
+                if let SkillSource::Path(p) = source {
+                    if p.is_relative() {
+                        *p = dir.join(&*p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the skills `agent.skills` and `agent.private_skills` declare; a bad one is an
+    /// error naming its key, file, field and problem.
+    pub fn skills(&self) -> Result<Skills, ConfigError> {
+        Skills::load(&self.agent).map_err(|e| ConfigError {
+            key: keys()
+                .iter()
+                .find(|k| k.key == e.key)
+                .map_or_else(|| e.key.to_string(), FullKey::named),
+            source_desc: self.source(e.key),
+            message: e.error.to_string(),
+        })
     }
 
     fn source(&self, key: &str) -> String {
@@ -337,6 +379,22 @@ impl Config {
                 message: message.into(),
             })
         };
+        if !self.agent.private_skills.is_empty() && self.agent.allowed_dids.is_empty() {
+            return err(
+                "agent.allowed_dids / BINDU_AGENT_ALLOWED_DIDS",
+                "agent.private_skills",
+                "private skills are shown only to the callers agent.allowed_dids lists: list their DIDs",
+            );
+        }
+        let authenticates =
+            self.auth.enabled || (self.mtls.client_certs() && self.mtls.mode == MtlsMode::Mtls);
+        if !self.agent.allowed_dids.is_empty() && !authenticates {
+            return err(
+                "agent.allowed_dids / BINDU_AGENT_ALLOWED_DIDS",
+                "agent.allowed_dids",
+                "the private card goes only to the callers agent.allowed_dids lists, and only authentication says who calls: set AUTH__ENABLED=true (or MTLS__ENABLED=true with MTLS__MODE=mtls)",
+            );
+        }
         if self.auth.enabled && self.hydra.admin_url.is_none() {
             return err(
                 "hydra.admin_url / HYDRA__ADMIN_URL",
@@ -433,8 +491,19 @@ impl Config {
     /// The effective configuration as TOML-like lines with their sources; secrets redacted.
     pub fn render(&self) -> String {
         let mut out = bindu_engine::config::render(self, &keys(), &self.sources);
-        let skills: Vec<&str> = self.agent.skills.iter().map(|s| s.id.as_str()).collect();
-        out.push_str(&format!("# agent.skills: {}\n", skills.join(", ")));
+        for (key, list) in [
+            ("agent.skills", &self.agent.skills),
+            ("agent.private_skills", &self.agent.private_skills),
+        ] {
+            let shown: Vec<String> = list
+                .iter()
+                .map(|s| match s {
+                    SkillSource::Path(p) => p.display().to_string(),
+                    SkillSource::Inline(s) => format!("{} (inline)", s.id),
+                })
+                .collect();
+            out.push_str(&format!("# {key}: {}\n", shown.join(", ")));
+        }
         let prices: Vec<String> = self
             .agent
             .execution_cost

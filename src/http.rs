@@ -11,7 +11,9 @@ use bindu_engine::x402::Facilitator;
 use bindu_engine::{Bus, TaskStore};
 use bindu_ingress::auth::setup::AuthSections;
 use bindu_ingress::card::{CardCapabilities, CardParts};
+use bindu_ingress::negotiation::{token, Negotiator};
 use bindu_ingress::payments::{nonces, AgentParty, Payments};
+use bindu_ingress::skills::Skills;
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
 use bindu_workers::dispatcher::DispatcherMetrics;
@@ -25,6 +27,8 @@ use crate::{Config, Error, Result};
 
 /// What the HTTP part needs from the rest of the process.
 pub(crate) struct HttpParts {
+    /// The agent's skills, read from `agent.skills` and `agent.private_skills`.
+    pub skills: Arc<Skills>,
     pub store: Arc<dyn TaskStore>,
     pub bus: Arc<dyn Bus>,
     pub identity: Arc<Identity>,
@@ -76,6 +80,7 @@ pub(crate) async fn start(
         .map_err(|e| Error::backend("agent.execution_cost", e))?;
     let cards = bindu_ingress::card::compose(CardParts {
         agent: &config.agent,
+        skills: &parts.skills,
         identity: &parts.identity,
         base_url: &base_url,
         capabilities,
@@ -118,6 +123,16 @@ pub(crate) async fn start(
     if let Some(auth) = auth {
         ingress = ingress.with_auth(auth);
     }
+    if config.negotiation.enabled {
+        let key = parts.identity.derive_secret(token::KEY_PURPOSE);
+        ingress = ingress.with_negotiator(Negotiator::new(
+            &config.negotiation,
+            &parts.skills,
+            key,
+            price_per_task(config),
+        ));
+    }
+    ingress = ingress.with_skills(parts.skills);
     if let Some(m) = &parts.dispatcher_metrics {
         ingress = ingress.with_metrics(|registry| m.register(registry));
     }
@@ -196,6 +211,26 @@ async fn payment_nonces(config: &Config, namespace: &str) -> Result<Arc<dyn nonc
         // Far more live authorizations than one process takes in a timeout window.
         None => Arc::new(nonces::LocalNonces::new(1_000_000)),
     })
+}
+
+/// The agent's price per task, as negotiation's cost subscore reads it (`max_cost_amount`,
+/// `cost_exceeds_budget`): the one place it is read. It is the cheapest of the agent's x402
+/// price options (`agent.execution_cost`, in tokens: USDC), `None` for a free agent. The
+/// amounts were checked with the configuration, so every one reads as a number.
+fn price_per_task(config: &Config) -> Option<f64> {
+    config
+        .agent
+        .execution_cost
+        .iter()
+        .filter_map(|o| {
+            o.amount
+                .trim()
+                .trim_start_matches('$')
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .reduce(f64::min)
 }
 
 /// `BINDU_DEPLOYMENT_URL`, else the bound address (loopback for an unspecified host).

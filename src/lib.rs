@@ -42,6 +42,7 @@ pub use agent::{Agent, AgentBuilder};
 pub use backends::{build_bus, build_dead_letters, build_store, load_identity, tls_config};
 pub use bindu_engine as engine;
 pub use bindu_engine::x402::PriceOption;
+pub use bindu_ingress::skills::Skill;
 pub use bindu_schemas as schemas;
 pub use bindu_workers::dispatcher::notification::{
     verify as verify_notification, VerifyError as NotificationVerifyError,
@@ -224,7 +225,9 @@ pub(crate) async fn launch_with(
         metrics: Default::default(),
     };
     let (local_addr, base_url) = if role.serves_http() {
+        let skills = Arc::new(config.skills()?);
         let parts = http::HttpParts {
+            skills,
             store: store.clone(),
             bus: bus.clone(),
             identity: identity.clone(),

@@ -1,6 +1,8 @@
 //! The agent card served at `/.well-known/agent-card.json` (and the legacy `agent.json`):
-//! [`build_card`] from the manifest, [`compose`] with the DID extension, the security
-//! schemes and the extended card.
+//! [`build_card`] from the manifest and the public skills, [`compose`] with the DID
+//! extension, the security schemes and the extended card (the public card plus the private
+//! skills, overlaid by `agent.extended_card_file`), which `agent/getAuthenticatedExtendedCard`
+//! and `/agent/private.json` serve.
 
 use bindu_engine::identity::Identity;
 use bindu_schemas::{
@@ -10,6 +12,7 @@ use bindu_schemas::{
 
 use crate::did::DidInfo;
 use crate::options::AgentConfig;
+use crate::skills::Skills;
 
 /// A2A protocol version we speak.
 pub const PROTOCOL_VERSION: &str = "0.3.0";
@@ -21,8 +24,14 @@ pub struct CardCapabilities {
     pub push_notifications: bool,
 }
 
-/// Builds the public card. `base_url` is where clients reach us (no trailing slash).
-pub fn build_card(agent: &AgentConfig, base_url: &str, caps: CardCapabilities) -> AgentCard {
+/// Builds the public card with `skills`' public skills. `base_url` is where clients reach us
+/// (no trailing slash).
+pub fn build_card(
+    agent: &AgentConfig,
+    skills: &Skills,
+    base_url: &str,
+    caps: CardCapabilities,
+) -> AgentCard {
     let url = format!("{base_url}/");
     let modes = vec!["text/plain".to_string(), "application/json".to_string()];
     AgentCard {
@@ -39,7 +48,11 @@ pub fn build_card(agent: &AgentConfig, base_url: &str, caps: CardCapabilities) -
         },
         default_input_modes: modes.clone(),
         default_output_modes: modes,
-        skills: agent.skills.clone(),
+        skills: skills
+            .public()
+            .iter()
+            .map(|s| s.skill.card_entry())
+            .collect(),
         preferred_transport: Some(transport::JSONRPC.into()),
         additional_interfaces: Some(vec![AgentInterface {
             url,
@@ -80,6 +93,7 @@ pub fn load_extended_card(path: &std::path::Path, public: &AgentCard) -> Result<
 /// Everything the served cards are composed of.
 pub struct CardParts<'a> {
     pub agent: &'a AgentConfig,
+    pub skills: &'a Skills,
     pub identity: &'a Identity,
     /// Where clients reach the agent (no trailing slash).
     pub base_url: &'a str,
@@ -95,7 +109,8 @@ pub struct CardParts<'a> {
 /// The cards an ingress serves and its DID document.
 pub struct Cards {
     pub public: AgentCard,
-    /// `agent/getAuthenticatedExtendedCard`, when `agent.extended_card_file` is set.
+    /// `agent/getAuthenticatedExtendedCard` and `/agent/private.json`: when there are
+    /// private skills, an access list (`agent.allowed_dids`) or `agent.extended_card_file`.
     pub extended: Option<AgentCard>,
     pub did: DidInfo,
 }
@@ -105,6 +120,7 @@ pub struct Cards {
 pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
     let CardParts {
         agent,
+        skills,
         identity,
         base_url,
         capabilities,
@@ -112,7 +128,7 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         bearer,
         payments,
     } = parts;
-    let mut card = build_card(agent, base_url, capabilities);
+    let mut card = build_card(agent, skills, base_url, capabilities);
     card.capabilities.extensions = Some(vec![AgentExtension {
         uri: identity.did.clone(),
         description: Some(format!("DID-based identity for {}", agent.name)),
@@ -148,12 +164,21 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         aliases: vec![identity.did_key()],
         document: identity.document(&bindu_engine::time::now_rfc3339()),
     };
-    // The extended card overlays the public card as it is before its security schemes.
+    // The extended card is the public card as it is before its security schemes, with the
+    // private skills, overlaid by the extended card's file.
+    let mut private = card.clone();
+    private
+        .skills
+        .extend(skills.private().iter().map(|s| s.skill.card_entry()));
     let extended = match &agent.extended_card_file {
         Some(path) => Some(
-            load_extended_card(path, &card)
+            load_extended_card(path, &private)
                 .map_err(|e| format!("agent.extended_card_file / BINDU_EXTENDED_CARD_FILE: {e}"))?,
         ),
+        None if skills.restricted() => {
+            private.supports_authenticated_extended_card = Some(true);
+            Some(private)
+        }
         None => None,
     };
     if extended.is_some() {

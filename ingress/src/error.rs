@@ -18,6 +18,9 @@
 //! | authority down, replay guard full | 503 | -32603 |
 //! | DID not admitted, certificate, signature | 403 | Bindu's `{"error", "reason"}` / `{"error", "details"}` |
 //! | `/did/resolve` | 400, 404, 413 | -32602, -32700, -32600 |
+//! | unknown skill, skill without documentation file | 404 | -32030 |
+//! | private card for a caller `agent.allowed_dids` does not list | 403 | -32013, id echoed |
+//! | negotiation: bad field / not JSON / bus down | 400 / 415 / 503 | `{"error", "field"}` / `{"error"}` |
 //! | no route | 404 | `{"error", "hint"}` |
 //! | no payment, or a refused one (a priced agent) | 402 + `PAYMENT-REQUIRED` | x402 `PaymentRequired` |
 //! | payment replay guard or facilitator unavailable | 503 | -32603 |
@@ -107,6 +110,31 @@ pub enum EdgeError {
     DidBodyTooLarge,
     /// `POST /did/resolve` with a body that is not `{"did": "…"}`.
     DidBodyInvalid(String),
+    /// `/agent/skills/{id}…` for an id no public skill has.
+    SkillNotFound {
+        id: String,
+    },
+    /// `/agent/skills/{id}/documentation` of a skill declared inline (no file).
+    SkillHasNoDocumentation {
+        id: String,
+    },
+    /// The private card (`agent/getAuthenticatedExtendedCard`, `/agent/private.json`) for a
+    /// caller `agent.allowed_dids` does not list.
+    PrivateCardRefused {
+        id: RequestId,
+        caller: String,
+    },
+    /// `POST /agent/negotiation` whose body is not declared JSON.
+    NegotiationNotJson {
+        content_type: Option<String>,
+    },
+    /// `POST /agent/negotiation` with a field that cannot be used.
+    NegotiationRefused {
+        field: String,
+        message: String,
+    },
+    /// The queue depth negotiation needs could not be read (the bus is down).
+    NegotiationUnavailable,
     /// A path no route serves.
     NoRoute {
         path: String,
@@ -199,7 +227,7 @@ impl IntoResponse for EdgeError {
                 JsonRpcError::new(code::INTERNAL_ERROR, message),
             )
         };
-        let did_refusal = |status: StatusCode, code: i32, message: String| {
+        let null_id_refusal = |status: StatusCode, code: i32, message: String| {
             rpc_refusal(status, RequestId::Null, JsonRpcError::new(code, message))
         };
         match self {
@@ -319,33 +347,68 @@ impl IntoResponse for EdgeError {
                     json!({"error": "Invalid DID signature", "details": details}),
                 )
             }
-            E::AgentHasNoDid => did_refusal(
+            E::AgentHasNoDid => null_id_refusal(
                 StatusCode::NOT_FOUND,
                 code::INVALID_PARAMS,
                 "this agent has no DID".into(),
             ),
-            E::DidRequired => did_refusal(
+            E::DidRequired => null_id_refusal(
                 StatusCode::BAD_REQUEST,
                 code::INVALID_PARAMS,
                 "`did` is required".into(),
             ),
-            E::DidNotServed { did, agent_did } => did_refusal(
+            E::DidNotServed { did, agent_did } => null_id_refusal(
                 StatusCode::NOT_FOUND,
                 code::INVALID_PARAMS,
                 format!("DID {did:?} is not served here; this agent is {agent_did}"),
             ),
-            E::DidBodyTooLarge => did_refusal(
+            E::DidBodyTooLarge => null_id_refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code::INVALID_REQUEST,
                 "body too large".into(),
             ),
-            E::DidBodyInvalid(why) => did_refusal(
+            E::DidBodyInvalid(why) => null_id_refusal(
                 StatusCode::BAD_REQUEST,
                 code::PARSE_ERROR,
                 format!("expected {{\"did\": \"…\"}}: {why}"),
             ),
             E::PaymentRequired(body) => crate::payments::payment_required_response(&body),
             E::PaymentUnavailable(why) => unavailable(&why),
+            E::SkillNotFound { id } => null_id_refusal(
+                StatusCode::NOT_FOUND,
+                code::SKILL_NOT_FOUND,
+                format!("no skill has the id {id:?}; GET /agent/skills lists them"),
+            ),
+            E::SkillHasNoDocumentation { id } => null_id_refusal(
+                StatusCode::NOT_FOUND,
+                code::SKILL_NOT_FOUND,
+                format!("skill {id:?} was declared inline and has no documentation file"),
+            ),
+            E::PrivateCardRefused { id, caller } => rpc_refusal(
+                StatusCode::FORBIDDEN,
+                id,
+                JsonRpcError::new(
+                    code::INSUFFICIENT_PERMISSIONS,
+                    format!("the private card is shown to the DIDs agent.allowed_dids lists; {caller} is not one of them"),
+                ),
+            ),
+            E::NegotiationNotJson { content_type } => legacy(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({
+                    "error": format!(
+                        "send the negotiation request as JSON with `Content-Type: application/json` (got {})",
+                        content_type.map_or_else(|| "no Content-Type".to_string(), |c| format!("{c:?}"))
+                    ),
+                }),
+            ),
+            E::NegotiationRefused { field, message } => legacy(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("`{field}` {message}"), "field": field}),
+            ),
+            E::NegotiationUnavailable => legacy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "the agent cannot read its queue depth (the task bus is unavailable); retry shortly"}),
+            ),
             E::NoRoute { path } => legacy(
                 StatusCode::NOT_FOUND,
                 json!({
@@ -499,6 +562,24 @@ mod tests {
                 400,
                 code::PARSE_ERROR,
             ),
+            (
+                EdgeError::SkillNotFound { id: "x".into() },
+                404,
+                code::SKILL_NOT_FOUND,
+            ),
+            (
+                EdgeError::SkillHasNoDocumentation { id: "x".into() },
+                404,
+                code::SKILL_NOT_FOUND,
+            ),
+            (
+                EdgeError::PrivateCardRefused {
+                    id: id.clone(),
+                    caller: "did:x".into(),
+                },
+                403,
+                code::INSUFFICIENT_PERMISSIONS,
+            ),
         ] {
             let what = format!("{e:?}");
             let (got, body, resp) = answer(e).await;
@@ -574,6 +655,20 @@ mod tests {
         let (_, body, _) =
             answer(EdgeError::signature(SignatureFailure::MissingHeaders, None)).await;
         assert!(body["details"].get("did").is_none());
+        let (status, body, _) = answer(EdgeError::NegotiationRefused {
+            field: "task_summary".into(),
+            message: "is required".into(),
+        })
+        .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some("task_summary"))
+        );
+        let (status, _, _) = answer(EdgeError::NegotiationNotJson { content_type: None }).await;
+        assert_eq!(status, 415);
+        let (status, body, _) = answer(EdgeError::NegotiationUnavailable).await;
+        assert_eq!(status, 503);
+        assert!(body["error"].is_string());
         let (status, body, _) = answer(EdgeError::NoRoute { path: "/x".into() }).await;
         assert_eq!(status, 404);
         assert!(body["hint"].is_string());

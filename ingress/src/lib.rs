@@ -21,6 +21,8 @@
 //! - [`options`]: the `[server]`, `[agent]`, `[auth]`, `[hydra]`, `[cache]` and `[mtls]`
 //!   configuration sections.
 //! - [`card`]: the agent card; [`did`]: `/did/resolve`.
+//! - [`skills`]: skills from files and configuration, `/agent/skills…`, the private card.
+//! - [`negotiation`]: `POST /agent/negotiation` and the `[negotiation]` section.
 //! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
 
 pub mod auth;
@@ -32,11 +34,13 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod metrics;
+pub mod negotiation;
 pub mod options;
 pub mod payments;
 pub mod router;
 pub mod rpc;
 pub mod server;
+pub mod skills;
 pub mod sse;
 pub mod state;
 pub mod tls;

@@ -8,11 +8,11 @@ use std::time::Duration;
 use bindu_engine::config::{
     at_least, check, fields, http_url, none_if_blank, within, Invalid, MtlsMode, Section,
 };
-use bindu_schemas::AgentSkill;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::shared::RedisOptions;
 use crate::auth::AuthSettings;
+use crate::skills::{Skill, SkillSource};
 use crate::{ConnectionLimits, IngressOptions};
 
 bindu_engine::section! {
@@ -137,7 +137,9 @@ impl ServerConfig {
 }
 
 bindu_engine::section! {
-    /// `[agent]`: the manifest the card is made of. `[[agent.skills]]` tables list the skills.
+    /// `[agent]`: the manifest the card is made of. `skills` lists skill directories (or
+    /// `skill.yaml` / `SKILL.md` files) and inline skill tables; `private_skills` those only the
+    /// callers in `allowed_dids` see (the private card). See [`crate::skills`].
     pub struct AgentConfig in "agent" {
         pub name: String = "bindu-echo".into(), env "BINDU_AGENT_NAME";
         pub description: String = "Echoes every message back; the bindu demo agent.".into(),
@@ -148,8 +150,15 @@ bindu_engine::section! {
         pub provider_url: Option<String> = None, env "BINDU_AGENT_PROVIDER_URL";
         pub documentation_url: Option<String> = None, env "BINDU_AGENT_DOCUMENTATION_URL";
         pub extended_card_file: Option<PathBuf> = None, env "BINDU_EXTENDED_CARD_FILE";
-        /// The echo skill when none are given.
-        pub skills: Vec<AgentSkill> = vec![echo_skill()];
+        /// The echo skill when none are given; `[]`: none.
+        #[serde(with = "crate::skills::sources")]
+        pub skills: Vec<SkillSource> = vec![echo_skill()], env "BINDU_SKILLS";
+        /// Skills shown only on the private card.
+        #[serde(with = "crate::skills::sources")]
+        pub private_skills: Vec<SkillSource> = Vec::new(), env "BINDU_PRIVATE_SKILLS";
+        /// Who may read the private card (token client ids / certificate DIDs).
+        #[serde(with = "fields::comma_list")]
+        pub allowed_dids: Vec<String> = Vec::new(), env "BINDU_AGENT_ALLOWED_DIDS";
         /// The price of a task (`[[agent.execution_cost]]`, x402): each option is one way to
         /// pay; none (the default) makes the agent free.
         pub execution_cost: Vec<bindu_engine::x402::PriceOption> = Vec::new();
@@ -157,17 +166,16 @@ bindu_engine::section! {
 }
 
 /// The demo agent's one skill.
-fn echo_skill() -> AgentSkill {
-    AgentSkill {
-        id: "echo".into(),
-        name: "echo".into(),
-        description: "Replies with the parts of the user's last message.".into(),
-        tags: vec!["echo".into(), "demo".into()],
-        examples: Some(vec!["Hello, agent!".into()]),
-        input_modes: None,
-        output_modes: None,
-        security: None,
-    }
+fn echo_skill() -> SkillSource {
+    SkillSource::Inline(Box::new(
+        Skill::new(
+            "echo",
+            "echo",
+            "Replies with the parts of the user's last message.",
+        )
+        .tags(&["echo", "demo"])
+        .examples(&["Hello, agent!"]),
+    ))
 }
 
 impl Section for AgentConfig {
@@ -187,11 +195,7 @@ impl Section for AgentConfig {
         {
             self.extended_card_file = None;
         }
-        check(
-            !self.skills.is_empty(),
-            "skills",
-            "list at least one skill or leave the key out",
-        )
+        Ok(())
     }
 }
 

@@ -1,13 +1,13 @@
 //! Routes → handlers, and [`serve`] / [`serve_with`].
 //!
-//! Only `POST /` is authenticated (the auth layer sits on that route), so every other path
-//! is public by construction. Before it, `/` checks `Host` and `Content-Type`
+//! Only `POST /` and `GET /agent/private.json` are authenticated (the auth layer sits on
+//! those routes), so every other path is public by construction. Before it, `/` checks `Host` and `Content-Type`
 //! ([`crate::guard`]). `/did/resolve` gets the agent's DID document as its own state.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,22 +15,30 @@ use tokio_util::sync::CancellationToken;
 use crate::error::EdgeError;
 use crate::server::ConnectionLimits;
 use crate::state::Ingress;
-use crate::{auth, did, guard, health, payments, rpc, tls};
+use crate::{auth, did, guard, health, negotiation, payments, rpc, skills, tls};
 
 impl Ingress {
-    /// The HTTP routes.
-    pub fn router(&self) -> Router {
-        // Only this route is authenticated: every other path is public by construction.
-        let rpc = match (self.inner.certificate_auth.get(), self.inner.auth.get()) {
-            (Some(cert), _) => post(rpc::handle).route_layer(axum::middleware::from_fn_with_state(
+    /// `route` behind the authentication this ingress has: the client certificate
+    /// (`MTLS__MODE=mtls`), else the Bearer token (and DID signature), else none.
+    fn authenticated(&self, route: MethodRouter<Ingress>) -> MethodRouter<Ingress> {
+        match (self.inner.certificate_auth.get(), self.inner.auth.get()) {
+            (Some(cert), _) => route.route_layer(axum::middleware::from_fn_with_state(
                 cert.clone(),
                 tls::certificate_layer,
             )),
-            (None, Some(auth)) => post(rpc::handle).route_layer(
-                axum::middleware::from_fn_with_state(auth.clone(), auth::middleware::layer),
-            ),
-            (None, None) => post(rpc::handle),
-        };
+            (None, Some(auth)) => route.route_layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                auth::middleware::layer,
+            )),
+            (None, None) => route,
+        }
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        // Only `/` and the private card are authenticated: every other path is public by
+        // construction.
+        let rpc = self.authenticated(post(rpc::handle));
         // Outermost: a request a web page could forge is refused before anything else.
         let rpc = rpc
             .get(redirect_to_card)
@@ -48,7 +56,7 @@ impl Ingress {
             priced,
             payments::extensions_layer,
         ));
-        Router::new()
+        let mut router = Router::new()
             .route("/", rpc)
             .route("/.well-known/agent-card.json", card.clone())
             .route("/.well-known/agent.json", card)
@@ -58,11 +66,26 @@ impl Ingress {
                     .post(did::resolve_post)
                     .with_state(self.inner.did.clone()),
             )
+            .route("/agent/skills", get(skills::routes::list))
+            .route("/agent/skills/{id}", get(skills::routes::get))
+            .route(
+                "/agent/skills/{id}/documentation",
+                get(skills::routes::documentation),
+            )
             .route("/health", get(health::health))
             .route("/healthz", get(health::healthz))
-            .route("/metrics", get(health::metrics))
-            .fallback(not_found)
-            .with_state(self.clone())
+            .route("/metrics", get(health::metrics));
+        // As in Bindu, only an agent with private skills or an access list serves it.
+        if self.inner.skills.restricted() && self.inner.extended_card.is_some() {
+            router = router.route(
+                "/agent/private.json",
+                self.authenticated(get(skills::routes::private_card)),
+            );
+        }
+        if self.inner.negotiator.is_some() {
+            router = router.route("/agent/negotiation", post(negotiation::negotiate));
+        }
+        router.fallback(not_found).with_state(self.clone())
     }
 }
 

@@ -68,6 +68,10 @@ pub(crate) struct Inner {
     pub card: AgentCard,
     pub card_json: Bytes,
     pub extended_card: Option<AgentCard>,
+    /// Public and private skills, and who may see the private ones.
+    pub skills: Arc<crate::skills::Skills>,
+    /// `POST /agent/negotiation`, when enabled.
+    pub negotiator: Option<Arc<crate::negotiation::Negotiator>>,
     pub did: Option<Arc<crate::did::DidInfo>>,
     pub options: IngressOptions,
     pub allowed_hosts: crate::guard::AllowedHosts,
@@ -100,6 +104,8 @@ impl Ingress {
                 card,
                 card_json,
                 extended_card,
+                skills: Arc::default(),
+                negotiator: None,
                 did: did.map(Arc::new),
                 allowed_hosts: crate::guard::AllowedHosts::new(&options.allowed_hosts),
                 options,
@@ -153,7 +159,46 @@ impl Ingress {
         self
     }
 
+    /// Serves `skills` (`/agent/skills`, the private card's access list, the skill a
+    /// message names). Call before [`Ingress::router`]; later calls are ignored.
+    pub fn with_skills(mut self, skills: Arc<crate::skills::Skills>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.skills = skills;
+        }
+        self
+    }
+
+    /// Serves `POST /agent/negotiation` with `negotiator`. Call before [`Ingress::router`];
+    /// later calls are ignored.
+    pub fn with_negotiator(mut self, negotiator: crate::negotiation::Negotiator) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.negotiator = Some(Arc::new(negotiator));
+        }
+        self
+    }
+
     pub fn card(&self) -> &AgentCard {
         &self.inner.card
+    }
+
+    /// The extended card (with the private skills) for `caller`, when it may see it:
+    /// without credentials 401, a caller `agent.allowed_dids` does not list 403 (`id` is
+    /// echoed). `None` when the agent has no extended card.
+    pub(crate) fn private_card(
+        &self,
+        caller: Option<&str>,
+        id: bindu_schemas::jsonrpc::RequestId,
+    ) -> Result<Option<&AgentCard>, crate::error::EdgeError> {
+        let skills = &self.inner.skills;
+        if !skills.admits(caller) {
+            return Err(match caller {
+                None => crate::error::EdgeError::TokenMissing,
+                Some(c) => crate::error::EdgeError::PrivateCardRefused {
+                    id,
+                    caller: c.to_string(),
+                },
+            });
+        }
+        Ok(self.inner.extended_card.as_ref())
     }
 }

@@ -59,7 +59,8 @@ fn layers_apply_in_order() {
     assert_eq!(c.server.host, "0.0.0.0", "file beats default");
     assert_eq!(c.agent.name, "env-agent", "env beats file");
     assert_eq!(c.server.port, 6000, "flag beats env");
-    assert_eq!(c.agent.skills[0].id, "s1");
+    let skills = c.skills().unwrap();
+    assert_eq!(skills.public()[0].skill.id, "s1");
     let rendered = c.render();
     assert!(
         rendered.contains("server.port = \"6000\"    # BINDU_PORT, flag --port"),
@@ -280,4 +281,132 @@ fn prices_are_checked_with_the_x402_section_and_shown() {
     let c = Config::load(Some(&file), &env(&[]), &[]).unwrap();
     assert_eq!(c.pricing().unwrap().unwrap().accepts[0].amount, "10000");
     std::fs::remove_dir_all(dir).ok();
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn skill_paths_in_a_file_are_relative_to_it() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.join("skills/qa")).unwrap();
+    std::fs::write(
+        dir.join("skills/qa/skill.yaml"),
+        "id: qa-v1\nname: question-answering\ndescription: Answers questions\n",
+    )
+    .unwrap();
+    let file = dir.join("bindu.toml");
+    std::fs::write(
+        &file,
+        "[agent]\nskills = [\"skills/qa\", {name = \"inline\", description = \"d\"}]\n",
+    )
+    .unwrap();
+    // Read from another working directory all the same.
+    let c = Config::load(Some(&file), &env(&[]), &[]).unwrap();
+    let skills = c.skills().unwrap();
+    let ids: Vec<&str> = skills
+        .public()
+        .iter()
+        .map(|s| s.skill.id.as_str())
+        .collect();
+    assert_eq!(ids, ["qa-v1", "inline"]);
+    assert!(c.render().contains("# agent.skills: "), "{}", c.render());
+    // Layered again (a builder over a loaded file), the same files are read.
+    let again = c.relayer("flag Agent::builder", None).unwrap();
+    assert_eq!(again.skills().unwrap().public().len(), 2);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_bad_skill_file_names_the_file_the_field_and_the_problem() {
+    let dir = temp_dir();
+    std::fs::write(
+        dir.join("skill.yaml"),
+        "name: pdf\ndescription: Reads PDFs\nperformance:\n  avg_processing_time_ms: fast\n",
+    )
+    .unwrap();
+    let e = Config::load(None, &env(&[("BINDU_SKILLS", dir.to_str().unwrap())]), &[]).unwrap_err();
+    assert_eq!(e.key, "agent.skills / BINDU_SKILLS");
+    assert!(e.source_desc.contains("BINDU_SKILLS"), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&dir.join("skill.yaml").display().to_string()),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("performance.avg_processing_time_ms"),
+        "{shown}"
+    );
+    assert!(shown.contains("invalid type"), "{shown}");
+    let e = Config::load(None, &env(&[("BINDU_SKILLS", "/no/such/skill")]), &[]).unwrap_err();
+    assert!(e.to_string().contains("/no/such/skill"), "{e}");
+    // An inline skill in the file: the entry and its field.
+    let file = dir.join("bindu.toml");
+    std::fs::write(&file, "[agent]\nskills = [{name = \"x\"}]\n").unwrap();
+    let e = Config::load(Some(&file), &env(&[]), &[]).unwrap_err();
+    assert!(e.key.starts_with("agent.skills"), "{e}");
+    assert!(e.to_string().contains("description"), "{e}");
+    std::fs::write(
+        &file,
+        "[agent]\nskills = [{name = \"x\", description = \"d\", tagz = []}]\n",
+    )
+    .unwrap();
+    let e = Config::load(Some(&file), &env(&[]), &[]).unwrap_err();
+    assert!(e.to_string().contains("tagz"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn private_skills_need_an_access_list_and_authentication() {
+    let private = "[agent]\nprivate_skills = [{id = \"p\", name = \"p\", description = \"d\"}]\n";
+    let dir = temp_dir();
+    let file = dir.join("bindu.toml");
+    std::fs::write(&file, private).unwrap();
+    let e = Config::load(Some(&file), &env(&[]), &[]).unwrap_err();
+    assert!(e.key.contains("BINDU_AGENT_ALLOWED_DIDS"), "{e}");
+    let e = Config::load(
+        Some(&file),
+        &env(&[("BINDU_AGENT_ALLOWED_DIDS", "did:a")]),
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.message.contains("AUTH__ENABLED"), "{e}");
+    let c = Config::load(
+        Some(&file),
+        &env(&[
+            ("BINDU_AGENT_ALLOWED_DIDS", "did:a, did:b"),
+            ("AUTH__ENABLED", "true"),
+            ("HYDRA__ADMIN_URL", "http://127.0.0.1:4445"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.agent.allowed_dids, ["did:a", "did:b"]);
+    assert_eq!(c.skills().unwrap().private()[0].skill.id, "p");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn negotiation_settings_name_their_key() {
+    let c = Config::load(None, &env(&[("NEGOTIATION__ENABLED", "true")]), &[]).unwrap();
+    assert!(c.negotiation.enabled);
+    for (var, value) in [
+        ("NEGOTIATION__LOAD_WEIGHT", "-1"),
+        ("NEGOTIATION__ID_TTL", "0"),
+        ("NEGOTIATION__EMBEDDING_URL", "ftp://x"),
+        ("NEGOTIATION__EMBEDDING_TIMEOUT_MS", "1"),
+    ] {
+        let e = Config::load(None, &env(&[(var, value)]), &[]).unwrap_err();
+        assert!(e.key.contains(var), "{var}={value}: {e}");
+    }
+    let c = Config::load(
+        None,
+        &env(&[("NEGOTIATION__EMBEDDING_API_KEY", "sk-embed-secret")]),
+        &[],
+    )
+    .unwrap();
+    assert!(!c.render().contains("sk-embed-secret"));
 }

@@ -23,8 +23,11 @@ mod hardening_edge;
 mod http;
 mod identity;
 mod mtls;
+mod negotiation;
 mod payments;
+mod private_card;
 mod push;
+mod skills;
 mod spec;
 
 /// T1: the command handler with real Python and shell (jq) agents.
@@ -45,5 +48,6 @@ mod t2_postgres {
 mod t2_distributed {
     mod distributed;
     mod handlers_distributed;
+    mod negotiation_distributed;
     mod push_distributed;
 }

@@ -236,3 +236,26 @@ async fn server_output_matches_the_a2a_schema() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_card_with_skills_from_files_matches_the_a2a_schema() {
+    let spec = Spec::load();
+    let skills = crate::skills::example_skills();
+    let config =
+        bindu::Config::from_settings(&[("server.port", "0"), ("agent.skills", &skills)]).unwrap();
+    let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
+        .await
+        .unwrap();
+    let card: Value = support::get_json(
+        &patient_client(),
+        format!("http://{}/.well-known/agent-card.json", server.local_addr()),
+    )
+    .await;
+    assert_eq!(card["skills"].as_array().unwrap().len(), 3);
+    spec.check("AgentCard", &card);
+    for skill in card["skills"].as_array().unwrap() {
+        spec.check("AgentSkill", skill);
+    }
+    server.shutdown();
+    server.wait().await.unwrap();
+}

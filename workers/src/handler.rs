@@ -36,11 +36,29 @@ pub struct HandlerInput {
     pub context_history: Vec<Task>,
     /// The authenticated caller, `None` when auth is off.
     pub caller: Option<String>,
+    /// The skill the conversation targets (see [`skill_of`]): named by the client's
+    /// `message.metadata.skillId`, or the best match of the negotiation its
+    /// `metadata.negotiationId` names. The ingress checked it against the agent's skills.
+    pub skill: Option<String>,
     /// Fires when the task is canceled or the worker shuts down; the run is aborted if it
     /// has not returned [`crate::pool::CANCEL_GRACE`] later.
     pub cancel: CancellationToken,
     /// Streams artifact chunks and interim status messages while the handler runs.
     pub emitter: Emitter,
+}
+
+/// The metadata key that names a message's skill (written by the ingress).
+pub const SKILL_ID: &str = "skillId";
+
+/// The skill of a conversation: the `skillId` of the newest user message that names one (a
+/// follow-up that names none keeps the task's skill).
+pub fn skill_of(history: &[Message]) -> Option<String> {
+    history
+        .iter()
+        .rev()
+        .filter(|m| m.role == bindu_schemas::Role::User)
+        .find_map(|m| m.metadata.as_ref()?.get(SKILL_ID)?.as_str())
+        .map(str::to_string)
 }
 
 impl HandlerInput {

@@ -455,9 +455,11 @@ impl Inner {
             .await;
 
         let budget = OutputBudget::new(self.options.max_output_bytes);
+        let skill = crate::handler::skill_of(&history);
         let input = HandlerInput {
             task_id: task_id.to_string(),
             context_id: cmd.context_id.clone(),
+            skill,
             history,
             references,
             context_history,

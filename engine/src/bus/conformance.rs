@@ -61,6 +61,65 @@ pub fn status_event(task_id: &str, seq: u64, state: TaskState) -> TaskEvent {
     )
 }
 
+/// Polls the queue depth (bounded) until `ok` holds; the last depth read.
+async fn depth_until(bus: &impl Bus, what: &str, ok: impl Fn(QueueDepth) -> bool) -> QueueDepth {
+    let mut last = QueueDepth::default();
+    for _ in 0..200 {
+        last = bus.queue_depth().await.expect("queue depth");
+        if ok(last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("queue depth never became {what}; last {last:?}");
+}
+
+/// Commands count as waiting until a worker takes them, then as running until acked.
+async fn queue_depth_counts_waiting_and_running_commands(bus: &impl Bus) {
+    assert_eq!(
+        bus.queue_depth().await.expect("queue depth"),
+        QueueDepth::default()
+    );
+    bus.publish_commands(vec![command("d1"), command("d2"), command("d3")])
+        .await
+        .expect("publish");
+    depth_until(bus, "3 waiting", |d| {
+        d == QueueDepth {
+            waiting: 3,
+            running: 0,
+        }
+    })
+    .await;
+    let mut commands = bus.consume_commands().await.expect("consume");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let d = tokio::time::timeout(WAIT, commands.next())
+            .await
+            .expect("a command within the time limit")
+            .expect("stream open")
+            .expect("no error");
+        held.push(d);
+    }
+    depth_until(bus, "3 running", |d| {
+        d == QueueDepth {
+            waiting: 0,
+            running: 3,
+        }
+    })
+    .await;
+    held.pop().expect("held").acker.ack().await.expect("ack");
+    held.pop().expect("held").acker.ack().await.expect("ack");
+    depth_until(bus, "1 running", |d| {
+        d == QueueDepth {
+            waiting: 0,
+            running: 1,
+        }
+    })
+    .await;
+    held.pop().expect("held").acker.ack().await.expect("ack");
+    depth_until(bus, "0 running", |d| d.running == 0).await;
+}
+
 async fn next(stream: &mut EventStream) -> Arc<TaskEvent> {
     tokio::time::timeout(WAIT, stream.next())
         .await
@@ -76,6 +135,7 @@ where
     Fut: Future<Output = B>,
 {
     commands_go_to_exactly_one_consumer(&make().await).await;
+    queue_depth_counts_waiting_and_running_commands(&make().await).await;
     task_events_reach_task_subscribers_in_order(&make().await).await;
     all_events_subscription(&make().await).await;
     cancel_signals_reach_listeners(&make().await).await;

@@ -33,6 +33,8 @@ pub struct MemoryBus {
     exhausted_tx: async_channel::Sender<Exhausted>,
     exhausted_rx: async_channel::Receiver<Exhausted>,
     next_position: Arc<AtomicU64>,
+    /// Deliveries not yet acknowledged.
+    running: Arc<AtomicU64>,
     tasks: TaskRouter,
     all: broadcast::Sender<Arc<TaskEvent>>,
     cancels: broadcast::Sender<String>,
@@ -50,6 +52,7 @@ impl MemoryBus {
             exhausted_tx,
             exhausted_rx,
             next_position: Arc::new(AtomicU64::new(1)),
+            running: Arc::new(AtomicU64::new(0)),
             tasks: TaskRouter::default(),
             all: broadcast::channel(ALL_BUFFER).0,
             cancels: broadcast::channel(1024).0,
@@ -89,14 +92,46 @@ struct MemoryAcker {
     queue: async_channel::Sender<Queued>,
     exhausted: async_channel::Sender<Exhausted>,
     position: Arc<AtomicU64>,
+    running: Running,
+}
+
+/// One unacknowledged delivery in the bus's count: leaves it on the first ack or nack, or
+/// when dropped unanswered.
+struct Running {
+    count: Arc<AtomicU64>,
+    counted: std::sync::atomic::AtomicBool,
+}
+
+impl Running {
+    fn new(count: &Arc<AtomicU64>) -> Running {
+        count.fetch_add(1, Ordering::Relaxed);
+        Running {
+            count: count.clone(),
+            counted: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn done(&self) {
+        if self.counted.swap(false, Ordering::Relaxed) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.done();
+    }
 }
 
 #[async_trait]
 impl Acker for MemoryAcker {
     async fn ack(&self) -> Result<(), BusError> {
+        self.running.done();
         Ok(())
     }
     async fn nack(&self, delay: Duration) -> Result<(), BusError> {
+        self.running.done();
         if self.attempt >= MAX_DELIVER {
             let _ = self.exhausted.try_send(Exhausted {
                 command: self.command.clone(),
@@ -147,10 +182,18 @@ impl Bus for MemoryBus {
         self.close();
     }
 
+    async fn queue_depth(&self) -> Result<QueueDepth, BusError> {
+        Ok(QueueDepth {
+            waiting: self.commands_tx.len() as u64,
+            running: self.running.load(Ordering::Relaxed),
+        })
+    }
+
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {
         let queue = self.commands_tx.clone();
         let exhausted = self.exhausted_tx.clone();
         let position = self.next_position.clone();
+        let running = self.running.clone();
         Ok(self
             .commands_rx
             .clone()
@@ -162,6 +205,7 @@ impl Bus for MemoryBus {
                         queue: queue.clone(),
                         exhausted: exhausted.clone(),
                         position: position.clone(),
+                        running: Running::new(&running),
                     }),
                     command,
                     attempt,

@@ -86,6 +86,21 @@ pub struct Exhausted {
     pub position: u64,
 }
 
+/// The work queue's load: commands no worker has taken yet, and commands taken and not yet
+/// acknowledged (tasks running, or held by a worker about to run them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub waiting: u64,
+    pub running: u64,
+}
+
+impl QueueDepth {
+    /// Waiting plus running.
+    pub fn total(&self) -> u64 {
+        self.waiting.saturating_add(self.running)
+    }
+}
+
 /// Acknowledges one delivered command.
 #[async_trait]
 pub trait Acker: Send + Sync {
@@ -114,6 +129,11 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Enqueues commands; waits for room when the queue is full (back-pressure).
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError>;
+
+    /// The work queue's load now ([`QueueDepth`]), read cheaply: a counter in process, one
+    /// request to the server (at most a fraction of a second old) on a durable queue; never by
+    /// reading tasks.
+    async fn queue_depth(&self) -> Result<QueueDepth, BusError>;
 
     /// A worker's share of the work queue: each command goes to one consumer.
     async fn consume_commands(&self) -> Result<CommandStream, BusError>;

@@ -149,7 +149,12 @@ pub struct NatsBus {
     /// The ack flusher of each durable event consumer opened here, by name: a reopening
     /// waits for the previous one's last flush before it reads the consumer's ack floor.
     flushers: std::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The last queue depth read and when (held across the request: one read at a time).
+    depth: tokio::sync::Mutex<Option<(std::time::Instant, QueueDepth)>>,
 }
+
+/// How old a queue depth may be before it is read again from the server.
+const DEPTH_MAX_AGE: Duration = Duration::from_millis(250);
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
@@ -184,6 +189,7 @@ impl NatsBus {
             router: super::router::TaskRouter::default(),
             fanout: tokio::sync::OnceCell::new(),
             flushers: Default::default(),
+            depth: tokio::sync::Mutex::new(None),
             commands_subject: subjects::commands(&agent),
             commands_stream: stream_name(&agent, "COMMANDS"),
             events_stream: stream_name(&agent, "EVENTS"),
@@ -485,6 +491,29 @@ impl Bus for NatsBus {
 
     async fn close_intake(&self) {
         self.intake.cancel();
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, BusError> {
+        let mut last = self.depth.lock().await;
+        if let Some((at, depth)) = *last {
+            if at.elapsed() < DEPTH_MAX_AGE {
+                return Ok(depth);
+            }
+        }
+        // The workers' consumer: `num_pending` are commands no worker has taken,
+        // `num_ack_pending` those taken and not acknowledged yet. One request.
+        let stream = self
+            .js
+            .get_stream_no_info(&self.commands_stream)
+            .await
+            .map_err(unavailable)?;
+        let info = stream.consumer_info(CONSUMER).await.map_err(unavailable)?;
+        let depth = QueueDepth {
+            waiting: info.num_pending,
+            running: info.num_ack_pending as u64,
+        };
+        *last = Some((std::time::Instant::now(), depth));
+        Ok(depth)
     }
 
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {

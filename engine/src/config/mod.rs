@@ -256,6 +256,15 @@ impl Layers {
             .unwrap_or_else(|| DEFAULT_SOURCE.to_string())
     }
 
+    /// The file `key`'s value came from, when it came from a file (relative paths in it are
+    /// relative to that file).
+    pub fn file_of(&self, key: &str) -> Option<std::path::PathBuf> {
+        match &self.figment.find_metadata(key)?.source {
+            Some(figment::Source::File(path)) => Some(path.clone()),
+            _ => None,
+        }
+    }
+
     /// The source of every key that does not have its default.
     pub fn sources(&self) -> BTreeMap<String, String> {
         self.keys

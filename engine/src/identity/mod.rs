@@ -78,6 +78,17 @@ impl Identity {
         }
     }
 
+    /// A 32-byte secret for `purpose` (an HKDF-SHA256 `info` label; salt
+    /// `bindu/identity/v1`) derived from the identity key. One-way, like the webhook key, and
+    /// the same in every process holding `private.pem`, so nothing more is stored.
+    pub fn derive_secret(&self, purpose: &[u8]) -> [u8; 32] {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(WEBHOOK_KEY_SALT), self.signing.as_bytes());
+        let mut secret = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit: expand cannot fail.
+        let _ = hk.expand(purpose, &mut secret);
+        secret
+    }
+
     pub fn verifying_key(&self) -> VerifyingKey {
         self.signing.verifying_key()
     }

@@ -44,6 +44,7 @@ pub(crate) async fn send(
     if let Some(meta) = &mut message.metadata {
         meta.remove(bindu_schemas::x402::meta::RESERVED_CONTEXT);
     }
+    name_skill(app, &mut message, caller.as_deref())?;
     let task_id = message
         .task_id
         .clone()
@@ -153,6 +154,71 @@ fn check_bounds(message: &Message, options: &crate::IngressOptions) -> Result<()
             options.max_reference_task_ids
         )));
     }
+    Ok(())
+}
+
+/// The metadata key naming the skill a message targets; the handler learns it.
+pub const SKILL_ID: &str = "skillId";
+
+/// A text in `metadata` under `key` or its snake_case spelling, if any.
+fn metadata_text<'a>(
+    metadata: &'a bindu_schemas::Metadata,
+    key: &str,
+    snake: &str,
+) -> Result<Option<&'a str>, JsonRpcError> {
+    match metadata.get(key).or_else(|| metadata.get(snake)) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(JsonRpcError::invalid_params(format!(
+            "`message.metadata.{key}` must be a text"
+        ))),
+    }
+}
+
+/// Checks the skill a message names and records it as `metadata.skillId`: the one named
+/// (`skillId` / `skill_id`: a public skill, or a private one the caller may see; else
+/// -32030), or the best match of the negotiation named (`negotiationId` /
+/// `negotiation_id`: an id this agent issued and that has not expired; else -32602).
+fn name_skill(
+    app: &Ingress,
+    message: &mut Message,
+    caller: Option<&str>,
+) -> Result<(), JsonRpcError> {
+    let Some(metadata) = message.metadata.as_mut() else {
+        return Ok(());
+    };
+    let named = metadata_text(metadata, SKILL_ID, "skill_id")?.map(str::to_string);
+    let negotiated = match metadata_text(metadata, "negotiationId", "negotiation_id")? {
+        None => None,
+        Some(id) => {
+            let Some(negotiator) = &app.inner.negotiator else {
+                return Err(JsonRpcError::invalid_params(
+                    "`message.metadata.negotiationId`: this agent does not negotiate (negotiation.enabled / NEGOTIATION__ENABLED)",
+                ));
+            };
+            Some(negotiator.skill_of(id).map_err(|e| {
+                JsonRpcError::invalid_params(format!(
+                    "`message.metadata.negotiationId` cannot be used: {e}"
+                ))
+            })?)
+        }
+    };
+    let skill = match (named, negotiated) {
+        (None, None) => return Ok(()),
+        (Some(a), Some(b)) if a != b => {
+            return Err(JsonRpcError::invalid_params(format!(
+                "`message.metadata.skillId` ({a:?}) is not the skill of its negotiationId ({b:?}); send one of them"
+            )))
+        }
+        (Some(s), _) | (None, Some(s)) => s,
+    };
+    if app.inner.skills.visible_to(&skill, caller).is_none() {
+        return Err(JsonRpcError::new(
+            bindu_schemas::jsonrpc::code::SKILL_NOT_FOUND,
+            format!("`message.metadata.skillId`: no skill has the id {skill:?}; GET /agent/skills lists them"),
+        ));
+    }
+    metadata.insert(SKILL_ID.into(), serde_json::Value::String(skill));
     Ok(())
 }
 

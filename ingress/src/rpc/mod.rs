@@ -89,6 +89,17 @@ pub(crate) async fn handle(
             .into_response();
         }
     }
+    if request.method == Method::GetAuthenticatedExtendedCard {
+        // The private card is for the callers `agent.allowed_dids` lists (403 otherwise).
+        if let Err(refusal) = app.private_card(caller.as_deref(), request.id.clone()) {
+            metrics.observe(
+                request.method.as_str(),
+                Some(code::INSUFFICIENT_PERMISSIONS),
+                started,
+            );
+            return refusal.into_response();
+        }
+    }
     // SSE reconnects carry the last event id the client saw (a task event sequence number).
     let last_event_id = headers
         .get("last-event-id")

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod embeddings;
 pub mod hydra;
 pub mod redis_proxy;
 
@@ -548,6 +549,22 @@ pub async fn read_sse(resp: reqwest::Response) -> Vec<Value> {
     }
     .read_all()
     .await
+}
+
+/// Serves `app` on a free port of 127.0.0.1 until the returned token is cancelled (a fake
+/// of an external service).
+pub async fn serve_fake(app: axum::Router) -> (SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+            .ok();
+    });
+    (addr, stop)
 }
 
 /// Serves `route` at `/hook` on a free port of 127.0.0.1 (a webhook receiver) and returns

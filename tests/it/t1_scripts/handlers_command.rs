@@ -48,6 +48,8 @@ while True:
         print("this is not json", flush=True)
     elif text == "pid":
         send({"type": "result", "text": str(os.getpid())})
+    elif text == "skill":
+        send({"type": "result", "text": "skill: %s" % task.get("skillId")})
     elif text == "stream":
         send({"type": "status", "text": "thinking"})
         for piece in ["a", "b", "c"]:
@@ -401,6 +403,26 @@ async fn a_missing_program_is_refused_at_start_up() {
     .unwrap();
     let err = bindu::builtin_handler(&config).err().unwrap().to_string();
     assert!(err.contains("no-such-program-bindu"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_learns_the_skill_of_the_task() {
+    let fx = Fixture::new();
+    let skills = crate::skills::example_skills();
+    let srv = agent(&fx.command(), "1", &[("agent.skills", &skills)]).await;
+    let named = srv
+        .send(user_message_with(
+            "skill",
+            json!({"metadata": {"skillId": "question-answering-v1"}}),
+        ))
+        .await;
+    assert_eq!(state(&named), "completed", "{named}");
+    assert_eq!(
+        first_text(&named["artifacts"][0]),
+        "skill: question-answering-v1"
+    );
+    let none = srv.send(user_message("skill")).await;
+    assert_eq!(first_text(&none["artifacts"][0]), "skill: None");
 }
 
 fn example(path: &str) -> String {

@@ -146,6 +146,7 @@ impl CommandHandler {
             task_id: &input.task_id,
             context_id: &input.context_id,
             caller: input.caller.as_deref(),
+            skill_id: input.skill.as_deref(),
             text: message.map(|m| m.text()).unwrap_or_default(),
             message,
             history: &input.history,

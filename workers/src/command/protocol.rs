@@ -7,12 +7,14 @@
 //! Engine → process:
 //!
 //! ```json
-//! {"type":"task","taskId":"…","contextId":"…","caller":null,"text":"the last user message's text",
-//!  "message":{…},"history":[…],"references":[…],"contextHistory":[…]}
+//! {"type":"task","taskId":"…","contextId":"…","caller":null,"skillId":"pdf-processing-v1",
+//!  "text":"the last user message's text","message":{…},"history":[…],"references":[…],
+//!  "contextHistory":[…]}
 //! {"type":"cancel","taskId":"…"}
 //! ```
 //!
-//! `message` and the entries of `history` are A2A messages; `references` (tasks named by
+//! `skillId` is the skill the conversation targets (`null` when the client named none, see
+//! [`crate::handler::skill_of`]). `message` and the entries of `history` are A2A messages; `references` (tasks named by
 //! `referenceTaskIds`) and `contextHistory` (earlier tasks of the context) are A2A tasks.
 //!
 //! Process → engine, any number of:
@@ -47,6 +49,8 @@ pub struct TaskLine<'a> {
     pub task_id: &'a str,
     pub context_id: &'a str,
     pub caller: Option<&'a str>,
+    /// The skill the conversation targets, if the client named one.
+    pub skill_id: Option<&'a str>,
     /// The text of the newest user message (empty when it has no text part).
     pub text: String,
     pub message: Option<&'a Message>,

@@ -22,6 +22,7 @@ pub async fn serve(
 ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
     let card = build_card(
         &AgentConfig::default(),
+        &bindu_ingress::skills::Skills::default(),
         "http://127.0.0.1:1",
         CardCapabilities::default(),
     );
