@@ -15,7 +15,7 @@ pub mod facilitator;
 pub mod pricing;
 pub mod verify;
 
-pub use facilitator::{Facilitator, FacilitatorError, HttpFacilitator};
+pub use facilitator::{already_used, Facilitator, FacilitatorError, HttpFacilitator};
 pub use pricing::{Network, PriceOption, Pricing, SettleMode, X402Config};
 pub use verify::{Rejection, Verified};
 

@@ -56,6 +56,11 @@ crate::section! {
         #[serde(with = "fields::secs")]
         pub facilitator_timeout: Duration = Duration::from_secs(10),
             env "X402__FACILITATOR_TIMEOUT" as "facilitator_timeout_secs";
+        /// How often orphaned payments (no usable settlement answer) are asked about again;
+        /// `None` (`0`): not by itself (`bindu payments reconcile` still does).
+        #[serde(with = "fields::limit")]
+        pub reconcile_interval: Option<Duration> = Some(Duration::from_secs(60)),
+            env "X402__RECONCILE_INTERVAL";
     }
 }
 

@@ -13,8 +13,8 @@
 //! 4. The facilitator's `/verify`: invalid → 402 with its reason, the nonce released;
 //!    unavailable or slow → 503, the nonce released.
 //!
-//! The verified payment rides on the task's command; the worker settles it once the
-//! handler has succeeded (see `bindu_workers::payments`). A blocking answer whose payment
+//! The verified payment is kept with its task (`PaymentStore`) and rides on the task's
+//! command; the worker settles it once the handler has succeeded (see `bindu_workers::payments`). A blocking answer whose payment
 //! settled carries `PAYMENT-RESPONSE` (base64 of the settlement).
 //!
 //! - [`nonces`]: the replay guard (Redis, or this process's memory).
@@ -31,6 +31,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use bindu_engine::store::{PaymentStore, StoreError};
 use bindu_engine::x402::{verify, Facilitator, FacilitatorError};
 use bindu_schemas::jsonrpc::Method;
 use bindu_schemas::x402::{
@@ -88,6 +89,8 @@ struct Inner {
     nonces: Arc<dyn NonceGuard>,
     agent: AgentParty,
     outcomes: Family<OutcomeLabels, Counter>,
+    /// Where a verified payment is kept with its task.
+    ledger: Arc<dyn PaymentStore>,
 }
 
 /// Why a payment was not taken: a 402 (`Required`) or a 503 (`Unavailable`).
@@ -104,6 +107,7 @@ impl Payments {
         facilitator: Arc<dyn Facilitator>,
         nonces: Arc<dyn NonceGuard>,
         agent: AgentParty,
+        ledger: Arc<dyn PaymentStore>,
     ) -> Payments {
         Payments {
             inner: Arc::new(Inner {
@@ -113,8 +117,14 @@ impl Payments {
                 nonces,
                 agent,
                 outcomes: Family::default(),
+                ledger,
             }),
         }
+    }
+
+    /// Keeps a verified payment with the task it pays for, before the task is accepted.
+    pub async fn keep(&self, task_id: &str, payment: &PaymentCommand) -> Result<(), StoreError> {
+        self.inner.ledger.record(task_id, payment).await
     }
 
     pub fn register_metrics(&self, registry: &mut Registry) {

@@ -51,6 +51,11 @@ pub(crate) async fn send(
         // Time-ordered (UUIDv7): new rows land at the end of the primary key's index
         // instead of on a random page of it, however many tasks are stored.
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    // The payment is kept with the task before the task is accepted: a worker's settlement
+    // attempts and answer are recorded against it.
+    if let (Some(p), Some(gate)) = (&payment, inner.payments.get()) {
+        gate.keep(&task_id, p).await.map_err(store_error)?;
+    }
     let push_config = config.push_notification_config.map(|mut p| {
         p.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
         p
@@ -313,7 +318,9 @@ async fn wait_final(
                 } else if whole {
                     apply_event(&mut task, &e);
                 }
-                if e.is_final() {
+                // A paid run whose settlement has no known outcome waits (`working`) for
+                // its reconciliation: the blocking answer says so instead of waiting.
+                if e.is_final() || awaits_reconciliation(&e) {
                     return Ok(whole.then_some(task));
                 }
             }
@@ -323,6 +330,15 @@ async fn wait_final(
             None => return Err(bus_error(BusError::Closed)),
         }
     }
+}
+
+/// Whether `e` leaves its task waiting for a payment reconciliation (`payment-orphaned`).
+fn awaits_reconciliation(e: &TaskEvent) -> bool {
+    use bindu_schemas::x402::meta;
+    e.metadata
+        .as_ref()
+        .and_then(|m| m.get(meta::STATUS))
+        .is_some_and(|s| s == meta::ORPHANED)
 }
 
 /// What an event changes in a task, as the store recorded it.
