@@ -163,6 +163,7 @@ pub(crate) async fn start(
             guard,
             agent,
             parts.payments.clone(),
+            config.x402.flow,
         ));
     }
     if config.mtls.client_certs() && config.mtls.mode == MtlsMode::Mtls {

@@ -605,6 +605,25 @@ impl Inner {
         expiring: bool,
     ) -> Result<TaskUpdate, StoreError> {
         let completed = matches!(update.status, Some((TaskState::Completed, _)));
+        let paused = matches!(
+            update.status,
+            Some((TaskState::InputRequired | TaskState::AuthRequired, _))
+        );
+        if paused && !expiring {
+            // Nothing settled yet: the payment stays `verified` and pays for the task's
+            // follow-up (while its authorization lasts), not charged twice.
+            tracing::info!(
+                task_id,
+                "paid task paused; its payment waits for the follow-up"
+            );
+            let mut m = bindu_schemas::Metadata::new();
+            m.insert(
+                bindu_schemas::x402::meta::STATUS.into(),
+                bindu_schemas::x402::meta::VERIFIED.into(),
+            );
+            update.metadata = Some(m);
+            return Ok(update);
+        }
         let Some(settlement) = self.settlement.as_ref().filter(|_| completed) else {
             let code = if expiring {
                 "EXPIRED_PAYMENT"

@@ -483,4 +483,5 @@ async fn facilitator_refusals_release_the_nonce_and_outages_are_503() {
     assert_eq!(p.fac.verifies.load(Ordering::SeqCst), 4);
 }
 
+mod a2a_flow;
 mod settlement;

@@ -134,11 +134,7 @@ async fn a_failing_handler_is_never_charged() {
         }
     });
     let p = Priced::start(&[], h).await;
-    for (text, state) in [
-        ("fail", "failed"),
-        ("reject", "rejected"),
-        ("ask", "input-required"),
-    ] {
+    for (text, state) in [("fail", "failed"), ("reject", "rejected")] {
         let (status, headers, body) = p
             .post(
                 "message/send",

@@ -9,7 +9,8 @@
 //! | completed | `success: true` | `completed`, `payment-completed`, receipt in `x402.payment.receipts` | released (streamed chunks only now) |
 //! | completed | `success: false` | `failed` with the facilitator's reason, `payment-failed` | withheld |
 //! | completed | no usable answer (timeout, 5xx) | `failed`, `payment-orphaned` with `x402_nonce`, `x402_authorization`, `x402_network` for reconciliation | withheld |
-//! | anything else (failed, rejected, canceled, paused) | none: nothing is charged | as the run ended, `payment-failed` | — |
+//! | paused (`input-required`, `auth-required`) | none yet | paused, `payment-verified`: the payment stays `verified` and pays for the follow-up | — |
+//! | anything else (failed, rejected, canceled) | none: nothing is charged | as the run ended, `payment-failed` | — |
 //!
 //! The expiry rule: an authorization can only be settled before its `validBefore`
 //! (about now + `maxTimeoutSeconds` when it was signed). A paid run is therefore bounded:
