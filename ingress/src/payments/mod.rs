@@ -108,7 +108,7 @@ pub enum Gate {
     /// Nothing to pay: a free method, or a follow-up on a task already paid.
     Free,
     /// The payment of this run, verified (or verified earlier for the same task).
-    Paid(PaymentCommand),
+    Paid(Box<PaymentCommand>),
     /// No payment, with `X402__FLOW=a2a`: the task is recorded paused in `input-required`,
     /// asking for this.
     Ask(Box<PaymentRequired>),
@@ -249,7 +249,9 @@ impl Payments {
                 ))
             }
         };
-        self.verified(payload).await.map(Gate::Paid)
+        self.verified(payload)
+            .await
+            .map(|p| Gate::Paid(Box::new(p)))
     }
 
     /// The gate of a follow-up on `task_id` that needs no new payment: its payment settled,
@@ -272,7 +274,7 @@ impl Payments {
                         > now + verify::VALID_BEFORE_MARGIN_SECS + REUSE_MARGIN_SECS =>
                 {
                     self.count("prepaid");
-                    return Ok(Some(Gate::Paid(r.payment)));
+                    return Ok(Some(Gate::Paid(Box::new(r.payment))));
                 }
                 _ => {}
             }

@@ -38,7 +38,7 @@ pub(crate) async fn send(
     check_bounds(&params.message, &inner.options)?;
     let (payment, ask) = match gate {
         Gate::Free => (None, None),
-        Gate::Paid(p) => (Some(p), None),
+        Gate::Paid(p) => (Some(*p), None),
         Gate::Ask(required) => (None, Some(required)),
     };
     let paid = payment.is_some();
