@@ -9,17 +9,16 @@ use bindu_engine::identity::Identity;
 use bindu_engine::store::{
     DeadLetter, DeadLetterStore, PaymentRecord, PaymentState, PaymentStore, PostgresStore,
 };
-use bindu_engine::x402::HttpFacilitator;
 use bindu_engine::TaskStore;
 use bindu_workers::dispatcher::delivery::Sender;
 use bindu_workers::dispatcher::replay::ReplayError;
 use bindu_workers::dispatcher::DispatcherMetrics;
 use bindu_workers::payments::reconcile::{Reconciled, Reconciler};
-use bindu_workers::payments::Settlement;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::{
     build_bus, build_dead_letters, build_payments, build_store, load_identity, postgres_options,
+    settlement,
 };
 use crate::config::StoreKind;
 use crate::{Config, Error, Result};
@@ -160,19 +159,7 @@ pub async fn reconcile_payments(config: &Config) -> Result<Vec<Reconciled>> {
     let (payments, namespace) = payment_backends(config).await?;
     let store = build_store(config, &namespace).await?;
     let bus = build_bus(config, &namespace).await?;
-    let settlement = Settlement {
-        facilitator: Arc::new(
-            HttpFacilitator::new(
-                &config.x402.facilitator_url,
-                config.x402.facilitator_timeout,
-            )
-            .map_err(|e| Error::backend("x402 facilitator (X402__FACILITATOR_URL)", e))?,
-        ),
-        mode: config.x402.settle,
-        timeout: config.x402.facilitator_timeout,
-        metrics: Default::default(),
-        payments,
-    };
+    let settlement = settlement(config, payments)?;
     Reconciler::new(settlement, store, bus)
         .pass()
         .await

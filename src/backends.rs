@@ -93,6 +93,27 @@ pub async fn build_payments(
     })
 }
 
+/// How workers (and `bindu payments reconcile`) settle payments: the facilitator
+/// `X402__FACILITATOR_URL`, recording into `payments`.
+pub fn settlement(
+    config: &Config,
+    payments: Arc<dyn PaymentStore>,
+) -> Result<bindu_workers::payments::Settlement> {
+    Ok(bindu_workers::payments::Settlement {
+        facilitator: Arc::new(
+            bindu_engine::x402::HttpFacilitator::new(
+                &config.x402.facilitator_url,
+                config.x402.facilitator_timeout,
+            )
+            .map_err(|e| Error::backend("x402 facilitator (X402__FACILITATOR_URL)", e))?,
+        ),
+        mode: config.x402.settle,
+        timeout: config.x402.facilitator_timeout,
+        metrics: Default::default(),
+        payments,
+    })
+}
+
 /// The bus `config` asks for.
 pub async fn build_bus(config: &Config, namespace: &str) -> Result<Arc<dyn Bus>> {
     Ok(match config.scheduler.kind {

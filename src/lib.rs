@@ -216,19 +216,7 @@ pub(crate) async fn launch_with(
         None
     };
     // Workers settle whatever payment a command carries (x402).
-    let settlement = bindu_workers::payments::Settlement {
-        facilitator: Arc::new(
-            bindu_engine::x402::HttpFacilitator::new(
-                &config.x402.facilitator_url,
-                config.x402.facilitator_timeout,
-            )
-            .map_err(|e| Error::backend("x402 facilitator (X402__FACILITATOR_URL)", e))?,
-        ),
-        mode: config.x402.settle,
-        timeout: config.x402.facilitator_timeout,
-        metrics: Default::default(),
-        payments: payments.clone(),
-    };
+    let settlement = backends::settlement(&config, payments.clone())?;
     let (local_addr, base_url) = if role.serves_http() {
         let skills = Arc::new(config.skills()?);
         let parts = http::HttpParts {

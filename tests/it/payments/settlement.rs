@@ -466,3 +466,29 @@ mod redis {
         assert!(paid, "payments are taken again once Redis answers");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_settlement_before_the_run_runs_it_once_reconciled() {
+    let p = Priced::start(
+        &[("x402.settle", "before"), ("x402.reconcile_interval", "1s")],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    p.fac.set_settle(Mode::Broken);
+    let payment = p.pay();
+    let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
+    let (_, _, body) = p.send_paid("payment-signature", payment).await;
+    // The handler has not run: nothing in the history but the user's message.
+    let task = orphaned(&body, &nonce);
+    let id = task["id"].as_str().unwrap().to_string();
+    assert_eq!(task["history"].as_array().unwrap().len(), 1, "{task}");
+    p.fac.set_settle(Mode::Honest);
+    // Settled by the reconciliation, then run (and not settled again).
+    let done = p.srv.wait_for_state(&id, "completed").await;
+    assert_eq!(done["metadata"]["x402.payment.status"], "payment-completed");
+    assert_eq!(
+        done["artifacts"][0]["parts"][0]["text"], "paid work",
+        "{done}"
+    );
+    assert_eq!(p.fac.settled_count(), 1);
+}
