@@ -1,19 +1,25 @@
 //! Maintenance of a durable deployment, behind the admin subcommands: migrations, purging
-//! old tasks, and the webhook dead letters (list, replay). They work on Postgres: the memory
+//! old tasks, the webhook dead letters (list, replay) and the payments (list, reconcile). They work on Postgres: the memory
 //! backends live inside `bindu serve` and end with it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::identity::Identity;
-use bindu_engine::store::{DeadLetter, DeadLetterStore, PostgresStore};
+use bindu_engine::store::{
+    DeadLetter, DeadLetterStore, PaymentRecord, PaymentState, PaymentStore, PostgresStore,
+};
 use bindu_engine::TaskStore;
 use bindu_workers::dispatcher::delivery::Sender;
 use bindu_workers::dispatcher::replay::ReplayError;
 use bindu_workers::dispatcher::DispatcherMetrics;
+use bindu_workers::payments::reconcile::{Reconciled, Reconciler};
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::{build_dead_letters, build_store, load_identity, postgres_options};
+use crate::backends::{
+    build_bus, build_dead_letters, build_payments, build_store, load_identity, postgres_options,
+    settlement,
+};
 use crate::config::StoreKind;
 use crate::{Config, Error, Result};
 
@@ -120,6 +126,44 @@ pub async fn replay_dead_letters(
         out.push((id, r));
     }
     Ok(out)
+}
+
+/// The payments store `bindu payments` works on, with what a reconciliation needs.
+async fn payment_backends(config: &Config) -> Result<(Arc<dyn PaymentStore>, String)> {
+    if config.storage.kind != StoreKind::Postgres {
+        return Err(Error::backend("payments", "they are kept in the task store: set STORAGE_TYPE=postgres and DATABASE_URL (with the memory store they live inside `bindu serve`, which reconciles them itself)"));
+    }
+    let (identity, _) = load_identity(config, false)?;
+    let namespace = config.namespace(&identity.did);
+    let payments = build_payments(config, &namespace, true).await?;
+    Ok((payments, namespace))
+}
+
+/// `bindu payments list`: newest first; only those in `state` when given.
+pub async fn list_payments(
+    config: &Config,
+    state: Option<PaymentState>,
+    limit: u32,
+) -> Result<Vec<PaymentRecord>> {
+    let (payments, _) = payment_backends(config).await?;
+    payments
+        .list(state, limit)
+        .await
+        .map_err(|e| Error::backend("payments", e))
+}
+
+/// `bindu payments reconcile`: asks the facilitator (`X402__FACILITATOR_URL`) about every
+/// orphaned payment once and resolves its task (see
+/// [`bindu_workers::payments::reconcile`]).
+pub async fn reconcile_payments(config: &Config) -> Result<Vec<Reconciled>> {
+    let (payments, namespace) = payment_backends(config).await?;
+    let store = build_store(config, &namespace).await?;
+    let bus = build_bus(config, &namespace).await?;
+    let settlement = settlement(config, payments)?;
+    Reconciler::new(settlement, store, bus)
+        .pass()
+        .await
+        .map_err(|e| Error::backend("payments", e))
 }
 
 /// Deletes old terminal tasks every hour (`STORAGE__RETENTION`), until `stop`.

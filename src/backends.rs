@@ -1,5 +1,5 @@
 //! The backends the configuration names, built behind their ports: the task store, the
-//! dead-letter store, the bus, the agent's identity and the TLS set-up. Nothing above this
+//! dead-letter store, the payments, the bus, the agent's identity and the TLS set-up. Nothing above this
 //! module knows which backend it has.
 
 use std::sync::Arc;
@@ -8,8 +8,8 @@ use bindu_engine::bus::nats::NatsStorage;
 use bindu_engine::bus::{MemoryBus, NatsBus, NatsOptions};
 use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{
-    DeadLetterStore, MemoryDeadLetters, MemoryStore, PostgresDeadLetters, PostgresOptions,
-    PostgresStore,
+    DeadLetterStore, MemoryDeadLetters, MemoryPayments, MemoryStore, PaymentStore,
+    PostgresDeadLetters, PostgresOptions, PostgresPayments, PostgresStore,
 };
 use bindu_engine::{Bus, TaskStore};
 use secrecy::ExposeSecret;
@@ -67,6 +67,50 @@ pub async fn build_dead_letters(
                 .map_err(|e| Error::backend("dead letters: migration failed", e))?;
             Arc::new(PostgresDeadLetters::new(pool, namespace))
         }
+    })
+}
+
+/// Where the payments of a priced agent are kept with their tasks: Postgres with a Postgres
+/// task store (a pool of its own only when the agent is `priced`), else in memory.
+pub async fn build_payments(
+    config: &Config,
+    namespace: &str,
+    priced: bool,
+) -> Result<Arc<dyn PaymentStore>> {
+    Ok(match config.storage.kind {
+        StoreKind::Postgres if priced => {
+            let mut options = postgres_options(config, namespace)?;
+            options.pool_size = 2;
+            let pool = PostgresStore::pool(&options)
+                .await
+                .map_err(|e| Error::backend("payments (STORAGE_TYPE=postgres)", e))?;
+            PostgresStore::migrate(&pool)
+                .await
+                .map_err(|e| Error::backend("payments: migration failed", e))?;
+            Arc::new(PostgresPayments::new(pool, namespace))
+        }
+        _ => Arc::new(MemoryPayments::default()),
+    })
+}
+
+/// How workers (and `bindu payments reconcile`) settle payments: the facilitator
+/// `X402__FACILITATOR_URL`, recording into `payments`.
+pub fn settlement(
+    config: &Config,
+    payments: Arc<dyn PaymentStore>,
+) -> Result<bindu_workers::payments::Settlement> {
+    Ok(bindu_workers::payments::Settlement {
+        facilitator: Arc::new(
+            bindu_engine::x402::HttpFacilitator::new(
+                &config.x402.facilitator_url,
+                config.x402.facilitator_timeout,
+            )
+            .map_err(|e| Error::backend("x402 facilitator (X402__FACILITATOR_URL)", e))?,
+        ),
+        mode: config.x402.settle,
+        timeout: config.x402.facilitator_timeout,
+        metrics: Default::default(),
+        payments,
     })
 }
 

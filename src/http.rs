@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bindu_engine::config::MtlsMode;
 use bindu_engine::identity::Identity;
+use bindu_engine::store::PaymentStore;
 use bindu_engine::x402::Facilitator;
 use bindu_engine::{Bus, TaskStore};
 use bindu_ingress::auth::setup::AuthSections;
@@ -42,6 +43,8 @@ pub(crate) struct HttpParts {
     pub settlement_metrics: Option<SettlementMetrics>,
     /// The x402 facilitator (`/verify` for a priced agent).
     pub facilitator: Arc<dyn Facilitator>,
+    /// Where verified payments are kept with their tasks.
+    pub payments: Arc<dyn PaymentStore>,
 }
 
 /// Binds and starts serving on `supervisor`; the bound address and the card's base URL.
@@ -159,6 +162,8 @@ pub(crate) async fn start(
             parts.facilitator.clone(),
             guard,
             agent,
+            parts.payments.clone(),
+            config.x402.flow,
         ));
     }
     if config.mtls.client_certs() && config.mtls.mode == MtlsMode::Mtls {

@@ -37,9 +37,11 @@ use bindu_workers::WorkerPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use admin::{list_dead_letters, replay_dead_letters};
+pub use admin::{list_dead_letters, list_payments, reconcile_payments, replay_dead_letters};
 pub use agent::{Agent, AgentBuilder};
-pub use backends::{build_bus, build_dead_letters, build_store, load_identity, tls_config};
+pub use backends::{
+    build_bus, build_dead_letters, build_payments, build_store, load_identity, tls_config,
+};
 pub use bindu_engine as engine;
 pub use bindu_engine::x402::PriceOption;
 pub use bindu_ingress::skills::Skill;
@@ -193,6 +195,8 @@ pub(crate) async fn launch_with(
     let namespace = config.namespace(&identity.did);
     let store = build_store(&config, &namespace).await?;
     let bus = build_bus(&config, &namespace).await?;
+    let priced = !config.agent.execution_cost.is_empty();
+    let payments = build_payments(&config, &namespace, priced).await?;
     let mut supervisor = supervisor::Supervisor::new();
 
     if let (Some(retention), true) = (config.storage.retention, role != Role::Ingress) {
@@ -212,18 +216,7 @@ pub(crate) async fn launch_with(
         None
     };
     // Workers settle whatever payment a command carries (x402).
-    let settlement = bindu_workers::payments::Settlement {
-        facilitator: Arc::new(
-            bindu_engine::x402::HttpFacilitator::new(
-                &config.x402.facilitator_url,
-                config.x402.facilitator_timeout,
-            )
-            .map_err(|e| Error::backend("x402 facilitator (X402__FACILITATOR_URL)", e))?,
-        ),
-        mode: config.x402.settle,
-        timeout: config.x402.facilitator_timeout,
-        metrics: Default::default(),
-    };
+    let settlement = backends::settlement(&config, payments.clone())?;
     let (local_addr, base_url) = if role.serves_http() {
         let skills = Arc::new(config.skills()?);
         let parts = http::HttpParts {
@@ -234,15 +227,27 @@ pub(crate) async fn launch_with(
             namespace: namespace.clone(),
             requested,
             dispatcher_metrics,
-            settlement_metrics: (role.runs_workers() && !config.agent.execution_cost.is_empty())
-                .then(|| settlement.metrics.clone()),
+            settlement_metrics: (role.runs_workers() && priced).then(|| settlement.metrics.clone()),
             facilitator: settlement.facilitator.clone(),
+            payments,
         };
         let (addr, url) = http::start(&config, parts, &mut supervisor).await?;
         (Some(addr), url)
     } else {
         (None, String::new())
     };
+    // Payments whose settlement got no usable answer are asked about again.
+    if let (true, true, Some(interval)) =
+        (priced, role.runs_workers(), config.x402.reconcile_interval)
+    {
+        let reconciler = bindu_workers::payments::reconcile::Reconciler::new(
+            settlement.clone(),
+            store.clone(),
+            bus.clone(),
+        );
+        let stop = supervisor.part_token();
+        supervisor.spawn(reconciler.run(interval, stop));
+    }
     if let Some(handler) = handler {
         let heartbeat = (config.nats.ack_wait / 3).max(std::time::Duration::from_millis(200));
         let pool = WorkerPool::new(

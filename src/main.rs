@@ -36,6 +36,9 @@ enum Command {
     /// Webhook dead letters.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Payments of a priced agent (x402; needs STORAGE_TYPE=postgres).
+    #[command(subcommand)]
+    Payments(PaymentsCommand),
     /// Print the effective configuration (secrets redacted) and exit.
     Config(Overrides),
     /// Apply the task store's database migrations (Postgres) and exit.
@@ -118,6 +121,33 @@ enum WebhooksCommand {
 }
 
 #[derive(Subcommand)]
+enum PaymentsCommand {
+    /// List payments, newest first: by default those whose settlement outcome is unknown
+    /// (orphaned).
+    List {
+        /// Only payments in this state: verified, settling, settled, refused, orphaned,
+        /// unpaid, or all.
+        #[arg(long, default_value = "orphaned")]
+        state: String,
+        /// Most payments listed.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Ask the facilitator again about every orphaned payment and resolve its task
+    /// (completed with the result, or failed and not charged); exits 1 if any is still
+    /// unresolved.
+    Reconcile {
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+}
+
+#[derive(Subcommand)]
 enum TasksCommand {
     /// Delete terminal tasks (completed, failed, canceled, rejected) older than a duration.
     /// Without --yes, only counts them.
@@ -188,6 +218,9 @@ impl Command {
             Command::Webhooks(
                 WebhooksCommand::DeadLetters { overrides, .. }
                 | WebhooksCommand::Replay { overrides, .. },
+            ) => overrides,
+            Command::Payments(
+                PaymentsCommand::List { overrides, .. } | PaymentsCommand::Reconcile { overrides },
             ) => overrides,
             Command::Did(DidCommand::Show(o) | DidCommand::New(o)) => o,
             Command::Call { overrides, .. } => overrides,
@@ -262,6 +295,22 @@ fn main() -> ExitCode {
             }
             logged(&config, replay(&config, ids, limit))
         }
+        Command::Payments(PaymentsCommand::List {
+            state, limit, json, ..
+        }) => {
+            let state = match state.as_str() {
+                "all" => None,
+                s => match bindu_engine::store::PaymentState::parse(s) {
+                    Some(s) => Some(s),
+                    None => {
+                        eprintln!("bindu: --state: expected verified, settling, settled, refused, orphaned, unpaid or all, got {s:?}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            logged(&config, payments(&config, state, limit, json))
+        }
+        Command::Payments(PaymentsCommand::Reconcile { .. }) => logged(&config, reconcile(&config)),
         Command::Migrate(_) => logged(&config, migrate(&config)),
         Command::Serve(_) => run(config, bindu::Role::Serve),
         Command::Ingress(_) => run(config, bindu::Role::Ingress),
@@ -473,6 +522,84 @@ async fn replay(config: &Config, ids: Vec<String>, limit: u32) -> anyhow::Result
                 println!("{id}: not delivered: {e}");
             }
         }
+    }
+    Ok(ok)
+}
+
+/// `bindu payments list`: a table, or one JSON object per line.
+async fn payments(
+    config: &Config,
+    state: Option<bindu_engine::store::PaymentState>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let records = bindu::list_payments(config, state, limit).await?;
+    if json {
+        for r in &records {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "taskId": r.task_id, "nonce": r.nonce, "state": r.state.as_str(),
+                    "payer": r.payment.payer, "network": r.payment.requirements.network,
+                    "amount": r.payment.requirements.amount, "attempts": r.attempts,
+                    "error": r.error, "receipt": r.receipt, "createdAt": r.created_at,
+                    "updatedAt": r.updated_at,
+                })
+            );
+        }
+        return Ok(true);
+    }
+    if records.is_empty() {
+        println!("no payments");
+        return Ok(true);
+    }
+    println!("TASK\tSTATE\tPAYER\tAMOUNT\tNETWORK\tATTEMPTS\tUPDATED\tTRANSACTION OR ERROR");
+    for r in &records {
+        let detail = match (&r.receipt, &r.error) {
+            (Some(receipt), _) if receipt.success => receipt.transaction.clone(),
+            (Some(receipt), _) => receipt.error_reason.clone().unwrap_or_default(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "-".into(),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.task_id,
+            r.state,
+            r.payment.payer,
+            r.payment.requirements.amount,
+            r.payment.requirements.network,
+            r.attempts,
+            r.updated_at,
+            detail
+        );
+    }
+    Ok(true)
+}
+
+/// `bindu payments reconcile`; false when any payment is still unresolved.
+async fn reconcile(config: &Config) -> anyhow::Result<bool> {
+    use bindu_workers::payments::reconcile::Resolution;
+    let done = bindu::reconcile_payments(config).await?;
+    if done.is_empty() {
+        println!("no orphaned payments");
+    }
+    let mut ok = true;
+    for r in done {
+        let what = match &r.resolution {
+            Resolution::Settled => "settled: the task completed with its result".to_string(),
+            Resolution::Refused(why) => {
+                format!("refused ({why}): the task failed, nothing charged")
+            }
+            Resolution::Unknown(why) => {
+                ok = false;
+                format!("still unknown ({why}): asked again on the next pass")
+            }
+            Resolution::TaskNotUpdated(why) => {
+                ok = false;
+                format!("resolved, but the task was not updated: {why}")
+            }
+        };
+        println!("{} {}: {what}", r.task_id, r.nonce);
     }
     Ok(ok)
 }

@@ -1,7 +1,8 @@
 //! The task state machine.
 //!
 //! ```text
-//! submitted               → working | rejected | canceled | failed
+//! submitted               → working | input-required (a payment asked for first) | rejected
+//!                           | canceled | failed
 //! working                 → working (interim status) | input-required | auth-required
 //!                           | completed | failed | canceled | rejected
 //! input-/auth-required    → submitted (follow-up message) | working | canceled | failed
@@ -16,7 +17,7 @@ use bindu_schemas::TaskState::{self, *};
 pub fn can_transition(from: TaskState, to: TaskState) -> bool {
     match from {
         Completed | Canceled | Failed | Rejected => false,
-        Submitted => matches!(to, Working | Rejected | Canceled | Failed),
+        Submitted => matches!(to, Working | InputRequired | Rejected | Canceled | Failed),
         Working => matches!(
             to,
             Working | InputRequired | AuthRequired | Completed | Failed | Canceled | Rejected
@@ -38,7 +39,10 @@ mod tests {
     /// The module documentation's table, edge by edge.
     fn documented(from: TaskState, to: TaskState) -> bool {
         const EDGES: &[(TaskState, &[TaskState])] = &[
-            (Submitted, &[Working, Rejected, Canceled, Failed]),
+            (
+                Submitted,
+                &[Working, InputRequired, Rejected, Canceled, Failed],
+            ),
             (
                 Working,
                 &[
@@ -78,6 +82,8 @@ mod tests {
         assert!(can_transition(Working, InputRequired));
         assert!(can_transition(InputRequired, Submitted));
         assert!(!can_transition(Submitted, Completed));
+        // A priced agent on the a2a-x402 flow asks for the payment before anything runs.
+        assert!(can_transition(Submitted, InputRequired));
         assert!(!can_transition(Submitted, Submitted));
         assert!(!can_transition(Working, Submitted));
     }

@@ -41,6 +41,9 @@ pub mod meta {
     /// A key clients must never set: Bindu reads a verified payment from it.
     pub const RESERVED_CONTEXT: &str = "_payment_context";
 
+    pub const PAYMENT_REQUIRED: &str = "payment-required";
+    pub const SUBMITTED: &str = "payment-submitted";
+    pub const VERIFIED: &str = "payment-verified";
     pub const COMPLETED: &str = "payment-completed";
     pub const FAILED: &str = "payment-failed";
     pub const ORPHANED: &str = "payment-orphaned";

@@ -49,5 +49,6 @@ mod t2_distributed {
     mod distributed;
     mod handlers_distributed;
     mod negotiation_distributed;
+    mod payments_distributed;
     mod push_distributed;
 }

@@ -39,6 +39,7 @@ use crate::handler::{
     check_parts, part_size, Emitter, Handler, HandlerInput, HandlerOutput, OutputBudget, RunLog,
 };
 use crate::payments::{self, Settlement};
+use bindu_engine::store::payments::{KeptChunk, KeptResult};
 use bindu_engine::x402::SettleMode;
 
 #[derive(Debug, Clone)]
@@ -398,10 +399,22 @@ impl Inner {
         // fails the task without running the handler.
         let mut paid_before = None;
         if let (Some(p), Some(settlement), SettleMode::Before) = (payment, &self.settlement, mode) {
-            match settlement.settle(task_id, p).await {
+            let settled = match settlement.settle(task_id, p).await {
+                Ok(settled) => settled,
+                Err(e) => return self.retry_payment(d, task_id, e).await,
+            };
+            if let Err(e) = settlement.record(task_id, p, &settled, None).await {
+                return self.retry_payment(d, task_id, e).await;
+            }
+            match settled {
                 payments::Settled::Yes(r) => paid_before = Some(payments::completed(&r)),
-                other => {
-                    let (metadata, reason) = payments::unpaid(p, &other);
+                payments::Settled::Unknown(e) => {
+                    // Not run until the payment is reconciled (see `payments::reconcile`).
+                    let update = pending_payment(task_id, p, &e, 0);
+                    return self.record_or_retry(d, task_id, update, Vec::new()).await;
+                }
+                refused => {
+                    let (metadata, reason) = payments::unpaid(p, &refused);
                     let mut update = failed(task_id, format!("Task failed: {reason}"));
                     update.metadata = Some(metadata);
                     return self.record_or_retry(d, task_id, update, Vec::new()).await;
@@ -564,10 +577,13 @@ impl Inner {
                     update.metadata = Some(metadata);
                     update
                 }
-                None => {
-                    self.settle_after(task_id, p, update, withheld, expiring)
-                        .await
-                }
+                None => match self
+                    .settle_after(task_id, p, update, withheld, expiring)
+                    .await
+                {
+                    Ok(update) => update,
+                    Err(e) => return self.retry_payment(d, task_id, e).await,
+                },
             };
         }
         if let Some(identity) = &self.identity {
@@ -587,8 +603,27 @@ impl Inner {
         mut update: TaskUpdate,
         withheld: Vec<ArtifactChunk>,
         expiring: bool,
-    ) -> TaskUpdate {
+    ) -> Result<TaskUpdate, StoreError> {
         let completed = matches!(update.status, Some((TaskState::Completed, _)));
+        let paused = matches!(
+            update.status,
+            Some((TaskState::InputRequired | TaskState::AuthRequired, _))
+        );
+        if paused && !expiring {
+            // Nothing settled yet: the payment stays `verified` and pays for the task's
+            // follow-up (while its authorization lasts), not charged twice.
+            tracing::info!(
+                task_id,
+                "paid task paused; its payment waits for the follow-up"
+            );
+            let mut m = bindu_schemas::Metadata::new();
+            m.insert(
+                bindu_schemas::x402::meta::STATUS.into(),
+                bindu_schemas::x402::meta::VERIFIED.into(),
+            );
+            update.metadata = Some(m);
+            return Ok(update);
+        }
         let Some(settlement) = self.settlement.as_ref().filter(|_| completed) else {
             let code = if expiring {
                 "EXPIRED_PAYMENT"
@@ -597,35 +632,63 @@ impl Inner {
                 let mut unpaid = failed(task_id, "Task failed: this worker cannot settle payments (no x402 facilitator configured); nothing was charged".into())
                     .after_run(update.announced, Vec::new());
                 unpaid.metadata = Some(payments::not_charged("SETTLEMENT_FAILED"));
-                return unpaid;
+                return Ok(unpaid);
             } else {
                 "TASK_NOT_COMPLETED"
             };
             if let Some(s) = &self.settlement {
                 s.metrics
                     .count(if expiring { "expired" } else { "not_charged" });
+                s.not_charged(task_id, p, code).await;
             }
             tracing::info!(task_id, code, "paid task did not complete; nothing charged");
             update.metadata = Some(payments::not_charged(code));
-            return update;
+            return Ok(update);
         };
-        match settlement.settle(task_id, p).await {
+        let settled = settlement.settle(task_id, p).await?;
+        // The whole result, chunks first, in order: released now, or kept with the payment
+        // while its settlement is unresolved.
+        let mut artifacts = withheld;
+        artifacts.append(&mut update.artifacts);
+        update.artifacts = artifacts;
+        match settled {
             payments::Settled::Yes(receipt) => {
+                settlement
+                    .record(task_id, p, &payments::Settled::Yes(receipt.clone()), None)
+                    .await?;
                 update.metadata = Some(payments::completed(&receipt));
-                // Released now: the chunks first, in order, then the result.
-                let mut artifacts = withheld;
-                artifacts.append(&mut update.artifacts);
-                update.artifacts = artifacts;
-                update
+                Ok(update)
             }
-            other => {
-                let (metadata, reason) = payments::unpaid(p, &other);
+            payments::Settled::Unknown(e) => {
+                if let Some(identity) = &self.identity {
+                    sign_update(&mut update, identity);
+                }
+                let kept = KeptResult {
+                    artifacts: update.artifacts.iter().map(KeptChunk::from).collect(),
+                    history: update.history.clone(),
+                    message: update.status.as_ref().and_then(|(_, m)| m.clone()),
+                };
+                let unknown = payments::Settled::Unknown(e.clone());
+                settlement.record(task_id, p, &unknown, Some(kept)).await?;
+                Ok(pending_payment(task_id, p, &e, update.announced))
+            }
+            refused => {
+                settlement.record(task_id, p, &refused, None).await?;
+                let (metadata, reason) = payments::unpaid(p, &refused);
                 let mut unpaid = failed(task_id, format!("Task failed: {reason}"))
                     .after_run(update.announced, Vec::new());
                 unpaid.metadata = Some(metadata);
-                unpaid
+                Ok(unpaid)
             }
         }
+    }
+
+    /// A paid command whose payment could not be recorded: handed back to the bus, so it
+    /// is never settled (or its answer lost) without a durable trace.
+    async fn retry_payment(&self, d: &Delivery, task_id: &str, e: StoreError) -> Option<()> {
+        tracing::warn!(task_id, error = %e, "could not record the task's payment; command will be retried");
+        let _ = d.acker.nack(Duration::from_secs(1)).await;
+        None
     }
 
     /// Records a run's outcome; `None` when the command was handed back for a retry.
@@ -786,6 +849,24 @@ fn sign_parts_memo(parts: &mut [Part], identity: &Identity, memo: &mut Memo) {
 
 fn agent_message(parts: Vec<Part>) -> Message {
     Message::agent(uuid::Uuid::new_v4().to_string(), parts)
+}
+
+/// The outcome of a run whose payment's settlement has no known outcome: the task stays
+/// `working`, saying so, until the payment is reconciled.
+fn pending_payment(
+    task_id: &str,
+    p: &bindu_schemas::x402::PaymentCommand,
+    e: &bindu_engine::x402::FacilitatorError,
+    announced: u64,
+) -> TaskUpdate {
+    let msg = agent_message(vec![Part::text(format!(
+        "Payment settlement outcome unknown ({e}): the result is withheld until the payment is reconciled with the facilitator"
+    ))]);
+    let mut update = TaskUpdate::new(task_id, Expect::Active)
+        .status(TaskState::Working, Some(msg))
+        .after_run(announced, Vec::new());
+    update.metadata = Some(payments::orphaned(p));
+    update
 }
 
 fn failed(task_id: &str, reason: String) -> TaskUpdate {

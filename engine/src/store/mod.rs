@@ -9,7 +9,8 @@
 //! auth is off). A read through [`Access::Owner`] of someone else's row answers exactly like
 //! a missing row.
 //!
-//! Backends: `memory` (default). [`conformance`] holds the suite every backend runs.
+//! Backends: `memory` (default). [`conformance`] holds the suite every backend runs. Beside
+//! the tasks: [`dead_letters`] (webhook deliveries given up on) and [`payments`] (x402).
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub mod dead_letters;
 #[cfg(any(test, feature = "testing"))]
 pub mod flaky;
 pub mod memory;
+pub mod payments;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
@@ -35,6 +37,9 @@ pub mod postgres;
 pub use dead_letters::PostgresDeadLetters;
 pub use dead_letters::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use payments::PostgresPayments;
+pub use payments::{MemoryPayments, PaymentRecord, PaymentState, PaymentStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 

@@ -144,3 +144,56 @@ impl Facilitator for HttpFacilitator {
         self.read(self.client.get(url)).await
     }
 }
+
+/// Whether a settlement refusal says the authorization's nonce is already used (x402's
+/// `invalid_transaction_state`, or a facilitator's own words for it). On a retry of a
+/// settlement that was asked for before, that is the earlier attempt's success.
+pub fn already_used(refusal: &SettleResponse) -> bool {
+    let reason = refusal
+        .error_reason
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    reason == "invalid_transaction_state"
+        || reason.contains("already_settled")
+        || reason.contains("already settled")
+        || reason.contains("authorization_used")
+        || reason.contains("authorization is used")
+        || (reason.contains("nonce") && (reason.contains("used") || reason.contains("already")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(reason: &str) -> SettleResponse {
+        SettleResponse {
+            success: false,
+            error_reason: Some(reason.into()),
+            payer: None,
+            transaction: String::new(),
+            network: "eip155:84532".into(),
+            amount: None,
+        }
+    }
+
+    #[test]
+    fn a_used_nonce_is_recognised_in_the_words_facilitators_use() {
+        for used in [
+            "invalid_transaction_state",
+            "Nonce already used",
+            "authorization_used_or_canceled",
+            "FiatTokenV2: authorization is used or canceled",
+            "payment already settled",
+        ] {
+            assert!(already_used(&refusal(used)), "{used}");
+        }
+        for other in [
+            "insufficient_funds",
+            "invalid_exact_evm_payload_signature",
+            "",
+        ] {
+            assert!(!already_used(&refusal(other)), "{other}");
+        }
+    }
+}

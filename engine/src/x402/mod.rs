@@ -15,8 +15,8 @@ pub mod facilitator;
 pub mod pricing;
 pub mod verify;
 
-pub use facilitator::{Facilitator, FacilitatorError, HttpFacilitator};
-pub use pricing::{Network, PriceOption, Pricing, SettleMode, X402Config};
+pub use facilitator::{already_used, Facilitator, FacilitatorError, HttpFacilitator};
+pub use pricing::{Network, PaymentFlow, PriceOption, Pricing, SettleMode, X402Config};
 pub use verify::{Rejection, Verified};
 
 /// Base64 (standard alphabet, padding optional) of `bytes`, as x402 headers carry JSON.

@@ -32,6 +32,20 @@ crate::kind! {
     }
 }
 
+crate::kind! {
+    /// What an unpaid call of a protected method gets (`X402__FLOW`). Either way a payment
+    /// is taken from the `PAYMENT-SIGNATURE` / `X-PAYMENT` header or from the message's
+    /// `x402.payment.payload` metadata (the a2a-x402 extension).
+    pub enum PaymentFlow("payment flow") {
+        /// HTTP 402 with the requirements (x402's HTTP transport; Bindu's behaviour).
+        Http = "http",
+        /// A task paused in `input-required` whose status message carries
+        /// `x402.payment.required` (the a2a-x402 standalone flow); a follow-up message on
+        /// it carrying `x402.payment.payload` pays and runs it.
+        A2a = "a2a",
+    }
+}
+
 crate::section! {
     /// `[x402]`: how a priced agent is paid. Prices themselves are `agent.execution_cost`.
     pub struct X402Config in "x402" {
@@ -52,10 +66,16 @@ crate::section! {
         /// "name": "<EIP-712 domain name>", "version": "2", "decimals": 6}}`.
         pub extra_networks: Option<String> = None, env "X402__EXTRA_NETWORKS";
         pub settle: SettleMode = SettleMode::After, env "X402__SETTLE";
+        pub flow: PaymentFlow = PaymentFlow::Http, env "X402__FLOW";
         /// Longest one facilitator request may take.
         #[serde(with = "fields::secs")]
         pub facilitator_timeout: Duration = Duration::from_secs(10),
             env "X402__FACILITATOR_TIMEOUT" as "facilitator_timeout_secs";
+        /// How often orphaned payments (no usable settlement answer) are asked about again;
+        /// `None` (`0`): not by itself (`bindu payments reconcile` still does).
+        #[serde(with = "fields::limit")]
+        pub reconcile_interval: Option<Duration> = Some(Duration::from_secs(60)),
+            env "X402__RECONCILE_INTERVAL";
     }
 }
 

@@ -3,7 +3,8 @@
 //! recovery (the same local checks as the edge, against the requirements it is sent), and
 //! `/settle` refuses a nonce it already settled (`invalid_transaction_state`), as the chain
 //! would. Knobs choose a failure mode per route: an invalid answer, HTTP 500, a delay
-//! longer than the client's timeout, or a settlement that fails.
+//! longer than the client's timeout, a settlement that lands but answers too late, or a
+//! settlement that fails.
 //!
 //! Test support (feature `testing`): used by the project's tests, never by the server.
 
@@ -31,6 +32,9 @@ pub enum Mode {
     Broken,
     /// Waits `delay_ms` first (longer than the client's timeout, in tests).
     Slow,
+    /// `/settle`: the transfer lands at once, the answer comes `delay_ms` later (after the
+    /// client stopped waiting, or was killed): an outcome the caller cannot know.
+    Late,
 }
 
 #[derive(Default)]
@@ -170,12 +174,17 @@ async fn settle(
         return failed(r.code);
     }
     let nonce = nonce_of(&req);
-    if !f
+    let late = *f.settle_mode.lock().unwrap_or_else(|e| e.into_inner()) == Mode::Late;
+    let fresh = f
         .settled
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(nonce.clone())
-    {
+        .insert(nonce.clone());
+    if late {
+        let ms = f.delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if !fresh {
         return failed("invalid_transaction_state");
     }
     let tx = format!(

@@ -4,8 +4,13 @@
 //! Where it sits: after authentication (the caller is known), after the JSON-RPC checks
 //! (a malformed request is answered -32xxx without asking for money), before the task is
 //! recorded. In order, first failure wins:
-//! 1. A payment header: `PAYMENT-SIGNATURE` (x402 v2) or `X-PAYMENT` (Bindu's clients), once.
-//!    None → HTTP 402 with the `PaymentRequired` body and `PAYMENT-REQUIRED` header.
+//! 0. A follow-up message on a task whose payment settled, or was verified and not settled
+//!    yet (a paused run): no new payment.
+//! 1. A payment header: `PAYMENT-SIGNATURE` (x402 v2) or `X-PAYMENT` (Bindu's clients), once,
+//!    else `x402.payment.payload` in the message metadata (the a2a-x402 extension). None →
+//!    HTTP 402 with the `PaymentRequired` body and `PAYMENT-REQUIRED` header, or, with
+//!    `X402__FLOW=a2a`, a task paused in `input-required` asking for it
+//!    (`x402.payment.required` in its status message metadata).
 //! 2. Local checks ([`bindu_engine::x402::verify`]): decoding, version, requirement,
 //!    EIP-712 signature, recipient, value, validity window → 402 with the reason.
 //! 3. The nonce claimed atomically ([`nonces`]): a replay → 402; a guard that cannot
@@ -13,8 +18,8 @@
 //! 4. The facilitator's `/verify`: invalid → 402 with its reason, the nonce released;
 //!    unavailable or slow → 503, the nonce released.
 //!
-//! The verified payment rides on the task's command; the worker settles it once the
-//! handler has succeeded (see `bindu_workers::payments`). A blocking answer whose payment
+//! The verified payment is kept with its task (`PaymentStore`) and rides on the task's
+//! command; the worker settles it once the handler has succeeded (see `bindu_workers::payments`). A blocking answer whose payment
 //! settled carries `PAYMENT-RESPONSE` (base64 of the settlement).
 //!
 //! - [`nonces`]: the replay guard (Redis, or this process's memory).
@@ -31,12 +36,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use bindu_engine::x402::{verify, Facilitator, FacilitatorError};
+use bindu_engine::store::{PaymentState, PaymentStore, StoreError};
+use bindu_engine::x402::{verify, Facilitator, FacilitatorError, PaymentFlow};
 use bindu_schemas::jsonrpc::Method;
+use bindu_schemas::x402::meta;
 use bindu_schemas::x402::{
     AgentInfo, PaymentCommand, PaymentRequired, PaymentRequirements, ResourceInfo, EXTENSION_URI,
     X402_VERSION,
 };
+use bindu_schemas::Message;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -61,7 +69,8 @@ pub const PAYMENTS_METRIC: &str = "bindu_payments_verified";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// `required` (no payment), `rejected` (a local check or the facilitator refused it),
-    /// `replayed`, `unavailable` (guard or facilitator), `verified`.
+    /// `replayed`, `unavailable` (guard or facilitator), `verified`, `prepaid` (a follow-up
+    /// on a task already paid).
     pub outcome: &'static str,
 }
 
@@ -88,7 +97,26 @@ struct Inner {
     nonces: Arc<dyn NonceGuard>,
     agent: AgentParty,
     outcomes: Family<OutcomeLabels, Counter>,
+    /// Where a verified payment is kept with its task.
+    ledger: Arc<dyn PaymentStore>,
+    flow: PaymentFlow,
 }
+
+/// What a protected request may do.
+#[derive(Debug)]
+pub enum Gate {
+    /// Nothing to pay: a free method, or a follow-up on a task already paid.
+    Free,
+    /// The payment of this run, verified (or verified earlier for the same task).
+    Paid(Box<PaymentCommand>),
+    /// No payment, with `X402__FLOW=a2a`: the task is recorded paused in `input-required`,
+    /// asking for this.
+    Ask(Box<PaymentRequired>),
+}
+
+/// How long past the facilitator's margin a payment verified for a paused task must still
+/// last to pay for its follow-up (the run and its settlement need time).
+const REUSE_MARGIN_SECS: u64 = 60;
 
 /// Why a payment was not taken: a 402 (`Required`) or a 503 (`Unavailable`).
 #[derive(Debug)]
@@ -104,6 +132,8 @@ impl Payments {
         facilitator: Arc<dyn Facilitator>,
         nonces: Arc<dyn NonceGuard>,
         agent: AgentParty,
+        ledger: Arc<dyn PaymentStore>,
+        flow: PaymentFlow,
     ) -> Payments {
         Payments {
             inner: Arc::new(Inner {
@@ -113,8 +143,15 @@ impl Payments {
                 nonces,
                 agent,
                 outcomes: Family::default(),
+                ledger,
+                flow,
             }),
         }
+    }
+
+    /// Keeps a verified payment with the task it pays for, before the task is accepted.
+    pub async fn keep(&self, task_id: &str, payment: &PaymentCommand) -> Result<(), StoreError> {
+        self.inner.ledger.record(task_id, payment).await
     }
 
     pub fn register_metrics(&self, registry: &mut Registry) {
@@ -167,27 +204,86 @@ impl Payments {
         Refusal::Required(Box::new(self.required(error)))
     }
 
-    /// Checks the payment of a request for `method`; `Ok(None)` when the method is free.
+    /// Checks the payment of a request for `method` carrying `message`.
     pub async fn check(
         &self,
         method: Method,
         headers: &HeaderMap,
-    ) -> Result<Option<PaymentCommand>, Refusal> {
+        message: Option<&Message>,
+    ) -> Result<Gate, Refusal> {
         if !self.protects(method) {
-            return Ok(None);
+            return Ok(Gate::Free);
         }
-        let header = match payment_header(headers) {
-            Ok(Some(h)) => h,
-            Ok(None) => {
+        // A follow-up on a task that is paid (or whose verified payment still waits for
+        // the task to complete) is not charged again.
+        if let Some(task_id) = message.and_then(|m| m.task_id.as_deref()) {
+            if let Some(gate) = self.prepaid(task_id).await? {
+                return Ok(gate);
+            }
+        }
+        let in_metadata = message
+            .and_then(|m| m.metadata.as_ref())
+            .and_then(|m| m.get(meta::PAYLOAD));
+        let payload = match (payment_header(headers), in_metadata) {
+            (Ok(Some(h)), _) => verify::decode_header(&h).map_err(|r| {
+                self.refuse("rejected", format!("Invalid payment: {}", r.message))
+            })?,
+            (Err(why), _) => return Err(self.refuse("rejected", format!("Invalid payment: {why}"))),
+            (Ok(None), Some(v @ serde_json::Value::Object(_))) => v.clone(),
+            (Ok(None), Some(_)) => {
+                return Err(self.refuse(
+                    "rejected",
+                    "Invalid payment: `x402.payment.payload` must be a PaymentPayload object",
+                ))
+            }
+            (Ok(None), None) if self.inner.flow == PaymentFlow::A2a => {
+                self.count("required");
+                return Ok(Gate::Ask(Box::new(self.required(
+                    "Payment required: send a follow-up message on this task with an x402 v2 PaymentPayload in its metadata (x402.payment.payload)",
+                ))));
+            }
+            (Ok(None), None) => {
                 return Err(self.refuse(
                     "required",
                     "Payment required: send an x402 v2 payment as the PAYMENT-SIGNATURE (or X-PAYMENT) header",
                 ))
             }
-            Err(why) => return Err(self.refuse("rejected", format!("Invalid payment: {why}"))),
         };
-        let payload = verify::decode_header(&header)
-            .map_err(|r| self.refuse("rejected", format!("Invalid payment: {}", r.message)))?;
+        self.verified(payload)
+            .await
+            .map(|p| Gate::Paid(Box::new(p)))
+    }
+
+    /// The gate of a follow-up on `task_id` that needs no new payment: its payment settled,
+    /// or one verified for it that has not been settled yet and lasts long enough to be.
+    async fn prepaid(&self, task_id: &str) -> Result<Option<Gate>, Refusal> {
+        let records = self.inner.ledger.for_task(task_id).await.map_err(|e| {
+            tracing::warn!(task_id, error = %e, "could not read the task's payments");
+            self.count("unavailable");
+            Refusal::Unavailable("the payment records are unavailable; retry shortly".into())
+        })?;
+        let now = u64::try_from(bindu_engine::time::unix_now()).unwrap_or(0);
+        for r in records {
+            match r.state {
+                PaymentState::Settled => {
+                    self.count("prepaid");
+                    return Ok(Some(Gate::Free));
+                }
+                PaymentState::Verified
+                    if r.payment.valid_before
+                        > now + verify::VALID_BEFORE_MARGIN_SECS + REUSE_MARGIN_SECS =>
+                {
+                    self.count("prepaid");
+                    return Ok(Some(Gate::Paid(Box::new(r.payment))));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The local checks, the nonce claim and the facilitator's `/verify` of `payload`.
+    async fn verified(&self, payload: serde_json::Value) -> Result<PaymentCommand, Refusal> {
         let now = u64::try_from(bindu_engine::time::unix_now()).unwrap_or(0);
         let ok = verify::verify(&payload, &self.inner.accepts, now).map_err(|r| {
             tracing::info!(code = r.code, reason = %r.message, "payment refused by the local checks");
@@ -247,13 +343,13 @@ impl Payments {
         }
         self.count("verified");
         tracing::info!(payer = %ok.payer, network = %requirements.network, amount = %requirements.amount, "payment verified");
-        Ok(Some(PaymentCommand {
+        Ok(PaymentCommand {
             payload,
             requirements,
             payer: ok.payer,
             nonce,
             valid_before: ok.authorization.valid_before,
-        }))
+        })
     }
 }
 

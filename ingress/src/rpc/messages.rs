@@ -17,12 +17,13 @@ use bindu_engine::ledger::AcceptError;
 use bindu_engine::store::{merge_artifact, Access, ArtifactChunk, SubmitRequest};
 use bindu_schemas::bus::{CommandOp, EventBody, TaskCommand, TaskEvent};
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
-use bindu_schemas::x402::PaymentCommand;
-use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task};
+use bindu_schemas::x402::{self, PaymentCommand};
+use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task, TaskState};
 use futures::StreamExt;
 
 use super::reply::{ok, Reply};
 use crate::error::{bus_error, store_error};
+use crate::payments::Gate;
 use crate::state::Ingress;
 
 pub(crate) async fn send(
@@ -31,10 +32,15 @@ pub(crate) async fn send(
     params: MessageSendParams,
     caller: Option<String>,
     stream: bool,
-    payment: Option<PaymentCommand>,
+    gate: Gate,
 ) -> Result<Reply, JsonRpcError> {
     let inner = &app.inner;
     check_bounds(&params.message, &inner.options)?;
+    let (payment, ask) = match gate {
+        Gate::Free => (None, None),
+        Gate::Paid(p) => (Some(*p), None),
+        Gate::Ask(required) => (None, Some(required)),
+    };
     let paid = payment.is_some();
     let config = params.configuration.unwrap_or_default();
     let trim = history_length(config.history_length);
@@ -42,7 +48,12 @@ pub(crate) async fn send(
     let mut message = params.message;
     // Reserved: Bindu reads a verified payment from it, so a client must never set it.
     if let Some(meta) = &mut message.metadata {
-        meta.remove(bindu_schemas::x402::meta::RESERVED_CONTEXT);
+        meta.remove(x402::meta::RESERVED_CONTEXT);
+        // A payment in the metadata (a2a-x402) was taken at the gate; the conversation
+        // keeps only that it was submitted.
+        if meta.remove(x402::meta::PAYLOAD).is_some() && paid {
+            meta.insert(x402::meta::STATUS.into(), x402::meta::SUBMITTED.into());
+        }
     }
     name_skill(app, &mut message, caller.as_deref())?;
     let task_id = message
@@ -51,6 +62,11 @@ pub(crate) async fn send(
         // Time-ordered (UUIDv7): new rows land at the end of the primary key's index
         // instead of on a random page of it, however many tasks are stored.
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    // The payment is kept with the task before the task is accepted: a worker's settlement
+    // attempts and answer are recorded against it.
+    if let (Some(p), Some(gate)) = (&payment, inner.payments.get()) {
+        gate.keep(&task_id, p).await.map_err(store_error)?;
+    }
     let push_config = config.push_notification_config.map(|mut p| {
         p.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
         p
@@ -74,6 +90,9 @@ pub(crate) async fn send(
         message,
         push_config,
     };
+    if let Some(required) = ask {
+        return ask_payment(app, id, request, *required, stream, events, trim).await;
+    }
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
     let accept = tokio::spawn(accept(app.clone(), request, caller, payment));
@@ -121,6 +140,68 @@ pub(crate) async fn send(
             other => Ok(other),
         },
         None => ok(id, &task),
+    }
+}
+
+/// Records the message of an unpaid call (`X402__FLOW=a2a`) as a task paused in
+/// `input-required`, its status message carrying `x402.payment.required`: nothing runs
+/// until a follow-up pays. A stream gets the paused task and ends.
+async fn ask_payment(
+    app: &Ingress,
+    id: &RequestId,
+    request: SubmitRequest,
+    required: x402::PaymentRequired,
+    stream: bool,
+    events: Option<EventStream>,
+    trim: Option<u32>,
+) -> Result<Reply, JsonRpcError> {
+    use bindu_engine::ledger::Patience;
+    use bindu_engine::store::{Expect, TaskUpdate};
+    let inner = &app.inner;
+    let task_id = request.task_id.clone();
+    inner.store.submit(request).await.map_err(store_error)?;
+    let mut status = bindu_schemas::Metadata::new();
+    status.insert(
+        x402::meta::STATUS.into(),
+        x402::meta::PAYMENT_REQUIRED.into(),
+    );
+    let mut prompt = status.clone();
+    prompt.insert(
+        x402::meta::REQUIRED.into(),
+        serde_json::to_value(&required).map_err(|e| JsonRpcError::internal(e.to_string()))?,
+    );
+    let mut msg = Message::agent(
+        uuid::Uuid::new_v4().to_string(),
+        vec![Part::text(required.error.clone())],
+    );
+    msg.metadata = Some(prompt);
+    let mut update = TaskUpdate::new(&task_id, Expect::State(TaskState::Submitted))
+        .history(msg.clone())
+        .status(TaskState::InputRequired, Some(msg));
+    update.metadata = Some(status);
+    let applied = inner
+        .ledger
+        .transition(update, Patience::Once)
+        .await
+        .map_err(store_error)?;
+    let mut task = inner
+        .store
+        .get(&task_id, Access::Internal)
+        .await
+        .map_err(store_error)?
+        .task;
+    task.trim_history(trim);
+    tracing::info!(%task_id, "unpaid call: task paused for its payment (a2a-x402)");
+    match (stream, events) {
+        (true, Some(events)) => Ok(Reply::Stream(crate::sse::task_stream(
+            app,
+            id.clone(),
+            task,
+            applied.version,
+            events,
+            trim,
+        ))),
+        _ => ok(id, &task),
     }
 }
 
@@ -313,7 +394,9 @@ async fn wait_final(
                 } else if whole {
                     apply_event(&mut task, &e);
                 }
-                if e.is_final() {
+                // A paid run whose settlement has no known outcome waits (`working`) for
+                // its reconciliation: the blocking answer says so instead of waiting.
+                if e.is_final() || awaits_reconciliation(&e) {
                     return Ok(whole.then_some(task));
                 }
             }
@@ -323,6 +406,15 @@ async fn wait_final(
             None => return Err(bus_error(BusError::Closed)),
         }
     }
+}
+
+/// Whether `e` leaves its task waiting for a payment reconciliation (`payment-orphaned`).
+fn awaits_reconciliation(e: &TaskEvent) -> bool {
+    use bindu_schemas::x402::meta;
+    e.metadata
+        .as_ref()
+        .and_then(|m| m.get(meta::STATUS))
+        .is_some_and(|s| s == meta::ORPHANED)
 }
 
 /// What an event changes in a task, as the store recorded it.

@@ -32,6 +32,7 @@ use bindu_schemas::jsonrpc::{code, parse_request, JsonRpcError, Method, Request}
 use crate::body::{read_limited, BodyError};
 use crate::caller::{Caller, GrantedScopes};
 use crate::error::EdgeError;
+use crate::payments::Gate;
 use crate::state::Ingress;
 use params::Params;
 use reply::Reply;
@@ -128,14 +129,20 @@ pub(crate) async fn handle(
     // A priced method is paid before its task is accepted (the caller is authenticated
     // and the request valid by now).
     let payment = match app.inner.payments.get() {
-        Some(payments) => match payments.check(method, &headers).await {
-            Ok(p) => p,
-            Err(refusal) => {
-                metrics.observe(method.as_str(), Some(PAYMENT_REFUSED), started);
-                return EdgeError::from(refusal).into_response();
+        Some(payments) => {
+            let message = match &params {
+                Params::MessageSend(p) | Params::MessageStream(p) => Some(&p.message),
+                _ => None,
+            };
+            match payments.check(method, &headers, message).await {
+                Ok(gate) => gate,
+                Err(refusal) => {
+                    metrics.observe(method.as_str(), Some(PAYMENT_REFUSED), started);
+                    return EdgeError::from(refusal).into_response();
+                }
             }
-        },
-        None => None,
+        }
+        None => Gate::Free,
     };
     let outcome = dispatch(&app, &request, params, caller, last_event_id, payment).await;
     metrics.observe(
@@ -179,7 +186,7 @@ async fn dispatch(
     params: Params,
     caller: Option<String>,
     last_event_id: Option<u64>,
-    payment: Option<bindu_schemas::x402::PaymentCommand>,
+    payment: Gate,
 ) -> Result<Reply, JsonRpcError> {
     let id = &req.id;
     match params {

@@ -22,10 +22,11 @@ use serde_json::{json, Value};
 use crate::support::{self, handler, user_message, within, TestServer};
 
 /// Hardhat/Anvil account #0: a public test key, never funded.
-const PAYER_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const PAY_TO: &str = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
+pub(crate) const PAYER_KEY: &str =
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub(crate) const PAY_TO: &str = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
 
-fn payer() -> SigningKey {
+pub(crate) fn payer() -> SigningKey {
     SigningKey::from_slice(&hex_bytes(PAYER_KEY)).unwrap()
 }
 
@@ -36,23 +37,23 @@ fn hex_bytes(h: &str) -> Vec<u8> {
         .collect()
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn b64(v: &Value) -> String {
+pub(crate) fn b64(v: &Value) -> String {
     base64::engine::general_purpose::STANDARD.encode(v.to_string())
 }
 
-fn unb64(s: &str) -> Value {
+pub(crate) fn unb64(s: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
 }
 
 /// A fresh random-looking nonce.
-fn nonce() -> [u8; 32] {
+pub(crate) fn nonce() -> [u8; 32] {
     let u = uuid::Uuid::new_v4();
     let mut n = [0u8; 32];
     n[..16].copy_from_slice(u.as_bytes());
@@ -61,7 +62,7 @@ fn nonce() -> [u8; 32] {
 }
 
 /// The payload (JSON) of a payment of `req` by `key`, valid until `valid_before`.
-fn payload(key: &SigningKey, req: &Value, valid_before: u64, nonce: [u8; 32]) -> Value {
+pub(crate) fn payload(key: &SigningKey, req: &Value, valid_before: u64, nonce: [u8; 32]) -> Value {
     let r: PaymentRequirements = serde_json::from_value(req.clone()).unwrap();
     let from = bindu::engine::x402::verify::address_of(key.verifying_key());
     let a = Authorization {
@@ -482,4 +483,5 @@ async fn facilitator_refusals_release_the_nonce_and_outages_are_503() {
     assert_eq!(p.fac.verifies.load(Ordering::SeqCst), 4);
 }
 
+mod a2a_flow;
 mod settlement;

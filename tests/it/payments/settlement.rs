@@ -35,22 +35,92 @@ async fn a_settlement_that_fails_withholds_the_result() {
         .to_string()
         .contains("paid work\"}],\"role\":\"agent"));
 
-    // HTTP 500 and a timeout: the outcome is unknown: payment-orphaned, with what a
-    // reconciliation needs.
-    for mode in [Mode::Broken, Mode::Slow] {
+    assert_eq!(p.fac.settled_count(), 0);
+}
+
+/// The task `body` answers, waiting for its payment's reconciliation: `working`,
+/// `payment-orphaned` with what a reconciliation needs, nothing released.
+fn orphaned<'a>(body: &'a Value, nonce: &Value) -> &'a Value {
+    let task = &body["result"];
+    assert_eq!(task["status"]["state"], "working", "{task}");
+    assert!(task.get("artifacts").is_none(), "nothing released: {task}");
+    let meta = &task["metadata"];
+    assert_eq!(meta["x402.payment.status"], "payment-orphaned", "{task}");
+    assert_eq!(&meta["x402_nonce"], nonce);
+    assert_eq!(meta["x402_network"], "eip155:84532");
+    assert_eq!(&meta["x402_authorization"]["nonce"], nonce);
+    assert!(task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("reconciled"));
+    task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_settlement_is_reconciled_and_the_result_released_once_paid() {
+    // Reconciliation passes every second.
+    let p = Priced::start(
+        &[("x402.reconcile_interval", "1s")],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    // HTTP 500 (nothing transferred) and a late answer (the transfer landed, the answer
+    // came after the worker stopped waiting): the outcome is unknown; the blocking answer
+    // says so at once.
+    for mode in [Mode::Broken, Mode::Late] {
         p.fac.set_settle(mode);
+        let before = p.fac.settles.load(Ordering::SeqCst);
+        let landed = p.fac.settled_count();
         let payment = p.pay();
         let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
-        let (_, _, body) = p.send_paid("payment-signature", payment).await;
-        let (task, meta) = failed_unpaid(&body);
+        let (_, headers, body) = p.send_paid("payment-signature", payment).await;
+        let id = orphaned(&body, &nonce)["id"].as_str().unwrap().to_string();
+        assert!(headers.get("payment-response").is_none());
+        // Still waiting while the facilitator gives no answer.
+        let stored = p.srv.get_task(&id).await;
+        assert_eq!(stored["status"]["state"], "working", "{mode:?}: {stored}");
+        // The facilitator answers again: the reconciliation settles it (or recognises the
+        // late transfer by its used nonce) and releases the result with the receipt.
+        if mode == Mode::Late {
+            assert_eq!(p.fac.settled_count(), landed + 1, "the transfer landed");
+        }
+        p.fac.set_settle(Mode::Honest);
+        let done = p.srv.wait_for_state(&id, "completed").await;
+        let meta = &done["metadata"];
+        assert_eq!(meta["x402.payment.status"], "payment-completed", "{done}");
+        assert_eq!(meta["x402.payment.receipts"][0]["success"], true);
         assert_eq!(
-            meta["x402.payment.status"], "payment-orphaned",
-            "{mode:?}: {task}"
+            done["artifacts"][0]["parts"][0]["text"], "paid work",
+            "{done}"
         );
-        assert_eq!(meta["x402_nonce"], nonce);
-        assert_eq!(meta["x402_network"], "eip155:84532");
-        assert_eq!(meta["x402_authorization"]["nonce"], nonce);
+        assert!(
+            p.fac.settles.load(Ordering::SeqCst) >= before + 2,
+            "asked again"
+        );
     }
+    assert_eq!(p.fac.settled_count(), 2, "each payment transferred once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_settlement_the_facilitator_then_refuses_is_never_charged() {
+    let p = Priced::start(
+        &[("x402.reconcile_interval", "1s")],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    p.fac.set_settle(Mode::Broken);
+    let payment = p.pay();
+    let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
+    let (_, _, body) = p.send_paid("payment-signature", payment).await;
+    let id = orphaned(&body, &nonce)["id"].as_str().unwrap().to_string();
+    p.fac.set_settle(Mode::Refuse);
+    let done = p.srv.wait_for_state(&id, "failed").await;
+    assert_eq!(
+        done["metadata"]["x402.payment.status"], "payment-failed",
+        "{done}"
+    );
+    assert_eq!(done["metadata"]["x402.payment.error"], "SETTLEMENT_FAILED");
+    assert!(done.get("artifacts").is_none(), "nothing released: {done}");
     assert_eq!(p.fac.settled_count(), 0);
 }
 
@@ -64,11 +134,7 @@ async fn a_failing_handler_is_never_charged() {
         }
     });
     let p = Priced::start(&[], h).await;
-    for (text, state) in [
-        ("fail", "failed"),
-        ("reject", "rejected"),
-        ("ask", "input-required"),
-    ] {
+    for (text, state) in [("fail", "failed"), ("reject", "rejected")] {
         let (status, headers, body) = p
             .post(
                 "message/send",
@@ -399,4 +465,30 @@ mod redis {
         }
         assert!(paid, "payments are taken again once Redis answers");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_settlement_before_the_run_runs_it_once_reconciled() {
+    let p = Priced::start(
+        &[("x402.settle", "before"), ("x402.reconcile_interval", "1s")],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    p.fac.set_settle(Mode::Broken);
+    let payment = p.pay();
+    let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
+    let (_, _, body) = p.send_paid("payment-signature", payment).await;
+    // The handler has not run: nothing in the history but the user's message.
+    let task = orphaned(&body, &nonce);
+    let id = task["id"].as_str().unwrap().to_string();
+    assert_eq!(task["history"].as_array().unwrap().len(), 1, "{task}");
+    p.fac.set_settle(Mode::Honest);
+    // Settled by the reconciliation, then run (and not settled again).
+    let done = p.srv.wait_for_state(&id, "completed").await;
+    assert_eq!(done["metadata"]["x402.payment.status"], "payment-completed");
+    assert_eq!(
+        done["artifacts"][0]["parts"][0]["text"], "paid work",
+        "{done}"
+    );
+    assert_eq!(p.fac.settled_count(), 1);
 }

@@ -42,6 +42,18 @@ async fn dead_letters_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_conformance_suite() {
+    let db = TestDb::new().await;
+    let db = &db;
+    payments::conformance::run_all(|| async move {
+        let agent = format!("did:bindu:test:payments:{}", uuid::Uuid::new_v4());
+        let store = db.store(&agent).await;
+        PostgresPayments::new(store.pool_handle().clone(), agent)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_migrate_once() {
     let db = TestDb::new().await;
     let mut handles = Vec::new();

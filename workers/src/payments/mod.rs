@@ -9,7 +9,8 @@
 //! | completed | `success: true` | `completed`, `payment-completed`, receipt in `x402.payment.receipts` | released (streamed chunks only now) |
 //! | completed | `success: false` | `failed` with the facilitator's reason, `payment-failed` | withheld |
 //! | completed | no usable answer (timeout, 5xx) | `failed`, `payment-orphaned` with `x402_nonce`, `x402_authorization`, `x402_network` for reconciliation | withheld |
-//! | anything else (failed, rejected, canceled, paused) | none: nothing is charged | as the run ended, `payment-failed` | — |
+//! | paused (`input-required`, `auth-required`) | none yet | paused, `payment-verified`: the payment stays `verified` and pays for the follow-up | — |
+//! | anything else (failed, rejected, canceled) | none: nothing is charged | as the run ended, `payment-failed` | — |
 //!
 //! The expiry rule: an authorization can only be settled before its `validBefore`
 //! (about now + `maxTimeoutSeconds` when it was signed). A paid run is therefore bounded:
@@ -19,14 +20,31 @@
 //! `X402__SETTLE=before`.
 //!
 //! `X402__SETTLE=before`: settled before the handler runs (Bindu's order; the stream is not
-//! held). A refused or unknown settlement fails the task without running the handler; once
-//! settled the caller has paid, whatever the run does (`payment-completed` stays).
+//! held). A refused settlement fails the task without running the handler; once settled the
+//! caller has paid, whatever the run does (`payment-completed` stays).
+//!
+//! Exactly once, across workers and redeliveries ([`bindu_engine::store::payments`]): the
+//! attempt is recorded before the facilitator is asked, and its answer (the receipt) before
+//! the task's outcome and the command's ack. A redelivered command whose payment is already
+//! settled is not settled again; one whose earlier attempt got no recorded answer asks
+//! again, and the facilitator's "nonce already used" is then that attempt's success.
+//!
+//! An unknown outcome (no usable answer): the task stays `working` with
+//! `payment-orphaned` (and `x402_nonce`, `x402_authorization`, `x402_network`), the result
+//! is kept with the payment, and [`reconcile`] asks the facilitator again: settled (now,
+//! or by the earlier attempt) → `completed` with the result and the receipt; refused →
+//! `failed`, nothing charged; a `before` payment settled → its run is queued again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod reconcile;
+
+use bindu_engine::retry::RetryPolicy;
+use bindu_engine::store::payments::{Finish, KeptResult, PaymentState, PaymentStore};
+use bindu_engine::store::StoreError;
 use bindu_engine::x402::verify::VALID_BEFORE_MARGIN_SECS;
-use bindu_engine::x402::{Facilitator, FacilitatorError, SettleMode};
+use bindu_engine::x402::{already_used, Facilitator, FacilitatorError, SettleMode};
 use bindu_schemas::x402::{meta, PaymentCommand, SettleResponse};
 use bindu_schemas::Metadata;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -92,6 +110,8 @@ pub struct Settlement {
     /// The longest a settlement may take (the facilitator client's timeout).
     pub timeout: Duration,
     pub metrics: SettlementMetrics,
+    /// Where every payment, attempt and answer is recorded.
+    pub payments: Arc<dyn PaymentStore>,
 }
 
 /// What a settlement came to.
@@ -122,7 +142,26 @@ impl Settlement {
         Some(Duration::from_secs(until.saturating_sub(now)))
     }
 
-    pub(crate) async fn settle(&self, task_id: &str, p: &PaymentCommand) -> Settled {
+    /// Settles `p` exactly once: the attempt is recorded first (a store that cannot record
+    /// it is an `Err`: the caller retries later rather than settle untracked); a payment
+    /// already settled returns its receipt without asking again.
+    pub(crate) async fn settle(
+        &self,
+        task_id: &str,
+        p: &PaymentCommand,
+    ) -> Result<Settled, StoreError> {
+        let begun = self.payments.begin_settle(task_id, p).await?;
+        if begun.state == PaymentState::Settled {
+            if let Some(receipt) = begun.receipt {
+                tracing::info!(task_id, nonce = %p.nonce, "payment already settled; not settling it again");
+                return Ok(Settled::Yes(receipt));
+            }
+        }
+        Ok(self.ask(task_id, p, begun.attempts > 1).await)
+    }
+
+    /// Asks the facilitator to settle; `retry` when an earlier attempt may have landed.
+    pub(crate) async fn ask(&self, task_id: &str, p: &PaymentCommand, retry: bool) -> Settled {
         let started = Instant::now();
         let answer = self.facilitator.settle(&p.payload, &p.requirements).await;
         self.metrics
@@ -134,6 +173,20 @@ impl Settlement {
                 tracing::info!(task_id, payer = %p.payer, transaction = %r.transaction, "payment settled");
                 Settled::Yes(r)
             }
+            Ok(r) if retry && already_used(&r) => {
+                // The nonce is ours (the authorization pays us, signed for this payment),
+                // and an earlier attempt asked for it to be settled: that attempt landed.
+                self.metrics.count("settled");
+                tracing::info!(task_id, payer = %p.payer, nonce = %p.nonce, "payment settled by an earlier attempt (the facilitator says its nonce is used)");
+                Settled::Yes(SettleResponse {
+                    success: true,
+                    error_reason: None,
+                    payer: Some(r.payer.unwrap_or_else(|| p.payer.clone())),
+                    transaction: r.transaction,
+                    network: p.requirements.network.clone(),
+                    amount: Some(p.requirements.amount.clone()),
+                })
+            }
             Ok(r) => {
                 self.metrics.count("refused");
                 tracing::warn!(task_id, payer = %p.payer, reason = r.error_reason.as_deref().unwrap_or("-"), "payment settlement refused");
@@ -141,10 +194,56 @@ impl Settlement {
             }
             Err(e) => {
                 self.metrics.count("unknown");
-                tracing::error!(task_id, payer = %p.payer, nonce = %p.nonce, network = %p.requirements.network, error = %e, "payment settlement outcome unknown; reconcile this nonce with the facilitator");
+                tracing::error!(task_id, payer = %p.payer, nonce = %p.nonce, network = %p.requirements.network, error = %e, "payment settlement outcome unknown; it will be reconciled with the facilitator");
                 Settled::Unknown(e)
             }
         }
+    }
+
+    /// Records what a settlement came to (the receipt durable before the task's outcome
+    /// and the ack), riding out a store outage for a while.
+    pub(crate) async fn record(
+        &self,
+        task_id: &str,
+        p: &PaymentCommand,
+        settled: &Settled,
+        kept: Option<KeptResult>,
+    ) -> Result<(), StoreError> {
+        let finish = match settled {
+            Settled::Yes(r) => Finish::settled(r.clone()),
+            Settled::Refused(r) => Finish::refused(r.clone()),
+            Settled::Unknown(e) => Finish::orphaned(e.to_string(), kept),
+        };
+        self.finish(task_id, p, finish).await
+    }
+
+    /// Records a payment that is not charged (`code` says why). Best effort: the task's
+    /// metadata says it too.
+    pub(crate) async fn not_charged(&self, task_id: &str, p: &PaymentCommand, code: &str) {
+        match self.finish(task_id, p, Finish::unpaid(code)).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(task_id, nonce = %p.nonce, error = %e, "could not record a payment as not charged")
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        task_id: &str,
+        p: &PaymentCommand,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        RetryPolicy {
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            deadline: crate::pool::RECORD_DEADLINE,
+        }
+        .run(
+            || self.payments.finish(task_id, &p.nonce, finish.clone()),
+            |e| matches!(e, StoreError::Unavailable(_)),
+        )
+        .await
     }
 }
 
@@ -177,20 +276,24 @@ pub(crate) fn unpaid(p: &PaymentCommand, settled: &Settled) -> (Metadata, String
                 format!("Payment settlement failed ({reason}): the result is withheld and nothing was charged"),
             )
         }
-        Settled::Unknown(e) => {
-            let mut m = Metadata::new();
-            m.insert(meta::STATUS.into(), meta::ORPHANED.into());
-            m.insert(meta::ERROR.into(), "SETTLEMENT_FAILED".into());
-            m.insert(meta::NONCE.into(), p.nonce.clone().into());
-            m.insert(
-                meta::AUTHORIZATION.into(),
-                p.payload["payload"]["authorization"].clone(),
-            );
-            m.insert(meta::NETWORK.into(), p.requirements.network.clone().into());
-            (
-                m,
-                format!("Payment settlement outcome unknown ({e}): the result is withheld; the payment is to be reconciled with the facilitator"),
-            )
-        }
+        Settled::Unknown(e) => (
+            orphaned(p),
+            format!("Payment settlement outcome unknown ({e}): the result is withheld; the payment is to be reconciled with the facilitator"),
+        ),
     }
+}
+
+/// Task metadata of a payment whose settlement outcome is unknown: what a reconciliation
+/// needs.
+pub(crate) fn orphaned(p: &PaymentCommand) -> Metadata {
+    let mut m = Metadata::new();
+    m.insert(meta::STATUS.into(), meta::ORPHANED.into());
+    m.insert(meta::ERROR.into(), "SETTLEMENT_FAILED".into());
+    m.insert(meta::NONCE.into(), p.nonce.clone().into());
+    m.insert(
+        meta::AUTHORIZATION.into(),
+        p.payload["payload"]["authorization"].clone(),
+    );
+    m.insert(meta::NETWORK.into(), p.requirements.network.clone().into());
+    m
 }

@@ -1,0 +1,239 @@
+//! Reconciliation of payments whose settlement got no usable answer (`orphaned`): every
+//! `X402__RECONCILE_INTERVAL` (in `bindu serve` and `bindu worker`), or once with
+//! `bindu payments reconcile`, the facilitator is asked to settle each one again.
+//!
+//! | the facilitator says | the payment | the task (waiting in `working`, `payment-orphaned`) |
+//! |---|---|---|
+//! | settled, or "nonce already used" (the earlier attempt landed) | `settled`, receipt | `completed` with the kept result and the receipt; a `before` payment's run is queued again |
+//! | refused | `refused` | `failed` with the reason, `payment-failed`: nothing charged, nothing released |
+//! | no usable answer again | `orphaned` (the next pass asks again) | unchanged |
+//!
+//! Orphans are claimed in the store ([`PaymentStore::claim_orphans`]), so reconcilers in
+//! several processes never ask about the same payment at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindu_engine::bus::Bus;
+use bindu_engine::ledger::{Patience, TaskLedger};
+use bindu_engine::store::payments::{PaymentRecord, PaymentStore};
+use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
+use bindu_engine::TaskStore;
+use bindu_schemas::bus::{CommandOp, TaskCommand};
+use bindu_schemas::{Message, Part, Role, TaskState};
+use tokio_util::sync::CancellationToken;
+
+use super::{completed, unpaid, Settled, Settlement};
+
+/// Most orphans taken in one pass.
+const BATCH: u32 = 100;
+
+/// What one reconciliation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Paid: the task completed with its result (or its run was queued again).
+    Settled,
+    /// Refused: the task failed, nothing charged. The facilitator's reason.
+    Refused(String),
+    /// Still no usable answer: asked again on the next pass.
+    Unknown(String),
+    /// The payment was resolved but the task could not be updated (why).
+    TaskNotUpdated(String),
+}
+
+/// One payment reconciled.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    pub task_id: String,
+    pub nonce: String,
+    pub resolution: Resolution,
+}
+
+/// Asks the facilitator about orphaned payments and resolves their tasks.
+#[derive(Clone)]
+pub struct Reconciler {
+    settlement: Settlement,
+    ledger: TaskLedger,
+}
+
+impl Reconciler {
+    pub fn new(settlement: Settlement, store: Arc<dyn TaskStore>, bus: Arc<dyn Bus>) -> Self {
+        Reconciler {
+            settlement,
+            ledger: TaskLedger::new(store, bus),
+        }
+    }
+
+    fn payments(&self) -> &Arc<dyn PaymentStore> {
+        &self.settlement.payments
+    }
+
+    /// Runs a pass every `interval` until `shutdown` fires.
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        tracing::info!(
+            interval_secs = interval.as_secs_f64(),
+            "payment reconciliation started"
+        );
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            match self.pass().await {
+                Ok(done) if !done.is_empty() => {
+                    tracing::info!(payments = done.len(), "payment reconciliation pass done")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "payment reconciliation could not read the orphaned payments")
+                }
+            }
+        }
+    }
+
+    /// Reconciles every orphaned payment once (batches of [`BATCH`]).
+    pub async fn pass(&self) -> Result<Vec<Reconciled>, StoreError> {
+        let mut done = Vec::new();
+        loop {
+            let claimed = self.payments().claim_orphans(BATCH).await?;
+            let last = claimed.len() < BATCH as usize;
+            for record in claimed {
+                let (task_id, nonce) = (record.task_id.clone(), record.nonce.clone());
+                let resolution = self.resolve(record).await;
+                done.push(Reconciled {
+                    task_id,
+                    nonce,
+                    resolution,
+                });
+            }
+            // A payment still unknown goes back to `orphaned` and would be claimed again:
+            // one pass asks about each once.
+            if last
+                || done
+                    .iter()
+                    .any(|r| matches!(r.resolution, Resolution::Unknown(_)))
+            {
+                return Ok(done);
+            }
+        }
+    }
+
+    async fn resolve(&self, record: PaymentRecord) -> Resolution {
+        let task_id = record.task_id.as_str();
+        let p = &record.payment;
+        // Claimed records have an earlier attempt: "nonce already used" is its success.
+        let settled = self.settlement.ask(task_id, p, true).await;
+        let kept = match &settled {
+            Settled::Unknown(_) => record.kept.clone(),
+            _ => None,
+        };
+        if let Err(e) = self.settlement.record(task_id, p, &settled, kept).await {
+            // The claim is left `settling`; the answer is in the log.
+            tracing::error!(task_id, nonce = %p.nonce, error = %e, "could not record a reconciled payment");
+            return Resolution::TaskNotUpdated(format!("the payment store: {e}"));
+        }
+        match settled {
+            Settled::Unknown(e) => Resolution::Unknown(e.to_string()),
+            Settled::Yes(receipt) => {
+                let done = match record.kept {
+                    Some(kept) => {
+                        let mut update =
+                            TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+                                .status(TaskState::Completed, kept.message);
+                        update.artifacts = kept
+                            .artifacts
+                            .into_iter()
+                            .map(ArtifactChunk::from)
+                            .collect();
+                        update.history = kept.history;
+                        update.metadata = Some(completed(&receipt));
+                        self.transition(update).await
+                    }
+                    None => self.run_again(&record).await,
+                };
+                match done {
+                    Ok(()) => Resolution::Settled,
+                    Err(e) => Resolution::TaskNotUpdated(e),
+                }
+            }
+            refused => {
+                let reason = match &refused {
+                    Settled::Refused(r) => {
+                        r.error_reason.clone().unwrap_or_else(|| "refused".into())
+                    }
+                    _ => String::new(),
+                };
+                let (metadata, text) = unpaid(p, &refused);
+                let msg = Message::agent(
+                    uuid::Uuid::new_v4().to_string(),
+                    vec![Part::text(format!("Task failed: {text}"))],
+                );
+                let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+                    .history(msg.clone())
+                    .status(TaskState::Failed, Some(msg));
+                update.metadata = Some(metadata);
+                match self.transition(update).await {
+                    Ok(()) => Resolution::Refused(reason),
+                    Err(e) => Resolution::TaskNotUpdated(e),
+                }
+            }
+        }
+    }
+
+    async fn transition(&self, update: TaskUpdate) -> Result<(), String> {
+        let task_id = update.task_id.clone();
+        match self
+            .ledger
+            .transition(update, Patience::Until(crate::pool::RECORD_DEADLINE))
+            .await
+        {
+            Ok(applied) => {
+                tracing::info!(%task_id, state = %applied.state, "task of a reconciled payment resolved");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(%task_id, error = %e, "could not resolve the task of a reconciled payment");
+                Err(format!("the task: {e}"))
+            }
+        }
+    }
+
+    /// A payment settled before its run (`X402__SETTLE=before`) that never ran: its run is
+    /// queued again (the worker finds the payment settled and does not settle it again).
+    async fn run_again(&self, record: &PaymentRecord) -> Result<(), String> {
+        let store = self.ledger.store();
+        let snap = store
+            .get(&record.task_id, Access::Internal)
+            .await
+            .map_err(|e| format!("the task: {e}"))?;
+        if snap.task.status.state != TaskState::Working {
+            return Err(format!(
+                "the task is {}, not waiting for its payment",
+                snap.task.status.state
+            ));
+        }
+        let message_id = snap
+            .task
+            .history
+            .as_ref()
+            .and_then(|h| h.iter().rev().find(|m| m.role == Role::User))
+            .map(|m| m.message_id.clone())
+            .unwrap_or_default();
+        let command = TaskCommand {
+            op: CommandOp::Run,
+            task_id: record.task_id.clone(),
+            context_id: snap.task.context_id.clone(),
+            message_id,
+            caller: snap.owner.clone(),
+            issued_at: bindu_engine::time::now_rfc3339(),
+            version: snap.version,
+            history: None,
+            payment: Some(record.payment.clone()),
+        };
+        self.ledger
+            .bus()
+            .publish_commands(vec![command])
+            .await
+            .map_err(|e| format!("queueing its run: {e}"))
+    }
+}
