@@ -25,7 +25,6 @@
 //! Streams and the consumer are created or updated at start-up; concurrent starts are fine.
 //! Written for nats-server 2.9 (no multi-filter consumers, no per-message fsync).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -37,6 +36,9 @@ use super::ack_floor::{AckFloor, MessageAck, PartAcker};
 use super::*;
 use crate::retry::RetryPolicy;
 use tokio_util::sync::CancellationToken;
+
+mod durable;
+mod wire;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatsStorage {
@@ -295,64 +297,6 @@ impl NatsBus {
             .map_err(|e| BusError::Unavailable(format!("cannot create the workers' consumer: {e}")))
     }
 
-    /// The events of one message: a JSON object (one event) or an array (consecutive events
-    /// of one task, published together). Unreadable messages yield none (logged).
-    fn decode_events(payload: &[u8]) -> Vec<Arc<TaskEvent>> {
-        let batch = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-        let decoded = if batch {
-            serde_json::from_slice::<Vec<TaskEvent>>(payload)
-                .map(|events| events.into_iter().map(Arc::new).collect())
-        } else {
-            serde_json::from_slice::<TaskEvent>(payload).map(|e| vec![Arc::new(e)])
-        };
-        decoded.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring a task event message that is not valid JSON");
-            Vec::new()
-        })
-    }
-
-    /// One message per task and run of consecutive events: the run's events travel as one
-    /// JSON array (one stored message, one delivery to each reader) while that fits the
-    /// server's payload limit, one by one (each [truncated](TaskEvent::truncate) if need be)
-    /// otherwise.
-    fn event_messages(
-        &self,
-        events: &[TaskEvent],
-    ) -> Result<Vec<(String, bytes::Bytes)>, BusError> {
-        let limit = self.payload_limit();
-        let mut out = Vec::with_capacity(events.len());
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let task_id = first.task_id();
-            let n = rest
-                .iter()
-                .position(|e| e.task_id() != task_id)
-                .unwrap_or(rest.len());
-            let (run, tail) = rest.split_at(n);
-            rest = tail;
-            let subject = subjects::events(&self.options.agent, task_id);
-            if let [one] = run {
-                out.push((subject, self.event_payload(one)?));
-                continue;
-            }
-            let payload = serde_json::to_vec(run).map_err(|e| BusError::Other(Box::new(e)))?;
-            if payload.len() <= limit {
-                out.push((subject, payload.into()));
-            } else {
-                for e in run {
-                    out.push((subject.clone(), self.event_payload(e)?));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The largest payload an event message may have: the server's limit, less room for
-    /// the subject and headers it counts against it.
-    fn payload_limit(&self) -> usize {
-        self.client.server_info().max_payload.saturating_sub(1024)
-    }
-
     /// Opens the wildcard subscription that feeds the in-process task router (once).
     async fn ensure_fanout(&self) -> Result<(), BusError> {
         self.fanout
@@ -381,25 +325,6 @@ impl NatsBus {
             })
             .await
             .map(|_| ())
-    }
-
-    /// The payload of an event, truncated when the whole would exceed the server's limit.
-    fn event_payload(&self, e: &TaskEvent) -> Result<bytes::Bytes, BusError> {
-        let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
-        let limit = self.payload_limit();
-        if payload.len() <= limit {
-            return Ok(payload.into());
-        }
-        tracing::info!(
-            task_id = e.task_id(),
-            seq = e.seq,
-            bytes = payload.len(),
-            limit,
-            "task event over the bus's payload limit; publishing it truncated"
-        );
-        serde_json::to_vec(&e.truncate())
-            .map(Into::into)
-            .map_err(|e| BusError::Other(Box::new(e)))
     }
 
     /// Live events of a wildcard subscription on the events stream's subjects (notices
@@ -593,139 +518,7 @@ impl Bus for NatsBus {
     }
 
     async fn consume_events(&self, durable_name: &str) -> Result<DurableEventStream, BusError> {
-        let name = consumer_name(durable_name);
-        let previous = self
-            .flushers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&name);
-        if let Some(flusher) = previous {
-            // Ends once the previous stream is dropped, after acking what it handled.
-            if tokio::time::timeout(Duration::from_secs(2), flusher)
-                .await
-                .is_err()
-            {
-                tracing::warn!(consumer = %name, "the previous reader of this event consumer is still open; its last acks may be lost (its events come again)");
-            }
-        }
-        let stream = self
-            .js
-            .get_stream(&self.events_stream)
-            .await
-            .map_err(unavailable)?;
-        // Resume right after the ack floor: everything unacknowledged comes again, in order.
-        let deliver_policy = match stream.consumer_info(&name).await {
-            Ok(info) => {
-                let floor = info.ack_floor.stream_sequence;
-                stream.delete_consumer(&name).await.map_err(|e| {
-                    BusError::Unavailable(format!("cannot reopen event consumer {name}: {e}"))
-                })?;
-                tracing::info!(consumer = %name, ack_floor = floor, "reopening the durable event consumer after its ack floor");
-                consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: floor + 1,
-                }
-            }
-            Err(e)
-                if e.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound =>
-            {
-                consumer::DeliverPolicy::New
-            }
-            Err(e) => {
-                return Err(BusError::Unavailable(format!(
-                    "cannot read event consumer {name}: {e}"
-                )))
-            }
-        };
-        let config = consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            deliver_policy,
-            // Acked cumulatively, a few times a second (see `ack_floor`).
-            ack_policy: consumer::AckPolicy::All,
-            ack_wait: self.options.event_ack_wait,
-            max_deliver: -1,
-            max_ack_pending: self.options.event_max_ack_pending,
-            ..Default::default()
-        };
-        let consumer: consumer::Consumer<consumer::pull::Config> = setup_policy()
-            .run(|| stream.create_consumer(config.clone()), |_| true)
-            .await
-            .map_err(|e| {
-                BusError::Unavailable(format!("cannot create event consumer {name}: {e}"))
-            })?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(512)
-            .messages()
-            .await
-            .map_err(unavailable)?;
-        let prefix = self.events_prefix();
-        // The flusher acks the floor one last time when the stream is dropped.
-        let stop = CancellationToken::new();
-        let (floor, flusher) = AckFloor::start(stop.clone());
-        self.flushers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone(), flusher);
-        let stop = stop.drop_guard();
-        Ok(messages
-            .then(move |m| {
-                let prefix = prefix.clone();
-                let floor = floor.clone();
-                async move {
-                    let m = match m {
-                        Ok(m) => m,
-                        Err(e) => return vec![Err(unavailable(e))],
-                    };
-                    let (attempt, stream_seq) = match m.info() {
-                        Ok(i) => (i.delivered.max(1) as u64, i.stream_sequence),
-                        Err(e) => return vec![Err(unavailable(e))],
-                    };
-                    let (msg, acker) = m.split();
-                    let notice = msg
-                        .subject
-                        .as_str()
-                        .strip_prefix(prefix.as_str())
-                        .is_some_and(subjects::is_push_configs_suffix);
-                    if notice {
-                        if let Ok(n) = serde_json::from_slice::<PushConfigsChanged>(&msg.payload) {
-                            let shared = MessageAck::new(floor, stream_seq, acker, 1);
-                            return vec![Ok(Consumed::PushConfigsChanged(PushNotice {
-                                task_id: n.task_id,
-                                acker: Box::new(PartAcker(shared)),
-                            }))];
-                        }
-                    }
-                    let events = if notice {
-                        Vec::new()
-                    } else {
-                        Self::decode_events(&msg.payload)
-                    };
-                    // The events of one message share its acknowledgement: it counts as
-                    // handled once every one of them is.
-                    let shared = MessageAck::new(floor, stream_seq, acker, events.len());
-                    if events.is_empty() {
-                        tracing::warn!(subject = %msg.subject, "dropping an unreadable message from the events stream");
-                        shared.skip();
-                        return Vec::new();
-                    }
-                    events
-                        .into_iter()
-                        .map(|event| {
-                            Ok(Consumed::Event(EventDelivery {
-                                event,
-                                attempt,
-                                acker: Box::new(PartAcker(shared.clone())),
-                            }))
-                        })
-                        .collect()
-                }
-            })
-            .flat_map(futures::stream::iter)
-            .map(move |item| {
-                let _stop = &stop;
-                item
-            })
-            .boxed())
+        self.durable_events(durable_name).await
     }
 
     async fn push_configs_changed(&self, task_id: &str) -> Result<(), BusError> {
