@@ -74,14 +74,14 @@ impl Health {
 
     fn failed(&self, why: String) {
         if !self.down.swap(true, Ordering::SeqCst) {
-            tracing::warn!(error = %why, "Redis is unavailable; the auth caches and the replay guard are this replica's own until it answers again");
+            tracing::warn!(error = %why, "Redis is unavailable; until it answers again the auth caches and the request replay guard are this replica's own, and payments (x402 nonce claims) are refused with 503");
         }
         *self.why.lock() = Some(why);
     }
 
     fn answered(&self) {
         if self.down.swap(false, Ordering::SeqCst) {
-            tracing::info!("Redis answers again; auth state is shared by the replicas again");
+            tracing::info!("Redis answers again; auth state and payment nonces are shared by the replicas again");
         }
         *self.why.lock() = None;
     }
