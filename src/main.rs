@@ -8,6 +8,10 @@ use bindu::Config;
 use bindu_engine::config::ConfigError;
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "bindu",
