@@ -395,9 +395,12 @@ impl Bus for NatsBus {
         for c in &commands {
             let payload = serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?;
             let mut headers = async_nats::HeaderMap::new();
+            // The task's version is part of the id: a follow-up that reuses an earlier
+            // message's id is a new submission (a new version) and must not fall in the
+            // duplicate window; only the same submission published again does.
             headers.insert(
                 "Nats-Msg-Id",
-                format!("{}:{}", c.task_id, c.message_id).as_str(),
+                format!("{}:{}:{}", c.task_id, c.message_id, c.version).as_str(),
             );
             let ack = self
                 .js

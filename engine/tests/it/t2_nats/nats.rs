@@ -148,6 +148,37 @@ async fn duplicate_command_publishes_are_dropped() {
     assert!(more.is_err(), "the same task/message id is queued once");
 }
 
+/// A follow-up that reuses a message id is a new submission of the task (a later version):
+/// JetStream's duplicate window must not drop its command, or the task would stay
+/// `submitted` with nothing queued to run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_reusing_a_message_id_is_queued() {
+    let server = NatsServer::start();
+    let bus = NatsBus::connect(options(&server, "reuse"))
+        .await
+        .expect("connect");
+    let mut first = command("again");
+    first.version = 1;
+    let mut follow_up = first.clone();
+    follow_up.version = 3;
+    bus.publish_commands(vec![first]).await.expect("publish");
+    bus.publish_commands(vec![follow_up])
+        .await
+        .expect("publish the follow-up");
+    let mut consumer = bus.consume_commands().await.expect("consume");
+    let mut versions = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("both commands are delivered in time")
+            .expect("open")
+            .expect("ok");
+        versions.push(d.command.version);
+        d.acker.ack().await.expect("ack");
+    }
+    assert_eq!(versions, vec![1, 3]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_a_clear_error() {
     let mut o = NatsOptions::new("nats://127.0.0.1:1", "x");
