@@ -112,22 +112,16 @@ pub fn verify_all<'a>(jobs: impl Iterator<Item = &'a VerifyJob>) -> Vec<bool> {
 
 /// A base58 Ed25519 public key, `None` when it is not 32 bytes or not a curve point.
 pub fn decode_key(base58: &str) -> Option<VerifyingKey> {
-    if base58.len() > 64 {
-        return None;
-    }
-    let raw = bs58::decode(base58).into_vec().ok()?;
-    VerifyingKey::from_bytes(&<[u8; 32]>::try_from(raw.as_slice()).ok()?).ok()
+    let mut raw = [0u8; 32];
+    five8::decode_32(base58, &mut raw).ok()?;
+    VerifyingKey::from_bytes(&raw).ok()
 }
 
 /// A base58 Ed25519 signature, `None` unless it decodes to 64 bytes.
 pub fn decode_signature(base58: &str) -> Option<Signature> {
-    if base58.len() > 128 {
-        return None;
-    }
-    let raw = bs58::decode(base58).into_vec().ok()?;
-    Some(Signature::from_bytes(
-        &<[u8; 64]>::try_from(raw.as_slice()).ok()?,
-    ))
+    let mut raw = [0u8; 64];
+    five8::decode_64(base58, &mut raw).ok()?;
+    Some(Signature::from_bytes(&raw))
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ impl Identity {
     }
 
     pub fn public_key_base58(&self) -> String {
-        bs58::encode(self.verifying_key().as_bytes()).into_string()
+        key_base58(self.verifying_key().as_bytes())
     }
 
     pub fn agent_id(&self) -> String {
@@ -108,17 +108,17 @@ impl Identity {
 
     /// Base58 Ed25519 signature over `bytes`.
     pub fn sign_base58(&self, bytes: &[u8]) -> String {
-        bs58::encode(self.signing.sign(bytes).to_bytes()).into_string()
+        signature_base58(&self.signing.sign(bytes).to_bytes())
     }
 
     /// The public key that verifies webhooks (never results or requests).
     pub fn webhook_public_key_base58(&self) -> String {
-        bs58::encode(self.webhook.verifying_key().as_bytes()).into_string()
+        key_base58(self.webhook.verifying_key().as_bytes())
     }
 
     /// Base58 Ed25519 signature over `bytes` with the webhook key: for webhooks only.
     pub fn sign_webhook_base58(&self, bytes: &[u8]) -> String {
-        bs58::encode(self.webhook.sign(bytes).to_bytes()).into_string()
+        signature_base58(&self.webhook.sign(bytes).to_bytes())
     }
 
     /// The W3C DID v1 document of this agent: the identity key authenticates the agent
@@ -146,27 +146,90 @@ impl Identity {
 
 /// Verifies a base58 Ed25519 signature over `bytes` with a base58 public key.
 pub fn verify_base58(public_key_base58: &str, bytes: &[u8], signature_base58: &str) -> bool {
-    let Ok(key) = bs58::decode(public_key_base58).into_vec() else {
+    let (Some(key), Some(sig)) = (
+        batch::decode_key(public_key_base58),
+        batch::decode_signature(signature_base58),
+    ) else {
         return false;
     };
-    let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) else {
-        return false;
-    };
-    let Ok(key) = VerifyingKey::from_bytes(&key) else {
-        return false;
-    };
-    let Ok(sig) = bs58::decode(signature_base58).into_vec() else {
-        return false;
-    };
-    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
-        return false;
-    };
-    key.verify(bytes, &Signature::from_bytes(&sig)).is_ok()
+    key.verify(bytes, &sig).is_ok()
+}
+
+/// Base58 of a 32-byte public key. Base58 is quadratic in its input: `five8`'s fixed-size
+/// encoders are several times faster than the general `bs58` one, and every result and
+/// webhook carries a signature.
+pub fn key_base58(key: &[u8; 32]) -> String {
+    let mut out = [0u8; five8::BASE58_ENCODED_32_MAX_LEN];
+    let len = usize::from(five8::encode_32(key, &mut out));
+    // The base58 alphabet is ASCII.
+    String::from_utf8_lossy(&out[..len]).into_owned()
+}
+
+/// Base58 of a 64-byte Ed25519 signature (see [`key_base58`]).
+pub fn signature_base58(signature: &[u8; 64]) -> String {
+    let mut out = [0u8; five8::BASE58_ENCODED_64_MAX_LEN];
+    let len = usize::from(five8::encode_64(signature, &mut out));
+    String::from_utf8_lossy(&out[..len]).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod base58_matches_bs58 {
+        use super::super::batch::{decode_key, decode_signature};
+        use super::super::{key_base58, signature_base58};
+        use proptest::prelude::*;
+
+        fn with_leading_zeros<const N: usize>(mut b: [u8; N], zeros: usize) -> [u8; N] {
+            b[..zeros.min(N)].fill(0);
+            b
+        }
+
+        proptest! {
+            // The fast fixed-size codec says exactly what the general one says, leading
+            // zero bytes ('1' characters) included.
+            #[test]
+            fn encodings_agree(b in any::<[u8; 32]>(), s0 in any::<[u8; 32]>(), s1 in any::<[u8; 32]>(), zeros in 0usize..40) {
+                let key = with_leading_zeros(b, zeros);
+                prop_assert_eq!(key_base58(&key), bs58::encode(key).into_string());
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(&s0);
+                sig[32..].copy_from_slice(&s1);
+                let sig = with_leading_zeros(sig, zeros);
+                prop_assert_eq!(signature_base58(&sig), bs58::encode(sig).into_string());
+            }
+
+            // Any text, valid or not: a signature decodes exactly when bs58 decodes it to
+            // 64 bytes, to the same bytes.
+            #[test]
+            fn signature_decoding_agrees(text in "[1-9A-HJ-NP-Za-km-z0OIl+/ ]{0,100}") {
+                let general = bs58::decode(&text).into_vec().ok().filter(|v| v.len() == 64);
+                let fast = decode_signature(&text).map(|s| s.to_bytes().to_vec());
+                prop_assert_eq!(fast, general);
+            }
+
+            #[test]
+            fn signature_round_trips(s0 in any::<[u8; 32]>(), s1 in any::<[u8; 32]>(), zeros in 0usize..70) {
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(&s0);
+                sig[32..].copy_from_slice(&s1);
+                let sig = with_leading_zeros(sig, zeros);
+                let text = signature_base58(&sig);
+                prop_assert_eq!(decode_signature(&text).map(|s| s.to_bytes()), Some(sig));
+            }
+
+            #[test]
+            fn key_decoding_agrees(text in "[1-9A-HJ-NP-Za-km-z0OIl]{0,60}") {
+                let general = bs58::decode(&text)
+                    .into_vec()
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+                    .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok());
+                prop_assert_eq!(decode_key(&text), general);
+            }
+        }
+    }
 
     #[test]
     fn signs_and_verifies_and_never_prints_the_key() {
