@@ -41,7 +41,7 @@ impl Paid {
         std::fs::write(
             &config,
             format!(
-                "[agent]\nname = \"{AGENT}\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n"
+                "[agent]\nname = \"{AGENT}\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n\n[[agent.skills]]\nid = \"dear\"\nname = \"dear\"\ndescription = \"Costs more\"\nexecution_cost = [{{ amount = \"$0.50\", pay_to_address = \"{PAY_TO}\" }}]\n"
             ),
         )
         .unwrap();
@@ -188,6 +188,20 @@ async fn a_paid_task_settles_once_even_when_its_worker_dies_between_settle_and_a
     let victim = p.process("worker", &patient);
     let c = patient_client();
     let req = requirement(&c, &ingress).await;
+
+    // A skill's own price (read by the ingress from the same file): its 402 asks for it.
+    let resp = c
+        .post(ingress.url())
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+                      "params": {"message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+                                             "parts": [{"kind": "text", "text": "dear work"}],
+                                             "metadata": {"skillId": "dear"}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 402);
+    let asked: Value = resp.json().await.unwrap();
+    assert_eq!(asked["accepts"][0]["amount"], "500000", "{asked}");
 
     // Through ingress and worker: verified at the edge, kept with the task, settled by
     // the worker, the receipt on the task and in PAYMENT-RESPONSE.

@@ -54,6 +54,43 @@ where
     payments_are_kept_once_per_task_and_nonce(&make().await).await;
     attempts_are_counted_and_a_settled_payment_is_never_begun_again(&make().await).await;
     orphans_are_claimed_once_with_their_kept_result(&make().await).await;
+    stale_settlements_are_claimed_once_their_lease_ran_out(&make().await).await;
+}
+
+/// A payment left `settling` (its settler died) is claimed once its lease ran out, oldest
+/// first, by one claimer (its lease renewed, its attempts unchanged); a fresh one is not.
+pub async fn stale_settlements_are_claimed_once_their_lease_ran_out(store: &dyn PaymentStore) {
+    use std::time::Duration;
+    let (old, fresh) = (payment('a'), payment('b'));
+    store.begin_settle("s1", &old).await.expect("begin");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    store.begin_settle("s2", &fresh).await.expect("begin");
+    let lease = Duration::from_millis(1000);
+    let stale = store.claim_stale(lease, 10).await.expect("claim");
+    assert_eq!(stale.len(), 1, "only the one past its lease");
+    assert_eq!(
+        (stale[0].task_id.as_str(), stale[0].state, stale[0].attempts),
+        ("s1", PaymentState::Settling, 1)
+    );
+    assert!(
+        store
+            .claim_stale(lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "its lease was renewed"
+    );
+    // Settled or orphaned payments are not stale, whatever their age.
+    store
+        .finish("s1", &old.nonce, Finish::settled(receipt(true)))
+        .await
+        .expect("finish");
+    assert!(store
+        .claim_stale(Duration::ZERO, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|r| r.task_id == "s2"));
 }
 
 /// A payment is kept once per task and nonce (a retried accept changes nothing); a

@@ -186,6 +186,35 @@ impl PaymentStore for PostgresPayments {
         rows.iter().map(record).collect()
     }
 
+    async fn claim_stale(
+        &self,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let columns = QUALIFIED;
+        let sql = format!(
+            "WITH picked AS ( \
+               SELECT task_id, nonce, updated_at AS since FROM bindu_payments \
+               WHERE agent = $1 AND state = 'settling' \
+                 AND updated_at < now() - make_interval(secs => $3) \
+               ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE bindu_payments p SET updated_at = now() \
+               FROM picked WHERE p.agent = $1 AND p.task_id = picked.task_id \
+                 AND p.nonce = picked.nonce \
+               RETURNING picked.since, {columns}) \
+             SELECT * FROM claimed ORDER BY since"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&self.agent)
+            .bind(i64::from(limit))
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(record).collect()
+    }
+
     async fn list(
         &self,
         state: Option<PaymentState>,
