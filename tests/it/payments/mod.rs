@@ -95,11 +95,11 @@ pub(crate) fn payload(key: &SigningKey, req: &Value, valid_before: u64, nonce: [
 }
 
 /// A priced agent (0.01 USDC on base-sepolia) and its fake facilitator.
-struct Priced {
-    srv: TestServer,
-    fac: Arc<FakeFacilitator>,
+pub(crate) struct Priced {
+    pub(crate) srv: TestServer,
+    pub(crate) fac: Arc<FakeFacilitator>,
     /// `accepts[0]` as the agent publishes it.
-    req: Value,
+    pub(crate) req: Value,
 }
 
 impl Priced {
@@ -114,7 +114,7 @@ impl Priced {
 
     /// A priced agent as `change` configures it (`req`: the agent's first requirement,
     /// `null` when the agent itself is free).
-    async fn configured(
+    pub(crate) async fn configured(
         extra: &[(&str, &str)],
         change: impl FnOnce(&mut bindu::Config),
         h: Arc<dyn bindu::Handler>,
@@ -148,7 +148,7 @@ impl Priced {
     }
 
     /// A payment header valid for the default window.
-    fn pay(&self) -> String {
+    pub(crate) fn pay(&self) -> String {
         b64(&payload(&payer(), &self.req, now() + 300, nonce()))
     }
 
@@ -177,7 +177,7 @@ impl Priced {
         (status, headers, value)
     }
 
-    async fn send_paid(
+    pub(crate) async fn send_paid(
         &self,
         header: &str,
         payment: String,
