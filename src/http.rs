@@ -221,23 +221,11 @@ async fn payment_nonces(config: &Config, namespace: &str) -> Result<Arc<dyn nonc
 }
 
 /// The agent's price per task, as negotiation's cost subscore reads it (`max_cost_amount`,
-/// `cost_exceeds_budget`): the one place it is read. It is the cheapest of the agent's x402
-/// price options (`agent.execution_cost`, in tokens: USDC), `None` for a free agent. The
-/// amounts were checked with the configuration, so every one reads as a number.
+/// `cost_exceeds_budget`) for skills without a price of their own: the cheapest of the
+/// agent's x402 price options (`agent.execution_cost`, in tokens: USDC), `None` for a free
+/// agent.
 fn price_per_task(config: &Config) -> Option<f64> {
-    config
-        .agent
-        .execution_cost
-        .iter()
-        .filter_map(|o| {
-            o.amount
-                .trim()
-                .trim_start_matches('$')
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .reduce(f64::min)
+    bindu_ingress::negotiation::score::cheapest(&config.agent.execution_cost)
 }
 
 /// `BINDU_DEPLOYMENT_URL`, else the bound address (loopback for an unspecified host).
