@@ -169,6 +169,20 @@ impl Settlement {
                 return Ok(Settled::Yes(receipt));
             }
         }
+        if begun.state == PaymentState::Unpaid {
+            // Its task ended without delivering (a late delivery of an exhausted command).
+            let code = begun.error.unwrap_or_else(|| "UNDELIVERED".into());
+            tracing::warn!(task_id, nonce = %p.nonce, %code, "payment is not to be settled; not asking the facilitator");
+            self.metrics.count("not_charged");
+            return Ok(Settled::Refused(SettleResponse {
+                success: false,
+                error_reason: Some(code),
+                payer: Some(p.payer.clone()),
+                transaction: String::new(),
+                network: p.requirements.network.clone(),
+                amount: None,
+            }));
+        }
         Ok(self.ask(task_id, p, begun.attempts > 1).await)
     }
 

@@ -55,6 +55,23 @@ where
     attempts_are_counted_and_a_settled_payment_is_never_begun_again(&make().await).await;
     orphans_are_claimed_once_with_their_kept_result(&make().await).await;
     stale_settlements_are_claimed_once_their_lease_ran_out(&make().await).await;
+    an_unpaid_payment_is_never_begun(&make().await).await;
+}
+
+/// A payment recorded `unpaid` (never to be settled) is returned as it is by
+/// `begin_settle`: a late delivery of its command must not settle it.
+pub async fn an_unpaid_payment_is_never_begun(store: &dyn PaymentStore) {
+    let p = payment('c');
+    store.record("u1", &p).await.expect("record");
+    store
+        .finish("u1", &p.nonce, Finish::unpaid("UNDELIVERED"))
+        .await
+        .expect("finish");
+    let begun = store.begin_settle("u1", &p).await.expect("begin");
+    assert_eq!(
+        (begun.state, begun.attempts, begun.error.as_deref()),
+        (PaymentState::Unpaid, 0, Some("UNDELIVERED"))
+    );
 }
 
 /// A payment left `settling` (its settler died) is claimed once its lease ran out, oldest

@@ -98,7 +98,7 @@ impl PaymentStore for MemoryPayments {
         }
         let r = find(&mut records, task_id, &payment.nonce)
             .ok_or_else(|| StoreError::NotFound(task_id.to_string()))?;
-        if r.state != PaymentState::Settled {
+        if !matches!(r.state, PaymentState::Settled | PaymentState::Unpaid) {
             r.state = PaymentState::Settling;
             r.attempts += 1;
             r.updated_at = crate::time::now_rfc3339();

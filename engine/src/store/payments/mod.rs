@@ -240,7 +240,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Records that a settlement is about to be asked for, durably, and returns the record
     /// as it now is: `settling` with `attempts` counting this one (so `attempts > 1` says an
     /// earlier attempt may have landed). A payment already `settled` is returned unchanged:
-    /// it must not be settled again. A payment not kept yet is kept first (its command
+    /// it must not be settled again; so is one `unpaid`: it is never to be settled (its task
+    /// ended without delivering, e.g. a late delivery of a command that ran out of them). A payment not kept yet is kept first (its command
     /// carried it).
     async fn begin_settle(
         &self,

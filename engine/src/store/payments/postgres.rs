@@ -113,18 +113,20 @@ impl PaymentStore for PostgresPayments {
         payment: &PaymentCommand,
     ) -> Result<PaymentRecord, StoreError> {
         self.insert(task_id, payment).await?;
-        // One statement: the attempt is counted exactly when it is recorded; a settled
-        // payment is read back as it is.
+        // One statement: the attempt is counted exactly when it is recorded; a settled (or
+        // unpaid) payment is read back as it is.
         let sql = format!(
             "WITH begun AS ( \
                UPDATE bindu_payments SET state = 'settling', attempts = attempts + 1, \
                  updated_at = now() \
-               WHERE agent = $1 AND task_id = $2 AND nonce = $3 AND state <> 'settled' \
+               WHERE agent = $1 AND task_id = $2 AND nonce = $3 \
+                 AND state NOT IN ('settled', 'unpaid') \
                RETURNING {COLUMNS}) \
              SELECT * FROM begun \
              UNION ALL \
              SELECT {COLUMNS} FROM bindu_payments \
-             WHERE agent = $1 AND task_id = $2 AND nonce = $3 AND state = 'settled'"
+             WHERE agent = $1 AND task_id = $2 AND nonce = $3 \
+               AND state IN ('settled', 'unpaid')"
         );
         let row = sqlx::query(&sql)
             .bind(&self.agent)
