@@ -109,6 +109,7 @@ pub fn settlement(
         ),
         mode: config.x402.settle,
         timeout: config.x402.facilitator_timeout,
+        settling_lease: config.x402.settling_lease,
         metrics: Default::default(),
         payments,
     })

@@ -18,6 +18,7 @@ use bindu_ingress::negotiation::NegotiationConfig;
 use bindu_ingress::options::{
     AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
 };
+use bindu_ingress::payments::Prices;
 use bindu_ingress::skills::{SkillSource, Skills};
 use bindu_workers::options::{HandlerKind, OpenAiConfig, PushConfig, WebhookConfig, WorkerConfig};
 use secrecy::SecretString;
@@ -452,14 +453,34 @@ impl Config {
         Pricing::new(&self.agent.execution_cost, &self.x402)
     }
 
+    /// The agent's and its skills' prices (x402; `skills` as [`Config::skills`] read them).
+    /// The error names the skill list and the skill at fault.
+    pub fn prices(&self, skills: &Skills) -> Result<Prices, ConfigError> {
+        Prices::new(&self.agent.execution_cost, skills, &self.x402).map_err(|message| {
+            let key = if self.agent.execution_cost.is_empty() || message.starts_with("skill ") {
+                "agent.skills"
+            } else {
+                "agent.execution_cost"
+            };
+            ConfigError {
+                key: keys()
+                    .iter()
+                    .find(|k| k.key == key)
+                    .map_or_else(|| key.to_string(), FullKey::named),
+                source_desc: self.source(key),
+                message,
+            }
+        })
+    }
+
     /// Why this configuration cannot take payments in `role`, if so: every ingress of a
-    /// priced agent that is not the only process must share the payment replay guard in
-    /// Redis (a guard in each process's memory would let one payment through on each).
-    pub fn payments_problem(&self, role: crate::Role) -> Option<String> {
-        let priced = !self.agent.execution_cost.is_empty();
+    /// `priced` agent (its price or a skill's, see [`Config::prices`]) that is not the only
+    /// process must share the payment replay guard in Redis (a guard in each process's
+    /// memory would let one payment through on each).
+    pub fn payments_problem(&self, role: crate::Role, priced: bool) -> Option<String> {
         let alone = role == crate::Role::Serve && self.scheduler.kind == BusKind::Memory;
         (priced && role != crate::Role::Worker && !alone && self.cache.redis_url.is_none())
-            .then(|| "a priced agent (agent.execution_cost) with more than one process needs REDIS_URL: its ingress replicas claim each payment's nonce in Redis, so a payment cannot be replayed on another replica".to_string())
+            .then(|| "a priced agent (agent.execution_cost, or a skill's execution_cost) with more than one process needs REDIS_URL: its ingress replicas claim each payment's nonce in Redis, so a payment cannot be replayed on another replica".to_string())
     }
 
     /// Why this configuration cannot run as separate ingress or worker processes, if so.

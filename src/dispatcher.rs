@@ -48,17 +48,21 @@ pub(crate) async fn start(
         .map_err(|e| Error::backend("webhook dispatcher", e))?;
     if role == Role::Dispatcher {
         if let Some(addr) = config.push.metrics_addr {
-            serve_metrics(addr, metrics.clone(), stop.clone(), supervisor).await?;
+            let m = metrics.clone();
+            let render = move || m.render();
+            serve_metrics(addr, "push.metrics_addr", render, stop.clone(), supervisor).await?;
         }
     }
     supervisor.dispatcher(stop, metrics.clone(), run);
     Ok(metrics)
 }
 
-/// `/metrics` and `/healthz` of a dispatcher-only process, until `stop`.
-async fn serve_metrics(
+/// `/metrics` (what `render` gives) and `/healthz` of a process without the HTTP ingress
+/// (a `bindu dispatcher` or `bindu worker`) on `addr` (set by `key`), until `stop`.
+pub(crate) async fn serve_metrics(
     addr: SocketAddr,
-    metrics: DispatcherMetrics,
+    key: &str,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
     stop: CancellationToken,
     supervisor: &Supervisor,
 ) -> Result<()> {
@@ -66,14 +70,14 @@ async fn serve_metrics(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Listen {
-            what: format!("could not listen on {addr} (push.metrics_addr)"),
+            what: format!("could not listen on {addr} ({key})"),
             source,
         })?;
     let router = axum::Router::new()
         .route(
             "/metrics",
             get(move || {
-                let body = metrics.render();
+                let body = render();
                 async move {
                     (
                         [(
@@ -86,7 +90,7 @@ async fn serve_metrics(
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    tracing::info!(%addr, "dispatcher metrics listening");
+    tracing::info!(%addr, key, "metrics listening");
     supervisor.spawn(async move {
         let _ = bindu_ingress::serve(listener, router, stop).await;
     });

@@ -13,7 +13,7 @@ use bindu_engine::{Bus, TaskStore};
 use bindu_ingress::auth::setup::AuthSections;
 use bindu_ingress::card::{CardCapabilities, CardParts};
 use bindu_ingress::negotiation::{token, Negotiator};
-use bindu_ingress::payments::{nonces, AgentParty, Payments};
+use bindu_ingress::payments::{nonces, AgentParty, Payments, Prices};
 use bindu_ingress::skills::Skills;
 use bindu_ingress::tls::CertificateAuth;
 use bindu_ingress::{Ingress, IngressOptions};
@@ -45,6 +45,8 @@ pub(crate) struct HttpParts {
     pub facilitator: Arc<dyn Facilitator>,
     /// Where verified payments are kept with their tasks.
     pub payments: Arc<dyn PaymentStore>,
+    /// The agent's and its skills' prices (x402).
+    pub prices: Prices,
 }
 
 /// Binds and starts serving on `supervisor`; the bound address and the card's base URL.
@@ -78,9 +80,7 @@ pub(crate) async fn start(
         // Only when notifications are really delivered (here or by `bindu dispatcher`).
         push_notifications: config.push_enabled() && parts.requested.push_notifications,
     };
-    let pricing = config
-        .pricing()
-        .map_err(|e| Error::backend("agent.execution_cost", e))?;
+    let prices = parts.prices.priced().then_some(parts.prices);
     let cards = bindu_ingress::card::compose(CardParts {
         agent: &config.agent,
         skills: &parts.skills,
@@ -89,7 +89,7 @@ pub(crate) async fn start(
         capabilities,
         client_certs: config.mtls.client_certs(),
         bearer: config.auth.enabled,
-        payments: pricing.as_ref().map(|p| p.accepts.as_slice()),
+        payments: prices.as_ref(),
     })
     .map_err(Error::Card)?;
     let auth = bindu_ingress::auth::setup::from_config(
@@ -142,10 +142,12 @@ pub(crate) async fn start(
     if let Some(m) = &parts.settlement_metrics {
         ingress = ingress.with_metrics(|registry| m.register(registry));
     }
-    if let Some(pricing) = pricing {
+    if let Some(prices) = prices {
         let guard = payment_nonces(config, &parts.namespace).await?;
         tracing::info!(
-            options = pricing.accepts.len(),
+            options = prices.agent.len(),
+            priced_skills = prices.skills.values().filter(|a| !a.is_empty()).count(),
+            free_skills = prices.skills.values().filter(|a| a.is_empty()).count(),
             settle = %config.x402.settle,
             nonces = guard.backend(),
             "priced agent: protected methods need an x402 payment"
@@ -157,7 +159,7 @@ pub(crate) async fn start(
             did: parts.identity.did.clone(),
         };
         ingress = ingress.with_payments(Payments::new(
-            pricing.accepts,
+            prices,
             config.x402.protected_methods.clone(),
             parts.facilitator.clone(),
             guard,
@@ -219,23 +221,11 @@ async fn payment_nonces(config: &Config, namespace: &str) -> Result<Arc<dyn nonc
 }
 
 /// The agent's price per task, as negotiation's cost subscore reads it (`max_cost_amount`,
-/// `cost_exceeds_budget`): the one place it is read. It is the cheapest of the agent's x402
-/// price options (`agent.execution_cost`, in tokens: USDC), `None` for a free agent. The
-/// amounts were checked with the configuration, so every one reads as a number.
+/// `cost_exceeds_budget`) for skills without a price of their own: the cheapest of the
+/// agent's x402 price options (`agent.execution_cost`, in tokens: USDC), `None` for a free
+/// agent.
 fn price_per_task(config: &Config) -> Option<f64> {
-    config
-        .agent
-        .execution_cost
-        .iter()
-        .filter_map(|o| {
-            o.amount
-                .trim()
-                .trim_start_matches('$')
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .reduce(f64::min)
+    bindu_ingress::negotiation::score::cheapest(&config.agent.execution_cost)
 }
 
 /// `BINDU_DEPLOYMENT_URL`, else the bound address (loopback for an unspecified host).

@@ -179,7 +179,10 @@ pub(crate) async fn launch_with(
             });
         }
     }
-    if let Some(why) = config.payments_problem(role) {
+    let skills = Arc::new(config.skills()?);
+    let prices = config.prices(&skills)?;
+    let priced = prices.priced();
+    if let Some(why) = config.payments_problem(role, priced) {
         return Err(Error::NotDistributed {
             role: role.command(),
             why,
@@ -195,7 +198,6 @@ pub(crate) async fn launch_with(
     let namespace = config.namespace(&identity.did);
     let store = build_store(&config, &namespace).await?;
     let bus = build_bus(&config, &namespace).await?;
-    let priced = !config.agent.execution_cost.is_empty();
     let payments = build_payments(&config, &namespace, priced).await?;
     let mut supervisor = supervisor::Supervisor::new();
 
@@ -218,7 +220,6 @@ pub(crate) async fn launch_with(
     // Workers settle whatever payment a command carries (x402).
     let settlement = backends::settlement(&config, payments.clone())?;
     let (local_addr, base_url) = if role.serves_http() {
-        let skills = Arc::new(config.skills()?);
         let parts = http::HttpParts {
             skills,
             store: store.clone(),
@@ -230,6 +231,7 @@ pub(crate) async fn launch_with(
             settlement_metrics: (role.runs_workers() && priced).then(|| settlement.metrics.clone()),
             facilitator: settlement.facilitator.clone(),
             payments,
+            prices,
         };
         let (addr, url) = http::start(&config, parts, &mut supervisor).await?;
         (Some(addr), url)
@@ -247,6 +249,12 @@ pub(crate) async fn launch_with(
         );
         let stop = supervisor.part_token();
         supervisor.spawn(reconciler.run(interval, stop));
+    }
+    if let (Role::Worker, Some(addr)) = (role, config.worker.metrics_addr) {
+        let metrics = settlement.metrics.clone();
+        let render = move || metrics.render();
+        let stop = supervisor.part_token();
+        dispatcher::serve_metrics(addr, "worker.metrics_addr", render, stop, &supervisor).await?;
     }
     if let Some(handler) = handler {
         let heartbeat = (config.nats.ack_wait / 3).max(std::time::Duration::from_millis(200));

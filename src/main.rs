@@ -590,7 +590,10 @@ async fn reconcile(config: &Config) -> anyhow::Result<bool> {
     let mut ok = true;
     for r in done {
         let what = match &r.resolution {
-            Resolution::Settled => "settled: the task completed with its result".to_string(),
+            Resolution::Settled => {
+                "settled: the task completes with its result (at once, or when its run delivers it)"
+                    .to_string()
+            }
             Resolution::Refused(why) => {
                 format!("refused ({why}): the task failed, nothing charged")
             }

@@ -6,6 +6,8 @@
 //!   message came with a push config), queues the
 //!   command; a command that cannot be queued fails the task (recorded and announced) so no
 //!   accepted task waits for a worker that will never come.
+//! - [`TaskLedger::hold`]: records the message and a transition made before any run (a
+//!   task paused for its payment), announces both, queues nothing.
 //! - [`TaskLedger::transition`]: a compare-and-set, retried while the store is unavailable
 //!   (up to a deadline), with a write that committed after its timeout recognised on retry
 //!   (its outcome is announced as stored); then its events, retried while the bus is down.
@@ -105,6 +107,36 @@ impl TaskLedger {
             return Err(AcceptError::Bus(e));
         }
         Ok(submitted)
+    }
+
+    /// Records a user message and the transition `update` makes of it before any run (a
+    /// task that waits, e.g. paused in `input-required` for its payment), then announces
+    /// both in order, as [`TaskLedger::accept`] would announce the message: `submitted`
+    /// when the message came with a push config (flagged so) or follows up a task, else the
+    /// transition opens the task on the bus. No command is queued.
+    pub async fn hold(
+        &self,
+        request: SubmitRequest,
+        update: impl FnOnce(&Submitted) -> TaskUpdate,
+    ) -> Result<(Submitted, Applied), StoreError> {
+        let push_config = request.push_config.is_some();
+        let submitted = self.store.submit(request).await?;
+        let update = update(&submitted);
+        let announced = (push_config || !submitted.created).then(|| {
+            let mut e = submitted.event.clone();
+            e.push_configured = push_config;
+            e
+        });
+        let opens_task = announced.is_none();
+        let applied = self
+            .transition_after(
+                update,
+                Patience::Once,
+                announced.into_iter().collect(),
+                opens_task,
+            )
+            .await?;
+        Ok((submitted, applied))
     }
 
     /// Records `canceled` and interrupts the handler wherever it runs. `Conflict` or

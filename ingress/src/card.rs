@@ -102,8 +102,9 @@ pub struct CardParts<'a> {
     pub client_certs: bool,
     /// Bearer tokens are required (`AUTH__ENABLED`).
     pub bearer: bool,
-    /// A priced agent's `accepts[]` (x402): the card lists the a2a-x402 extension, required.
-    pub payments: Option<&'a [bindu_schemas::x402::PaymentRequirements]>,
+    /// The prices of a priced agent or of its skills (x402): the card lists the a2a-x402
+    /// extension (see [`x402_extension`]).
+    pub payments: Option<&'a crate::payments::Prices>,
 }
 
 /// The cards an ingress serves and its DID document.
@@ -113,6 +114,31 @@ pub struct Cards {
     /// private skills, an access list (`agent.allowed_dids`) or `agent.extended_card_file`.
     pub extended: Option<AgentCard>,
     pub did: DidInfo,
+}
+
+/// The a2a-x402 extension of the card: required when the agent itself is priced. Its
+/// `params.accepts` is the agent's price (`[]`: free), `params.skills` the skills with a
+/// price of their own, by id: `{"accepts": [...]}` (`[]`: free); the other skills cost the
+/// agent's price.
+fn x402_extension(
+    prices: &crate::payments::Prices,
+    skills: serde_json::Map<String, serde_json::Value>,
+) -> AgentExtension {
+    let mut params = serde_json::json!({
+        "x402Version": bindu_schemas::x402::X402_VERSION,
+        "accepts": prices.agent,
+    });
+    if !skills.is_empty() {
+        params["skills"] = serde_json::Value::Object(skills);
+    }
+    AgentExtension {
+        uri: bindu_schemas::x402::EXTENSION_URI.into(),
+        description: Some(
+            "x402 payments: protected methods need an x402 v2 payment (PAYMENT-SIGNATURE or X-PAYMENT header); without one the answer is HTTP 402 with the requirements: `accepts`, or the targeted skill's (`message.metadata.skillId`) in `skills`".into(),
+        ),
+        required: Some(!prices.agent.is_empty()),
+        params: params.as_object().cloned(),
+    }
 }
 
 /// Composes the public card (manifest, DID extension, security schemes), the extended card
@@ -144,20 +170,9 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         .as_object()
         .cloned(),
     }]);
-    if let (Some(accepts), Some(extensions)) = (payments, card.capabilities.extensions.as_mut()) {
-        extensions.push(AgentExtension {
-            uri: bindu_schemas::x402::EXTENSION_URI.into(),
-            description: Some(
-                "x402 payments: protected methods need an x402 v2 payment (PAYMENT-SIGNATURE or X-PAYMENT header); without one the answer is HTTP 402 with these requirements".into(),
-            ),
-            required: Some(true),
-            params: serde_json::json!({
-                "x402Version": bindu_schemas::x402::X402_VERSION,
-                "accepts": accepts,
-            })
-            .as_object()
-            .cloned(),
-        });
+    if let (Some(prices), Some(extensions)) = (payments, card.capabilities.extensions.as_mut()) {
+        let ids = skills.public().iter().map(|s| s.skill.id.as_str());
+        extensions.push(x402_extension(prices, prices.card_skills(ids)));
     }
     let did = DidInfo {
         did: identity.did.clone(),
@@ -170,6 +185,24 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
     private
         .skills
         .extend(skills.private().iter().map(|s| s.skill.card_entry()));
+    if let Some(prices) = payments {
+        // The private skills' prices are on the private card only.
+        let ids = skills
+            .public()
+            .iter()
+            .chain(skills.private())
+            .map(|s| s.skill.id.as_str());
+        let ext = x402_extension(prices, prices.card_skills(ids));
+        if let Some(e) = private
+            .capabilities
+            .extensions
+            .iter_mut()
+            .flatten()
+            .find(|e| e.uri == ext.uri)
+        {
+            *e = ext;
+        }
+    }
     let extended = match &agent.extended_card_file {
         Some(path) => Some(
             load_extended_card(path, &private)

@@ -283,6 +283,66 @@ fn prices_are_checked_with_the_x402_section_and_shown() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+#[test]
+fn skills_have_prices_of_their_own_in_toml() {
+    let dir = temp_dir();
+    let file = dir.join("skills.toml");
+    std::fs::write(
+        &file,
+        r#"
+[x402]
+pay_to = "0x742d35Cc6634C0532925a3b844Bc454e4438f44e"
+
+[[agent.execution_cost]]
+amount = "0.01"
+
+[[agent.skills]]
+id = "dear"
+name = "Dear"
+description = "Costs more"
+execution_cost = [{ amount = "$0.50", network = "base" }]
+
+[[agent.skills]]
+id = "gift"
+name = "Gift"
+description = "Free on a priced agent"
+execution_cost = []
+
+[[agent.skills]]
+id = "plain"
+name = "Plain"
+description = "The agent's price"
+"#,
+    )
+    .unwrap();
+    let c = Config::load(Some(&file), &env(&[]), &[]).unwrap();
+    let prices = c.prices(&c.skills().unwrap()).unwrap();
+    assert_eq!(prices.of(None)[0].amount, "10000");
+    assert_eq!(prices.of(Some("plain"))[0].amount, "10000");
+    let dear = prices.of(Some("dear"));
+    assert_eq!(
+        (dear[0].amount.as_str(), dear[0].network.as_str()),
+        ("500000", "eip155:8453")
+    );
+    assert!(prices.of(Some("gift")).is_empty());
+    // A bad skill price is refused at start-up, naming the skill list and the skill.
+    std::fs::write(
+        &file,
+        "[[agent.skills]]\nid = \"dear\"\nname = \"Dear\"\ndescription = \"d\"\nexecution_cost = [{ amount = \"ten\" }]\n",
+    )
+    .unwrap();
+    let c = Config::load(
+        Some(&file),
+        &env(&[("X402_PAY_TO", "0x742d35Cc6634C0532925a3b844Bc454e4438f44e")]),
+        &[],
+    )
+    .unwrap();
+    let e = c.prices(&c.skills().unwrap()).unwrap_err();
+    assert!(e.key.starts_with("agent.skills"), "{e}");
+    assert!(e.message.contains("\"dear\""), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
 fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("bindu-cfg-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -39,6 +39,7 @@ mod t1_scripts {
 /// T2: the binary and the webhook dead letters against a real Postgres.
 #[cfg(feature = "t2-postgres")]
 mod t2_postgres {
+    mod payments_postgres;
     mod postgres_e2e;
     mod push_postgres;
 }

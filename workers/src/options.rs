@@ -57,6 +57,9 @@ bindu_engine::section! {
         /// the defaults (a trailing `*` is a prefix).
         #[serde(with = "fields::comma_list")]
         pub command_env: Vec<String> = Vec::new(), env "BINDU_HANDLER_ENV";
+        /// `bindu worker` only: address serving its /metrics (payment settlements) and
+        /// /healthz, e.g. 127.0.0.1:9465 (unset: none).
+        pub metrics_addr: Option<std::net::SocketAddr> = None, env "BINDU_WORKER_METRICS_ADDR";
     }
 }
 

@@ -149,11 +149,21 @@ impl Facilitator for HttpFacilitator {
 /// `invalid_transaction_state`, or a facilitator's own words for it). On a retry of a
 /// settlement that was asked for before, that is the earlier attempt's success.
 pub fn already_used(refusal: &SettleResponse) -> bool {
-    let reason = refusal
-        .error_reason
-        .as_deref()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    says_used(refusal.error_reason.as_deref().unwrap_or_default())
+}
+
+/// Whether a `/verify` answer says the authorization's nonce is already used: a transfer
+/// with it landed (asked without settling anything).
+pub fn verified_used(answer: &VerifyResponse) -> bool {
+    !answer.is_valid
+        && [&answer.invalid_reason, &answer.invalid_message]
+            .into_iter()
+            .flatten()
+            .any(|r| says_used(r))
+}
+
+fn says_used(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
     reason == "invalid_transaction_state"
         || reason.contains("already_settled")
         || reason.contains("already settled")

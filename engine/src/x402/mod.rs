@@ -15,7 +15,9 @@ pub mod facilitator;
 pub mod pricing;
 pub mod verify;
 
-pub use facilitator::{already_used, Facilitator, FacilitatorError, HttpFacilitator};
+pub use facilitator::{
+    already_used, verified_used, Facilitator, FacilitatorError, HttpFacilitator,
+};
 pub use pricing::{Network, PaymentFlow, PriceOption, Pricing, SettleMode, X402Config};
 pub use verify::{Rejection, Verified};
 

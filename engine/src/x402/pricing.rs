@@ -76,6 +76,13 @@ crate::section! {
         #[serde(with = "fields::limit")]
         pub reconcile_interval: Option<Duration> = Some(Duration::from_secs(60)),
             env "X402__RECONCILE_INTERVAL";
+        /// How long a settlement may stay unanswered (`settling`) before the reconciliation
+        /// takes it over (its worker died, or its command ran out of deliveries): it then
+        /// asks the facilitator's `/verify` whether the payment landed, and never settles
+        /// it anew. Longer than `facilitator_timeout_secs` plus the time to record an answer.
+        #[serde(with = "fields::secs")]
+        pub settling_lease: Duration = Duration::from_secs(300),
+            env "X402__SETTLING_LEASE" as "settling_lease_secs";
     }
 }
 
@@ -127,6 +134,12 @@ impl Section for X402Config {
             1,
             300,
             "facilitator_timeout_secs",
+        )?;
+        within(
+            self.settling_lease.as_secs(),
+            1,
+            86_400,
+            "settling_lease_secs",
         )
     }
 }

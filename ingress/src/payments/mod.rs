@@ -22,12 +22,18 @@
 //! command; the worker settles it once the handler has succeeded (see `bindu_workers::payments`). A blocking answer whose payment
 //! settled carries `PAYMENT-RESPONSE` (base64 of the settlement).
 //!
+//! What a message costs is the price of the skill it targets, else the agent's
+//! ([`prices`]): a message whose price is empty (a free skill, or a free agent with
+//! priced skills) needs no payment.
+//!
 //! - [`nonces`]: the replay guard (Redis, or this process's memory).
+//! - [`prices`]: the agent's and the skills' prices.
 //! - `fake_facilitator` (feature `testing`): a facilitator on loopback for tests.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_facilitator;
 pub mod nonces;
+pub mod prices;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +58,7 @@ use prometheus_client::registry::Registry;
 
 use crate::error::EdgeError;
 use nonces::NonceGuard;
+pub use prices::Prices;
 
 /// The v2 payment header.
 pub const PAYMENT_SIGNATURE: &str = "payment-signature";
@@ -91,7 +98,7 @@ pub struct Payments {
 }
 
 struct Inner {
-    accepts: Vec<PaymentRequirements>,
+    prices: Prices,
     protected: Vec<String>,
     facilitator: Arc<dyn Facilitator>,
     nonces: Arc<dyn NonceGuard>,
@@ -107,8 +114,11 @@ struct Inner {
 pub enum Gate {
     /// Nothing to pay: a free method, or a follow-up on a task already paid.
     Free,
-    /// The payment of this run, verified (or verified earlier for the same task).
+    /// The payment of this run, verified now (its nonce claimed for this request).
     Paid(Box<PaymentCommand>),
+    /// A payment verified earlier for the same task, not settled yet, that pays for this
+    /// follow-up.
+    Prepaid(Box<PaymentCommand>),
     /// No payment, with `X402__FLOW=a2a`: the task is recorded paused in `input-required`,
     /// asking for this.
     Ask(Box<PaymentRequired>),
@@ -127,7 +137,7 @@ pub enum Refusal {
 
 impl Payments {
     pub fn new(
-        accepts: Vec<PaymentRequirements>,
+        prices: Prices,
         protected: Vec<String>,
         facilitator: Arc<dyn Facilitator>,
         nonces: Arc<dyn NonceGuard>,
@@ -137,7 +147,7 @@ impl Payments {
     ) -> Payments {
         Payments {
             inner: Arc::new(Inner {
-                accepts,
+                prices,
                 protected,
                 facilitator,
                 nonces,
@@ -154,6 +164,14 @@ impl Payments {
         self.inner.ledger.record(task_id, payment).await
     }
 
+    /// Gives back the nonce of a payment verified for a request whose task was not
+    /// accepted (nothing will settle it): the client may send the same payment again.
+    pub async fn release(&self, payment: &PaymentCommand) {
+        let key = nonce_key(&payment.requirements, &payment.nonce);
+        self.inner.nonces.release(&key).await;
+        tracing::info!(nonce = %payment.nonce, "payment not used (its task was not accepted); its nonce is released");
+    }
+
     pub fn register_metrics(&self, registry: &mut Registry) {
         registry.register(
             PAYMENTS_METRIC,
@@ -162,8 +180,8 @@ impl Payments {
         );
     }
 
-    pub fn accepts(&self) -> &[PaymentRequirements] {
-        &self.inner.accepts
+    pub fn prices(&self) -> &Prices {
+        &self.inner.prices
     }
 
     /// Whether `method` needs a payment.
@@ -178,8 +196,12 @@ impl Payments {
             .inc();
     }
 
-    /// The 402 body, saying `error`.
-    pub fn required(&self, error: impl Into<String>) -> PaymentRequired {
+    /// The 402 body asking for one of `accepts`, saying `error`.
+    pub fn required(
+        &self,
+        accepts: &[PaymentRequirements],
+        error: impl Into<String>,
+    ) -> PaymentRequired {
         let a = &self.inner.agent;
         PaymentRequired {
             x402_version: X402_VERSION,
@@ -189,7 +211,7 @@ impl Payments {
                 description: Some(a.description.clone()),
                 mime_type: Some("application/json".into()),
             }),
-            accepts: self.inner.accepts.clone(),
+            accepts: accepts.to_vec(),
             agent: Some(AgentInfo {
                 name: a.name.clone(),
                 description: a.description.clone(),
@@ -199,21 +221,29 @@ impl Payments {
         }
     }
 
-    fn refuse(&self, outcome: &'static str, error: impl Into<String>) -> Refusal {
+    fn refuse(
+        &self,
+        accepts: &[PaymentRequirements],
+        outcome: &'static str,
+        error: impl Into<String>,
+    ) -> Refusal {
         self.count(outcome);
-        Refusal::Required(Box::new(self.required(error)))
+        Refusal::Required(Box::new(self.required(accepts, error)))
     }
 
-    /// Checks the payment of a request for `method` carrying `message`.
+    /// Checks the payment of a request for `method` carrying `message`, which targets
+    /// `skill` (a skill the caller may use, or none).
     pub async fn check(
         &self,
         method: Method,
         headers: &HeaderMap,
         message: Option<&Message>,
+        skill: Option<&str>,
     ) -> Result<Gate, Refusal> {
         if !self.protects(method) {
             return Ok(Gate::Free);
         }
+        let accepts = self.inner.prices.of(skill);
         // A follow-up on a task that is paid (or whose verified payment still waits for
         // the task to complete) is not charged again.
         if let Some(task_id) = message.and_then(|m| m.task_id.as_deref()) {
@@ -221,35 +251,41 @@ impl Payments {
                 return Ok(gate);
             }
         }
+        if accepts.is_empty() {
+            // A free skill (or a free agent's skill without a price of its own).
+            return Ok(Gate::Free);
+        }
         let in_metadata = message
             .and_then(|m| m.metadata.as_ref())
             .and_then(|m| m.get(meta::PAYLOAD));
         let payload = match (payment_header(headers), in_metadata) {
             (Ok(Some(h)), _) => verify::decode_header(&h).map_err(|r| {
-                self.refuse("rejected", format!("Invalid payment: {}", r.message))
+                self.refuse(accepts, "rejected", format!("Invalid payment: {}", r.message))
             })?,
-            (Err(why), _) => return Err(self.refuse("rejected", format!("Invalid payment: {why}"))),
+            (Err(why), _) => return Err(self.refuse(accepts, "rejected", format!("Invalid payment: {why}"))),
             (Ok(None), Some(v @ serde_json::Value::Object(_))) => v.clone(),
             (Ok(None), Some(_)) => {
                 return Err(self.refuse(
+                    accepts,
                     "rejected",
                     "Invalid payment: `x402.payment.payload` must be a PaymentPayload object",
                 ))
             }
             (Ok(None), None) if self.inner.flow == PaymentFlow::A2a => {
                 self.count("required");
-                return Ok(Gate::Ask(Box::new(self.required(
+                return Ok(Gate::Ask(Box::new(self.required(accepts,
                     "Payment required: send a follow-up message on this task with an x402 v2 PaymentPayload in its metadata (x402.payment.payload)",
                 ))));
             }
             (Ok(None), None) => {
                 return Err(self.refuse(
+                    accepts,
                     "required",
                     "Payment required: send an x402 v2 payment as the PAYMENT-SIGNATURE (or X-PAYMENT) header",
                 ))
             }
         };
-        self.verified(payload)
+        self.verified(accepts, payload)
             .await
             .map(|p| Gate::Paid(Box::new(p)))
     }
@@ -274,7 +310,7 @@ impl Payments {
                         > now + verify::VALID_BEFORE_MARGIN_SECS + REUSE_MARGIN_SECS =>
                 {
                     self.count("prepaid");
-                    return Ok(Some(Gate::Paid(Box::new(r.payment))));
+                    return Ok(Some(Gate::Prepaid(Box::new(r.payment))));
                 }
                 _ => {}
             }
@@ -283,20 +319,19 @@ impl Payments {
     }
 
     /// The local checks, the nonce claim and the facilitator's `/verify` of `payload`.
-    async fn verified(&self, payload: serde_json::Value) -> Result<PaymentCommand, Refusal> {
+    async fn verified(
+        &self,
+        accepts: &[PaymentRequirements],
+        payload: serde_json::Value,
+    ) -> Result<PaymentCommand, Refusal> {
         let now = u64::try_from(bindu_engine::time::unix_now()).unwrap_or(0);
-        let ok = verify::verify(&payload, &self.inner.accepts, now).map_err(|r| {
+        let ok = verify::verify(&payload, accepts, now).map_err(|r| {
             tracing::info!(code = r.code, reason = %r.message, "payment refused by the local checks");
-            self.refuse("rejected", format!("Invalid payment: {}", r.message))
+            self.refuse(accepts, "rejected", format!("Invalid payment: {}", r.message))
         })?;
-        let requirements = self.inner.accepts[ok.requirement].clone();
+        let requirements = accepts[ok.requirement].clone();
         let nonce = ok.nonce_hex();
-        let key = format!(
-            "{}:{}:{}",
-            requirements.network,
-            requirements.asset.to_ascii_lowercase(),
-            nonce
-        );
+        let key = nonce_key(&requirements, &nonce);
         // Kept until the authorization has expired, and a minute more (clock skew).
         let ttl = Duration::from_secs(
             ok.authorization
@@ -307,7 +342,11 @@ impl Payments {
         match self.inner.nonces.claim(&key, ttl).await {
             Ok(true) => {}
             Ok(false) => {
-                return Err(self.refuse("replayed", "Payment nonce already used (replay)"));
+                return Err(self.refuse(
+                    accepts,
+                    "replayed",
+                    "Payment nonce already used (replay)",
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, backend = self.inner.nonces.backend(), "payment replay guard unavailable; refusing the payment");
@@ -326,7 +365,7 @@ impl Payments {
                     .or(v.invalid_message)
                     .unwrap_or_else(|| "refused by the facilitator".into());
                 tracing::info!(%reason, "payment refused by the facilitator");
-                return Err(self.refuse("rejected", format!("Invalid payment: {reason}")));
+                return Err(self.refuse(accepts, "rejected", format!("Invalid payment: {reason}")));
             }
             Err(e) => {
                 self.inner.nonces.release(&key).await;
@@ -351,6 +390,16 @@ impl Payments {
             valid_before: ok.authorization.valid_before,
         })
     }
+}
+
+/// Where a payment's nonce is claimed: `network:asset:nonce`, the asset in lower case.
+fn nonce_key(requirements: &PaymentRequirements, nonce: &str) -> String {
+    format!(
+        "{}:{}:{}",
+        requirements.network,
+        requirements.asset.to_ascii_lowercase(),
+        nonce
+    )
 }
 
 /// The payment header's value: `PAYMENT-SIGNATURE`, else `X-PAYMENT`; `Err` when one is

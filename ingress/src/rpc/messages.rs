@@ -34,11 +34,39 @@ pub(crate) async fn send(
     stream: bool,
     gate: Gate,
 ) -> Result<Reply, JsonRpcError> {
+    // A payment verified for this request (its nonce claimed now) is given back when its
+    // task is not accepted: nothing will settle it, and the client may send it again.
+    let claimed = match &gate {
+        Gate::Paid(p) => Some((**p).clone()),
+        _ => None,
+    };
+    let mut accepted = false;
+    let result = submit(app, id, params, caller, stream, gate, &mut accepted).await;
+    if let (Err(e), Some(p), false, Some(gate)) =
+        (&result, &claimed, accepted, app.inner.payments.get())
+    {
+        tracing::info!(code = e.code, "a paid message was not accepted");
+        gate.release(p).await;
+    }
+    result
+}
+
+/// [`send`]; `accepted` is set once the task may run (its record and command exist, or
+/// may: a command that could not be queued may still be delivered).
+async fn submit(
+    app: &Ingress,
+    id: &RequestId,
+    params: MessageSendParams,
+    caller: Option<String>,
+    stream: bool,
+    gate: Gate,
+    accepted: &mut bool,
+) -> Result<Reply, JsonRpcError> {
     let inner = &app.inner;
     check_bounds(&params.message, &inner.options)?;
     let (payment, ask) = match gate {
         Gate::Free => (None, None),
-        Gate::Paid(p) => (Some(*p), None),
+        Gate::Paid(p) | Gate::Prepaid(p) => (Some(*p), None),
         Gate::Ask(required) => (None, Some(required)),
     };
     let paid = payment.is_some();
@@ -65,7 +93,16 @@ pub(crate) async fn send(
     // The payment is kept with the task before the task is accepted: a worker's settlement
     // attempts and answer are recorded against it.
     if let (Some(p), Some(gate)) = (&payment, inner.payments.get()) {
-        gate.keep(&task_id, p).await.map_err(store_error)?;
+        gate.keep(&task_id, p).await.map_err(|e| {
+            tracing::warn!(%task_id, error = %e, "could not record a verified payment with its task");
+            JsonRpcError::internal(format!(
+                "the payment could not be recorded with its task ({}); nothing was charged and the same payment may be sent again",
+                match e {
+                    bindu_engine::store::StoreError::Unavailable(_) => "the payment store is unavailable",
+                    _ => "the payment store refused it",
+                }
+            ))
+        })?;
     }
     let push_config = config.push_notification_config.map(|mut p| {
         p.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
@@ -96,9 +133,22 @@ pub(crate) async fn send(
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
     let accept = tokio::spawn(accept(app.clone(), request, caller, payment));
-    let submitted = accept
-        .await
-        .map_err(|e| JsonRpcError::internal(format!("accepting the task failed: {e}")))??;
+    let submitted = match accept.await {
+        Ok(Ok(submitted)) => submitted,
+        // Not recorded: no command was queued.
+        Ok(Err(AcceptError::Store(e))) => return Err(store_error(e)),
+        Ok(Err(AcceptError::Bus(e))) => {
+            *accepted = true;
+            return Err(bus_error(e));
+        }
+        Err(e) => {
+            *accepted = true;
+            return Err(JsonRpcError::internal(format!(
+                "accepting the task failed: {e}"
+            )));
+        }
+    };
+    *accepted = true;
     tracing::debug!(%task_id, created = submitted.created, "task accepted");
 
     if stream {
@@ -155,11 +205,9 @@ async fn ask_payment(
     events: Option<EventStream>,
     trim: Option<u32>,
 ) -> Result<Reply, JsonRpcError> {
-    use bindu_engine::ledger::Patience;
     use bindu_engine::store::{Expect, TaskUpdate};
     let inner = &app.inner;
     let task_id = request.task_id.clone();
-    inner.store.submit(request).await.map_err(store_error)?;
     let mut status = bindu_schemas::Metadata::new();
     status.insert(
         x402::meta::STATUS.into(),
@@ -175,13 +223,18 @@ async fn ask_payment(
         vec![Part::text(required.error.clone())],
     );
     msg.metadata = Some(prompt);
-    let mut update = TaskUpdate::new(&task_id, Expect::State(TaskState::Submitted))
-        .history(msg.clone())
-        .status(TaskState::InputRequired, Some(msg));
-    update.metadata = Some(status);
-    let applied = inner
+    // Recorded and announced by the ledger like every transition: streams and webhooks
+    // see the task submitted and paused.
+    let pause = |_: &bindu_engine::store::Submitted| {
+        let mut update = TaskUpdate::new(&task_id, Expect::State(TaskState::Submitted))
+            .history(msg.clone())
+            .status(TaskState::InputRequired, Some(msg));
+        update.metadata = Some(status);
+        update
+    };
+    let (_, applied) = inner
         .ledger
-        .transition(update, Patience::Once)
+        .hold(request, pause)
         .await
         .map_err(store_error)?;
     let mut task = inner
@@ -256,17 +309,33 @@ fn metadata_text<'a>(
     }
 }
 
-/// Checks the skill a message names and records it as `metadata.skillId`: the one named
-/// (`skillId` / `skill_id`: a public skill, or a private one the caller may see; else
-/// -32030), or the best match of the negotiation named (`negotiationId` /
-/// `negotiation_id`: an id this agent issued and that has not expired; else -32602).
+/// Checks the skill a message names and records it as `metadata.skillId` (see
+/// [`resolve_skill`]).
 fn name_skill(
     app: &Ingress,
     message: &mut Message,
     caller: Option<&str>,
 ) -> Result<(), JsonRpcError> {
-    let Some(metadata) = message.metadata.as_mut() else {
+    let Some(skill) = resolve_skill(app, message, caller)? else {
         return Ok(());
+    };
+    if let Some(metadata) = message.metadata.as_mut() {
+        metadata.insert(SKILL_ID.into(), serde_json::Value::String(skill));
+    }
+    Ok(())
+}
+
+/// The skill a message names: the one named (`skillId` / `skill_id`: a public skill, or a
+/// private one the caller may see; else -32030), or the best match of the negotiation
+/// named (`negotiationId` / `negotiation_id`: an id this agent issued and that has not
+/// expired; else -32602).
+fn resolve_skill(
+    app: &Ingress,
+    message: &Message,
+    caller: Option<&str>,
+) -> Result<Option<String>, JsonRpcError> {
+    let Some(metadata) = message.metadata.as_ref() else {
+        return Ok(None);
     };
     let named = metadata_text(metadata, SKILL_ID, "skill_id")?.map(str::to_string);
     let negotiated = match metadata_text(metadata, "negotiationId", "negotiation_id")? {
@@ -285,7 +354,7 @@ fn name_skill(
         }
     };
     let skill = match (named, negotiated) {
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(None),
         (Some(a), Some(b)) if a != b => {
             return Err(JsonRpcError::invalid_params(format!(
                 "`message.metadata.skillId` ({a:?}) is not the skill of its negotiationId ({b:?}); send one of them"
@@ -299,8 +368,40 @@ fn name_skill(
             format!("`message.metadata.skillId`: no skill has the id {skill:?}; GET /agent/skills lists them"),
         ));
     }
-    metadata.insert(SKILL_ID.into(), serde_json::Value::String(skill));
-    Ok(())
+    Ok(Some(skill))
+}
+
+/// The skill whose price a message pays (see [`crate::payments::prices`]): the one it
+/// names, else, for a follow-up on a task of the caller's, the skill of that task's
+/// conversation (the newest user message that names one, as the handler sees it). A skill
+/// that cannot be used, or a task that cannot be read, is none (the agent's price; the
+/// message is then refused or run as it would be without prices).
+pub(crate) async fn priced_skill(
+    app: &Ingress,
+    message: &Message,
+    caller: Option<&str>,
+) -> Option<String> {
+    match resolve_skill(app, message, caller) {
+        Ok(Some(skill)) => return Some(skill),
+        Ok(None) => {}
+        Err(_) => return None,
+    }
+    let task_id = message.task_id.as_deref()?;
+    let snap = app
+        .inner
+        .store
+        .get(task_id, Access::Owner(caller))
+        .await
+        .ok()?;
+    snap.task
+        .history
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .filter(|m| m.role == bindu_schemas::Role::User)
+        .find_map(|m| m.metadata.as_ref()?.get(SKILL_ID)?.as_str())
+        .map(str::to_string)
 }
 
 /// Largest conversation (estimated bytes) a command carries; a larger one is read from the
@@ -337,7 +438,7 @@ async fn accept(
     request: SubmitRequest,
     caller: Option<String>,
     payment: Option<PaymentCommand>,
-) -> Result<bindu_engine::store::Submitted, JsonRpcError> {
+) -> Result<bindu_engine::store::Submitted, AcceptError> {
     let message_id = request.message.message_id.clone();
     let command = |submitted: &bindu_engine::store::Submitted| TaskCommand {
         op: CommandOp::Run,
@@ -355,14 +456,7 @@ async fn accept(
             .cloned(),
         payment,
     };
-    app.inner
-        .ledger
-        .accept(request, command)
-        .await
-        .map_err(|e| match e {
-            AcceptError::Store(e) => store_error(e),
-            AcceptError::Bus(e) => bus_error(e),
-        })
+    app.inner.ledger.accept(request, command).await
 }
 
 /// Waits for the event that ends this run (terminal or interrupted state), applying each

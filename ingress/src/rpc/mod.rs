@@ -134,7 +134,17 @@ pub(crate) async fn handle(
                 Params::MessageSend(p) | Params::MessageStream(p) => Some(&p.message),
                 _ => None,
             };
-            match payments.check(method, &headers, message).await {
+            // The price is the targeted skill's, when skills have prices of their own.
+            let skill = match message {
+                Some(m) if payments.protects(method) && !payments.prices().skills.is_empty() => {
+                    messages::priced_skill(&app, m, caller.as_deref()).await
+                }
+                _ => None,
+            };
+            match payments
+                .check(method, &headers, message, skill.as_deref())
+                .await
+            {
                 Ok(gate) => gate,
                 Err(refusal) => {
                     metrics.observe(method.as_str(), Some(PAYMENT_REFUSED), started);

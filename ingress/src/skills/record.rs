@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use bindu_engine::x402::PriceOption;
+
 /// The MIME type a skill takes and gives when it names none.
 pub const DEFAULT_MODE: &str = "text/plain";
 
@@ -37,6 +39,7 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed-tools",
     "documentation",
     "assessment",
+    "execution_cost",
 ];
 
 /// A skill: what the agent can do, for the card, `/agent/skills` and negotiation.
@@ -93,6 +96,11 @@ pub struct Skill {
     pub documentation: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assessment: Option<Assessment>,
+    /// The skill's own price (x402), in the shape of `agent.execution_cost`: it replaces the
+    /// agent's price for messages that target the skill (`message.metadata.skillId`); `[]`
+    /// makes the skill free on a priced agent. Absent: the agent's price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_cost: Option<Vec<PriceOption>>,
 }
 
 /// What the skill costs in time and resources. Other keys are kept as written.
@@ -190,6 +198,7 @@ impl Skill {
             allowed_tools: Vec::new(),
             documentation: None,
             assessment: None,
+            execution_cost: None,
         }
     }
 
@@ -360,6 +369,18 @@ impl Skill {
     pub fn allowed_tools(mut self, tools: &[&str]) -> Skill {
         self.allowed_tools = tools.iter().map(|t| t.to_string()).collect();
         self
+    }
+
+    /// The skill's own price (x402): these options instead of the agent's for messages
+    /// that target it; an empty list makes it free (see [`Skill::free`]).
+    pub fn execution_cost(mut self, options: Vec<PriceOption>) -> Skill {
+        self.execution_cost = Some(options);
+        self
+    }
+
+    /// Free, even on a priced agent.
+    pub fn free(self) -> Skill {
+        self.execution_cost(Vec::new())
     }
 
     /// The typical time of one task, in milliseconds (negotiation's latency estimate).

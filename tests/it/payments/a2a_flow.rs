@@ -177,3 +177,183 @@ async fn follow_ups_on_a_paid_task_are_not_charged_twice() {
         assert_eq!(status, 402, "{settle}");
     }
 }
+
+/// A webhook receiver on loopback: the JSON bodies it got, in order.
+async fn webhook() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let url = support::serve_hook(axum::routing::post(move |body: axum::body::Bytes| {
+        let g = g.clone();
+        async move {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                g.lock().unwrap().push(v);
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    }))
+    .await;
+    (url, got)
+}
+
+/// The task state (or event kind) of each notification.
+fn states(got: &[Value]) -> Vec<String> {
+    got.iter()
+        .map(|v| {
+            v["status"]["state"]
+                .as_str()
+                .unwrap_or(v["kind"].as_str().unwrap_or("?"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pause_for_payment_reaches_webhooks_like_every_transition() {
+    let (url, got) = webhook().await;
+    let p = Priced::start(
+        &[
+            ("x402.flow", "a2a"),
+            ("push.enabled", "true"),
+            ("push.destinations", "loopback"),
+            ("push.retry_base_ms", "10"),
+        ],
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    let (status, _, body) = p
+        .post(
+            "message/send",
+            json!({
+                "message": user_message("paid work"),
+                "configuration": {"pushNotificationConfig": {"url": url}},
+            }),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["result"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["result"]["status"]["state"], "input-required");
+    let paused = within("the pause to reach the webhook", async {
+        loop {
+            let now = got.lock().unwrap().clone();
+            if now.iter().any(|v| v["status"]["state"] == "input-required") {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        states(&paused),
+        ["submitted", "input-required"],
+        "{paused:?}"
+    );
+    for (i, v) in paused.iter().enumerate() {
+        assert_eq!(v["taskId"], id);
+        assert_eq!(v["sequence"], i as u64 + 1, "in order, from 1: {v}");
+    }
+    assert_eq!(
+        paused[1]["status"]["message"]["metadata"]["x402.payment.status"],
+        "payment-required"
+    );
+
+    // Paid: the rest of the task follows, in order.
+    let pay = payload(&payer(), &p.req, now() + 300, nonce());
+    let (status, _, body) = p
+        .post(
+            "message/send",
+            json!({"message": follow_up(&id, "paid", json!({"x402.payment.payload": pay}))}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["status"]["state"], "completed");
+    let all = within("the completion to reach the webhook", async {
+        loop {
+            let now = got.lock().unwrap().clone();
+            if now.iter().any(|v| v["status"]["state"] == "completed") {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let seen = states(&all);
+    assert_eq!(seen[..2], ["submitted", "input-required"]);
+    assert_eq!(seen.last().unwrap(), "completed", "{seen:?}");
+    for (i, v) in all.iter().enumerate() {
+        assert_eq!(v["sequence"], i as u64 + 1, "in order: {seen:?}");
+    }
+}
+
+/// `message/stream` for `message` with no payment header; the raw response.
+async fn open_stream(p: &Priced, message: Value) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "message/stream",
+                      "params": {"message": message}});
+    let resp = within(
+        "opening the stream",
+        p.srv
+            .client
+            .post(p.srv.url())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_pauses_for_payment_and_its_paid_resumption_holds_chunks_until_settled() {
+    use super::settlement::{artifact_updates, events_within, gated_streamer};
+    let (sent, go, h) = gated_streamer();
+    let p = Priced::start(&[("x402.flow", "a2a")], h).await;
+
+    // Unpaid: the stream shows the task paused, asking for the payment, and ends.
+    let mut resp = open_stream(&p, user_message("stream it")).await;
+    let mut buf = String::new();
+    let paused = events_within(&mut resp, support::TIMEOUT, &mut buf).await;
+    let last = paused.last().unwrap_or_else(|| panic!("no event: {buf}"));
+    assert_eq!(last["status"]["state"], "input-required", "{paused:?}");
+    let asked = &last["status"]["message"]["metadata"];
+    assert_eq!(asked["x402.payment.status"], "payment-required", "{last}");
+    assert_eq!(asked["x402.payment.required"]["accepts"], json!([p.req]));
+    assert!(artifact_updates(&paused).is_empty());
+    let id = last["id"]
+        .as_str()
+        .or(last["taskId"].as_str())
+        .unwrap()
+        .to_string();
+    assert_eq!(p.fac.verifies.load(Ordering::SeqCst), 0);
+
+    // Resumed by a stream whose message pays: the chunks wait for the settlement.
+    let pay = payload(&payer(), &p.req, now() + 300, nonce());
+    let mut resp = open_stream(
+        &p,
+        follow_up(&id, "stream it", json!({"x402.payment.payload": pay})),
+    )
+    .await;
+    within("the first chunk", sent.notified()).await;
+    let mut buf = String::new();
+    let early = events_within(&mut resp, Duration::from_millis(500), &mut buf).await;
+    assert!(
+        artifact_updates(&early).is_empty(),
+        "a chunk left before settlement: {early:?}"
+    );
+    assert_eq!(p.fac.settles.load(Ordering::SeqCst), 0);
+    go.notify_one();
+    let all = events_within(&mut resp, support::TIMEOUT, &mut buf).await;
+    let chunks = artifact_updates(&all);
+    assert_eq!(chunks.len(), 2, "{all:?}");
+    let last = all.last().unwrap();
+    assert_eq!(last["status"]["state"], "completed", "{all:?}");
+    assert_eq!(last["final"], true);
+    assert_eq!(p.fac.settled_count(), 1);
+    let stored = p.srv.get_task(&id).await;
+    assert_eq!(
+        stored["metadata"]["x402.payment.status"],
+        "payment-completed"
+    );
+}

@@ -95,15 +95,30 @@ pub(crate) fn payload(key: &SigningKey, req: &Value, valid_before: u64, nonce: [
 }
 
 /// A priced agent (0.01 USDC on base-sepolia) and its fake facilitator.
-struct Priced {
-    srv: TestServer,
-    fac: Arc<FakeFacilitator>,
+pub(crate) struct Priced {
+    pub(crate) srv: TestServer,
+    pub(crate) fac: Arc<FakeFacilitator>,
     /// `accepts[0]` as the agent publishes it.
-    req: Value,
+    pub(crate) req: Value,
 }
 
 impl Priced {
     async fn start(extra: &[(&str, &str)], h: Arc<dyn bindu::Handler>) -> Priced {
+        Priced::configured(
+            extra,
+            |c| c.agent.execution_cost = vec![PriceOption::usdc("$0.01")],
+            h,
+        )
+        .await
+    }
+
+    /// A priced agent as `change` configures it (`req`: the agent's first requirement,
+    /// `null` when the agent itself is free).
+    pub(crate) async fn configured(
+        extra: &[(&str, &str)],
+        change: impl FnOnce(&mut bindu::Config),
+        h: Arc<dyn bindu::Handler>,
+    ) -> Priced {
         let (url, fac) = fake_facilitator::start().await.unwrap();
         // A settlement or verification slower than this counts as no answer.
         fac.delay_ms.store(4000, Ordering::SeqCst);
@@ -113,12 +128,7 @@ impl Priced {
             ("x402.pay_to", PAY_TO),
         ];
         settings.extend_from_slice(extra);
-        let srv = TestServer::start_config(
-            &settings,
-            |c| c.agent.execution_cost = vec![PriceOption::usdc("$0.01")],
-            h,
-        )
-        .await;
+        let srv = TestServer::start_config(&settings, change, h).await;
         let (status, _, card) = srv.get("/.well-known/agent-card.json").await;
         assert_eq!(status, 200);
         let card: Value = serde_json::from_str(&card).unwrap();
@@ -138,7 +148,7 @@ impl Priced {
     }
 
     /// A payment header valid for the default window.
-    fn pay(&self) -> String {
+    pub(crate) fn pay(&self) -> String {
         b64(&payload(&payer(), &self.req, now() + 300, nonce()))
     }
 
@@ -167,7 +177,7 @@ impl Priced {
         (status, headers, value)
     }
 
-    async fn send_paid(
+    pub(crate) async fn send_paid(
         &self,
         header: &str,
         payment: String,
@@ -485,3 +495,5 @@ async fn facilitator_refusals_release_the_nonce_and_outages_are_503() {
 
 mod a2a_flow;
 mod settlement;
+mod skill_prices;
+mod stale;

@@ -156,7 +156,7 @@ async fn a_failing_handler_is_never_charged() {
 }
 
 /// A handler that streams one chunk, says so, waits for the test, then finishes.
-fn gated_streamer() -> (
+pub(super) fn gated_streamer() -> (
     Arc<tokio::sync::Notify>,
     Arc<tokio::sync::Notify>,
     Arc<dyn bindu::Handler>,
@@ -202,7 +202,7 @@ async fn open_paid_stream(p: &Priced) -> reqwest::Response {
 }
 
 /// The `result` of every SSE data line read from `resp` within `limit`.
-async fn events_within(
+pub(super) async fn events_within(
     resp: &mut reqwest::Response,
     limit: Duration,
     buf: &mut String,
@@ -220,7 +220,7 @@ async fn events_within(
         .collect()
 }
 
-fn artifact_updates(events: &[Value]) -> Vec<&Value> {
+pub(super) fn artifact_updates(events: &[Value]) -> Vec<&Value> {
     events
         .iter()
         .filter(|e| e["kind"] == "artifact-update")
@@ -391,30 +391,34 @@ async fn payments_are_counted_by_outcome() {
 /// per replica.
 #[test]
 fn a_priced_agent_with_several_processes_needs_redis() {
+    let problem = |c: &bindu::Config, role| {
+        let priced = c.prices(&c.skills().unwrap()).unwrap().priced();
+        c.payments_problem(role, priced)
+    };
     let mut c = bindu::Config::from_settings(&[("x402.pay_to", PAY_TO)]).unwrap();
     c.agent.execution_cost = vec![PriceOption::usdc("0.01")];
+    assert!(problem(&c, bindu::Role::Serve).is_none(), "one process");
     assert!(
-        c.payments_problem(bindu::Role::Serve).is_none(),
-        "one process"
-    );
-    assert!(
-        c.payments_problem(bindu::Role::Worker).is_none(),
+        problem(&c, bindu::Role::Worker).is_none(),
         "workers claim nothing"
     );
-    assert!(c
-        .payments_problem(bindu::Role::Ingress)
+    assert!(problem(&c, bindu::Role::Ingress)
         .unwrap()
         .contains("REDIS_URL"));
     c.scheduler.kind = bindu::BusKind::Nats;
-    assert!(c.payments_problem(bindu::Role::Serve).is_some());
+    assert!(problem(&c, bindu::Role::Serve).is_some());
     c.cache.redis_url = Some("redis://127.0.0.1:6379".to_string().into());
-    assert!(c.payments_problem(bindu::Role::Ingress).is_none());
+    assert!(problem(&c, bindu::Role::Ingress).is_none());
     c.agent.execution_cost.clear();
     c.cache.redis_url = None;
-    assert!(
-        c.payments_problem(bindu::Role::Ingress).is_none(),
-        "a free agent"
-    );
+    assert!(problem(&c, bindu::Role::Ingress).is_none(), "a free agent");
+    // A free agent with a priced skill is priced.
+    c.agent.skills = vec![bindu_ingress::skills::SkillSource::Inline(Box::new(
+        bindu::Skill::new("dear", "dear", "d").execution_cost(vec![PriceOption::usdc("1")]),
+    ))];
+    assert!(problem(&c, bindu::Role::Ingress)
+        .unwrap()
+        .contains("REDIS_URL"));
 }
 
 /// T2: the replay guard in Redis, shared by two replicas; a Redis that stops answering

@@ -5,7 +5,10 @@
 //! worker; a worker SIGKILLed after its settlement landed but before its ack leaves the
 //! redelivery to recognise the payment as settled (not charge or fail it again); a
 //! settlement without an answer is orphaned, listed by `bindu payments list` and resolved
-//! by `bindu payments reconcile` or by the workers' reconciliation job.
+//! by `bindu payments reconcile` or by the workers' reconciliation job; a settlement left
+//! `settling` by a killed worker is resolved past `X402__SETTLING_LEASE` by asking `/verify`
+//! (never settled anew). A skill's own price reaches the 402 of a separate ingress, and a
+//! worker process shows its settlements on its own `/metrics`.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,7 +44,7 @@ impl Paid {
         std::fs::write(
             &config,
             format!(
-                "[agent]\nname = \"{AGENT}\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n"
+                "[agent]\nname = \"{AGENT}\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n\n[[agent.skills]]\nid = \"dear\"\nname = \"dear\"\ndescription = \"Costs more\"\nexecution_cost = [{{ amount = \"$0.50\", pay_to_address = \"{PAY_TO}\" }}]\n"
             ),
         )
         .unwrap();
@@ -87,7 +90,14 @@ impl Paid {
 
     /// Runs `bindu <args>` against the agent's backends; its stdout.
     fn cli(&self, args: &[&str]) -> String {
-        let env = self.env(&[("X402__FACILITATOR_TIMEOUT", "2")]);
+        self.cli_with(&[], args)
+    }
+
+    /// [`Paid::cli`] with `extra` environment.
+    fn cli_with(&self, extra: &[(&str, &str)], args: &[&str]) -> String {
+        let mut all = vec![("X402__FACILITATOR_TIMEOUT", "2")];
+        all.extend_from_slice(extra);
+        let env = self.env(&all);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let out = process::run_bindu(&env, args);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -185,9 +195,34 @@ async fn a_paid_task_settles_once_even_when_its_worker_dies_between_settle_and_a
     // A worker waits for a settlement answer far longer than this test holds one open.
     let patient = [("X402__FACILITATOR_TIMEOUT", "60")];
     let ingress = p.process("ingress", &[]);
-    let victim = p.process("worker", &patient);
+    // The worker process shows its settlements on a /metrics of its own.
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let victim = p.process(
+        "worker",
+        &[
+            patient[0],
+            ("BINDU_WORKER_METRICS_ADDR", metrics_addr.as_str()),
+        ],
+    );
     let c = patient_client();
     let req = requirement(&c, &ingress).await;
+
+    // A skill's own price (read by the ingress from the same file): its 402 asks for it.
+    let resp = c
+        .post(ingress.url())
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+                      "params": {"message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+                                             "parts": [{"kind": "text", "text": "dear work"}],
+                                             "metadata": {"skillId": "dear"}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 402);
+    let asked: Value = resp.json().await.unwrap();
+    assert_eq!(asked["accepts"][0]["amount"], "500000", "{asked}");
 
     // Through ingress and worker: verified at the edge, kept with the task, settled by
     // the worker, the receipt on the task and in PAYMENT-RESPONSE.
@@ -213,6 +248,20 @@ async fn a_paid_task_settles_once_even_when_its_worker_dies_between_settle_and_a
         kept[0].receipt.as_ref().unwrap().transaction,
         receipt["transaction"]
     );
+    let metrics = c
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "bindu_payment_settlements_total{outcome=\"settled\"} 1",
+        "bindu_payment_settle_duration_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in the worker's\n{metrics}");
+    }
 
     // The next settlement lands, and its answer is held open: the worker is killed while
     // it waits, between the settlement and its ack.
@@ -319,4 +368,57 @@ async fn orphaned_payments_are_listed_and_reconciled() {
     let done = wait_state(&c, &ingress, &id, "completed").await;
     assert_eq!(done["metadata"]["x402.payment.status"], "payment-completed");
     assert_eq!(p.fac.settled_count(), 2, "not transferred again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_left_by_a_killed_worker_is_resolved_after_its_lease_without_settling_again() {
+    let p = Paid::start().await;
+    let ingress = p.process("ingress", &[]);
+    let quiet = [
+        ("X402__FACILITATOR_TIMEOUT", "60"),
+        ("X402__RECONCILE_INTERVAL", "0"),
+    ];
+    let victim = p.process("worker", &quiet);
+    let c = patient_client();
+    let req = requirement(&c, &ingress).await;
+    // The settlement lands and its answer is held open: the worker is killed mid-settlement.
+    p.fac.delay_ms.store(120_000, Ordering::SeqCst);
+    p.fac.set_settle(Mode::Late);
+    let (_, body, pay) = send_paid(&c, &ingress, &req, false).await;
+    let id = body["result"]["id"].as_str().unwrap().to_string();
+    until("the transfer lands", || p.fac.settled_count() == 1).await;
+    victim.kill();
+    p.fac.set_settle(Mode::Honest);
+    let nonce = pay["payload"]["authorization"]["nonce"].as_str().unwrap();
+    let payments = p.payments().await;
+    let left = payments.get(&id, nonce).await.unwrap().expect("kept");
+    assert_eq!(left.state, PaymentState::Settling);
+
+    // Within its lease nothing touches it; past it, the reconciliation asks /verify (not
+    // /settle), finds the nonce used and records the payment settled.
+    let lease = [("X402__SETTLING_LEASE", "1")];
+    let out = p.cli_with(
+        &[("X402__SETTLING_LEASE", "600")],
+        &["payments", "reconcile"],
+    );
+    assert_eq!(out.trim(), "no orphaned payments", "{out}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let settles = p.fac.settles.load(Ordering::SeqCst);
+    let out = p.cli_with(&lease, &["payments", "reconcile"]);
+    assert!(out.contains(&id) && out.contains("settled"), "{out}");
+    assert_eq!(
+        p.fac.settles.load(Ordering::SeqCst),
+        settles,
+        "not settled anew"
+    );
+    let record = payments.get(&id, nonce).await.unwrap().expect("kept");
+    assert_eq!(record.state, PaymentState::Settled);
+
+    // The command's next delivery completes the task without settling it again.
+    let _worker = p.process("worker", &quiet);
+    let done = wait_state(&c, &ingress, &id, "completed").await;
+    assert_eq!(done["metadata"]["x402.payment.status"], "payment-completed");
+    assert_eq!(done["artifacts"][0]["parts"][0]["text"], "paid work");
+    assert_eq!(p.fac.settles.load(Ordering::SeqCst), settles);
+    assert_eq!(p.fac.settled_count(), 1, "transferred once");
 }

@@ -95,6 +95,15 @@ impl SettlementMetrics {
         );
     }
 
+    /// The OpenMetrics text of these metrics alone (a worker process's `/metrics`).
+    pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        self.register(&mut registry);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
     pub(crate) fn count(&self, outcome: &'static str) {
         self.outcomes
             .get_or_create(&OutcomeLabels { outcome })
@@ -109,6 +118,9 @@ pub struct Settlement {
     pub mode: SettleMode,
     /// The longest a settlement may take (the facilitator client's timeout).
     pub timeout: Duration,
+    /// How long a settlement may stay unanswered before the reconciliation takes it over
+    /// (`X402__SETTLING_LEASE`, see [`reconcile`]).
+    pub settling_lease: Duration,
     pub metrics: SettlementMetrics,
     /// Where every payment, attempt and answer is recorded.
     pub payments: Arc<dyn PaymentStore>,
@@ -156,6 +168,20 @@ impl Settlement {
                 tracing::info!(task_id, nonce = %p.nonce, "payment already settled; not settling it again");
                 return Ok(Settled::Yes(receipt));
             }
+        }
+        if begun.state == PaymentState::Unpaid {
+            // Its task ended without delivering (a late delivery of an exhausted command).
+            let code = begun.error.unwrap_or_else(|| "UNDELIVERED".into());
+            tracing::warn!(task_id, nonce = %p.nonce, %code, "payment is not to be settled; not asking the facilitator");
+            self.metrics.count("not_charged");
+            return Ok(Settled::Refused(SettleResponse {
+                success: false,
+                error_reason: Some(code),
+                payer: Some(p.payer.clone()),
+                transaction: String::new(),
+                network: p.requirements.network.clone(),
+                amount: None,
+            }));
         }
         Ok(self.ask(task_id, p, begun.attempts > 1).await)
     }
@@ -225,6 +251,35 @@ impl Settlement {
             Err(e) => {
                 tracing::warn!(task_id, nonce = %p.nonce, error = %e, "could not record a payment as not charged")
             }
+        }
+    }
+
+    /// The payment of a command that ran out of deliveries: never charged for the work it
+    /// did not deliver. One not settled yet is recorded `unpaid` (`UNDELIVERED`; the task
+    /// metadata returned says so); one whose settlement was begun and got no recorded
+    /// answer is left to the reconciliation once its lease has run out (it asks `/verify`
+    /// whether it landed, and never settles it); one settled stays so
+    /// (`X402__SETTLE=before`: paid up front).
+    pub(crate) async fn undelivered(&self, task_id: &str, p: &PaymentCommand) -> Option<Metadata> {
+        let state = match self.payments.get(task_id, &p.nonce).await {
+            Ok(record) => record.map(|r| r.state),
+            Err(e) => {
+                tracing::warn!(task_id, error = %e, "could not read the payment of an exhausted command");
+                return None;
+            }
+        };
+        match state {
+            None | Some(PaymentState::Verified) => {
+                self.metrics.count("not_charged");
+                self.not_charged(task_id, p, "UNDELIVERED").await;
+                tracing::info!(task_id, nonce = %p.nonce, "paid command ran out of deliveries; its payment is not charged");
+                Some(not_charged("UNDELIVERED"))
+            }
+            Some(PaymentState::Settling) => {
+                tracing::warn!(task_id, nonce = %p.nonce, "paid command ran out of deliveries mid-settlement; the reconciliation asks the facilitator whether it landed once X402__SETTLING_LEASE has passed");
+                None
+            }
+            Some(_) => None,
         }
     }
 

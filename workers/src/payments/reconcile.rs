@@ -10,13 +10,28 @@
 //!
 //! Orphans are claimed in the store ([`PaymentStore::claim_orphans`]), so reconcilers in
 //! several processes never ask about the same payment at once.
+//!
+//! Stale settlements: a payment left `settling` longer than `X402__SETTLING_LEASE` (its
+//! worker died mid-settlement and no delivery of its command came back, its command ran
+//! out of deliveries, or a reconciler died holding its claim) is claimed too
+//! ([`PaymentStore::claim_stale`]), and the facilitator's `/verify` is asked whether its
+//! nonce is used. It is never settled anew here: its task may not have delivered.
+//!
+//! | `/verify` says | the payment | the task |
+//! |---|---|---|
+//! | nonce used (an earlier settlement landed) | `settled` | `working` with a kept result: `completed` with it; else unchanged (a run still to come finds it settled) |
+//! | valid (nothing landed) and a result is kept | `orphaned` (the next pass settles it) | unchanged |
+//! | valid, and the task ended (e.g. its command ran out of deliveries) | `unpaid` (`UNDELIVERED`): never charged | unchanged |
+//! | valid, and the task still runs | `verified` (its run settles it) | unchanged |
+//! | invalid otherwise (expired…) | `unpaid` with the reason | `working` with a kept result: `failed`, `payment-failed` |
+//! | no usable answer | `settling` (asked again after another lease) | unchanged |
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::bus::Bus;
 use bindu_engine::ledger::{Patience, TaskLedger};
-use bindu_engine::store::payments::{PaymentRecord, PaymentStore};
+use bindu_engine::store::payments::{Finish, PaymentRecord, PaymentStore};
 use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
 use bindu_engine::TaskStore;
 use bindu_schemas::bus::{CommandOp, TaskCommand};
@@ -91,8 +106,39 @@ impl Reconciler {
         }
     }
 
-    /// Reconciles every orphaned payment once (batches of [`BATCH`]).
+    /// Reconciles every orphaned payment once (batches of [`BATCH`]), then every stale
+    /// settlement.
     pub async fn pass(&self) -> Result<Vec<Reconciled>, StoreError> {
+        let mut done = self.orphans().await?;
+        loop {
+            let stale = self
+                .payments()
+                .claim_stale(self.settlement.settling_lease, BATCH)
+                .await?;
+            let last = stale.len() < BATCH as usize;
+            let before = done.len();
+            for record in stale {
+                let (task_id, nonce) = (record.task_id.clone(), record.nonce.clone());
+                tracing::warn!(%task_id, %nonce, since = %record.updated_at, "payment left settling past its lease; asking the facilitator whether it landed");
+                let resolution = self.resolve_stale(record).await;
+                done.push(Reconciled {
+                    task_id,
+                    nonce,
+                    resolution,
+                });
+            }
+            if last
+                || done[before..]
+                    .iter()
+                    .any(|r| matches!(r.resolution, Resolution::Unknown(_)))
+            {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Reconciles every orphaned payment once (batches of [`BATCH`]).
+    async fn orphans(&self) -> Result<Vec<Reconciled>, StoreError> {
         let mut done = Vec::new();
         loop {
             let claimed = self.payments().claim_orphans(BATCH).await?;
@@ -177,6 +223,122 @@ impl Reconciler {
                     Err(e) => Resolution::TaskNotUpdated(e),
                 }
             }
+        }
+    }
+
+    /// Resolves a payment left `settling` past its lease (see the module's table): asks
+    /// `/verify`, never `/settle`.
+    async fn resolve_stale(&self, record: PaymentRecord) -> Resolution {
+        let task_id = record.task_id.as_str();
+        let p = &record.payment;
+        let state = match self.ledger.store().get(task_id, Access::Internal).await {
+            Ok(snap) => Some(snap.task.status.state),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Resolution::Unknown(format!("the task could not be read: {e}")),
+        };
+        let running = state.is_some_and(|s| !s.is_final());
+        let kept = record
+            .kept
+            .clone()
+            .filter(|_| state == Some(TaskState::Working));
+        let answer = match self
+            .settlement
+            .facilitator
+            .verify(&p.payload, &p.requirements)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return Resolution::Unknown(e.to_string()),
+        };
+        let (finish, resolution) = if bindu_engine::x402::verified_used(&answer) {
+            let receipt = bindu_schemas::x402::SettleResponse {
+                success: true,
+                error_reason: None,
+                payer: Some(answer.payer.clone().unwrap_or_else(|| p.payer.clone())),
+                transaction: String::new(),
+                network: p.requirements.network.clone(),
+                amount: Some(p.requirements.amount.clone()),
+            };
+            if !running {
+                tracing::error!(task_id, nonce = %p.nonce, "a payment landed for a task that ended without delivering; it needs a refund");
+            }
+            self.settlement.metrics.count("settled");
+            (Finish::settled(receipt), Resolution::Settled)
+        } else if answer.is_valid {
+            match (&kept, running) {
+                (Some(kept), _) => (
+                    Finish::orphaned("not settled yet".into(), Some(kept.clone())),
+                    Resolution::Unknown("not settled yet: settled on the next pass".into()),
+                ),
+                (None, true) => (
+                    Finish::verified(),
+                    Resolution::Unknown("not settled yet: its run settles it".into()),
+                ),
+                (None, false) => {
+                    self.settlement.metrics.count("not_charged");
+                    (
+                        Finish::unpaid("UNDELIVERED"),
+                        Resolution::Refused(
+                            "UNDELIVERED: the task ended without delivering; nothing charged"
+                                .into(),
+                        ),
+                    )
+                }
+            }
+        } else {
+            let reason = answer
+                .invalid_reason
+                .or(answer.invalid_message)
+                .unwrap_or_else(|| "refused by the facilitator".into());
+            self.settlement.metrics.count("refused");
+            (Finish::unpaid(&reason), Resolution::Refused(reason))
+        };
+        let settled = finish.receipt.clone();
+        if let Err(e) = self
+            .settlement
+            .payments
+            .finish(task_id, &p.nonce, finish.clone())
+            .await
+        {
+            tracing::error!(task_id, nonce = %p.nonce, error = %e, "could not record a stale settlement's resolution");
+            return Resolution::TaskNotUpdated(format!("the payment store: {e}"));
+        }
+        let Some(kept) =
+            kept.filter(|_| finish.state != bindu_engine::store::PaymentState::Orphaned)
+        else {
+            return resolution;
+        };
+        // A result kept for the payer: released when paid, dropped (the task failed) when
+        // the payment can no longer be settled.
+        let update = match settled {
+            Some(receipt) => {
+                let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+                    .status(TaskState::Completed, kept.message);
+                update.artifacts = kept
+                    .artifacts
+                    .into_iter()
+                    .map(ArtifactChunk::from)
+                    .collect();
+                update.history = kept.history;
+                update.metadata = Some(completed(&receipt));
+                update
+            }
+            None => {
+                let code = finish.error.clone().unwrap_or_default();
+                let msg = Message::agent(
+                    uuid::Uuid::new_v4().to_string(),
+                    vec![Part::text(format!("Task failed: the payment cannot be settled ({code}); the result is withheld and nothing was charged"))],
+                );
+                let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+                    .history(msg.clone())
+                    .status(TaskState::Failed, Some(msg));
+                update.metadata = Some(super::not_charged(&code));
+                update
+            }
+        };
+        match self.transition(update).await {
+            Ok(()) => resolution,
+            Err(e) => Resolution::TaskNotUpdated(e),
         }
     }
 

@@ -298,10 +298,13 @@ impl Inner {
             ex.deliveries
         );
         let msg = agent_message(vec![Part::text(reason)]);
-        let update = TaskUpdate::new(&task_id, Expect::NotTerminal)
+        let mut update = TaskUpdate::new(&task_id, Expect::NotTerminal)
             .history(msg.clone())
             .status(TaskState::Failed, Some(msg))
             .beside_run();
+        if let (Some(p), Some(settlement)) = (&ex.command.payment, &self.settlement) {
+            update.metadata = settlement.undelivered(&task_id, p).await;
+        }
         match self.record(update, Vec::new()).await {
             Ok(_) => {
                 tracing::warn!(%task_id, deliveries = ex.deliveries, "task failed after its last delivery")

@@ -54,6 +54,60 @@ where
     payments_are_kept_once_per_task_and_nonce(&make().await).await;
     attempts_are_counted_and_a_settled_payment_is_never_begun_again(&make().await).await;
     orphans_are_claimed_once_with_their_kept_result(&make().await).await;
+    stale_settlements_are_claimed_once_their_lease_ran_out(&make().await).await;
+    an_unpaid_payment_is_never_begun(&make().await).await;
+}
+
+/// A payment recorded `unpaid` (never to be settled) is returned as it is by
+/// `begin_settle`: a late delivery of its command must not settle it.
+pub async fn an_unpaid_payment_is_never_begun(store: &dyn PaymentStore) {
+    let p = payment('c');
+    store.record("u1", &p).await.expect("record");
+    store
+        .finish("u1", &p.nonce, Finish::unpaid("UNDELIVERED"))
+        .await
+        .expect("finish");
+    let begun = store.begin_settle("u1", &p).await.expect("begin");
+    assert_eq!(
+        (begun.state, begun.attempts, begun.error.as_deref()),
+        (PaymentState::Unpaid, 0, Some("UNDELIVERED"))
+    );
+}
+
+/// A payment left `settling` (its settler died) is claimed once its lease ran out, oldest
+/// first, by one claimer (its lease renewed, its attempts unchanged); a fresh one is not.
+pub async fn stale_settlements_are_claimed_once_their_lease_ran_out(store: &dyn PaymentStore) {
+    use std::time::Duration;
+    let (old, fresh) = (payment('a'), payment('b'));
+    store.begin_settle("s1", &old).await.expect("begin");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    store.begin_settle("s2", &fresh).await.expect("begin");
+    let lease = Duration::from_millis(1000);
+    let stale = store.claim_stale(lease, 10).await.expect("claim");
+    assert_eq!(stale.len(), 1, "only the one past its lease");
+    assert_eq!(
+        (stale[0].task_id.as_str(), stale[0].state, stale[0].attempts),
+        ("s1", PaymentState::Settling, 1)
+    );
+    assert!(
+        store
+            .claim_stale(lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "its lease was renewed"
+    );
+    // Settled or orphaned payments are not stale, whatever their age.
+    store
+        .finish("s1", &old.nonce, Finish::settled(receipt(true)))
+        .await
+        .expect("finish");
+    assert!(store
+        .claim_stale(Duration::ZERO, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|r| r.task_id == "s2"));
 }
 
 /// A payment is kept once per task and nonce (a retried accept changes nothing); a

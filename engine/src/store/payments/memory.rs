@@ -98,7 +98,7 @@ impl PaymentStore for MemoryPayments {
         }
         let r = find(&mut records, task_id, &payment.nonce)
             .ok_or_else(|| StoreError::NotFound(task_id.to_string()))?;
-        if r.state != PaymentState::Settled {
+        if !matches!(r.state, PaymentState::Settled | PaymentState::Unpaid) {
             r.state = PaymentState::Settling;
             r.attempts += 1;
             r.updated_at = crate::time::now_rfc3339();
@@ -134,6 +134,33 @@ impl PaymentStore for MemoryPayments {
             .map(|r| {
                 r.state = PaymentState::Settling;
                 r.attempts += 1;
+                r.updated_at = now.clone();
+                r.clone()
+            })
+            .collect())
+    }
+
+    async fn claim_stale(
+        &self,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let mut records = self.records.lock();
+        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let before = chrono::Utc::now()
+            .checked_sub_signed(lease)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now = crate::time::now_rfc3339();
+        let mut stale: Vec<&mut PaymentRecord> = records
+            .iter_mut()
+            .filter(|r| r.state == PaymentState::Settling && r.updated_at < before)
+            .collect();
+        stale.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        Ok(stale
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| {
                 r.updated_at = now.clone();
                 r.clone()
             })

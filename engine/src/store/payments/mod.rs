@@ -14,7 +14,7 @@
 //! | state | meaning |
 //! |---|---|
 //! | `verified` | verified at the edge, not settled yet (a paused run keeps it for its follow-up) |
-//! | `settling` | a settlement was asked for; its answer is not recorded yet |
+//! | `settling` | a settlement was asked for; its answer is not recorded yet (one left so longer than a lease is claimed by the reconciliation: [`PaymentStore::claim_stale`]) |
 //! | `settled` | paid: the receipt is kept |
 //! | `refused` | the facilitator refused it: nothing was transferred |
 //! | `orphaned` | no usable answer: the transfer may or may not have landed |
@@ -206,6 +206,16 @@ impl Finish {
         }
     }
 
+    /// Back to `verified`: no settlement of it landed, and its run will settle it.
+    pub fn verified() -> Finish {
+        Finish {
+            state: PaymentState::Verified,
+            receipt: None,
+            error: None,
+            kept: None,
+        }
+    }
+
     pub fn unpaid(code: &str) -> Finish {
         Finish {
             state: PaymentState::Unpaid,
@@ -230,7 +240,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Records that a settlement is about to be asked for, durably, and returns the record
     /// as it now is: `settling` with `attempts` counting this one (so `attempts > 1` says an
     /// earlier attempt may have landed). A payment already `settled` is returned unchanged:
-    /// it must not be settled again. A payment not kept yet is kept first (its command
+    /// it must not be settled again; so is one `unpaid`: it is never to be settled (its task
+    /// ended without delivering, e.g. a late delivery of a command that ran out of them). A payment not kept yet is kept first (its command
     /// carried it).
     async fn begin_settle(
         &self,
@@ -245,6 +256,16 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// is returned `settling` with its attempt counted, so two reconcilers never ask for the
     /// same one at once.
     async fn claim_orphans(&self, limit: u32) -> Result<Vec<PaymentRecord>, StoreError>;
+
+    /// Takes up to `limit` payments left `settling` for longer than `lease` (whoever was
+    /// settling them died, or their command ran out of deliveries), oldest first, for one
+    /// reconciliation: each is returned `settling` with its lease renewed (so two
+    /// reconcilers never take the same one) and its attempts unchanged.
+    async fn claim_stale(
+        &self,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError>;
 
     /// Newest first; only those in `state` when given.
     async fn list(

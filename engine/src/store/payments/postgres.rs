@@ -113,18 +113,20 @@ impl PaymentStore for PostgresPayments {
         payment: &PaymentCommand,
     ) -> Result<PaymentRecord, StoreError> {
         self.insert(task_id, payment).await?;
-        // One statement: the attempt is counted exactly when it is recorded; a settled
-        // payment is read back as it is.
+        // One statement: the attempt is counted exactly when it is recorded; a settled (or
+        // unpaid) payment is read back as it is.
         let sql = format!(
             "WITH begun AS ( \
                UPDATE bindu_payments SET state = 'settling', attempts = attempts + 1, \
                  updated_at = now() \
-               WHERE agent = $1 AND task_id = $2 AND nonce = $3 AND state <> 'settled' \
+               WHERE agent = $1 AND task_id = $2 AND nonce = $3 \
+                 AND state NOT IN ('settled', 'unpaid') \
                RETURNING {COLUMNS}) \
              SELECT * FROM begun \
              UNION ALL \
              SELECT {COLUMNS} FROM bindu_payments \
-             WHERE agent = $1 AND task_id = $2 AND nonce = $3 AND state = 'settled'"
+             WHERE agent = $1 AND task_id = $2 AND nonce = $3 \
+               AND state IN ('settled', 'unpaid')"
         );
         let row = sqlx::query(&sql)
             .bind(&self.agent)
@@ -180,6 +182,35 @@ impl PaymentStore for PostgresPayments {
         let rows = sqlx::query(&sql)
             .bind(&self.agent)
             .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn claim_stale(
+        &self,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let columns = QUALIFIED;
+        let sql = format!(
+            "WITH picked AS ( \
+               SELECT task_id, nonce, updated_at AS since FROM bindu_payments \
+               WHERE agent = $1 AND state = 'settling' \
+                 AND updated_at < now() - make_interval(secs => $3) \
+               ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE bindu_payments p SET updated_at = now() \
+               FROM picked WHERE p.agent = $1 AND p.task_id = picked.task_id \
+                 AND p.nonce = picked.nonce \
+               RETURNING picked.since, {columns}) \
+             SELECT * FROM claimed ORDER BY since"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&self.agent)
+            .bind(i64::from(limit))
+            .bind(lease.as_secs_f64())
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;

@@ -10,7 +10,7 @@
 //! | `io_compatibility` | of the requested input and output types, the share the best skill handles (1 without constraints) |
 //! | `performance` | the best skill's `avg_processing_time_ms` (else the default) against `max_latency_ms` (else the default): 1 at zero, 0.5 at the limit, 0 at twice it |
 //! | `load` | 1 / (1 + queue depth): commands waiting plus tasks running |
-//! | `cost` | 1 when the agent is free; 1 − price / budget × 0.5 within a budget; 0.5 with a price and no budget |
+//! | `cost` | the price of the best skill (its own `execution_cost`, the cheapest option, else the agent's): 1 when free; 1 − price / budget × 0.5 within a budget; 0.5 with a price and no budget |
 //!
 //! The score is the weighted sum (weights normalised). Accepted when it reaches `min_score`
 //! and some skill matches.
@@ -192,6 +192,22 @@ impl Assessment {
     }
 }
 
+/// The cheapest of price options (in tokens), as negotiation compares it with a budget;
+/// `None`: free (no option). Amounts were checked at start-up, so each reads as a number.
+pub fn cheapest(options: &[bindu_engine::x402::PriceOption]) -> Option<f64> {
+    options
+        .iter()
+        .filter_map(|o| {
+            o.amount
+                .trim()
+                .trim_start_matches('$')
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .reduce(f64::min)
+}
+
 /// A skill prepared for matching.
 #[derive(Debug)]
 struct Prepared {
@@ -208,6 +224,9 @@ struct Prepared {
     outputs: Vec<String>,
     tools: HashSet<String>,
     latency_ms: Option<u64>,
+    /// The skill's own price per task (the cheapest of its options; `Some(None)`: free),
+    /// `None`: the agent's.
+    price: Option<Option<f64>>,
 }
 
 impl Prepared {
@@ -260,6 +279,10 @@ impl Prepared {
                 .performance
                 .as_ref()
                 .and_then(|p| p.avg_processing_time_ms),
+            price: skill
+                .execution_cost
+                .as_ref()
+                .map(|options| cheapest(options)),
         }
     }
 
@@ -523,7 +546,8 @@ impl Scorer {
                 .fold(0.0, f64::max),
         };
 
-        let cost = match (conditions.price, task.max_cost) {
+        let price = best.and_then(|s| s.price).unwrap_or(conditions.price);
+        let cost = match (price, task.max_cost) {
             (None, _) => 1.0,
             (Some(_), None) => 0.5,
             (Some(price), Some(budget)) if price > budget => {

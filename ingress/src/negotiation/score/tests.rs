@@ -250,3 +250,47 @@ fn weights_normalise() {
     .normalized();
     assert_eq!(z.load, 0.2);
 }
+
+#[test]
+fn the_cost_is_the_best_skills_own_price_when_it_has_one() {
+    let skills = [
+        skill(json!({
+            "id": "dear", "name": "dear", "description": "d",
+            "assessment": {"keywords": ["appraise"]},
+            "execution_cost": [{"amount": "$0.50"}, {"amount": "0.40", "network": "base"}]
+        })),
+        skill(json!({
+            "id": "gift", "name": "gift", "description": "d",
+            "assessment": {"keywords": ["wrap"]}, "execution_cost": []
+        })),
+        skill(json!({
+            "id": "plain", "name": "plain", "description": "d",
+            "assessment": {"keywords": ["count"]}
+        })),
+    ];
+    let s = Scorer::new(skills.iter(), 5000, 0.7, 0.3);
+    let agent_priced = Conditions {
+        price: Some(0.05),
+        queue_depth: 0,
+    };
+    let budget = |summary: &str, max: f64| Task {
+        max_cost: Some(max),
+        ..task(summary)
+    };
+    // The cheapest option of the dear skill (0.40) is over a 0.10 budget.
+    let a = s.assess(&budget("appraise this", 0.10), agent_priced, None);
+    assert_eq!(a.rejection_reason, Some(Rejection::CostExceedsBudget));
+    assert_eq!(
+        s.assess(&budget("appraise this", 0.80), agent_priced, None)
+            .subscores
+            .unwrap()
+            .cost,
+        0.75
+    );
+    // The free skill is free on a priced agent; the plain one costs the agent's price.
+    let gift = s.assess(&budget("wrap this", 0.01), agent_priced, None);
+    assert_eq!(gift.subscores.unwrap().cost, 1.0, "{gift:?}");
+    let plain = s.assess(&budget("count this", 0.01), agent_priced, None);
+    assert_eq!(plain.rejection_reason, Some(Rejection::CostExceedsBudget));
+    assert_eq!(cheapest(&[]), None);
+}
