@@ -203,6 +203,13 @@ pub trait Bus: Send + Sync + 'static {
         false
     }
 
+    /// Whether a command handed back with [`Acker::nack`] outlives this process, so another
+    /// worker process can take it (a durable queue). A worker that stops with handlers still
+    /// running hands their commands back only then; otherwise it records them interrupted.
+    fn commands_outlive_process(&self) -> bool {
+        false
+    }
+
     /// The task's events with a sequence number above `after_seq`, from the bus's history
     /// where it keeps one, then live. Without history: live events only.
     async fn replay_task(&self, task_id: &str, after_seq: u64) -> Result<EventStream, BusError> {

@@ -92,6 +92,9 @@ struct Inner {
     /// Records every transition and announces it (persist, then announce).
     ledger: TaskLedger,
     running: DashMap<String, CancellationToken>,
+    /// Set when the drain deadline passed on a bus whose commands outlive this process:
+    /// handlers interrupted from then on hand their commands back instead of failing.
+    handing_back: std::sync::atomic::AtomicBool,
     /// Tasks a cancel signal named while no handler here ran them (recent ones, bounded):
     /// a command for one is checked against the store before it runs.
     canceled: std::sync::Mutex<RecentIds>,
@@ -155,6 +158,7 @@ impl WorkerPool {
                 handler,
                 options,
                 running: DashMap::new(),
+                handing_back: std::sync::atomic::AtomicBool::new(false),
                 canceled: Default::default(),
                 identity: None,
                 settlement: None,
@@ -264,9 +268,22 @@ impl WorkerPool {
             .await
             .is_err()
         {
+            // On a durable queue another worker can run them again: their commands are
+            // handed back (a rolling restart loses nothing). Elsewhere the queue dies with
+            // this process, so they are recorded as interrupted.
+            let hand_back = inner.bus.commands_outlive_process();
+            inner
+                .handing_back
+                .store(hand_back, std::sync::atomic::Ordering::SeqCst);
             tracing::warn!(
                 running = inner.running.len(),
-                "drain deadline passed; interrupting running handlers"
+                hand_back,
+                "drain deadline passed; interrupting running handlers{}",
+                if hand_back {
+                    " and handing their commands back to the bus"
+                } else {
+                    ""
+                }
             );
             for entry in inner.running.iter() {
                 entry.value().cancel();
@@ -284,6 +301,8 @@ enum Outcome {
     Finished(Result<HandlerOutput, crate::HandlerError>),
     Panicked,
     Interrupted,
+    /// Interrupted because this worker stops: the command goes back to the bus.
+    HandedBack,
     TimedOut(Duration),
     /// A paid run interrupted before its payment authorization could no longer be settled.
     PaymentExpiring,
@@ -537,7 +556,11 @@ impl Inner {
                     if tokio::time::timeout(CANCEL_GRACE, &mut run).await.is_err() {
                         run.abort();
                     }
-                    break Outcome::Interrupted;
+                    break if self.handing_back.load(std::sync::atomic::Ordering::SeqCst) {
+                        Outcome::HandedBack
+                    } else {
+                        Outcome::Interrupted
+                    };
                 }
                 (limit, payment_expiring) = &mut deadline => {
                     if payment_expiring {
@@ -568,6 +591,20 @@ impl Inner {
             }
         };
 
+        if matches!(outcome, Outcome::HandedBack) {
+            // Nothing recorded: the task stays as it was (`submitted`, or `working`), and the
+            // next worker runs it from its stored conversation. Chunks this run streamed were
+            // announced only; the next run streams its own.
+            tracing::info!(
+                task_id,
+                "worker stopping: the task's command is handed back to the bus"
+            );
+            if let Err(e) = d.acker.nack(Duration::ZERO).await {
+                // Not acked either: the bus redelivers it after its ack deadline.
+                tracing::warn!(task_id, error = %e, "could not hand the command back; the bus redelivers it after its ack deadline");
+            }
+            return None;
+        }
         // No chunk or status is announced after this point (the handler has ended).
         let (announced, streamed, held, withheld) = {
             let mut log = run_log.lock().await;

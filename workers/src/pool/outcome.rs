@@ -42,7 +42,8 @@ pub(super) fn outcome_update(
         Outcome::Finished(Ok(o)) => o.normalize(),
         Outcome::Finished(Err(e)) => return failed(task_id, format!("Task failed: {e}")),
         Outcome::Panicked => return failed(task_id, "Task failed: the handler panicked".into()),
-        Outcome::Interrupted => {
+        // `HandedBack` is never recorded (the run hands its command back first).
+        Outcome::Interrupted | Outcome::HandedBack => {
             return failed(
                 task_id,
                 "Task interrupted: the worker shut down or the task was canceled".into(),

@@ -12,6 +12,7 @@ mod support;
 mod ambiguous_writes;
 mod dispatcher;
 mod dispatcher_destinations;
+mod drain;
 mod paid_dead_letters;
 mod stuck_tasks;
 mod working_event;

@@ -571,6 +571,10 @@ impl Bus for NatsBus {
         true
     }
 
+    fn commands_outlive_process(&self) -> bool {
+        true
+    }
+
     async fn replay_task(&self, task_id: &str, after_seq: u64) -> Result<EventStream, BusError> {
         let stream = self
             .js

@@ -89,3 +89,100 @@ async fn a_command_that_never_finishes_is_dead_lettered_and_its_task_failed() {
     );
     assert_eq!(runs, 3);
 }
+
+/// A rolling restart on NATS: a worker told to stop while its handler still runs waits for
+/// its drain deadline, then hands the command back instead of failing the task; the next
+/// worker runs it to completion. With the memory bus (whose queue dies with the process) the
+/// task is recorded interrupted instead (`drain::at_the_drain_deadline_the_memory_bus_records_the_task_interrupted`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
+    let server = NatsServer::start();
+    let bus: Arc<dyn Bus> = Arc::new(
+        NatsBus::connect(NatsOptions::new(server.url(), "handback"))
+            .await
+            .expect("connect"),
+    );
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    // The first run outlives the drain deadline (it ignores its cancel token until it is
+    // aborted); the second finishes at once.
+    let handler = move || {
+        let counter = counter.clone();
+        handler_fn(move |_input: HandlerInput| {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok::<_, HandlerError>(HandlerOutput::Text("done by the next worker".into()))
+            }
+        })
+    };
+    let first_stop = CancellationToken::new();
+    let options = WorkerOptions {
+        drain_timeout: Duration::from_millis(300),
+        ..pool_options(2)
+    };
+    let first = spawn_pool(
+        store.clone(),
+        bus.clone(),
+        handler(),
+        options.clone(),
+        &first_stop,
+    );
+    let submitted = submit_task(store.as_ref(), "handed-back", "survive a restart").await;
+    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+        &submitted,
+    )])
+    .await
+    .expect("publish");
+    let started = tokio::time::Instant::now() + Duration::from_secs(20);
+    while runs.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < started,
+            "the handler never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), first)
+        .await
+        .expect("the first worker stops after its drain deadline")
+        .expect("join")
+        .expect("pool");
+    let between = store
+        .get("handed-back", Access::Internal)
+        .await
+        .expect("get")
+        .task;
+    assert!(
+        !between.status.state.is_terminal(),
+        "the stopping worker must not end the task: {:?}",
+        between.status
+    );
+
+    let second_stop = CancellationToken::new();
+    let second = spawn_pool(store.clone(), bus.clone(), handler(), options, &second_stop);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        let t = store
+            .get("handed-back", Access::Internal)
+            .await
+            .expect("get")
+            .task;
+        if t.status.state.is_terminal() {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the next worker never finished it: {:?}",
+            t.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    second_stop.cancel();
+    second.await.expect("join").expect("pool");
+    assert_eq!(task.status.state, TaskState::Completed, "{:?}", task.status);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}

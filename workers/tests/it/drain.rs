@@ -1,0 +1,61 @@
+//! A worker stopping with a handler still running, on the memory bus: its queue dies with
+//! the process, so at the drain deadline the task is recorded interrupted (a clear end)
+//! rather than handed back to a queue nobody will read. On NATS the command is handed back
+//! instead (`t2_nats::nats_worker`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindu_engine::bus::{Bus, MemoryBus};
+use bindu_engine::store::{Access, MemoryStore, TaskStore};
+use bindu_schemas::TaskState;
+use bindu_workers::handler::handler_fn;
+use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{pool_options, spawn_pool, submit_task};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let notify = started.clone();
+    let handler = handler_fn(move |_input: HandlerInput| {
+        let notify = notify.clone();
+        async move {
+            notify.notify_one();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, HandlerError>(HandlerOutput::Text("never".into()))
+        }
+    });
+    let stop = CancellationToken::new();
+    let options = WorkerOptions {
+        drain_timeout: Duration::from_millis(300),
+        ..pool_options(2)
+    };
+    let pool = spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
+    let submitted = submit_task(store.as_ref(), "interrupted", "stop me").await;
+    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+        &submitted,
+    )])
+    .await
+    .expect("publish");
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .expect("the handler starts");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), pool)
+        .await
+        .expect("the pool stops after its drain deadline")
+        .expect("join")
+        .expect("pool");
+    let task = store
+        .get("interrupted", Access::Internal)
+        .await
+        .expect("get")
+        .task;
+    assert_eq!(task.status.state, TaskState::Failed, "{:?}", task.status);
+    let text = task.status.message.map(|m| m.text()).unwrap_or_default();
+    assert!(text.contains("interrupted"), "{text}");
+}
