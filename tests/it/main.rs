@@ -15,6 +15,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod deploy;
 mod handlers;
 mod handlers_cli;
 mod handlers_openai;
