@@ -15,7 +15,7 @@ pub mod batch;
 mod did;
 mod keys;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 
 pub use did::{agent_id, did_bindu, did_key, parse_did_key, sanitize};
 #[cfg(unix)]
