@@ -358,3 +358,56 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `LOGGING__FORMAT=json`: every log line is one JSON object, and a request's lines carry
+/// the `rpc` span with its method, task and context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_a_line_with_the_request_span() {
+    let dir = std::env::temp_dir().join(support::unique("bindu-json-logs"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("bindu.log");
+    let mut child = process::bindu()
+        .envs([
+            ("BINDU_KEY_DIR", dir.join("keys").to_str().unwrap()),
+            ("LOGGING__FORMAT", "json"),
+            ("LOGGING__DEFAULT_LEVEL", "info,bindu_ingress=debug"),
+        ])
+        .args(["serve", "--port", "0"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = wait_for_log(&log, "the listening address", |t| {
+        t.contains("bindu: agent listening on ")
+    });
+    let addr = started
+        .split("bindu: agent listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (status, sent) = post(&http, &format!("http://{addr}/"), &send_body("json"), &[]).await;
+    assert_eq!(status, 200, "{sent}");
+    let task_id = sent["result"]["id"].as_str().unwrap().to_string();
+    let text = wait_for_log(&log, "the accepted task", |t| t.contains(&task_id));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The CLI's own start-up line is plain text; every log line is JSON.
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.starts_with("bindu: "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let accepted = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "task accepted")
+        .unwrap_or_else(|| panic!("no `task accepted` line:\n{text}"));
+    assert_eq!(accepted["span"]["name"], "rpc", "{accepted}");
+    assert_eq!(accepted["span"]["method"], "message/send", "{accepted}");
+    assert_eq!(accepted["span"]["task_id"], task_id.as_str(), "{accepted}");
+    assert_eq!(
+        accepted["span"]["context_id"], sent["result"]["contextId"],
+        "{accepted}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
