@@ -307,14 +307,22 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
     assert_eq!(sent["result"]["status"]["state"], "completed", "{sent}");
     let task_id = sent["result"]["id"].as_str().unwrap().to_string();
     let context_id = sent["result"]["contextId"].as_str().unwrap().to_string();
-    // A wrong token and a bad signature: refusals must not log what they refused either.
+    // Refusals must not log what they refused either: a wrong token, a signature over
+    // other bytes, the same payment again (a replay).
+    let url = format!("{base}/");
     let wrong = "tok-SECRET-wrong-9a8b";
     let mut refused = client.headers(&body);
     refused[0].1 = format!("Bearer {wrong}");
-    assert_eq!(
-        post(&http, &format!("{base}/"), &body, &refused).await.0,
-        401
-    );
+    assert_eq!(post(&http, &url, &body, &refused).await.0, 401);
+    let other = send_body("other bytes");
+    let forged_signature = client.headers(&other)[3].1.clone();
+    let mut forged = client.headers(&body);
+    forged[3].1 = forged_signature.clone();
+    assert_eq!(post(&http, &url, &body, &forged).await.0, 403);
+    let again = send_body("the same payment again");
+    let mut replay = client.headers(&again);
+    replay.push(("x-payment", payment.clone()));
+    assert_eq!(post(&http, &url, &again, &replay).await.0, 402);
 
     let text = wait_for_log(&log, "the task's outcome", |t| {
         t.lines()
@@ -334,6 +342,7 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
         ("the bearer token", client.token.as_str()),
         ("the refused token", wrong),
         ("the DID signature", did_signature.as_str()),
+        ("the forged DID signature", forged_signature.as_str()),
         ("the payment header", payment.as_str()),
         ("the payment's signature", payment_signature.as_str()),
         ("the agent's private key", private_b64.as_str()),
