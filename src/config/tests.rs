@@ -477,9 +477,9 @@ fn workers_and_dispatchers_serve_probes_by_default_and_an_empty_address_turns_th
     let d = Config::defaults();
     assert_eq!(
         d.worker.metrics_addr,
-        Some("127.0.0.1:9464".parse().unwrap())
+        Some("127.0.0.1:9465".parse().unwrap())
     );
-    assert_eq!(d.push.metrics_addr, Some("127.0.0.1:9465".parse().unwrap()));
+    assert_eq!(d.push.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
     let c = Config::load(
         None,
         &env(&[

@@ -33,10 +33,10 @@ bindu_engine::kind! {
 /// Where `bindu worker` serves its probes and `/metrics` by default (Prometheus's
 /// conventional exporter range; loopback, like `BINDU_HOST`).
 pub const WORKER_METRICS_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
 /// Where `bindu dispatcher` serves its probes and `/metrics` by default.
 pub const DISPATCHER_METRICS_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
 
 bindu_engine::section! {
     /// `[worker]`: the worker pool and the handler it runs.
