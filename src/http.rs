@@ -38,6 +38,8 @@ pub(crate) struct HttpParts {
     pub requested: Capabilities,
     /// The dispatcher's metrics, shown on `/metrics`, when it runs in this process.
     pub dispatcher_metrics: Option<DispatcherMetrics>,
+    /// The worker pool's metrics, shown on `/metrics` when it runs in this process.
+    pub worker_metrics: Option<bindu_workers::pool::WorkerMetrics>,
     /// The workers' payment settlements, shown on `/metrics` when they run in this process
     /// for a priced agent.
     pub settlement_metrics: Option<SettlementMetrics>,
@@ -114,6 +116,11 @@ pub(crate) async fn start(
         // its outcome); without a task timeout, an hour.
         IngressOptions {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            role: if parts.worker_metrics.is_some() {
+                "serve"
+            } else {
+                "ingress"
+            },
             ..config.server.ingress_options(
                 config
                     .worker
@@ -137,6 +144,9 @@ pub(crate) async fn start(
     }
     ingress = ingress.with_skills(parts.skills);
     if let Some(m) = &parts.dispatcher_metrics {
+        ingress = ingress.with_metrics(|registry| m.register(registry));
+    }
+    if let Some(m) = &parts.worker_metrics {
         ingress = ingress.with_metrics(|registry| m.register(registry));
     }
     if let Some(m) = &parts.settlement_metrics {

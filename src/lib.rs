@@ -64,12 +64,14 @@ pub mod config;
 mod dispatcher;
 mod error;
 mod http;
+mod probes;
 mod supervisor;
 pub mod telemetry;
 
 /// A running agent: the parts of the engine its role names.
 pub struct Server {
     local_addr: Option<SocketAddr>,
+    probe_addr: Option<SocketAddr>,
     base_url: String,
     shutdown: CancellationToken,
     task: JoinHandle<Result<()>>,
@@ -90,6 +92,12 @@ impl Server {
     /// The address the HTTP server is bound to, if this process serves HTTP.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// Where a worker-only or dispatcher-only process serves its probes (`/health`,
+    /// `/healthz`) and `/metrics` (`worker.metrics_addr`, `push.metrics_addr`), if anywhere.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probe_addr
     }
 
     /// The base URL put in the agent card (no trailing slash).
@@ -213,12 +221,25 @@ pub(crate) async fn launch_with(
             identity: identity.clone(),
             namespace: &namespace,
         };
-        Some(dispatcher::start(&config, role, parts, &mut supervisor).await?)
+        Some(dispatcher::start(&config, parts, &mut supervisor).await?)
     } else {
         None
     };
     // Workers settle whatever payment a command carries (x402).
     let settlement = backends::settlement(&config, payments.clone())?;
+    let pool = handler.map(|handler| {
+        let heartbeat = (config.nats.ack_wait / 3).max(std::time::Duration::from_millis(200));
+        WorkerPool::new(
+            store.clone(),
+            bus.clone(),
+            handler,
+            config.worker.pool_options(heartbeat),
+        )
+        .with_identity(identity.clone())
+        .with_payments(settlement.clone())
+    });
+    let worker_metrics = pool.as_ref().map(WorkerPool::metrics);
+    let settlement_metrics = (role.runs_workers() && priced).then(|| settlement.metrics.clone());
     let (local_addr, base_url) = if role.serves_http() {
         let parts = http::HttpParts {
             skills,
@@ -227,8 +248,9 @@ pub(crate) async fn launch_with(
             identity: identity.clone(),
             namespace: namespace.clone(),
             requested,
-            dispatcher_metrics,
-            settlement_metrics: (role.runs_workers() && priced).then(|| settlement.metrics.clone()),
+            dispatcher_metrics: dispatcher_metrics.clone(),
+            worker_metrics: worker_metrics.clone(),
+            settlement_metrics: settlement_metrics.clone(),
             facilitator: settlement.facilitator.clone(),
             payments,
             prices,
@@ -250,22 +272,45 @@ pub(crate) async fn launch_with(
         let stop = supervisor.part_token();
         supervisor.spawn(reconciler.run(interval, stop));
     }
-    if let (Role::Worker, Some(addr)) = (role, config.worker.metrics_addr) {
-        let metrics = settlement.metrics.clone();
-        let render = move || metrics.render();
+    // The work queue's depth, sampled (a scrape never asks the bus).
+    if role != Role::Dispatcher {
         let stop = supervisor.part_token();
-        dispatcher::serve_metrics(addr, "worker.metrics_addr", render, stop, &supervisor).await?;
-    }
-    if let Some(handler) = handler {
-        let heartbeat = (config.nats.ack_wait / 3).max(std::time::Duration::from_millis(200));
-        let pool = WorkerPool::new(
-            store,
+        supervisor.spawn(bindu_engine::metrics::sample_queue(
             bus.clone(),
-            handler,
-            config.worker.pool_options(heartbeat),
-        )
-        .with_identity(identity)
-        .with_payments(settlement);
+            bindu_engine::metrics::QUEUE_SAMPLE_INTERVAL,
+            stop,
+        ));
+    }
+    let probe_at = match role {
+        Role::Worker => config
+            .worker
+            .metrics_addr
+            .map(|a| (a, "worker.metrics_addr")),
+        Role::Dispatcher => config.push.metrics_addr.map(|a| (a, "push.metrics_addr")),
+        Role::Serve | Role::Ingress => None,
+    };
+    let probe_addr = match probe_at {
+        Some(at) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            if let Some(m) = &worker_metrics {
+                m.register(&mut registry);
+            }
+            if let Some(m) = &dispatcher_metrics {
+                m.register(&mut registry);
+            }
+            if let Some(m) = &settlement_metrics {
+                m.register(&mut registry);
+            }
+            let parts = probes::ProbeParts {
+                store: store.clone(),
+                bus: bus.clone(),
+                did: identity.did.clone(),
+            };
+            Some(probes::serve(&config, role, at, parts, registry, &supervisor).await?)
+        }
+        None => None,
+    };
+    if let Some(pool) = pool {
         let stop = supervisor.part_token();
         supervisor.workers(stop.clone(), pool.run(stop));
     }
@@ -273,6 +318,7 @@ pub(crate) async fn launch_with(
     let task = supervisor.run(bus, config.server.shutdown_timeout);
     Ok(Server {
         local_addr,
+        probe_addr,
         base_url,
         shutdown,
         task,

@@ -645,10 +645,17 @@ async fn serve_until_signal(config: Config, role: bindu::Role) -> anyhow::Result
             "bindu: agent listening on {addr} (card: {}/.well-known/agent-card.json)",
             server.base_url()
         ),
-        None if role == bindu::Role::Dispatcher => {
-            eprintln!("bindu: webhook dispatcher running")
+        None => {
+            let probes = server.probe_addr().map_or_else(
+                || "no probes: the metrics address is empty".to_string(),
+                |a| format!("probes and metrics on http://{a}"),
+            );
+            if role == bindu::Role::Dispatcher {
+                eprintln!("bindu: webhook dispatcher running ({probes})")
+            } else {
+                eprintln!("bindu: worker running (concurrency {concurrency}; {probes})")
+            }
         }
-        None => eprintln!("bindu: worker running (concurrency {concurrency})"),
     }
     let token = server.shutdown_token();
     tokio::spawn(async move {

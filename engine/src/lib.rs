@@ -10,6 +10,7 @@
 //! - [`config`]: the layering of configuration (defaults < TOML < environment < CLI flags,
 //!   through figment): sections, their keys and variables, typed fields, errors naming the
 //!   key and its source.
+//! - [`metrics`]: the store's and the bus's Prometheus metrics (one set per process).
 //! - [`cpu`]: CPU-heavy work kept from stalling the async runtime's other tasks.
 //! - [`time`]: timestamps as the wire wants them, and unix seconds.
 //! - [`retry`]: back-off with jitter, cancellable, and `Retry-After`.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod cpu;
 pub mod identity;
 pub mod ledger;
+pub mod metrics;
 pub mod redact;
 pub mod retry;
 pub mod sse;

@@ -23,7 +23,8 @@
 //! - [`card`]: the agent card; [`did`]: `/did/resolve`.
 //! - [`skills`]: skills from files and configuration, `/agent/skills…`, the private card.
 //! - [`negotiation`]: `POST /agent/negotiation` and the `[negotiation]` section.
-//! - [`health`], [`metrics`]: `/health`, `/healthz`, `/metrics`.
+//! - [`probes`]: `/health` (liveness) and `/healthz` (readiness) of every process kind;
+//!   [`health`], [`metrics`]: the ingress's probes and `/metrics`.
 
 pub mod auth;
 mod body;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod negotiation;
 pub mod options;
 pub mod payments;
+pub mod probes;
 pub mod router;
 pub mod rpc;
 pub mod server;

@@ -85,8 +85,52 @@ impl Ingress {
         if self.inner.negotiator.is_some() {
             router = router.route("/agent/negotiation", post(negotiation::negotiate));
         }
-        router.fallback(not_found).with_state(self.clone())
+        router.fallback(not_found).with_state(self.clone()).layer(
+            axum::middleware::from_fn_with_state(self.clone(), http_metrics),
+        )
     }
+}
+
+/// The route templates `http_requests_total` names (a label value must be `'static`, and
+/// a path a client chose must never become one).
+const ENDPOINTS: &[&str] = &[
+    "/",
+    "/.well-known/agent-card.json",
+    "/.well-known/agent.json",
+    "/did/resolve",
+    "/agent/skills",
+    "/agent/skills/{id}",
+    "/agent/skills/{id}/documentation",
+    "/health",
+    "/healthz",
+    "/metrics",
+    "/agent/private.json",
+    "/agent/negotiation",
+];
+
+/// Counts every HTTP request by method, route and status, and times it (Bindu's
+/// `http_requests_total`, `http_request_duration_seconds`, `http_requests_in_flight`).
+async fn http_metrics(
+    State(app): State<Ingress>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let metrics = &app.inner.metrics;
+    let endpoint = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .and_then(|m| ENDPOINTS.iter().copied().find(|e| *e == m.as_str()))
+        .unwrap_or("unmatched");
+    let method = match *request.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let started = metrics.http_started();
+    let response = next.run(request).await;
+    metrics.http_done(started, method, endpoint, response.status().as_u16());
+    response
 }
 
 async fn agent_card(State(app): State<Ingress>) -> Response {

@@ -31,6 +31,8 @@ struct StreamState {
     done: bool,
     /// An event came truncated (or was missed): the task is sent as stored at the end.
     resync: bool,
+    /// Counts the stream in `bindu_sse_streams_open` until it ends or is dropped.
+    _open: crate::metrics::InFlight,
 }
 
 fn data_event<T: Serialize>(id: &RequestId, seq: u64, result: &T) -> Event {
@@ -165,6 +167,7 @@ pub(crate) fn resume_stream(
         trim,
         done: false,
         resync: false,
+        _open: app.inner.metrics.sse_opened(),
     };
     let stream = futures::stream::unfold(state, |mut st| async move {
         st.next_event().await.map(|e| (Ok::<_, Infallible>(e), st))

@@ -19,6 +19,8 @@ pub struct IngressOptions {
     pub sse_keepalive: Duration,
     /// Version reported by `/health`.
     pub version: String,
+    /// The process kind reported by `/health` (`serve` or `ingress`).
+    pub role: &'static str,
     /// Longest a blocking `message/send` waits for its task's final event before it answers
     /// with the task as stored (set it above the workers' task timeout).
     pub blocking_wait: Duration,
@@ -40,6 +42,7 @@ impl Default for IngressOptions {
             max_body_bytes: 10 * 1024 * 1024,
             sse_keepalive: Duration::from_secs(15),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            role: "serve",
             blocking_wait: Duration::from_secs(630),
             allowed_hosts: Vec::new(),
             // Far above what a conversation turn carries; each part is validated, stored,
@@ -80,8 +83,9 @@ pub(crate) struct Inner {
     pub certificate_auth: std::sync::OnceLock<crate::tls::CertificateAuth>,
     /// A priced agent's payment gate.
     pub payments: std::sync::OnceLock<crate::payments::Payments>,
-    pub started: Instant,
     pub shutdown: CancellationToken,
+    /// What `/health` and `/healthz` report.
+    pub probe: crate::probes::Probe,
 }
 
 impl Ingress {
@@ -96,6 +100,22 @@ impl Ingress {
     ) -> Self {
         // Serialising a card of strings and booleans cannot fail.
         let card_json = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
+        let started = Instant::now();
+        let probe = crate::probes::Probe {
+            store: store.clone(),
+            bus: bus.clone(),
+            shutdown: shutdown.clone(),
+            started,
+            version: options.version.clone(),
+            role: options.role,
+            name: card.name.clone(),
+            url: Some(card.url.clone()),
+            protocol_version: Some(card.protocol_version.clone()),
+            did: did.as_ref().map(|d| d.did.clone()),
+            ready: Default::default(),
+        };
+        let mut metrics = Metrics::new();
+        crate::probes::register_ready(&probe, metrics.registry_mut());
         Ingress {
             inner: Arc::new(Inner {
                 ledger: bindu_engine::TaskLedger::new(store.clone(), bus.clone()),
@@ -109,12 +129,12 @@ impl Ingress {
                 did: did.map(Arc::new),
                 allowed_hosts: crate::guard::AllowedHosts::new(&options.allowed_hosts),
                 options,
-                metrics: Metrics::new(),
+                metrics,
                 auth: std::sync::OnceLock::new(),
                 certificate_auth: std::sync::OnceLock::new(),
                 payments: std::sync::OnceLock::new(),
-                started: Instant::now(),
                 shutdown,
+                probe,
             }),
         }
     }

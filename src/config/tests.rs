@@ -183,6 +183,7 @@ fn push_settings_parse_and_bad_ones_name_their_key() {
         ("PUSH__MAX_ATTEMPTS", "0"),
         ("PUSH__CONSUMER", "a.b"),
         ("PUSH__METRICS_ADDR", "nowhere"),
+        ("BINDU_WORKER_METRICS_ADDR", "nowhere"),
     ] {
         let e = Config::load(None, &env(&[(var, value)]), &[]).unwrap_err();
         assert!(e.key.contains(var), "{var}={value}: {e}");
@@ -469,4 +470,25 @@ fn negotiation_settings_name_their_key() {
     )
     .unwrap();
     assert!(!c.render().contains("sk-embed-secret"));
+}
+
+#[test]
+fn workers_and_dispatchers_serve_probes_by_default_and_an_empty_address_turns_them_off() {
+    let d = Config::defaults();
+    assert_eq!(
+        d.worker.metrics_addr,
+        Some("127.0.0.1:9465".parse().unwrap())
+    );
+    assert_eq!(d.push.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    let c = Config::load(
+        None,
+        &env(&[
+            ("BINDU_WORKER_METRICS_ADDR", ""),
+            ("PUSH__METRICS_ADDR", "0.0.0.0:9100"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.worker.metrics_addr, None);
+    assert_eq!(c.push.metrics_addr, Some("0.0.0.0:9100".parse().unwrap()));
 }

@@ -25,6 +25,7 @@ mod http;
 mod identity;
 mod mtls;
 mod negotiation;
+mod observability;
 mod payments;
 mod private_card;
 mod push;
@@ -51,6 +52,7 @@ mod t2_distributed {
     mod distributed;
     mod handlers_distributed;
     mod negotiation_distributed;
+    mod observability_distributed;
     mod payments_distributed;
     mod push_distributed;
 }

@@ -56,7 +56,10 @@ pub fn distributed(
         .env("NATS_URL", nats_url)
         .env("BINDU_AGENT_NAME", agent)
         .env("STORAGE__NAMESPACE", agent)
-        .env("BINDU_SHUTDOWN_TIMEOUT", "5");
+        .env("BINDU_SHUTDOWN_TIMEOUT", "5")
+        // Probes of workers and dispatchers on free ports (tests run many at once).
+        .env("BINDU_WORKER_METRICS_ADDR", "127.0.0.1:0")
+        .env("PUSH__METRICS_ADDR", "127.0.0.1:0");
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -67,6 +70,7 @@ pub fn distributed(
 /// A running `bindu serve`.
 pub struct Agent {
     pub child: Child,
+    /// The HTTP address; for a worker or a dispatcher, its probes' address.
     pub addr: String,
 }
 
@@ -101,7 +105,12 @@ impl Agent {
             if line.starts_with("bindu: worker running")
                 || line.starts_with("bindu: webhook dispatcher running")
             {
-                addr = Some(String::new());
+                // The probes' address (`... probes and metrics on http://ADDR)`), if any.
+                addr = Some(
+                    line.split_once("on http://")
+                        .map(|(_, a)| a.trim_end_matches(')').to_string())
+                        .unwrap_or_default(),
+                );
                 break;
             }
             seen.push(line);

@@ -30,6 +30,14 @@ bindu_engine::kind! {
     }
 }
 
+/// Where `bindu worker` serves its probes and `/metrics` by default (Prometheus's
+/// conventional exporter range; loopback, like `BINDU_HOST`).
+pub const WORKER_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
+/// Where `bindu dispatcher` serves its probes and `/metrics` by default.
+pub const DISPATCHER_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
 bindu_engine::section! {
     /// `[worker]`: the worker pool and the handler it runs.
     pub struct WorkerConfig in "worker" {
@@ -57,9 +65,10 @@ bindu_engine::section! {
         /// the defaults (a trailing `*` is a prefix).
         #[serde(with = "fields::comma_list")]
         pub command_env: Vec<String> = Vec::new(), env "BINDU_HANDLER_ENV";
-        /// `bindu worker` only: address serving its /metrics (payment settlements) and
-        /// /healthz, e.g. 127.0.0.1:9465 (unset: none).
-        pub metrics_addr: Option<std::net::SocketAddr> = None, env "BINDU_WORKER_METRICS_ADDR";
+        /// `bindu worker` only: where its probes and `/metrics` are served (empty: nowhere).
+        #[serde(with = "fields::opt_parsed")]
+        pub metrics_addr: Option<SocketAddr> = Some(WORKER_METRICS_ADDR),
+            env "BINDU_WORKER_METRICS_ADDR";
     }
 }
 
@@ -195,9 +204,11 @@ bindu_engine::section! {
         pub max_in_flight: usize = DispatcherOptions::default().max_in_flight,
             env "PUSH__MAX_IN_FLIGHT";
         pub sign: bool = delivery().sign, env "PUSH__SIGN";
-        /// `bindu dispatcher` only: where its `/metrics` and `/healthz` are served.
+        /// `bindu dispatcher` only: where its probes and `/metrics` are served (empty:
+        /// nowhere).
         #[serde(with = "fields::opt_parsed")]
-        pub metrics_addr: Option<SocketAddr> = None, env "PUSH__METRICS_ADDR";
+        pub metrics_addr: Option<SocketAddr> = Some(DISPATCHER_METRICS_ADDR),
+            env "PUSH__METRICS_ADDR";
         pub consumer: String = DispatcherOptions::default().consumer, env "PUSH__CONSUMER";
     }
 }

@@ -76,7 +76,17 @@ pub async fn layer(State(auth): State<Auth>, req: Request, next: Next) -> Respon
     }
     let mut req = req;
     if client.starts_with("did:") {
-        req = match signature::verify(&auth, &client, req).await {
+        let checked = signature::verify(&auth, &client, req).await;
+        let result = match &checked {
+            Ok(_) => "verified",
+            Err(EdgeError::Signature { reason, .. }) => reason.as_str(),
+            Err(_) => "unavailable",
+        };
+        auth.metrics
+            .signatures
+            .get_or_create(&crate::metrics::ResultLabels { result })
+            .inc();
+        req = match checked {
             Ok(req) => req,
             Err(refusal) => return refusal.into_response(),
         };

@@ -11,6 +11,7 @@
 //! the wait outlives `blocking_wait`.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use bindu_engine::bus::{BusError, EventStream};
 use bindu_engine::ledger::AcceptError;
@@ -132,7 +133,8 @@ async fn submit(
     }
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
-    let accept = tokio::spawn(accept(app.clone(), request, caller, payment));
+    super::record_task(&task_id, request.context_id.as_deref());
+    let accept = tokio::spawn(accept(app.clone(), request, caller, payment).in_current_span());
     let submitted = match accept.await {
         Ok(Ok(submitted)) => submitted,
         // Not recorded: no command was queued.
@@ -149,7 +151,8 @@ async fn submit(
         }
     };
     *accepted = true;
-    tracing::debug!(%task_id, created = submitted.created, "task accepted");
+    super::record_task(&task_id, Some(&submitted.task.context_id));
+    tracing::debug!(created = submitted.created, "task accepted");
 
     if stream {
         let events = events

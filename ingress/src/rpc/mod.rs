@@ -36,6 +36,7 @@ use crate::payments::Gate;
 use crate::state::Ingress;
 use params::Params;
 use reply::Reply;
+use tracing::Instrument;
 
 /// Bodies (and message params) above this many bytes are parsed as CPU-heavy work
 /// ([`bindu_engine::cpu::heavy`]): a few milliseconds of parsing would hold up every other
@@ -154,7 +155,18 @@ pub(crate) async fn handle(
         }
         None => Gate::Free,
     };
-    let outcome = dispatch(&app, &request, params, caller, last_event_id, payment).await;
+    // Log lines of the request carry its method and caller, and its task and context once
+    // known (`record_task`).
+    let span = tracing::info_span!(
+        "rpc",
+        method = method.as_str(),
+        caller = caller.as_deref().unwrap_or("-"),
+        task_id = tracing::field::Empty,
+        context_id = tracing::field::Empty,
+    );
+    let outcome = dispatch(&app, &request, params, caller, last_event_id, payment)
+        .instrument(span)
+        .await;
     metrics.observe(
         method.as_str(),
         outcome.as_ref().err().map(|e| e.code),
@@ -163,6 +175,15 @@ pub(crate) async fn handle(
     match outcome {
         Ok(reply) => reply.into_response(),
         Err(error) => refuse(error),
+    }
+}
+
+/// Names the task (and its context, when known) on the current request's log lines.
+fn record_task(task_id: &str, context_id: Option<&str>) {
+    let span = tracing::Span::current();
+    span.record("task_id", task_id);
+    if let Some(c) = context_id {
+        span.record("context_id", c);
     }
 }
 

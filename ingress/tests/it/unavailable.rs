@@ -1,5 +1,5 @@
-//! A task store that goes down: `/health` turns 503 and requests get a clear -32603 (HTTP
-//! 200), never a hang or an HTTP 500.
+//! A task store that goes down: `/healthz` (readiness) turns 503 while `/health` (liveness)
+//! stays 200, and requests get a clear -32603 (HTTP 200), never a hang or an HTTP 500.
 
 use crate::support;
 
@@ -18,21 +18,29 @@ async fn a_store_outage_is_reported_not_hung() {
     let shutdown = CancellationToken::new();
     let (addr, server) = support::serve(store.clone(), bus, &shutdown).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let health = |c: reqwest::Client| async move {
-        let r = c.get(format!("http://{addr}/health")).send().await.unwrap();
+    let health = |c: reqwest::Client, path: &'static str| async move {
+        let r = c.get(format!("http://{addr}{path}")).send().await.unwrap();
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     };
 
-    let (status, body) = health(client.clone()).await;
+    let (status, body) = health(client.clone(), "/health").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ready"], true);
+    assert_eq!(health(client.clone(), "/healthz").await.0, 200);
 
     store.down.store(true, Ordering::SeqCst);
-    let (status, body) = health(client.clone()).await;
+    // Readiness fails; the process is still alive.
+    let (status, body) = health(client.clone(), "/healthz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["ready"], false);
     assert_eq!(body["runtime"]["storage_ready"], false);
     assert_eq!(body["runtime"]["bus_ready"], true);
+    let (status, body) = health(client.clone(), "/health").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["live"], &body["ready"]),
+        (&json!(true), &json!(false))
+    );
 
     for (method, params) in [
         (
@@ -59,7 +67,7 @@ async fn a_store_outage_is_reported_not_hung() {
     }
 
     store.down.store(false, Ordering::SeqCst);
-    assert_eq!(health(client).await.0, 200);
+    assert_eq!(health(client, "/healthz").await.0, 200);
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }

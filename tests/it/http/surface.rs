@@ -54,19 +54,37 @@ async fn the_deployment_url_goes_into_the_card() {
     assert_eq!(srv.server().base_url(), "https://agent.example.com");
 }
 
+/// `/health` is liveness (200, with the report), `/healthz` readiness (200 while ready),
+/// as Bindu documents them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints() {
     let srv = TestServer::echo().await;
     let (status, h) = srv.get_json("/health").await;
     assert_eq!(status, 200);
-    assert_eq!(h["ready"], true, "{h}");
+    assert_eq!(
+        (&h["live"], &h["ready"]),
+        (&json!(true), &json!(true)),
+        "{h}"
+    );
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["role"], "serve", "{h}");
     assert!(h["version"].as_str().is_some_and(|v| !v.is_empty()), "{h}");
     assert!(h["uptime_seconds"].is_u64(), "{h}");
     assert_eq!(h["runtime"]["storage_backend"], "memory", "{h}");
     assert_eq!(h["runtime"]["bus_backend"], "memory", "{h}");
+    assert_eq!(h["runtime"]["storage_ready"], true, "{h}");
+    assert_eq!(h["runtime"]["bus_ready"], true, "{h}");
+    assert!(
+        h["application"]["agent_did"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("did:")),
+        "{h}"
+    );
+    assert!(h["application"]["name"].is_string(), "{h}");
 
-    let (status, _, _) = srv.get("/healthz").await;
+    let (status, r) = srv.get_json("/healthz").await;
     assert_eq!(status, 200);
+    assert_eq!(r["ready"], true, "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

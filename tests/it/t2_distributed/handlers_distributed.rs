@@ -64,7 +64,9 @@ async fn a_builder_worker_serves_a_separate_ingress() {
     cmd.args(["ingress", "--port", "0", "--log-level", "warn"]);
     let ingress = process::Agent::start(cmd);
 
-    let settings: Vec<(&str, &str)> = shared.iter().map(|(_, k, v)| (*k, v.as_ref())).collect();
+    let mut settings: Vec<(&str, &str)> = shared.iter().map(|(_, k, v)| (*k, v.as_ref())).collect();
+    // Its probes on a free port: tests run side by side.
+    settings.push(("worker.metrics_addr", "127.0.0.1:0"));
     let config = bindu::Config::from_settings(&settings).unwrap();
     let worker = tokio::time::timeout(
         Duration::from_secs(60),
@@ -76,7 +78,14 @@ async fn a_builder_worker_serves_a_separate_ingress() {
     .await
     .unwrap()
     .unwrap();
-    assert!(worker.http_addr().is_none(), "a worker serves no HTTP");
+    assert!(worker.http_addr().is_none(), "a worker serves no JSON-RPC");
+    let probes = worker.probe_addr().expect("a worker serves its probes");
+    let live = support::patient_client()
+        .get(format!("http://{probes}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
 
     let c = support::patient_client();
     let url = ingress.url();

@@ -104,7 +104,7 @@ fn an_unreachable_database_stops_start_up_with_a_clear_error() {
 }
 
 /// The ingress on a real Postgres that goes away (a TCP proxy in front of it cuts every
-/// connection and refuses new ones, like a database restart): `/health` turns 503 with the
+/// connection and refuses new ones, like a database restart): `/healthz` turns 503 with the
 /// store not ready, JSON-RPC calls are answered -32603 (HTTP 200) within the store's timeout
 /// instead of hanging, and everything works again once the database is back, with the task
 /// accepted before the outage intact.
@@ -120,7 +120,7 @@ async fn the_ingress_reports_a_postgres_outage_and_recovers() {
     ])
     .await;
     let health = || async {
-        let (status, _, body) = srv.get("/health").await;
+        let (status, _, body) = srv.get("/healthz").await;
         (status, serde_json::from_str::<Value>(&body).unwrap())
     };
     let (status, body) = health().await;

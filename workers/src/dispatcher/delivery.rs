@@ -304,7 +304,7 @@ impl Sender {
                 };
             }
             let delay = self.retry_delay(attempt, retry_after);
-            tracing::debug!(url = %target.url, attempt, ?delay, %error, "webhook attempt failed; retrying");
+            tracing::debug!(url = %bindu_engine::redact::url_credentials(&target.url), attempt, ?delay, %error, "webhook attempt failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.cancelled() => return Outcome::Interrupted,

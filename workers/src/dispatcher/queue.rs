@@ -343,7 +343,7 @@ impl Queue {
                 return false;
             }
             if overflow.is_some() {
-                tracing::warn!(task_id = %self.task_id, seq = item.seq, url = %item.target.url, "webhook destination holds its share of parked notifications; recording a dead letter");
+                tracing::warn!(task_id = %self.task_id, seq = item.seq, url = %bindu_engine::redact::url_credentials(&item.target.url), "webhook destination holds its share of parked notifications; recording a dead letter");
                 self.shared.metrics.outcome("overflow");
                 self.shared.metrics.dead_letters.inc();
                 if at == 0 {
@@ -355,7 +355,7 @@ impl Queue {
                 }
                 continue;
             }
-            tracing::debug!(task_id = %self.task_id, seq = item.seq, url = %item.target.url, reason, "notification parked");
+            tracing::debug!(task_id = %self.task_id, seq = item.seq, url = %bindu_engine::redact::url_credentials(&item.target.url), reason, "notification parked");
             self.shared.metrics.parked.inc();
             let item = &mut self.items[at];
             item.parked = true;
@@ -394,7 +394,7 @@ impl Queue {
         let (kind, error) = match result {
             Attempt::Ok => {
                 self.shared.metrics.outcome("delivered");
-                tracing::debug!(task_id = %self.task_id, seq = head.seq, url = %head.target.url, attempts = head.attempts, "notification delivered");
+                tracing::debug!(task_id = %self.task_id, seq = head.seq, url = %bindu_engine::redact::url_credentials(&head.target.url), attempts = head.attempts, "notification delivered");
                 if head.parked {
                     let id = head.letter_id();
                     if !self.shared.finish(&self.task_id, &id, Ok(())).await {
@@ -407,14 +407,14 @@ impl Queue {
             Attempt::Retry(error, _) if head.attempts >= max => ("exhausted", error),
             Attempt::Retry(error, retry_after) => {
                 let delay = self.shared.sender.retry_delay(head.attempts, retry_after);
-                tracing::debug!(task_id = %self.task_id, seq = head.seq, url = %head.target.url, attempt = head.attempts, ?delay, %error, "webhook attempt failed; retrying");
+                tracing::debug!(task_id = %self.task_id, seq = head.seq, url = %bindu_engine::redact::url_credentials(&head.target.url), attempt = head.attempts, ?delay, %error, "webhook attempt failed; retrying");
                 head.retry_at = Some(Instant::now() + delay);
                 head.error = Some(error);
                 return self.park_from(self.first_unacked(), BEHIND).await;
             }
         };
         self.shared.metrics.outcome(kind);
-        tracing::warn!(task_id = %self.task_id, seq = head.seq, url = %head.target.url, attempts = head.attempts, %error, "notification given up; recording a dead letter");
+        tracing::warn!(task_id = %self.task_id, seq = head.seq, url = %bindu_engine::redact::url_credentials(&head.target.url), attempts = head.attempts, %error, "notification given up; recording a dead letter");
         let recorded = if head.parked {
             let (id, attempts) = (head.letter_id(), head.attempts);
             self.shared

@@ -42,8 +42,13 @@ use crate::payments::{self, Settlement};
 use bindu_engine::store::payments::{KeptChunk, KeptResult};
 use bindu_engine::x402::SettleMode;
 
+mod metrics;
 mod outcome;
+mod recent;
 mod signing;
+
+pub use metrics::WorkerMetrics;
+use recent::RecentIds;
 
 use outcome::*;
 pub use signing::sign_parts;
@@ -101,32 +106,7 @@ struct Inner {
     identity: Option<Arc<Identity>>,
     /// Settles the payments of paid tasks (x402).
     settlement: Option<Settlement>,
-}
-
-/// A bounded set of recently seen ids (oldest forgotten first).
-#[derive(Default)]
-struct RecentIds {
-    ids: HashSet<String>,
-    order: std::collections::VecDeque<String>,
-}
-
-impl RecentIds {
-    const CAPACITY: usize = 16_384;
-
-    fn insert(&mut self, id: String) {
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
-            if self.order.len() > Self::CAPACITY {
-                if let Some(old) = self.order.pop_front() {
-                    self.ids.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
-    }
+    metrics: WorkerMetrics,
 }
 
 /// How long a worker keeps retrying a write while the task store is unavailable.
@@ -162,6 +142,7 @@ impl WorkerPool {
                 canceled: Default::default(),
                 identity: None,
                 settlement: None,
+                metrics: WorkerMetrics::default(),
             }),
         }
     }
@@ -182,6 +163,11 @@ impl WorkerPool {
             inner.settlement = Some(settlement);
         }
         self
+    }
+
+    /// The pool's metrics (slots, runs, redeliveries), for a `/metrics` registry.
+    pub fn metrics(&self) -> WorkerMetrics {
+        self.inner.metrics.clone()
     }
 
     /// Runs until `shutdown` fires, then drains in-flight tasks.
@@ -227,6 +213,7 @@ impl WorkerPool {
             })
         };
         let permits = Arc::new(Semaphore::new(concurrency));
+        inner.metrics.slots.set(concurrency as i64);
         tracing::info!(concurrency, "worker pool started");
         loop {
             let permit = tokio::select! {
@@ -244,6 +231,7 @@ impl WorkerPool {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Some(Ok(d)) => {
+                    let busy = inner.metrics.taken(d.attempt);
                     let inner = inner.clone();
                     let span = tracing::info_span!(
                         "task",
@@ -254,7 +242,7 @@ impl WorkerPool {
                     tokio::spawn(
                         async move {
                             inner.process(d).await;
-                            drop(permit);
+                            drop((busy, permit));
                         }
                         .instrument(span),
                     );
@@ -332,6 +320,7 @@ impl Inner {
                 tracing::info!(%task_id, error = %e, "exhausted command for a task that is already settled")
             }
         }
+        self.metrics.dead_letters.inc();
         if let Err(e) = self.bus.dead_letter(&ex).await {
             tracing::warn!(%task_id, error = %e, "could not dead-letter the command");
         }
@@ -359,7 +348,7 @@ impl Inner {
         // Registered before the run starts, so no cancel signal can fall between.
         let token = CancellationToken::new();
         self.running.insert(task_id.clone(), token.clone());
-        let outcome = self.run(&d, token).await;
+        let outcome = metrics::timed(self.run(&d, token)).await;
         self.running.remove(&task_id);
         if outcome.is_some() {
             let _ = d.acker.ack().await;
@@ -748,7 +737,10 @@ impl Inner {
     ) -> Option<()> {
         let announced = update.announced;
         match self.record(update, held.clone()).await {
-            Ok(state) => tracing::debug!(task_id, %state, "task finished"),
+            Ok(state) => {
+                self.metrics.finished(state);
+                tracing::debug!(task_id, %state, "task finished")
+            }
             Err(StoreError::Conflict { state, .. }) => {
                 tracing::info!(task_id, %state, "task changed while its handler ran (canceled?); result dropped")
             }

@@ -391,6 +391,7 @@ impl Bus for NatsBus {
     }
 
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
+        let started = std::time::Instant::now();
         let mut acks = Vec::with_capacity(commands.len());
         for c in &commands {
             let payload = serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?;
@@ -414,6 +415,7 @@ impl Bus for NatsBus {
             ack.await
                 .map_err(|e| BusError::Unavailable(format!("command not stored: {e}")))?;
         }
+        published(started);
         Ok(())
     }
 
@@ -490,6 +492,7 @@ impl Bus for NatsBus {
     }
 
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
+        let started = std::time::Instant::now();
         let mut acks = Vec::with_capacity(events.len());
         for (subject, payload) in self.event_messages(&events)? {
             acks.push(
@@ -503,6 +506,7 @@ impl Bus for NatsBus {
             ack.await
                 .map_err(|e| BusError::Unavailable(format!("event not stored: {e}")))?;
         }
+        published(started);
         Ok(())
     }
 
@@ -662,4 +666,11 @@ impl Bus for NatsBus {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// A publish the server acknowledged, for `bindu_bus_publish_duration_seconds`.
+fn published(started: std::time::Instant) {
+    crate::metrics::engine()
+        .bus_publish_duration
+        .observe(started.elapsed().as_secs_f64());
 }

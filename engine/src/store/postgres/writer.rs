@@ -238,6 +238,7 @@ pub(super) async fn run(
         }
         let started = std::time::Instant::now();
         let outcomes = commit_batch(&pool, agent, &inputs, &policy, &options).await;
+        crate::metrics::engine().store_batch(inputs.len(), started.elapsed());
         tracing::debug!(
             ops = inputs.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
