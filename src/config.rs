@@ -364,6 +364,12 @@ impl Config {
         })
     }
 
+    /// Whether `key` was given a value (file, environment or flag) rather than left at its
+    /// default.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.sources.contains_key(key)
+    }
+
     fn source(&self, key: &str) -> String {
         self.sources
             .get(key)

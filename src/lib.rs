@@ -306,7 +306,7 @@ pub(crate) async fn launch_with(
                 bus: bus.clone(),
                 did: identity.did.clone(),
             };
-            Some(probes::serve(&config, role, at, parts, registry, &supervisor).await?)
+            probes::serve(&config, role, at, parts, registry, &supervisor).await?
         }
         None => None,
     };

@@ -31,13 +31,22 @@ pub(crate) async fn serve(
     parts: ProbeParts,
     mut registry: Registry,
     supervisor: &Supervisor,
-) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Listen {
-            what: format!("could not listen on {addr} ({key})"),
-            source,
-        })?;
+) -> Result<Option<SocketAddr>> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // Only the default address is given up quietly: a second worker on one host (a
+        // laptop, a test) still runs, without probes; a chosen address must be served.
+        Err(source) if source.kind() == std::io::ErrorKind::AddrInUse && !config.is_set(key) => {
+            tracing::warn!(%addr, key, "the default probe address is in use (another process on this host?): this process serves no /health, /healthz or /metrics; set {key} to serve them elsewhere");
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(Error::Listen {
+                what: format!("could not listen on {addr} ({key})"),
+                source,
+            })
+        }
+    };
     let bound = listener.local_addr().map_err(|source| Error::Listen {
         what: "reading the bound address".into(),
         source,
@@ -68,5 +77,63 @@ pub(crate) async fn serve(
         }
     });
     tracing::info!(addr = %bound, "probes and metrics listening");
-    Ok(bound)
+    Ok(Some(bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindu_engine::bus::MemoryBus;
+    use bindu_engine::store::MemoryStore;
+
+    fn parts() -> ProbeParts {
+        ProbeParts {
+            store: Arc::new(MemoryStore::default()),
+            bus: Arc::new(MemoryBus::default()),
+            did: "did:key:test".into(),
+        }
+    }
+
+    /// A second worker on one host finds the default probe address taken: it runs without
+    /// probes (a warning says so). An address the user chose must be served, or the start
+    /// fails naming the key.
+    #[tokio::test]
+    async fn a_taken_default_probe_address_is_given_up_a_chosen_one_is_an_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let supervisor = Supervisor::new();
+        let key = "worker.metrics_addr";
+
+        let defaults = Config::defaults();
+        assert!(!defaults.is_set(key));
+        let served = serve(
+            &defaults,
+            Role::Worker,
+            (addr, key),
+            parts(),
+            Registry::default(),
+            &supervisor,
+        )
+        .await
+        .expect("a taken default address is not an error");
+        assert_eq!(served, None);
+
+        let env = std::collections::BTreeMap::from([(
+            "BINDU_WORKER_METRICS_ADDR".to_string(),
+            addr.to_string(),
+        )]);
+        let chosen = Config::load(None, &|k| env.get(k).cloned(), &[]).unwrap();
+        assert!(chosen.is_set(key));
+        let err = serve(
+            &chosen,
+            Role::Worker,
+            (addr, key),
+            parts(),
+            Registry::default(),
+            &supervisor,
+        )
+        .await
+        .expect_err("a chosen address that is taken is an error");
+        assert!(err.to_string().contains(key), "{err}");
+    }
 }
