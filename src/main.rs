@@ -364,8 +364,17 @@ fn run(config: Config, role: bindu::Role) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    bindu::telemetry::init(&config.logging);
-    block_on(async move { serve_until_signal(config, role).await.map(|()| true) })
+    // Spans are exported while `telemetry` lives; dropping it exports what is queued.
+    let telemetry = match bindu::telemetry::init_with_traces(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("bindu: telemetry (TELEMETRY_ENABLED, OLTP_*, OTEL_*): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = block_on(async move { serve_until_signal(config, role).await.map(|()| true) });
+    drop(telemetry);
+    code
 }
 
 /// `bindu did show|new`.

@@ -30,6 +30,7 @@ mod private_card;
 mod push;
 mod skills;
 mod spec;
+mod traces;
 
 /// T1: the command handler with real Python and shell (jq) agents.
 #[cfg(feature = "t1-scripts")]
@@ -53,4 +54,5 @@ mod t2_distributed {
     mod negotiation_distributed;
     mod payments_distributed;
     mod push_distributed;
+    mod traces_distributed;
 }

@@ -11,6 +11,7 @@
 //! the wait outlives `blocking_wait`.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use bindu_engine::bus::{BusError, EventStream};
 use bindu_engine::ledger::AcceptError;
@@ -132,7 +133,11 @@ async fn submit(
     }
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
-    let accept = tokio::spawn(accept(app.clone(), request, caller, payment));
+    // In the request's span while tracing is on (the command carries it to the worker).
+    let accept = tokio::spawn(
+        accept(app.clone(), request, caller, payment)
+            .instrument(bindu_engine::trace::span(tracing::Span::current)),
+    );
     let submitted = match accept.await {
         Ok(Ok(submitted)) => submitted,
         // Not recorded: no command was queued.
@@ -455,6 +460,8 @@ async fn accept(
             .filter(|h| conversation_bytes(h) <= INLINE_HISTORY_BYTES)
             .cloned(),
         payment,
+        // The request's span: the worker's run continues its trace.
+        trace: bindu_engine::trace::current(),
     };
     app.inner.ledger.accept(request, command).await
 }

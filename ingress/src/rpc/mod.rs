@@ -28,6 +28,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bindu_schemas::jsonrpc::{code, parse_request, JsonRpcError, Method, Request};
+use tracing::Instrument;
 
 use crate::body::{read_limited, BodyError};
 use crate::caller::{Caller, GrantedScopes};
@@ -154,7 +155,21 @@ pub(crate) async fn handle(
         }
         None => Gate::Free,
     };
-    let outcome = dispatch(&app, &request, params, caller, last_event_id, payment).await;
+    // The request's span (while tracing is on): it continues an incoming `traceparent`, and
+    // the command it queues carries it to the worker.
+    let span = bindu_engine::trace::span(|| {
+        tracing::info_span!(
+            "rpc",
+            otel.name = method.as_str(),
+            otel.kind = "server",
+            rpc.system = "jsonrpc",
+            rpc.method = method.as_str(),
+        )
+    });
+    bindu_engine::trace::follow_headers(&span, &headers);
+    let outcome = dispatch(&app, &request, params, caller, last_event_id, payment)
+        .instrument(span)
+        .await;
     metrics.observe(
         method.as_str(),
         outcome.as_ref().err().map(|e| e.code),

@@ -6,6 +6,7 @@
 
 pub mod embeddings;
 pub mod hydra;
+pub mod otlp;
 pub mod redis_proxy;
 
 use std::future::Future;
