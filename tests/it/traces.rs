@@ -270,3 +270,111 @@ fn bad_telemetry_settings_stop_with_the_key_named_and_no_secret_shown() {
     );
     assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_handlers_call_is_a_genai_span_that_sends_the_trace_on() {
+    let collector = Collector::start().await;
+    let fake = crate::fake_openai::FakeOpenAi::start().await;
+    fake.script(vec![crate::fake_openai::Reply::stream(&["Hel", "lo"])]);
+    let base = fake.base_url();
+    let agent = serve(&[
+        ("TELEMETRY_ENABLED", "true"),
+        ("OLTP_ENDPOINT", collector.url.as_str()),
+        ("OLTP_BATCH_SCHEDULE_DELAY_MILLIS", "100"),
+        ("BINDU_HANDLER", "openai"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("BINDU_HANDLER_MODEL", "fake-model"),
+    ]);
+    let resp: Value = patient_client()
+        .post(agent.url())
+        .header("traceparent", traceparent())
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
+            "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+                        "parts": [{"kind": "text", "text": "greet me"}]},
+            "configuration": {"blocking": true}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["result"]["status"]["state"], "completed", "{resp}");
+    let spans = collector
+        .wait_for(CALLER_TRACE, Duration::from_secs(30), |s| {
+            !named(s, "chat fake-model").is_empty()
+        })
+        .await;
+    let chat = named(&spans, "chat fake-model")[0];
+    for (key, value) in [
+        ("gen_ai.system", "openai"),
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.request.model", "fake-model"),
+        ("gen_ai.response.model", "fake-model"),
+        ("gen_ai.usage.input_tokens", "11"),
+        ("gen_ai.usage.output_tokens", "2"),
+    ] {
+        assert_eq!(chat.attribute(key), Some(value), "{key}: {chat:#?}");
+    }
+    let handler = parent_of(&spans, chat).expect("the chat span's parent was exported");
+    assert_eq!(handler.name, "handler.run");
+    let run = parent_of(&spans, handler).expect("the handler's parent");
+    assert_eq!(run.name, "worker.run");
+    // The model's server is told the trace, with the chat span as the parent.
+    assert_eq!(
+        fake.traceparents(),
+        vec![Some(format!("00-{CALLER_TRACE}-{}-01", chat.span_id))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindu_call_starts_a_trace_the_agent_continues() {
+    let collector = Collector::start().await;
+    let agent = serve(&[
+        ("TELEMETRY_ENABLED", "true"),
+        ("OLTP_ENDPOINT", collector.url.as_str()),
+        ("OLTP_BATCH_SCHEDULE_DELAY_MILLIS", "100"),
+    ]);
+    let url = agent.url();
+    let endpoint = collector.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        process::run_bindu(
+            &[
+                ("TELEMETRY_ENABLED", "true"),
+                ("OLTP_ENDPOINT", endpoint.as_str()),
+                ("OLTP_SERVICE_NAME", "the-caller"),
+            ],
+            &["call", &url, "message/send", "hello"],
+        )
+    })
+    .await
+    .unwrap();
+    process::assert_success(&out);
+    // The caller exported its span before exiting; the agent's continue its trace.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (client, server) = loop {
+        let spans = collector.spans();
+        let client = spans
+            .iter()
+            .find(|s| s.service == "the-caller" && s.name == "message/send")
+            .cloned();
+        if let Some(client) = client {
+            let server = spans
+                .iter()
+                .find(|s| s.service == "traced-agent" && s.parent_span_id == client.span_id)
+                .cloned();
+            if let Some(server) = server {
+                break (client, server);
+            }
+        }
+        assert!(Instant::now() < deadline, "{spans:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(server.name, "message/send");
+    assert_eq!(server.trace_id, client.trace_id);
+    assert!(
+        client.parent_span_id.is_empty(),
+        "the caller's span is the root"
+    );
+}
