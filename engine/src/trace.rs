@@ -64,9 +64,16 @@ pub fn current() -> Option<TraceContext> {
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     Some(TraceContext {
         traceparent: carrier.remove(TRACEPARENT)?,
-        tracestate: carrier.remove(TRACESTATE).filter(|s| !s.is_empty()),
+        // A caller's `tracestate` goes on only while it is short (W3C asks for at least 512
+        // characters): it rides in bus messages with a size limit.
+        tracestate: carrier
+            .remove(TRACESTATE)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_TRACESTATE),
     })
 }
+
+/// The longest `tracestate` propagated.
+pub const MAX_TRACESTATE: usize = 512;
 
 /// Makes `span` a child of the span `context` names (a command's or event's). A context that
 /// does not parse leaves `span` where it is.

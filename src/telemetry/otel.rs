@@ -313,3 +313,106 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_protocol_is_bindus_setting_then_the_standard_variables_then_http() {
+        let mut cfg = TelemetryConfig::default();
+        let none = env(&[]);
+        assert_eq!(cfg.resolved_protocol(&none), Ok(OtlpProtocol::HttpProtobuf));
+        let general = env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+        assert_eq!(cfg.resolved_protocol(&general), Ok(OtlpProtocol::Grpc));
+        let both = env(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        ]);
+        assert_eq!(cfg.resolved_protocol(&both), Ok(OtlpProtocol::HttpProtobuf));
+        let json = env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+        assert!(cfg
+            .resolved_protocol(&json)
+            .unwrap_err()
+            .contains("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        cfg.protocol = Some(OtlpProtocol::Grpc);
+        assert_eq!(cfg.resolved_protocol(&both), Ok(OtlpProtocol::Grpc));
+    }
+
+    #[test]
+    fn an_http_endpoint_without_a_path_gets_the_traces_path() {
+        let mut cfg = TelemetryConfig::default();
+        assert_eq!(cfg.resolved_endpoint(OtlpProtocol::HttpProtobuf), None);
+        cfg.endpoint = Some("http://collector:4318".into());
+        assert_eq!(
+            cfg.resolved_endpoint(OtlpProtocol::HttpProtobuf).as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            cfg.resolved_endpoint(OtlpProtocol::Grpc).as_deref(),
+            Some("http://collector:4318")
+        );
+        cfg.endpoint = Some("https://cloud.langfuse.com/api/public/otel/v1/traces".into());
+        assert_eq!(
+            cfg.resolved_endpoint(OtlpProtocol::HttpProtobuf).as_deref(),
+            Some("https://cloud.langfuse.com/api/public/otel/v1/traces")
+        );
+    }
+
+    #[test]
+    fn headers_are_a_json_object_of_texts_and_errors_quote_no_value() {
+        let mut cfg = TelemetryConfig {
+            headers: Some(SecretString::from(
+                r#"{"Authorization": "Basic abc", "x-team": "t1"}"#,
+            )),
+            ..TelemetryConfig::default()
+        };
+        let h = cfg.export_headers().unwrap();
+        assert_eq!(h["Authorization"], "Basic abc");
+        assert_eq!(h["x-team"], "t1");
+        for bad in [
+            "Authorization=Basic secret-1",
+            r#"["secret-1"]"#,
+            r#"{"Authorization": 1}"#,
+            r#"{"bad header": "secret-1"}"#,
+            r#"{"x": "secret-1\n"}"#,
+        ] {
+            cfg.headers = Some(SecretString::from(bad));
+            let e = cfg.export_headers().unwrap_err();
+            assert!(!e.contains("secret-1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_service_is_named_by_the_setting_then_otel_service_name_then_the_agent() {
+        let agent = bindu_ingress::options::AgentConfig {
+            name: "research-agent".into(),
+            version: "2.0.0".into(),
+            ..Default::default()
+        };
+        let name = |cfg: &TelemetryConfig, vars: &[(&str, &str)]| {
+            let r = cfg.resource(&agent, &env(vars));
+            r.get(&opentelemetry::Key::new("service.name"))
+                .map(|v| v.to_string())
+        };
+        let mut cfg = TelemetryConfig::default();
+        assert_eq!(name(&cfg, &[]).as_deref(), Some("research-agent"));
+        cfg.service_name = Some("from-oltp".into());
+        assert_eq!(name(&cfg, &[]).as_deref(), Some("from-oltp"));
+        let r = cfg.resource(&agent, &env(&[]));
+        assert_eq!(
+            r.get(&opentelemetry::Key::new("service.version"))
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some("2.0.0")
+        );
+    }
+}

@@ -250,11 +250,15 @@ impl WorkerPool {
                         task_id = %d.command.task_id,
                         context_id = %d.command.context_id,
                         caller = d.command.caller.as_deref().unwrap_or("-"),
-                        otel.name = "worker.run",
-                        otel.kind = "consumer",
+                        otel.name = tracing::field::Empty,
+                        otel.kind = tracing::field::Empty,
                     );
-                    // The run continues the trace of the request that queued it.
-                    bindu_engine::trace::follow(&span, d.command.trace.as_ref());
+                    if bindu_engine::trace::enabled() {
+                        // The run continues the trace of the request that queued it.
+                        span.record("otel.name", "worker.run");
+                        span.record("otel.kind", "consumer");
+                        bindu_engine::trace::follow(&span, d.command.trace.as_ref());
+                    }
                     tokio::spawn(
                         async move {
                             inner.process(d).await;
