@@ -1,6 +1,7 @@
 //! The whole configuration: one section per TOML table, each owned by the crate that reads it
 //! (`server`, `agent`, `negotiation`, `auth`, `hydra`, `cache`, `mtls` by ingress; `worker`, `openai`,
-//! `push`, `webhook` by workers; the backends' and the process's own here), layered by
+//! `push`, `webhook` by workers; the backends' and the process's own here, `telemetry` in
+//! [`crate::telemetry`]), layered by
 //! [`bindu_engine::config::Layers`]: defaults < TOML file < environment < CLI flags.
 
 use std::collections::BTreeMap;
@@ -276,6 +277,7 @@ sections! {
     push: PushConfig,
     webhook: WebhookConfig,
     logging: LoggingConfig,
+    telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl Config {

@@ -152,6 +152,9 @@ pub(crate) async fn start(
     if let Some(m) = &parts.settlement_metrics {
         ingress = ingress.with_metrics(|registry| m.register(registry));
     }
+    if config.telemetry.enabled {
+        ingress = ingress.with_metrics(crate::telemetry::register_metrics);
+    }
     if let Some(prices) = prices {
         let guard = payment_nonces(config, &parts.namespace).await?;
         tracing::info!(

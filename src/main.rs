@@ -275,7 +275,13 @@ fn main() -> ExitCode {
                 cert: cert_file,
                 key: key_file,
             };
-            block_on(call(&config, url, method, params, token, sign, tls))
+            let work = call(&config, url, method, params, token, sign, tls);
+            if config.telemetry.enabled {
+                // The call is a client span; the agent's trace continues it.
+                logged(&config, work)
+            } else {
+                block_on(work)
+            }
         }
         Command::Did(cmd) => did(&config, matches!(cmd, DidCommand::New(_))),
         Command::Tasks(TasksCommand::Purge {
@@ -344,13 +350,29 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<bool>>) -> Ex
     }
 }
 
-/// [`block_on`] with logging set up from `config`.
+/// [`block_on`] with logging (and traces, `TELEMETRY_ENABLED`) set up from `config`.
 fn logged(
     config: &Config,
     work: impl std::future::Future<Output = anyhow::Result<bool>>,
 ) -> ExitCode {
-    bindu::telemetry::init(&config.logging);
-    block_on(work)
+    let Some(telemetry) = telemetry(config) else {
+        return ExitCode::from(2);
+    };
+    let code = block_on(work);
+    drop(telemetry);
+    code
+}
+
+/// Logging and traces; `None` (the reason printed) when the exporter cannot be built. Spans
+/// are exported while the result lives; dropping it exports what is queued.
+fn telemetry(config: &Config) -> Option<bindu::telemetry::Telemetry> {
+    match bindu::telemetry::init_with_traces(config) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("bindu: telemetry (TELEMETRY_ENABLED, OLTP_*, OTEL_*): {e}");
+            None
+        }
+    }
 }
 
 /// `bindu serve|ingress|worker|dispatcher`: runs until SIGTERM or Ctrl-C.
@@ -364,8 +386,12 @@ fn run(config: Config, role: bindu::Role) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    bindu::telemetry::init(&config.logging);
-    block_on(async move { serve_until_signal(config, role).await.map(|()| true) })
+    let Some(telemetry) = telemetry(&config) else {
+        return ExitCode::from(2);
+    };
+    let code = block_on(async move { serve_until_signal(config, role).await.map(|()| true) });
+    drop(telemetry);
+    code
 }
 
 /// `bindu did show|new`.

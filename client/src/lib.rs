@@ -11,6 +11,7 @@ use bindu_engine::identity::Identity;
 use bindu_engine::sse::{SseDecoder, SseFrames};
 use bindu_schemas::signing::{signing_payload, Form};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 /// Largest streamed event accepted (an artifact chunk may be large, never unbounded).
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
@@ -114,8 +115,23 @@ impl Client {
         for (k, v) in self.signature_headers(&body) {
             req = req.header(k, v);
         }
+        // While tracing is on: a client span, and its context in `traceparent`, so the
+        // agent's trace continues the caller's.
+        let span = bindu_engine::trace::span(|| {
+            tracing::info_span!(
+                "a2a",
+                otel.name = method,
+                otel.kind = "client",
+                rpc.system = "jsonrpc",
+                rpc.method = method,
+            )
+        });
+        for (k, v) in span.in_scope(bindu_engine::trace::headers) {
+            req = req.header(k, v);
+        }
         req.body(body)
             .send()
+            .instrument(span)
             .await
             .with_context(|| format!("POST {}", self.url))
     }

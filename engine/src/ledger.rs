@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bindu_schemas::bus::{TaskCommand, TaskEvent};
 use bindu_schemas::{Message, Part, TaskState};
+use tracing::Instrument;
 
 use crate::bus::{Bus, BusError};
 use crate::retry::RetryPolicy;
@@ -77,7 +78,13 @@ impl TaskLedger {
         command: impl FnOnce(&Submitted) -> TaskCommand,
     ) -> Result<Submitted, AcceptError> {
         let push_config = request.push_config.is_some();
-        let submitted = self.store.submit(request).await?;
+        let submitted = self
+            .store
+            .submit(request)
+            .instrument(crate::trace::span(|| {
+                tracing::info_span!("store", otel.name = "store.submit")
+            }))
+            .await?;
         let command = command(&submitted);
         let task_id = submitted.task.id.clone();
         // `submitted` is an announcement (its record is the row just written), published in
@@ -194,18 +201,27 @@ impl TaskLedger {
             }
             r
         };
-        let result = match patience {
-            Patience::Once => attempt().await,
-            Patience::Until(deadline) => {
-                RetryPolicy {
-                    base: Duration::from_millis(100),
-                    max_delay: Duration::from_secs(5),
-                    deadline,
+        // While tracing is on: the write's time in the store (batched with others: a group
+        // commit), retries included.
+        let span = crate::trace::span(
+            || tracing::info_span!("store", otel.name = "store.transition", task_id = %task_id),
+        );
+        let result = async {
+            match patience {
+                Patience::Once => attempt().await,
+                Patience::Until(deadline) => {
+                    RetryPolicy {
+                        base: Duration::from_millis(100),
+                        max_delay: Duration::from_secs(5),
+                        deadline,
+                    }
+                    .run(attempt, |e| matches!(e, StoreError::Unavailable(_)))
+                    .await
                 }
-                .run(attempt, |e| matches!(e, StoreError::Unavailable(_)))
-                .await
             }
-        };
+        }
+        .instrument(span)
+        .await;
         match result {
             Ok(applied) => {
                 let mut events = held;
@@ -220,6 +236,13 @@ impl TaskLedger {
                     // A caller answering a client now does not wait for the bus: the
                     // transition is durable, its events follow in the background.
                     Patience::Once => {
+                        // Published in the background: with this caller's trace context.
+                        if crate::trace::enabled() {
+                            let trace = crate::trace::current();
+                            for e in events.iter_mut().filter(|e| e.trace.is_none()) {
+                                e.trace = trace.clone();
+                            }
+                        }
                         let ledger = self.clone();
                         tokio::spawn(async move { ledger.publish(events).await });
                     }

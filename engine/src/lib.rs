@@ -16,6 +16,7 @@
 //! - [`retry`]: back-off with jitter, cancellable, and `Retry-After`.
 //! - [`sse`]: reading server-sent event streams (bounded), for every client in the workspace.
 //! - [`x402`]: payments: pricing, local verification of a payment, the facilitator port.
+//! - [`trace`]: W3C trace context across processes (bus messages, outgoing HTTP calls).
 
 pub mod bus;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod trace;
 pub mod x402;
 
 pub use bus::{Bus, BusError};

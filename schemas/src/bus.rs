@@ -45,6 +45,19 @@ pub struct TaskCommand {
     /// once the handler has succeeded, before the result is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<crate::x402::PaymentCommand>,
+    /// The trace this command belongs to (the ingress request that queued it). Not part of
+    /// the JSON: it travels in the message's `traceparent`/`tracestate` headers.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context (<https://www.w3.org/TR/trace-context/>), as the `traceparent` and
+/// `tracestate` headers carry it: commands and events travel with the context of the span
+/// that published them, so a trace follows a task across processes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TraceContext {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -104,6 +117,10 @@ pub struct TaskEvent {
     /// that outcome was recorded.
     #[serde(default, rename = "opensTask", skip_serializing_if = "is_false")]
     pub opens_task: bool,
+    /// The trace of the run or request that published this event. Not part of the JSON: it
+    /// travels in the message's `traceparent`/`tracestate` headers.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
 }
 
 impl TaskEvent {
@@ -118,6 +135,7 @@ impl TaskEvent {
             truncated: false,
             push_configured: false,
             opens_task: false,
+            trace: None,
         }
     }
 
@@ -148,6 +166,7 @@ impl TaskEvent {
             truncated: true,
             push_configured: self.push_configured,
             opens_task: self.opens_task,
+            trace: self.trace.clone(),
         }
     }
 

@@ -3,7 +3,8 @@
 //! `POST /v1/chat/completions` answers with the next scripted [`Reply`] (the default when
 //! the script is empty: a streamed "Echo: <last user message>"), streaming the way the real
 //! API does: `data: {chat.completion.chunk}` events (a role chunk, content deltas, a finish
-//! chunk) then `data: [DONE]`. Every request body and `Authorization` header is recorded,
+//! chunk, a usage chunk when `stream_options.include_usage` asks) then `data: [DONE]`. Every
+//! request body, `Authorization` and `traceparent` header is recorded,
 //! and the server notes when a client went away in the middle of a stream.
 
 #![allow(dead_code)]
@@ -21,6 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+/// The prompt tokens a streamed answer reports when asked for usage.
+pub const PROMPT_TOKENS: u64 = 11;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -60,6 +64,8 @@ struct Shared {
     /// When each request arrived.
     arrivals: Mutex<Vec<std::time::Instant>>,
     auth: Mutex<Vec<Option<String>>>,
+    /// The `traceparent` header of every request.
+    traceparents: Mutex<Vec<Option<String>>>,
     /// Streams whose client disconnected before the end.
     abandoned: AtomicUsize,
     gate: tokio::sync::Semaphore,
@@ -84,6 +90,7 @@ impl FakeOpenAi {
             requests: Mutex::default(),
             arrivals: Mutex::default(),
             auth: Mutex::default(),
+            traceparents: Mutex::default(),
             abandoned: AtomicUsize::new(0),
             gate: tokio::sync::Semaphore::new(0),
         });
@@ -117,6 +124,11 @@ impl FakeOpenAi {
     /// The `Authorization` header of every request.
     pub fn auth_headers(&self) -> Vec<Option<String>> {
         self.shared.auth.lock().unwrap().clone()
+    }
+
+    /// The `traceparent` header of every request.
+    pub fn traceparents(&self) -> Vec<Option<String>> {
+        self.shared.traceparents.lock().unwrap().clone()
     }
 
     /// Lets a gated stream send `n` more events.
@@ -171,6 +183,14 @@ async fn completions(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     );
+    shared.traceparents.lock().unwrap().push(
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    );
+    // Token counts in a last chunk when asked, as the real API does.
+    let usage = body["stream_options"]["include_usage"] == true;
     let next = shared.script.lock().unwrap().pop_front();
     let reply = next.unwrap_or_else(|| {
         let last = body["messages"]
@@ -214,6 +234,7 @@ async fn completions(
     };
     let mut events: VecDeque<Bytes> = VecDeque::new();
     events.push_back(chunk(json!({"role": "assistant", "content": ""}), None));
+    let completion_tokens = deltas.len();
     for d in deltas {
         events.push_back(chunk(json!({ "content": d }), None));
     }
@@ -250,11 +271,19 @@ async fn completions(
                 }
                 None if !watch.finished => {
                     watch.finished = true;
-                    let end = [
-                        chunk(json!({}), Some("stop")),
-                        Bytes::from("data: [DONE]\n\n"),
-                    ]
-                    .concat();
+                    let mut end = vec![chunk(json!({}), Some("stop"))];
+                    if usage {
+                        let body = json!({
+                            "id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                            "model": "fake-model", "choices": [],
+                            "usage": {"prompt_tokens": PROMPT_TOKENS,
+                                      "completion_tokens": completion_tokens,
+                                      "total_tokens": PROMPT_TOKENS + completion_tokens as u64},
+                        });
+                        end.push(Bytes::from(format!("data: {body}\n\n")));
+                    }
+                    end.push(Bytes::from("data: [DONE]\n\n"));
+                    let end = end.concat();
                     Some((Ok(Bytes::from(end)), (events, watch, sent + 1)))
                 }
                 None => None,

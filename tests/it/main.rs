@@ -31,6 +31,7 @@ mod private_card;
 mod push;
 mod skills;
 mod spec;
+mod traces;
 
 /// T1: the command handler with real Python and shell (jq) agents.
 #[cfg(feature = "t1-scripts")]
@@ -55,4 +56,5 @@ mod t2_distributed {
     mod observability_distributed;
     mod payments_distributed;
     mod push_distributed;
+    mod traces_distributed;
 }

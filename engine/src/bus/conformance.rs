@@ -24,6 +24,7 @@ pub fn command(task_id: &str) -> TaskCommand {
         version: 1,
         history: None,
         payment: None,
+        trace: None,
     }
 }
 
@@ -39,6 +40,7 @@ pub fn command_for(submitted: &crate::store::Submitted) -> TaskCommand {
         version: submitted.version,
         history: submitted.task.history.clone(),
         payment: None,
+        trace: None,
     }
 }
 
@@ -146,6 +148,60 @@ where
     publishing_never_waits_for_a_durable_consumer(&make().await).await;
     closing_intake_ends_command_streams(&make().await).await;
     push_notices_reach_durable_consumers_in_order_and_nobody_else(&make().await).await;
+    trace_contexts_travel_with_commands_and_events(&make().await).await;
+}
+
+/// With tracing on, a command and the events (alone or published together) reach their
+/// consumers with the trace context they were published with (NATS: in the message headers).
+pub async fn trace_contexts_travel_with_commands_and_events(bus: &dyn Bus) {
+    crate::trace::enable();
+    let trace = |span: &str| bindu_schemas::bus::TraceContext {
+        traceparent: format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{span}-01"),
+        tracestate: Some("vendor=1".into()),
+    };
+    let mut durable = bus.consume_events("traced").await.expect("consume events");
+    let mut c = command("traced");
+    c.trace = Some(trace("00f067aa0ba902b7"));
+    bus.publish_commands(vec![c]).await.expect("publish");
+    let mut commands = bus.consume_commands().await.expect("consume");
+    let d = tokio::time::timeout(WAIT, commands.next())
+        .await
+        .expect("a command within the time limit")
+        .expect("stream open")
+        .expect("no error");
+    assert_eq!(d.command.trace, Some(trace("00f067aa0ba902b7")));
+    d.acker.ack().await.expect("ack");
+
+    let mut one = status_event("traced", 1, TaskState::Submitted);
+    one.trace = Some(trace("1111111111111111"));
+    bus.publish_events(vec![one]).await.expect("publish");
+    let together: Vec<TaskEvent> = [TaskState::Working, TaskState::Completed]
+        .into_iter()
+        .enumerate()
+        .map(|(i, state)| {
+            let mut e = status_event("traced", 2 + i as u64, state);
+            e.trace = Some(trace("2222222222222222"));
+            e
+        })
+        .collect();
+    bus.publish_events(together).await.expect("publish");
+    for (seq, span) in [
+        (1, "1111111111111111"),
+        (2, "2222222222222222"),
+        (3, "2222222222222222"),
+    ] {
+        let item = tokio::time::timeout(WAIT, durable.next())
+            .await
+            .expect("an event within the time limit")
+            .expect("stream open")
+            .expect("no error");
+        let Consumed::Event(e) = item else {
+            panic!("an event, not a notice");
+        };
+        assert_eq!(e.event.seq, seq);
+        assert_eq!(e.event.trace, Some(trace(span)), "event {seq}");
+        e.acker.ack().await.expect("ack");
+    }
 }
 
 /// Shutdown: after `close_intake`, command streams end (an in-process queue once what it

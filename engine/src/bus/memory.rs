@@ -215,7 +215,18 @@ impl Bus for MemoryBus {
     }
 
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
-        let events: Vec<Arc<TaskEvent>> = events.into_iter().map(Arc::new).collect();
+        // In process, an event carries its publisher's trace context in itself (NATS: in
+        // the message headers).
+        let trace = crate::trace::current();
+        let events: Vec<Arc<TaskEvent>> = events
+            .into_iter()
+            .map(|mut e| {
+                if e.trace.is_none() {
+                    e.trace = trace.clone();
+                }
+                Arc::new(e)
+            })
+            .collect();
         self.durable.publish(&events);
         for event in events {
             self.tasks.send(event.task_id(), &event);

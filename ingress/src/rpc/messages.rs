@@ -133,6 +133,8 @@ async fn submit(
     }
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
+    // In the request's span: its log lines, and while tracing is on the command carries
+    // it to the worker.
     super::record_task(&task_id, request.context_id.as_deref());
     let accept = tokio::spawn(accept(app.clone(), request, caller, payment).in_current_span());
     let submitted = match accept.await {
@@ -458,6 +460,8 @@ async fn accept(
             .filter(|h| conversation_bytes(h) <= INLINE_HISTORY_BYTES)
             .cloned(),
         payment,
+        // The request's span: the worker's run continues its trace.
+        trace: bindu_engine::trace::current(),
     };
     app.inner.ledger.accept(request, command).await
 }

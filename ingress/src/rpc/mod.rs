@@ -28,6 +28,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bindu_schemas::jsonrpc::{code, parse_request, JsonRpcError, Method, Request};
+use tracing::Instrument;
 
 use crate::body::{read_limited, BodyError};
 use crate::caller::{Caller, GrantedScopes};
@@ -36,7 +37,6 @@ use crate::payments::Gate;
 use crate::state::Ingress;
 use params::Params;
 use reply::Reply;
-use tracing::Instrument;
 
 /// Bodies (and message params) above this many bytes are parsed as CPU-heavy work
 /// ([`bindu_engine::cpu::heavy`]): a few milliseconds of parsing would hold up every other
@@ -156,14 +156,20 @@ pub(crate) async fn handle(
         None => Gate::Free,
     };
     // Log lines of the request carry its method and caller, and its task and context once
-    // known (`record_task`).
+    // known (`record_task`). While tracing is on the span is also exported: it continues an
+    // incoming `traceparent`, and the command it queues carries it to the worker.
     let span = tracing::info_span!(
         "rpc",
         method = method.as_str(),
         caller = caller.as_deref().unwrap_or("-"),
         task_id = tracing::field::Empty,
         context_id = tracing::field::Empty,
+        otel.name = method.as_str(),
+        otel.kind = "server",
+        rpc.system = "jsonrpc",
+        rpc.method = method.as_str(),
     );
+    bindu_engine::trace::follow_headers(&span, &headers);
     let outcome = dispatch(&app, &request, params, caller, last_event_id, payment)
         .instrument(span)
         .await;

@@ -8,6 +8,7 @@ use bindu_schemas::{
     history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
     TaskFeedbackResult, TaskIdParams, TaskQueryParams,
 };
+use tracing::Instrument;
 
 use super::reply::{ok, Reply};
 use crate::error::{bus_error, store_error};
@@ -51,7 +52,10 @@ pub(crate) async fn cancel(
         ));
     }
     // Detached, so a client hanging up cannot leave a canceled task whose handler runs on.
-    let work = tokio::spawn(cancel_now(app.clone(), params.id.clone()));
+    let work = tokio::spawn(
+        cancel_now(app.clone(), params.id.clone())
+            .instrument(bindu_engine::trace::span(tracing::Span::current)),
+    );
     work.await
         .map_err(|e| JsonRpcError::internal(format!("canceling the task failed: {e}")))??;
     tracing::info!(task_id = %params.id, "task canceled");

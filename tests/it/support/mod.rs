@@ -7,6 +7,7 @@
 pub mod embeddings;
 pub mod hydra;
 pub mod metrics_table;
+pub mod otlp;
 pub mod redis_proxy;
 
 use std::future::Future;

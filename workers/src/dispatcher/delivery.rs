@@ -411,6 +411,9 @@ impl Sender {
                 }
             }
         }
+        for (name, value) in bindu_engine::trace::headers() {
+            request = request.header(name, value);
+        }
         let started = Instant::now();
         let result = request.body(body.to_string()).send().await;
         let (outcome, label) = match result {

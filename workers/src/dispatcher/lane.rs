@@ -271,7 +271,8 @@ impl Lane {
         let body: Arc<str> = notification::body(&event).into();
         let mut had = 0;
         for target in targets {
-            let item = Item::new(seq, event.event_id(), body.clone(), target, ticket.clone());
+            let mut item = Item::new(seq, event.event_id(), body.clone(), target, ticket.clone());
+            item.trace = event.trace.clone();
             if !self.enqueue(item) {
                 had += 1;
             }

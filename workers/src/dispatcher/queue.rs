@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use super::delivery::{Attempt, Counted, DestinationRef, Target};
 use super::lane::Ticket;
 use super::Shared;
+use tracing::Instrument;
 
 /// One notification: one event for one webhook.
 pub(crate) struct Item {
@@ -46,6 +47,8 @@ pub(crate) struct Item {
     pub ticket: Option<Arc<Ticket>>,
     /// Recorded as a `retrying` dead letter.
     pub parked: bool,
+    /// The trace of the event's publisher (a worker's run): its POSTs continue it.
+    pub trace: Option<bindu_schemas::bus::TraceContext>,
     /// Attempts made so far, and the last one's error.
     pub attempts: u32,
     pub error: Option<String>,
@@ -73,6 +76,7 @@ impl Item {
             target,
             ticket: Some(ticket),
             parked: false,
+            trace: None,
             attempts: 0,
             error: None,
             counted: None,
@@ -90,6 +94,7 @@ impl Item {
             target,
             ticket: None,
             parked: true,
+            trace: None,
             attempts: letter.attempts,
             error: Some(letter.last_error),
             counted: None,
@@ -378,9 +383,22 @@ impl Queue {
         let target = head.target.clone();
         let body = head.body.clone();
         let destination = self.destination.clone();
-        Some(Box::pin(async move {
-            sender.attempt(&target, &body, destination.as_deref()).await
-        }))
+        // While tracing is on, each POST is a span of the trace of the run that published
+        // the event, and carries it in `traceparent`.
+        let span = bindu_engine::trace::span(|| {
+            tracing::info_span!(
+                "webhook",
+                otel.name = "webhook.post",
+                otel.kind = "client",
+                task_id = %self.task_id,
+                seq = head.seq,
+            )
+        });
+        bindu_engine::trace::follow(&span, head.trace.as_ref());
+        Some(Box::pin(
+            async move { sender.attempt(&target, &body, destination.as_deref()).await }
+                .instrument(span),
+        ))
     }
 
     /// Handles the head's attempt: delivered or given up (it leaves the queue), or to retry

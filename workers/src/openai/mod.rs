@@ -20,6 +20,7 @@ use bindu_engine::retry::RetryPolicy;
 use bindu_schemas::Part;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::handler::{Handler, HandlerError, HandlerInput, HandlerOutput};
 use bindu_engine::sse::{SseDecoder, SseError, SseFrames};
@@ -110,6 +111,9 @@ impl OpenAiHandler {
             .post(&self.url)
             .header("accept", "text/event-stream")
             .json(body);
+        for (name, value) in bindu_engine::trace::headers() {
+            req = req.header(name, value);
+        }
         if let Some(key) = &self.options.api_key {
             req = req.bearer_auth(key);
         }
@@ -167,6 +171,7 @@ impl OpenAiHandler {
         &self,
         resp: reqwest::Response,
         input: &HandlerInput,
+        traced: bool,
     ) -> Result<HandlerOutput, HandlerError> {
         let is_sse = bindu_engine::sse::is_event_stream(resp.headers());
         if !is_sse {
@@ -175,6 +180,9 @@ impl OpenAiHandler {
                 .await
                 .map_err(|_| "the model's reply did not arrive in time")?
                 .map_err(|e| format!("the model's reply is not JSON: {}", e.without_url()))?;
+            if traced {
+                record_usage(&body);
+            }
             let text = sse::completion_text(&body)
                 .ok_or("the model's reply has no choices[0].message.content")?;
             if text.is_empty() {
@@ -210,6 +218,11 @@ impl OpenAiHandler {
                 Ok(Some(Ok(b))) => frames.push(&b),
             }
             while let Some(data) = frames.next_event().map_err(stream_error)? {
+                if traced && data.contains("\"usage\"") {
+                    if let Ok(chunk) = serde_json::from_str::<Value>(&data) {
+                        record_usage(&chunk);
+                    }
+                }
                 match sse::parse_data(&data) {
                     // A last event cut by the end of the stream is used only if it parses.
                     Err(_) if frames.ended() => {}
@@ -250,7 +263,37 @@ fn retry_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>
 #[async_trait]
 impl Handler for OpenAiHandler {
     async fn handle(&self, input: HandlerInput) -> Result<HandlerOutput, HandlerError> {
-        let body = json!({
+        // While tracing is on: a span with the GenAI semantic conventions' attributes (what
+        // Langfuse and Arize read), the tokens the server reports recorded on it.
+        let model = self.options.model.as_str();
+        let span = bindu_engine::trace::span(|| {
+            tracing::info_span!(
+                "gen_ai",
+                otel.name = %format!("chat {model}"),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                gen_ai.system = "openai",
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = model,
+                gen_ai.response.model = tracing::field::Empty,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                server.address = self.url.as_str(),
+            )
+        });
+        let traced = !span.is_disabled();
+        let result = self.chat(input, traced).instrument(span.clone()).await;
+        if traced && result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+}
+
+impl OpenAiHandler {
+    /// One chat completion, retried and streamed; `traced`: the current span records usage.
+    async fn chat(&self, input: HandlerInput, traced: bool) -> Result<HandlerOutput, HandlerError> {
+        let mut body = json!({
             "model": self.options.model,
             "stream": true,
             "messages": messages::conversation(
@@ -260,6 +303,10 @@ impl Handler for OpenAiHandler {
                 &input.history,
             ),
         });
+        if traced {
+            // Token counts for the span: streamed completions report them only when asked.
+            body["stream_options"] = json!({"include_usage": true});
+        }
         let policy = RetryPolicy {
             base: self.options.retry_base,
             max_delay: self.options.retry_max_delay,
@@ -291,9 +338,26 @@ impl Handler for OpenAiHandler {
             }
         };
         tokio::select! {
-            r = self.relay(resp, &input) => r,
+            r = self.relay(resp, &input, traced) => r,
             _ = input.cancel.cancelled() => Err("canceled".into()),
         }
+    }
+}
+
+/// Records a completion's `usage` and `model` on the current span (GenAI conventions).
+fn record_usage(chunk: &Value) {
+    let span = tracing::Span::current();
+    if let Some(model) = chunk.get("model").and_then(Value::as_str) {
+        span.record("gen_ai.response.model", model);
+    }
+    let Some(usage) = chunk.get("usage") else {
+        return;
+    };
+    if let Some(n) = usage.get("prompt_tokens").and_then(Value::as_u64) {
+        span.record("gen_ai.usage.input_tokens", n);
+    }
+    if let Some(n) = usage.get("completion_tokens").and_then(Value::as_u64) {
+        span.record("gen_ai.usage.output_tokens", n);
     }
 }
 

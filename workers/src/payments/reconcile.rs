@@ -391,6 +391,7 @@ impl Reconciler {
             version: snap.version,
             history: None,
             payment: Some(record.payment.clone()),
+            trace: bindu_engine::trace::current(),
         };
         self.ledger
             .bus()

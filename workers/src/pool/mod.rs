@@ -238,7 +238,15 @@ impl WorkerPool {
                         task_id = %d.command.task_id,
                         context_id = %d.command.context_id,
                         caller = d.command.caller.as_deref().unwrap_or("-"),
+                        otel.name = tracing::field::Empty,
+                        otel.kind = tracing::field::Empty,
                     );
+                    if bindu_engine::trace::enabled() {
+                        // The run continues the trace of the request that queued it.
+                        span.record("otel.name", "worker.run");
+                        span.record("otel.kind", "consumer");
+                        bindu_engine::trace::follow(&span, d.command.trace.as_ref());
+                    }
                     tokio::spawn(
                         async move {
                             inner.process(d).await;
@@ -510,7 +518,11 @@ impl Inner {
         };
         let emitter = input.emitter.clone();
         let handler = self.handler.clone();
-        let mut run = tokio::spawn(async move { handler.handle(input).await });
+        let handler_span = bindu_engine::trace::span(
+            || tracing::info_span!("handler", otel.name = "handler.run", task_id = %task_id),
+        );
+        let mut run =
+            tokio::spawn(async move { handler.handle(input).await }.instrument(handler_span));
         let mut heartbeat =
             tokio::time::interval(self.options.heartbeat.max(Duration::from_millis(100)));
         heartbeat.tick().await;

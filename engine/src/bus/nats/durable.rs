@@ -116,7 +116,7 @@ impl NatsBus {
                     let events = if notice {
                         Vec::new()
                     } else {
-                        Self::decode_events(&msg.payload)
+                        Self::decode_events(&msg.payload, msg.headers.as_ref())
                     };
                     // The events of one message share its acknowledgement: it counts as
                     // handled once every one of them is.

@@ -316,7 +316,7 @@ impl NatsBus {
                         if !router.watched(key) {
                             continue;
                         }
-                        for event in Self::decode_events(&m.payload) {
+                        for event in Self::decode_events(&m.payload, m.headers.as_ref()) {
                             router.send(key, &event);
                         }
                     }
@@ -340,7 +340,7 @@ impl NatsBus {
             let events = if notice {
                 Vec::new()
             } else {
-                Self::decode_events(&m.payload)
+                Self::decode_events(&m.payload, m.headers.as_ref())
             };
             futures::stream::iter(events.into_iter().map(Ok))
         })
@@ -403,6 +403,9 @@ impl Bus for NatsBus {
                 "Nats-Msg-Id",
                 format!("{}:{}:{}", c.task_id, c.message_id, c.version).as_str(),
             );
+            if let Some(trace) = c.trace.clone().or_else(crate::trace::current) {
+                wire::add_trace(&mut headers, &trace);
+            }
             let ack = self
                 .js
                 .publish_with_headers(self.commands_subject.clone(), headers, payload.into())
@@ -463,8 +466,11 @@ impl Bus for NatsBus {
                 let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
                 let (msg, acker) = m.split();
                 match serde_json::from_slice::<TaskCommand>(&msg.payload) {
-                    Ok(command) => Some(Ok(Delivery {
-                        command,
+                    Ok(mut command) => Some(Ok(Delivery {
+                        command: {
+                            command.trace = msg.headers.as_ref().and_then(wire::read_trace);
+                            command
+                        },
                         attempt,
                         acker: Box::new(NatsAcker(acker)),
                     })),
@@ -482,11 +488,12 @@ impl Bus for NatsBus {
     async fn announce(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
         // A plain publish on the stream's subject: JetStream stores it all the same, without
         // an acknowledgement to wait for.
-        for (subject, payload) in self.event_messages(&events)? {
-            self.client
-                .publish(subject, payload)
-                .await
-                .map_err(unavailable)?;
+        for (subject, payload, headers) in self.event_messages(&events)? {
+            match headers {
+                Some(h) => self.client.publish_with_headers(subject, h, payload).await,
+                None => self.client.publish(subject, payload).await,
+            }
+            .map_err(unavailable)?;
         }
         Ok(())
     }
@@ -494,12 +501,13 @@ impl Bus for NatsBus {
     async fn publish_events(&self, events: Vec<TaskEvent>) -> Result<(), BusError> {
         let started = std::time::Instant::now();
         let mut acks = Vec::with_capacity(events.len());
-        for (subject, payload) in self.event_messages(&events)? {
+        for (subject, payload, headers) in self.event_messages(&events)? {
             acks.push(
-                self.js
-                    .publish(subject, payload)
-                    .await
-                    .map_err(unavailable)?,
+                match headers {
+                    Some(h) => self.js.publish_with_headers(subject, h, payload).await,
+                    None => self.js.publish(subject, payload).await,
+                }
+                .map_err(unavailable)?,
             );
         }
         for ack in acks {
@@ -597,7 +605,7 @@ impl Bus for NatsBus {
         Ok(messages
             .flat_map(move |m| {
                 let events = match m {
-                    Ok(m) => Self::decode_events(&m.payload)
+                    Ok(m) => Self::decode_events(&m.payload, m.headers.as_ref())
                         .into_iter()
                         .filter(|e| e.seq > after_seq)
                         .map(Ok)

@@ -1,24 +1,40 @@
 //! The events' wire format: one JSON object, or a JSON array for consecutive events of one
-//! task published together; events over the server's payload limit go truncated.
+//! task published together; events over the server's payload limit go truncated. The trace
+//! context of the publisher (its first event's, else the current span's) rides in the
+//! `traceparent`/`tracestate` headers of commands and events.
 
 use std::sync::Arc;
 
-use bindu_schemas::bus::{subjects, TaskEvent};
+use async_nats::HeaderMap;
+use bindu_schemas::bus::{subjects, TaskEvent, TraceContext};
 
 use super::NatsBus;
 use crate::bus::BusError;
 
 impl NatsBus {
     /// The events of one message: a JSON object (one event) or an array (consecutive events
-    /// of one task, published together). Unreadable messages yield none (logged).
-    pub(super) fn decode_events(payload: &[u8]) -> Vec<Arc<TaskEvent>> {
+    /// of one task, published together), each with the message's trace context. Unreadable
+    /// messages yield none (logged).
+    pub(super) fn decode_events(
+        payload: &[u8],
+        headers: Option<&HeaderMap>,
+    ) -> Vec<Arc<TaskEvent>> {
+        let trace = headers.and_then(read_trace);
         let batch = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
         let decoded = if batch {
             serde_json::from_slice::<Vec<TaskEvent>>(payload)
-                .map(|events| events.into_iter().map(Arc::new).collect())
         } else {
-            serde_json::from_slice::<TaskEvent>(payload).map(|e| vec![Arc::new(e)])
+            serde_json::from_slice::<TaskEvent>(payload).map(|e| vec![e])
         };
+        let decoded = decoded.map(|events| {
+            events
+                .into_iter()
+                .map(|mut e| {
+                    e.trace = trace.clone();
+                    Arc::new(e)
+                })
+                .collect()
+        });
         decoded.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "ignoring a task event message that is not valid JSON");
             Vec::new()
@@ -28,11 +44,14 @@ impl NatsBus {
     /// One message per task and run of consecutive events: the run's events travel as one
     /// JSON array (one stored message, one delivery to each reader) while that fits the
     /// server's payload limit, one by one (each [truncated](TaskEvent::truncate) if need be)
-    /// otherwise.
+    /// otherwise. Each message has the trace headers of its first event (none while tracing
+    /// is off).
     pub(super) fn event_messages(
         &self,
         events: &[TaskEvent],
-    ) -> Result<Vec<(String, bytes::Bytes)>, BusError> {
+    ) -> Result<Vec<(String, bytes::Bytes, Option<HeaderMap>)>, BusError> {
+        let current = crate::trace::current();
+        let headers = |e: &TaskEvent| e.trace.as_ref().or(current.as_ref()).map(trace_headers);
         let limit = self.payload_limit();
         let mut out = Vec::with_capacity(events.len());
         let mut rest = events;
@@ -46,15 +65,15 @@ impl NatsBus {
             rest = tail;
             let subject = subjects::events(&self.options.agent, task_id);
             if let [one] = run {
-                out.push((subject, self.event_payload(one)?));
+                out.push((subject, self.event_payload(one)?, headers(one)));
                 continue;
             }
             let payload = serde_json::to_vec(run).map_err(|e| BusError::Other(Box::new(e)))?;
             if payload.len() <= limit {
-                out.push((subject, payload.into()));
+                out.push((subject, payload.into(), headers(first)));
             } else {
                 for e in run {
-                    out.push((subject.clone(), self.event_payload(e)?));
+                    out.push((subject.clone(), self.event_payload(e)?, headers(e)));
                 }
             }
         }
@@ -85,4 +104,27 @@ impl NatsBus {
             .map(Into::into)
             .map_err(|e| BusError::Other(Box::new(e)))
     }
+}
+
+/// The headers carrying `trace`.
+pub(super) fn trace_headers(trace: &TraceContext) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    add_trace(&mut headers, trace);
+    headers
+}
+
+/// Adds `trace`'s headers to `headers`.
+pub(super) fn add_trace(headers: &mut HeaderMap, trace: &TraceContext) {
+    headers.insert(crate::trace::TRACEPARENT, trace.traceparent.as_str());
+    if let Some(state) = &trace.tracestate {
+        headers.insert(crate::trace::TRACESTATE, state.as_str());
+    }
+}
+
+/// The trace context a message's headers carry, if tracing is on here.
+pub(super) fn read_trace(headers: &HeaderMap) -> Option<TraceContext> {
+    if !crate::trace::enabled() {
+        return None;
+    }
+    crate::trace::context_from(|name| headers.get(name).map(|v| v.as_str().to_string()))
 }

@@ -1,0 +1,98 @@
+//! T2/T3: one trace across processes. `bindu ingress`, `bindu worker` and `bindu dispatcher`
+//! (Postgres + a private nats-server), each exporting its spans to a stand-in OTLP collector
+//! under its own service name: the trace a caller starts continues in the ingress, crosses
+//! NATS (the command's and the events' headers) into the worker's run and the dispatcher's
+//! webhook POST, which sends it on in `traceparent`.
+
+use std::time::Duration;
+
+use bindu_engine::bus::nats_server::NatsServer;
+use bindu_engine::store::postgres::test_db::TestDb;
+use serde_json::Value;
+
+use crate::process::{self, Agent};
+use crate::support::otlp::Collector;
+use crate::support::patient_client;
+use crate::traces::{
+    assert_one_trace, hook, named, notification_of, send, traceparent, CALLER_TRACE,
+};
+
+const AGENT: &str = "traces-dist-agent";
+
+fn start(
+    role: &str,
+    db: &TestDb,
+    nats: &NatsServer,
+    collector: &Collector,
+    extra: &[(&str, &str)],
+) -> Agent {
+    let keys = std::env::temp_dir().join(format!("bindu-keys-{AGENT}"));
+    let mut cmd = process::bindu();
+    cmd.env("STORAGE_TYPE", "postgres")
+        .env("DATABASE_URL", &db.url)
+        .env("SCHEDULER_TYPE", "nats")
+        .env("NATS_URL", nats.url())
+        .env("BINDU_AGENT_NAME", AGENT)
+        .env("STORAGE__NAMESPACE", AGENT)
+        .env("BINDU_SHUTDOWN_TIMEOUT", "5")
+        .env("BINDU_KEY_DIR", keys)
+        .env("TELEMETRY_ENABLED", "true")
+        .env("OLTP_ENDPOINT", &collector.url)
+        .env("OLTP_SERVICE_NAME", role)
+        .env("OLTP_BATCH_SCHEDULE_DELAY_MILLIS", "100")
+        .envs(extra.iter().copied())
+        // Spans are recorded at info level.
+        .args([role, "--port", "0", "--log-level", "info"]);
+    Agent::start(cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let collector = Collector::start().await;
+    let (hook, got) = hook().await;
+    // The dispatcher first, so its consumer exists before the first event.
+    let _dispatcher = start(
+        "dispatcher",
+        &db,
+        &nats,
+        &collector,
+        &[("PUSH__DESTINATIONS", "loopback")],
+    );
+    let ingress = start(
+        "ingress",
+        &db,
+        &nats,
+        &collector,
+        &[("PUSH__ENABLED", "true")],
+    );
+    let _worker = start("worker", &db, &nats, &collector, &[]);
+
+    let resp: Value = patient_client()
+        .post(ingress.url())
+        .header("traceparent", traceparent())
+        .json(&send(&hook))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(resp["result"]["id"].is_string(), "{resp}");
+    let completed = notification_of(&got, "completed").await;
+    let spans = collector
+        .wait_for(CALLER_TRACE, Duration::from_secs(30), |s| {
+            ["message/send", "worker.run", "store.transition"]
+                .iter()
+                .all(|n| !named(s, n).is_empty())
+                && named(s, "webhook.post").len() >= 2
+        })
+        .await;
+    let (rpc, run, post) = assert_one_trace(&spans, &completed);
+    assert_eq!(
+        (rpc.as_str(), run.as_str(), post.as_str()),
+        ("ingress", "worker", "dispatcher"),
+        "each span comes from the process that did the work"
+    );
+}
