@@ -301,6 +301,9 @@ pub(crate) async fn launch_with(
             if let Some(m) = &settlement_metrics {
                 m.register(&mut registry);
             }
+            if config.telemetry.enabled {
+                telemetry::register_metrics(&mut registry);
+            }
             let parts = probes::ProbeParts {
                 store: store.clone(),
                 bus: bus.clone(),

@@ -40,6 +40,9 @@ fn start(
         .env("OLTP_ENDPOINT", &collector.url)
         .env("OLTP_SERVICE_NAME", role)
         .env("OLTP_BATCH_SCHEDULE_DELAY_MILLIS", "100")
+        // Probes of workers and dispatchers on free ports (tests run many at once).
+        .env("BINDU_WORKER_METRICS_ADDR", "127.0.0.1:0")
+        .env("PUSH__METRICS_ADDR", "127.0.0.1:0")
         .envs(extra.iter().copied())
         // Spans are recorded at info level.
         .args([role, "--port", "0", "--log-level", "info"]);
@@ -53,7 +56,7 @@ async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
     let collector = Collector::start().await;
     let (hook, got) = hook().await;
     // The dispatcher first, so its consumer exists before the first event.
-    let _dispatcher = start(
+    let dispatcher = start(
         "dispatcher",
         &db,
         &nats,
@@ -67,7 +70,7 @@ async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
         &collector,
         &[("PUSH__ENABLED", "true")],
     );
-    let _worker = start("worker", &db, &nats, &collector, &[]);
+    let worker = start("worker", &db, &nats, &collector, &[]);
 
     let resp: Value = patient_client()
         .post(ingress.url())
@@ -95,4 +98,19 @@ async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
         ("ingress", "worker", "dispatcher"),
         "each span comes from the process that did the work"
     );
+    // Every process kind counts the spans it drops on its own /metrics.
+    for (kind, agent) in [("worker", &worker), ("dispatcher", &dispatcher)] {
+        let metrics = patient_client()
+            .get(format!("http://{}/metrics", agent.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("bindu_telemetry_spans_dropped_total"),
+            "{kind}'s /metrics:\n{metrics}"
+        );
+    }
 }

@@ -15,6 +15,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{pool_options, spawn_pool, submit_task};
 
+/// Task `task_id` once it has ended (at most 30 s).
+async fn terminal(store: &dyn TaskStore, task_id: &str) -> bindu_schemas::Task {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = store
+            .get(task_id, Access::Internal)
+            .await
+            .expect("get")
+            .task;
+        if t.status.state.is_terminal() {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task_id} never finished: {:?}",
+            t.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs one 3.5 s task on a bus with a 1 s redelivery deadline and 3 deliveries at most.
 /// Returns the final task state, its status text and how often the handler ran.
 async fn run_long_task(heartbeat: Duration) -> (TaskState, String, usize) {
@@ -46,23 +67,7 @@ async fn run_long_task(heartbeat: Duration) -> (TaskState, String, usize) {
     )])
     .await
     .expect("publish");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let task = loop {
-        let t = store
-            .get("long-task", Access::Internal)
-            .await
-            .expect("get")
-            .task;
-        if t.status.state.is_terminal() {
-            break t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never finished: {:?}",
-            t.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let task = terminal(store.as_ref(), "long-task").await;
     // Well past several redelivery deadlines.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
@@ -164,23 +169,7 @@ async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
 
     let second_stop = CancellationToken::new();
     let second = spawn_pool(store.clone(), bus.clone(), handler(), options, &second_stop);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let task = loop {
-        let t = store
-            .get("handed-back", Access::Internal)
-            .await
-            .expect("get")
-            .task;
-        if t.status.state.is_terminal() {
-            break t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the next worker never finished it: {:?}",
-            t.status
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let task = terminal(store.as_ref(), "handed-back").await;
     second_stop.cancel();
     second.await.expect("join").expect("pool");
     assert_eq!(task.status.state, TaskState::Completed, "{:?}", task.status);
