@@ -129,6 +129,49 @@ pub fn assert_one_trace(spans: &[Span], completed: &HeaderMap) -> (String, Strin
     )
 }
 
+/// Sends a message with a push config for `hook` to `url` inside the caller's trace, waits
+/// for its `completed` webhook and for the spans of the whole trace, and checks they form
+/// one trace: the services of the ingress, the worker run and the webhook POST spans.
+pub async fn send_in_the_callers_trace(
+    url: &str,
+    hook: &str,
+    got: &Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    collector: &crate::support::otlp::Collector,
+) -> (String, String, String) {
+    let resp: Value = patient_client()
+        .post(url)
+        .header("traceparent", traceparent())
+        .json(&send(hook))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(resp["result"]["id"].is_string(), "{resp}");
+    let completed = notification_of(got, "completed").await;
+    // The span of the POST that delivered `completed` (its `traceparent` names it) may be
+    // exported after the others: wait for it too.
+    let post_span = completed
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.split('-').nth(2))
+        .unwrap_or_default()
+        .to_string();
+    let spans = collector
+        .wait_for(CALLER_TRACE, Duration::from_secs(30), |s| {
+            ["message/send", "worker.run", "store.transition"]
+                .iter()
+                .all(|n| !named(s, n).is_empty())
+                && named(s, "webhook.post").len() >= 2
+                && named(s, "webhook.post")
+                    .iter()
+                    .any(|p| p.span_id == post_span)
+        })
+        .await;
+    assert_one_trace(&spans, &completed)
+}
+
 fn serve(extra: &[(&str, &str)]) -> Agent {
     let keys = std::env::temp_dir().join("bindu-keys-traces");
     let mut cmd = process::bindu();
@@ -151,27 +194,8 @@ async fn a_request_is_one_trace_from_the_callers_traceparent_to_the_webhook_post
         ("OLTP_BATCH_SCHEDULE_DELAY_MILLIS", "100"),
         ("OLTP_HEADERS", r#"{"x-collector-key": "k-123"}"#),
     ]);
-    let resp: Value = patient_client()
-        .post(agent.url())
-        .header("traceparent", traceparent())
-        .json(&send(&hook))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(resp["result"]["id"].is_string(), "{resp}");
-    let completed = notification_of(&got, "completed").await;
-    let spans = collector
-        .wait_for(CALLER_TRACE, Duration::from_secs(30), |s| {
-            ["message/send", "worker.run", "store.transition"]
-                .iter()
-                .all(|n| !named(s, n).is_empty())
-                && named(s, "webhook.post").len() >= 2
-        })
-        .await;
-    let (ingress, worker, dispatcher) = assert_one_trace(&spans, &completed);
+    let (ingress, worker, dispatcher) =
+        send_in_the_callers_trace(&agent.url(), &hook, &got, &collector).await;
     for service in [ingress, worker, dispatcher] {
         assert_eq!(service, "traced-agent", "the agent's name by default");
     }

@@ -4,18 +4,13 @@
 //! NATS (the command's and the events' headers) into the worker's run and the dispatcher's
 //! webhook POST, which sends it on in `traceparent`.
 
-use std::time::Duration;
-
 use bindu_engine::bus::nats_server::NatsServer;
 use bindu_engine::store::postgres::test_db::TestDb;
-use serde_json::Value;
 
 use crate::process::{self, Agent};
 use crate::support::otlp::Collector;
 use crate::support::patient_client;
-use crate::traces::{
-    assert_one_trace, hook, named, notification_of, send, traceparent, CALLER_TRACE,
-};
+use crate::traces::{hook, send_in_the_callers_trace};
 
 const AGENT: &str = "traces-dist-agent";
 
@@ -72,27 +67,7 @@ async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
     );
     let worker = start("worker", &db, &nats, &collector, &[]);
 
-    let resp: Value = patient_client()
-        .post(ingress.url())
-        .header("traceparent", traceparent())
-        .json(&send(&hook))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(resp["result"]["id"].is_string(), "{resp}");
-    let completed = notification_of(&got, "completed").await;
-    let spans = collector
-        .wait_for(CALLER_TRACE, Duration::from_secs(30), |s| {
-            ["message/send", "worker.run", "store.transition"]
-                .iter()
-                .all(|n| !named(s, n).is_empty())
-                && named(s, "webhook.post").len() >= 2
-        })
-        .await;
-    let (rpc, run, post) = assert_one_trace(&spans, &completed);
+    let (rpc, run, post) = send_in_the_callers_trace(&ingress.url(), &hook, &got, &collector).await;
     assert_eq!(
         (rpc.as_str(), run.as_str(), post.as_str()),
         ("ingress", "worker", "dispatcher"),
