@@ -233,7 +233,9 @@ pub(crate) async fn launch_with(
             store.clone(),
             bus.clone(),
             handler,
-            config.worker.pool_options(heartbeat),
+            config
+                .worker
+                .pool_options(heartbeat, config.server.shutdown_timeout),
         )
         .with_identity(identity.clone())
         .with_payments(settlement.clone())

@@ -101,11 +101,12 @@ pub enum HandlerSetupError {
 }
 
 impl WorkerConfig {
-    /// The pool's options; running commands are marked in progress every `heartbeat`.
-    pub fn pool_options(&self, heartbeat: Duration) -> WorkerOptions {
+    /// The pool's options; running commands are marked in progress every `heartbeat`, and
+    /// on shutdown running handlers may finish for `drain` (the shutdown deadline).
+    pub fn pool_options(&self, heartbeat: Duration, drain: Duration) -> WorkerOptions {
         WorkerOptions {
             concurrency: self.concurrency,
-            drain_timeout: Duration::from_secs(5),
+            drain_timeout: drain,
             heartbeat,
             task_timeout: self.task_timeout,
             max_output_bytes: self.max_output_bytes,

@@ -215,14 +215,18 @@ impl WorkerPool {
         let permits = Arc::new(Semaphore::new(concurrency));
         inner.metrics.slots.set(concurrency as i64);
         tracing::info!(concurrency, "worker pool started");
+        // Whether the pool was told to stop (`shutdown`) rather than finding its intake
+        // closed ([`Bus::close_intake`]); in the second case `shutdown` still ends the drain
+        // early (the supervisor's deadline).
+        let mut told_to_stop = false;
         loop {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => { told_to_stop = true; break }
             };
             let delivery = tokio::select! {
                 d = commands.next() => d,
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => { told_to_stop = true; break }
             };
             match delivery {
                 None => break,
@@ -260,9 +264,21 @@ impl WorkerPool {
         drop(commands);
         // Drain: wait for running handlers, then interrupt whatever is left.
         let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-        if tokio::time::timeout(inner.options.drain_timeout, permits.acquire_many(all))
+        // True once every running handler has finished.
+        let drained = async {
+            let all_done = async { permits.acquire_many(all).await.is_ok() };
+            if told_to_stop {
+                all_done.await
+            } else {
+                tokio::select! {
+                    done = all_done => done,
+                    _ = shutdown.cancelled() => false,
+                }
+            }
+        };
+        if !tokio::time::timeout(inner.options.drain_timeout, drained)
             .await
-            .is_err()
+            .unwrap_or(false)
         {
             // On a durable queue another worker can run them again: their commands are
             // handed back (a rolling restart loses nothing). Elsewhere the queue dies with

@@ -59,3 +59,57 @@ async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
     let text = task.status.message.map(|m| m.text()).unwrap_or_default();
     assert!(text.contains("interrupted"), "{text}");
 }
+
+/// Under a supervisor the intake closes first ([`Bus::close_intake`]) and the pool drains for
+/// up to its drain timeout (the shutdown deadline); the supervisor's deadline (`shutdown`
+/// cancelled) still ends the drain early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_intake_drains_until_the_shutdown_token_fires() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let notify = started.clone();
+    let handler = handler_fn(move |_input: HandlerInput| {
+        let notify = notify.clone();
+        async move {
+            notify.notify_one();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, HandlerError>(HandlerOutput::Text("never".into()))
+        }
+    });
+    let stop = CancellationToken::new();
+    let options = WorkerOptions {
+        // Far longer than the test: only `stop` can end this drain in time.
+        drain_timeout: Duration::from_secs(120),
+        ..pool_options(2)
+    };
+    let pool = spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
+    let submitted = submit_task(store.as_ref(), "drained", "close the intake").await;
+    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+        &submitted,
+    )])
+    .await
+    .expect("publish");
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .expect("the handler starts");
+    bus.close_intake().await;
+    // Draining: the pool waits for its handler.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pool.is_finished(),
+        "the pool drains while its handler runs"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), pool)
+        .await
+        .expect("the shutdown token ends the drain")
+        .expect("join")
+        .expect("pool");
+    let task = store
+        .get("drained", Access::Internal)
+        .await
+        .expect("get")
+        .task;
+    assert_eq!(task.status.state, TaskState::Failed, "{:?}", task.status);
+}
