@@ -164,11 +164,19 @@ pub(crate) async fn handle(
         caller = caller.as_deref().unwrap_or("-"),
         task_id = tracing::field::Empty,
         context_id = tracing::field::Empty,
-        otel.name = method.as_str(),
-        otel.kind = "server",
-        rpc.system = "jsonrpc",
-        rpc.method = method.as_str(),
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        rpc.system = tracing::field::Empty,
+        rpc.method = tracing::field::Empty,
     );
+    // The exporter's fields only while tracing is on: log lines stay short, and nothing is
+    // formatted for them per request otherwise.
+    if bindu_engine::trace::enabled() {
+        span.record("otel.name", method.as_str());
+        span.record("otel.kind", "server");
+        span.record("rpc.system", "jsonrpc");
+        span.record("rpc.method", method.as_str());
+    }
     bindu_engine::trace::follow_headers(&span, &headers);
     let outcome = dispatch(&app, &request, params, caller, last_event_id, payment)
         .instrument(span)

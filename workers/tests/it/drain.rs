@@ -15,8 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{pool_options, spawn_pool, submit_task};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
+/// A memory-backed pool (drain `drain`) whose handler outlives the test, already running
+/// task `task_id`.
+async fn pool_running_one_task(
+    task_id: &str,
+    drain: Duration,
+) -> (
+    Arc<dyn Bus>,
+    Arc<dyn TaskStore>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), bindu_engine::bus::BusError>>,
+) {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
     let started = Arc::new(tokio::sync::Notify::new());
@@ -31,11 +40,11 @@ async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
     });
     let stop = CancellationToken::new();
     let options = WorkerOptions {
-        drain_timeout: Duration::from_millis(300),
+        drain_timeout: drain,
         ..pool_options(2)
     };
     let pool = spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
-    let submitted = submit_task(store.as_ref(), "interrupted", "stop me").await;
+    let submitted = submit_task(store.as_ref(), task_id, "run until stopped").await;
     bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
         &submitted,
     )])
@@ -44,17 +53,33 @@ async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
     tokio::time::timeout(Duration::from_secs(20), started.notified())
         .await
         .expect("the handler starts");
-    stop.cancel();
+    (bus, store, stop, pool)
+}
+
+/// The task's state once the pool has stopped.
+async fn stopped(
+    store: &dyn TaskStore,
+    task_id: &str,
+    pool: tokio::task::JoinHandle<Result<(), bindu_engine::bus::BusError>>,
+) -> bindu_schemas::Task {
     tokio::time::timeout(Duration::from_secs(20), pool)
         .await
-        .expect("the pool stops after its drain deadline")
+        .expect("the pool stops in time")
         .expect("join")
         .expect("pool");
-    let task = store
-        .get("interrupted", Access::Internal)
+    store
+        .get(task_id, Access::Internal)
         .await
         .expect("get")
-        .task;
+        .task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
+    let (_bus, store, stop, pool) =
+        pool_running_one_task("interrupted", Duration::from_millis(300)).await;
+    stop.cancel();
+    let task = stopped(store.as_ref(), "interrupted", pool).await;
     assert_eq!(task.status.state, TaskState::Failed, "{:?}", task.status);
     let text = task.status.message.map(|m| m.text()).unwrap_or_default();
     assert!(text.contains("interrupted"), "{text}");
@@ -65,34 +90,8 @@ async fn at_the_drain_deadline_the_memory_bus_records_the_task_interrupted() {
 /// cancelled) still ends the drain early.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_intake_drains_until_the_shutdown_token_fires() {
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let started = Arc::new(tokio::sync::Notify::new());
-    let notify = started.clone();
-    let handler = handler_fn(move |_input: HandlerInput| {
-        let notify = notify.clone();
-        async move {
-            notify.notify_one();
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, HandlerError>(HandlerOutput::Text("never".into()))
-        }
-    });
-    let stop = CancellationToken::new();
-    let options = WorkerOptions {
-        // Far longer than the test: only `stop` can end this drain in time.
-        drain_timeout: Duration::from_secs(120),
-        ..pool_options(2)
-    };
-    let pool = spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
-    let submitted = submit_task(store.as_ref(), "drained", "close the intake").await;
-    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
-        &submitted,
-    )])
-    .await
-    .expect("publish");
-    tokio::time::timeout(Duration::from_secs(20), started.notified())
-        .await
-        .expect("the handler starts");
+    // Far longer than the test: only `stop` can end this drain in time.
+    let (bus, store, stop, pool) = pool_running_one_task("drained", Duration::from_secs(120)).await;
     bus.close_intake().await;
     // Draining: the pool waits for its handler.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -101,15 +100,6 @@ async fn a_closed_intake_drains_until_the_shutdown_token_fires() {
         "the pool drains while its handler runs"
     );
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), pool)
-        .await
-        .expect("the shutdown token ends the drain")
-        .expect("join")
-        .expect("pool");
-    let task = store
-        .get("drained", Access::Internal)
-        .await
-        .expect("get")
-        .task;
+    let task = stopped(store.as_ref(), "drained", pool).await;
     assert_eq!(task.status.state, TaskState::Failed, "{:?}", task.status);
 }
