@@ -565,6 +565,16 @@ impl Inner {
         let outcome = loop {
             tokio::select! {
                 r = &mut run => break match r {
+                    // A handler that noticed the cancel token and gave up before this loop
+                    // saw the token fire: an interruption (handed back while this worker
+                    // stops), not a failure of the task.
+                    Ok(Err(_)) if token.is_cancelled() => {
+                        if self.handing_back.load(std::sync::atomic::Ordering::SeqCst) {
+                            Outcome::HandedBack
+                        } else {
+                            Outcome::Interrupted
+                        }
+                    }
                     Ok(r) => Outcome::Finished(r),
                     Err(_) => Outcome::Panicked,
                 },

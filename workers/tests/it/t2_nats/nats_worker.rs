@@ -95,12 +95,16 @@ async fn a_command_that_never_finishes_is_dead_lettered_and_its_task_failed() {
     assert_eq!(runs, 3);
 }
 
-/// A rolling restart on NATS: a worker told to stop while its handler still runs waits for
-/// its drain deadline, then hands the command back instead of failing the task; the next
-/// worker runs it to completion. With the memory bus (whose queue dies with the process) the
-/// task is recorded interrupted instead (`drain::at_the_drain_deadline_the_memory_bus_records_the_task_interrupted`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
+/// A rolling restart on NATS: a worker told to stop while its handlers still run waits for
+/// its drain deadline, then hands their commands back instead of failing the tasks; the next
+/// worker runs them to completion. With the memory bus (whose queue dies with the process)
+/// the task is recorded interrupted instead (`drain::at_the_drain_deadline_the_memory_bus_records_the_task_interrupted`).
+///
+/// `honours_cancel`: the first runs give up with an error when their cancel token fires (as
+/// the echo handler does) instead of ignoring it until aborted. Such an error races the pool
+/// noticing the token; with several tasks at least one run used to lose that race and fail
+/// its task ("Task failed: canceled"), which the restart drill (`scripts/drill`) found.
+async fn hand_back_case(honours_cancel: bool, tasks: usize) {
     let server = NatsServer::start();
     let bus: Arc<dyn Bus> = Arc::new(
         NatsBus::connect(NatsOptions::new(server.url(), "handback"))
@@ -110,15 +114,21 @@ async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    // The first run outlives the drain deadline (it ignores its cancel token until it is
-    // aborted); the second finishes at once.
+    // The first `tasks` runs outlive the drain deadline; the later ones finish at once.
     let handler = move || {
         let counter = counter.clone();
-        handler_fn(move |_input: HandlerInput| {
+        handler_fn(move |input: HandlerInput| {
             let counter = counter.clone();
             async move {
-                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
+                if counter.fetch_add(1, Ordering::SeqCst) < tasks {
+                    if honours_cancel {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                            _ = input.cancel.cancelled() => return Err::<HandlerOutput, HandlerError>("canceled".into()),
+                        }
+                    } else {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
                 }
                 Ok::<_, HandlerError>(HandlerOutput::Text("done by the next worker".into()))
             }
@@ -127,7 +137,7 @@ async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
     let first_stop = CancellationToken::new();
     let options = WorkerOptions {
         drain_timeout: Duration::from_millis(300),
-        ..pool_options(2)
+        ..pool_options(tasks.max(2))
     };
     let first = spawn_pool(
         store.clone(),
@@ -136,17 +146,20 @@ async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
         options.clone(),
         &first_stop,
     );
-    let submitted = submit_task(store.as_ref(), "handed-back", "survive a restart").await;
-    bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
-        &submitted,
-    )])
-    .await
-    .expect("publish");
+    let ids: Vec<String> = (0..tasks).map(|i| format!("handed-back-{i}")).collect();
+    for id in &ids {
+        let submitted = submit_task(store.as_ref(), id, "survive a restart").await;
+        bus.publish_commands(vec![bindu_engine::bus::conformance::command_for(
+            &submitted,
+        )])
+        .await
+        .expect("publish");
+    }
     let started = tokio::time::Instant::now() + Duration::from_secs(20);
-    while runs.load(Ordering::SeqCst) == 0 {
+    while runs.load(Ordering::SeqCst) < tasks {
         assert!(
             tokio::time::Instant::now() < started,
-            "the handler never started"
+            "the handlers never started"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -156,22 +169,37 @@ async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
         .expect("the first worker stops after its drain deadline")
         .expect("join")
         .expect("pool");
-    let between = store
-        .get("handed-back", Access::Internal)
-        .await
-        .expect("get")
-        .task;
-    assert!(
-        !between.status.state.is_terminal(),
-        "the stopping worker must not end the task: {:?}",
-        between.status
-    );
+    for id in &ids {
+        let between = store.get(id, Access::Internal).await.expect("get").task;
+        assert!(
+            !between.status.state.is_terminal(),
+            "the stopping worker must not end {id}: {:?}",
+            between.status
+        );
+    }
 
     let second_stop = CancellationToken::new();
     let second = spawn_pool(store.clone(), bus.clone(), handler(), options, &second_stop);
-    let task = terminal(store.as_ref(), "handed-back").await;
+    for id in &ids {
+        let task = terminal(store.as_ref(), id).await;
+        assert_eq!(
+            task.status.state,
+            TaskState::Completed,
+            "{id}: {:?}",
+            task.status
+        );
+    }
     second_stop.cancel();
     second.await.expect("join").expect("pool");
-    assert_eq!(task.status.state, TaskState::Completed, "{:?}", task.status);
-    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2 * tasks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_a_running_command_back_to_the_next_one() {
+    hand_back_case(false, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_give_up_on_cancel_are_handed_back_too() {
+    hand_back_case(true, 8).await;
 }
