@@ -32,6 +32,8 @@ pub mod nats;
 pub mod nats_server;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(all(feature = "redis", any(test, feature = "testing")))]
+pub mod redis_server;
 pub(crate) mod router;
 
 pub use memory::MemoryBus;

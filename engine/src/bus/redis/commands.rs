@@ -197,7 +197,7 @@ impl Core {
                     (millis(self.options.ack_wait) as i64).into(),
                     "-".into(),
                     "+".into(),
-                    64.into(),
+                    512.into(),
                 ],
             )
             .await?;
@@ -227,14 +227,17 @@ impl Core {
     /// deliveries left).
     async fn reclaim(&self, reader: &mut Reader) -> Result<(), BusError> {
         let idle = self.idle_commands().await?;
-        let counts: HashMap<String, u64> = idle
+        // At most a read's worth: what this consumer takes it hands out soon.
+        let idle: Vec<(String, u64)> = idle
             .into_iter()
             .filter(|(_, consumer, count)| *count < self.options.max_deliver && consumer != DEAD)
+            .take(self.options.prefetch.max(1))
             .map(|(id, _, count)| (id, count))
             .collect();
-        let claimed = self
-            .claim(&reader.consumer, counts.keys().cloned().collect())
-            .await?;
+        let ids = idle.iter().map(|(id, _)| id.clone()).collect();
+        let counts: HashMap<String, u64> = idle.into_iter().collect();
+        // Oldest first, as XPENDING lists them.
+        let claimed = self.claim(&reader.consumer, ids).await?;
         let now = Instant::now();
         for entry in claimed.into_iter().filter(|e| e.fields.is_some()) {
             let attempt = counts.get(&entry.id).copied().unwrap_or(1) + 1;
