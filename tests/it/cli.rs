@@ -16,7 +16,10 @@ fn invalid_values_name_the_key_and_exit_2() {
 
     // Bindu's production setting is accepted, and needs its server's URL.
     let err = exits_2(&[("SCHEDULER_TYPE", "redis")], &["serve"]);
-    assert!(err.contains("SCHEDULER_TYPE=redis needs REDIS_URL"), "{err}");
+    assert!(
+        err.contains("SCHEDULER_TYPE=redis needs REDIS_URL"),
+        "{err}"
+    );
 
     exits_2(&[], &["config", "--config", "/nonexistent/bindu.toml"]);
 }

@@ -77,7 +77,10 @@ impl Core {
             .await
             .map_err(|e| describe(&e))?;
         let _: () = pipeline
-            .custom(cmd("XPENDING"), vec![Value::from(key.as_str()), GROUP.into()])
+            .custom(
+                cmd("XPENDING"),
+                vec![Value::from(key.as_str()), GROUP.into()],
+            )
             .await
             .map_err(|e| describe(&e))?;
         let mut replies = pipeline.try_all::<Value>().await.into_iter();

@@ -81,7 +81,10 @@ impl Core {
                 .await
                 .map_err(|e| describe(&e))?;
             let fields = wire::fields(
-                vec![(wire::TASK, task_id.into_bytes().into()), (wire::DATA, payload)],
+                vec![
+                    (wire::TASK, task_id.into_bytes().into()),
+                    (wire::DATA, payload),
+                ],
                 trace.as_ref(),
             );
             let _: () = pipeline
@@ -364,7 +367,11 @@ impl Durable {
                 .core
                 .run(
                     "XRANGE",
-                    vec![self.key.as_str().into(), id.as_str().into(), id.as_str().into()],
+                    vec![
+                        self.key.as_str().into(),
+                        id.as_str().into(),
+                        id.as_str().into(),
+                    ],
                 )
                 .await?;
             for entry in wire::entries(reply) {
@@ -534,7 +541,9 @@ impl Durable {
 
     /// Queues what one entry carries: a notice, or its events sharing one acknowledgement.
     async fn deliver(&mut self, entry: Entry, attempt: u64) -> Result<(), BusError> {
-        let notice = entry.get(wire::KIND).is_some_and(|k| &k[..] == wire::NOTICE.as_bytes());
+        let notice = entry
+            .get(wire::KIND)
+            .is_some_and(|k| &k[..] == wire::NOTICE.as_bytes());
         let events = if notice {
             Vec::new()
         } else {

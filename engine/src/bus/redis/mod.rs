@@ -96,10 +96,7 @@ pub(super) struct Keys {
 impl Keys {
     fn new(agent: &str) -> Self {
         Keys {
-            prefix: format!(
-                "bindu:{{{}}}:",
-                bindu_schemas::bus::subjects::token(agent)
-            ),
+            prefix: format!("bindu:{{{}}}:", bindu_schemas::bus::subjects::token(agent)),
         }
     }
     pub(super) fn commands(&self) -> String {
@@ -233,7 +230,11 @@ impl Core {
     }
 
     /// Runs one command on the shared connection.
-    pub(super) async fn run(&self, name: &'static str, args: Vec<Value>) -> Result<Value, BusError> {
+    pub(super) async fn run(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Value, BusError> {
         self.client
             .custom::<Value, Value>(cmd(name), args)
             .await
@@ -337,9 +338,11 @@ impl Bus for RedisBus {
 
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {
         let reader = self.core.reader().await?;
-        Ok(commands::command_stream(self.core.clone(), reader, self.closed.clone())
-            .take_until(self.intake.clone().cancelled_owned())
-            .boxed())
+        Ok(
+            commands::command_stream(self.core.clone(), reader, self.closed.clone())
+                .take_until(self.intake.clone().cancelled_owned())
+                .boxed(),
+        )
     }
 
     async fn close_intake(&self) {
@@ -374,20 +377,21 @@ impl Bus for RedisBus {
     }
 
     async fn signal_cancel(&self, task_id: &str) -> Result<(), BusError> {
-        self.core.run(
-            "XADD",
-            vec![
-                self.core.keys.cancel().into(),
-                "MAXLEN".into(),
-                "~".into(),
-                10_000.into(),
-                "*".into(),
-                wire::TASK.into(),
-                task_id.into(),
-            ],
-        )
-        .await
-        .map(|_| ())
+        self.core
+            .run(
+                "XADD",
+                vec![
+                    self.core.keys.cancel().into(),
+                    "MAXLEN".into(),
+                    "~".into(),
+                    10_000.into(),
+                    "*".into(),
+                    wire::TASK.into(),
+                    task_id.into(),
+                ],
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn cancel_signals(&self) -> Result<CancelStream, BusError> {

@@ -70,11 +70,7 @@ pub(super) fn entries(v: Value) -> Vec<Entry> {
             if parts.is_empty() {
                 return None;
             }
-            let fields = if parts.len() > 1 {
-                parts.pop()
-            } else {
-                None
-            };
+            let fields = if parts.len() > 1 { parts.pop() } else { None };
             let id = text(&parts[0])?;
             let fields = match fields {
                 Some(Value::Array(kv)) => Some(
@@ -89,7 +85,10 @@ pub(super) fn entries(v: Value) -> Vec<Entry> {
                     map.inner()
                         .into_iter()
                         .filter_map(|(k, v)| {
-                            Some((k.as_str()?.to_string(), v.as_bytes().map(Bytes::copy_from_slice)?))
+                            Some((
+                                k.as_str()?.to_string(),
+                                v.as_bytes().map(Bytes::copy_from_slice)?,
+                            ))
                         })
                         .collect(),
                 ),
@@ -130,12 +129,9 @@ pub(super) fn pending_rows(v: Value) -> Vec<(String, String, u64, u64)> {
         .filter_map(|row| {
             let Value::Array(r) = row else { return None };
             match r.as_slice() {
-                [id, consumer, idle, count] => Some((
-                    text(id)?,
-                    text(consumer)?,
-                    idle.as_u64()?,
-                    count.as_u64()?,
-                )),
+                [id, consumer, idle, count] => {
+                    Some((text(id)?, text(consumer)?, idle.as_u64()?, count.as_u64()?))
+                }
                 _ => None,
             }
         })

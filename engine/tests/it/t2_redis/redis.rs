@@ -26,12 +26,9 @@ fn options(agent: &str) -> RedisBusOptions {
 
 /// A bus of a fresh agent, and the agent's name.
 async fn bus() -> RedisBus {
-    RedisBus::connect(options(&format!(
-        "test-{}",
-        uuid::Uuid::new_v4().simple()
-    )))
-    .await
-    .expect("connect")
+    RedisBus::connect(options(&format!("test-{}", uuid::Uuid::new_v4().simple())))
+        .await
+        .expect("connect")
 }
 
 /// Buses made by a test, purged at its end.
@@ -143,7 +140,10 @@ async fn nacked_commands_come_again_after_the_delay_and_in_progress_keeps_them()
             .expect("open")
             .expect("ok");
         if d.command.task_id == "retry" {
-            d.acker.nack(Duration::from_millis(300)).await.expect("nack");
+            d.acker
+                .nack(Duration::from_millis(300))
+                .await
+                .expect("nack");
         } else {
             slow = Some(d);
         }
@@ -163,7 +163,10 @@ async fn nacked_commands_come_again_after_the_delay_and_in_progress_keeps_them()
     .expect("in time")
     .expect("open")
     .expect("ok");
-    assert_eq!((again.command.task_id.as_str(), again.attempt), ("retry", 2));
+    assert_eq!(
+        (again.command.task_id.as_str(), again.attempt),
+        ("retry", 2)
+    );
     again.acker.ack().await.expect("ack");
     let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
         let mut ticks = tokio::time::interval(Duration::from_millis(300));
