@@ -154,7 +154,7 @@ impl Core {
     /// some, else new ones (waiting a little for them).
     pub(super) async fn fill(&self, reader: &mut Reader) -> Result<(), BusError> {
         let every = reclaim_every(self.options.ack_wait);
-        if reader.last_reclaim.map_or(true, |t| t.elapsed() >= every) {
+        if !matches!(reader.last_reclaim, Some(t) if t.elapsed() < every) {
             reader.last_reclaim = Some(Instant::now());
             self.reclaim(reader).await?;
             if !reader.buffer.is_empty() {

@@ -521,7 +521,7 @@ impl Durable {
             }
         }
         claimed.retain(|(e, _)| e.fields.is_some());
-        claimed.sort_by(|a, b| stream_id(&a.0.id).cmp(&stream_id(&b.0.id)));
+        claimed.sort_by_key(|a| stream_id(&a.0.id));
         Ok(claimed)
     }
 

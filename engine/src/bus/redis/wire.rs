@@ -111,11 +111,7 @@ pub(super) fn read_reply(v: Value) -> Vec<Entry> {
                 _ => Vec::new(),
             })
             .collect(),
-        Value::Map(map) => map
-            .inner()
-            .into_iter()
-            .flat_map(|(_, v)| entries(v))
-            .collect(),
+        Value::Map(map) => map.inner().into_values().flat_map(entries).collect(),
         _ => Vec::new(),
     }
 }
