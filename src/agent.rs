@@ -92,7 +92,7 @@ impl Agent {
     }
 
     /// Only the worker pool: takes tasks from the shared bus (needs `STORAGE_TYPE=postgres`
-    /// and `SCHEDULER_TYPE=nats`, like `bindu worker`).
+    /// and `SCHEDULER_TYPE=nats` or `redis`, like `bindu worker`).
     pub async fn worker(self) -> Result<Server> {
         self.launch(Role::Worker).await
     }

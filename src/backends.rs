@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bindu_engine::bus::nats::NatsStorage;
-use bindu_engine::bus::{MemoryBus, NatsBus, NatsOptions};
+use bindu_engine::bus::{MemoryBus, NatsBus, NatsOptions, RedisBus, RedisBusOptions};
 use bindu_engine::identity::{self, Identity};
 use bindu_engine::store::{
     DeadLetterStore, MemoryDeadLetters, MemoryPayments, MemoryStore, PaymentStore,
@@ -141,6 +141,24 @@ pub async fn build_bus(config: &Config, namespace: &str) -> Result<Arc<dyn Bus>>
                 .await
                 .map_err(|e| Error::backend("task bus (SCHEDULER_TYPE=nats)", e))?;
             tracing::info!(%namespace, "NATS JetStream bus ready");
+            Arc::new(bus)
+        }
+        BusKind::Redis => {
+            let url = config
+                .cache
+                .redis_url
+                .as_ref()
+                .ok_or_else(|| Error::backend("task bus", "REDIS_URL is not set"))?;
+            let redis = &config.redis_bus;
+            let mut options = RedisBusOptions::new(url.expose_secret(), namespace);
+            options.event_retention = redis.event_retention;
+            options.ack_wait = redis.ack_wait;
+            options.max_deliver = redis.max_deliver;
+            options.prefetch = config.worker.concurrency.clamp(1, 64);
+            let bus = RedisBus::connect(options)
+                .await
+                .map_err(|e| Error::backend("task bus (SCHEDULER_TYPE=redis)", e))?;
+            tracing::info!(%namespace, "Redis Streams bus ready");
             Arc::new(bus)
         }
     })

@@ -42,6 +42,8 @@ bindu_engine::kind! {
         Memory = "memory",
         /// NATS JetStream, shared by ingress and worker processes.
         Nats = "nats",
+        /// Redis Streams (`REDIS_URL`), shared by ingress and worker processes.
+        Redis = "redis",
     }
 }
 
@@ -176,6 +178,45 @@ bindu_engine::section! {
     }
 }
 
+bindu_engine::section! {
+    /// `[redis_bus]`: the Redis Streams bus (`SCHEDULER_TYPE=redis`, on `REDIS_URL`).
+    pub struct RedisBusConfig in "redis_bus" {
+        #[serde(with = "fields::duration")]
+        pub event_retention: Duration = redis_bus().event_retention, env "REDIS_BUS__EVENT_RETENTION";
+        #[serde(with = "fields::secs")]
+        pub ack_wait: Duration = redis_bus().ack_wait, env "REDIS_BUS__ACK_WAIT" as "ack_wait_secs";
+        pub max_deliver: u64 = redis_bus().max_deliver, env "REDIS_BUS__MAX_DELIVER";
+    }
+}
+
+/// The Redis bus's defaults.
+fn redis_bus() -> bindu_engine::bus::RedisBusOptions {
+    bindu_engine::bus::RedisBusOptions::new("", "")
+}
+
+impl Section for RedisBusConfig {
+    fn check(&mut self) -> Result<(), Invalid> {
+        check(
+            !self.event_retention.is_zero(),
+            "event_retention",
+            "must be longer than zero",
+        )?;
+        at_least(self.ack_wait.as_secs(), 1, "ack_wait_secs")?;
+        within(self.max_deliver, 1, 1000, "max_deliver")
+    }
+}
+
+impl Config {
+    /// How long a command's worker may stay silent before the bus gives the command to
+    /// another: a running handler reports progress three times per this.
+    pub fn bus_ack_wait(&self) -> Duration {
+        match self.scheduler.kind {
+            BusKind::Redis => self.redis_bus.ack_wait,
+            _ => self.nats.ack_wait,
+        }
+    }
+}
+
 /// The JetStream bus's defaults.
 fn nats() -> bindu_engine::bus::NatsOptions {
     bindu_engine::bus::NatsOptions::new("", "")
@@ -272,6 +313,7 @@ sections! {
     storage: StorageConfig,
     scheduler: SchedulerConfig,
     nats: NatsConfig,
+    redis_bus: RedisBusConfig,
     worker: WorkerConfig,
     openai: OpenAiConfig,
     push: PushConfig,
@@ -432,6 +474,13 @@ impl Config {
                 "SCHEDULER_TYPE=nats needs NATS_URL",
             );
         }
+        if self.scheduler.kind == BusKind::Redis && self.cache.redis_url.is_none() {
+            return err(
+                "cache.redis_url / REDIS_URL",
+                "scheduler.type",
+                "SCHEDULER_TYPE=redis needs REDIS_URL",
+            );
+        }
         if self.worker.handler == HandlerKind::Command && self.worker.command.is_empty() {
             return err(
                 "worker.command / BINDU_HANDLER_COMMAND",
@@ -497,8 +546,8 @@ impl Config {
         if self.storage.kind != StoreKind::Postgres {
             why.push("STORAGE_TYPE=memory keeps tasks inside one process, so an ingress and its workers would not see each other's tasks: set STORAGE_TYPE=postgres and DATABASE_URL");
         }
-        if self.scheduler.kind != BusKind::Nats {
-            why.push("SCHEDULER_TYPE=memory queues work inside one process, so no other process could take it: set SCHEDULER_TYPE=nats and NATS_URL");
+        if self.scheduler.kind == BusKind::Memory {
+            why.push("SCHEDULER_TYPE=memory queues work inside one process, so no other process could take it: set SCHEDULER_TYPE=nats and NATS_URL (or SCHEDULER_TYPE=redis and REDIS_URL)");
         }
         (!why.is_empty()).then(|| why.join("; "))
     }

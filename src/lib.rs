@@ -228,7 +228,7 @@ pub(crate) async fn launch_with(
     // Workers settle whatever payment a command carries (x402).
     let settlement = backends::settlement(&config, payments.clone())?;
     let pool = handler.map(|handler| {
-        let heartbeat = (config.nats.ack_wait / 3).max(std::time::Duration::from_millis(200));
+        let heartbeat = (config.bus_ack_wait() / 3).max(std::time::Duration::from_millis(200));
         WorkerPool::new(
             store.clone(),
             bus.clone(),

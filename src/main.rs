@@ -30,11 +30,11 @@ struct Cli {
 enum Command {
     /// Run the agent: HTTP ingress and worker pool in one process.
     Serve(Overrides),
-    /// Run only the HTTP ingress (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats).
+    /// Run only the HTTP ingress (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats or redis).
     Ingress(Overrides),
-    /// Run only a worker pool (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats).
+    /// Run only a worker pool (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats or redis).
     Worker(Overrides),
-    /// Run only the webhook dispatcher (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats;
+    /// Run only the webhook dispatcher (needs STORAGE_TYPE=postgres and SCHEDULER_TYPE=nats or redis;
     /// one per agent).
     Dispatcher(Overrides),
     /// Webhook dead letters.

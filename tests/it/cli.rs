@@ -14,6 +14,13 @@ fn invalid_values_name_the_key_and_exit_2() {
 
     assert!(exits_2(&[("STORAGE_TYPE", "cassandra")], &["serve"]).contains("STORAGE_TYPE"));
 
+    // Bindu's production setting is accepted, and needs its server's URL.
+    let err = exits_2(&[("SCHEDULER_TYPE", "redis")], &["serve"]);
+    assert!(
+        err.contains("SCHEDULER_TYPE=redis needs REDIS_URL"),
+        "{err}"
+    );
+
     exits_2(&[], &["config", "--config", "/nonexistent/bindu.toml"]);
 }
 

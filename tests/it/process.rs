@@ -49,11 +49,23 @@ pub fn distributed(
     nats_url: &str,
     extra: &[(&str, &str)],
 ) -> Command {
+    let bus = [("SCHEDULER_TYPE", "nats"), ("NATS_URL", nats_url)];
+    distributed_on(role, agent, database_url, &bus, extra)
+}
+
+/// `bindu <role>` as [`distributed`] starts it, on the bus the variables `bus` select
+/// (`SCHEDULER_TYPE` and its server's URL).
+pub fn distributed_on(
+    role: &str,
+    agent: &str,
+    database_url: &str,
+    bus: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Command {
     let mut cmd = bindu();
+    cmd.envs(bus.iter().copied());
     cmd.env("STORAGE_TYPE", "postgres")
         .env("DATABASE_URL", database_url)
-        .env("SCHEDULER_TYPE", "nats")
-        .env("NATS_URL", nats_url)
         .env("BINDU_AGENT_NAME", agent)
         .env("STORAGE__NAMESPACE", agent)
         .env("BINDU_SHUTDOWN_TIMEOUT", "5")

@@ -10,7 +10,7 @@
 //! order, when the consumer is opened anew under the same name (after a crash or restart).
 //! Publishing never waits for such a reader.
 //!
-//! Backends: `memory` (default, in-process). [`conformance`] holds the suite every backend
+//! Backends: `memory` (default, in-process), `nats` (JetStream) and `redis` (Redis Streams). [`conformance`] holds the suite every backend
 //! must pass.
 
 use std::sync::Arc;
@@ -30,11 +30,17 @@ pub mod memory;
 pub mod nats;
 #[cfg(all(feature = "nats", any(test, feature = "testing")))]
 pub mod nats_server;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(all(feature = "redis", any(test, feature = "testing")))]
+pub mod redis_server;
 pub(crate) mod router;
 
 pub use memory::MemoryBus;
 #[cfg(feature = "nats")]
 pub use nats::{NatsBus, NatsOptions};
+#[cfg(feature = "redis")]
+pub use redis::{RedisBus, RedisBusOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

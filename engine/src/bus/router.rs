@@ -43,7 +43,7 @@ impl TaskRouter {
     }
 
     /// Whether anyone watches `key`.
-    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "nats", feature = "redis")), allow(dead_code))]
     pub(crate) fn watched(&self, key: &str) -> bool {
         self.tasks.contains_key(key)
     }

@@ -1,7 +1,7 @@
 //! The engine's integration tests, one binary with a module per topic.
 //!
 //! Suites that need a server live in a module named after their tier's feature
-//! (`t2_postgres`, `t2_nats`), compiled only with it; the tier's step in `scripts/test` runs
+//! (`t2_postgres`, `t2_nats`, `t2_redis`), compiled only with it; the tier's step in `scripts/test` runs
 //! just that module
 //! (`cargo test -p bindu-engine --features t2-postgres --test it t2_postgres::`).
 
@@ -21,4 +21,10 @@ mod t2_postgres {
 #[cfg(feature = "t2-nats")]
 mod t2_nats {
     mod nats;
+}
+
+/// T2: the Redis Streams bus against a real Redis (`BINDU_TEST_REDIS_URL`, else the local one).
+#[cfg(feature = "t2-redis")]
+mod t2_redis {
+    mod redis;
 }

@@ -1,6 +1,8 @@
-//! T2/T3 distributed mode: the built binaries as separate processes on a private
-//! nats-server and a fresh Postgres database. One or two ingresses, two workers; a worker
-//! is SIGKILLed mid-run; cancel and resubscribe cross process boundaries; NATS restarts.
+//! T2/T3 distributed mode: the built binaries as separate processes on a private bus server
+//! (nats-server, and redis-server with the `t2-redis` feature) and a fresh Postgres
+//! database. One or two ingresses, two workers; a worker is SIGKILLed mid-run; cancel and
+//! resubscribe cross process boundaries; the bus server restarts. Each test runs on every
+//! bus.
 
 use crate::support::{self, patient_client, result_kinds};
 
@@ -11,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindu_engine::bus::nats_server::NatsServer;
+#[cfg(feature = "t2-redis")]
+use bindu_engine::bus::redis_server::RedisServer;
 use bindu_engine::store::postgres::test_db::TestDb;
 use bindu_engine::store::{Access, ListQuery, TaskStore};
 use bindu_schemas::TaskState;
@@ -19,15 +23,98 @@ use serde_json::{json, Value};
 
 const AGENT: &str = "dist-agent";
 
+/// A private server of the bus under test.
+enum Server {
+    Nats(NatsServer),
+    #[cfg(feature = "t2-redis")]
+    Redis(RedisServer),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Nats,
+    #[cfg(feature = "t2-redis")]
+    Redis,
+}
+
+impl Server {
+    fn start(kind: Kind) -> Server {
+        match kind {
+            Kind::Nats => Server::Nats(NatsServer::start()),
+            #[cfg(feature = "t2-redis")]
+            Kind::Redis => Server::Redis(RedisServer::start()),
+        }
+    }
+
+    /// The variables that select this bus, with a 2 s ack wait.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Server::Nats(s) => vec![
+                ("SCHEDULER_TYPE", "nats".into()),
+                ("NATS_URL", s.url()),
+                ("NATS__ACK_WAIT", "2".into()),
+            ],
+            #[cfg(feature = "t2-redis")]
+            Server::Redis(s) => vec![
+                ("SCHEDULER_TYPE", "redis".into()),
+                ("REDIS_URL", s.url()),
+                ("REDIS_BUS__ACK_WAIT", "2".into()),
+            ],
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Server::Nats(s) => s.stop(),
+            #[cfg(feature = "t2-redis")]
+            Server::Redis(s) => s.stop(),
+        }
+    }
+
+    fn restart(&mut self) {
+        match self {
+            Server::Nats(s) => s.restart(),
+            #[cfg(feature = "t2-redis")]
+            Server::Redis(s) => s.restart(),
+        }
+    }
+}
+
+/// `#[tokio::test]`s named `<test>_on_nats` (and `<test>_on_redis` with `t2-redis`), each
+/// running the async fn `<test>(Kind)` on its bus.
+macro_rules! on_every_bus {
+    ($($test:ident),+ $(,)?) => {
+        mod on_nats {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::Kind::Nats).await
+            })+
+        }
+        #[cfg(feature = "t2-redis")]
+        mod on_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::Kind::Redis).await
+            })+
+        }
+    };
+}
+
+on_every_bus!(
+    tasks_survive_a_killed_worker_and_cross_process_boundaries,
+    processes_ride_out_a_bus_restart,
+    oversized_results_and_unstorable_input_never_fail_other_callers,
+);
+
 fn command(
     role: &str,
     db: &TestDb,
-    nats: &NatsServer,
+    server: &Server,
     extra: &[(&str, &str)],
 ) -> std::process::Command {
-    let mut env = vec![("NATS__ACK_WAIT", "2")];
-    env.extend_from_slice(extra);
-    process::distributed(role, AGENT, &db.url, &nats.url(), &env)
+    let bus = server.env();
+    let bus: Vec<(&str, &str)> = bus.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    process::distributed_on(role, AGENT, &db.url, &bus, extra)
 }
 
 async fn rpc(c: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
@@ -99,9 +186,35 @@ async fn command_deliveries(nats: &NatsServer) -> (u64, u64) {
     (consumer.delivered.consumer_sequence, last)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
-    let nats = NatsServer::start();
+/// Whether a command was delivered again after the victim died: on NATS the consumer
+/// counts deliveries beyond the stream's commands; on Redis the survivor counts the
+/// redeliveries it took (`bindu_worker_redeliveries_total` on its /metrics).
+async fn some_command_was_redelivered(server: &Server, survivor: &Agent) -> bool {
+    match server {
+        Server::Nats(nats) => {
+            let _ = survivor;
+            let (deliveries, messages) = command_deliveries(nats).await;
+            deliveries > messages
+        }
+        #[cfg(feature = "t2-redis")]
+        Server::Redis(_) => {
+            let metrics = reqwest::get(format!("http://{}/metrics", survivor.addr))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("bindu_worker_redeliveries_total "))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .is_some_and(|n| n > 0.0)
+        }
+    }
+}
+
+async fn tasks_survive_a_killed_worker_and_cross_process_boundaries(kind: Kind) {
+    let server = Server::start(kind);
     let db = TestDb::new().await;
     let slow = [
         ("BINDU_ECHO_DELAY_MS", "150"),
@@ -113,10 +226,10 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("STORAGE_TYPE=memory"));
 
-    let ingress = Agent::start(command("ingress", &db, &nats, &[]));
-    let ingress_b = Agent::start(command("ingress", &db, &nats, &[]));
-    let victim = Agent::start(command("worker", &db, &nats, &slow));
-    let survivor = Agent::start(command("worker", &db, &nats, &slow));
+    let ingress = Agent::start(command("ingress", &db, &server, &[]));
+    let ingress_b = Agent::start(command("ingress", &db, &server, &[]));
+    let victim = Agent::start(command("worker", &db, &server, &slow));
+    let survivor = Agent::start(command("worker", &db, &server, &slow));
     let url = ingress.url();
     let c = patient_client();
 
@@ -205,11 +318,9 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     assert_eq!(seen, total);
     // The victim died with commands in hand: JetStream delivered some of them again (to the
     // survivor), and still every task completed once.
-    let (deliveries, messages) = command_deliveries(&nats).await;
     assert!(
-        deliveries > messages,
-        "no command was redelivered ({deliveries} deliveries of {messages} commands): the \
-         killed worker held no work"
+        some_command_was_redelivered(&server, &survivor).await,
+        "no command was redelivered: the killed worker held no work"
     );
 
     // Cancel across processes: the ingress cancels what a worker is running, and the handler
@@ -226,7 +337,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     let canceler = Agent::start(command(
         "worker",
         &db,
-        &nats,
+        &server,
         &[
             ("BINDU_HANDLER", "command"),
             ("BINDU_HANDLER_COMMAND", &handler_command),
@@ -306,7 +417,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     let long = Agent::start(command(
         "worker",
         &db,
-        &nats,
+        &server,
         &[("BINDU_ECHO_DELAY_MS", "3000")],
     ));
     canceler.stop();
@@ -383,19 +494,18 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries() {
     assert_eq!(ingress.stop(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_ride_out_a_nats_restart() {
-    let mut nats = NatsServer::start();
+async fn processes_ride_out_a_bus_restart(kind: Kind) {
+    let mut server = Server::start(kind);
     let db = TestDb::new().await;
-    let ingress = Agent::start(command("ingress", &db, &nats, &[]));
-    let worker = Agent::start(command("worker", &db, &nats, &[]));
+    let ingress = Agent::start(command("ingress", &db, &server, &[]));
+    let worker = Agent::start(command("worker", &db, &server, &[]));
     let c = patient_client();
     let url = ingress.url();
     let before = rpc(&c, &url, "message/send", send_params("before", true)).await;
     assert_eq!(before["result"]["status"]["state"], "completed", "{before}");
 
-    nats.stop();
-    // While NATS is down a send is refused with a JSON-RPC error, never a false success.
+    server.stop();
+    // While the bus is down a send is refused with a JSON-RPC error, never a false success.
     let started = Instant::now();
     let during = rpc(&c, &url, "message/send", send_params("during", false)).await;
     assert_eq!(during["error"]["code"], -32603, "{during}");
@@ -403,7 +513,7 @@ async fn processes_ride_out_a_nats_restart() {
         started.elapsed() < Duration::from_secs(8),
         "refused at once, not after waiting out the outage"
     );
-    nats.restart();
+    server.restart();
     // The task it recorded was failed with the reason, not left `submitted`.
     let list = rpc(&c, &url, "tasks/list", json!({"limit": 10})).await;
     let tasks = list["result"]["tasks"]
@@ -436,16 +546,15 @@ async fn processes_ride_out_a_nats_restart() {
     ingress.stop();
 }
 
-/// Results larger than NATS carries (1 MiB) still reach blocking and streaming clients:
+/// Results larger than the bus carries (1 MiB on NATS and Redis) still reach blocking and streaming clients:
 /// the event is published truncated and the ingress reads the task from the store. A NUL
 /// character, which Postgres cannot store, is refused at validation (-32602) and never
 /// fails the requests sent beside it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_results_and_unstorable_input_never_fail_other_callers() {
-    let nats = NatsServer::start();
+async fn oversized_results_and_unstorable_input_never_fail_other_callers(kind: Kind) {
+    let server = Server::start(kind);
     let db = TestDb::new().await;
-    let ingress = Agent::start(command("ingress", &db, &nats, &[]));
-    let worker = Agent::start(command("worker", &db, &nats, &[]));
+    let ingress = Agent::start(command("ingress", &db, &server, &[]));
+    let worker = Agent::start(command("worker", &db, &server, &[]));
     let c = patient_client();
     let url = ingress.url();
 
