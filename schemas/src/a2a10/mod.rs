@@ -65,3 +65,6 @@ pub mod methods {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
