@@ -187,8 +187,7 @@ impl From<crate::DeleteTaskPushNotificationConfigParams> for PushConfigRequest {
     }
 }
 
-/// `ListTasks`. `status` and `statusTimestampAfter` filter each page at the edge: a page
-/// may hold fewer than `pageSize` tasks and still have a next one.
+/// `ListTasks`.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -210,49 +209,35 @@ pub struct ListTasksRequest {
     pub include_artifacts: Option<bool>,
 }
 
-impl ListTasksRequest {
-    /// The internal params (an empty `pageToken` or `contextId` is none), and the filters
-    /// the edge applies to each page.
-    pub fn split(self) -> (crate::ListTasksParams, ListFilter) {
-        let params = crate::ListTasksParams {
-            cursor: self.page_token.filter(|t| !t.is_empty()),
-            limit: self.page_size.filter(|n| *n != 0),
-            context_id: self.context_id.filter(|c| !c.is_empty()),
-            history_length: self.history_length,
-            include_artifacts: Some(self.include_artifacts.unwrap_or(false)),
+impl From<ListTasksRequest> for crate::ListTasksParams {
+    /// An empty `pageToken`, `contextId` or `statusTimestampAfter`, a zero `pageSize` and
+    /// `TASK_STATE_UNSPECIFIED` are proto3 defaults: not set. `includeArtifacts` is false
+    /// unless set (0.3's `tasks/list` includes them).
+    fn from(r: ListTasksRequest) -> Self {
+        crate::ListTasksParams {
+            cursor: r.page_token.filter(|t| !t.is_empty()),
+            limit: r.page_size.filter(|n| *n != 0),
+            context_id: r.context_id.filter(|c| !c.is_empty()),
+            history_length: r.history_length,
+            include_artifacts: Some(r.include_artifacts.unwrap_or(false)),
+            status: r.status.filter(|s| *s != TaskState::Unknown),
+            status_timestamp_after: r.status_timestamp_after.filter(|t| !t.is_empty()),
             metadata: None,
-        };
-        let filter = ListFilter {
-            status: self.status.filter(|s| *s != TaskState::Unknown),
-            status_timestamp_after: self.status_timestamp_after,
-        };
-        (params, filter)
-    }
-}
-
-/// What `ListTasks` filters on besides the context.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ListFilter {
-    pub status: Option<TaskState>,
-    /// RFC 3339: only tasks whose status changed at or after it (compared as instants when
-    /// both parse, as UTC text otherwise).
-    pub status_timestamp_after: Option<String>,
-}
-
-impl ListFilter {
-    pub fn is_empty(&self) -> bool {
-        self.status.is_none() && self.status_timestamp_after.is_none()
-    }
-
-    /// Whether `task` passes the filter.
-    pub fn keeps(&self, task: &crate::Task) -> bool {
-        if self.status.is_some_and(|s| s != task.status.state) {
-            return false;
         }
-        match (&self.status_timestamp_after, &task.status.timestamp) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(after), Some(at)) => at.as_str() >= after.as_str(),
+    }
+}
+
+impl From<crate::ListTasksParams> for ListTasksRequest {
+    fn from(p: crate::ListTasksParams) -> Self {
+        ListTasksRequest {
+            tenant: None,
+            context_id: p.context_id,
+            status: p.status,
+            page_size: p.limit,
+            page_token: p.cursor,
+            history_length: p.history_length,
+            status_timestamp_after: p.status_timestamp_after,
+            include_artifacts: p.include_artifacts,
         }
     }
 }

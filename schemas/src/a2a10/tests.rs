@@ -180,23 +180,30 @@ fn method_params_round_trip() {
 
 #[test]
 fn list_tasks_reads_its_filters_and_1_0_defaults() {
+    golden::<ListTasksRequest, crate::ListTasksParams>(
+        json!({"contextId": "c1", "status": "TASK_STATE_WORKING", "pageSize": 10,
+               "pageToken": "abc", "historyLength": 1, "includeArtifacts": true,
+               "statusTimestampAfter": "2026-01-01T00:00:00Z"}),
+        json!({"contextId": "c1", "status": "working", "limit": 10, "cursor": "abc",
+               "historyLength": 1, "includeArtifacts": true,
+               "statusTimestampAfter": "2026-01-01T00:00:00Z"}),
+    );
     let r: ListTasksRequest = serde_json::from_value(json!({
-        "contextId": "c1", "status": "TASK_STATE_WORKING", "pageSize": 10, "pageToken": "abc",
-        "historyLength": 1, "statusTimestampAfter": "2026-01-01T00:00:00Z"}))
+        "status": "TASK_STATE_WORKING", "statusTimestampAfter": "2026-01-01T00:00:00Z"}))
     .unwrap();
-    let (params, filter) = r.split();
-    assert_eq!(params.cursor.as_deref(), Some("abc"));
-    assert_eq!(params.limit, Some(10));
-    assert_eq!(params.context_id.as_deref(), Some("c1"));
+    let params = crate::ListTasksParams::from(r);
     assert_eq!(params.include_artifacts, Some(false), "1.0 leaves artifacts out by default");
     let mut task: crate::Task = serde_json::from_value(task03()).unwrap();
-    assert!(!filter.keeps(&task), "input-required is not working");
+    assert!(!params.keeps(&task), "input-required is not working");
     task.status.state = crate::TaskState::Working;
-    assert!(filter.keeps(&task));
+    task.status.timestamp = Some("2026-01-01T00:00:00.001Z".into());
+    assert!(params.keeps(&task));
     task.status.timestamp = Some("2025-12-31T23:59:59Z".into());
-    assert!(!filter.keeps(&task), "changed before the given time");
-    let (params, filter) = ListTasksRequest::default().split();
-    assert!(filter.is_empty() && params.cursor.is_none() && params.limit.is_none());
+    assert!(!params.keeps(&task), "changed before the given time");
+    let defaults: ListTasksRequest = serde_json::from_value(json!({
+        "pageToken": "", "pageSize": 0, "status": "TASK_STATE_UNSPECIFIED"})).unwrap();
+    let params = crate::ListTasksParams::from(defaults);
+    assert!(!params.filters() && params.cursor.is_none() && params.limit.is_none());
 }
 
 #[test]
