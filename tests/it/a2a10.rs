@@ -40,6 +40,44 @@ async fn post_as(s: &TestServer, version: Option<&str>, body: Value) -> (u16, St
     (status, served, resp.json().await.unwrap())
 }
 
+/// Checks `card` has what a 1.0 `AgentCard` requires (`../shared/spec/a2a-v1.0.proto`,
+/// `REQUIRED` fields), and a JSON-RPC interface at `url` for each protocol version.
+pub fn check_v10_card(card: &Value, url: &str) {
+    let text = |v: &Value, field: &str| {
+        assert!(v[field].as_str().is_some_and(|s| !s.is_empty()), "`{field}` in {v}");
+    };
+    let texts = |v: &Value, field: &str| {
+        let list = v[field].as_array().unwrap_or_else(|| panic!("`{field}` in {v}"));
+        assert!(list.iter().all(Value::is_string), "`{field}` in {v}");
+    };
+    for field in ["name", "description", "version"] {
+        text(card, field);
+    }
+    assert!(card["capabilities"].is_object(), "{card}");
+    texts(card, "defaultInputModes");
+    texts(card, "defaultOutputModes");
+    for skill in card["skills"].as_array().unwrap() {
+        for field in ["id", "name", "description"] {
+            text(skill, field);
+        }
+        texts(skill, "tags");
+    }
+    let interfaces = card["supportedInterfaces"].as_array().unwrap();
+    for i in interfaces {
+        for field in ["url", "protocolBinding", "protocolVersion"] {
+            text(i, field);
+        }
+    }
+    for version in ["1.0", "0.3"] {
+        assert!(
+            interfaces.iter().any(|i| i["protocolVersion"] == version
+                && i["protocolBinding"] == "JSONRPC"
+                && i["url"] == url),
+            "a JSON-RPC {version} interface at {url}: {card}"
+        );
+    }
+}
+
 fn no_0_3_kinds(v: &Value) {
     let text = v.to_string();
     assert!(!text.contains("\"kind\""), "1.0 objects have no `kind`: {text}");
