@@ -86,7 +86,11 @@ impl StreamState {
                 self.done = snap.task.status.state.is_final();
                 let mut task = snap.task;
                 task.trim_history(self.trim);
-                Ok(Some(data_event(&self.call, snap.version, Streamed::Task(task))))
+                Ok(Some(data_event(
+                    &self.call,
+                    snap.version,
+                    Streamed::Task(task),
+                )))
             }
             Ok(_) => Ok(None),
             Err(e) => {

@@ -148,10 +148,9 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     if version == Version::V10 && !response.status().is_success() {
         response = recode(response).await;
     }
-    response.headers_mut().insert(
-        HeaderName::from_static(HEADER),
-        version.header_value(),
-    );
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static(HEADER), version.header_value());
     response
 }
 
@@ -203,7 +202,10 @@ mod tests {
         assert_eq!(asked(Some(" 1.0 "), "/"), Ok(Version::V10));
         assert_eq!(asked(Some("0.3"), "/?A2A-Version=1.0"), Ok(Version::V03));
         assert_eq!(asked(None, "/?A2A-Version=1.0"), Ok(Version::V10));
-        assert_eq!(asked(None, "/tasks?pageSize=2&a2a-version=1.0"), Ok(Version::V10));
+        assert_eq!(
+            asked(None, "/tasks?pageSize=2&a2a-version=1.0"),
+            Ok(Version::V10)
+        );
         assert_eq!(asked(None, "/?A2A-Version="), Ok(Version::V03));
         for bad in ["1", "1.0.1", "2.0", "0.2", "1.1", "v1.0"] {
             assert_eq!(asked(Some(bad), "/"), Err(Unsupported(bad.into())), "{bad}");
@@ -213,8 +215,14 @@ mod tests {
 
     #[test]
     fn each_version_answers_with_its_own_codes() {
-        assert_eq!(Version::V03.code(code::TASK_IMMUTABLE), code::TASK_IMMUTABLE);
-        assert_eq!(Version::V10.code(code::TASK_IMMUTABLE), code10::UNSUPPORTED_OPERATION);
+        assert_eq!(
+            Version::V03.code(code::TASK_IMMUTABLE),
+            code::TASK_IMMUTABLE
+        );
+        assert_eq!(
+            Version::V10.code(code::TASK_IMMUTABLE),
+            code10::UNSUPPORTED_OPERATION
+        );
         assert_eq!(
             Version::V10.code(code::AUTHENTICATION_REQUIRED),
             code10::AUTHENTICATION_REQUIRED
@@ -225,6 +233,9 @@ mod tests {
             assert_ne!(v10, code10::VERSION_NOT_SUPPORTED, "{c}");
             assert_ne!(v10, code10::EXTENSION_SUPPORT_REQUIRED, "{c}");
         }
-        assert_eq!(Version::V10.code(code::TASK_NOT_FOUND), code::TASK_NOT_FOUND);
+        assert_eq!(
+            Version::V10.code(code::TASK_NOT_FOUND),
+            code::TASK_NOT_FOUND
+        );
     }
 }

@@ -399,9 +399,9 @@ pub fn parse_request_with(
         // A method of the other protocol version: say how to call it.
         let mut error = JsonRpcError::method_not_found(&method_name);
         if Method::from_name(&method_name).is_some() {
-            error.message.push_str(
-                "; it is an A2A 0.3 method: send it without `A2A-Version` (or with 0.3)",
-            );
+            error
+                .message
+                .push_str("; it is an A2A 0.3 method: send it without `A2A-Version` (or with 0.3)");
         } else if crate::a2a10::methods::from_name(&method_name).is_some() {
             error
                 .message

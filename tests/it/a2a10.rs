@@ -44,10 +44,15 @@ async fn post_as(s: &TestServer, version: Option<&str>, body: Value) -> (u16, St
 /// `REQUIRED` fields), and a JSON-RPC interface at `url` for each protocol version.
 pub fn check_v10_card(card: &Value, url: &str) {
     let text = |v: &Value, field: &str| {
-        assert!(v[field].as_str().is_some_and(|s| !s.is_empty()), "`{field}` in {v}");
+        assert!(
+            v[field].as_str().is_some_and(|s| !s.is_empty()),
+            "`{field}` in {v}"
+        );
     };
     let texts = |v: &Value, field: &str| {
-        let list = v[field].as_array().unwrap_or_else(|| panic!("`{field}` in {v}"));
+        let list = v[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("`{field}` in {v}"));
         assert!(list.iter().all(Value::is_string), "`{field}` in {v}");
     };
     for field in ["name", "description", "version"] {
@@ -80,7 +85,10 @@ pub fn check_v10_card(card: &Value, url: &str) {
 
 fn no_0_3_kinds(v: &Value) {
     let text = v.to_string();
-    assert!(!text.contains("\"kind\""), "1.0 objects have no `kind`: {text}");
+    assert!(
+        !text.contains("\"kind\""),
+        "1.0 objects have no `kind`: {text}"
+    );
 }
 
 #[tokio::test]
@@ -118,7 +126,10 @@ async fn the_version_comes_from_the_header_or_the_query_and_answers_name_it() {
     .unwrap();
     assert_eq!(resp.headers()["a2a-version"], "1.0");
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED");
+    assert_eq!(
+        body["result"]["task"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
 
     // Unsupported versions: -32009 with the id echoed, whatever the method.
     for bad in ["2.0", "1.0.1", "0.2", "1"] {
@@ -127,15 +138,30 @@ async fn the_version_comes_from_the_header_or_the_query_and_answers_name_it() {
         assert_eq!(served, "1.0", "{bad}");
         assert_eq!(error_code(&body), -32009, "{bad}: {body}");
         assert_eq!(body["id"], "a");
-        assert!(body["error"]["message"].as_str().unwrap().contains("0.3 and 1.0"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0.3 and 1.0"));
     }
     // Each version's method names are its own, and the refusal says which to use.
     let (_, _, body) = post_as(&s, None, send10).await;
     assert_eq!(error_code(&body), -32601);
-    assert!(body["error"]["message"].as_str().unwrap().contains("A2A-Version: 1.0"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("A2A-Version: 1.0"),
+        "{body}"
+    );
     let (_, _, body) = post_as(&s, Some("1.0"), send03).await;
     assert_eq!(error_code(&body), -32601);
-    assert!(body["error"]["message"].as_str().unwrap().contains("0.3 method"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0.3 method"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +169,10 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
     let s = TestServer::echo().await;
     let ctx = unique("ctx");
     let sent = s
-        .rpc10("SendMessage", json!({"message": message10_with("one", json!({"contextId": ctx}))}))
+        .rpc10(
+            "SendMessage",
+            json!({"message": message10_with("one", json!({"contextId": ctx}))}),
+        )
         .await;
     let task = &sent["result"]["task"];
     let id = task["id"].as_str().unwrap().to_string();
@@ -158,14 +187,23 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
         .await;
     let state = quick["result"]["task"]["status"]["state"].as_str().unwrap();
     assert!(state.starts_with("TASK_STATE_"), "{quick}");
-    assert!(quick["result"]["task"].get("history").is_none(), "historyLength 0: {quick}");
+    assert!(
+        quick["result"]["task"].get("history").is_none(),
+        "historyLength 0: {quick}"
+    );
     let second = quick["result"]["task"]["id"].as_str().unwrap().to_string();
     s.wait_for_state(&second, "completed").await;
 
-    let got = s.rpc10("GetTask", json!({"id": id, "historyLength": 1})).await;
+    let got = s
+        .rpc10("GetTask", json!({"id": id, "historyLength": 1}))
+        .await;
     assert_eq!(got["result"]["id"], id.as_str());
     assert_eq!(got["result"]["status"]["state"], "TASK_STATE_COMPLETED");
-    assert_eq!(got["result"]["history"].as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(
+        got["result"]["history"].as_array().unwrap().len(),
+        1,
+        "{got}"
+    );
     no_0_3_kinds(&got);
 
     // Listing: the context's tasks, newest first, without artifacts unless asked.
@@ -191,31 +229,55 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
     assert_eq!(both, [second.as_str(), id.as_str()]);
     assert!(next["result"]["tasks"][0]["artifacts"].is_array(), "{next}");
     let filtered = s
-        .rpc10("ListTasks", json!({"contextId": ctx, "status": "TASK_STATE_WORKING"}))
+        .rpc10(
+            "ListTasks",
+            json!({"contextId": ctx, "status": "TASK_STATE_WORKING"}),
+        )
         .await;
     assert_eq!(filtered["result"]["tasks"], json!([]), "{filtered}");
-    assert_eq!(filtered["result"]["nextPageToken"], "", "the last page: {filtered}");
-    let bad = s.rpc10("ListTasks", json!({"status": "TASK_STATE_NOPE"})).await;
+    assert_eq!(
+        filtered["result"]["nextPageToken"], "",
+        "the last page: {filtered}"
+    );
+    let bad = s
+        .rpc10("ListTasks", json!({"status": "TASK_STATE_NOPE"}))
+        .await;
     assert_eq!(error_code(&bad), -32602);
 
     // Errors in 1.0's codes: a finished task cannot be canceled (-32002) or continued
     // (1.0: -32004 UnsupportedOperationError; 0.3: Bindu's -32008).
-    assert_eq!(error_code(&s.rpc10("CancelTask", json!({"id": id})).await), -32002);
+    assert_eq!(
+        error_code(&s.rpc10("CancelTask", json!({"id": id})).await),
+        -32002
+    );
     let follow = json!({"message": message10_with("more", json!({"taskId": id}))});
     assert_eq!(error_code(&s.rpc10("SendMessage", follow).await), -32004);
     assert_eq!(s.follow_up_err(&id, "more").await, -32008);
-    assert_eq!(error_code(&s.rpc10("GetTask", json!({"id": "nope"})).await), -32001);
+    assert_eq!(
+        error_code(&s.rpc10("GetTask", json!({"id": "nope"})).await),
+        -32001
+    );
     let unspecified = json!({"message": {"role": "ROLE_UNSPECIFIED", "messageId": "m", "parts": [{"text": "x"}]}});
-    assert_eq!(error_code(&s.rpc10("SendMessage", unspecified).await), -32602);
+    assert_eq!(
+        error_code(&s.rpc10("SendMessage", unspecified).await),
+        -32602
+    );
     let two_contents = json!({"message": {"role": "ROLE_USER", "messageId": "m", "parts": [{"text": "x", "url": "https://x"}]}});
-    assert_eq!(error_code(&s.rpc10("SendMessage", two_contents).await), -32602);
+    assert_eq!(
+        error_code(&s.rpc10("SendMessage", two_contents).await),
+        -32602
+    );
 }
 
 #[tokio::test]
 async fn a_1_0_stream_wraps_each_event_and_ends_with_the_final_state() {
     let s = TestServer::echo().await;
     let events = s
-        .open_stream10(json!(7), "SendStreamingMessage", json!({"message": message10("stream me")}))
+        .open_stream10(
+            json!(7),
+            "SendStreamingMessage",
+            json!({"message": message10("stream me")}),
+        )
         .await
         .read_all()
         .await;
@@ -224,10 +286,20 @@ async fn a_1_0_stream_wraps_each_event_and_ends_with_the_final_state() {
         assert_eq!(e["id"], 7);
         no_0_3_kinds(e);
     }
-    assert!(events[0]["result"]["task"]["id"].is_string(), "{:?}", events[0]);
+    assert!(
+        events[0]["result"]["task"]["id"].is_string(),
+        "{:?}",
+        events[0]
+    );
     let last = &events.last().unwrap()["result"];
-    assert_eq!(last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED", "{last}");
-    assert!(last["statusUpdate"].get("final").is_none(), "1.0 has no `final`");
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{last}"
+    );
+    assert!(
+        last["statusUpdate"].get("final").is_none(),
+        "1.0 has no `final`"
+    );
     let text: String = events
         .iter()
         .filter_map(|e| e["result"]["artifactUpdate"]["artifact"]["parts"][0]["text"].as_str())
@@ -257,14 +329,23 @@ async fn a_task_created_over_1_0_is_streamed_and_canceled_over_0_3() {
     assert_eq!(gate.started().await, id);
     let got = s.get_task(&id).await;
     assert_eq!(got["kind"], "task");
-    assert_eq!(got["history"][0]["parts"][0], json!({"kind": "text", "text": "slow"}));
-    let mut stream = s.open_stream(json!(1), "tasks/resubscribe", json!({"id": id})).await;
+    assert_eq!(
+        got["history"][0]["parts"][0],
+        json!({"kind": "text", "text": "slow"})
+    );
+    let mut stream = s
+        .open_stream(json!(1), "tasks/resubscribe", json!({"id": id}))
+        .await;
     let first = stream.next_event().await.unwrap();
     assert_eq!(first["result"]["kind"], "task", "{first}");
     let canceled = s.rpc_ok("tasks/cancel", json!({"id": id})).await;
     assert_eq!(canceled["status"]["state"], "canceled");
     let rest = stream.read_all().await;
-    assert_eq!(rest.last().unwrap()["result"]["status"]["state"], "canceled", "{rest:?}");
+    assert_eq!(
+        rest.last().unwrap()["result"]["status"]["state"],
+        "canceled",
+        "{rest:?}"
+    );
     let got = s.rpc10("GetTask", json!({"id": id})).await;
     assert_eq!(got["result"]["status"]["state"], "TASK_STATE_CANCELED");
     gate.release(1);
@@ -278,17 +359,27 @@ async fn a_task_created_over_0_3_is_subscribed_and_canceled_over_1_0() {
     let id = support::task_id(&task);
     assert_eq!(gate.started().await, id);
     let got = s.rpc10("GetTask", json!({"id": id})).await;
-    assert_eq!(got["result"]["history"][0]["parts"][0], json!({"text": "slow"}), "{got}");
+    assert_eq!(
+        got["result"]["history"][0]["parts"][0],
+        json!({"text": "slow"}),
+        "{got}"
+    );
     let mut stream = s
         .open_stream10(json!("sub"), "SubscribeToTask", json!({"id": id}))
         .await;
     let first = stream.next_event().await.unwrap();
     assert_eq!(first["result"]["task"]["id"], id.as_str(), "{first}");
     let canceled = s.rpc10("CancelTask", json!({"id": id})).await;
-    assert_eq!(canceled["result"]["status"]["state"], "TASK_STATE_CANCELED", "{canceled}");
+    assert_eq!(
+        canceled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{canceled}"
+    );
     let rest = stream.read_all().await;
     let last = &rest.last().unwrap()["result"];
-    assert_eq!(last["statusUpdate"]["status"]["state"], "TASK_STATE_CANCELED", "{rest:?}");
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{rest:?}"
+    );
     assert_eq!(s.get_task(&id).await["status"]["state"], "canceled");
     gate.release(1);
 }
@@ -311,20 +402,29 @@ async fn push_configs_are_created_read_listed_and_deleted_in_1_0_shapes() {
     assert_eq!(config["authentication"]["scheme"], "Bearer");
     let config_id = config["id"].as_str().unwrap().to_string();
     let got = s
-        .rpc10("GetTaskPushNotificationConfig", json!({"taskId": id, "id": config_id}))
+        .rpc10(
+            "GetTaskPushNotificationConfig",
+            json!({"taskId": id, "id": config_id}),
+        )
         .await;
     assert_eq!(got["result"], *config);
     // The same config, as 0.3 sees it.
     let old = s
         .rpc_ok("tasks/pushNotificationConfig/list", json!({"id": id}))
         .await;
-    assert_eq!(old[0]["pushNotificationConfig"]["authentication"]["schemes"], json!(["Bearer"]));
+    assert_eq!(
+        old[0]["pushNotificationConfig"]["authentication"]["schemes"],
+        json!(["Bearer"])
+    );
     let listed = s
         .rpc10("ListTaskPushNotificationConfigs", json!({"taskId": id}))
         .await;
     assert_eq!(listed["result"]["configs"], json!([config]), "{listed}");
     let deleted = s
-        .rpc10("DeleteTaskPushNotificationConfig", json!({"taskId": id, "id": config_id}))
+        .rpc10(
+            "DeleteTaskPushNotificationConfig",
+            json!({"taskId": id, "id": config_id}),
+        )
         .await;
     assert_eq!(deleted["result"], json!({}), "{deleted}");
     let listed = s

@@ -581,12 +581,25 @@ async fn per_method_scopes_are_enforced_when_configured() {
         {"role": "ROLE_USER", "messageId": "m10", "parts": [{"text": "x"}]}}})
     .to_string();
     let (status, body) = env.post(&[v10.clone()], send10.clone()).await;
-    assert_eq!((status, body["error"]["code"].as_i64()), (401, Some(-32041)), "{body}");
-    let (status, body) = env.post(&[v10.clone(), bearer("reader")], send10.clone()).await;
-    assert_eq!((status, body["error"]["code"].as_i64()), (403, Some(-32045)), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (401, Some(-32041)),
+        "{body}"
+    );
+    let (status, body) = env
+        .post(&[v10.clone(), bearer("reader")], send10.clone())
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (403, Some(-32045)),
+        "{body}"
+    );
     let (status, body) = env.post(&[v10, bearer("writer")], send10).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED");
+    assert_eq!(
+        body["result"]["task"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
     env.server.shutdown();
 }
 

@@ -78,7 +78,11 @@ pub(crate) async fn handle(
         None => Version::V03,
         Some(axum::Extension(Negotiated(Ok(v)))) => v,
         Some(axum::Extension(Negotiated(Err(unsupported)))) => {
-            metrics.observe("invalid", Some(crate::version::code10::VERSION_NOT_SUPPORTED), started);
+            metrics.observe(
+                "invalid",
+                Some(crate::version::code10::VERSION_NOT_SUPPORTED),
+                started,
+            );
             return EdgeError::rpc(
                 bindu_schemas::jsonrpc::request_id(&bytes),
                 JsonRpcError::new(

@@ -81,9 +81,7 @@ impl Params {
             Ok(params)
         }
         Ok(match req.method {
-            Method::MessageSend => {
-                Params::MessageSend(read::<a2a10::SendMessageRequest, _>(req)?)
-            }
+            Method::MessageSend => Params::MessageSend(read::<a2a10::SendMessageRequest, _>(req)?),
             Method::MessageStream => {
                 Params::MessageStream(read::<a2a10::SendMessageRequest, _>(req)?)
             }
@@ -94,16 +92,13 @@ impl Params {
             }
             Method::TasksList => Params::TasksList(read::<a2a10::ListTasksRequest, _>(req)?),
             Method::GetAuthenticatedExtendedCard => Params::GetAuthenticatedExtendedCard,
-            Method::PushConfigSet => Params::PushConfigSet(read::<
-                a2a10::TaskPushNotificationConfig,
-                _,
-            >(req)?),
+            Method::PushConfigSet => {
+                Params::PushConfigSet(read::<a2a10::TaskPushNotificationConfig, _>(req)?)
+            }
             Method::PushConfigGet => {
                 Params::PushConfigGet(read::<a2a10::PushConfigRequest, _>(req)?)
             }
-            Method::PushConfigList => {
-                Params::PushConfigList(read::<a2a10::TaskIdRequest, _>(req)?)
-            }
+            Method::PushConfigList => Params::PushConfigList(read::<a2a10::TaskIdRequest, _>(req)?),
             Method::PushConfigDelete => {
                 Params::PushConfigDelete(read::<a2a10::PushConfigRequest, _>(req)?)
             }

@@ -233,7 +233,10 @@ impl ListTasksParams {
         let Some(after) = &self.status_timestamp_after else {
             return true;
         };
-        match (rfc3339(after), task.status.timestamp.as_deref().and_then(rfc3339)) {
+        match (
+            rfc3339(after),
+            task.status.timestamp.as_deref().and_then(rfc3339),
+        ) {
             (Some(after), Some(at)) => at >= after,
             _ => false,
         }

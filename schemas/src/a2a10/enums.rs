@@ -106,9 +106,7 @@ pub mod role {
             Raw::Number(2) => Ok(Role::Agent),
             Raw::Name(n) if n == "ROLE_USER" || n == "user" => Ok(Role::User),
             Raw::Name(n) if n == "ROLE_AGENT" || n == "agent" => Ok(Role::Agent),
-            _ => Err(D::Error::custom(
-                "`role` must be ROLE_USER or ROLE_AGENT",
-            )),
+            _ => Err(D::Error::custom("`role` must be ROLE_USER or ROLE_AGENT")),
         }
     }
 }

@@ -103,10 +103,15 @@ impl TryFrom<Part> for crate::Part {
     type Error = ConvertError;
 
     fn try_from(p: Part) -> Result<Self, ConvertError> {
-        let set = [p.text.is_some(), p.raw.is_some(), p.url.is_some(), p.data.is_some()]
-            .into_iter()
-            .filter(|s| *s)
-            .count();
+        let set = [
+            p.text.is_some(),
+            p.raw.is_some(),
+            p.url.is_some(),
+            p.data.is_some(),
+        ]
+        .into_iter()
+        .filter(|s| *s)
+        .count();
         if set != 1 {
             return Err(ConvertError(
                 "a part must have exactly one of `text`, `raw`, `url` and `data`".into(),
@@ -185,7 +190,10 @@ impl From<crate::Part> for Part {
                 metadata,
                 ..empty
             },
-            crate::Part::Data(DataPart { mut data, mut metadata }) => {
+            crate::Part::Data(DataPart {
+                mut data,
+                mut metadata,
+            }) => {
                 let mut removed = false;
                 let filename = take_text(&mut metadata, PART_FILENAME, &mut removed);
                 let media_type = take_text(&mut metadata, PART_MEDIA_TYPE, &mut removed);
@@ -514,9 +522,7 @@ impl TryFrom<StreamResponse> for crate::StreamResult {
             StreamResponse::Task(t) => crate::StreamResult::Task(t.try_into()?),
             StreamResponse::Message(m) => crate::StreamResult::Message(m.try_into()?),
             StreamResponse::StatusUpdate(e) => crate::StreamResult::StatusUpdate(e.try_into()?),
-            StreamResponse::ArtifactUpdate(e) => {
-                crate::StreamResult::ArtifactUpdate(e.try_into()?)
-            }
+            StreamResponse::ArtifactUpdate(e) => crate::StreamResult::ArtifactUpdate(e.try_into()?),
         })
     }
 }

@@ -81,12 +81,19 @@ fn parts_of_every_kind_round_trip() {
         json!({"url": "https://x/y.png", "mediaType": "image/png", "metadata": {}}),
         json!({"kind": "file", "file": {"uri": "https://x/y.png", "mimeType": "image/png"}, "metadata": {}}),
     );
-    golden::<Part, crate::Part>(json!({"text": "plain"}), json!({"kind": "text", "text": "plain"}));
+    golden::<Part, crate::Part>(
+        json!({"text": "plain"}),
+        json!({"kind": "text", "text": "plain"}),
+    );
 }
 
 #[test]
 fn a_part_needs_exactly_one_content() {
-    for bad in [json!({}), json!({"text": "a", "url": "https://x"}), json!({"metadata": {}})] {
+    for bad in [
+        json!({}),
+        json!({"text": "a", "url": "https://x"}),
+        json!({"metadata": {}}),
+    ] {
         let p: Part = serde_json::from_value(bad.clone()).unwrap();
         assert!(crate::Part::try_from(p).is_err(), "{bad}");
     }
@@ -175,7 +182,10 @@ fn method_params_round_trip() {
     // Get reads the same request: the config id becomes the 0.3 one.
     let r: PushConfigRequest = serde_json::from_value(json!({"taskId": "t1", "id": "p1"})).unwrap();
     let get = crate::GetTaskPushNotificationConfigParams::from(r);
-    assert_eq!((get.id.as_str(), get.push_notification_config_id.as_deref()), ("t1", Some("p1")));
+    assert_eq!(
+        (get.id.as_str(), get.push_notification_config_id.as_deref()),
+        ("t1", Some("p1"))
+    );
 }
 
 #[test]
@@ -192,7 +202,11 @@ fn list_tasks_reads_its_filters_and_1_0_defaults() {
         "status": "TASK_STATE_WORKING", "statusTimestampAfter": "2026-01-01T00:00:00Z"}))
     .unwrap();
     let params = crate::ListTasksParams::from(r);
-    assert_eq!(params.include_artifacts, Some(false), "1.0 leaves artifacts out by default");
+    assert_eq!(
+        params.include_artifacts,
+        Some(false),
+        "1.0 leaves artifacts out by default"
+    );
     let mut task: crate::Task = serde_json::from_value(task03()).unwrap();
     assert!(!params.keeps(&task), "input-required is not working");
     task.status.state = crate::TaskState::Working;
@@ -201,7 +215,8 @@ fn list_tasks_reads_its_filters_and_1_0_defaults() {
     task.status.timestamp = Some("2025-12-31T23:59:59Z".into());
     assert!(!params.keeps(&task), "changed before the given time");
     let defaults: ListTasksRequest = serde_json::from_value(json!({
-        "pageToken": "", "pageSize": 0, "status": "TASK_STATE_UNSPECIFIED"})).unwrap();
+        "pageToken": "", "pageSize": 0, "status": "TASK_STATE_UNSPECIFIED"}))
+    .unwrap();
     let params = crate::ListTasksParams::from(defaults);
     assert!(!params.filters() && params.cursor.is_none() && params.limit.is_none());
 }
@@ -211,5 +226,9 @@ fn every_method_has_a_1_0_name_that_maps_back() {
     for m in crate::jsonrpc::Method::ALL {
         assert_eq!(methods::from_name(methods::name(*m)), Some(*m), "{m:?}");
     }
-    assert_eq!(methods::from_name("message/send"), None, "0.3 names are 0.3's");
+    assert_eq!(
+        methods::from_name("message/send"),
+        None,
+        "0.3 names are 0.3's"
+    );
 }
