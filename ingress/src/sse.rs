@@ -42,7 +42,7 @@ struct StreamState {
 
 /// What one event carries.
 enum Streamed<'a> {
-    Task(Task),
+    Task(&'a Task),
     Event(&'a EventBody),
 }
 
@@ -52,9 +52,9 @@ fn data_event(call: &Call, seq: u64, what: Streamed<'_>) -> Event {
             .unwrap_or_else(|e| error_json(call, JsonRpcError::internal(e)))
     }
     let json = match (call.version, what) {
-        (Version::V03, Streamed::Task(t)) => json(call, &t),
+        (Version::V03, Streamed::Task(t)) => json(call, t),
         (Version::V03, Streamed::Event(e)) => json(call, e),
-        (Version::V10, Streamed::Task(t)) => json(call, &StreamResponse::Task(t.into())),
+        (Version::V10, Streamed::Task(t)) => json(call, &StreamResponse::Task(t.clone().into())),
         (Version::V10, Streamed::Event(EventBody::Status(e))) => {
             json(call, &StreamResponse::StatusUpdate(e.clone().into()))
         }
@@ -89,7 +89,7 @@ impl StreamState {
                 Ok(Some(data_event(
                     &self.call,
                     snap.version,
-                    Streamed::Task(task),
+                    Streamed::Task(&task),
                 )))
             }
             Ok(_) => Ok(None),
@@ -107,7 +107,7 @@ impl StreamState {
         if let Some(task) = self.first.take() {
             // A task that has ended gets no more events (a resubscribe with Last-Event-ID 0).
             self.done = task.status.state.is_terminal();
-            return Some(data_event(&self.call, self.after, Streamed::Task(task)));
+            return Some(data_event(&self.call, self.after, Streamed::Task(&task)));
         }
         loop {
             match self.events.next().await {

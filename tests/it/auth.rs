@@ -580,7 +580,7 @@ async fn per_method_scopes_are_enforced_when_configured() {
     let send10 = json!({"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {"message":
         {"role": "ROLE_USER", "messageId": "m10", "parts": [{"text": "x"}]}}})
     .to_string();
-    let (status, body) = env.post(&[v10.clone()], send10.clone()).await;
+    let (status, body) = env.post(std::slice::from_ref(&v10), send10.clone()).await;
     assert_eq!(
         (status, body["error"]["code"].as_i64()),
         (401, Some(-32041)),
