@@ -93,7 +93,7 @@ fuzz_target!(|body: &[u8]| {
         Method::from_name(request.method.as_str()),
         Some(request.method)
     );
-    let params = match Params::of(&request) {
+    let params = match Params::of(&request, bindu_ingress::version::Version::V03) {
         Err(e) => {
             assert_eq!(
                 e.code,
@@ -114,7 +114,7 @@ fuzz_target!(|body: &[u8]| {
     })
     .to_string();
     let reparsed = parse_request(again.as_bytes()).expect("a rewritten request is valid");
-    match Params::of(&reparsed) {
+    match Params::of(&reparsed, bindu_ingress::version::Version::V03) {
         Ok(p) => assert!(
             same(&params, &p),
             "params changed on a second pass:\n{params:?}\n{p:?}"

@@ -7,7 +7,7 @@
 use bindu_engine::identity::Identity;
 use bindu_schemas::{
     transport, AgentCapabilities, AgentCard, AgentExtension, AgentInterface, AgentProvider,
-    SecurityScheme,
+    SecurityScheme, SupportedInterface,
 };
 
 use crate::did::DidInfo;
@@ -55,7 +55,7 @@ pub fn build_card(
             .collect(),
         preferred_transport: Some(transport::JSONRPC.into()),
         additional_interfaces: Some(vec![AgentInterface {
-            url,
+            url: url.clone(),
             transport: transport::JSONRPC.into(),
         }]),
         icon_url: None,
@@ -71,6 +71,18 @@ pub fn build_card(
         security: None,
         supports_authenticated_extended_card: None,
         signatures: None,
+        // 1.0 clients find their interface here; the newest version first.
+        supported_interfaces: Some(
+            ["1.0", "0.3"]
+                .into_iter()
+                .map(|version| SupportedInterface {
+                    url: url.clone(),
+                    protocol_binding: transport::JSONRPC.into(),
+                    protocol_version: version.into(),
+                    tenant: None,
+                })
+                .collect(),
+        ),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`tls`]: HTTPS, mutual TLS and the client certificate as the caller.
 //! - [`error`]: the one place refusals become HTTP answers ([`error::EdgeError`]) and
 //!   internal errors become JSON-RPC errors.
+//! - [`version`]: A2A 0.3 and 1.0 on one endpoint: negotiation, each version's codes.
 //! - [`guard`]: the `Host` allow-list and the JSON content type (what a web page cannot do).
 //! - `body`: reading request bodies within a limit, draining refused ones.
 //! - [`caller`]: who is calling ([`Caller`], [`GrantedScopes`]), set by the auth layers.
@@ -46,6 +47,7 @@ pub mod skills;
 pub mod sse;
 pub mod state;
 pub mod tls;
+pub mod version;
 
 pub use caller::{Caller, GrantedScopes};
 pub use router::{serve, serve_with};

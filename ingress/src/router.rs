@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::EdgeError;
 use crate::server::ConnectionLimits;
 use crate::state::Ingress;
-use crate::{auth, did, guard, health, negotiation, payments, rpc, skills, tls};
+use crate::{auth, did, guard, health, negotiation, payments, rpc, skills, tls, version};
 
 impl Ingress {
     /// `route` behind the authentication this ingress has: the client certificate
@@ -48,10 +48,13 @@ impl Ingress {
             ));
         // A priced agent echoes the x402 extension to the clients that activate it.
         let priced = self.inner.payments.get().is_some();
-        let rpc = rpc.route_layer(axum::middleware::from_fn_with_state(
-            priced,
-            payments::extensions_layer,
-        ));
+        let rpc = rpc
+            .route_layer(axum::middleware::from_fn_with_state(
+                priced,
+                payments::extensions_layer,
+            ))
+            // Outside everything: refusals of every layer carry the version's codes.
+            .route_layer(axum::middleware::from_fn(version::layer));
         let card = get(agent_card).route_layer(axum::middleware::from_fn_with_state(
             priced,
             payments::extensions_layer,

@@ -1,6 +1,7 @@
 //! Task event streams over SSE (`message/stream`, `tasks/resubscribe`).
 //!
-//! Each event is one compact `data:` line holding a JSON-RPC response with the request id;
+//! Each event is one compact `data:` line holding a JSON-RPC response with the request id
+//! (under 1.0 its result is a `StreamResponse`: `{"task": …}`, `{"statusUpdate": …}`, …);
 //! its SSE `id:` is the task event's sequence number. The first event is the Task, then the
 //! status and artifact updates in order; after the update with `final: true` the stream
 //! ends. A client that goes away only drops its subscription: the task keeps running.
@@ -12,16 +13,20 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bindu_engine::bus::{BusError, EventStream};
 use bindu_engine::store::Access;
-use bindu_schemas::jsonrpc::{ErrorResponse, JsonRpcError, RequestId, SuccessResponse};
+use bindu_schemas::a2a10::StreamResponse;
+use bindu_schemas::bus::EventBody;
+use bindu_schemas::jsonrpc::{ErrorResponse, JsonRpcError, SuccessResponse};
 use bindu_schemas::Task;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::rpc::Call;
 use crate::state::Ingress;
+use crate::version::Version;
 
 struct StreamState {
     app: Ingress,
-    id: RequestId,
+    call: Call,
     task_id: String,
     first: Option<Task>,
     /// Highest sequence number already sent (or covered by a snapshot).
@@ -35,14 +40,35 @@ struct StreamState {
     _open: crate::metrics::InFlight,
 }
 
-fn data_event<T: Serialize>(id: &RequestId, seq: u64, result: &T) -> Event {
-    let json = serde_json::to_string(&SuccessResponse::new(id, result))
-        .unwrap_or_else(|e| error_json(id, JsonRpcError::internal(e)));
+/// What one event carries.
+enum Streamed<'a> {
+    Task(&'a Task),
+    Event(&'a EventBody),
+}
+
+fn data_event(call: &Call, seq: u64, what: Streamed<'_>) -> Event {
+    fn json<T: Serialize>(call: &Call, result: &T) -> String {
+        serde_json::to_string(&SuccessResponse::new(&call.id, result))
+            .unwrap_or_else(|e| error_json(call, JsonRpcError::internal(e)))
+    }
+    let json = match (call.version, what) {
+        (Version::V03, Streamed::Task(t)) => json(call, t),
+        (Version::V03, Streamed::Event(e)) => json(call, e),
+        (Version::V10, Streamed::Task(t)) => json(call, &StreamResponse::Task(t.clone().into())),
+        (Version::V10, Streamed::Event(EventBody::Status(e))) => {
+            json(call, &StreamResponse::StatusUpdate(e.clone().into()))
+        }
+        (Version::V10, Streamed::Event(EventBody::Artifact(e))) => {
+            json(call, &StreamResponse::ArtifactUpdate(e.clone().into()))
+        }
+    };
     Event::default().id(seq.to_string()).data(json)
 }
 
-fn error_json(id: &RequestId, e: JsonRpcError) -> String {
-    String::from_utf8(ErrorResponse::new(id.clone(), e).to_json()).unwrap_or_default()
+/// A JSON-RPC error response to `call`, with the code of its version.
+fn error_json(call: &Call, mut e: JsonRpcError) -> String {
+    e.code = call.version.code(e.code);
+    String::from_utf8(ErrorResponse::new(call.id.clone(), e).to_json()).unwrap_or_default()
 }
 
 impl StreamState {
@@ -60,12 +86,16 @@ impl StreamState {
                 self.done = snap.task.status.state.is_final();
                 let mut task = snap.task;
                 task.trim_history(self.trim);
-                Ok(Some(data_event(&self.id, snap.version, &task)))
+                Ok(Some(data_event(
+                    &self.call,
+                    snap.version,
+                    Streamed::Task(&task),
+                )))
             }
             Ok(_) => Ok(None),
             Err(e) => {
                 self.done = true;
-                Err(Event::default().data(error_json(&self.id, crate::error::store_error(e))))
+                Err(Event::default().data(error_json(&self.call, crate::error::store_error(e))))
             }
         }
     }
@@ -77,7 +107,7 @@ impl StreamState {
         if let Some(task) = self.first.take() {
             // A task that has ended gets no more events (a resubscribe with Last-Event-ID 0).
             self.done = task.status.state.is_terminal();
-            return Some(data_event(&self.id, self.after, &task));
+            return Some(data_event(&self.call, self.after, Streamed::Task(&task)));
         }
         loop {
             match self.events.next().await {
@@ -95,7 +125,7 @@ impl StreamState {
                 Some(Ok(e)) => {
                     self.after = e.seq;
                     self.done = e.is_final();
-                    return Some(data_event(&self.id, e.seq, &e.event));
+                    return Some(data_event(&self.call, e.seq, Streamed::Event(&e.event)));
                 }
                 Some(Err(BusError::Lagged(missed))) => {
                     // Too slow to keep up: resynchronise from a fresh snapshot.
@@ -110,7 +140,7 @@ impl StreamState {
                 Some(Err(e)) => {
                     self.done = true;
                     return Some(
-                        Event::default().data(error_json(&self.id, crate::error::bus_error(e))),
+                        Event::default().data(error_json(&self.call, crate::error::bus_error(e))),
                     );
                 }
                 None => return None,
@@ -121,8 +151,8 @@ impl StreamState {
 
 /// The answer to a streaming call that failed: one event carrying the JSON-RPC error
 /// response, then the end of the stream (streaming clients read nothing but SSE).
-pub(crate) fn error_stream(id: &RequestId, error: JsonRpcError) -> Response {
-    let event = Event::default().data(error_json(id, error));
+pub(crate) fn error_stream(call: &Call, error: JsonRpcError) -> Response {
+    let event = Event::default().data(error_json(call, error));
     let mut resp = Sse::new(futures::stream::once(
         async move { Ok::<_, Infallible>(event) },
     ))
@@ -136,21 +166,21 @@ pub(crate) fn error_stream(id: &RequestId, error: JsonRpcError) -> Response {
 /// of `events` after it until the final one.
 pub(crate) fn task_stream(
     app: &Ingress,
-    id: RequestId,
+    call: Call,
     snapshot: Task,
     version: u64,
     events: EventStream,
     trim: Option<u32>,
 ) -> Response {
     let task_id = snapshot.id.clone();
-    resume_stream(app, id, task_id, Some(snapshot), version, events, trim)
+    resume_stream(app, call, task_id, Some(snapshot), version, events, trim)
 }
 
 /// Like [`task_stream`], but without a snapshot when the client already has the events up
 /// to `version` (SSE `Last-Event-ID`).
 pub(crate) fn resume_stream(
     app: &Ingress,
-    id: RequestId,
+    call: Call,
     task_id: String,
     snapshot: Option<Task>,
     version: u64,
@@ -159,7 +189,7 @@ pub(crate) fn resume_stream(
 ) -> Response {
     let state = StreamState {
         app: app.clone(),
-        id,
+        call,
         task_id,
         first: snapshot,
         after: version,

@@ -294,8 +294,28 @@ struct RawEnvelope<'a> {
     params: Option<&'a RawValue>,
 }
 
-/// Validates the envelope and method of a request body.
+/// Validates the envelope and method of a request body (A2A 0.3 method names).
 pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
+    parse_request_with(body, Method::from_name)
+}
+
+/// The `id` of a request body, `null` when it has none or cannot be read (to answer a
+/// request refused before its method is looked up).
+pub fn request_id(body: &[u8]) -> RequestId {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        #[serde(default)]
+        id: RequestId,
+    }
+    serde_json::from_slice::<IdOnly>(body).map_or(RequestId::Null, |r| r.id)
+}
+
+/// [`parse_request`] with the method names of a protocol version (`methods` names the
+/// method a name stands for).
+pub fn parse_request_with(
+    body: &[u8],
+    methods: fn(&str) -> Option<Method>,
+) -> Result<Request<'_>, ErrorResponse> {
     let fail = |id: RequestId, e: JsonRpcError| ErrorResponse::new(id, e);
     // JSON is UTF-8 text: checked once for the whole body (skipped values, such as unknown
     // members, are otherwise never decoded), so the parses below need not check it again.
@@ -375,8 +395,19 @@ pub fn parse_request(body: &[u8]) -> Result<Request<'_>, ErrorResponse> {
             ))
         }
     };
-    let Some(method) = Method::from_name(&method_name) else {
-        return Err(fail(id, JsonRpcError::method_not_found(&method_name)));
+    let Some(method) = methods(&method_name) else {
+        // A method of the other protocol version: say how to call it.
+        let mut error = JsonRpcError::method_not_found(&method_name);
+        if Method::from_name(&method_name).is_some() {
+            error
+                .message
+                .push_str("; it is an A2A 0.3 method: send it without `A2A-Version` (or with 0.3)");
+        } else if crate::a2a10::methods::from_name(&method_name).is_some() {
+            error
+                .message
+                .push_str("; it is an A2A 1.0 method: send it with `A2A-Version: 1.0`");
+        }
+        return Err(fail(id, error));
     };
     Ok(Request {
         id,

@@ -575,6 +575,31 @@ async fn per_method_scopes_are_enforced_when_configured() {
     );
     assert_eq!(body["id"], 1, "the request id is echoed");
     assert_eq!(env.post(&[bearer("writer")], send_body("x")).await.0, 200);
+    // Under A2A 1.0 the same refusals carry 1.0's codes (its -32009 is another error).
+    let v10 = ("a2a-version", "1.0".to_string());
+    let send10 = json!({"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {"message":
+        {"role": "ROLE_USER", "messageId": "m10", "parts": [{"text": "x"}]}}})
+    .to_string();
+    let (status, body) = env.post(std::slice::from_ref(&v10), send10.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (401, Some(-32041)),
+        "{body}"
+    );
+    let (status, body) = env
+        .post(&[v10.clone(), bearer("reader")], send10.clone())
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (403, Some(-32045)),
+        "{body}"
+    );
+    let (status, body) = env.post(&[v10, bearer("writer")], send10).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["task"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
     env.server.shutdown();
 }
 

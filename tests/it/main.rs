@@ -13,6 +13,7 @@ mod fake_openai;
 mod process;
 mod support;
 
+mod a2a10;
 mod auth;
 mod cli;
 mod deploy;

@@ -137,6 +137,8 @@ async fn server_output_matches_the_a2a_schema() {
         .await
         .unwrap();
     spec.check("AgentCard", &card);
+    // The same card is a 1.0 card: 1.0 clients find their interface in it.
+    crate::a2a10::check_v10_card(&card, &url);
 
     let sent = rpc(&url, "message/send", json!({"message": message("hello")})).await;
     spec.check("SendMessageSuccessResponse", &sent);

@@ -1,18 +1,18 @@
 //! `contexts/list` and `contexts/clear` (Bindu extensions).
 
 use bindu_engine::store::{Access, ListQuery};
-use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::{
     page_size, ClearContextParams, ClearContextResult, ListContextsParams, ListContextsResult,
 };
 
-use super::reply::{ok, Reply};
+use super::reply::{json, ok, Call, Reply};
 use crate::error::store_error;
 use crate::state::Ingress;
 
 pub(crate) async fn list(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: ListContextsParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -27,16 +27,16 @@ pub(crate) async fn list(
         .map_err(store_error)?;
     ok(
         id,
-        &ListContextsResult {
+        json(&ListContextsResult {
             contexts: page.items,
             next_cursor: page.next_cursor,
-        },
+        })?,
     )
 }
 
 pub(crate) async fn clear(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: ClearContextParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -57,7 +57,7 @@ pub(crate) async fn clear(
     tracing::info!(context_id = %params.context_id, tasks = deleted.len(), "context cleared");
     ok(
         id,
-        &ClearContextResult {
+        json(&ClearContextResult {
             message: format!(
                 "Context {} and its {} task(s) were deleted",
                 params.context_id,
@@ -65,6 +65,6 @@ pub(crate) async fn clear(
             ),
             context_id: params.context_id,
             deleted_tasks: deleted.len() as u64,
-        },
+        })?,
     )
 }

@@ -17,19 +17,19 @@ use bindu_engine::bus::{BusError, EventStream};
 use bindu_engine::ledger::AcceptError;
 use bindu_engine::store::{merge_artifact, Access, ArtifactChunk, SubmitRequest};
 use bindu_schemas::bus::{CommandOp, EventBody, TaskCommand, TaskEvent};
-use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::x402::{self, PaymentCommand};
 use bindu_schemas::{history_length, Message, MessageSendParams, Part, Task, TaskState};
 use futures::StreamExt;
 
-use super::reply::{ok, Reply};
+use super::reply::{ok, Answer, Call, Reply};
 use crate::error::{bus_error, store_error};
 use crate::payments::Gate;
 use crate::state::Ingress;
 
 pub(crate) async fn send(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: MessageSendParams,
     caller: Option<String>,
     stream: bool,
@@ -56,7 +56,7 @@ pub(crate) async fn send(
 /// may: a command that could not be queued may still be delivered).
 async fn submit(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: MessageSendParams,
     caller: Option<String>,
     stream: bool,
@@ -190,11 +190,11 @@ async fn submit(
     };
     task.trim_history(trim);
     match receipt(&task).filter(|_| paid) {
-        Some(settled) => match ok(id, &task)? {
+        Some(settled) => match ok(id, Answer::Sent(task))? {
             Reply::Json(body) => Ok(Reply::Paid(body, settled)),
             other => Ok(other),
         },
-        None => ok(id, &task),
+        None => ok(id, Answer::Sent(task)),
     }
 }
 
@@ -203,7 +203,7 @@ async fn submit(
 /// until a follow-up pays. A stream gets the paused task and ends.
 async fn ask_payment(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     request: SubmitRequest,
     required: x402::PaymentRequired,
     stream: bool,
@@ -259,7 +259,7 @@ async fn ask_payment(
             events,
             trim,
         ))),
-        _ => ok(id, &task),
+        _ => ok(id, Answer::Sent(task)),
     }
 }
 

@@ -1,7 +1,11 @@
-//! `POST /`: the JSON-RPC endpoint.
+//! `POST /`: the JSON-RPC endpoint, for A2A 0.3 and 1.0 (the `A2A-Version` of the
+//! request, see [`crate::version`]: 0.3 method names and shapes without it, 1.0's with
+//! `1.0`). A 1.0 request's params become the internal (0.3) params and its answer is
+//! written back in 1.0's form ([`bindu_schemas::a2a10`]): the methods below are the same
+//! for both, so authentication, payments, signatures and limits apply identically.
 //!
-//! Order of checks: body size (HTTP 413) → JSON (-32700) → envelope (-32600) → method
-//! (-32601) → scope (403) → params (-32602) → payment, for a priced method (HTTP 402, see
+//! Order of checks: body size (HTTP 413) → JSON (-32700) → envelope (-32600) → version
+//! (-32009 under 1.0's codes) → method (-32601) → scope (403) → params (-32602) → payment, for a priced method (HTTP 402, see
 //! [`crate::payments`]) → the method itself. Every JSON-RPC outcome is HTTP 200 and
 //! echoes the request id (`null` when it could not be read). Once a request is known to be
 //! `message/stream` or `tasks/resubscribe`, its error (params, unknown or finished task…) is
@@ -21,13 +25,15 @@ mod push;
 mod reply;
 mod tasks;
 
+pub(crate) use reply::Call;
+
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bindu_schemas::jsonrpc::{code, parse_request, JsonRpcError, Method, Request};
+use bindu_schemas::jsonrpc::{code, parse_request_with, JsonRpcError, Method};
 use tracing::Instrument;
 
 use crate::body::{read_limited, BodyError};
@@ -35,6 +41,7 @@ use crate::caller::{Caller, GrantedScopes};
 use crate::error::EdgeError;
 use crate::payments::Gate;
 use crate::state::Ingress;
+use crate::version::{Negotiated, Version};
 use params::Params;
 use reply::Reply;
 
@@ -47,6 +54,7 @@ pub(crate) async fn handle(
     State(app): State<Ingress>,
     caller: Option<axum::Extension<Caller>>,
     scopes: Option<axum::Extension<GrantedScopes>>,
+    negotiated: Option<axum::Extension<Negotiated>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -66,14 +74,38 @@ pub(crate) async fn handle(
             .into_response();
         }
     };
-    let request =
-        match bindu_engine::cpu::heavy(bytes.len() > HEAVY_BODY_BYTES, || parse_request(&bytes)) {
-            Ok(r) => r,
-            Err(e) => {
-                metrics.observe("invalid", Some(e.error.code), started);
-                return EdgeError::Rpc(e).into_response();
-            }
-        };
+    let version = match negotiated {
+        None => Version::V03,
+        Some(axum::Extension(Negotiated(Ok(v)))) => v,
+        Some(axum::Extension(Negotiated(Err(unsupported)))) => {
+            metrics.observe(
+                "invalid",
+                Some(crate::version::code10::VERSION_NOT_SUPPORTED),
+                started,
+            );
+            return EdgeError::rpc(
+                bindu_schemas::jsonrpc::request_id(&bytes),
+                JsonRpcError::new(
+                    crate::version::code10::VERSION_NOT_SUPPORTED,
+                    unsupported.message(),
+                ),
+            )
+            .into_response();
+        }
+    };
+    let methods = match version {
+        Version::V03 => Method::from_name,
+        Version::V10 => bindu_schemas::a2a10::methods::from_name,
+    };
+    let request = match bindu_engine::cpu::heavy(bytes.len() > HEAVY_BODY_BYTES, || {
+        parse_request_with(&bytes, methods)
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.observe("invalid", Some(e.error.code), started);
+            return EdgeError::Rpc(e).into_response();
+        }
+    };
     let caller = caller.map(|axum::Extension(Caller(c))| c);
     if let Some(axum::Extension(GrantedScopes(granted))) = &scopes {
         let scope = required_scope(request.method);
@@ -108,11 +140,16 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let method = request.method;
-    let refuse = |error: JsonRpcError| -> Response {
+    let call = Call {
+        id: request.id.clone(),
+        version,
+    };
+    let refuse = |mut error: JsonRpcError| -> Response {
         // A streaming client reads only SSE: its error is the stream's one event.
         if matches!(method, Method::MessageStream | Method::TasksResubscribe) {
-            crate::sse::error_stream(&request.id, error)
+            crate::sse::error_stream(&call, error)
         } else {
+            error.code = version.code(error.code);
             EdgeError::rpc(request.id.clone(), error).into_response()
         }
     };
@@ -120,7 +157,7 @@ pub(crate) async fn handle(
     let heavy = request
         .params
         .is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
-    let params = match bindu_engine::cpu::heavy(heavy, || Params::of(&request)) {
+    let params = match bindu_engine::cpu::heavy(heavy, || Params::of(&request, version)) {
         Ok(p) => p,
         Err(error) => {
             metrics.observe(method.as_str(), Some(error.code), started);
@@ -178,7 +215,7 @@ pub(crate) async fn handle(
         span.record("rpc.method", method.as_str());
     }
     bindu_engine::trace::follow_headers(&span, &headers);
-    let outcome = dispatch(&app, &request, params, caller, last_event_id, payment)
+    let outcome = dispatch(&app, &call, params, caller, last_event_id, payment)
         .instrument(span)
         .await;
     metrics.observe(
@@ -227,13 +264,12 @@ pub fn required_scope(method: Method) -> &'static str {
 
 async fn dispatch(
     app: &Ingress,
-    req: &Request<'_>,
+    id: &Call,
     params: Params,
     caller: Option<String>,
     last_event_id: Option<u64>,
     payment: Gate,
 ) -> Result<Reply, JsonRpcError> {
-    let id = &req.id;
     match params {
         Params::MessageSend(params) => {
             messages::send(app, id, params, caller, false, payment).await

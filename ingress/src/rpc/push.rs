@@ -2,19 +2,19 @@
 //! their URLs are never contacted here (delivery is the dispatcher's job).
 
 use bindu_engine::store::Access;
-use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::{
     DeleteTaskPushNotificationConfigParams, GetTaskPushNotificationConfigParams,
     PushNotificationConfig, TaskIdParams, TaskPushNotificationConfig,
 };
 
-use super::reply::{ok, Reply};
+use super::reply::{ok, Answer, Call, Reply};
 use crate::error::store_error;
 use crate::state::Ingress;
 
 pub(crate) async fn set(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: TaskPushNotificationConfig,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -38,16 +38,16 @@ pub(crate) async fn set(
     }
     ok(
         id,
-        &TaskPushNotificationConfig {
+        Answer::PushConfig(TaskPushNotificationConfig {
             task_id: params.task_id,
             push_notification_config: stored,
-        },
+        }),
     )
 }
 
 pub(crate) async fn get(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: GetTaskPushNotificationConfigParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -71,16 +71,16 @@ pub(crate) async fn get(
     };
     ok(
         id,
-        &TaskPushNotificationConfig {
+        Answer::PushConfig(TaskPushNotificationConfig {
             task_id: params.id,
             push_notification_config: config,
-        },
+        }),
     )
 }
 
 pub(crate) async fn list(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: TaskIdParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -92,12 +92,12 @@ pub(crate) async fn list(
             push_notification_config: c,
         })
         .collect();
-    ok(id, &result)
+    ok(id, Answer::PushConfigs(result))
 }
 
 pub(crate) async fn delete(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: DeleteTaskPushNotificationConfigParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -111,7 +111,7 @@ pub(crate) async fn delete(
         )
         .await
         .map_err(store_error)?;
-    ok(id, &serde_json::Value::Null)
+    ok(id, Answer::Deleted)
 }
 
 /// The push configs of task `task_id`, as `caller` may see them.

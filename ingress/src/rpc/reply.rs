@@ -1,12 +1,41 @@
 //! What a method answers with when it succeeds (its errors are JSON-RPC errors, answered
-//! through [`crate::error::EdgeError`]).
+//! through [`crate::error::EdgeError`]), in the wire form of the call's protocol version.
+//!
+//! Handlers build an [`Answer`] from internal (0.3-shaped) objects; [`ok`] writes it as
+//! the call asks: 0.3 JSON-RPC, or 1.0 JSON-RPC (converted by [`bindu_schemas::a2a10`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bindu_schemas::a2a10;
 use bindu_schemas::jsonrpc::{JsonRpcError, RequestId, SuccessResponse};
+use bindu_schemas::{ListTasksResult, Task, TaskPushNotificationConfig};
 use serde::Serialize;
 
 use crate::error::json_response;
+use crate::version::Version;
+
+/// Who asked, and in which protocol version: what every answer (and stream event) needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub id: RequestId,
+    pub version: Version,
+}
+
+/// What a method answers with, before it is written in the call's version.
+pub(crate) enum Answer {
+    /// A task (`tasks/get`, `tasks/cancel`).
+    Task(Task),
+    /// The task a message created or continued (1.0 wraps it: `{"task": …}`).
+    Sent(Task),
+    /// A page of tasks, of at most `page_size`.
+    Tasks(ListTasksResult, u32),
+    PushConfig(TaskPushNotificationConfig),
+    PushConfigs(Vec<TaskPushNotificationConfig>),
+    /// A push config was deleted.
+    Deleted,
+    /// The same in every version (the agent card, Bindu's extensions).
+    Json(serde_json::Value),
+}
 
 /// What a method answers with.
 pub(crate) enum Reply {
@@ -19,10 +48,59 @@ pub(crate) enum Reply {
     Stream(Response),
 }
 
-pub(crate) fn ok<T: Serialize>(id: &RequestId, result: &T) -> Result<Reply, JsonRpcError> {
+fn encode<T: Serialize>(id: &RequestId, result: &T) -> Result<Reply, JsonRpcError> {
     serde_json::to_vec(&SuccessResponse::new(id, result))
         .map(Reply::Json)
         .map_err(|e| JsonRpcError::internal(format!("could not serialise the result: {e}")))
+}
+
+/// Any value answered as it serialises, in every version.
+pub(crate) fn json<T: Serialize>(result: &T) -> Result<Answer, JsonRpcError> {
+    serde_json::to_value(result)
+        .map(Answer::Json)
+        .map_err(|e| JsonRpcError::internal(format!("could not serialise the result: {e}")))
+}
+
+/// The success response to `call`.
+pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
+    let id = &call.id;
+    match call.version {
+        Version::V03 => match answer {
+            Answer::Task(t) | Answer::Sent(t) => encode(id, &t),
+            Answer::Tasks(page, _) => encode(id, &page),
+            Answer::PushConfig(c) => encode(id, &c),
+            Answer::PushConfigs(c) => encode(id, &c),
+            Answer::Deleted => encode(id, &serde_json::Value::Null),
+            Answer::Json(v) => encode(id, &v),
+        },
+        Version::V10 => match answer {
+            Answer::Task(t) => encode(id, &a2a10::Task::from(t)),
+            Answer::Sent(t) => encode(id, &a2a10::SendMessageResponse::Task(t.into())),
+            Answer::Tasks(page, page_size) => encode(
+                id,
+                &a2a10::ListTasksResponse {
+                    tasks: page.tasks.into_iter().map(a2a10::Task::from).collect(),
+                    next_page_token: page.next_cursor.unwrap_or_default(),
+                    page_size: page_size.into(),
+                    total_size: None,
+                },
+            ),
+            Answer::PushConfig(c) => encode(id, &a2a10::TaskPushNotificationConfig::from(c)),
+            Answer::PushConfigs(c) => encode(
+                id,
+                &a2a10::ListTaskPushNotificationConfigsResponse {
+                    configs: c
+                        .into_iter()
+                        .map(a2a10::TaskPushNotificationConfig::from)
+                        .collect(),
+                    next_page_token: String::new(),
+                },
+            ),
+            // google.protobuf.Empty.
+            Answer::Deleted => encode(id, &serde_json::json!({})),
+            Answer::Json(v) => encode(id, &v),
+        },
+    }
 }
 
 impl IntoResponse for Reply {

@@ -3,20 +3,20 @@
 
 use bindu_engine::ledger::AcceptError;
 use bindu_engine::store::{Access, Feedback, ListQuery, ListShape, StoreError};
-use bindu_schemas::jsonrpc::{JsonRpcError, RequestId};
+use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::{
     history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
     TaskFeedbackResult, TaskIdParams, TaskQueryParams,
 };
 use tracing::Instrument;
 
-use super::reply::{ok, Reply};
+use super::reply::{json, ok, Answer, Call, Reply};
 use crate::error::{bus_error, store_error};
 use crate::state::Ingress;
 
 pub(crate) async fn get(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: TaskQueryParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -28,12 +28,12 @@ pub(crate) async fn get(
         .map_err(store_error)?
         .task;
     task.trim_history(history_length(params.history_length));
-    ok(id, &task)
+    ok(id, Answer::Task(task))
 }
 
 pub(crate) async fn cancel(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: TaskIdParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -65,7 +65,7 @@ pub(crate) async fn cancel(
         .await
         .map_err(store_error)?
         .task;
-    ok(id, &task)
+    ok(id, Answer::Task(task))
 }
 
 /// Records `canceled` (compare-and-set), announces it and interrupts the handler.
@@ -82,7 +82,7 @@ async fn cancel_now(app: Ingress, task_id: String) -> Result<(), JsonRpcError> {
 
 pub(crate) async fn resubscribe(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: TaskIdParams,
     caller: Option<String>,
     last_event_id: Option<u64>,
@@ -131,7 +131,7 @@ pub(crate) async fn resubscribe(
 
 pub(crate) async fn list(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: ListTasksParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -141,6 +141,8 @@ pub(crate) async fn list(
         artifacts: params.include_artifacts.unwrap_or(true),
         max_bytes: Some(app.inner.options.max_list_bytes),
     };
+    let size = page_size(params.limit);
+    let filter = params.clone();
     let page = app
         .inner
         .store
@@ -148,24 +150,31 @@ pub(crate) async fn list(
             Access::Owner(caller.as_deref()),
             ListQuery {
                 context_id: params.context_id,
-                ..ListQuery::first(page_size(params.limit)).after(params.cursor)
+                ..ListQuery::first(size).after(params.cursor)
             },
             shape,
         )
         .await
         .map_err(store_error)?;
+    let mut tasks = page.items;
+    if filter.filters() {
+        tasks.retain(|t| filter.keeps(t));
+    }
     ok(
         id,
-        &ListTasksResult {
-            tasks: page.items,
-            next_cursor: page.next_cursor,
-        },
+        Answer::Tasks(
+            ListTasksResult {
+                tasks,
+                next_cursor: page.next_cursor,
+            },
+            size,
+        ),
     )
 }
 
 pub(crate) async fn feedback(
     app: &Ingress,
-    id: &RequestId,
+    id: &Call,
     params: TaskFeedbackParams,
     caller: Option<String>,
 ) -> Result<Reply, JsonRpcError> {
@@ -186,16 +195,16 @@ pub(crate) async fn feedback(
         .map_err(store_error)?;
     ok(
         id,
-        &TaskFeedbackResult {
+        json(&TaskFeedbackResult {
             message: "Feedback submitted successfully".into(),
             task_id: params.task_id,
-        },
+        })?,
     )
 }
 
-pub(crate) fn extended_card(app: &Ingress, id: &RequestId) -> Result<Reply, JsonRpcError> {
+pub(crate) fn extended_card(app: &Ingress, id: &Call) -> Result<Reply, JsonRpcError> {
     match &app.inner.extended_card {
-        Some(card) => ok(id, card),
+        Some(card) => ok(id, json(card)?),
         None => Err(JsonRpcError::extended_card_not_configured()),
     }
 }

@@ -27,6 +27,22 @@ pub struct AgentCard {
     pub security: Option<Vec<BTreeMap<String, Vec<String>>>>,
     pub supports_authenticated_extended_card: Option<bool>,
     pub signatures: Option<Vec<AgentCardSignature>>,
+    /// A2A 1.0: every interface, one per transport and protocol version (a 0.3 client
+    /// reads `url` / `additionalInterfaces` and ignores it).
+    pub supported_interfaces: Option<Vec<SupportedInterface>>,
+}
+
+/// A2A 1.0 `AgentInterface`: where a transport speaks a protocol version.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupportedInterface {
+    pub url: String,
+    /// `JSONRPC`, `HTTP+JSON` or `GRPC` ([`transport`]).
+    pub protocol_binding: String,
+    /// `Major.Minor`.
+    pub protocol_version: String,
+    pub tenant: Option<String>,
 }
 
 #[serde_with::skip_serializing_none]

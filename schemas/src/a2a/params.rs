@@ -213,7 +213,43 @@ pub struct ListTasksParams {
     /// `false`, A2A v1.0 `ListTasks`'s default, keeps pages small).
     #[serde(alias = "include_artifacts")]
     pub include_artifacts: Option<bool>,
+    /// Only tasks in this state (A2A v1.0 `ListTasks.status`). Filters each page: a page
+    /// may then hold fewer than `limit` tasks and still have a next one.
+    pub status: Option<super::TaskState>,
+    /// Only tasks whose status changed at or after this RFC 3339 time (A2A v1.0
+    /// `statusTimestampAfter`); filters each page like `status`.
+    #[serde(alias = "status_timestamp_after")]
+    pub status_timestamp_after: Option<String>,
     pub metadata: Option<Metadata>,
+}
+
+impl ListTasksParams {
+    /// Whether the `status` and `statusTimestampAfter` filters keep `task` (a task without
+    /// a readable status time is not kept by a time filter).
+    pub fn keeps(&self, task: &Task) -> bool {
+        if self.status.is_some_and(|s| s != task.status.state) {
+            return false;
+        }
+        let Some(after) = &self.status_timestamp_after else {
+            return true;
+        };
+        match (
+            rfc3339(after),
+            task.status.timestamp.as_deref().and_then(rfc3339),
+        ) {
+            (Some(after), Some(at)) => at >= after,
+            _ => false,
+        }
+    }
+
+    /// Whether a filter is set.
+    pub fn filters(&self) -> bool {
+        self.status.is_some() || self.status_timestamp_after.is_some()
+    }
+}
+
+fn rfc3339(t: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(t).ok()
 }
 
 fn validate_limit(limit: Option<i64>) -> Result<(), String> {
@@ -235,6 +271,13 @@ pub fn page_size(limit: Option<i64>) -> u32 {
 impl Validate for ListTasksParams {
     fn validate(&self) -> Result<(), String> {
         validate_limit(self.limit)?;
+        if let Some(t) = &self.status_timestamp_after {
+            if rfc3339(t).is_none() {
+                return Err(format!(
+                    "`statusTimestampAfter` must be an RFC 3339 time such as 2026-01-01T00:00:00Z, got {t:?}"
+                ));
+            }
+        }
         validate_history_length(self.history_length)?;
         if let Some(c) = &self.context_id {
             validate_id("contextId", c)?;

@@ -239,9 +239,20 @@ impl TestServer {
     /// POSTs a JSON-RPC request (numeric id) and returns the response body. Asserts HTTP 200
     /// and that the id is echoed.
     pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        self.rpc_with(&[], method, params).await
+    }
+
+    /// [`TestServer::rpc`] in A2A 1.0 (`A2A-Version: 1.0`).
+    pub async fn rpc10(&self, method: &str, params: Value) -> Value {
+        self.rpc_with(&[("a2a-version", "1.0")], method, params)
+            .await
+    }
+
+    /// [`TestServer::rpc`] with extra request headers.
+    pub async fn rpc_with(&self, headers: &[(&str, &str)], method: &str, params: Value) -> Value {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let (status, resp) = self.raw_post(&body.to_string()).await;
+        let (status, resp) = self.raw_post_with(headers, &body.to_string()).await;
         assert_eq!(status, 200, "{method}: HTTP status; body {resp}");
         assert_eq!(resp["jsonrpc"], "2.0", "{method}: {resp}");
         assert_eq!(resp["id"], json!(id), "{method}: id echo; {resp}");
@@ -270,16 +281,21 @@ impl TestServer {
 
     /// POSTs `body` as is to `/`; returns the HTTP status and the parsed JSON body.
     pub async fn raw_post(&self, body: &str) -> (u16, Value) {
-        let resp = within(
-            "POST /",
-            self.client
-                .post(self.url())
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send(),
-        )
-        .await
-        .unwrap();
+        self.raw_post_with(&[], body).await
+    }
+
+    /// [`TestServer::raw_post`] with extra request headers.
+    pub async fn raw_post_with(&self, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(self.url())
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let resp = within("POST /", request.body(body.to_string()).send())
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let text = within("reading a response body", resp.text())
             .await
@@ -317,15 +333,35 @@ impl TestServer {
     /// Opens an SSE response for `method` (`message/stream` or `tasks/resubscribe`) with the
     /// given request id. Asserts HTTP 200 and an event-stream content type.
     pub async fn open_stream(&self, id: Value, method: &str, params: Value) -> SseReader {
+        self.open_stream_with(&[], id, method, params).await
+    }
+
+    /// [`TestServer::open_stream`] in A2A 1.0 (`A2A-Version: 1.0`).
+    pub async fn open_stream10(&self, id: Value, method: &str, params: Value) -> SseReader {
+        self.open_stream_with(&[("a2a-version", "1.0")], id, method, params)
+            .await
+    }
+
+    /// [`TestServer::open_stream`] with extra request headers.
+    pub async fn open_stream_with(
+        &self,
+        headers: &[(&str, &str)],
+        id: Value,
+        method: &str,
+        params: Value,
+    ) -> SseReader {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut request = self
+            .client
+            .post(self.url())
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
         let resp = within(
             &format!("opening {method}"),
-            self.client
-                .post(self.url())
-                .header("content-type", "application/json")
-                .header("accept", "text/event-stream")
-                .body(body.to_string())
-                .send(),
+            request.body(body.to_string()).send(),
         )
         .await
         .unwrap();
