@@ -199,10 +199,22 @@ pub(crate) fn resume_stream(
         resync: false,
         _open: app.inner.metrics.sse_opened(),
     };
-    let stream = futures::stream::unfold(state, |mut st| async move {
-        st.next_event().await.map(|e| (Ok::<_, Infallible>(e), st))
-    })
-    .take_until(app.inner.shutdown.clone().cancelled_owned());
+    // Streams end when the ingress stops (their events carry ids: the client resubscribes on
+    // another replica), but not before the first event: it names the task, and without it
+    // the client of a just-accepted message could not resubscribe at all.
+    let shutdown = app.inner.shutdown.clone();
+    let stream = futures::stream::unfold((state, shutdown), |(mut st, shutdown)| async move {
+        let event = if st.first.is_some() {
+            st.next_event().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => None,
+                e = st.next_event() => e,
+            }
+        };
+        event.map(|e| (Ok::<_, Infallible>(e), (st, shutdown)))
+    });
     let mut resp = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(app.inner.options.sse_keepalive))
         .into_response();

@@ -6,4 +6,5 @@ mod support;
 
 mod blocking_from_events;
 mod hangup;
+mod stopping;
 mod unavailable;
