@@ -88,9 +88,17 @@ pub struct Unsupported(pub String);
 impl Unsupported {
     /// The sentence a refusal carries.
     pub fn message(&self) -> String {
+        // What was asked, quoted up to a few characters: a header of kilobytes is not
+        // echoed back whole.
+        const SHOWN: usize = 16;
+        let asked: String = self.0.chars().take(SHOWN).collect();
+        let more = if self.0.chars().count() > SHOWN {
+            "…"
+        } else {
+            ""
+        };
         format!(
-            "A2A protocol version {:?} is not supported; this agent serves {} (send `A2A-Version: Major.Minor`, or none for 0.3)",
-            self.0,
+            "A2A protocol version {asked:?}{more} is not supported; this agent serves {} (send `A2A-Version: Major.Minor`, or none for 0.3)",
             SUPPORTED.join(" and ")
         )
     }
@@ -237,5 +245,15 @@ mod tests {
             Version::V10.code(code::TASK_NOT_FOUND),
             code::TASK_NOT_FOUND
         );
+    }
+
+    #[test]
+    fn a_long_unsupported_version_is_quoted_shortened() {
+        let message = Unsupported("9".repeat(6000)).message();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("\"9999999999999999\"…"), "{message}");
+        assert!(Unsupported("2.0".into())
+            .message()
+            .contains("\"2.0\" is not"));
     }
 }
