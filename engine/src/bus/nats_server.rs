@@ -5,7 +5,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct NatsServer {
     pub port: u16,
@@ -72,14 +71,7 @@ impl NatsServer {
             .spawn()
             .unwrap_or_else(|e| panic!("this test needs nats-server (set NATS_SERVER_BIN): {e}"));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nats-server did not start on port {}", self.port);
+        super::wait_listening(self.port, "nats-server");
     }
 
     /// Kills the server (like a crash); the store directory stays.

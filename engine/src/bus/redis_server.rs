@@ -6,7 +6,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
@@ -82,14 +81,7 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start on port {}", self.port);
+        super::wait_listening(self.port, "redis-server");
     }
 
     /// Kills the server (like a crash); the directory (its append-only file) stays.
