@@ -192,6 +192,27 @@ impl DestinationRef {
     pub fn count_parked(&self, gauge: prometheus_client::metrics::gauge::Gauge) -> Counted {
         Counted::new(self.clone(), true, Some(gauge))
     }
+
+    /// Like [`DestinationRef::count_parked`], but only while fewer than `cap` are parked:
+    /// the check and the count are one step, so queues parking at the same time never take
+    /// the destination past its cap between them.
+    pub fn try_count_parked(
+        &self,
+        cap: usize,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Option<Counted> {
+        self.parked
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        gauge.inc();
+        Some(Counted {
+            destination: self.clone(),
+            parked: true,
+            gauge: Some(gauge),
+        })
+    }
 }
 
 /// One notification counted in its destination's unacknowledged or parked total.

@@ -325,7 +325,16 @@ impl Queue {
             .max(1);
         let mut at = from;
         while at < self.items.len() && !self.items[at].parked {
-            let overflow = self.destination.as_ref().filter(|d| d.parked() >= cap);
+            // Its parked slot is taken before the letter is written, so another queue
+            // parking meanwhile cannot take the destination past its cap.
+            let slot = self
+                .destination
+                .as_ref()
+                .map(|d| d.try_count_parked(cap, self.shared.metrics.notifications_parked.clone()));
+            let overflow = match &slot {
+                Some(None) => self.destination.as_ref(),
+                _ => None,
+            };
             let item = &self.items[at];
             let error = match overflow {
                 Some(d) => format!(
@@ -364,10 +373,7 @@ impl Queue {
             self.shared.metrics.parked.inc();
             let item = &mut self.items[at];
             item.parked = true;
-            item.counted = self
-                .destination
-                .as_ref()
-                .map(|d| d.count_parked(self.shared.metrics.notifications_parked.clone()));
+            item.counted = slot.flatten();
             if let Some(ticket) = item.ticket.take() {
                 ticket.release().await;
             }
