@@ -137,6 +137,7 @@ pub async fn build_bus(config: &Config, namespace: &str) -> Result<Arc<dyn Bus>>
             options.max_deliver = nats.max_deliver;
             options.wait_for_server = nats.wait_for_server;
             options.prefetch = config.worker.concurrency;
+            options.command_batch = nats.command_batch;
             let bus = NatsBus::connect(options)
                 .await
                 .map_err(|e| Error::backend("task bus (SCHEDULER_TYPE=nats)", e))?;

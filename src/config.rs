@@ -175,6 +175,7 @@ bindu_engine::section! {
         pub ack_wait: Duration = nats().ack_wait, env "NATS__ACK_WAIT" as "ack_wait_secs";
         pub max_deliver: i64 = nats().max_deliver, env "NATS__MAX_DELIVER";
         pub wait_for_server: bool = nats().wait_for_server, env "NATS__WAIT_FOR_SERVER";
+        pub command_batch: usize = nats().command_batch, env "NATS__COMMAND_BATCH";
     }
 }
 
@@ -232,7 +233,8 @@ impl Section for NatsConfig {
             "must be longer than zero",
         )?;
         at_least(self.ack_wait.as_secs(), 1, "ack_wait_secs")?;
-        within(self.max_deliver, 1, 1000, "max_deliver")
+        within(self.max_deliver, 1, 1000, "max_deliver")?;
+        within(self.command_batch, 1, 1000, "command_batch")
     }
 }
 

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 pub const STORE_BATCH_SIZE: &str = "bindu_store_batch_size";
 pub const STORE_BATCH_DURATION: &str = "bindu_store_batch_duration_seconds";
 pub const BUS_PUBLISH_DURATION: &str = "bindu_bus_publish_duration_seconds";
+pub const BUS_COMMAND_BATCH: &str = "bindu_bus_command_batch_size";
 pub const QUEUE_WAITING: &str = "bindu_queue_commands_waiting";
 pub const QUEUE_RUNNING: &str = "bindu_queue_commands_running";
 pub const QUEUE_SAMPLED_AT: &str = "bindu_queue_sampled_at_seconds";
@@ -28,6 +29,8 @@ pub struct EngineMetrics {
     pub store_batch_duration: Histogram,
     /// Time to publish one batch of commands or events until the bus stored it.
     pub bus_publish_duration: Histogram,
+    /// Commands carried by one work-queue message (NATS, `NATS__COMMAND_BATCH`).
+    pub bus_command_batch: Histogram,
     /// Commands no worker has taken (the workers' consumer's pending count), sampled.
     pub queue_waiting: Gauge,
     /// Commands taken and not acknowledged yet (running or being redelivered), sampled.
@@ -43,6 +46,7 @@ pub fn engine() -> &'static EngineMetrics {
         store_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
         store_batch_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
         bus_publish_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 18)),
+        bus_command_batch: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
         queue_waiting: Gauge::default(),
         queue_running: Gauge::default(),
         queue_sampled_at: Gauge::default(),
@@ -66,6 +70,11 @@ impl EngineMetrics {
             BUS_PUBLISH_DURATION,
             "Time to publish a batch of task commands or events until the bus has stored them",
             self.bus_publish_duration.clone(),
+        );
+        registry.register(
+            BUS_COMMAND_BATCH,
+            "Commands carried by one work-queue message published from this process",
+            self.bus_command_batch.clone(),
         );
     }
 

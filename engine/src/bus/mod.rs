@@ -110,7 +110,9 @@ impl QueueDepth {
 /// Acknowledges one delivered command.
 #[async_trait]
 pub trait Acker: Send + Sync {
-    /// The command is done (its outcome is durable); never deliver it again.
+    /// The command is done (its outcome is durable). It is not delivered again, except
+    /// with a batch it came in (NATS) when another command of the batch is handed back:
+    /// then as a redelivery (`attempt` > 1), which a worker checks against the store.
     async fn ack(&self) -> Result<(), BusError>;
     /// Deliver the command again after `delay` (for transient failures).
     async fn nack(&self, delay: Duration) -> Result<(), BusError>;
@@ -138,7 +140,9 @@ pub trait Bus: Send + Sync + 'static {
 
     /// The work queue's load now ([`QueueDepth`]), read cheaply: a counter in process, one
     /// request to the server (at most a fraction of a second old) on a durable queue; never by
-    /// reading tasks.
+    /// reading tasks. A backend that carries several commands in one message (NATS batches)
+    /// counts messages on the server: it reports them times the commands per message it
+    /// published (an estimate), and a message's commands as running until the last is acked.
     async fn queue_depth(&self) -> Result<QueueDepth, BusError>;
 
     /// A worker's share of the work queue: each command goes to one consumer.

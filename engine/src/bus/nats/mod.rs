@@ -37,6 +37,7 @@ use super::*;
 use crate::retry::RetryPolicy;
 use tokio_util::sync::CancellationToken;
 
+mod batch;
 mod durable;
 mod wire;
 
@@ -70,6 +71,9 @@ pub struct NatsOptions {
     /// cumulative, so every message after the oldest unacknowledged one counts: past this,
     /// the server delivers nothing more until that one is acked.
     pub event_max_ack_pending: i64,
+    /// Most commands one work-queue message carries ([`batch`]); 1 publishes each command
+    /// on its own.
+    pub command_batch: usize,
 }
 
 impl NatsOptions {
@@ -86,6 +90,7 @@ impl NatsOptions {
             prefetch: 256,
             event_ack_wait: Duration::from_secs(600),
             event_max_ack_pending: 100_000,
+            command_batch: 64,
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct NatsBus {
     flushers: std::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
     /// The last queue depth read and when (held across the request: one read at a time).
     depth: tokio::sync::Mutex<Option<(std::time::Instant, QueueDepth)>>,
+    /// Gathers commands into batch messages (absent with `command_batch` 1).
+    batcher: Option<batch::Batcher>,
 }
 
 /// How old a queue depth may be before it is read again from the server.
@@ -187,7 +194,22 @@ impl NatsBus {
             NatsStorage::Memory => stream::StorageType::Memory,
         };
         let agent = options.agent.clone();
+        let batcher = (options.command_batch > 1).then(|| {
+            // The server's payload limit, less room for the headers.
+            let max_bytes = client
+                .server_info()
+                .max_payload
+                .saturating_sub(4096)
+                .max(1024);
+            batch::Batcher::start(
+                js.clone(),
+                subjects::commands(&agent),
+                options.command_batch,
+                max_bytes,
+            )
+        });
         let bus = NatsBus {
+            batcher,
             router: super::router::TaskRouter::default(),
             fanout: tokio::sync::OnceCell::new(),
             flushers: Default::default(),
@@ -392,17 +414,31 @@ impl Bus for NatsBus {
 
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
         let started = std::time::Instant::now();
+        if let Some(batcher) = &self.batcher {
+            let mut stored = Vec::with_capacity(commands.len());
+            for c in &commands {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                batcher.send(batch::Pending {
+                    id: command_id(c),
+                    json: serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?,
+                    trace: c.trace.clone().or_else(crate::trace::current),
+                    done,
+                })?;
+                stored.push(wait);
+            }
+            for wait in stored {
+                wait.await
+                    .map_err(|_| BusError::Closed)?
+                    .map_err(BusError::Unavailable)?;
+            }
+            published(started);
+            return Ok(());
+        }
         let mut acks = Vec::with_capacity(commands.len());
         for c in &commands {
             let payload = serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?;
             let mut headers = async_nats::HeaderMap::new();
-            // The task's version is part of the id: a follow-up that reuses an earlier
-            // message's id is a new submission (a new version) and must not fall in the
-            // duplicate window; only the same submission published again does.
-            headers.insert(
-                "Nats-Msg-Id",
-                format!("{}:{}:{}", c.task_id, c.message_id, c.version).as_str(),
-            );
+            headers.insert("Nats-Msg-Id", command_id(c).as_str());
             if let Some(trace) = c.trace.clone().or_else(crate::trace::current) {
                 wire::add_trace(&mut headers, &trace);
             }
@@ -441,9 +477,16 @@ impl Bus for NatsBus {
             .await
             .map_err(unavailable)?;
         let info = stream.consumer_info(CONSUMER).await.map_err(unavailable)?;
+        // The server counts messages; with batches, each stands for the commands per
+        // message this process publishes (an estimate; exact without batches).
+        let per_message = self
+            .batcher
+            .as_ref()
+            .map_or(1.0, |b| b.published.per_message());
+        let commands = |messages: u64| (messages as f64 * per_message).round() as u64;
         let depth = QueueDepth {
-            waiting: info.num_pending,
-            running: info.num_ack_pending as u64,
+            waiting: commands(info.num_pending),
+            running: commands(info.num_ack_pending as u64),
         };
         *last = Some((std::time::Instant::now(), depth));
         Ok(depth)
@@ -451,36 +494,55 @@ impl Bus for NatsBus {
 
     async fn consume_commands(&self) -> Result<CommandStream, BusError> {
         let consumer = self.consumer().await?;
+        // The prefetch bound counts commands: a message may carry a batch of them.
+        let per_message = self.options.command_batch.max(1);
         let messages = consumer
             .stream()
-            .max_messages_per_batch(self.options.prefetch.max(1))
+            .max_messages_per_batch(self.options.prefetch.max(1).div_ceil(per_message).max(16))
             .messages()
             .await
             .map_err(unavailable)?;
         Ok(messages
-            .filter_map(|m| async move {
+            .then(|m| async move {
                 let m = match m {
                     Ok(m) => m,
-                    Err(e) => return Some(Err(unavailable(e))),
+                    Err(e) => return vec![Err(unavailable(e))],
                 };
                 let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
                 let (msg, acker) = m.split();
+                if batch::is_batch(msg.headers.as_ref()) {
+                    return match batch::decode(&msg.payload) {
+                        Ok(commands) if !commands.is_empty() => {
+                            batch::parts(commands, attempt, acker).into_iter().map(Ok).collect()
+                        }
+                        Ok(_) => {
+                            let _ = acker.ack().await;
+                            Vec::new()
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dropping a command batch that is not valid JSON");
+                            let _ = acker.ack_with(jetstream::AckKind::Term).await;
+                            Vec::new()
+                        }
+                    };
+                }
                 match serde_json::from_slice::<TaskCommand>(&msg.payload) {
-                    Ok(mut command) => Some(Ok(Delivery {
+                    Ok(mut command) => vec![Ok(Delivery {
                         command: {
                             command.trace = msg.headers.as_ref().and_then(wire::read_trace);
                             command
                         },
                         attempt,
                         acker: Box::new(NatsAcker(acker)),
-                    })),
+                    })],
                     Err(e) => {
                         tracing::warn!(error = %e, "dropping a command that is not valid JSON");
                         let _ = acker.ack_with(jetstream::AckKind::Term).await;
-                        None
+                        Vec::new()
                     }
                 }
             })
+            .flat_map(futures::stream::iter)
             .take_until(self.intake.clone().cancelled_owned())
             .boxed())
     }
@@ -631,7 +693,7 @@ impl Bus for NatsBus {
         let js = self.js.clone();
         let stream_name = self.commands_stream.clone();
         Ok(sub
-            .filter_map(move |m| {
+            .then(move |m| {
                 let js = js.clone();
                 let stream_name = stream_name.clone();
                 async move {
@@ -643,14 +705,26 @@ impl Bus for NatsBus {
                         .unwrap_or(0);
                     let stream = js.get_stream(&stream_name).await.ok()?;
                     let raw = stream.get_raw_message(seq).await.ok()?;
-                    let command: TaskCommand = serde_json::from_slice(&raw.payload).ok()?;
-                    Some(Exhausted {
-                        command,
-                        deliveries,
-                        position: seq,
-                    })
+                    // Every command of a batch ran out with it (the pool fails only the
+                    // tasks that have not ended).
+                    let commands = if batch::is_batch(Some(&raw.headers)) {
+                        batch::decode(&raw.payload).ok()?
+                    } else {
+                        vec![serde_json::from_slice::<TaskCommand>(&raw.payload).ok()?]
+                    };
+                    Some(
+                        commands
+                            .into_iter()
+                            .map(|command| Exhausted {
+                                command,
+                                deliveries,
+                                position: seq,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
                 }
             })
+            .flat_map(|found| futures::stream::iter(found.unwrap_or_default()))
             .boxed())
     }
 
@@ -668,12 +742,25 @@ impl Bus for NatsBus {
             .get_stream(&self.commands_stream)
             .await
             .map_err(unavailable)?;
-        stream
-            .delete_message(exhausted.position)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        match stream.delete_message(exhausted.position).await {
+            Ok(_) => Ok(()),
+            // Another command of the same batch message removed it already.
+            Err(e)
+                if matches!(e.kind(), stream::DeleteMessageErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
+}
+
+/// A command's duplicate-detection id. The task's version is part of it: a follow-up that
+/// reuses an earlier message's id is a new submission (a new version) and must not fall in
+/// the duplicate window; only the same submission published again does.
+fn command_id(c: &TaskCommand) -> String {
+    format!("{}:{}:{}", c.task_id, c.message_id, c.version)
 }
 
 /// A publish the server acknowledged, for `bindu_bus_publish_duration_seconds`.

@@ -35,6 +35,149 @@ async fn conformance_suite() {
     .await;
 }
 
+/// The commands of one batch message (or a bus that publishes each alone).
+async fn take(
+    commands: &mut bindu_engine::bus::CommandStream,
+    n: usize,
+) -> Vec<bindu_engine::bus::Delivery> {
+    let mut taken = Vec::new();
+    for _ in 0..n {
+        taken.push(
+            tokio::time::timeout(WAIT, commands.next())
+                .await
+                .expect("a command in time")
+                .expect("open")
+                .expect("ok"),
+        );
+    }
+    taken
+}
+
+/// The work-queue stream's message count.
+async fn stored_messages(server: &NatsServer, agent: &str) -> u64 {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("BINDU_{agent}_COMMANDS"))
+        .await
+        .expect("stream");
+    stream.info().await.expect("info").state.messages
+}
+
+/// Commands published together travel in few messages (at most `command_batch` each), and
+/// each comes out once, with its own task and trace; with `command_batch` 1 each is a
+/// message of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_published_together_share_messages() {
+    let server = NatsServer::start();
+    for (agent, batch) in [("batched", 64), ("single", 1)] {
+        let mut o = options(&server, agent);
+        o.command_batch = batch;
+        let bus = NatsBus::connect(o).await.expect("connect");
+        let ids: Vec<String> = (0..200).map(|i| format!("{agent}-{i}")).collect();
+        let mut commands: Vec<_> = ids.iter().map(|id| command(id)).collect();
+        commands[7].trace = Some(bindu_schemas::bus::TraceContext {
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            tracestate: Some("k=\"v\"".into()),
+        });
+        bus.publish_commands(commands).await.expect("publish");
+        let messages = stored_messages(&server, agent).await;
+        if batch == 1 {
+            assert_eq!(messages, 200, "one message per command");
+        } else {
+            assert!(
+                (4..200).contains(&messages),
+                "200 commands in {messages} messages of at most 64"
+            );
+        }
+        let mut stream = bus.consume_commands().await.expect("consume");
+        let mut got: Vec<String> = Vec::new();
+        for d in take(&mut stream, 200).await {
+            assert_eq!(d.attempt, 1);
+            got.push(d.command.task_id.clone());
+            d.acker.ack().await.expect("ack");
+        }
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(got, want, "each command once");
+        let more = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+        assert!(more.is_err(), "nothing comes again once all are acked");
+    }
+}
+
+/// A batch is acked once every command in it is: one command handed back brings the whole
+/// message again (each command numbered as a redelivery, so a worker checks it against the
+/// store), after its siblings settled; a command dropped unsettled (its worker stopped
+/// before running it) counts as handed back at once, long before the ack deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_comes_again_whole_when_one_command_is_handed_back() {
+    let server = NatsServer::start();
+    let mut o = options(&server, "handback");
+    o.ack_wait = Duration::from_secs(30);
+    o.max_deliver = 10;
+    let bus = NatsBus::connect(o).await.expect("connect");
+    bus.publish_commands(vec![command("a"), command("b"), command("c")])
+        .await
+        .expect("publish");
+    assert_eq!(stored_messages(&server, "handback").await, 1, "one batch");
+    let mut stream = bus.consume_commands().await.expect("consume");
+    let mut first = take(&mut stream, 3).await;
+    let c = first.pop().expect("c");
+    let b = first.pop().expect("b");
+    let a = first.pop().expect("a");
+    a.acker.ack().await.expect("ack a");
+    b.acker.nack(Duration::ZERO).await.expect("nack b");
+    // Not yet: c is still running.
+    let early = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+    assert!(early.is_err(), "redelivered before every command settled");
+    // c's worker stops before running it.
+    drop(c);
+    let again = take(&mut stream, 3).await;
+    let mut ids: Vec<_> = again.iter().map(|d| d.command.task_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(
+        again.iter().all(|d| d.attempt == 2),
+        "numbered as redeliveries"
+    );
+    for d in again {
+        d.acker.ack().await.expect("ack");
+    }
+    let more = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+    assert!(more.is_err(), "acked in full");
+}
+
+/// A batch that runs out of deliveries reports each of its commands, and dead-lettering
+/// them one after the other succeeds (the first removes the message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_batch_reports_every_command() {
+    let server = NatsServer::start();
+    let mut o = options(&server, "exhaust");
+    o.max_deliver = 1;
+    let bus = NatsBus::connect(o).await.expect("connect");
+    let mut exhausted = bus.exhausted_commands().await.expect("advisories");
+    bus.publish_commands(vec![command("x"), command("y")])
+        .await
+        .expect("publish");
+    let mut stream = bus.consume_commands().await.expect("consume");
+    // Taken and never settled (held): the ack deadline passes, no delivery is left.
+    let held = take(&mut stream, 2).await;
+    let mut reported = Vec::new();
+    for _ in 0..2 {
+        let ex = tokio::time::timeout(WAIT, exhausted.next())
+            .await
+            .expect("reported in time")
+            .expect("open");
+        reported.push(ex.command.task_id.clone());
+        bus.dead_letter(&ex).await.expect("dead-lettered");
+    }
+    reported.sort();
+    assert_eq!(reported, ["x", "y"]);
+    assert_eq!(stored_messages(&server, "exhaust").await, 0);
+    drop(held);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_are_idempotent() {
     let server = NatsServer::start();
