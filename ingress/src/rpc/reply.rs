@@ -80,6 +80,12 @@ pub(crate) fn json<T: Serialize>(result: &T) -> Result<Answer, JsonRpcError> {
 
 /// The success response to `call`.
 pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
+    // The version a push config was made in is the store's record, not part of the config.
+    let answer = match answer {
+        Answer::PushConfig(c) => Answer::PushConfig(unversioned(c)),
+        Answer::PushConfigs(c) => Answer::PushConfigs(c.into_iter().map(unversioned).collect()),
+        other => other,
+    };
     match call.version {
         Version::V03 => match answer {
             Answer::Task(t) | Answer::Sent(t) => framed(call, &t),
@@ -117,6 +123,11 @@ pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
             Answer::Json(v) => framed(call, &v),
         },
     }
+}
+
+fn unversioned(mut c: TaskPushNotificationConfig) -> TaskPushNotificationConfig {
+    c.push_notification_config.a2a_version = None;
+    c
 }
 
 impl IntoResponse for Reply {
