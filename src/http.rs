@@ -88,6 +88,7 @@ pub(crate) async fn start(
         skills: &parts.skills,
         identity: &parts.identity,
         base_url: &base_url,
+        rest_base_path: &config.server.rest_base_path,
         capabilities,
         client_certs: config.mtls.client_certs(),
         bearer: config.auth.enabled,

@@ -25,11 +25,13 @@ pub struct CardCapabilities {
 }
 
 /// Builds the public card with `skills`' public skills. `base_url` is where clients reach us
-/// (no trailing slash).
+/// (no trailing slash); `rest_base_path` is where the HTTP+JSON binding is served under it
+/// (`server.rest_base_path`).
 pub fn build_card(
     agent: &AgentConfig,
     skills: &Skills,
     base_url: &str,
+    rest_base_path: &str,
     caps: CardCapabilities,
 ) -> AgentCard {
     let url = format!("{base_url}/");
@@ -71,7 +73,9 @@ pub fn build_card(
         security: None,
         supports_authenticated_extended_card: None,
         signatures: None,
-        // 1.0 clients find their interface here; the newest version first.
+        // 1.0 clients find their interface here; the newest version first, JSON-RPC (the
+        // preferred transport) before HTTP+JSON, which serves 1.0 only. A client appends
+        // `/message:send` and the like to the HTTP+JSON URL.
         supported_interfaces: Some(
             ["1.0", "0.3"]
                 .into_iter()
@@ -81,6 +85,12 @@ pub fn build_card(
                     protocol_version: version.into(),
                     tenant: None,
                 })
+                .chain([SupportedInterface {
+                    url: format!("{base_url}{rest_base_path}"),
+                    protocol_binding: transport::HTTP_JSON.into(),
+                    protocol_version: "1.0".into(),
+                    tenant: None,
+                }])
                 .collect(),
         ),
     }
@@ -109,6 +119,8 @@ pub struct CardParts<'a> {
     pub identity: &'a Identity,
     /// Where clients reach the agent (no trailing slash).
     pub base_url: &'a str,
+    /// Where the HTTP+JSON binding is served under `base_url` (`server.rest_base_path`).
+    pub rest_base_path: &'a str,
     pub capabilities: CardCapabilities,
     /// Client certificates take part in authentication (`MTLS__*`).
     pub client_certs: bool,
@@ -161,12 +173,13 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         skills,
         identity,
         base_url,
+        rest_base_path,
         capabilities,
         client_certs,
         bearer,
         payments,
     } = parts;
-    let mut card = build_card(agent, skills, base_url, capabilities);
+    let mut card = build_card(agent, skills, base_url, rest_base_path, capabilities);
     card.capabilities.extensions = Some(vec![AgentExtension {
         uri: identity.did.clone(),
         description: Some(format!("DID-based identity for {}", agent.name)),

@@ -8,6 +8,7 @@
 //! | refusal | HTTP | body |
 //! |---|---|---|
 //! | a JSON-RPC error (envelope, method, params, the method itself) | 200 | JSON-RPC, id echoed |
+//! | the same on an HTTP+JSON route (A2A 1.0) | 400, 404, 409, … ([`crate::rest::error`]) | `google.rpc.Status` |
 //! | body over `server.max_body_bytes` | 413 | -32600 (`Connection: close` if not drained) |
 //! | body unreadable | 400 | -32700 |
 //! | body not whole within `server.body_timeout_secs` | 408 + `Connection: close` | -32600 |
@@ -36,6 +37,9 @@ use serde_json::json;
 pub enum EdgeError {
     /// A JSON-RPC error (envelope, method, params or the method's own): HTTP 200.
     Rpc(ErrorResponse),
+    /// The same errors met on an A2A 1.0 HTTP+JSON route, their code in 1.0's table: the
+    /// status and `google.rpc.Status` body of [`crate::rest::error`]'s table.
+    Rest(JsonRpcError),
     /// The request body passed `limit` bytes. `drained`: the rest of it was read, so the
     /// connection can carry another request.
     BodyTooLarge {
@@ -232,6 +236,7 @@ impl IntoResponse for EdgeError {
         };
         match self {
             E::Rpc(e) => json_response(StatusCode::OK, e.to_json()),
+            E::Rest(e) => crate::rest::error::response(&e),
             E::BodyTooLarge { limit, drained } => {
                 let mut resp = rpc_refusal(
                     StatusCode::PAYLOAD_TOO_LARGE,

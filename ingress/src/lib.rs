@@ -7,6 +7,7 @@
 //! - [`router`]: routes → handlers, and [`serve`].
 //! - [`state`]: the [`Ingress`] state every handler shares, and [`IngressOptions`].
 //! - [`rpc`]: `POST /`: envelope validation, one module per method family.
+//! - [`rest`]: A2A 1.0's HTTP+JSON binding: routes that run the same methods as [`rpc`].
 //! - [`auth`]: Bearer tokens (Hydra introspection), DID request signatures, replay guard.
 //! - [`payments`]: x402: the 402 answer, local checks, the nonce guard, `/verify`.
 //! - [`tls`]: HTTPS, mutual TLS and the client certificate as the caller.
@@ -40,6 +41,7 @@ pub mod negotiation;
 pub mod options;
 pub mod payments;
 pub mod probes;
+pub mod rest;
 pub mod router;
 pub mod rpc;
 pub mod server;

@@ -57,6 +57,10 @@ bindu_engine::section! {
             env "BINDU_MAX_REFERENCE_TASK_IDS";
         pub max_list_bytes: usize = IngressOptions::default().max_list_bytes,
             env "BINDU_MAX_LIST_BYTES";
+        /// Where the A2A 1.0 HTTP+JSON binding is served (`/message:send`, `/tasks`, … under
+        /// it); empty or `/`: at the root.
+        pub rest_base_path: String = IngressOptions::default().rest_base_path,
+            env "BINDU_REST_BASE_PATH";
     }
 }
 
@@ -85,6 +89,11 @@ impl Section for ServerConfig {
             "max_reference_task_ids",
         )?;
         within(self.max_list_bytes, 65_536, 1 << 30, "max_list_bytes")?;
+        self.rest_base_path =
+            crate::rest::base_path(&self.rest_base_path).map_err(|message| Invalid {
+                field: "rest_base_path",
+                message,
+            })?;
         self.allowed_hosts.retain(|h| !h.trim().is_empty());
         Ok(())
     }
@@ -105,6 +114,7 @@ impl ServerConfig {
             max_parts: self.max_parts,
             max_reference_task_ids: self.max_reference_task_ids,
             max_list_bytes: self.max_list_bytes,
+            rest_base_path: self.rest_base_path.clone(),
             ..IngressOptions::default()
         }
     }

@@ -1,7 +1,8 @@
 //! Routes → handlers, and [`serve`] / [`serve_with`].
 //!
-//! Only `POST /` and `GET /agent/private.json` are authenticated (the auth layer sits on
-//! those routes), so every other path is public by construction. Before it, `/` checks `Host` and `Content-Type`
+//! Only `POST /`, the HTTP+JSON routes ([`crate::rest`]) and `GET /agent/private.json`
+//! are authenticated (the auth layer sits on those routes), so every other path is public
+//! by construction. Before it, `/` and the HTTP+JSON routes check `Host` and `Content-Type`
 //! ([`crate::guard`]). `/did/resolve` gets the agent's DID document as its own state.
 
 use axum::extract::State;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::EdgeError;
 use crate::server::ConnectionLimits;
 use crate::state::Ingress;
-use crate::{auth, did, guard, health, negotiation, payments, rpc, skills, tls, version};
+use crate::{auth, did, guard, health, negotiation, payments, rest, rpc, skills, tls, version};
 
 impl Ingress {
     /// `route` behind the authentication this ingress has: the client certificate
@@ -34,27 +35,32 @@ impl Ingress {
         }
     }
 
-    /// The HTTP routes.
-    pub fn router(&self) -> Router {
-        // Only `/` and the private card are authenticated: every other path is public by
-        // construction.
-        let rpc = self.authenticated(post(rpc::handle));
+    /// `route` behind what every A2A method route has outside its authentication: the
+    /// `Host` and content-type guard, and the x402 extension echo of a priced agent.
+    fn guarded(&self, route: MethodRouter<Ingress>) -> MethodRouter<Ingress> {
+        // A priced agent echoes the x402 extension to the clients that activate it.
+        let priced = self.inner.payments.get().is_some();
         // Outermost: a request a web page could forge is refused before anything else.
-        let rpc = rpc
-            .get(redirect_to_card)
+        route
             .route_layer(axum::middleware::from_fn_with_state(
                 self.inner.allowed_hosts.clone(),
                 guard::layer,
-            ));
-        // A priced agent echoes the x402 extension to the clients that activate it.
-        let priced = self.inner.payments.get().is_some();
-        let rpc = rpc
+            ))
             .route_layer(axum::middleware::from_fn_with_state(
                 priced,
                 payments::extensions_layer,
             ))
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        // Only `/`, the HTTP+JSON routes and the private card are authenticated: every
+        // other path is public by construction.
+        let rpc = self
+            .guarded(self.authenticated(post(rpc::handle)).get(redirect_to_card))
             // Outside everything: refusals of every layer carry the version's codes.
             .route_layer(axum::middleware::from_fn(version::layer));
+        let priced = self.inner.payments.get().is_some();
         let card = get(agent_card).route_layer(axum::middleware::from_fn_with_state(
             priced,
             payments::extensions_layer,
@@ -78,6 +84,13 @@ impl Ingress {
             .route("/health", get(health::health))
             .route("/healthz", get(health::healthz))
             .route("/metrics", get(health::metrics));
+        // A2A 1.0 HTTP+JSON: the same layers as `/`, refusals in the binding's form.
+        for (path, route) in rest::routes(&self.inner.options.rest_base_path) {
+            let route = self
+                .guarded(self.authenticated(route))
+                .route_layer(axum::middleware::from_fn(rest::layer));
+            router = router.route(&path, route);
+        }
         // As in Bindu, only an agent with private skills or an access list serves it.
         if self.inner.skills.restricted() && self.inner.extended_card.is_some() {
             router = router.route(
@@ -111,6 +124,18 @@ const ENDPOINTS: &[&str] = &[
     "/agent/negotiation",
 ];
 
+/// The HTTP+JSON route templates ([`rest::TEMPLATES`] and the extended card's), after
+/// `server.rest_base_path`.
+const REST_ENDPOINTS: &[&str] = &[
+    rest::TEMPLATES[0],
+    rest::TEMPLATES[1],
+    rest::TEMPLATES[2],
+    rest::TEMPLATES[3],
+    rest::TEMPLATES[4],
+    rest::TEMPLATES[5],
+    rest::CARD_TEMPLATE,
+];
+
 /// Counts every HTTP request by method, route and status, and times it (Bindu's
 /// `http_requests_total`, `http_request_duration_seconds`, `http_requests_in_flight`).
 async fn http_metrics(
@@ -119,10 +144,18 @@ async fn http_metrics(
     next: axum::middleware::Next,
 ) -> Response {
     let metrics = &app.inner.metrics;
+    let base = app.inner.options.rest_base_path.as_str();
     let endpoint = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .and_then(|m| ENDPOINTS.iter().copied().find(|e| *e == m.as_str()))
+        .and_then(|m| {
+            let m = m.as_str();
+            ENDPOINTS.iter().copied().find(|e| *e == m).or_else(|| {
+                // HTTP+JSON routes are named by their template after the base path.
+                let after = m.strip_prefix(base)?;
+                REST_ENDPOINTS.iter().copied().find(|e| *e == after)
+            })
+        })
         .unwrap_or("unmatched");
     let method = match *request.method() {
         axum::http::Method::GET => "GET",
@@ -155,10 +188,17 @@ async fn redirect_to_card() -> Response {
         .into_response()
 }
 
-async fn not_found(uri: axum::http::Uri) -> EdgeError {
-    EdgeError::NoRoute {
-        path: uri.path().to_string(),
+async fn not_found(State(app): State<Ingress>, uri: axum::http::Uri) -> Response {
+    let base = app.inner.options.rest_base_path.as_str();
+    let path = uri.path();
+    if !base.is_empty() && path.starts_with(base) && path[base.len()..].starts_with('/') {
+        // Under the HTTP+JSON base path: the binding's error form.
+        return rest::no_route(path);
     }
+    EdgeError::NoRoute {
+        path: path.to_string(),
+    }
+    .into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests

@@ -1,7 +1,8 @@
 //! Task event streams over SSE (`message/stream`, `tasks/resubscribe`).
 //!
 //! Each event is one compact `data:` line holding a JSON-RPC response with the request id
-//! (under 1.0 its result is a `StreamResponse`: `{"task": …}`, `{"statusUpdate": …}`, …);
+//! (under 1.0 its result is a `StreamResponse`: `{"task": …}`, `{"statusUpdate": …}`, …;
+//! over HTTP+JSON the `StreamResponse` alone, and an error its `google.rpc.Status` body);
 //! its SSE `id:` is the task event's sequence number. The first event is the Task, then the
 //! status and artifact updates in order; after the update with `final: true` the stream
 //! ends. A client that goes away only drops its subscription: the task keeps running.
@@ -20,7 +21,7 @@ use bindu_schemas::Task;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::rpc::Call;
+use crate::rpc::{Binding, Call};
 use crate::state::Ingress;
 use crate::version::Version;
 
@@ -48,8 +49,11 @@ enum Streamed<'a> {
 
 fn data_event(call: &Call, seq: u64, what: Streamed<'_>) -> Event {
     fn json<T: Serialize>(call: &Call, result: &T) -> String {
-        serde_json::to_string(&SuccessResponse::new(&call.id, result))
-            .unwrap_or_else(|e| error_json(call, JsonRpcError::internal(e)))
+        match call.binding {
+            Binding::JsonRpc => serde_json::to_string(&SuccessResponse::new(&call.id, result)),
+            Binding::Rest => serde_json::to_string(result),
+        }
+        .unwrap_or_else(|e| error_json(call, JsonRpcError::internal(e)))
     }
     let json = match (call.version, what) {
         (Version::V03, Streamed::Task(t)) => json(call, t),
@@ -65,10 +69,15 @@ fn data_event(call: &Call, seq: u64, what: Streamed<'_>) -> Event {
     Event::default().id(seq.to_string()).data(json)
 }
 
-/// A JSON-RPC error response to `call`, with the code of its version.
+/// The error response to `call` (JSON-RPC, or HTTP+JSON's status body), with the code of
+/// its version.
 fn error_json(call: &Call, mut e: JsonRpcError) -> String {
     e.code = call.version.code(e.code);
-    String::from_utf8(ErrorResponse::new(call.id.clone(), e).to_json()).unwrap_or_default()
+    let body = match call.binding {
+        Binding::JsonRpc => ErrorResponse::new(call.id.clone(), e).to_json(),
+        Binding::Rest => crate::rest::error::body(&e, None).1,
+    };
+    String::from_utf8(body).unwrap_or_default()
 }
 
 impl StreamState {

@@ -34,6 +34,9 @@ pub struct IngressOptions {
     /// Approximate size (bytes of task JSON) past which a `tasks/list` page ends early with
     /// a cursor to the rest; a page holds at least one task.
     pub max_list_bytes: usize,
+    /// Where the A2A 1.0 HTTP+JSON binding is served: `""` (the root) or `/segment…`
+    /// without a trailing slash ([`crate::rest::base_path`] checks it).
+    pub rest_base_path: String,
 }
 
 impl Default for IngressOptions {
@@ -53,6 +56,9 @@ impl Default for IngressOptions {
             // A page of 50 small tasks is a few KiB; this lets through pages of large
             // results while one call never builds or sends more than about this much.
             max_list_bytes: 8 * 1024 * 1024,
+            // The prose specification's examples (`/v1/message:send`); it keeps the
+            // binding's paths apart from the agent's other routes.
+            rest_base_path: "/v1".into(),
         }
     }
 }

@@ -128,6 +128,22 @@ pub fn negotiate(headers: &HeaderMap, uri: &Uri) -> Result<Version, Unsupported>
     parse(&asked)
 }
 
+/// The version an HTTP+JSON request asks for ([`crate::rest`]): that binding serves 1.0
+/// only, so no version (or an empty one) is 1.0 there, and 0.3 is not served.
+pub fn negotiate_rest(headers: &HeaderMap, uri: &Uri) -> Result<Version, Unsupported> {
+    match headers.get(HEADER) {
+        Some(v) => match v.to_str() {
+            Ok(v) if v.trim().is_empty() || v.trim() == "1.0" => Ok(Version::V10),
+            Ok(v) => Err(Unsupported(v.trim().to_string())),
+            Err(_) => Err(Unsupported(String::from_utf8_lossy(v.as_bytes()).into())),
+        },
+        None => match query_version(uri).unwrap_or_default().as_str() {
+            "" | "1.0" => Ok(Version::V10),
+            other => Err(Unsupported(other.to_string())),
+        },
+    }
+}
+
 fn query_version(uri: &Uri) -> Option<String> {
     uri.query()?;
     let axum::extract::Query(pairs) =
@@ -219,6 +235,23 @@ mod tests {
             assert_eq!(asked(Some(bad), "/"), Err(Unsupported(bad.into())), "{bad}");
         }
         assert!(asked(None, "/?A2A-Version=0.9").is_err());
+    }
+
+    #[test]
+    fn http_json_requests_speak_1_0_whether_or_not_they_say_so() {
+        let rest = |header: Option<&str>, uri: &str| {
+            let mut headers = HeaderMap::new();
+            if let Some(h) = header {
+                headers.insert(HEADER, HeaderValue::from_str(h).unwrap());
+            }
+            negotiate_rest(&headers, &uri.parse().unwrap())
+        };
+        assert_eq!(rest(None, "/v1/tasks"), Ok(Version::V10));
+        assert_eq!(rest(Some(" "), "/v1/tasks"), Ok(Version::V10));
+        assert_eq!(rest(Some("1.0"), "/v1/tasks"), Ok(Version::V10));
+        assert_eq!(rest(None, "/v1/tasks?A2A-Version=1.0"), Ok(Version::V10));
+        assert!(rest(Some("0.3"), "/v1/tasks").is_err());
+        assert!(rest(None, "/v1/tasks?a2a-version=2.0").is_err());
     }
 
     #[test]

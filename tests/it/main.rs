@@ -14,6 +14,7 @@ mod process;
 mod support;
 
 mod a2a10;
+mod a2a10_rest;
 mod auth;
 mod cli;
 mod deploy;

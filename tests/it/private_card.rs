@@ -163,6 +163,52 @@ async fn the_extended_card_method_is_gated_the_same_way() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_json_extended_card_is_gated_the_same_way() {
+    let env = start().await;
+    let get = |token: Option<&'static str>| {
+        let mut req = env
+            .srv
+            .client
+            .get(env.srv.endpoint("/v1/extendedAgentCard"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = within("GET /v1/extendedAgentCard", req.send())
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = get(None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["reason"],
+        "AUTHENTICATION_REQUIRED"
+    );
+    let (status, body) = get(Some("tok-stranger")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["reason"],
+        "INSUFFICIENT_PERMISSIONS"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("stranger"));
+    let (status, card) = get(Some("tok-partner")).await;
+    assert_eq!(status, 200, "{card}");
+    assert_eq!(
+        skill_ids(&card),
+        [
+            "pdf-processing-v1",
+            "question-answering-v1",
+            "translation-v1"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_skills_stay_off_the_public_card_and_routes() {
     let env = start().await;
     let card: Value = get_json(

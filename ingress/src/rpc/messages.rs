@@ -107,6 +107,7 @@ async fn submit(
     }
     let push_config = config.push_notification_config.map(|mut p| {
         p.id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        p.a2a_version = super::push::payload_version(id);
         p
     });
 

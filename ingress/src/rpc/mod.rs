@@ -25,7 +25,7 @@ mod push;
 mod reply;
 mod tasks;
 
-pub(crate) use reply::Call;
+pub(crate) use reply::{Binding, Call};
 
 use std::time::Instant;
 
@@ -33,7 +33,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bindu_schemas::jsonrpc::{code, parse_request_with, JsonRpcError, Method};
+use bindu_schemas::jsonrpc::{code, parse_request_with, JsonRpcError, Method, Request};
 use tracing::Instrument;
 
 use crate::body::{read_limited, BodyError};
@@ -48,7 +48,7 @@ use reply::Reply;
 /// Bodies (and message params) above this many bytes are parsed as CPU-heavy work
 /// ([`bindu_engine::cpu::heavy`]): a few milliseconds of parsing would hold up every other
 /// request on the thread.
-const HEAVY_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const HEAVY_BODY_BYTES: usize = 256 * 1024;
 
 pub(crate) async fn handle(
     State(app): State<Ingress>,
@@ -106,8 +106,46 @@ pub(crate) async fn handle(
             return EdgeError::Rpc(e).into_response();
         }
     };
-    let caller = caller.map(|axum::Extension(Caller(c))| c);
-    if let Some(axum::Extension(GrantedScopes(granted))) = &scopes {
+    let who = Authenticated {
+        caller: caller.map(|axum::Extension(Caller(c))| c),
+        scopes: scopes.map(|axum::Extension(s)| s),
+    };
+    run(
+        &app,
+        request,
+        version,
+        Binding::JsonRpc,
+        who,
+        &headers,
+        started,
+    )
+    .await
+}
+
+/// Who the authentication layers found is calling.
+pub(crate) struct Authenticated {
+    /// The caller's DID (or client id), when authentication is on.
+    pub caller: Option<String>,
+    /// The scopes its token grants, when permissions are enforced.
+    pub scopes: Option<GrantedScopes>,
+}
+
+/// Runs a request whose envelope and method are valid, from the scope check on (see the
+/// order of checks above), and answers it in `version` and `binding`. The JSON-RPC
+/// endpoint and the HTTP+JSON routes ([`crate::rest`]) both end here, so every check after
+/// authentication is the same for both.
+pub(crate) async fn run(
+    app: &Ingress,
+    request: Request<'_>,
+    version: Version,
+    binding: Binding,
+    who: Authenticated,
+    headers: &HeaderMap,
+    started: Instant,
+) -> Response {
+    let metrics = &app.inner.metrics;
+    let Authenticated { caller, scopes } = who;
+    if let Some(GrantedScopes(granted)) = &scopes {
         let scope = required_scope(request.method);
         if !granted.iter().any(|s| s == scope) {
             metrics.observe(
@@ -143,14 +181,20 @@ pub(crate) async fn handle(
     let call = Call {
         id: request.id.clone(),
         version,
+        binding,
     };
     let refuse = |mut error: JsonRpcError| -> Response {
-        // A streaming client reads only SSE: its error is the stream's one event.
-        if matches!(method, Method::MessageStream | Method::TasksResubscribe) {
-            crate::sse::error_stream(&call, error)
-        } else {
-            error.code = version.code(error.code);
-            EdgeError::rpc(request.id.clone(), error).into_response()
+        error.code = version.code(error.code);
+        match binding {
+            // An HTTP+JSON client reads the status before it reads a stream.
+            Binding::Rest => EdgeError::Rest(error).into_response(),
+            // A streaming client reads only SSE: its error is the stream's one event.
+            Binding::JsonRpc
+                if matches!(method, Method::MessageStream | Method::TasksResubscribe) =>
+            {
+                crate::sse::error_stream(&call, error)
+            }
+            Binding::JsonRpc => EdgeError::rpc(request.id.clone(), error).into_response(),
         }
     };
     // Params of a large request are read off the runtime's own work (see `HEAVY_BODY_BYTES`).
@@ -175,12 +219,12 @@ pub(crate) async fn handle(
             // The price is the targeted skill's, when skills have prices of their own.
             let skill = match message {
                 Some(m) if payments.protects(method) && !payments.prices().skills.is_empty() => {
-                    messages::priced_skill(&app, m, caller.as_deref()).await
+                    messages::priced_skill(app, m, caller.as_deref()).await
                 }
                 _ => None,
             };
             match payments
-                .check(method, &headers, message, skill.as_deref())
+                .check(method, headers, message, skill.as_deref())
                 .await
             {
                 Ok(gate) => gate,
@@ -211,11 +255,17 @@ pub(crate) async fn handle(
     if bindu_engine::trace::enabled() {
         span.record("otel.name", method.as_str());
         span.record("otel.kind", "server");
-        span.record("rpc.system", "jsonrpc");
+        span.record(
+            "rpc.system",
+            match binding {
+                Binding::JsonRpc => "jsonrpc",
+                Binding::Rest => "http+json",
+            },
+        );
         span.record("rpc.method", method.as_str());
     }
-    bindu_engine::trace::follow_headers(&span, &headers);
-    let outcome = dispatch(&app, &call, params, caller, last_event_id, payment)
+    bindu_engine::trace::follow_headers(&span, headers);
+    let outcome = dispatch(app, &call, params, caller, last_event_id, payment)
         .instrument(span)
         .await;
     metrics.observe(

@@ -22,6 +22,8 @@ pub(crate) async fn set(
     config
         .id
         .get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+    // Its webhook gets the payloads of the version that configured it.
+    config.a2a_version = payload_version(id);
     let stored = app
         .inner
         .store
@@ -112,6 +114,12 @@ pub(crate) async fn delete(
         .await
         .map_err(store_error)?;
     ok(id, Answer::Deleted)
+}
+
+/// What a config made by `call` records as its version (see
+/// [`PushNotificationConfig::a2a_version`]): 1.0's, or none for 0.3.
+pub(crate) fn payload_version(call: &Call) -> Option<String> {
+    (call.version == crate::version::Version::V10).then(|| PushNotificationConfig::V10.to_string())
 }
 
 /// The push configs of task `task_id`, as `caller` may see them.

@@ -2,7 +2,8 @@
 //! through [`crate::error::EdgeError`]), in the wire form of the call's protocol version.
 //!
 //! Handlers build an [`Answer`] from internal (0.3-shaped) objects; [`ok`] writes it as
-//! the call asks: 0.3 JSON-RPC, or 1.0 JSON-RPC (converted by [`bindu_schemas::a2a10`]).
+//! the call asks: 0.3 JSON-RPC, 1.0 JSON-RPC (converted by [`bindu_schemas::a2a10`]), or
+//! 1.0 HTTP+JSON (the same 1.0 object, without the JSON-RPC envelope).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,11 +15,23 @@ use serde::Serialize;
 use crate::error::json_response;
 use crate::version::Version;
 
-/// Who asked, and in which protocol version: what every answer (and stream event) needs.
+/// Who asked, in which protocol version and binding: what every answer (and stream
+/// event) needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
     pub id: RequestId,
     pub version: Version,
+    pub binding: Binding,
+}
+
+/// How a call came, and so how its answers are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// `POST /`: answers are JSON-RPC responses echoing the request id.
+    JsonRpc,
+    /// A2A 1.0 HTTP+JSON ([`crate::rest`]): answers are the bare result objects, and
+    /// errors HTTP statuses with a `google.rpc.Status` body.
+    Rest,
 }
 
 /// What a method answers with, before it is written in the call's version.
@@ -48,10 +61,14 @@ pub(crate) enum Reply {
     Stream(Response),
 }
 
-fn encode<T: Serialize>(id: &RequestId, result: &T) -> Result<Reply, JsonRpcError> {
-    serde_json::to_vec(&SuccessResponse::new(id, result))
-        .map(Reply::Json)
-        .map_err(|e| JsonRpcError::internal(format!("could not serialise the result: {e}")))
+/// The success response carrying `result`, framed for the call's binding.
+fn framed<T: Serialize>(call: &Call, result: &T) -> Result<Reply, JsonRpcError> {
+    match call.binding {
+        Binding::JsonRpc => serde_json::to_vec(&SuccessResponse::new(&call.id, result)),
+        Binding::Rest => serde_json::to_vec(result),
+    }
+    .map(Reply::Json)
+    .map_err(|e| JsonRpcError::internal(format!("could not serialise the result: {e}")))
 }
 
 /// Any value answered as it serialises, in every version.
@@ -63,21 +80,26 @@ pub(crate) fn json<T: Serialize>(result: &T) -> Result<Answer, JsonRpcError> {
 
 /// The success response to `call`.
 pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
-    let id = &call.id;
+    // The version a push config was made in is the store's record, not part of the config.
+    let answer = match answer {
+        Answer::PushConfig(c) => Answer::PushConfig(unversioned(c)),
+        Answer::PushConfigs(c) => Answer::PushConfigs(c.into_iter().map(unversioned).collect()),
+        other => other,
+    };
     match call.version {
         Version::V03 => match answer {
-            Answer::Task(t) | Answer::Sent(t) => encode(id, &t),
-            Answer::Tasks(page, _) => encode(id, &page),
-            Answer::PushConfig(c) => encode(id, &c),
-            Answer::PushConfigs(c) => encode(id, &c),
-            Answer::Deleted => encode(id, &serde_json::Value::Null),
-            Answer::Json(v) => encode(id, &v),
+            Answer::Task(t) | Answer::Sent(t) => framed(call, &t),
+            Answer::Tasks(page, _) => framed(call, &page),
+            Answer::PushConfig(c) => framed(call, &c),
+            Answer::PushConfigs(c) => framed(call, &c),
+            Answer::Deleted => framed(call, &serde_json::Value::Null),
+            Answer::Json(v) => framed(call, &v),
         },
         Version::V10 => match answer {
-            Answer::Task(t) => encode(id, &a2a10::Task::from(t)),
-            Answer::Sent(t) => encode(id, &a2a10::SendMessageResponse::Task(t.into())),
-            Answer::Tasks(page, page_size) => encode(
-                id,
+            Answer::Task(t) => framed(call, &a2a10::Task::from(t)),
+            Answer::Sent(t) => framed(call, &a2a10::SendMessageResponse::Task(t.into())),
+            Answer::Tasks(page, page_size) => framed(
+                call,
                 &a2a10::ListTasksResponse {
                     tasks: page.tasks.into_iter().map(a2a10::Task::from).collect(),
                     next_page_token: page.next_cursor.unwrap_or_default(),
@@ -85,9 +107,9 @@ pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
                     total_size: None,
                 },
             ),
-            Answer::PushConfig(c) => encode(id, &a2a10::TaskPushNotificationConfig::from(c)),
-            Answer::PushConfigs(c) => encode(
-                id,
+            Answer::PushConfig(c) => framed(call, &a2a10::TaskPushNotificationConfig::from(c)),
+            Answer::PushConfigs(c) => framed(
+                call,
                 &a2a10::ListTaskPushNotificationConfigsResponse {
                     configs: c
                         .into_iter()
@@ -97,10 +119,15 @@ pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
                 },
             ),
             // google.protobuf.Empty.
-            Answer::Deleted => encode(id, &serde_json::json!({})),
-            Answer::Json(v) => encode(id, &v),
+            Answer::Deleted => framed(call, &serde_json::json!({})),
+            Answer::Json(v) => framed(call, &v),
         },
     }
+}
+
+fn unversioned(mut c: TaskPushNotificationConfig) -> TaskPushNotificationConfig {
+    c.push_notification_config.a2a_version = None;
+    c
 }
 
 impl IntoResponse for Reply {

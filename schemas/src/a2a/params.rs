@@ -138,6 +138,23 @@ pub struct PushNotificationConfig {
     pub id: Option<String>,
     pub token: Option<String>,
     pub authentication: Option<PushNotificationAuthenticationInfo>,
+    /// Bindu, stored with the config: the A2A version of the request that configured it,
+    /// whose payload shape its webhook receives (absent: 0.3; see
+    /// [`PushNotificationConfig::wants_v10`]). The ingress sets it from the call and
+    /// leaves it out of its answers; what a request says here is ignored.
+    #[serde(rename = "a2aVersion")]
+    pub a2a_version: Option<String>,
+}
+
+impl PushNotificationConfig {
+    /// `a2a_version` of a config a 1.0 request made.
+    pub const V10: &'static str = "1.0";
+
+    /// Whether its webhook receives A2A 1.0 payloads (`StreamResponse`s) rather than 0.3's
+    /// events.
+    pub fn wants_v10(&self) -> bool {
+        self.a2a_version.as_deref() == Some(Self::V10)
+    }
 }
 
 impl Validate for PushNotificationConfig {

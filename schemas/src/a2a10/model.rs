@@ -580,6 +580,8 @@ impl TaskPushNotificationConfig {
                     credentials: a.credentials,
                 }
             }),
+            // Set by whoever stores it, from the call's version.
+            a2a_version: None,
         }
     }
 

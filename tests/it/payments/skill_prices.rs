@@ -246,3 +246,64 @@ async fn an_unpaid_follow_up_on_a_priced_skills_task_pays_that_skills_price() {
     assert_eq!(body["result"]["status"]["state"], "completed", "{body}");
     assert_eq!(p.fac.settled_count(), 1);
 }
+
+/// POSTs a 1.0 message to the HTTP+JSON `message:send` of `p` (with `payment`).
+async fn rest_send(
+    p: &Priced,
+    skill: &str,
+    payment: Option<String>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let body = json!({"message": {"role": "ROLE_USER", "messageId": crate::support::unique("m"),
+                                  "parts": [{"text": "rest work"}], "metadata": {"skillId": skill}}});
+    let mut req = p
+        .srv
+        .client
+        .post(p.srv.endpoint("/v1/message:send"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(payment) = payment {
+        req = req.header("payment-signature", payment);
+    }
+    let resp = within("POST /v1/message:send", req.send()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_skill_asks_for_payment_over_http_json_too() {
+    let p = Priced::configured(
+        &[],
+        |c| {
+            c.agent.execution_cost = vec![PriceOption::usdc("$0.01")];
+            c.agent.skills = priced_skills();
+        },
+        Arc::new(bindu::EchoHandler::default()),
+    )
+    .await;
+    let dear_req = p.x402_extension().await["params"]["skills"]["dear"]["accepts"][0].clone();
+    // Unpaid: x402's 402 answer, as on JSON-RPC, with the skill's price.
+    let (status, headers, body) = rest_send(&p, "dear", None).await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["accepts"][0]["amount"], "500000", "{body}");
+    assert_eq!(unb64(headers["payment-required"].to_str().unwrap()), body);
+    assert_eq!(p.tasks().await, 0, "nothing ran unpaid");
+    // A free skill runs without payment.
+    let (status, _, body) = rest_send(&p, "gift", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["task"]["status"]["state"], "TASK_STATE_COMPLETED");
+    // Paid: the task runs and the receipt rides in PAYMENT-RESPONSE.
+    let pay = b64(&payload(&payer(), &dear_req, now() + 300, nonce()));
+    let (status, headers, body) = rest_send(&p, "dear", Some(pay.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{body}"
+    );
+    let receipt = unb64(headers["payment-response"].to_str().unwrap());
+    assert_eq!(receipt["success"], true, "{receipt}");
+    assert_eq!(p.fac.settles.load(Ordering::SeqCst), 1);
+    // The same payment again is a replay.
+    let (status, _, body) = rest_send(&p, "dear", Some(pay)).await;
+    assert_eq!(status, 402, "{body}");
+}

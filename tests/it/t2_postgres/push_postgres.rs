@@ -79,6 +79,7 @@ async fn dead_letters_are_kept_in_postgres_and_replayed_from_the_command_line() 
                     id: Some("cfg-1".into()),
                     token: Some("pg-token".into()),
                     authentication: None,
+                    a2a_version: None,
                 }),
         )
         .await

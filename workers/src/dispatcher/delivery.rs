@@ -81,6 +81,9 @@ pub struct Target {
     pub config_id: String,
     pub url: String,
     pub token: Option<String>,
+    /// The config was made over A2A 1.0: its notifications are 1.0 `StreamResponse`s
+    /// ([`notification::body_v10`]), not 0.3 events.
+    pub v10: bool,
 }
 
 /// How delivering one notification to one target ended.

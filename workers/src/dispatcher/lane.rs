@@ -268,10 +268,18 @@ impl Lane {
             ticket.release().await;
             return true;
         }
-        let body: Arc<str> = notification::body(&event).into();
+        // Each webhook gets the payload of the version that configured it; each shape is
+        // built once, and only when a webhook wants it.
+        let (mut v03, mut v10): (Option<Arc<str>>, Option<Arc<str>>) = (None, None);
         let mut had = 0;
         for target in targets {
-            let mut item = Item::new(seq, event.event_id(), body.clone(), target, ticket.clone());
+            let body = if target.v10 {
+                v10.get_or_insert_with(|| notification::body_v10(&event).into())
+            } else {
+                v03.get_or_insert_with(|| notification::body(&event).into())
+            }
+            .clone();
+            let mut item = Item::new(seq, event.event_id(), body, target, ticket.clone());
             item.trace = event.trace.clone();
             if !self.enqueue(item) {
                 had += 1;
@@ -385,6 +393,7 @@ impl Lane {
                 Ok(configs) if !configs.is_empty() => Ok(configs
                     .into_iter()
                     .map(|c| Target {
+                        v10: c.wants_v10(),
                         config_id: c.id.unwrap_or_default(),
                         url: c.url,
                         token: c.token,

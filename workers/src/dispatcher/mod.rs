@@ -76,6 +76,8 @@ impl GlobalWebhook {
             config_id: GLOBAL_CONFIG_ID.into(),
             url: self.url.clone(),
             token: self.token.clone(),
+            // `WEBHOOK_URL` predates 1.0: it keeps 0.3's payloads.
+            v10: false,
         }
     }
 }

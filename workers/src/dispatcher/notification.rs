@@ -1,9 +1,14 @@
 //! What a webhook receives, and how a receiver checks it came from the agent.
 //!
-//! Body: the A2A event (`status-update` or `artifact-update`, camelCase as on the wire) with
-//! three more fields: `eventId` (`<taskId>:<sequence>`, the same on every redelivery),
-//! `sequence` (the task's event number, from 1) and `timestamp` (when the transition was
-//! recorded). Compact JSON.
+//! Body, in the A2A version of the request that made the push config:
+//! - 0.3 ([`body`]): the A2A event (`status-update` or `artifact-update`, camelCase as on the
+//!   wire) with three more fields: `eventId` (`<taskId>:<sequence>`, the same on every
+//!   redelivery), `sequence` (the task's event number, from 1) and `timestamp` (when the
+//!   transition was recorded);
+//! - 1.0 ([`body_v10`]): the event as 1.0 streams it, a `StreamResponse`
+//!   (`{"statusUpdate": …}` or `{"artifactUpdate": …}`), nothing added.
+//!
+//! Compact JSON.
 //!
 //! Headers: `Content-Type: application/json`; with a token, `Authorization: Bearer <token>`
 //! and `X-A2A-Notification-Token: <token>`; with signing on, `X-DID` (the agent's DID),
@@ -36,6 +41,18 @@ pub fn body(event: &TaskEvent) -> String {
     value.insert("sequence".into(), event.seq.into());
     value.insert("timestamp".into(), event.timestamp.clone().into());
     serde_json::Value::Object(value).to_string()
+}
+
+/// The JSON body posted for `event` to a webhook configured over A2A 1.0.
+pub fn body_v10(event: &TaskEvent) -> String {
+    use bindu_schemas::a2a10::StreamResponse;
+    use bindu_schemas::bus::EventBody;
+    let response = match &event.event {
+        EventBody::Status(e) => StreamResponse::StatusUpdate(e.clone().into()),
+        EventBody::Artifact(e) => StreamResponse::ArtifactUpdate(e.clone().into()),
+    };
+    // A 1.0 event is a struct of strings, numbers and JSON values: it always serialises.
+    serde_json::to_string(&response).unwrap_or_default()
 }
 
 /// The signature headers for `body`, signed now.
@@ -147,6 +164,27 @@ mod tests {
     use bindu_schemas::TaskState;
     use ed25519_dalek::SigningKey;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn a_1_0_webhook_gets_the_event_as_1_0_streams_it() {
+        let event: TaskEvent = serde_json::from_value(serde_json::json!({
+            "seq": 3, "timestamp": "2026-01-01T00:00:00Z",
+            "event": {"kind": "status-update", "taskId": "t", "contextId": "c", "final": true,
+                      "status": {"state": "completed"}}
+        }))
+        .unwrap();
+        let v10: serde_json::Value = serde_json::from_str(&body_v10(&event)).unwrap();
+        assert_eq!(
+            v10,
+            serde_json::json!({"statusUpdate": {"taskId": "t", "contextId": "c",
+                                                "status": {"state": "TASK_STATE_COMPLETED"}}})
+        );
+        let v03: serde_json::Value = serde_json::from_str(&body(&event)).unwrap();
+        assert_eq!(
+            (v03["kind"].as_str(), v03["sequence"].as_u64()),
+            (Some("status-update"), Some(3))
+        );
+    }
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -85,6 +85,7 @@ async fn target(
         .find(|c| c.id.as_deref() == Some(letter.config_id.as_str()))
         .map(|c| Target {
             config_id: letter.config_id.clone(),
+            v10: c.wants_v10(),
             url: c.url,
             token: c.token,
         })

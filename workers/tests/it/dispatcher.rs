@@ -494,6 +494,7 @@ async fn deliver_to(sender: &Sender, url: String) -> bindu_workers::dispatcher::
         config_id: "c".into(),
         url,
         token: None,
+        v10: false,
     };
     sender
         .deliver(&target, "{}", &CancellationToken::new())

@@ -233,6 +233,7 @@ pub async fn push_configs(store: &dyn TaskStore) {
         id: Some(cid.into()),
         token: Some("secret".into()),
         authentication: None,
+        a2a_version: None,
     };
     assert!(store
         .list_push_configs(&id, Access::Owner(None))
@@ -243,8 +244,13 @@ pub async fn push_configs(store: &dyn TaskStore) {
         .set_push_config(&id, Access::Owner(None), cfg("a", "http://127.0.0.1:9/a"))
         .await
         .expect("set a");
+    // A config made over A2A 1.0 records it (its webhook gets 1.0 payloads).
+    let b = PushNotificationConfig {
+        a2a_version: Some(PushNotificationConfig::V10.into()),
+        ..cfg("b", "http://127.0.0.1:9/b")
+    };
     store
-        .set_push_config(&id, Access::Owner(None), cfg("b", "http://127.0.0.1:9/b"))
+        .set_push_config(&id, Access::Owner(None), b)
         .await
         .expect("set b");
     store
@@ -257,6 +263,11 @@ pub async fn push_configs(store: &dyn TaskStore) {
         .expect("list");
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].url, "http://127.0.0.1:9/a2");
+    assert!(!list[0].wants_v10());
+    assert!(
+        list[1].wants_v10(),
+        "the version that made a config is kept: {list:?}"
+    );
     assert!(store
         .delete_push_config(&id, Access::Owner(None), "a")
         .await

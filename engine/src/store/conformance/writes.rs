@@ -131,6 +131,7 @@ pub async fn a_refused_inline_push_config_changes_nothing(store: &dyn TaskStore)
                     id: Some(format!("c{i}")),
                     token: None,
                     authentication: None,
+                    a2a_version: None,
                 },
             )
             .await
@@ -144,6 +145,7 @@ pub async fn a_refused_inline_push_config_changes_nothing(store: &dyn TaskStore)
                     id: Some("extra".into()),
                     token: None,
                     authentication: None,
+                    a2a_version: None,
                 },
             ),
         )
@@ -170,6 +172,7 @@ pub async fn updates_say_whether_the_task_has_push_configs(store: &dyn TaskStore
         id: Some(id.into()),
         token: None,
         authentication: None,
+        a2a_version: None,
     };
     let plain = submit_new(store, None).await.task.id;
     assert!(!run_to(store, &plain, TaskState::Working).await.push_configs);

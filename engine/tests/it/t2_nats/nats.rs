@@ -379,6 +379,7 @@ async fn a_one_turn_task_is_one_event_message_on_the_wire() {
                     id: Some("c".into()),
                     token: None,
                     authentication: None,
+                    a2a_version: None,
                 }),
             };
             let submitted = ledger

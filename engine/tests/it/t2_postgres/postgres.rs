@@ -101,6 +101,7 @@ async fn everything_survives_a_restart() {
                         id: Some("cfg-1".into()),
                         token: None,
                         authentication: None,
+                        a2a_version: None,
                     }),
             )
             .await

@@ -24,6 +24,7 @@ pub async fn serve(
         &AgentConfig::default(),
         &bindu_ingress::skills::Skills::default(),
         "http://127.0.0.1:1",
+        &IngressOptions::default().rest_base_path,
         CardCapabilities::default(),
     );
     let ingress = Ingress::new(

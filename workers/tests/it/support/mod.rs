@@ -331,6 +331,7 @@ pub fn config(url: &str, token: Option<&str>) -> PushNotificationConfig {
         id: Some(uuid::Uuid::new_v4().to_string()),
         token: token.map(str::to_string),
         authentication: None,
+        a2a_version: None,
     }
 }
 
