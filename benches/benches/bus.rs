@@ -13,25 +13,6 @@ use futures::StreamExt;
 
 const BATCH: usize = 1000;
 
-fn nats_binary() -> Option<String> {
-    if let Ok(b) = std::env::var("NATS_SERVER_BIN") {
-        return Some(b);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nats-server"))
-            .find(|p| p.exists())
-    });
-    on_path
-        .or_else(|| {
-            ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"]
-                .iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.exists())
-        })
-        .map(|p| p.display().to_string())
-}
-
 /// `NATS_URL` when it answers, else a private server; `None` (with the reason printed) when
 /// neither is possible.
 fn server() -> Option<(String, Option<NatsServer>)> {
@@ -48,7 +29,7 @@ fn server() -> Option<(String, Option<NatsServer>)> {
         }
         println!("bus bench: NATS_URL={url} is not reachable; trying a private nats-server");
     }
-    if nats_binary().is_none() {
+    if bindu_engine::bus::test_server::binary::<bindu_engine::bus::nats_server::Nats>().is_none() {
         println!("bus bench skipped: no NATS_URL reachable and no nats-server binary (install nats-server or set NATS_SERVER_BIN)");
         return None;
     }

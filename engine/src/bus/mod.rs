@@ -35,6 +35,11 @@ pub mod redis;
 #[cfg(all(feature = "redis", any(test, feature = "testing")))]
 pub mod redis_server;
 pub(crate) mod router;
+#[cfg(all(
+    any(feature = "nats", feature = "redis"),
+    any(test, feature = "testing")
+))]
+pub mod test_server;
 
 pub use memory::MemoryBus;
 #[cfg(feature = "nats")]
@@ -238,21 +243,4 @@ pub trait Bus: Send + Sync + 'static {
         let _ = exhausted;
         Ok(())
     }
-}
-
-/// Waits (up to 20 s) until something listens on 127.0.0.1:`port`; panics naming `what`
-/// otherwise. Shared by the test servers this crate spawns.
-#[cfg(all(
-    any(feature = "nats", feature = "redis"),
-    any(test, feature = "testing")
-))]
-pub(crate) fn wait_listening(port: u16, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{what} did not start on port {port}");
 }
