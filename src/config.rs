@@ -469,40 +469,41 @@ impl Config {
         if let Err(e) = self.pricing() {
             return err("agent.execution_cost", "agent.execution_cost", &e);
         }
-        if self.scheduler.kind == BusKind::Nats && self.nats.url.is_none() {
-            return err(
+        // A kind that needs a setting it does not have: the first one missing.
+        let needs = [
+            (
+                self.scheduler.kind == BusKind::Nats && self.nats.url.is_none(),
                 "nats.url / NATS_URL",
                 "scheduler.type",
                 "SCHEDULER_TYPE=nats needs NATS_URL",
-            );
-        }
-        if self.scheduler.kind == BusKind::Redis && self.cache.redis_url.is_none() {
-            return err(
+            ),
+            (
+                self.scheduler.kind == BusKind::Redis && self.cache.redis_url.is_none(),
                 "cache.redis_url / REDIS_URL",
                 "scheduler.type",
                 "SCHEDULER_TYPE=redis needs REDIS_URL",
-            );
-        }
-        if self.worker.handler == HandlerKind::Command && self.worker.command.is_empty() {
-            return err(
+            ),
+            (
+                self.worker.handler == HandlerKind::Command && self.worker.command.is_empty(),
                 "worker.command / BINDU_HANDLER_COMMAND",
                 "worker.handler",
                 "BINDU_HANDLER=command needs BINDU_HANDLER_COMMAND (e.g. \"python3 agent.py\")",
-            );
-        }
-        if self.worker.handler == HandlerKind::OpenAi && self.openai.model.is_none() {
-            return err(
+            ),
+            (
+                self.worker.handler == HandlerKind::OpenAi && self.openai.model.is_none(),
                 "openai.model / BINDU_HANDLER_MODEL",
                 "worker.handler",
                 "BINDU_HANDLER=openai needs BINDU_HANDLER_MODEL",
-            );
-        }
-        if self.storage.kind == StoreKind::Postgres && self.storage.database_url.is_none() {
-            return err(
+            ),
+            (
+                self.storage.kind == StoreKind::Postgres && self.storage.database_url.is_none(),
                 "storage.database_url / DATABASE_URL",
                 "storage.type",
                 "STORAGE_TYPE=postgres needs DATABASE_URL",
-            );
+            ),
+        ];
+        if let Some((_, key, field, message)) = needs.into_iter().find(|n| n.0) {
+            return err(key, field, message);
         }
         Ok(())
     }
