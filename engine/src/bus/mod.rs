@@ -30,6 +30,8 @@ pub mod memory;
 pub mod nats;
 #[cfg(all(feature = "nats", any(test, feature = "testing")))]
 pub mod nats_server;
+#[cfg(any(feature = "nats", feature = "redis"))]
+mod payloads;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(all(feature = "redis", any(test, feature = "testing")))]

@@ -23,6 +23,7 @@
 //! version without batches, roll the workers first (or set `NATS__COMMAND_BATCH=1` until
 //! every worker runs this version). An older worker terminates a batch message as invalid.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ use async_trait::async_trait;
 use bindu_schemas::bus::{TaskCommand, TraceContext};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::wire;
 use crate::bus::{Acker, BusError, Delivery};
@@ -91,10 +92,60 @@ impl Published {
     }
 }
 
+/// Commands waiting for the batching task. One call's commands are queued in one step, so
+/// they travel together (up to the batch's limits).
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Waiting {
+    pending: VecDeque<Pending>,
+    /// The batcher was dropped: the task ends once the queue is empty.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next command, waiting for one; `None` once closed and empty.
+    async fn next(&self) -> Option<Pending> {
+        loop {
+            {
+                let mut waiting = self.lock();
+                if let Some(p) = waiting.pending.pop_front() {
+                    return Some(p);
+                }
+                if waiting.closed {
+                    return None;
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits: no wake-up is lost.
+            self.wake.notified().await;
+        }
+    }
+
+    /// The next command if one is queued.
+    fn try_next(&self) -> Option<Pending> {
+        self.lock().pending.pop_front()
+    }
+}
+
 /// Hands commands to the bus's batching task.
 pub(super) struct Batcher {
-    tx: mpsc::UnboundedSender<Pending>,
+    queue: Arc<Queue>,
     pub published: Arc<Published>,
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.wake.notify_one();
+    }
 }
 
 impl Batcher {
@@ -105,22 +156,23 @@ impl Batcher {
         max_commands: usize,
         max_bytes: usize,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(Queue::default());
         let published = Arc::new(Published::default());
         tokio::spawn(run(
-            rx,
+            queue.clone(),
             js,
             subject,
             max_commands.max(1),
             max_bytes,
             published.clone(),
         ));
-        Batcher { tx, published }
+        Batcher { queue, published }
     }
 
-    /// Queues `pending` for the next batch.
-    pub fn send(&self, pending: Pending) -> Result<(), BusError> {
-        self.tx.send(pending).map_err(|_| BusError::Closed)
+    /// Queues the commands of one call for the next batches, together.
+    pub fn send(&self, pending: Vec<Pending>) {
+        self.queue.lock().pending.extend(pending);
+        self.queue.wake.notify_one();
     }
 }
 
@@ -133,7 +185,7 @@ struct Member {
 }
 
 async fn run(
-    mut rx: mpsc::UnboundedReceiver<Pending>,
+    queue: Arc<Queue>,
     js: jetstream::Context,
     subject: String,
     max_commands: usize,
@@ -145,7 +197,7 @@ async fn run(
     loop {
         let first = match carried.take() {
             Some(p) => p,
-            None => match rx.recv().await {
+            None => match queue.next().await {
                 Some(p) => p,
                 None => break,
             },
@@ -175,7 +227,7 @@ async fn run(
                 });
             }
             if members.len() < max_commands {
-                next = rx.try_recv().ok();
+                next = queue.try_next();
             }
         }
         published

@@ -95,10 +95,10 @@ impl NatsOptions {
     }
 }
 
-fn stream_name(agent: &str, what: &str) -> String {
-    // Stream names allow fewer characters than subjects.
-    let token: String = subjects::token(agent)
-        .chars()
+/// `text` with every character a JetStream stream or consumer name cannot hold (they allow
+/// fewer than subjects) replaced by `_`.
+fn name_safe(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
@@ -106,24 +106,18 @@ fn stream_name(agent: &str, what: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("BINDU_{token}_{what}")
+        .collect()
+}
+
+fn stream_name(agent: &str, what: &str) -> String {
+    format!("BINDU_{}_{what}", name_safe(&subjects::token(agent)))
 }
 
 const CONSUMER: &str = "workers";
 
 /// A JetStream consumer name from a free-form durable name.
 fn consumer_name(durable: &str) -> String {
-    let name: String = durable
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = name_safe(durable);
     if name.is_empty() {
         "events".into()
     } else {
@@ -415,17 +409,19 @@ impl Bus for NatsBus {
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
         let started = std::time::Instant::now();
         if let Some(batcher) = &self.batcher {
+            let mut pending = Vec::with_capacity(commands.len());
             let mut stored = Vec::with_capacity(commands.len());
             for c in &commands {
                 let (done, wait) = tokio::sync::oneshot::channel();
-                batcher.send(batch::Pending {
+                pending.push(batch::Pending {
                     id: command_id(c),
                     json: serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?,
                     trace: c.trace.clone().or_else(crate::trace::current),
                     done,
-                })?;
+                });
                 stored.push(wait);
             }
+            batcher.send(pending);
             for wait in stored {
                 wait.await
                     .map_err(|_| BusError::Closed)?
@@ -747,7 +743,9 @@ impl Bus for NatsBus {
             // Another command of the same batch message removed it already.
             Err(e)
                 if matches!(e.kind(), stream::DeleteMessageErrorKind::JetStream(ref j)
-                    if j.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND) =>
+                    if j.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
+                        || (j.error_code() == jetstream::ErrorCode::STREAM_MESSAGE_DELETE_FAILED
+                            && j.to_string().contains("no message found"))) =>
             {
                 Ok(())
             }

@@ -41,68 +41,31 @@ impl NatsBus {
         })
     }
 
-    /// One message per task and run of consecutive events: the run's events travel as one
-    /// JSON array (one stored message, one delivery to each reader) while that fits the
-    /// server's payload limit, one by one (each [truncated](TaskEvent::truncate) if need be)
-    /// otherwise. Each message has the trace headers of its first event (none while tracing
-    /// is off).
+    /// One message per task and run of consecutive events ([`payloads`](crate::bus::payloads)),
+    /// each with the trace headers of its first event (none while tracing is off).
     pub(super) fn event_messages(
         &self,
         events: &[TaskEvent],
     ) -> Result<Vec<(String, bytes::Bytes, Option<HeaderMap>)>, BusError> {
         let current = crate::trace::current();
-        let headers = |e: &TaskEvent| e.trace.as_ref().or(current.as_ref()).map(trace_headers);
-        let limit = self.payload_limit();
-        let mut out = Vec::with_capacity(events.len());
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let task_id = first.task_id();
-            let n = rest
-                .iter()
-                .position(|e| e.task_id() != task_id)
-                .unwrap_or(rest.len());
-            let (run, tail) = rest.split_at(n);
-            rest = tail;
-            let subject = subjects::events(&self.options.agent, task_id);
-            if let [one] = run {
-                out.push((subject, self.event_payload(one)?, headers(one)));
-                continue;
-            }
-            let payload = serde_json::to_vec(run).map_err(|e| BusError::Other(Box::new(e)))?;
-            if payload.len() <= limit {
-                out.push((subject, payload.into(), headers(first)));
-            } else {
-                for e in run {
-                    out.push((subject.clone(), self.event_payload(e)?, headers(e)));
-                }
-            }
-        }
-        Ok(out)
+        Ok(
+            crate::bus::payloads::event_payloads(events, self.payload_limit())?
+                .into_iter()
+                .map(|(first, payload)| {
+                    (
+                        subjects::events(&self.options.agent, first.task_id()),
+                        payload,
+                        first.trace.as_ref().or(current.as_ref()).map(trace_headers),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// The largest payload an event message may have: the server's limit, less room for
     /// the subject and headers it counts against it.
     pub(super) fn payload_limit(&self) -> usize {
         self.client.server_info().max_payload.saturating_sub(1024)
-    }
-
-    /// The payload of an event, truncated when the whole would exceed the server's limit.
-    pub(super) fn event_payload(&self, e: &TaskEvent) -> Result<bytes::Bytes, BusError> {
-        let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
-        let limit = self.payload_limit();
-        if payload.len() <= limit {
-            return Ok(payload.into());
-        }
-        tracing::info!(
-            task_id = e.task_id(),
-            seq = e.seq,
-            bytes = payload.len(),
-            limit,
-            "task event over the bus's payload limit; publishing it truncated"
-        );
-        serde_json::to_vec(&e.truncate())
-            .map(Into::into)
-            .map_err(|e| BusError::Other(Box::new(e)))
     }
 }
 

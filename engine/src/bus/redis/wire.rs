@@ -192,53 +192,20 @@ pub(super) fn fields(
 /// in memory, so this stays at NATS's default limit.
 pub(super) const PAYLOAD_LIMIT: usize = 1024 * 1024 - 1024;
 
-/// One (task id, payload, trace) per task and run of consecutive events: the run's events
-/// travel as one JSON array while that fits [`PAYLOAD_LIMIT`], one by one (each truncated
-/// if need be) otherwise.
+/// One (task id, payload, trace) per task and run of consecutive events
+/// ([`payloads`](crate::bus::payloads), within [`PAYLOAD_LIMIT`]).
 pub(super) fn event_messages(
     events: &[TaskEvent],
 ) -> Result<Vec<(String, Bytes, Option<TraceContext>)>, BusError> {
     let current = crate::trace::current();
-    let trace = |e: &TaskEvent| e.trace.clone().or_else(|| current.clone());
-    let mut out = Vec::with_capacity(events.len());
-    let mut rest = events;
-    while let Some(first) = rest.first() {
-        let task_id = first.task_id();
-        let n = rest
-            .iter()
-            .position(|e| e.task_id() != task_id)
-            .unwrap_or(rest.len());
-        let (run, tail) = rest.split_at(n);
-        rest = tail;
-        if let [one] = run {
-            out.push((task_id.to_string(), event_payload(one)?, trace(one)));
-            continue;
-        }
-        let payload = serde_json::to_vec(run).map_err(|e| BusError::Other(Box::new(e)))?;
-        if payload.len() <= PAYLOAD_LIMIT {
-            out.push((task_id.to_string(), payload.into(), trace(first)));
-        } else {
-            for e in run {
-                out.push((task_id.to_string(), event_payload(e)?, trace(e)));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn event_payload(e: &TaskEvent) -> Result<Bytes, BusError> {
-    let payload = serde_json::to_vec(e).map_err(|e| BusError::Other(Box::new(e)))?;
-    if payload.len() <= PAYLOAD_LIMIT {
-        return Ok(payload.into());
-    }
-    tracing::info!(
-        task_id = e.task_id(),
-        seq = e.seq,
-        bytes = payload.len(),
-        limit = PAYLOAD_LIMIT,
-        "task event over the bus's payload limit; publishing it truncated"
-    );
-    serde_json::to_vec(&e.truncate())
-        .map(Into::into)
-        .map_err(|e| BusError::Other(Box::new(e)))
+    Ok(crate::bus::payloads::event_payloads(events, PAYLOAD_LIMIT)?
+        .into_iter()
+        .map(|(first, payload)| {
+            (
+                first.task_id().to_string(),
+                payload,
+                first.trace.clone().or_else(|| current.clone()),
+            )
+        })
+        .collect())
 }
