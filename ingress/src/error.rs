@@ -276,7 +276,7 @@ impl IntoResponse for EdgeError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 RequestId::Null,
                 JsonRpcError::invalid_request(format!(
-                    "JSON-RPC requests must be sent with `Content-Type: application/json` (got {})",
+                    "A2A requests (JSON-RPC and HTTP+JSON) must be sent with `Content-Type: application/json` (got {})",
                     content_type.map_or_else(|| "no Content-Type".to_string(), |c| format!("{c:?}"))
                 )),
             ),

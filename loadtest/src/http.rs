@@ -15,7 +15,15 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::rpc::{Bodies, Wire};
 use crate::target::Target;
+
+/// What a task id must not carry unencoded in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Why a request got no HTTP answer. Counted by [`Transport::kind`].
 #[derive(Debug)]
@@ -57,6 +65,7 @@ pub struct RequestFactory {
     host: HeaderValue,
     bearer: Option<HeaderValue>,
     signer: Option<bindu_client::Client>,
+    wire: Wire,
 }
 
 impl RequestFactory {
@@ -76,25 +85,83 @@ impl RequestFactory {
             host,
             bearer,
             signer,
+            wire: Wire::V03,
         })
+    }
+
+    /// Requests in `wire`'s form: the `A2A-Version` header, and for HTTP+JSON the routes
+    /// under the URL's path instead of `POST` to it.
+    pub fn with_wire(mut self, wire: Wire) -> RequestFactory {
+        self.wire = wire;
+        self
+    }
+
+    pub fn wire(&self) -> Wire {
+        self.wire
+    }
+
+    /// Reads `GetTask` of `task_id` (`n`: the JSON-RPC id): a `POST` of the JSON-RPC call,
+    /// or over HTTP+JSON `GET …/tasks/{id}?historyLength=0`.
+    pub fn get_task(&self, bodies: &Bodies, n: u64, task_id: &str) -> Request<Full<Bytes>> {
+        if self.wire != Wire::V10Rest {
+            return self.post(bodies.get(n, task_id), false);
+        }
+        // One path segment: everything but unreserved characters percent-encoded.
+        let id = percent_encoding::utf8_percent_encode(task_id, SEGMENT);
+        let path = format!("{}/tasks/{id}?historyLength=0", self.rest_base());
+        self.request(hyper::Method::GET, &path, String::new(), false)
+    }
+
+    /// The HTTP+JSON base path: the URL's path without its trailing `/`.
+    fn rest_base(&self) -> &str {
+        self.target.path.trim_end_matches('/')
     }
 
     pub fn signs(&self) -> bool {
         self.signer.is_some()
     }
 
-    /// A POST of `body` to the target, signed when a signer is configured.
+    /// A POST of `body` to the target, signed when a signer is configured. Over HTTP+JSON
+    /// (`body` a `SendMessageRequest`) it goes to `…/message:stream` when `sse`, else to
+    /// `…/message:send`.
     pub fn post(&self, body: String, sse: bool) -> Request<Full<Bytes>> {
+        if self.wire == Wire::V10Rest {
+            let route = if sse {
+                "/message:stream"
+            } else {
+                "/message:send"
+            };
+            let path = format!("{}{route}", self.rest_base());
+            return self.request(hyper::Method::POST, &path, body, sse);
+        }
+        self.request(hyper::Method::POST, &self.target.path, body, sse)
+    }
+
+    /// `method` of `body` (a `POST` declared JSON) to `path`.
+    fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: String,
+        sse: bool,
+    ) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(Bytes::new()));
-        *req.method_mut() = hyper::Method::POST;
-        *req.uri_mut() = self
-            .target
-            .path
+        let post = method == hyper::Method::POST;
+        *req.method_mut() = method;
+        *req.uri_mut() = path
             .parse()
             .unwrap_or_else(|_| hyper::Uri::from_static("/"));
         let h = req.headers_mut();
         h.insert(HOST, self.host.clone());
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if post {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(v) = self.wire.version_header() {
+            h.insert(
+                hyper::header::HeaderName::from_static("a2a-version"),
+                HeaderValue::from_static(v),
+            );
+        }
         if sse {
             h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         }

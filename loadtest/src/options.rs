@@ -37,6 +37,27 @@ impl Scenario {
     }
 }
 
+/// The A2A protocol version requests are sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum A2aVersion {
+    /// 0.3 (no `A2A-Version` header): `message/send`, `message/stream`, `tasks/get`.
+    #[value(name = "0.3")]
+    V03,
+    /// 1.0 (`A2A-Version: 1.0`): `SendMessage`, `SendStreamingMessage`, `GetTask`.
+    #[value(name = "1.0")]
+    V10,
+}
+
+/// How 1.0 requests are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Binding {
+    /// JSON-RPC: every request a `POST` to `--url`.
+    Jsonrpc,
+    /// A2A 1.0 HTTP+JSON: `--url` is the binding's base (e.g. http://127.0.0.1:3773/v1);
+    /// `POST …/message:send`, `POST …/message:stream`, `GET …/tasks/{id}`.
+    HttpJson,
+}
+
 /// `bindu-loadtest`: a black-box A2A load generator.
 ///
 /// Targets any A2A JSON-RPC URL on this machine (loopback) unless `--allow-remote` is given.
@@ -58,6 +79,12 @@ pub struct Options {
     /// What each client does.
     #[arg(long, value_enum, default_value = "send")]
     pub scenario: Scenario,
+    /// The A2A version requests are sent in (1.0: send, send-blocking, stream and sse-soak).
+    #[arg(long, value_enum, default_value = "0.3")]
+    pub a2a_version: A2aVersion,
+    /// How requests are carried: JSON-RPC, or (with --a2a-version 1.0) HTTP+JSON.
+    #[arg(long, value_enum, default_value = "jsonrpc")]
+    pub binding: Binding,
     /// How long to offer load (e.g. 10s, 500ms, 2m); for sse-soak, how long to hold the
     /// streams open once they are all open. Default 10s when --requests is not given.
     #[arg(long, value_parser = parse_duration)]
@@ -141,8 +168,28 @@ impl Options {
         }
     }
 
+    /// The wire form of `--a2a-version` and `--binding`.
+    pub fn wire(&self) -> crate::rpc::Wire {
+        match (self.a2a_version, self.binding) {
+            (A2aVersion::V03, _) => crate::rpc::Wire::V03,
+            (A2aVersion::V10, Binding::Jsonrpc) => crate::rpc::Wire::V10,
+            (A2aVersion::V10, Binding::HttpJson) => crate::rpc::Wire::V10Rest,
+        }
+    }
+
     /// Checks the combinations the parser cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.binding == Binding::HttpJson && self.a2a_version != A2aVersion::V10 {
+            anyhow::bail!("--binding http-json is A2A 1.0's: add --a2a-version 1.0");
+        }
+        if self.a2a_version == A2aVersion::V10
+            && matches!(self.scenario, Scenario::Resubscribe | Scenario::Mixed)
+        {
+            anyhow::bail!(
+                "--a2a-version 1.0 runs the send, send-blocking, stream and sse-soak scenarios (not {})",
+                self.scenario.name()
+            );
+        }
         if self.concurrency == 0 {
             anyhow::bail!("--concurrency must be at least 1");
         }
@@ -238,5 +285,30 @@ mod tests {
             .expect("parses");
         assert!(o.validate().is_err());
         assert!(Options::parse_args(["x", "--url", "u", "--did", "did:key:z"]).is_err());
+    }
+
+    #[test]
+    fn the_a2a_version_and_binding_pick_the_wire() {
+        use crate::rpc::Wire;
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["x", "--url", "http://127.0.0.1:1/"];
+            args.extend_from_slice(extra);
+            Options::parse_args(args).expect("parses")
+        };
+        assert_eq!(parse(&[]).wire(), Wire::V03);
+        assert_eq!(parse(&["--a2a-version", "1.0"]).wire(), Wire::V10);
+        let rest = parse(&["--a2a-version", "1.0", "--binding", "http-json"]);
+        assert_eq!(rest.wire(), Wire::V10Rest);
+        assert!(rest.validate().is_ok());
+        assert!(parse(&["--binding", "http-json"]).validate().is_err());
+        assert!(
+            parse(&["--a2a-version", "1.0", "--scenario", "resubscribe"])
+                .validate()
+                .is_err()
+        );
+        assert!(parse(&["--a2a-version", "1.0", "--scenario", "stream"])
+            .validate()
+            .is_ok());
+        assert!(Options::parse_args(["x", "--url", "u", "--a2a-version", "0.4"]).is_err());
     }
 }

@@ -88,6 +88,8 @@ pub struct Soak {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: Scenario,
+    /// The A2A version and binding (`v03`, `v10`, `v10-rest`).
+    pub wire: crate::rpc::Wire,
     pub url: String,
     /// `closed` (fixed concurrency) or `open` (fixed rate).
     pub mode: &'static str,
@@ -200,6 +202,7 @@ impl Report {
         };
         Report {
             scenario: o.scenario,
+            wire: o.wire(),
             url: o.url.clone(),
             mode: if o.rate.is_some() { "open" } else { "closed" },
             concurrency: o.concurrency,
@@ -251,9 +254,10 @@ impl Report {
         };
         let _ = writeln!(
             t,
-            "bindu-loadtest: {} against {}",
+            "bindu-loadtest: {} against {} (A2A {})",
             self.scenario.name(),
-            self.url
+            self.url,
+            self.wire.name()
         );
         let mode = if self.soak.is_some() {
             "streams held open".to_string()

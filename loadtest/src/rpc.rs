@@ -1,12 +1,51 @@
-//! The A2A JSON-RPC requests the generator sends and the few answer fields it reads.
+//! The A2A requests the generator sends and the few answer fields it reads, in the wire
+//! form [`Wire`] picks: 0.3 JSON-RPC, 1.0 JSON-RPC or 1.0 HTTP+JSON.
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+
+/// The protocol version and binding requests are sent in (`--a2a-version`, `--binding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wire {
+    /// A2A 0.3 JSON-RPC (`message/send`, `kind` discriminators, lowercase states).
+    #[default]
+    V03,
+    /// A2A 1.0 JSON-RPC (`A2A-Version: 1.0`; `SendMessage`, `SendStreamingMessage`,
+    /// `GetTask`; `ROLE_*`, `TASK_STATE_*`, results wrapped in `SendMessageResponse` or
+    /// `StreamResponse`).
+    V10,
+    /// A2A 1.0 HTTP+JSON under the URL's path (`POST …/message:send`, `…/message:stream`,
+    /// `GET …/tasks/{id}`): the same objects as [`Wire::V10`] without the JSON-RPC envelope,
+    /// errors as an HTTP status and a `google.rpc.Status` body.
+    V10Rest,
+}
+
+impl Wire {
+    /// The `A2A-Version` header value, when the version is not 0.3's default.
+    pub fn version_header(self) -> Option<&'static str> {
+        match self {
+            Wire::V03 => None,
+            Wire::V10 | Wire::V10Rest => Some("1.0"),
+        }
+    }
+
+    /// A short name for reports: `0.3`, `1.0`, `1.0 http-json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::V03 => "0.3",
+            Wire::V10 => "1.0",
+            Wire::V10Rest => "1.0 http-json",
+        }
+    }
+}
 
 /// Builds request bodies with fresh ids: every message gets its own `messageId` and
 /// `contextId` (`lt-<run>-<n>`), so no two requests touch the same task or context.
 pub struct Bodies {
     run: String,
     text: String,
+    wire: Wire,
 }
 
 impl Bodies {
@@ -16,11 +55,26 @@ impl Bodies {
             Some(n) => "x".repeat(n),
             None => "hello".to_string(),
         };
-        Bodies { run, text }
+        Bodies {
+            run,
+            text,
+            wire: Wire::V03,
+        }
     }
 
-    /// `message/send` (`blocking` set explicitly) or `message/stream` (`blocking: None`).
+    /// Bodies in `wire`'s form instead of 0.3 JSON-RPC.
+    pub fn with_wire(mut self, wire: Wire) -> Bodies {
+        self.wire = wire;
+        self
+    }
+
+    /// `message/send` (`blocking` set explicitly) or `message/stream` (`blocking: None`); in
+    /// 1.0, `SendMessage` (`returnImmediately` = not blocking) or `SendStreamingMessage`
+    /// (for HTTP+JSON, the bare `SendMessageRequest`).
     pub fn message(&self, n: u64, blocking: Option<bool>) -> String {
+        if self.wire != Wire::V03 {
+            return self.message10(n, blocking);
+        }
         let method = if blocking.is_some() {
             "message/send"
         } else {
@@ -37,8 +91,38 @@ impl Bodies {
         )
     }
 
-    /// `tasks/get` without history.
+    fn message10(&self, n: u64, blocking: Option<bool>) -> String {
+        let (method, config) = match blocking {
+            Some(b) => (
+                "SendMessage",
+                format!(r#"{{"returnImmediately":{},"historyLength":0}}"#, !b),
+            ),
+            None => ("SendStreamingMessage", r#"{"historyLength":0}"#.to_string()),
+        };
+        let params = format!(
+            r#"{{"message":{{"role":"ROLE_USER","messageId":"lt-{run}-{n}","contextId":"ltc-{run}-{n}","parts":[{{"text":"{text}"}}]}},"configuration":{config}}}"#,
+            run = self.run,
+            text = self.text,
+        );
+        match self.wire {
+            Wire::V10Rest => params,
+            _ => format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"{method}","params":{params}}}"#),
+        }
+    }
+
+    /// `tasks/get` (1.0: `GetTask`) without history. HTTP+JSON sends no body (the id and
+    /// `historyLength` are in the URL: [`crate::http::RequestFactory::get_task`]).
     pub fn get(&self, n: u64, task_id: &str) -> String {
+        match self.wire {
+            Wire::V03 => {}
+            Wire::V10 => {
+                return format!(
+                    r#"{{"jsonrpc":"2.0","id":{n},"method":"GetTask","params":{{"id":{},"historyLength":0}}}}"#,
+                    json_string(task_id)
+                )
+            }
+            Wire::V10Rest => return String::new(),
+        }
         format!(
             r#"{{"jsonrpc":"2.0","id":{n},"method":"tasks/get","params":{{"id":{},"historyLength":0}}}}"#,
             json_string(task_id)
@@ -65,12 +149,15 @@ pub struct Answer {
     pub error: Option<RpcError>,
 }
 
+/// A JSON-RPC error; over HTTP+JSON, the `google.rpc.Status` (its `code` is the HTTP status).
 #[derive(Debug, Deserialize)]
 pub struct RpcError {
     pub code: i64,
 }
 
-/// A Task, a status or artifact update, or a Message (all optional fields).
+/// A Task, a status or artifact update, or a Message (all optional fields); in 1.0 also the
+/// `SendMessageResponse` / `StreamResponse` wrapper around one of them (the answers carry
+/// no `kind`: the wrapper's field says what is inside), and over HTTP+JSON an error body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
@@ -80,6 +167,13 @@ pub struct Item {
     pub status: Option<Status>,
     #[serde(rename = "final")]
     pub is_final: Option<bool>,
+    /// 1.0 wrappers.
+    task: Option<Box<Item>>,
+    status_update: Option<Box<Item>>,
+    artifact_update: Option<IgnoredAny>,
+    message: Option<IgnoredAny>,
+    /// An HTTP+JSON error body (`{"error": {"code", "status", "message", …}}`).
+    error: Option<RpcError>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +196,27 @@ pub enum Seen {
 impl Item {
     /// What this answer says about its task.
     pub fn seen(&self) -> Seen {
+        // 1.0: the wrapper's field names the event.
+        if let Some(task) = &self.task {
+            return task.seen_as(true);
+        }
+        if let Some(update) = &self.status_update {
+            return update.seen_as(false);
+        }
+        if self.artifact_update.is_some() {
+            return Seen::Other;
+        }
+        if self.message.is_some() {
+            return Seen::Done {
+                state: "message".into(),
+            };
+        }
+        // 0.3 says what it is in `kind`; a bare 1.0 Task (`GetTask`) has an `id` and no
+        // `taskId`.
+        self.seen_as(self.kind.as_deref() == Some("task") || self.task_id.is_none())
+    }
+
+    fn seen_as(&self, is_task: bool) -> Seen {
         if self.kind.as_deref() == Some("message") {
             // Agents may answer with a direct message: the exchange is over.
             return Seen::Done {
@@ -111,13 +226,15 @@ impl Item {
         let Some(status) = &self.status else {
             return Seen::Other;
         };
-        let task_id = match self.kind.as_deref() {
-            Some("task") => self.id.clone(),
-            _ => self.task_id.clone(),
+        let task_id = if is_task {
+            self.id.clone()
+        } else {
+            self.task_id.clone()
         };
-        if is_done(&status.state) || self.is_final == Some(true) {
+        let state = state_name(&status.state);
+        if is_done(&state) || self.is_final == Some(true) {
             Seen::Done {
-                state: status.state.clone(),
+                state: state.into_owned(),
             }
         } else {
             match task_id {
@@ -137,9 +254,37 @@ pub fn is_done(state: &str) -> bool {
     )
 }
 
+/// A state by its 0.3 name, so reports count both versions alike: 1.0's
+/// `TASK_STATE_INPUT_REQUIRED` is `input-required`.
+fn state_name(state: &str) -> std::borrow::Cow<'_, str> {
+    match state.strip_prefix("TASK_STATE_") {
+        Some(rest) => rest.to_ascii_lowercase().replace('_', "-").into(),
+        None => state.into(),
+    }
+}
+
 /// Parses an answer body; `None` when it is not JSON-RPC.
 pub fn parse(body: &[u8]) -> Option<Answer> {
     serde_json::from_slice(body).ok()
+}
+
+/// Parses an answer body of `wire`: a JSON-RPC envelope, or over HTTP+JSON the bare object
+/// (an error body becomes the answer's error); `None` when it is neither.
+pub fn parse_as(wire: Wire, body: &[u8]) -> Option<Answer> {
+    if wire != Wire::V10Rest {
+        return parse(body);
+    }
+    let mut item: Item = serde_json::from_slice(body).ok()?;
+    Some(match item.error.take() {
+        Some(error) => Answer {
+            result: None,
+            error: Some(error),
+        },
+        None => Answer {
+            result: Some(item),
+            error: None,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -168,6 +313,98 @@ mod tests {
         assert_eq!(g["params"]["id"], "a\"b");
         let r: serde_json::Value = serde_json::from_str(&b.resubscribe(4, "t")).expect("json");
         assert_eq!(r["method"], "tasks/resubscribe");
+    }
+
+    #[test]
+    fn bodies_in_1_0_use_its_methods_and_shapes() {
+        let b = Bodies::new("r1".into(), None).with_wire(Wire::V10);
+        let send: serde_json::Value =
+            serde_json::from_str(&b.message(1, Some(true))).expect("json");
+        assert_eq!(send["method"], "SendMessage");
+        assert_eq!(send["params"]["configuration"]["returnImmediately"], false);
+        assert_eq!(send["params"]["message"]["role"], "ROLE_USER");
+        assert_eq!(send["params"]["message"]["parts"][0]["text"], "hello");
+        assert!(send["params"]["message"]["parts"][0].get("kind").is_none());
+        let send: serde_json::Value =
+            serde_json::from_str(&b.message(2, Some(false))).expect("json");
+        assert_eq!(send["params"]["configuration"]["returnImmediately"], true);
+        let stream: serde_json::Value = serde_json::from_str(&b.message(3, None)).expect("json");
+        assert_eq!(stream["method"], "SendStreamingMessage");
+        let get: serde_json::Value = serde_json::from_str(&b.get(4, "t")).expect("json");
+        assert_eq!(get["method"], "GetTask");
+        assert_eq!(get["params"]["id"], "t");
+
+        // HTTP+JSON: the bare SendMessageRequest; GetTask has no body.
+        let b = Bodies::new("r1".into(), None).with_wire(Wire::V10Rest);
+        let send: serde_json::Value =
+            serde_json::from_str(&b.message(5, Some(true))).expect("json");
+        assert!(send.get("jsonrpc").is_none());
+        assert_eq!(send["message"]["role"], "ROLE_USER");
+        assert_eq!(send["configuration"]["returnImmediately"], false);
+        assert_eq!(b.get(6, "t"), "");
+    }
+
+    #[test]
+    fn answers_in_1_0_say_how_far_the_task_got() {
+        let done = |state: &str| Seen::Done {
+            state: state.into(),
+        };
+        let running = Seen::Running {
+            task_id: "t1".into(),
+        };
+        // SendMessage: a SendMessageResponse holding the task.
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"task":{"id":"t1","contextId":"c","status":{"state":"TASK_STATE_SUBMITTED"}}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), running);
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"task":{"id":"t1","status":{"state":"TASK_STATE_COMPLETED"},"artifacts":[]}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), done("completed"));
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"message":{"messageId":"m","role":"ROLE_AGENT","parts":[]}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), done("message"));
+        // GetTask: the bare task.
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"id":"t1","contextId":"c","status":{"state":"TASK_STATE_WORKING"}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), running);
+        // StreamResponse events: no `final` in 1.0, the state says it.
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"statusUpdate":{"taskId":"t1","contextId":"c","status":{"state":"TASK_STATE_WORKING"}}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), running);
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"statusUpdate":{"taskId":"t1","status":{"state":"TASK_STATE_INPUT_REQUIRED"}}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), done("input-required"));
+        let a = parse_as(Wire::V10, br#"{"jsonrpc":"2.0","id":1,"result":{"artifactUpdate":{"taskId":"t1","artifact":{"artifactId":"a","parts":[]}}}}"#).expect("answer");
+        assert_eq!(a.result.expect("result").seen(), Seen::Other);
+        let a = parse_as(
+            Wire::V10,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"x"}}"#,
+        )
+        .expect("answer");
+        assert_eq!(a.error.expect("error").code, -32001);
+
+        // HTTP+JSON: the same objects bare, errors as google.rpc.Status.
+        let a = parse_as(
+            Wire::V10Rest,
+            br#"{"task":{"id":"t1","status":{"state":"TASK_STATE_FAILED"}}}"#,
+        )
+        .expect("answer");
+        assert_eq!(a.result.expect("result").seen(), done("failed"));
+        let a = parse_as(
+            Wire::V10Rest,
+            br#"{"statusUpdate":{"taskId":"t1","status":{"state":"TASK_STATE_COMPLETED"}}}"#,
+        )
+        .expect("answer");
+        assert_eq!(a.result.expect("result").seen(), done("completed"));
+        let a = parse_as(
+            Wire::V10Rest,
+            br#"{"id":"t1","status":{"state":"TASK_STATE_SUBMITTED"}}"#,
+        )
+        .expect("answer");
+        assert_eq!(a.result.expect("result").seen(), running);
+        let a = parse_as(
+            Wire::V10Rest,
+            br#"{"error":{"code":404,"status":"NOT_FOUND","message":"no task","details":[]}}"#,
+        )
+        .expect("answer");
+        assert!(a.result.is_none());
+        assert_eq!(a.error.expect("error").code, 404);
+        assert!(parse_as(Wire::V10Rest, b"<html>").is_none());
+        assert_eq!(state_name("TASK_STATE_AUTH_REQUIRED"), "auth-required");
+        assert_eq!(state_name("completed"), "completed");
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Ctx {
             _ => None,
         };
         Ok(Ctx {
-            bodies: Bodies::new(run, opts.payload_bytes),
+            bodies: Bodies::new(run, opts.payload_bytes).with_wire(opts.wire()),
             opts,
             factory,
             live: Live::default(),
@@ -157,7 +157,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     opts.validate()?;
     let target = crate::target::resolve(&opts.url, opts.allow_remote).await?;
     let signer = signer(&opts)?;
-    let factory = Arc::new(RequestFactory::new(target, opts.token.as_deref(), signer)?);
+    let factory = Arc::new(
+        RequestFactory::new(target, opts.token.as_deref(), signer)?.with_wire(opts.wire()),
+    );
     let ctx = Arc::new(Ctx::new(opts, factory)?);
     if ctx.opts.scenario == Scenario::SseSoak {
         return crate::soak::run(ctx).await;

@@ -137,7 +137,7 @@ async fn send(
             return None;
         }
     };
-    let parsed = rpc::parse(&body);
+    let parsed = rpc::parse_as(ctx.factory.wire(), &body);
     let seen = match parsed.as_ref().and_then(|a| a.result.as_ref()) {
         Some(item) if (200..300).contains(&status) => item.seen(),
         _ => {
@@ -197,7 +197,7 @@ async fn follow(
         ctx.sync(rec);
         match next {
             Ok(Some(data)) => {
-                let Some(answer) = rpc::parse(&data) else {
+                let Some(answer) = rpc::parse_as(ctx.factory.wire(), &data) else {
                     rec.malformed(&ctx.live);
                     rec.gave_up(due, at, before_answer);
                     break false;
@@ -283,7 +283,12 @@ async fn open_stream(
     match body {
         Ok(Ok(b)) => {
             let bytes = b.to_bytes();
-            refused(ctx, rec, status, rpc::parse(&bytes).as_ref());
+            refused(
+                ctx,
+                rec,
+                status,
+                rpc::parse_as(ctx.factory.wire(), &bytes).as_ref(),
+            );
         }
         Ok(Err(_)) | Err(_) => {
             s.reset();
@@ -323,7 +328,9 @@ async fn resubscribe(
         // A refusal comes as the stream's one event (a JSON-RPC error); anything else is
         // the task, and the stream is followed from it.
         match reader.next_data().await {
-            Ok(Some(data)) if rpc::parse(&data).is_some_and(|a| a.error.is_some()) => {
+            Ok(Some(data))
+                if rpc::parse_as(ctx.factory.wire(), &data).is_some_and(|a| a.error.is_some()) =>
+            {
                 if !matches!(reader.next_data().await, Ok(None)) {
                     s.reset();
                 }
@@ -358,18 +365,17 @@ async fn resubscribe(
             }
         }
     };
-    let answer = rpc::parse(&body);
+    let answer = rpc::parse_as(ctx.factory.wire(), &body);
     if answer.as_ref().is_some_and(|a| a.error.is_some()) {
         // Finished already? Then the refusal is the protocol's answer, not an error.
         let n = ctx.next_id();
-        let got = s
-            .call(ctx.factory.post(ctx.bodies.get(n, task_id), false))
-            .await;
+        let got = s.call(ctx.factory.get_task(&ctx.bodies, n, task_id)).await;
         let at = Instant::now();
         ctx.sync(rec);
         if let Ok((200, b)) = &got {
-            if let Some(Seen::Done { state }) =
-                rpc::parse(b).and_then(|a| a.result).map(|item| item.seen())
+            if let Some(Seen::Done { state }) = rpc::parse_as(ctx.factory.wire(), b)
+                .and_then(|a| a.result)
+                .map(|item| item.seen())
             {
                 rec.finished_before_resubscribe += 1;
                 rec.finished(
@@ -419,7 +425,7 @@ pub async fn poller(ctx: &Ctx, mut s: Session) -> Recorder {
         }
         let n = ctx.next_id();
         let got = s
-            .call(ctx.factory.post(ctx.bodies.get(n, &p.task_id), false))
+            .call(ctx.factory.get_task(&ctx.bodies, n, &p.task_id))
             .await;
         let at = Instant::now();
         ctx.sync(&mut rec);
@@ -430,7 +436,7 @@ pub async fn poller(ctx: &Ctx, mut s: Session) -> Recorder {
                 ctx.pending_queue.lock().push_back(p);
             }
             Ok((status, body)) => {
-                let answer = rpc::parse(&body);
+                let answer = rpc::parse_as(ctx.factory.wire(), &body);
                 match answer.as_ref().and_then(|a| a.result.as_ref()) {
                     Some(item) if (200..300).contains(&status) => match item.seen() {
                         Seen::Done { state } => {

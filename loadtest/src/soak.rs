@@ -157,7 +157,7 @@ async fn open_one(ctx: &Ctx, rec: &mut Recorder, due: Instant) -> Option<(SseRea
     }
     let mut reader = SseReader::new(resp.into_body(), ctx.opts.timeout);
     match reader.next_data().await {
-        Ok(Some(data)) => match rpc::parse(&data) {
+        Ok(Some(data)) => match rpc::parse_as(ctx.factory.wire(), &data) {
             Some(a) if a.error.is_some() => {
                 rec.rpc_error(&ctx.live, a.error.map_or(0, |e| e.code));
                 None

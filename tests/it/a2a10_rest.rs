@@ -566,3 +566,53 @@ async fn the_base_path_is_configurable_and_the_card_names_the_interface() {
     let bad = bindu::Config::from_settings(&[("server.rest_base_path", "/v1/{x}")]);
     assert!(bad.is_err_and(|e| e.to_string().contains("rest_base_path")));
 }
+
+/// The official Python SDK (a2a-sdk 1.x) subscribes with a bare `POST …:subscribe`: no body,
+/// so no `Content-Type`. It is served as the proto's `GET`; a `POST` that has a body but no
+/// JSON type, and an untyped `POST …:cancel`, are still refused by the content-type guard.
+#[tokio::test]
+async fn a_bodiless_post_subscribe_is_served_and_untyped_bodies_are_still_refused() {
+    let (gate, h) = Gate::new();
+    let s = TestServer::with_handler(h).await;
+    let task = s.send_nonblocking(support::user_message("slow")).await;
+    let id = support::task_id(&task);
+    assert_eq!(gate.started().await, id);
+    let path = format!("/v1/tasks/{id}:subscribe");
+    let resp = within(
+        "bare POST :subscribe",
+        s.client.post(s.endpoint(&path)).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["a2a-version"], "1.0");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    for (what, req) in [
+        ("untyped body", s.client.post(s.endpoint(&path)).body("{}")),
+        (
+            "text/plain",
+            s.client
+                .post(s.endpoint(&path))
+                .header("content-type", "text/plain"),
+        ),
+        (
+            "bare cancel",
+            s.client.post(s.endpoint(&format!("/v1/tasks/{id}:cancel"))),
+        ),
+    ] {
+        let refused = within(what, req.send()).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 415, "{what}");
+        let body: Value = within(what, refused.json()).await.unwrap();
+        assert_eq!(reason(415, &body), "INVALID_REQUEST", "{what}: {body}");
+    }
+    gate.release(1);
+    let events = read_sse(resp).await;
+    assert_eq!(
+        events.last().unwrap()["statusUpdate"]["status"]["state"],
+        "TASK_STATE_COMPLETED",
+        "{events:?}"
+    );
+}

@@ -3,7 +3,7 @@
 //! `bindu` binary as a child process) and `fake_openai`.
 //!
 //! Tests that need a server or tool beyond loopback live in a module named after their tier's
-//! feature (`t1_scripts`, `t2_postgres`, `t2_distributed`), compiled only with it; the tier's
+//! feature (`t1_scripts`, `t1_a2a_sdk`, `t2_postgres`, `t2_distributed`), compiled only with it; the tier's
 //! step in `scripts/test` enables the feature and runs just that module
 //! (`cargo test --features t2-postgres --test it t2_postgres::`).
 
@@ -39,6 +39,12 @@ mod traces;
 #[cfg(feature = "t1-scripts")]
 mod t1_scripts {
     mod handlers_command;
+}
+
+/// T1: the official A2A Python SDK (a2a-sdk 1.x) against the built binary.
+#[cfg(feature = "t1-a2a-sdk")]
+mod t1_a2a_sdk {
+    mod sdk_client;
 }
 
 /// T2: the binary and the webhook dead letters against a real Postgres.

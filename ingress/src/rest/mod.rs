@@ -7,7 +7,7 @@
 //! | `GET /tasks/{id}` (`?historyLength=`) | `GetTask` |
 //! | `GET /tasks` (`?contextId=&status=&pageSize=&pageToken=&historyLength=&statusTimestampAfter=&includeArtifacts=`) | `ListTasks` |
 //! | `POST /tasks/{id}:cancel` | `CancelTask` |
-//! | `GET /tasks/{id}:subscribe` (the proto's verb; `POST` too, as the prose spec has it) (SSE) | `SubscribeToTask` |
+//! | `GET /tasks/{id}:subscribe` (the proto's verb; `POST` too, as the prose spec has it, bodiless as the SDKs send it) (SSE) | `SubscribeToTask` |
 //! | `POST /tasks/{id}/pushNotificationConfigs`, `GET` the same (`?pageSize=&pageToken=`) | `Create…`, `ListTaskPushNotificationConfigs` |
 //! | `GET`, `DELETE /tasks/{id}/pushNotificationConfigs/{configId}` | `Get…`, `DeleteTaskPushNotificationConfig` |
 //! | `GET /extendedAgentCard` | `GetExtendedAgentCard` |
@@ -142,12 +142,39 @@ pub(crate) fn routes(base: &str) -> Vec<(String, MethodRouter<Ingress>)> {
 pub(crate) async fn layer(mut request: Request, next: Next) -> Response {
     let negotiated = Negotiated(version::negotiate_rest(request.headers(), request.uri()));
     request.extensions_mut().insert(negotiated);
+    if is_bodiless_subscribe(&request) {
+        // The official SDKs subscribe with a bare `POST …:subscribe` (no body, so no
+        // `Content-Type`), which the content-type guard would refuse with 415. Without a
+        // body it is the proto's `GET …:subscribe` and can do nothing a `GET` cannot (it only
+        // opens a stream), so it is served as that; a `POST` that carries a body is still
+        // checked as every other.
+        *request.method_mut() = Http::GET;
+    }
     let mut response = error::recode(next.run(request).await).await;
     response.headers_mut().insert(
         HeaderName::from_static(version::HEADER),
         HeaderValue::from_static("1.0"),
     );
     response
+}
+
+/// Whether `request` is a `POST {base}/tasks/{id}:subscribe` without a body and without a
+/// `Content-Type`. Only the task route has a last segment ending in `:subscribe` after a
+/// `tasks` segment (the other templates end in fixed words, or put a fixed word before
+/// their last segment), so the path alone says which route it is.
+fn is_bodiless_subscribe(request: &Request) -> bool {
+    let headers = request.headers();
+    let no_body = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    let mut segments = request.uri().path().rsplit('/');
+    let last = segments.next().unwrap_or_default();
+    request.method() == Http::POST
+        && no_body
+        && !headers.contains_key(header::CONTENT_TYPE)
+        && last.ends_with(":subscribe")
+        && segments.next() == Some("tasks")
 }
 
 /// A refusal of this binding: `error` (its code in 1.0's table) as a status body.

@@ -213,3 +213,32 @@ async fn non_loopback_targets_are_refused_before_any_connection() {
         assert!(e.contains("--allow-remote"), "{e}");
     }
 }
+
+/// `--a2a-version 1.0`, over JSON-RPC and over HTTP+JSON: the 1.0 methods reach the server
+/// (its metrics count them), and the 1.0 answers (`SendMessageResponse`, `StreamResponse`,
+/// `TASK_STATE_*`) are read as completions, the send scenario's `GetTask` polls included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_1_0_over_json_rpc_and_http_json_match_the_server() {
+    let s = server(&[]).await;
+    let rest = format!("{}v1", s.url);
+    let runs = [(&s.url, "jsonrpc", 1), (&rest, "http-json", 2)];
+    for (url, binding, round) in runs {
+        let wire = ["--a2a-version", "1.0", "--binding", binding];
+        for scenario in ["send", "send-blocking", "stream"] {
+            let r = load_n(url, scenario, "60", "4", &wire).await;
+            assert_eq!(r.errors.total, 0, "{binding} {scenario}: {}", r.table());
+            assert_eq!(r.sent, 60, "{binding} {scenario}");
+            assert_eq!(finished(&r), 60, "{binding} {scenario}: {}", r.table());
+            assert_eq!(r.states.completed, 60, "{binding} {scenario}");
+            assert_eq!(r.unfinished, 0, "{binding} {scenario}");
+        }
+        assert_eq!(s.tasks_in("completed").await, round * 180, "{binding}");
+    }
+    // Every 1.0 request was counted by its method: 60 + 60 sends, 60 streams per binding.
+    assert_eq!(s.rpc_count("message/send", "ok").await, 240);
+    assert_eq!(s.rpc_count("message/stream", "ok").await, 120);
+    assert!(s.rpc_count("tasks/get", "ok").await >= 120);
+    // A 0.3 run against the same server still reads 0.3.
+    let r = load_n(&s.url, "send-blocking", "20", "2", &[]).await;
+    assert_eq!((r.errors.total, r.completed), (0, 20), "{}", r.table());
+}
