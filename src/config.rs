@@ -15,6 +15,7 @@ use bindu_engine::config::{
     Layers, MtlsMode, Section, Table,
 };
 use bindu_engine::x402::{Pricing, X402Config};
+use bindu_ingress::limits::LimitsConfig;
 use bindu_ingress::negotiation::NegotiationConfig;
 use bindu_ingress::options::{
     AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
@@ -306,6 +307,7 @@ sections! {
     server: ServerConfig,
     agent: AgentConfig,
     negotiation: NegotiationConfig,
+    limits: LimitsConfig,
     auth: AuthConfig,
     mtls: MtlsConfig,
     cache: CacheConfig,

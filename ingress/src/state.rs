@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub certificate_auth: std::sync::OnceLock<crate::tls::CertificateAuth>,
     /// A priced agent's payment gate.
     pub payments: std::sync::OnceLock<crate::payments::Payments>,
+    /// Back-pressure and per-caller limits on messages, when any is configured.
+    pub limits: Option<Arc<crate::limits::Limits>>,
     pub shutdown: CancellationToken,
     /// What `/health` and `/healthz` report.
     pub probe: crate::probes::Probe,
@@ -139,6 +141,7 @@ impl Ingress {
                 auth: std::sync::OnceLock::new(),
                 certificate_auth: std::sync::OnceLock::new(),
                 payments: std::sync::OnceLock::new(),
+                limits: None,
                 shutdown,
                 probe,
             }),
@@ -162,6 +165,16 @@ impl Ingress {
             payments.register_metrics(inner.metrics.registry_mut());
         }
         let _ = self.inner.payments.set(payments);
+        self
+    }
+
+    /// Limits messages (see [`crate::limits`]). Call before [`Ingress::router`]; later
+    /// calls are ignored.
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Limits>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            limits.metrics().register(inner.metrics.registry_mut());
+            inner.limits = Some(limits);
+        }
         self
     }
 

@@ -25,6 +25,7 @@ mod hardening_deps;
 mod hardening_edge;
 mod http;
 mod identity;
+mod limits;
 mod mtls;
 mod negotiation;
 mod observability;

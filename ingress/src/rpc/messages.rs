@@ -137,8 +137,27 @@ async fn submit(
     // In the request's span: its log lines, and while tracing is on the command carries
     // it to the worker.
     super::record_task(&task_id, request.context_id.as_deref());
+    // The caller's open runs: counted before the run exists, so two messages at once
+    // cannot both take the last place.
+    let counted = match &inner.limits {
+        Some(limits) => limits
+            .open(caller.as_deref(), &task_id)
+            .await
+            .map_err(|refusal| {
+                limits.metrics().refused(&refusal);
+                refusal.error()
+            })?,
+        None => false,
+    };
     let accept = tokio::spawn(accept(app.clone(), request, caller, payment).in_current_span());
-    let submitted = match accept.await {
+    let outcome = accept.await;
+    if counted && !matches!(outcome, Ok(Ok(_))) {
+        // No run (a failed one has ended): it does not count.
+        if let Some(limits) = &inner.limits {
+            limits.close(&task_id).await;
+        }
+    }
+    let submitted = match outcome {
         Ok(Ok(submitted)) => submitted,
         // Not recorded: no command was queued.
         Ok(Err(AcceptError::Store(e))) => return Err(store_error(e)),
