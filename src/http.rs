@@ -117,6 +117,7 @@ pub(crate) async fn start(
         // its outcome); without a task timeout, an hour.
         IngressOptions {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            dedupe_window: config.storage.dedupe_window,
             role: if parts.worker_metrics.is_some() {
                 "serve"
             } else {

@@ -462,6 +462,11 @@ pub fn store_error(e: StoreError) -> JsonRpcError {
              or start a new task in the same context"
         )),
         StoreError::Invalid(msg) => JsonRpcError::invalid_params(msg),
+        // `message/send` answers a resent message with its first task; anything else that
+        // meets a claimed message says where it went.
+        StoreError::Duplicate { task_id } => JsonRpcError::invalid_params(format!(
+            "this messageId was sent already, to task {task_id}; read it with tasks/get or send a new messageId"
+        )),
         StoreError::Conflict { task_id, state } => JsonRpcError::new(
             code::INTERNAL_ERROR,
             format!("task {task_id} changed concurrently (now {state}); retry"),

@@ -37,6 +37,9 @@ pub struct IngressOptions {
     /// Where the A2A 1.0 HTTP+JSON binding is served: `""` (the root) or `/segment…`
     /// without a trailing slash ([`crate::rest::base_path`] checks it).
     pub rest_base_path: String,
+    /// Idempotent sends: a message its caller sends again with the same `messageId` within
+    /// this long gets the first one's task (zero: every message is new).
+    pub dedupe_window: Duration,
 }
 
 impl Default for IngressOptions {
@@ -59,6 +62,7 @@ impl Default for IngressOptions {
             // The prose specification's examples (`/v1/message:send`); it keeps the
             // binding's paths apart from the agent's other routes.
             rest_base_path: "/v1".into(),
+            dedupe_window: Duration::from_secs(300),
         }
     }
 }

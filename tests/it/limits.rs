@@ -157,7 +157,7 @@ async fn a_full_in_process_queue_refuses_instead_of_holding_the_request() {
 }
 
 /// An agent with authentication on a fake Hydra and `limits`; two callers' tokens.
-async fn two_callers(
+pub(crate) async fn two_callers(
     limits: &[(&str, &str)],
     h: Arc<dyn bindu::Handler>,
 ) -> (TestServer, Arc<Hydra>) {
@@ -178,7 +178,7 @@ async fn two_callers(
     (srv, hydra)
 }
 
-fn bearer(token: &str) -> (&'static str, String) {
+pub(crate) fn bearer(token: &str) -> (&'static str, String) {
     ("authorization", format!("Bearer {token}"))
 }
 
