@@ -108,7 +108,7 @@ pub(crate) async fn start(
     .map_err(|e| Error::backend("auth", e))?;
     let shutdown = supervisor.shutdown();
     let mut ingress = Ingress::new(
-        parts.store,
+        parts.store.clone(),
         parts.bus.clone(),
         cards.public,
         cards.extended,
@@ -137,7 +137,11 @@ pub(crate) async fn start(
     }
     if let Some(limits) = limits(config, &parts.namespace).await? {
         let stop = supervisor.part_token();
-        if let Some(watch) = limits.clone().watcher(&parts.bus, stop).await {
+        if let Some(watch) = limits
+            .clone()
+            .watcher(&parts.bus, parts.store.clone(), stop)
+            .await
+        {
             supervisor.spawn(watch);
         }
         ingress = ingress.with_limits(limits);

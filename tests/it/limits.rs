@@ -285,6 +285,17 @@ async fn anonymous_callers_have_their_own_limits() {
         &post(&http, &srv.url(), &[], send_body("two", true)).await,
         "rate",
     );
+    // A2A 1.0 callers get the same answer (-32029 means nothing else in 1.0).
+    let send10 = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                        "params": {"message": {"role": "ROLE_USER", "messageId": "m10", "parts": [{"text": "three"}]}}});
+    let answer = post(
+        &http,
+        &srv.url(),
+        &[("a2a-version", "1.0".to_string())],
+        send10.to_string(),
+    )
+    .await;
+    assert_refused(&answer, "rate");
 }
 
 /// Two ingress replicas sharing Redis (`BINDU_TEST_REDIS_URL`, default the local server):

@@ -15,8 +15,9 @@
 //!    bursts of `burst`.
 //! 3. **The caller's open tasks** (in [`crate::rpc`], once the task id is known): runs
 //!    accepted and not ended yet (queued or running). The replica that accepted a run
-//!    watches the agent's events for its end ([`Limits::watcher`]); a run whose end it never
-//!    sees (it stopped, or its event stream lagged) stops counting after `open_task_ttl`.
+//!    watches the agent's events for its end ([`Limits::watcher`]); when its event stream
+//!    lags it asks the task store which of its runs ended. A run whose end it never sees
+//!    (that replica stopped) stops counting after `open_task_ttl`.
 //!
 //! With `REDIS_URL` the buckets and the open-task sets live in Redis and every replica
 //! shares them (one Lua script per check: refill and take, or prune, count and add, in one
@@ -32,7 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindu_engine::config::{check, fields, within, Invalid, Section};
-use bindu_engine::Bus;
+use bindu_engine::store::{Access, StoreError};
+use bindu_engine::{Bus, TaskStore};
 use bindu_schemas::jsonrpc::{code, JsonRpcError};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -201,6 +203,12 @@ impl Refusal {
         .with_data(json!({"reason": self.reason(), "retryAfter": secs}))
     }
 }
+
+/// After missed events, the open-task watcher checks its counted runs in the store at most
+/// this often ...
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// ... and at most this many of them each time.
+const RECONCILE_MAX: usize = 10_000;
 
 /// Longest the queue depth a refusal reads may be out of date.
 pub const DEPTH_MAX_AGE: Duration = Duration::from_millis(250);
@@ -454,6 +462,7 @@ impl Limits {
     pub async fn watcher(
         self: Arc<Self>,
         bus: &Arc<dyn Bus>,
+        store: Arc<dyn TaskStore>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         if self.callers.max_open == 0 && self.anonymous.max_open == 0 {
@@ -468,6 +477,7 @@ impl Limits {
         };
         *self.watching.lock() = true;
         Some(async move {
+            let mut reconciled: Option<Instant> = None;
             loop {
                 let next = tokio::select! {
                     next = events.next() => next,
@@ -477,13 +487,50 @@ impl Limits {
                     Some(Ok(e)) if e.is_final() => self.close(e.task_id()).await,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "the open-task watcher missed task events; runs whose end it missed count until limits.open_task_ttl_secs");
+                        // Ends may have been missed: the store says which runs ended, at
+                        // most once per RECONCILE_EVERY (ends missed in between count until
+                        // the next one, or `open_task_ttl`).
+                        if reconciled.is_none_or(|at| at.elapsed() >= RECONCILE_EVERY) {
+                            reconciled = Some(Instant::now());
+                            let released = self.reconcile(store.as_ref()).await;
+                            tracing::warn!(error = %e, released, "the open-task watcher missed task events; the runs it counted were checked in the task store");
+                        }
                     }
-                    None => break,
+                    None => {
+                        tracing::warn!("the agent's event stream ended: open tasks per caller are no longer limited on this replica");
+                        break;
+                    }
                 }
             }
             *self.watching.lock() = false;
         })
+    }
+
+    /// Releases the counted runs the store says have ended (or are gone), reading at most
+    /// [`RECONCILE_MAX`] of them; how many were released.
+    async fn reconcile(&self, store: &dyn TaskStore) -> usize {
+        let ids: Vec<Arc<String>> = self
+            .tracked
+            .iter()
+            .map(|(id, _)| id)
+            .take(RECONCILE_MAX)
+            .collect();
+        let mut released = 0;
+        for id in ids {
+            let ended = match store.get(&id, Access::Internal).await {
+                Ok(snap) => {
+                    let state = snap.task.status.state;
+                    state.is_terminal() || state.is_interrupted()
+                }
+                Err(StoreError::NotFound(_)) => true,
+                Err(_) => false,
+            };
+            if ended {
+                self.close(&id).await;
+                released += 1;
+            }
+        }
+        released
     }
 
     fn shared_answered(&self) {
@@ -520,6 +567,28 @@ mod tests {
             retry_after: Duration::from_millis(1),
         };
         assert_eq!(r.retry_after_secs(), 1, "never Retry-After: 0");
+    }
+
+    #[tokio::test]
+    async fn after_missed_events_the_store_says_which_runs_ended() {
+        use bindu_engine::store::conformance::{run_to, submit_new};
+        use bindu_schemas::TaskState;
+        let config = LimitsConfig {
+            max_open_tasks: 2,
+            ..LimitsConfig::default()
+        };
+        let limits = Limits::new(&config, None);
+        *limits.watching.lock() = true;
+        let store = bindu_engine::store::MemoryStore::default();
+        let ended = submit_new(&store, Some("c")).await.task.id;
+        let running = submit_new(&store, Some("c")).await.task.id;
+        assert_eq!(limits.open(Some("c"), &ended).await, Ok(true));
+        assert_eq!(limits.open(Some("c"), &running).await, Ok(true));
+        assert!(limits.open(Some("c"), "third").await.is_err());
+        // The end of `ended` was never seen (a lagging event stream).
+        run_to(&store, &ended, TaskState::Completed).await;
+        assert_eq!(limits.reconcile(&store).await, 1);
+        assert_eq!(limits.open(Some("c"), "third").await, Ok(true));
     }
 
     #[test]
