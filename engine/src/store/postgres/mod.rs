@@ -16,12 +16,13 @@
 //!   [`StoreError::Unavailable`].
 //!
 //! What lives where: this file connects and holds the reads and writes of a task itself;
-//! [`writer`] commits them in batches; [`read`] has the read statements and row decoding,
+//! [`writer`] commits them in batches ([`claims`]: idempotent sends); [`read`] has the read statements and row decoding,
 //! [`listing`] the pages of `tasks/list` and `contexts/list`; [`attached`] the push configs
 //! and feedback of a task, [`push_reader`] the batched push config lookups; [`delete`] clears
 //! contexts and purges old tasks; [`counts`] keeps the task counts `/metrics` shows.
 
 mod attached;
+mod claims;
 mod counts;
 mod delete;
 mod listing;

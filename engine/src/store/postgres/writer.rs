@@ -27,7 +27,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::oneshot;
 
-use super::{is_transient, PostgresOptions};
+use super::{claims, is_transient, PostgresOptions};
 use crate::retry::RetryPolicy;
 use crate::store::*;
 use crate::time::now_rfc3339;
@@ -69,7 +69,7 @@ pub(super) enum SubmitOutcome {
     },
 }
 
-enum Input {
+pub(super) enum Input {
     Submit(SubmitRequest),
     Update(TaskUpdate),
 }
@@ -81,7 +81,7 @@ enum Reply {
 }
 
 #[allow(clippy::large_enum_variant)]
-enum Outcome {
+pub(super) enum Outcome {
     Submit(SubmitOutcome),
     Update(Applied),
 }
@@ -415,7 +415,7 @@ async fn run_round(
         .filter(|i| matches!(inputs[*i], Input::Update(_)))
         .collect();
     if !submits.is_empty() {
-        submit_round(conn, agent, inputs, &submits, results, now).await?;
+        claims::submit_round(conn, agent, inputs, &submits, results, now).await?;
     }
     if !updates.is_empty() {
         update_round(conn, agent, inputs, &updates, results, now).await?;
@@ -439,174 +439,9 @@ struct Existing {
     version: u64,
 }
 
-/// Claims the messages of a round that ask for it ([`SubmitRequest::dedupe`]) in one
-/// statement: a message claimed already (by another transaction, an earlier round of this
-/// one, or earlier in this round) gets [`StoreError::Duplicate`] naming the first's task and
-/// goes no further. Returns the submits that go on, and the keys claimed with their inputs.
-pub const CLAIM_MESSAGES: &str = "INSERT INTO bindu_message_claims (agent_id, key, task_id, expires_at) \
-     SELECT $1, x.key, x.task_id, now() + x.ms * interval '1 millisecond' \
-     FROM unnest($2::bytea[], $3::text[], $4::int8[]) AS x(key, task_id, ms) \
-     ON CONFLICT (agent_id, key) DO UPDATE SET task_id = EXCLUDED.task_id, expires_at = EXCLUDED.expires_at \
-     WHERE bindu_message_claims.expires_at <= now() \
-     RETURNING key";
-
-/// What [`claim_messages`] decided for a round's submits.
-struct Claims<'a> {
-    /// The submits that go on (claimed, or not asking for a claim).
-    go_on: Vec<(usize, &'a SubmitRequest)>,
-    /// Keys claimed now, with their input: released if that input then fails.
-    mine: Vec<(usize, [u8; 32])>,
-    /// Later submits of a key claimed earlier in this round (input, the first's input):
-    /// they follow the first's outcome once it is known.
-    followers: Vec<(usize, usize)>,
-}
-
-async fn claim_messages<'a>(
-    conn: &mut PgConnection,
-    agent: i32,
-    reqs: Vec<(usize, &'a SubmitRequest)>,
-    results: &mut [Option<Result<Outcome, StoreError>>],
-) -> Result<Claims<'a>, sqlx::Error> {
-    if reqs.iter().all(|(_, r)| r.dedupe.is_none()) {
-        return Ok(Claims {
-            go_on: reqs,
-            mine: Vec::new(),
-            followers: Vec::new(),
-        });
-    }
-    // The first of each key in this round claims it; the others follow its outcome.
-    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
-    let mut followers: Vec<(usize, usize)> = Vec::new();
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut task_ids: Vec<&str> = Vec::new();
-    let mut windows: Vec<i64> = Vec::new();
-    let mut asking: Vec<(usize, &'a SubmitRequest, [u8; 32])> = Vec::new();
-    let mut go_on = Vec::with_capacity(reqs.len());
-    for (i, r) in reqs {
-        let (Some(key), Some(window)) = (r.dedupe_key(), r.dedupe) else {
-            go_on.push((i, r));
-            continue;
-        };
-        if let Some(f) = first.get(&key) {
-            followers.push((i, *f));
-            continue;
-        }
-        first.insert(key, i);
-        keys.push(key.to_vec());
-        task_ids.push(&r.task_id);
-        windows.push(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-        asking.push((i, r, key));
-    }
-    let claimed: std::collections::HashSet<Vec<u8>> = sqlx::query_scalar(CLAIM_MESSAGES)
-        .bind(agent)
-        .bind(&keys)
-        .bind(&task_ids)
-        .bind(&windows)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
-    // Claimed before: whose task it went to (a retry; the rare path).
-    let taken: Vec<&Vec<u8>> = keys.iter().filter(|k| !claimed.contains(*k)).collect();
-    let mut task_of: HashMap<Vec<u8>, String> = HashMap::new();
-    if !taken.is_empty() {
-        let rows = sqlx::query(
-            "SELECT key, task_id FROM bindu_message_claims WHERE agent_id = $1 AND key = ANY($2)",
-        )
-        .bind(agent)
-        .bind(&taken)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in rows {
-            task_of.insert(row.try_get("key")?, row.try_get("task_id")?);
-        }
-    }
-    let mut mine = Vec::new();
-    for (i, r, key) in asking {
-        if claimed.contains(key.as_slice()) {
-            mine.push((i, key));
-            go_on.push((i, r));
-            continue;
-        }
-        results[i] = Some(Err(match task_of.remove(key.as_slice()) {
-            Some(task_id) => StoreError::Duplicate { task_id },
-            // Claimed, then released by a failed write between the two statements.
-            None => StoreError::Unavailable(
-                "a message with this messageId was being recorded; retry".into(),
-            ),
-        }));
-    }
-    Ok(Claims {
-        go_on,
-        mine,
-        followers,
-    })
-}
-
-/// After a round: releases the claims of submits that failed, and gives each follower its
-/// first's outcome as a duplicate.
-async fn settle_claims(
-    conn: &mut PgConnection,
-    agent: i32,
-    inputs: &[Input],
-    claims: &Claims<'_>,
-    results: &mut [Option<Result<Outcome, StoreError>>],
-) -> Result<(), sqlx::Error> {
-    let failed: Vec<Vec<u8>> = claims
-        .mine
-        .iter()
-        .filter(|(i, _)| !matches!(results[*i], Some(Ok(_))))
-        .map(|(_, key)| key.to_vec())
-        .collect();
-    if !failed.is_empty() {
-        sqlx::query("DELETE FROM bindu_message_claims WHERE agent_id = $1 AND key = ANY($2)")
-            .bind(agent)
-            .bind(&failed)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for (i, f) in &claims.followers {
-        let outcome = match &results[*f] {
-            Some(Ok(_)) => match &inputs[*f] {
-                Input::Submit(r) => StoreError::Duplicate {
-                    task_id: r.task_id.clone(),
-                },
-                Input::Update(_) => StoreError::Other("a claim of an update".into()),
-            },
-            Some(Err(StoreError::Duplicate { task_id })) => StoreError::Duplicate {
-                task_id: task_id.clone(),
-            },
-            _ => StoreError::Unavailable(
-                "a message with this messageId was being recorded and failed; retry".into(),
-            ),
-        };
-        results[*i] = Some(Err(outcome));
-    }
-    Ok(())
-}
-
-async fn submit_round(
-    conn: &mut PgConnection,
-    agent: i32,
-    inputs: &[Input],
-    submits: &[usize],
-    results: &mut [Option<Result<Outcome, StoreError>>],
-    now: &str,
-) -> Result<(), sqlx::Error> {
-    let reqs: Vec<(usize, &SubmitRequest)> = submits
-        .iter()
-        .filter_map(|i| match &inputs[*i] {
-            Input::Submit(r) => Some((*i, r)),
-            Input::Update(_) => None,
-        })
-        .collect();
-    let claims = claim_messages(conn, agent, reqs, results).await?;
-    record_round(conn, agent, &claims.go_on, results, now).await?;
-    settle_claims(conn, agent, inputs, &claims, results).await
-}
-
-/// The messages of a round: new tasks, then follow-ups.
-async fn record_round(
+/// The messages of a round (after [`claims::submit_round`] claimed them): new tasks, then
+/// follow-ups.
+pub(super) async fn record_round(
     conn: &mut PgConnection,
     agent: i32,
     reqs: &[(usize, &SubmitRequest)],
