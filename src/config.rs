@@ -15,6 +15,7 @@ use bindu_engine::config::{
     Layers, MtlsMode, Section, Table,
 };
 use bindu_engine::x402::{Pricing, X402Config};
+use bindu_ingress::limits::LimitsConfig;
 use bindu_ingress::negotiation::NegotiationConfig;
 use bindu_ingress::options::{
     AgentConfig, AuthConfig, CacheConfig, HydraConfig, MtlsConfig, ServerConfig,
@@ -103,6 +104,11 @@ bindu_engine::section! {
         /// Postgres: stored tasks are counted for `/metrics` at most once per this interval.
         #[serde(with = "fields::duration")]
         pub count_interval: Duration = postgres().count_interval, env "STORAGE__COUNT_INTERVAL";
+        /// Idempotent sends: a message resent with the same `messageId` by the same caller
+        /// within this long gets the first one's task; 0 turns it off.
+        #[serde(with = "fields::duration")]
+        pub dedupe_window: Duration = bindu_ingress::IngressOptions::default().dedupe_window,
+            env "STORAGE__DEDUPE_WINDOW";
     }
 }
 
@@ -140,6 +146,11 @@ impl Section for StorageConfig {
             self.count_interval >= Duration::from_secs(1),
             "count_interval",
             "must be at least 1s",
+        )?;
+        check(
+            self.dedupe_window <= Duration::from_secs(30 * 86_400),
+            "dedupe_window",
+            "must be at most 30d (0 turns idempotent sends off)",
         )?;
         at_least(self.memory_max_tasks, 1, "memory_max_tasks")
     }
@@ -306,6 +317,7 @@ sections! {
     server: ServerConfig,
     agent: AgentConfig,
     negotiation: NegotiationConfig,
+    limits: LimitsConfig,
     auth: AuthConfig,
     mtls: MtlsConfig,
     cache: CacheConfig,

@@ -108,8 +108,8 @@ pub(crate) async fn start(
     .map_err(|e| Error::backend("auth", e))?;
     let shutdown = supervisor.shutdown();
     let mut ingress = Ingress::new(
-        parts.store,
-        parts.bus,
+        parts.store.clone(),
+        parts.bus.clone(),
         cards.public,
         cards.extended,
         Some(cards.did),
@@ -117,6 +117,7 @@ pub(crate) async fn start(
         // its outcome); without a task timeout, an hour.
         IngressOptions {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            dedupe_window: config.storage.dedupe_window,
             role: if parts.worker_metrics.is_some() {
                 "serve"
             } else {
@@ -133,6 +134,17 @@ pub(crate) async fn start(
     );
     if let Some(auth) = auth {
         ingress = ingress.with_auth(auth);
+    }
+    if let Some(limits) = limits(config, &parts.namespace).await? {
+        let stop = supervisor.part_token();
+        if let Some(watch) = limits
+            .clone()
+            .watcher(&parts.bus, parts.store.clone(), stop)
+            .await
+        {
+            supervisor.spawn(watch);
+        }
+        ingress = ingress.with_limits(limits);
     }
     if config.negotiation.enabled {
         let key = parts.identity.derive_secret(token::KEY_PURPOSE);
@@ -208,6 +220,48 @@ pub(crate) async fn start(
     }
     tracing::info!(%local_addr, url = %base_url, "agent listening");
     Ok((local_addr, base_url))
+}
+
+/// Back-pressure and per-caller limits, when any is configured: buckets and open-task sets
+/// in Redis when `REDIS_URL` is set (shared by every replica), else this process's own.
+async fn limits(
+    config: &Config,
+    namespace: &str,
+) -> Result<Option<Arc<bindu_ingress::limits::Limits>>> {
+    use secrecy::ExposeSecret;
+    if !config.limits.any() {
+        return Ok(None);
+    }
+    let shared = match &config.cache.redis_url {
+        Some(url) => {
+            let prefix = format!(
+                "bindu:{}:limits:",
+                bindu_schemas::bus::subjects::token(namespace)
+            );
+            let redis = bindu_ingress::auth::shared::RedisState::connect(
+                url.expose_secret(),
+                &prefix,
+                config.cache.redis_options(),
+            )
+            .await
+            .map_err(|e| Error::backend("per-caller limits (REDIS_URL)", e))?;
+            Some(Arc::new(redis))
+        }
+        None => None,
+    };
+    tracing::info!(
+        queue_limit = config.limits.queue_limit,
+        rate = config.limits.rate,
+        max_open_tasks = config.limits.max_open_tasks,
+        anonymous_rate = config.limits.anonymous_rate,
+        anonymous_max_open_tasks = config.limits.anonymous_max_open_tasks,
+        shared = shared.is_some(),
+        "messages are limited (HTTP 429 with Retry-After beyond)"
+    );
+    Ok(Some(Arc::new(bindu_ingress::limits::Limits::new(
+        &config.limits,
+        shared,
+    ))))
 }
 
 /// The payment replay guard: Redis when `REDIS_URL` is set (shared by every replica),

@@ -15,6 +15,7 @@ fn submit(n: u64) -> SubmitRequest {
         context_id: Some(format!("c-{n}")),
         message: user_message("hello"),
         push_config: None,
+        dedupe: None,
     }
 }
 

@@ -25,6 +25,7 @@
 //! | no route | 404 | `{"error", "hint"}` |
 //! | no payment, or a refused one (a priced agent) | 402 + `PAYMENT-REQUIRED` | x402 `PaymentRequired` |
 //! | payment replay guard or facilitator unavailable | 503 | -32603 |
+//! | work queue over `limits.queue_limit` or full, caller over its rate or open tasks | 429 + `Retry-After` | -32029 (`data.reason`, `data.retryAfter`), id echoed |
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,9 @@ pub enum EdgeError {
     /// The same errors met on an A2A 1.0 HTTP+JSON route, their code in 1.0's table: the
     /// status and `google.rpc.Status` body of [`crate::rest::error`]'s table.
     Rest(JsonRpcError),
+    /// Too many requests ([`crate::limits::Refusal`], -32029): HTTP 429 with `Retry-After`
+    /// taken from the error's `data.retryAfter`.
+    TooManyRequests(ErrorResponse),
     /// The request body passed `limit` bytes. `drained`: the rest of it was read, so the
     /// connection can carry another request.
     BodyTooLarge {
@@ -193,6 +197,23 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// `resp` with `Retry-After` when `error` is -32029 (too many requests): whole seconds from
+/// its `data.retryAfter`, at least 1.
+fn with_retry_after(mut resp: Response, error: &JsonRpcError) -> Response {
+    if error.code == code::TOO_MANY_REQUESTS {
+        let secs = error
+            .data
+            .as_ref()
+            .and_then(|d| d.get("retryAfter"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1)
+            .max(1);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
 /// A JSON-RPC error body with an HTTP status other than 200.
 fn rpc_refusal(status: StatusCode, id: RequestId, error: JsonRpcError) -> Response {
     json_response(status, ErrorResponse::new(id, error).to_json())
@@ -236,7 +257,11 @@ impl IntoResponse for EdgeError {
         };
         match self {
             E::Rpc(e) => json_response(StatusCode::OK, e.to_json()),
-            E::Rest(e) => crate::rest::error::response(&e),
+            E::Rest(e) => with_retry_after(crate::rest::error::response(&e), &e),
+            E::TooManyRequests(e) => with_retry_after(
+                json_response(StatusCode::TOO_MANY_REQUESTS, e.to_json()),
+                &e.error,
+            ),
             E::BodyTooLarge { limit, drained } => {
                 let mut resp = rpc_refusal(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -437,6 +462,11 @@ pub fn store_error(e: StoreError) -> JsonRpcError {
              or start a new task in the same context"
         )),
         StoreError::Invalid(msg) => JsonRpcError::invalid_params(msg),
+        // `message/send` answers a resent message with its first task; anything else that
+        // meets a claimed message says where it went.
+        StoreError::Duplicate { task_id } => JsonRpcError::invalid_params(format!(
+            "this messageId was sent already, to task {task_id}; read it with tasks/get or send a new messageId"
+        )),
         StoreError::Conflict { task_id, state } => JsonRpcError::new(
             code::INTERNAL_ERROR,
             format!("task {task_id} changed concurrently (now {state}); retry"),
@@ -457,6 +487,13 @@ pub fn store_error(e: StoreError) -> JsonRpcError {
 }
 
 pub fn bus_error(e: BusError) -> JsonRpcError {
+    if let BusError::Full = e {
+        tracing::info!("the bus's work queue is full: a message was refused (HTTP 429)");
+        return crate::limits::Refusal::BusFull {
+            retry_after: std::time::Duration::from_secs(1),
+        }
+        .error();
+    }
     tracing::warn!(error = %e, "bus failure");
     JsonRpcError::internal("the task bus is unavailable; retry shortly")
 }
@@ -614,6 +651,28 @@ mod tests {
         assert_eq!(body["id"], 7);
         let (_, body, _) = answer(EdgeError::TokenMissing).await;
         assert_eq!(body["id"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_is_a_429_with_retry_after_and_the_id_echoed() {
+        let id = RequestId::Number(7.into());
+        let refusal = crate::limits::Refusal::Rate {
+            retry_after: std::time::Duration::from_millis(2500),
+        };
+        let (status, body, resp) = answer(EdgeError::TooManyRequests(ErrorResponse::new(
+            id,
+            refusal.error(),
+        )))
+        .await;
+        assert_eq!(status, 429);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(body["id"], 7);
+        assert_eq!(body["error"]["code"], code::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["data"]["retryAfter"], 3);
+        // The bus's own full queue answers the same way.
+        let full = bus_error(BusError::Full);
+        assert_eq!(full.code, code::TOO_MANY_REQUESTS);
+        assert_eq!(full.data.unwrap()["reason"], "queue");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@
 //! - [`error`]: the one place refusals become HTTP answers ([`error::EdgeError`]) and
 //!   internal errors become JSON-RPC errors.
 //! - [`version`]: A2A 0.3 and 1.0 on one endpoint: negotiation, each version's codes.
+//! - [`limits`]: back-pressure and per-caller limits on messages (`[limits]`): HTTP 429.
 //! - [`guard`]: the `Host` allow-list and the JSON content type (what a web page cannot do).
 //! - `body`: reading request bodies within a limit, draining refused ones.
 //! - [`caller`]: who is calling ([`Caller`], [`GrantedScopes`]), set by the auth layers.
@@ -36,6 +37,7 @@ pub mod did;
 pub mod error;
 pub mod guard;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod negotiation;
 pub mod options;

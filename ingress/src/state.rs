@@ -37,6 +37,9 @@ pub struct IngressOptions {
     /// Where the A2A 1.0 HTTP+JSON binding is served: `""` (the root) or `/segment…`
     /// without a trailing slash ([`crate::rest::base_path`] checks it).
     pub rest_base_path: String,
+    /// Idempotent sends: a message its caller sends again with the same `messageId` within
+    /// this long gets the first one's task (zero: every message is new).
+    pub dedupe_window: Duration,
 }
 
 impl Default for IngressOptions {
@@ -59,6 +62,7 @@ impl Default for IngressOptions {
             // The prose specification's examples (`/v1/message:send`); it keeps the
             // binding's paths apart from the agent's other routes.
             rest_base_path: "/v1".into(),
+            dedupe_window: Duration::from_secs(300),
         }
     }
 }
@@ -89,6 +93,8 @@ pub(crate) struct Inner {
     pub certificate_auth: std::sync::OnceLock<crate::tls::CertificateAuth>,
     /// A priced agent's payment gate.
     pub payments: std::sync::OnceLock<crate::payments::Payments>,
+    /// Back-pressure and per-caller limits on messages, when any is configured.
+    pub limits: Option<Arc<crate::limits::Limits>>,
     pub shutdown: CancellationToken,
     /// What `/health` and `/healthz` report.
     pub probe: crate::probes::Probe,
@@ -139,6 +145,7 @@ impl Ingress {
                 auth: std::sync::OnceLock::new(),
                 certificate_auth: std::sync::OnceLock::new(),
                 payments: std::sync::OnceLock::new(),
+                limits: None,
                 shutdown,
                 probe,
             }),
@@ -162,6 +169,16 @@ impl Ingress {
             payments.register_metrics(inner.metrics.registry_mut());
         }
         let _ = self.inner.payments.set(payments);
+        self
+    }
+
+    /// Limits messages (see [`crate::limits`]). Call before [`Ingress::router`]; later
+    /// calls are ignored.
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Limits>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            limits.metrics().register(inner.metrics.registry_mut());
+            inner.limits = Some(limits);
+        }
         self
     }
 

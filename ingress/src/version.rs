@@ -18,6 +18,7 @@
 //! | version not supported | — | -32009 `VersionNotSupportedError` |
 //! | authentication required / invalid token / token expired / invalid token signature / insufficient permissions | -32009 / -32010 / -32011 / -32012 / -32013 (Bindu) | -32041 / -32042 / -32043 / -32044 / -32045 (Bindu) |
 //! | context not found / skill not found | -32020 / -32030 (Bindu) | the same |
+//! | too many requests (HTTP 429, see [`crate::limits`]) | -32029 (Bindu) | the same |
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};

@@ -185,7 +185,12 @@ pub struct Session {
     addr: SocketAddr,
     timeout: Duration,
     sender: Option<http1::SendRequest<Full<Bytes>>>,
+    /// After an HTTP 429: no request before its `Retry-After` passed.
+    not_before: Option<tokio::time::Instant>,
 }
+
+/// Longest `Retry-After` honoured (a larger one is waited this long).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Session {
     pub fn new(addr: SocketAddr, timeout: Duration) -> Session {
@@ -193,7 +198,30 @@ impl Session {
             addr,
             timeout,
             sender: None,
+            not_before: None,
         }
+    }
+
+    /// Notes an answer's `Retry-After` (whole seconds, or an HTTP date) when it is a 429.
+    fn honour_retry_after(&mut self, resp: &Response<Incoming>) {
+        if resp.status().as_u16() != 429 {
+            return;
+        }
+        let wait = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let v = v.trim();
+                v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
+                    httpdate::parse_http_date(v)
+                        .ok()
+                        .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+                })
+            })
+            .unwrap_or(Duration::from_secs(1))
+            .min(MAX_RETRY_AFTER);
+        self.not_before = Some(tokio::time::Instant::now() + wait);
     }
 
     async fn connect(&mut self) -> Result<&mut http1::SendRequest<Full<Bytes>>, Transport> {
@@ -223,6 +251,9 @@ impl Session {
         &mut self,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, Transport> {
+        if let Some(at) = self.not_before.take() {
+            tokio::time::sleep_until(at).await;
+        }
         let timeout = self.timeout;
         let result = tokio::time::timeout(timeout, async {
             let sender = self.connect().await?;
@@ -231,8 +262,9 @@ impl Session {
         })
         .await
         .unwrap_or(Err(Transport::Timeout));
-        if result.is_err() {
-            self.sender = None;
+        match &result {
+            Ok(resp) => self.honour_retry_after(resp),
+            Err(_) => self.sender = None,
         }
         result
     }

@@ -65,6 +65,9 @@ pub struct Errors {
     pub transport: BTreeMap<String, u64>,
     /// Answers that were not JSON-RPC.
     pub malformed: u64,
+    /// HTTP 429 answers (back-pressure, caller limits): not counted in `total`; each
+    /// session waited out the answer's `Retry-After`.
+    pub too_many_requests: u64,
 }
 
 /// sse-soak results.
@@ -199,6 +202,7 @@ impl Report {
                 .collect(),
             transport: rec.transport_errors.clone(),
             malformed: rec.malformed,
+            too_many_requests: rec.too_many_requests,
         };
         Report {
             scenario: o.scenario,
@@ -387,6 +391,13 @@ impl Report {
             );
         }
         let e = &self.errors;
+        if e.too_many_requests > 0 {
+            let _ = writeln!(
+                t,
+                "  refused with HTTP 429 (not errors; Retry-After honoured): {}",
+                e.too_many_requests
+            );
+        }
         if e.total == 0 {
             let _ = writeln!(t, "  errors: none");
         } else {

@@ -74,7 +74,14 @@ impl Mix {
 }
 
 /// Records a refused or unreadable answer: counted once, by JSON-RPC code and/or HTTP status.
+/// An HTTP 429 (back-pressure, or the caller over its limits) is counted apart, not as a
+/// failure: the server answered as it should under that load (the session waits out its
+/// `Retry-After` before its next request).
 fn refused(ctx: &Ctx, rec: &mut Recorder, status: u16, answer: Option<&rpc::Answer>) {
+    if status == 429 {
+        rec.too_many_requests();
+        return;
+    }
     let code = answer.and_then(|a| a.error.as_ref()).map(|e| e.code);
     let http = !(200..300).contains(&status);
     match (code, http) {

@@ -146,6 +146,9 @@ pub struct Recorder {
     pub transport_errors: BTreeMap<String, u64>,
     /// Answers that were neither JSON-RPC nor an SSE stream of it.
     pub malformed: u64,
+    /// Requests the server refused with HTTP 429 (back-pressure or the caller's limits):
+    /// counted apart from failures; the session waited out each `Retry-After`.
+    pub too_many_requests: u64,
     /// Failed requests (each once, whichever maps above it is counted in).
     errors: u64,
     /// resubscribe: the task had finished before the stream opened (read with tasks/get).
@@ -171,6 +174,7 @@ impl Default for Recorder {
             http_errors: BTreeMap::new(),
             transport_errors: BTreeMap::new(),
             malformed: 0,
+            too_many_requests: 0,
             errors: 0,
             finished_before_resubscribe: 0,
         }
@@ -291,6 +295,11 @@ impl Recorder {
         live.errors.fetch_add(1, Relaxed);
     }
 
+    /// An HTTP 429 answer: the server refused the request for load, not for an error.
+    pub fn too_many_requests(&mut self) {
+        self.too_many_requests += 1;
+    }
+
     pub fn malformed(&mut self, live: &Live) {
         self.malformed += 1;
         self.errors += 1;
@@ -319,6 +328,7 @@ impl Recorder {
             *self.transport_errors.entry(k).or_default() += v;
         }
         self.malformed += other.malformed;
+        self.too_many_requests += other.too_many_requests;
         self.errors += other.errors;
         self.finished_before_resubscribe += other.finished_before_resubscribe;
     }

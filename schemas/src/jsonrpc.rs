@@ -34,6 +34,9 @@ pub mod code {
     pub const INSUFFICIENT_PERMISSIONS: i32 = -32013;
     pub const CONTEXT_NOT_FOUND: i32 = -32020;
     pub const SKILL_NOT_FOUND: i32 = -32030;
+    /// Bindu: too many requests (the work queue is over its limit, or the caller over its
+    /// rate or open tasks); sent with HTTP 429 and `Retry-After`. Free in A2A 0.3 and 1.0.
+    pub const TOO_MANY_REQUESTS: i32 = -32029;
 }
 
 /// A request id: string, number or null.

@@ -616,3 +616,47 @@ async fn a_bodiless_post_subscribe_is_served_and_untyped_bodies_are_still_refuse
         "{events:?}"
     );
 }
+
+/// Back-pressure and idempotent sends on the HTTP+JSON binding: a message over the caller's
+/// rate is HTTP 429 with `Retry-After` and a status body; a resent message gets its first
+/// task.
+#[tokio::test]
+async fn limits_and_resends_answer_the_same_over_http_json() {
+    let s = TestServer::echo_with(&[
+        ("limits.anonymous_rate", "0.0167"),
+        ("limits.anonymous_burst", "2"),
+    ])
+    .await;
+    let message = message10("once", json!({}));
+    let (status, first) = post(&s, "/v1/message:send", json!({"message": message})).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post(&s, "/v1/message:send", json!({"message": message})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["task"]["id"], first["task"]["id"], "the first task");
+    let (status, version, refused) = call(
+        &s,
+        Method::POST,
+        "/v1/message:send",
+        Some(&json!({"message": message10("three", json!({}))}).to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!((status, version.as_str()), (429, "1.0"), "{refused}");
+    assert_eq!(reason(status, &refused), "TOO_MANY_REQUESTS");
+    assert_eq!(refused["error"]["status"], "RESOURCE_EXHAUSTED");
+    let resp = s
+        .client
+        .post(s.endpoint("/v1/message:send"))
+        .header("content-type", "application/json")
+        .body(json!({"message": message10("four", json!({}))}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let secs: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..=61).contains(&secs), "{secs}");
+}

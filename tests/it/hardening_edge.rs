@@ -450,11 +450,13 @@ async fn a_post_that_is_not_json_is_refused_with_415_and_never_runs() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 0, "a refused post ran");
     for content_type in ["application/json", "application/json; charset=utf-8"] {
+        // A new message each time: the same one again would be answered with its first
+        // task (idempotent sends) and not run twice.
         let answer = request(
             srv.addr,
             "POST /",
             &["Host: 127.0.0.1", &format!("Content-Type: {content_type}")],
-            &body,
+            &send_body("from a client"),
         )
         .await;
         assert_eq!(answer.status, 200, "{content_type}: {}", answer.body);
@@ -468,9 +470,9 @@ async fn a_rebound_host_name_gets_421_and_known_names_are_served() {
     let (runs, h) = counting();
     let srv = TestServer::with_handler(h).await;
     let port = srv.addr.port();
-    let body = send_body("hello");
     let post = |host: String| {
-        let body = body.clone();
+        // A new message each time (the same one again would not run again).
+        let body = send_body("hello");
         async move {
             request(
                 srv.addr,

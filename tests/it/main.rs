@@ -24,7 +24,9 @@ mod handlers_openai;
 mod hardening_deps;
 mod hardening_edge;
 mod http;
+mod idempotent;
 mod identity;
+mod limits;
 mod mtls;
 mod negotiation;
 mod observability;
@@ -50,6 +52,7 @@ mod t1_a2a_sdk {
 /// T2: the binary and the webhook dead letters against a real Postgres.
 #[cfg(feature = "t2-postgres")]
 mod t2_postgres {
+    mod idempotent_postgres;
     mod payments_postgres;
     mod postgres_e2e;
     mod push_postgres;

@@ -169,11 +169,13 @@ impl Bus for MemoryBus {
     }
 
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError> {
+        // A full queue refuses instead of holding the publisher (a client request) until a
+        // worker takes something: back-pressure is an answer, not a wait.
         for c in commands {
-            self.commands_tx
-                .send((c, 1))
-                .await
-                .map_err(|_| BusError::Closed)?;
+            self.commands_tx.try_send((c, 1)).map_err(|e| match e {
+                async_channel::TrySendError::Full(_) => BusError::Full,
+                async_channel::TrySendError::Closed(_) => BusError::Closed,
+            })?;
         }
         Ok(())
     }
@@ -307,15 +309,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_applies_back_pressure() {
+    async fn a_full_queue_refuses_at_once_instead_of_waiting() {
         let bus = MemoryBus::new(2);
         let cmd = super::super::conformance::command("t");
         bus.publish_commands(vec![cmd.clone(), cmd.clone()])
             .await
             .unwrap();
         let third =
-            tokio::time::timeout(Duration::from_millis(50), bus.publish_commands(vec![cmd])).await;
-        assert!(third.is_err(), "publish waits while the queue is full");
+            tokio::time::timeout(Duration::from_secs(5), bus.publish_commands(vec![cmd])).await;
+        assert!(
+            matches!(third, Ok(Err(BusError::Full))),
+            "a full queue answers at once with Full"
+        );
         assert_eq!(bus.queued(), 2);
     }
 

@@ -59,6 +59,10 @@ pub enum BusError {
     Closed,
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    /// The work queue holds as many commands as it may: retry later (an in-process queue
+    /// refuses rather than making the publisher wait).
+    #[error("the work queue is full")]
+    Full,
     #[error("bus error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -142,7 +146,8 @@ pub trait Bus: Send + Sync + 'static {
 
     async fn ready(&self) -> Result<(), BusError>;
 
-    /// Enqueues commands; waits for room when the queue is full (back-pressure).
+    /// Enqueues commands. A bounded in-process queue that is full refuses them with
+    /// [`BusError::Full`] at once (the ingress answers HTTP 429); a durable queue stores them.
     async fn publish_commands(&self, commands: Vec<TaskCommand>) -> Result<(), BusError>;
 
     /// The work queue's load now ([`QueueDepth`]), read cheaply: a counter in process, one

@@ -64,6 +64,10 @@ pub enum StoreError {
         from: TaskState,
         to: TaskState,
     },
+    /// The same owner sent a message with this `messageId` within the dedupe window
+    /// ([`SubmitRequest::dedupe`]): it went to `task_id`, and nothing was recorded now.
+    #[error("message already sent to task {task_id}")]
+    Duplicate { task_id: String },
     /// The request contradicts what is stored (e.g. a contextId that does not match).
     #[error("{0}")]
     Invalid(String),
@@ -104,6 +108,10 @@ pub struct SubmitRequest {
     pub message: Message,
     /// Inline `configuration.pushNotificationConfig`, stored with the task.
     pub push_config: Option<PushNotificationConfig>,
+    /// Idempotent sends: the first submit of a (owner, `messageId`) claims it for this long,
+    /// in the same write as the message; a later one within it is refused with
+    /// [`StoreError::Duplicate`] naming the first's task. `None`: no claim.
+    pub dedupe: Option<Duration>,
 }
 
 impl SubmitRequest {
@@ -116,7 +124,23 @@ impl SubmitRequest {
             context_id: None,
             message,
             push_config: None,
+            dedupe: None,
         }
+    }
+
+    /// Claims the message's (owner, `messageId`) for `window` (see [`SubmitRequest::dedupe`]);
+    /// a zero window claims nothing.
+    pub fn deduplicated_for(self, window: Duration) -> Self {
+        SubmitRequest {
+            dedupe: (!window.is_zero()).then_some(window),
+            ..self
+        }
+    }
+
+    /// The key of the message's claim, when it makes one.
+    pub fn dedupe_key(&self) -> Option<[u8; 32]> {
+        self.dedupe?;
+        Some(dedupe_key(self.owner.as_deref(), &self.message.message_id))
     }
 
     /// Sent by `owner` (`None`: auth is off).
@@ -142,6 +166,24 @@ impl SubmitRequest {
             ..self
         }
     }
+}
+
+/// The key a message is claimed under: a hash of its owner and `messageId`, so any id
+/// (however long) is a fixed-size key, and two owners' equal ids never meet.
+pub fn dedupe_key(owner: Option<&str>, message_id: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Length-prefixed: ("ab", "c") and ("a", "bc") differ; no owner differs from "".
+    match owner {
+        Some(o) => {
+            h.update([1u8]);
+            h.update((o.len() as u64).to_be_bytes());
+            h.update(o.as_bytes());
+        }
+        None => h.update([0u8]),
+    }
+    h.update(message_id.as_bytes());
+    h.finalize().into()
 }
 
 #[derive(Debug, Clone)]

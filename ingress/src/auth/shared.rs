@@ -203,6 +203,31 @@ impl RedisState {
     }
 }
 
+impl RedisState {
+    /// Runs the Lua `script` on `keys` (each under this state's prefix) with `args`, within
+    /// the command timeout (as every command: skipped while Redis is down). `EVAL` sends
+    /// the script each time; Redis compiles it once and keeps it by its hash.
+    pub(crate) async fn eval(
+        &self,
+        script: &'static str,
+        keys: &[&str],
+        args: Vec<fred::types::Value>,
+    ) -> Result<fred::types::Value, String> {
+        use fred::interfaces::ClientLike;
+        use fred::types::{ClusterHash, CustomCommand, Value};
+        let mut all: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+        all.push(script.into());
+        all.push(Value::from(keys.len() as i64));
+        all.extend(keys.iter().map(|k| Value::from(self.key(k))));
+        all.extend(args);
+        self.run(self.client.custom(
+            CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false),
+            all,
+        ))
+        .await
+    }
+}
+
 /// Pings Redis every half second while it is down (every 2 s while up): the first answer
 /// after an outage puts the shared state back in use. Ends when the state is dropped.
 async fn watch(client: Client, health: Arc<Health>, options: RedisOptions) {

@@ -28,6 +28,7 @@
 //! | authentication required, invalid / expired token, bad token signature (Bindu -32041…-32044) | 401 | `UNAUTHENTICATED` | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`, `INVALID_TOKEN_SIGNATURE` |
 //! | insufficient permissions (Bindu -32045) | 403 | `PERMISSION_DENIED` | `INSUFFICIENT_PERMISSIONS` |
 //! | context / skill not found (Bindu -32020 / -32030) | 404 | `NOT_FOUND` | `CONTEXT_NOT_FOUND` / `SKILL_NOT_FOUND` |
+//! | too many requests (Bindu -32029, see [`crate::limits`]; with `Retry-After`) | 429 | `RESOURCE_EXHAUSTED` | `TOO_MANY_REQUESTS` |
 //! | internal error (-32603) | 500 | `INTERNAL` | `INTERNAL_ERROR` |
 //!
 //! A payment request (HTTP 402) keeps x402's `PaymentRequired` body, which x402 clients
@@ -73,6 +74,7 @@ fn classify(code: i32) -> (StatusCode, &'static str) {
         code10::INSUFFICIENT_PERMISSIONS => (StatusCode::FORBIDDEN, "INSUFFICIENT_PERMISSIONS"),
         code::CONTEXT_NOT_FOUND => (StatusCode::NOT_FOUND, "CONTEXT_NOT_FOUND"),
         code::SKILL_NOT_FOUND => (StatusCode::NOT_FOUND, "SKILL_NOT_FOUND"),
+        code::TOO_MANY_REQUESTS => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     }
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use bindu_engine::bus::{BusError, EventStream};
 use bindu_engine::ledger::AcceptError;
-use bindu_engine::store::{merge_artifact, Access, ArtifactChunk, SubmitRequest};
+use bindu_engine::store::{merge_artifact, Access, ArtifactChunk, StoreError, SubmitRequest};
 use bindu_schemas::bus::{CommandOp, EventBody, TaskCommand, TaskEvent};
 use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::x402::{self, PaymentCommand};
@@ -128,7 +128,9 @@ async fn submit(
         context_id: message.context_id.take(),
         message,
         push_config,
-    };
+        dedupe: None,
+    }
+    .deduplicated_for(inner.options.dedupe_window);
     if let Some(required) = ask {
         return ask_payment(app, id, request, *required, stream, events, trim).await;
     }
@@ -137,9 +139,35 @@ async fn submit(
     // In the request's span: its log lines, and while tracing is on the command carries
     // it to the worker.
     super::record_task(&task_id, request.context_id.as_deref());
+    // The caller's open runs: counted before the run exists, so two messages at once
+    // cannot both take the last place.
+    let counted = match &inner.limits {
+        Some(limits) => limits
+            .open(caller.as_deref(), &task_id)
+            .await
+            .map_err(|refusal| {
+                limits.metrics().refused(&refusal);
+                refusal.error()
+            })?,
+        None => false,
+    };
+    let owner = caller.clone();
     let accept = tokio::spawn(accept(app.clone(), request, caller, payment).in_current_span());
-    let submitted = match accept.await {
+    let outcome = accept.await;
+    if counted && !matches!(outcome, Ok(Ok(_))) {
+        // No run (a failed one has ended): it does not count.
+        if let Some(limits) = &inner.limits {
+            limits.close(&task_id).await;
+        }
+    }
+    let submitted = match outcome {
         Ok(Ok(submitted)) => submitted,
+        // Sent before (same caller and messageId, within the dedupe window): the first's
+        // task answers, on whichever replica the first was accepted. Nothing was recorded.
+        Ok(Err(AcceptError::Store(StoreError::Duplicate { task_id: first }))) => {
+            drop(events);
+            return resend(app, id, &first, owner.as_deref(), stream, blocking, trim).await;
+        }
         // Not recorded: no command was queued.
         Ok(Err(AcceptError::Store(e))) => return Err(store_error(e)),
         Ok(Err(AcceptError::Bus(e))) => {
@@ -238,11 +266,16 @@ async fn ask_payment(
         update.metadata = Some(status);
         update
     };
-    let (_, applied) = inner
-        .ledger
-        .hold(request, pause)
-        .await
-        .map_err(store_error)?;
+    let owner = request.owner.clone();
+    let (_, applied) = match inner.ledger.hold(request, pause).await {
+        Ok(held) => held,
+        // Sent before: the first's task answers (see [`resend`]).
+        Err(StoreError::Duplicate { task_id: first }) => {
+            drop(events);
+            return resend(app, id, &first, owner.as_deref(), stream, false, trim).await;
+        }
+        Err(e) => return Err(store_error(e)),
+    };
     let mut task = inner
         .store
         .get(&task_id, Access::Internal)
@@ -262,6 +295,74 @@ async fn ask_payment(
         ))),
         _ => ok(id, Answer::Sent(task)),
     }
+}
+
+/// A message its caller sent before (the same `messageId` within the dedupe window; the
+/// store refused to record it again): answered from the first's task `first`, as the first
+/// was or will be. A blocking send waits for that task's run to end (or answers with it as
+/// it is when it has ended or paused); a stream replays it from its current state to its
+/// end; a non-blocking send gets it as stored. Never a second task or a second run.
+async fn resend(
+    app: &Ingress,
+    id: &Call,
+    first: &str,
+    caller: Option<&str>,
+    stream: bool,
+    blocking: bool,
+    trim: Option<u32>,
+) -> Result<Reply, JsonRpcError> {
+    let inner = &app.inner;
+    super::record_task(first, None);
+    tracing::info!(task_id = %first, "message sent again within the dedupe window: answered with its first task");
+    // Subscribe first, then read: nothing between the snapshot and the events is missed.
+    let mut events = if stream || blocking {
+        Some(inner.bus.subscribe_task(first).await.map_err(bus_error)?)
+    } else {
+        None
+    };
+    let snap = inner
+        .store
+        .get(first, Access::Owner(caller))
+        .await
+        .map_err(store_error)?;
+    let state = snap.task.status.state;
+    // Its run has ended, or paused for input: no event is coming for this message.
+    let settled = state.is_terminal() || state.is_interrupted();
+    if stream {
+        let events = match events.take() {
+            Some(events) if !settled => events,
+            _ => futures::stream::empty().boxed(),
+        };
+        let mut task = snap.task;
+        task.trim_history(trim);
+        return Ok(Reply::Stream(crate::sse::task_stream(
+            app,
+            id.clone(),
+            task,
+            snap.version,
+            events,
+            trim,
+        )));
+    }
+    let mut task = match events {
+        Some(mut events) if !settled => {
+            let limit = inner.options.blocking_wait;
+            match wait_final(&mut events, snap.task, snap.version, limit).await? {
+                Some(task) => task,
+                None => {
+                    inner
+                        .store
+                        .get(first, Access::Owner(caller))
+                        .await
+                        .map_err(store_error)?
+                        .task
+                }
+            }
+        }
+        _ => snap.task,
+    };
+    task.trim_history(trim);
+    ok(id, Answer::Sent(task))
 }
 
 /// The newest settlement receipt of a task whose payment settled, as the

@@ -5,8 +5,10 @@
 //! for both, so authentication, payments, signatures and limits apply identically.
 //!
 //! Order of checks: body size (HTTP 413) → JSON (-32700) → envelope (-32600) → version
-//! (-32009 under 1.0's codes) → method (-32601) → scope (403) → params (-32602) → payment, for a priced method (HTTP 402, see
-//! [`crate::payments`]) → the method itself. Every JSON-RPC outcome is HTTP 200 and
+//! (-32009 under 1.0's codes) → method (-32601) → scope (403) → params (-32602) → for a
+//! message, the work queue and the caller's rate (HTTP 429, -32029, see [`crate::limits`])
+//! → payment, for a priced method (HTTP 402, see [`crate::payments`]) → the method itself
+//! (a message: the caller's open tasks, HTTP 429). Every JSON-RPC outcome is HTTP 200 and
 //! echoes the request id (`null` when it could not be read). Once a request is known to be
 //! `message/stream` or `tasks/resubscribe`, its error (params, unknown or finished task…) is
 //! one SSE event carrying the JSON-RPC error response, and the stream ends.
@@ -184,6 +186,17 @@ pub(crate) async fn run(
         binding,
     };
     let refuse = |mut error: JsonRpcError| -> Response {
+        if error.code == code::TOO_MANY_REQUESTS {
+            // HTTP 429 and `Retry-After` for every method and binding, streams included:
+            // clients and proxies act on the status before they read a body.
+            return match binding {
+                Binding::Rest => EdgeError::Rest(error).into_response(),
+                Binding::JsonRpc => EdgeError::TooManyRequests(
+                    bindu_schemas::jsonrpc::ErrorResponse::new(request.id.clone(), error),
+                )
+                .into_response(),
+            };
+        }
         error.code = version.code(error.code);
         match binding {
             // An HTTP+JSON client reads the status before it reads a stream.
@@ -208,6 +221,21 @@ pub(crate) async fn run(
             return refuse(error);
         }
     };
+    // Back-pressure and the caller's rate, before payment: a refused message costs nothing.
+    if let (Some(limits), Params::MessageSend(_) | Params::MessageStream(_)) =
+        (&app.inner.limits, &params)
+    {
+        if let Err(refusal) = limits.admit(&app.inner.bus, caller.as_deref()).await {
+            limits.metrics().refused(&refusal);
+            tracing::debug!(
+                reason = refusal.reason(),
+                caller = caller.as_deref().unwrap_or("-"),
+                "message refused: too many requests"
+            );
+            metrics.observe(method.as_str(), Some(code::TOO_MANY_REQUESTS), started);
+            return refuse(refusal.error());
+        }
+    }
     // A priced method is paid before its task is accepted (the caller is authenticated
     // and the request valid by now).
     let payment = match app.inner.payments.get() {

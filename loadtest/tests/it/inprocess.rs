@@ -111,6 +111,24 @@ async fn refusals_are_counted_by_status_and_code() {
     assert_eq!(s.rpc_count("message/send", "ok").await, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_requests_are_counted_apart_and_their_retry_after_is_waited_out() {
+    // A bucket of two, one token back every 2 s: the third message is refused with
+    // `Retry-After: 2`; the fourth, sent after waiting that out, finds a token again.
+    let s = server(&[
+        ("limits.anonymous_rate", "0.5"),
+        ("limits.anonymous_burst", "2"),
+    ])
+    .await;
+    let r = load_n(&s.url, "send-blocking", "4", "1", &[]).await;
+    let table = r.table();
+    assert_eq!(r.errors.too_many_requests, 1, "{table}");
+    assert_eq!(r.errors.total, 0, "a 429 is not a failure: {table}");
+    assert_eq!(r.accepted + r.accepted_after_window, 3, "{table}");
+    assert!(table.contains("refused with HTTP 429"), "{table}");
+    assert_eq!(s.rpc_count("message/send", "-32029").await, 1);
+}
+
 async fn start_authority(key_dir: &std::path::Path) -> (Grant, String) {
     let identity = bindu_loadtest::caller_identity(key_dir).unwrap();
     let grant = Grant {

@@ -8,10 +8,12 @@ use bindu_schemas::{Artifact, Message, Part, Role, TaskState};
 
 use super::*;
 
+mod dedupe;
 mod races;
 mod reads;
 mod writes;
 
+pub use dedupe::*;
 pub use races::*;
 pub use reads::*;
 pub use writes::*;
@@ -124,4 +126,11 @@ where
     one_calls_updates_apply_in_order_under_load(Arc::new(make().await)).await;
     counts_by_state(&make().await).await;
     purge_removes_only_terminal_tasks(&make().await).await;
+    a_resent_message_gets_the_first_task_and_records_nothing(&make().await).await;
+    one_message_id_from_two_owners_makes_two_tasks(&make().await).await;
+    without_a_window_every_message_is_new(&make().await).await;
+    a_follow_up_that_reuses_a_message_id_is_the_same_rule(&make().await).await;
+    a_refused_message_claims_nothing(&make().await).await;
+    an_expired_claim_lets_the_message_through(&make().await).await;
+    racing_resends_make_one_task(Arc::new(make().await)).await;
 }

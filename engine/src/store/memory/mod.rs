@@ -65,7 +65,20 @@ pub struct MemoryStore {
     max_tasks: usize,
     /// Ids examined by listings so far (what bounds a listing's work).
     scanned: AtomicU64,
+    /// Idempotent sends: claimed (owner, `messageId`) keys → the first's task.
+    claims: DashMap<[u8; 32], Claim>,
+    /// Claims held when the next sweep of expired ones runs.
+    claims_sweep_at: AtomicU64,
 }
+
+/// A message claimed for idempotent sends ([`SubmitRequest::dedupe`]).
+struct Claim {
+    task_id: String,
+    expires: std::time::Instant,
+}
+
+/// Claims held before the first sweep of expired ones.
+const CLAIMS_SWEEP_MIN: u64 = 1024;
 
 fn state_index(s: TaskState) -> usize {
     TaskState::ALL.iter().position(|x| *x == s).unwrap_or(8)
@@ -86,6 +99,8 @@ impl MemoryStore {
             by_state: Default::default(),
             max_tasks: max_tasks.max(1),
             scanned: AtomicU64::new(0),
+            claims: DashMap::new(),
+            claims_sweep_at: AtomicU64::new(CLAIMS_SWEEP_MIN),
         }
     }
 
@@ -177,23 +192,9 @@ impl MemoryStore {
     }
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new(DEFAULT_MAX_TASKS)
-    }
-}
-
-#[async_trait]
-impl TaskStore for MemoryStore {
-    fn backend(&self) -> &'static str {
-        "memory"
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError> {
+impl MemoryStore {
+    /// Records a user message (see [`TaskStore::submit`]), without claiming it.
+    fn submit_message(&self, req: SubmitRequest) -> Result<Submitted, StoreError> {
         let now = now_rfc3339();
         let mut message = req.message;
         match self.tasks.entry(req.task_id.clone()) {
@@ -319,6 +320,75 @@ impl TaskStore for MemoryStore {
                     event,
                     created: true,
                 })
+            }
+        }
+    }
+
+    /// Forgets expired claims, once their number doubled since the last sweep: each claim
+    /// is examined a bounded number of times on average.
+    fn sweep_claims(&self, now: std::time::Instant) {
+        let len = self.claims.len() as u64;
+        let next = self.claims_sweep_at.load(Ordering::Relaxed);
+        if len < next
+            || self
+                .claims_sweep_at
+                .compare_exchange(next, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.claims.retain(|_, c| c.expires > now);
+        let left = self.claims.len() as u64;
+        self.claims_sweep_at
+            .store((left * 2).max(CLAIMS_SWEEP_MIN), Ordering::Release);
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_TASKS)
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError> {
+        let (Some(key), Some(window)) = (req.dedupe_key(), req.dedupe) else {
+            return self.submit_message(req);
+        };
+        let now = std::time::Instant::now();
+        self.sweep_claims(now);
+        // The claim's shard stays locked while the message is recorded (no await in
+        // between): a retry racing the first waits for it, then finds its task.
+        match self.claims.entry(key) {
+            Entry::Occupied(claim) if claim.get().expires > now => Err(StoreError::Duplicate {
+                task_id: claim.get().task_id.clone(),
+            }),
+            Entry::Occupied(mut expired) => {
+                let task_id = req.task_id.clone();
+                let out = self.submit_message(req)?;
+                expired.insert(Claim {
+                    task_id,
+                    expires: now + window,
+                });
+                Ok(out)
+            }
+            Entry::Vacant(vacant) => {
+                let task_id = req.task_id.clone();
+                let out = self.submit_message(req)?;
+                vacant.insert(Claim {
+                    task_id,
+                    expires: now + window,
+                });
+                Ok(out)
             }
         }
     }

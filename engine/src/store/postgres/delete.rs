@@ -1,5 +1,6 @@
 //! Deleting tasks with their push configs and feedback: a context cleared
-//! (`contexts/clear`) and old terminal tasks purged (`bindu purge`).
+//! (`contexts/clear`) and old terminal tasks purged (`bindu purge`); and expired message
+//! claims (idempotent sends), in bounded batches.
 
 use std::time::Duration;
 
@@ -121,5 +122,51 @@ impl PostgresStore {
             })
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// Expired message claims deleted per statement.
+pub const EXPIRED_CLAIMS_BATCH: i64 = 1000;
+/// Statements per sweep: a backlog larger than this many batches waits for the next sweep.
+const EXPIRED_CLAIMS_BATCHES: usize = 20;
+/// How often each store process sweeps.
+pub const EXPIRED_CLAIMS_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes this agent's expired message claims, at most `EXPIRED_CLAIMS_BATCH` per
+/// statement and `EXPIRED_CLAIMS_BATCHES` statements (no long transaction, no long lock);
+/// the number deleted.
+pub async fn delete_expired_claims(pool: &sqlx::PgPool, agent: i32) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for _ in 0..EXPIRED_CLAIMS_BATCHES {
+        let n = sqlx::query(
+            "DELETE FROM bindu_message_claims WHERE agent_id = $1 AND key IN \
+             (SELECT key FROM bindu_message_claims WHERE agent_id = $1 AND expires_at <= now() \
+              LIMIT $2)",
+        )
+        .bind(agent)
+        .bind(EXPIRED_CLAIMS_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += n;
+        if n < EXPIRED_CLAIMS_BATCH as u64 {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Sweeps expired claims every [`EXPIRED_CLAIMS_EVERY`] while the store lives (`alive`).
+pub(super) async fn sweep_claims(pool: sqlx::PgPool, agent: i32, alive: std::sync::Weak<()>) {
+    loop {
+        tokio::time::sleep(EXPIRED_CLAIMS_EVERY).await;
+        if alive.upgrade().is_none() {
+            return;
+        }
+        match delete_expired_claims(&pool, agent).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "expired message claims deleted"),
+            Err(e) => tracing::debug!(error = %e, "could not delete expired message claims"),
+        }
     }
 }

@@ -16,12 +16,13 @@
 //!   [`StoreError::Unavailable`].
 //!
 //! What lives where: this file connects and holds the reads and writes of a task itself;
-//! [`writer`] commits them in batches; [`read`] has the read statements and row decoding,
+//! [`writer`] commits them in batches ([`claims`]: idempotent sends); [`read`] has the read statements and row decoding,
 //! [`listing`] the pages of `tasks/list` and `contexts/list`; [`attached`] the push configs
 //! and feedback of a task, [`push_reader`] the batched push config lookups; [`delete`] clears
 //! contexts and purges old tasks; [`counts`] keeps the task counts `/metrics` shows.
 
 mod attached;
+mod claims;
 mod counts;
 mod delete;
 mod listing;
@@ -101,6 +102,8 @@ pub struct PostgresStore {
     push_reader: async_channel::Sender<PushLookup>,
     writer: async_channel::Sender<writer::Op>,
     options: PostgresOptions,
+    /// Background sweeps (expired message claims) run while this lives.
+    _alive: std::sync::Arc<()>,
 }
 
 impl PostgresStore {
@@ -144,7 +147,14 @@ impl PostgresStore {
             agent,
             options.timeout,
         ));
+        let alive = std::sync::Arc::new(());
+        tokio::spawn(delete::sweep_claims(
+            pool.clone(),
+            agent,
+            std::sync::Arc::downgrade(&alive),
+        ));
         Ok(PostgresStore {
+            _alive: alive,
             counts: Default::default(),
             list_rows: Default::default(),
             push_reader: push_tx,
@@ -197,6 +207,14 @@ impl PostgresStore {
 
     pub fn pool_handle(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Deletes this agent's expired message claims now (in bounded batches, as the
+    /// background sweep does every minute); the number deleted.
+    pub async fn delete_expired_claims(&self) -> Result<u64, StoreError> {
+        delete::delete_expired_claims(&self.pool, self.agent)
+            .await
+            .map_err(db_error)
     }
 
     fn policy(&self) -> RetryPolicy {

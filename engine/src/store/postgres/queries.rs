@@ -15,4 +15,5 @@ pub fn task_page(owner: bool, context: bool) -> String {
 pub fn context_page(owner: bool) -> String {
     super::read::context_page(owner)
 }
+pub use super::claims::CLAIM_MESSAGES;
 pub use super::writer::{APPLY_UPDATES, CURRENT_STATES, LOCK_FOLLOWUPS};

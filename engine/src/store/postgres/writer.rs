@@ -27,7 +27,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::oneshot;
 
-use super::{is_transient, PostgresOptions};
+use super::{claims, is_transient, PostgresOptions};
 use crate::retry::RetryPolicy;
 use crate::store::*;
 use crate::time::now_rfc3339;
@@ -69,7 +69,7 @@ pub(super) enum SubmitOutcome {
     },
 }
 
-enum Input {
+pub(super) enum Input {
     Submit(SubmitRequest),
     Update(TaskUpdate),
 }
@@ -81,7 +81,7 @@ enum Reply {
 }
 
 #[allow(clippy::large_enum_variant)]
-enum Outcome {
+pub(super) enum Outcome {
     Submit(SubmitOutcome),
     Update(Applied),
 }
@@ -415,7 +415,7 @@ async fn run_round(
         .filter(|i| matches!(inputs[*i], Input::Update(_)))
         .collect();
     if !submits.is_empty() {
-        submit_round(conn, agent, inputs, &submits, results, now).await?;
+        claims::submit_round(conn, agent, inputs, &submits, results, now).await?;
     }
     if !updates.is_empty() {
         update_round(conn, agent, inputs, &updates, results, now).await?;
@@ -439,21 +439,18 @@ struct Existing {
     version: u64,
 }
 
-async fn submit_round(
+/// The messages of a round (after [`claims::submit_round`] claimed them): new tasks, then
+/// follow-ups.
+pub(super) async fn record_round(
     conn: &mut PgConnection,
     agent: i32,
-    inputs: &[Input],
-    submits: &[usize],
+    reqs: &[(usize, &SubmitRequest)],
     results: &mut [Option<Result<Outcome, StoreError>>],
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    let reqs: Vec<(usize, &SubmitRequest)> = submits
-        .iter()
-        .filter_map(|i| match &inputs[*i] {
-            Input::Submit(r) => Some((*i, r)),
-            Input::Update(_) => None,
-        })
-        .collect();
+    if reqs.is_empty() {
+        return Ok(());
+    }
     // New tasks first: an insert that finds the id taken leaves the row alone, and that
     // submit is a follow-up (below). One statement for the common case, no lookup.
     let status = TaskStatus {
@@ -463,7 +460,7 @@ async fn submit_round(
     };
     let mut candidates: Vec<(usize, &SubmitRequest, String, Message)> =
         Vec::with_capacity(reqs.len());
-    for (i, req) in &reqs {
+    for (i, req) in reqs {
         let ctx = req
             .context_id
             .clone()

@@ -381,6 +381,7 @@ async fn a_one_turn_task_is_one_event_message_on_the_wire() {
                     authentication: None,
                     a2a_version: None,
                 }),
+                dedupe: None,
             };
             let submitted = ledger
                 .accept(request, conformance::command_for)

@@ -587,3 +587,82 @@ async fn first_contexts(
         .await
         .expect("ctx")
 }
+
+/// Two stores on one database (two ingress processes) take resends of one message at once:
+/// one task, and every other submit, on either store, names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_racing_on_two_processes_make_one_task() {
+    let db = TestDb::new().await;
+    let agent = "did:bindu:test:dedupe";
+    let a: Arc<dyn TaskStore> = Arc::new(db.store(agent).await);
+    let b: Arc<dyn TaskStore> = Arc::new(db.store(agent).await);
+    for round in 0..5 {
+        let message_id = format!("resent-{round}");
+        let mut joins = Vec::new();
+        for i in 0..12 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let mut m = user_message("once");
+            m.message_id = message_id.clone();
+            let req = SubmitRequest::new(uuid::Uuid::now_v7().to_string(), m)
+                .owned_by(Some("carol"))
+                .deduplicated_for(Duration::from_secs(300));
+            joins.push(tokio::spawn(async move { store.submit(req).await }));
+        }
+        let mut created = Vec::new();
+        let mut duplicates = Vec::new();
+        for j in joins {
+            match j.await.unwrap() {
+                Ok(s) => created.push(s.task.id),
+                Err(StoreError::Duplicate { task_id }) => duplicates.push(task_id),
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(created.len(), 1, "round {round}: {created:?}");
+        assert!(
+            duplicates.iter().all(|d| *d == created[0]),
+            "{duplicates:?}"
+        );
+    }
+    let listed = a
+        .list_tasks(Access::Owner(Some("carol")), ListQuery::first(100))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 5, "one task per message");
+}
+
+/// Expired claims are deleted in bounded batches; live ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_message_claims_are_deleted_and_live_ones_kept() {
+    let db = TestDb::new().await;
+    let store = db.store("did:bindu:test:claims").await;
+    let send = |id: String, window: Duration| {
+        let mut m = user_message("x");
+        m.message_id = id;
+        SubmitRequest::new(uuid::Uuid::now_v7().to_string(), m).deduplicated_for(window)
+    };
+    for i in 0..30 {
+        store
+            .submit(send(format!("short-{i}"), Duration::from_millis(100)))
+            .await
+            .unwrap();
+    }
+    let live = store
+        .submit(send("long".into(), Duration::from_secs(300)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.delete_expired_claims().await.unwrap(), 30);
+    assert_eq!(store.delete_expired_claims().await.unwrap(), 0);
+    match store
+        .submit(send("long".into(), Duration::from_secs(300)))
+        .await
+    {
+        Err(StoreError::Duplicate { task_id }) => assert_eq!(task_id, live.task.id),
+        other => panic!("the live claim was kept: {other:?}"),
+    }
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM bindu_message_claims")
+        .fetch_one(store.pool_handle())
+        .await
+        .unwrap();
+    assert_eq!(claims, 1);
+}

@@ -354,6 +354,7 @@ pub async fn submit(
             context_id: None,
             message: user_message("hello"),
             push_config: configs.next(),
+            dedupe: None,
         })
         .await
         .expect("submit");

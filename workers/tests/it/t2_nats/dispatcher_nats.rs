@@ -52,6 +52,7 @@ async fn a_dispatcher_killed_mid_stream_is_resumed_without_loss_or_reordering() 
                 context_id: None,
                 message: bindu_engine::store::conformance::user_message("hi"),
                 push_config: Some(config(&receiver.url, None)),
+                dedupe: None,
             })
             .await
             .expect("submit");
