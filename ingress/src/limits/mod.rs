@@ -189,16 +189,21 @@ impl Refusal {
                 "the agent is busy: its work queue is full (scheduler.queue_capacity / SCHEDULER__QUEUE_CAPACITY)".to_string()
             }
             Refusal::Rate { .. } => {
-                "this caller sends messages faster than its rate (limits.rate / LIMITS__RATE)"
+                "this caller sends messages faster than its rate (limits.rate / LIMITS__RATE; LIMITS__ANONYMOUS_RATE for callers without credentials)"
                     .to_string()
             }
             Refusal::OpenTasks { max, .. } => format!(
-                "this caller already has {max} tasks queued or running (limits.max_open_tasks / LIMITS__MAX_OPEN_TASKS)"
+                "this caller already has {max} tasks queued or running (limits.max_open_tasks / LIMITS__MAX_OPEN_TASKS; LIMITS__ANONYMOUS_MAX_OPEN_TASKS for callers without credentials)"
             ),
+        };
+        // The bus refuses after the message was recorded: its task is recorded failed.
+        let recorded = match self {
+            Refusal::BusFull { .. } => "the message's task was recorded failed",
+            _ => "nothing was recorded",
         };
         JsonRpcError::new(
             code::TOO_MANY_REQUESTS,
-            format!("Too many requests: {what}; nothing was recorded, retry after {secs} s"),
+            format!("Too many requests: {what}; {recorded}, retry after {secs} s"),
         )
         .with_data(json!({"reason": self.reason(), "retryAfter": secs}))
     }
