@@ -228,27 +228,12 @@ async fn limits(
     config: &Config,
     namespace: &str,
 ) -> Result<Option<Arc<bindu_ingress::limits::Limits>>> {
-    use secrecy::ExposeSecret;
     if !config.limits.any() {
         return Ok(None);
     }
-    let shared = match &config.cache.redis_url {
-        Some(url) => {
-            let prefix = format!(
-                "bindu:{}:limits:",
-                bindu_schemas::bus::subjects::token(namespace)
-            );
-            let redis = bindu_ingress::auth::shared::RedisState::connect(
-                url.expose_secret(),
-                &prefix,
-                config.cache.redis_options(),
-            )
-            .await
-            .map_err(|e| Error::backend("per-caller limits (REDIS_URL)", e))?;
-            Some(Arc::new(redis))
-        }
-        None => None,
-    };
+    let shared = shared_redis(config, namespace, "limits", "per-caller limits (REDIS_URL)")
+        .await?
+        .map(Arc::new);
     tracing::info!(
         queue_limit = config.limits.queue_limit,
         rate = config.limits.rate,
@@ -267,25 +252,46 @@ async fn limits(
 /// The payment replay guard: Redis when `REDIS_URL` is set (shared by every replica),
 /// else this process's memory (the single-process mode; `launch` refuses the others).
 async fn payment_nonces(config: &Config, namespace: &str) -> Result<Arc<dyn nonces::NonceGuard>> {
+    Ok(
+        match shared_redis(
+            config,
+            namespace,
+            "x402",
+            "payment replay guard (REDIS_URL)",
+        )
+        .await?
+        {
+            Some(redis) => Arc::new(nonces::SharedNonces::new(Arc::new(redis))),
+            // Far more live authorizations than one process takes in a timeout window.
+            None => Arc::new(nonces::LocalNonces::new(1_000_000)),
+        },
+    )
+}
+
+/// A connection to `REDIS_URL` for `part`, its keys under `bindu:<agent>:<what>:`; none when
+/// `REDIS_URL` is not set.
+async fn shared_redis(
+    config: &Config,
+    namespace: &str,
+    what: &str,
+    part: &'static str,
+) -> Result<Option<bindu_ingress::auth::shared::RedisState>> {
     use secrecy::ExposeSecret;
-    Ok(match &config.cache.redis_url {
-        Some(url) => {
-            let prefix = format!(
-                "bindu:{}:x402:",
-                bindu_schemas::bus::subjects::token(namespace)
-            );
-            let redis = bindu_ingress::auth::shared::RedisState::connect(
-                url.expose_secret(),
-                &prefix,
-                config.cache.redis_options(),
-            )
-            .await
-            .map_err(|e| Error::backend("payment replay guard (REDIS_URL)", e))?;
-            Arc::new(nonces::SharedNonces::new(Arc::new(redis)))
-        }
-        // Far more live authorizations than one process takes in a timeout window.
-        None => Arc::new(nonces::LocalNonces::new(1_000_000)),
-    })
+    let Some(url) = &config.cache.redis_url else {
+        return Ok(None);
+    };
+    let prefix = format!(
+        "bindu:{}:{what}:",
+        bindu_schemas::bus::subjects::token(namespace)
+    );
+    bindu_ingress::auth::shared::RedisState::connect(
+        url.expose_secret(),
+        &prefix,
+        config.cache.redis_options(),
+    )
+    .await
+    .map(Some)
+    .map_err(|e| Error::backend(part, e))
 }
 
 /// The agent's price per task, as negotiation's cost subscore reads it (`max_cost_amount`,
