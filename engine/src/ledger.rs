@@ -78,6 +78,7 @@ impl TaskLedger {
         command: impl FnOnce(&Submitted) -> TaskCommand,
     ) -> Result<Submitted, AcceptError> {
         let push_config = request.push_config.is_some();
+        let claim = request.dedupe_key();
         let submitted = self
             .store
             .submit(request)
@@ -110,6 +111,13 @@ impl TaskLedger {
                 .status(TaskState::Failed, Some(reason));
             if let Err(e) = self.transition(update, Patience::Once).await {
                 tracing::warn!(%task_id, error = %e, "could not fail a task whose command was not queued");
+            }
+            // Its sender is told to retry: the same message must then make a new task, not
+            // find this failed one.
+            if let Some(key) = claim {
+                if let Err(e) = self.store.release_claim(key, &task_id).await {
+                    tracing::warn!(%task_id, error = %e, "could not release the claim of a message that was not queued");
+                }
             }
             return Err(AcceptError::Bus(e));
         }

@@ -137,23 +137,36 @@ async fn a_full_in_process_queue_refuses_instead_of_holding_the_request() {
     let http = reqwest::Client::new();
     let mut refused = None;
     for i in 0..50 {
-        let answer = post(
-            &http,
-            &srv.url(),
-            &[],
-            send_body(&format!("job {i}"), false),
-        )
-        .await;
+        let body = send_body(&format!("job {i}"), false);
+        let answer = post(&http, &srv.url(), &[], body.clone()).await;
         if answer.0 == 429 {
-            refused = Some(answer);
+            refused = Some((answer, body));
             break;
         }
         assert_eq!(answer.0, 200, "{}", answer.2);
     }
-    let refused = refused.expect("a full queue refused a message");
+    let (refused, body) = refused.expect("a full queue refused a message");
     assert_refused(&refused, "queue");
     gate.started().await;
     gate.release(1000);
+    // Told to retry, the sender sends the same message again (idempotent sends are on by
+    // default): once there is room it makes a task that runs, not the one failed for want
+    // of room.
+    let mut retried = None;
+    for _ in 0..100 {
+        let answer = post(&http, &srv.url(), &[], body.clone()).await;
+        if answer.0 == 200 {
+            retried = Some(answer);
+            break;
+        }
+        assert_eq!(answer.0, 429, "{}", answer.2);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let retried = retried.expect("the retry was accepted once the queue had room");
+    let task = srv
+        .wait_for_state(retried.2["result"]["id"].as_str().unwrap(), "completed")
+        .await;
+    assert_eq!(task["status"]["state"], "completed", "{task}");
 }
 
 /// An agent with authentication on a fake Hydra and `limits`; two callers' tokens.

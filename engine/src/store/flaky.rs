@@ -75,6 +75,10 @@ impl TaskStore for Flaky {
         }
         self.inner.submit(req).await
     }
+    async fn release_claim(&self, key: [u8; 32], task_id: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.release_claim(key, task_id).await
+    }
     async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>> {
         self.applies.fetch_add(1, Ordering::SeqCst);
         if self

@@ -618,6 +618,14 @@ pub trait TaskStore: Send + Sync + 'static {
     /// or running → [`StoreError::Busy`], someone else's → not found.
     async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError>;
 
+    /// Forgets the claim `key` ([`SubmitRequest::dedupe_key`]) made for `task_id`, so the
+    /// message can be sent again: for a message recorded but never queued (its task failed
+    /// at once), whose sender was told to retry. A claim that went to another task stays.
+    async fn release_claim(&self, key: [u8; 32], task_id: &str) -> Result<(), StoreError> {
+        let _ = (key, task_id);
+        Ok(())
+    }
+
     /// Applies compare-and-set updates; one result per update, in order.
     async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>>;
 

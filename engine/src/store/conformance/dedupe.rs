@@ -158,6 +158,32 @@ pub async fn an_expired_claim_lets_the_message_through(store: &dyn TaskStore) {
     }
 }
 
+/// A released claim (its message was recorded but never queued) lets the message make a
+/// new task; releasing it for another task changes nothing.
+pub async fn a_released_claim_lets_the_message_through(store: &dyn TaskStore) {
+    let m = unique("m");
+    let req = send(Some("alice"), &m, WINDOW);
+    let key = req.dedupe_key().expect("a claimed message has a key");
+    let first = store.submit(req).await.expect("the store answers");
+    store
+        .release_claim(key, "some-other-task")
+        .await
+        .expect("the store answers");
+    match store.submit(send(Some("alice"), &m, WINDOW)).await {
+        Err(StoreError::Duplicate { task_id }) => assert_eq!(task_id, first.task.id),
+        other => panic!("a claim of another task stays: {other:?}"),
+    }
+    store
+        .release_claim(key, &first.task.id)
+        .await
+        .expect("the store answers");
+    let second = store
+        .submit(send(Some("alice"), &m, WINDOW))
+        .await
+        .expect("a released message is new");
+    assert_ne!(first.task.id, second.task.id);
+}
+
 /// Many resends at once (a client retrying while its first request is in flight): one
 /// task, every other submit names it.
 pub async fn racing_resends_make_one_task(store: Arc<dyn TaskStore>) {

@@ -132,5 +132,6 @@ where
     a_follow_up_that_reuses_a_message_id_is_the_same_rule(&make().await).await;
     a_refused_message_claims_nothing(&make().await).await;
     an_expired_claim_lets_the_message_through(&make().await).await;
+    a_released_claim_lets_the_message_through(&make().await).await;
     racing_resends_make_one_task(Arc::new(make().await)).await;
 }

@@ -393,6 +393,11 @@ impl TaskStore for MemoryStore {
         }
     }
 
+    async fn release_claim(&self, key: [u8; 32], task_id: &str) -> Result<(), StoreError> {
+        self.claims.remove_if(&key, |_, c| c.task_id == task_id);
+        Ok(())
+    }
+
     async fn apply(&self, updates: Vec<TaskUpdate>) -> Vec<Result<Applied, StoreError>> {
         updates.into_iter().map(|u| self.apply_one(u)).collect()
     }

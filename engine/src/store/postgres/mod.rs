@@ -285,6 +285,22 @@ impl TaskStore for PostgresStore {
         .await
     }
 
+    async fn release_claim(&self, key: [u8; 32], task_id: &str) -> Result<(), StoreError> {
+        let agent = self.agent;
+        self.read(|| async move {
+            sqlx::query(
+                "DELETE FROM bindu_message_claims WHERE agent_id = $1 AND key = $2 AND task_id = $3",
+            )
+            .bind(agent)
+            .bind(&key[..])
+            .bind(task_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
     async fn submit(&self, req: SubmitRequest) -> Result<Submitted, StoreError> {
         let (tx, rx) = oneshot::channel();
         let mut push = req.push_config.clone();
