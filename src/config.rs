@@ -208,14 +208,24 @@ fn redis_bus() -> bindu_engine::bus::RedisBusOptions {
 
 impl Section for RedisBusConfig {
     fn check(&mut self) -> Result<(), Invalid> {
-        check(
-            !self.event_retention.is_zero(),
-            "event_retention",
-            "must be longer than zero",
-        )?;
-        at_least(self.ack_wait.as_secs(), 1, "ack_wait_secs")?;
-        within(self.max_deliver, 1, 1000, "max_deliver")
+        check_bus(self.event_retention, self.ack_wait, self.max_deliver)
     }
+}
+
+/// What both durable buses check: events kept a while, an ack wait of a second or more, and
+/// 1-1000 deliveries.
+fn check_bus(
+    event_retention: Duration,
+    ack_wait: Duration,
+    max_deliver: u64,
+) -> Result<(), Invalid> {
+    check(
+        !event_retention.is_zero(),
+        "event_retention",
+        "must be longer than zero",
+    )?;
+    at_least(ack_wait.as_secs(), 1, "ack_wait_secs")?;
+    within(max_deliver, 1, 1000, "max_deliver")
 }
 
 impl Config {
@@ -238,13 +248,9 @@ impl Section for NatsConfig {
     fn check(&mut self) -> Result<(), Invalid> {
         url_with(&mut self.url, &["nats", "tls"], "url")?;
         within(self.replicas, 1, 5, "replicas")?;
-        check(
-            !self.event_retention.is_zero(),
-            "event_retention",
-            "must be longer than zero",
-        )?;
-        at_least(self.ack_wait.as_secs(), 1, "ack_wait_secs")?;
-        within(self.max_deliver, 1, 1000, "max_deliver")?;
+        // A negative count is out of range like zero.
+        let max_deliver = u64::try_from(self.max_deliver).unwrap_or(0);
+        check_bus(self.event_retention, self.ack_wait, max_deliver)?;
         within(self.command_batch, 1, 1000, "command_batch")
     }
 }

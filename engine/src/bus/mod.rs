@@ -251,3 +251,12 @@ pub trait Bus: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// A publish the bus server acknowledged, for `bindu_bus_publish_duration_seconds` (NATS,
+/// Redis).
+#[cfg(any(feature = "nats", feature = "redis"))]
+pub(crate) fn published(started: std::time::Instant) {
+    crate::metrics::engine()
+        .bus_publish_duration
+        .observe(started.elapsed().as_secs_f64());
+}

@@ -760,10 +760,3 @@ impl Bus for NatsBus {
 fn command_id(c: &TaskCommand) -> String {
     format!("{}:{}:{}", c.task_id, c.message_id, c.version)
 }
-
-/// A publish the server acknowledged, for `bindu_bus_publish_duration_seconds`.
-fn published(started: std::time::Instant) {
-    crate::metrics::engine()
-        .bus_publish_duration
-        .observe(started.elapsed().as_secs_f64());
-}

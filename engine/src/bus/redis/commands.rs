@@ -48,23 +48,17 @@ impl Core {
         for c in &commands {
             let payload = serde_json::to_vec(c).map_err(|e| BusError::Other(Box::new(e)))?;
             let trace = c.trace.clone().or_else(crate::trace::current);
-            let mut args: Vec<Value> = vec![self.keys.commands().into(), "*".into()];
-            for (k, v) in wire::fields(vec![(wire::DATA, payload.into())], trace.as_ref()) {
-                args.push(k.into());
-                args.push(v);
-            }
+            let args = xadd_args(
+                &self.keys.commands(),
+                None,
+                wire::fields(vec![(wire::DATA, payload.into())], trace.as_ref()),
+            );
             let _: () = pipeline
                 .custom(cmd("XADD"), args)
                 .await
                 .map_err(|e| describe(&e))?;
         }
-        for r in pipeline.try_all::<Value>().await {
-            r.map_err(|e| BusError::Unavailable(format!("command not stored: {}", e.details())))?;
-        }
-        crate::metrics::engine()
-            .bus_publish_duration
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        stored(pipeline, "command", started).await
     }
 
     /// Waiting: entries in the stream that no consumer holds (acked entries are deleted);

@@ -41,18 +41,7 @@ impl Core {
     /// `XADD …:events MINID ~ <retention ago> * fields`.
     fn events_xadd(&self, fields: Vec<(String, Value)>) -> Vec<Value> {
         let cutoff = now_ms().saturating_sub(self.options.event_retention.as_millis() as u64);
-        let mut args: Vec<Value> = vec![
-            self.keys.events().into(),
-            "MINID".into(),
-            "~".into(),
-            cutoff.to_string().into(),
-            "*".into(),
-        ];
-        for (k, v) in fields {
-            args.push(k.into());
-            args.push(v);
-        }
-        args
+        xadd_args(&self.keys.events(), Some(cutoff), fields)
     }
 
     pub(super) async fn append_events(&self, events: &[TaskEvent]) -> Result<(), BusError> {
@@ -64,11 +53,11 @@ impl Core {
         let pipeline = self.client.pipeline();
         for (task_id, payload, trace) in wire::event_messages(events)? {
             let task_key = self.keys.task(&task_id);
-            let mut args: Vec<Value> = vec![task_key.as_str().into(), "*".into()];
-            for (k, v) in wire::fields(vec![(wire::DATA, payload.clone())], trace.as_ref()) {
-                args.push(k.into());
-                args.push(v);
-            }
+            let args = xadd_args(
+                &task_key,
+                None,
+                wire::fields(vec![(wire::DATA, payload.clone())], trace.as_ref()),
+            );
             let _: () = pipeline
                 .custom(cmd("XADD"), args)
                 .await
@@ -92,13 +81,7 @@ impl Core {
                 .await
                 .map_err(|e| describe(&e))?;
         }
-        for r in pipeline.try_all::<Value>().await {
-            r.map_err(|e| BusError::Unavailable(format!("event not stored: {}", e.details())))?;
-        }
-        crate::metrics::engine()
-            .bus_publish_duration
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        stored(pipeline, "event", started).await
     }
 
     pub(super) async fn notice(&self, task_id: &str) -> Result<(), BusError> {

@@ -79,6 +79,34 @@ const GROUP: &str = "workers";
 const DEAD: &str = "dead-letters";
 
 /// A Redis error as text: its kind and details (fred's errors name no URL or credential).
+/// Sends `pipeline` and checks every reply (an error: "`what` not stored"), then records
+/// the publish time.
+async fn stored(
+    pipeline: fred::clients::Pipeline<Client>,
+    what: &str,
+    started: std::time::Instant,
+) -> Result<(), BusError> {
+    for r in pipeline.try_all::<Value>().await {
+        r.map_err(|e| BusError::Unavailable(format!("{what} not stored: {}", e.details())))?;
+    }
+    super::published(started);
+    Ok(())
+}
+
+/// `XADD key [MINID ~ <min_id>] * <fields>`'s arguments.
+fn xadd_args(key: &str, min_id: Option<u64>, fields: Vec<(String, Value)>) -> Vec<Value> {
+    let mut args: Vec<Value> = vec![key.into()];
+    if let Some(min) = min_id {
+        args.extend(["MINID".into(), "~".into(), min.to_string().into()]);
+    }
+    args.push("*".into());
+    for (k, v) in fields {
+        args.push(k.into());
+        args.push(v);
+    }
+    args
+}
+
 fn describe(e: &fred::error::Error) -> BusError {
     BusError::Unavailable(format!("Redis: {:?}: {}", e.kind(), e.details()))
 }
