@@ -89,6 +89,7 @@ pub(crate) async fn start(
         identity: &parts.identity,
         base_url: &base_url,
         rest_base_path: &config.server.rest_base_path,
+        tenant: config.server.tenant.as_deref(),
         capabilities,
         client_certs: config.mtls.client_certs(),
         bearer: config.auth.enabled,

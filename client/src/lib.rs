@@ -85,7 +85,25 @@ impl Client {
         self
     }
 
-    /// The headers that sign `body` now.
+    /// The headers that sign an A2A 1.0 HTTP+JSON request now: `method` to `target` (its
+    /// path and query exactly as sent, percent-encoding and all) with `body`. A request
+    /// with a body signs the body; one without signs `"<METHOD> <target>"`
+    /// ([`bindu_schemas::signing::request_line`]), so its signature is good for that request
+    /// only.
+    pub fn http_json_signature_headers(
+        &self,
+        method: &str,
+        target: &str,
+        body: &str,
+    ) -> Vec<(&'static str, String)> {
+        if body.is_empty() && self.signer.is_some() {
+            self.signature_headers(&bindu_schemas::signing::request_line(method, target))
+        } else {
+            self.signature_headers(body)
+        }
+    }
+
+    /// The headers that sign `body` now (JSON-RPC: the body as sent).
     pub fn signature_headers(&self, body: &str) -> Vec<(&'static str, String)> {
         let Some((identity, did)) = &self.signer else {
             return Vec::new();

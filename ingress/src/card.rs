@@ -121,6 +121,8 @@ pub struct CardParts<'a> {
     pub base_url: &'a str,
     /// Where the HTTP+JSON binding is served under `base_url` (`server.rest_base_path`).
     pub rest_base_path: &'a str,
+    /// The A2A 1.0 tenant (`server.tenant`), named on the card's 1.0 interfaces.
+    pub tenant: Option<&'a str>,
     pub capabilities: CardCapabilities,
     /// Client certificates take part in authentication (`MTLS__*`).
     pub client_certs: bool,
@@ -174,12 +176,19 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         identity,
         base_url,
         rest_base_path,
+        tenant,
         capabilities,
         client_certs,
         bearer,
         payments,
     } = parts;
     let mut card = build_card(agent, skills, base_url, rest_base_path, capabilities);
+    // A 1.0 client sends the tenant its interface names (0.3 has no tenant).
+    for interface in card.supported_interfaces.iter_mut().flatten() {
+        if interface.protocol_version == "1.0" {
+            interface.tenant = tenant.map(str::to_string);
+        }
+    }
     card.capabilities.extensions = Some(vec![AgentExtension {
         uri: identity.did.clone(),
         description: Some(format!("DID-based identity for {}", agent.name)),

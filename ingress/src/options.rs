@@ -61,6 +61,10 @@ bindu_engine::section! {
         /// it); empty or `/`: at the root.
         pub rest_base_path: String = IngressOptions::default().rest_base_path,
             env "BINDU_REST_BASE_PATH";
+        /// The A2A 1.0 tenant this agent is (the proto's `tenant`): listed on the card's 1.0
+        /// interfaces, its HTTP+JSON routes served under `<base>/<tenant>/` too, and a 1.0
+        /// request naming another tenant refused. Unset: none (a named tenant is refused).
+        pub tenant: Option<String> = IngressOptions::default().tenant, env "BINDU_TENANT";
     }
 }
 
@@ -94,6 +98,13 @@ impl Section for ServerConfig {
                 field: "rest_base_path",
                 message,
             })?;
+        none_if_blank(&mut self.tenant);
+        if let Some(tenant) = &self.tenant {
+            crate::rest::tenant_name(tenant).map_err(|message| Invalid {
+                field: "tenant",
+                message,
+            })?;
+        }
         self.allowed_hosts.retain(|h| !h.trim().is_empty());
         Ok(())
     }
@@ -115,6 +126,7 @@ impl ServerConfig {
             max_reference_task_ids: self.max_reference_task_ids,
             max_list_bytes: self.max_list_bytes,
             rest_base_path: self.rest_base_path.clone(),
+            tenant: self.tenant.clone(),
             ..IngressOptions::default()
         }
     }

@@ -85,7 +85,8 @@ impl Ingress {
             .route("/healthz", get(health::healthz))
             .route("/metrics", get(health::metrics));
         // A2A 1.0 HTTP+JSON: the same layers as `/`, refusals in the binding's form.
-        for (path, route) in rest::routes(&self.inner.options.rest_base_path) {
+        let options = &self.inner.options;
+        for (path, route) in rest::routes(&options.rest_base_path, options.tenant.as_deref()) {
             let route = self
                 .guarded(self.authenticated(route))
                 .route_layer(axum::middleware::from_fn(rest::layer));
@@ -151,8 +152,13 @@ async fn http_metrics(
         .and_then(|m| {
             let m = m.as_str();
             ENDPOINTS.iter().copied().find(|e| *e == m).or_else(|| {
-                // HTTP+JSON routes are named by their template after the base path.
+                // HTTP+JSON routes are named by their template after the base path (and
+                // the tenant's segment).
                 let after = m.strip_prefix(base)?;
+                let after = (app.inner.options.tenant.as_deref())
+                    .and_then(|t| after.strip_prefix('/')?.strip_prefix(t))
+                    .filter(|a| a.starts_with('/'))
+                    .unwrap_or(after);
                 REST_ENDPOINTS.iter().copied().find(|e| *e == after)
             })
         })
@@ -191,9 +197,17 @@ async fn redirect_to_card() -> Response {
 async fn not_found(State(app): State<Ingress>, uri: axum::http::Uri) -> Response {
     let base = app.inner.options.rest_base_path.as_str();
     let path = uri.path();
-    if !base.is_empty() && path.starts_with(base) && path[base.len()..].starts_with('/') {
+    if let Some(rest) = path.strip_prefix(base).filter(|r| r.starts_with('/')) {
+        // A route under a tenant this agent is not (or under any, when it is none).
+        if let Some(tenant) = rest::tenant_in_path(rest) {
+            if app.inner.options.tenant.as_deref() != Some(tenant) {
+                return rest::wrong_tenant(tenant, app.inner.options.tenant.as_deref());
+            }
+        }
         // Under the HTTP+JSON base path: the binding's error form.
-        return rest::no_route(path);
+        if !base.is_empty() {
+            return rest::no_route(path);
+        }
     }
     EdgeError::NoRoute {
         path: path.to_string(),

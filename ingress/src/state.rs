@@ -37,6 +37,10 @@ pub struct IngressOptions {
     /// Where the A2A 1.0 HTTP+JSON binding is served: `""` (the root) or `/segment…`
     /// without a trailing slash ([`crate::rest::base_path`] checks it).
     pub rest_base_path: String,
+    /// The A2A 1.0 tenant this agent is ([`crate::rest::tenant_name`] checks it): its
+    /// HTTP+JSON routes are served under `<base>/<tenant>` too, and a 1.0 request naming
+    /// another tenant is refused. `None`: a request naming any tenant is refused.
+    pub tenant: Option<String>,
     /// Idempotent sends: a message its caller sends again with the same `messageId` within
     /// this long gets the first one's task (zero: every message is new).
     pub dedupe_window: Duration,
@@ -62,6 +66,7 @@ impl Default for IngressOptions {
             // The prose specification's examples (`/v1/message:send`); it keeps the
             // binding's paths apart from the agent's other routes.
             rest_base_path: "/v1".into(),
+            tenant: None,
             dedupe_window: Duration::from_secs(300),
         }
     }

@@ -147,6 +147,7 @@ impl RequestFactory {
     ) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(Bytes::new()));
         let post = method == hyper::Method::POST;
+        let verb = method.clone();
         *req.method_mut() = method;
         *req.uri_mut() = path
             .parse()
@@ -169,7 +170,13 @@ impl RequestFactory {
             h.insert(AUTHORIZATION, b.clone());
         }
         if let Some(signer) = &self.signer {
-            for (name, value) in signer.signature_headers(&body) {
+            // HTTP+JSON: a bodiless `GET` signs its request line, not the empty body.
+            let headers = if self.wire == Wire::V10Rest {
+                signer.http_json_signature_headers(verb.as_str(), path, &body)
+            } else {
+                signer.signature_headers(&body)
+            };
+            for (name, value) in headers {
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     h.insert(name, v);
                 }

@@ -50,6 +50,14 @@ pub fn signing_payload(body: &str, did: &str, timestamp: i64, form: Form) -> Str
     out
 }
 
+/// What an A2A 1.0 HTTP+JSON request without a body signs in place of its (empty) body:
+/// its method and its target exactly as on the request line (the origin form: path and raw
+/// query, percent-encoding untouched), e.g. `GET /v1/tasks/abc?historyLength=2`. A request
+/// with a body signs the body as sent; JSON-RPC (`POST /`) always does.
+pub fn request_line(method: &str, target: &str) -> String {
+    format!("{method} {target}")
+}
+
 /// How every signing envelope ([`signing_payload`], webhooks too) begins.
 pub const ENVELOPE_PREFIX: &str = "{\"body\": ";
 

@@ -212,6 +212,7 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
         .await;
     let result = &page["result"];
     assert_eq!(result["pageSize"], 1);
+    assert_eq!(result["totalSize"], 2, "the context's two tasks: {page}");
     assert_eq!(result["tasks"].as_array().unwrap().len(), 1, "{page}");
     assert!(result["tasks"][0].get("artifacts").is_none(), "{page}");
     let token = result["nextPageToken"].as_str().unwrap();
@@ -228,6 +229,7 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
         .collect();
     assert_eq!(both, [second.as_str(), id.as_str()]);
     assert!(next["result"]["tasks"][0]["artifacts"].is_array(), "{next}");
+    assert_eq!(next["result"]["totalSize"], 2, "the same on every page: {next}");
     let filtered = s
         .rpc10(
             "ListTasks",
@@ -235,6 +237,11 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
         )
         .await;
     assert_eq!(filtered["result"]["tasks"], json!([]), "{filtered}");
+    assert_eq!(filtered["result"]["totalSize"], 0, "{filtered}");
+    // 0.3's `tasks/list` does not count: its answer is as before.
+    let old = s.rpc_ok("tasks/list", json!({"contextId": ctx})).await;
+    assert_eq!(old["tasks"].as_array().unwrap().len(), 2, "{old}");
+    assert!(old.get("totalSize").is_none(), "{old}");
     assert_eq!(
         filtered["result"]["nextPageToken"], "",
         "the last page: {filtered}"

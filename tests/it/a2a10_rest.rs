@@ -123,6 +123,7 @@ async fn messages_are_sent_tasks_got_listed_and_canceled_over_http_json() {
     let (status, page) = get(&s, &format!("/v1/tasks?contextId={ctx}&pageSize=1")).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["pageSize"], 1);
+    assert_eq!(page["totalSize"], 2, "the context's two tasks: {page}");
     assert_eq!(page["tasks"].as_array().unwrap().len(), 1, "{page}");
     assert!(page["tasks"][0].get("artifacts").is_none(), "{page}");
     let token = page["nextPageToken"].as_str().unwrap();
@@ -141,12 +142,21 @@ async fn messages_are_sent_tasks_got_listed_and_canceled_over_http_json() {
         .collect();
     assert_eq!(both, [second.as_str(), id.as_str()]);
     assert!(next["tasks"][0]["artifacts"].is_array(), "{next}");
+    assert_eq!(next["totalSize"], 2, "the same on every page: {next}");
     let (_, working) = get(
         &s,
         &format!("/v1/tasks?contextId={ctx}&status=TASK_STATE_WORKING"),
     )
     .await;
     assert_eq!(working["tasks"], json!([]), "{working}");
+    assert_eq!(working["totalSize"], 0, "{working}");
+    let (_, completed) = get(
+        &s,
+        &format!("/v1/tasks?contextId={ctx}&status=TASK_STATE_COMPLETED&pageSize=1"),
+    )
+    .await;
+    assert_eq!(completed["totalSize"], 2, "{completed}");
+    assert_eq!(completed["tasks"].as_array().unwrap().len(), 1, "a full page: {completed}");
 
     // A finished task cannot be canceled (409) or continued (400, unsupported operation).
     let (status, body) = post(&s, &format!("/v1/tasks/{id}:cancel"), json!({})).await;

@@ -124,14 +124,26 @@ impl TaskStore for Flaky {
         self.check()?;
         self.inner.get(task_id, access).await
     }
-    async fn list_tasks_shaped(
+    async fn list_tasks_matching(
         &self,
         access: Access<'_>,
         query: ListQuery,
+        filter: &TaskFilter,
         shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
         self.check()?;
-        self.inner.list_tasks_shaped(access, query, shape).await
+        self.inner
+            .list_tasks_matching(access, query, filter, shape)
+            .await
+    }
+    async fn count_tasks(
+        &self,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.count_tasks(access, query, filter).await
     }
     async fn list_contexts(
         &self,

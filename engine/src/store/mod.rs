@@ -434,6 +434,42 @@ impl ListQuery {
     }
 }
 
+/// Which tasks a listing keeps beside its [`ListQuery`]'s context: A2A 1.0 `ListTasks`'s
+/// `status` and `statusTimestampAfter`. Applied by the store where it reads, in the listing
+/// and in its count ([`TaskStore::count_tasks`]) alike, so pages are full and the count is
+/// their total.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks in this state.
+    pub state: Option<TaskState>,
+    /// Only tasks whose status changed at or after this time (a task whose status has no
+    /// readable time is not kept).
+    pub status_after: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TaskFilter {
+    /// Every task.
+    pub const ALL: TaskFilter = TaskFilter {
+        state: None,
+        status_after: None,
+    };
+
+    /// Whether `task` passes the filter.
+    pub fn keeps(&self, task: &Task) -> bool {
+        if self.state.is_some_and(|s| s != task.status.state) {
+            return false;
+        }
+        let Some(after) = self.status_after else {
+            return true;
+        };
+        task.status
+            .timestamp
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|at| at >= after)
+    }
+}
+
 /// What of each task a listing returns, and how large a page may grow. Backends apply it
 /// where they read (Postgres: in the query), so a listing never builds whole tasks only to
 /// trim them.
@@ -647,7 +683,32 @@ pub trait TaskStore: Send + Sync + 'static {
         access: Access<'_>,
         query: ListQuery,
         shape: ListShape,
+    ) -> Result<Page<Task>, StoreError> {
+        self.list_tasks_matching(access, query, &TaskFilter::ALL, shape)
+            .await
+    }
+
+    /// Newest first, only the tasks `filter` keeps, each as `shape` says (pages as in
+    /// [`TaskStore::list_tasks_shaped`]).
+    async fn list_tasks_matching(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+        filter: &TaskFilter,
+        shape: ListShape,
     ) -> Result<Page<Task>, StoreError>;
+
+    /// How many tasks the listing of `query` and `filter` holds in all its pages (the
+    /// query's cursor and limit aside): the tasks `access` may see, of the query's context
+    /// when it names one, that `filter` keeps. Counted now: a read of every matching task's
+    /// index entry, so only callers that must answer a total (A2A 1.0 `ListTasks`'s
+    /// `totalSize`) ask for it.
+    async fn count_tasks(
+        &self,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+    ) -> Result<u64, StoreError>;
 
     /// Newest first.
     async fn list_contexts(
@@ -712,4 +773,42 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Deletes terminal tasks last changed more than `older_than` ago (and contexts left
     /// empty); with `dry_run`, only counts them. Returns the number of tasks.
     async fn purge(&self, older_than: Duration, dry_run: bool) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_filter_keeps_a_state_and_status_times_from_its_own_on() {
+        let mut task: Task = serde_json::from_value(serde_json::json!({
+            "id": "t", "contextId": "c", "kind": "task",
+            "status": {"state": "input-required", "timestamp": "2026-01-01T00:00:00.001Z"}
+        }))
+        .expect("a task");
+        let after = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let working = TaskFilter {
+            state: Some(TaskState::Working),
+            ..TaskFilter::ALL
+        };
+        assert!(TaskFilter::ALL.keeps(&task));
+        assert!(!working.keeps(&task), "input-required is not working");
+        task.status.state = TaskState::Working;
+        assert!(working.keeps(&task));
+        let since = TaskFilter {
+            status_after: Some(after),
+            ..working
+        };
+        assert!(since.keeps(&task));
+        task.status.timestamp = Some("2026-01-01T00:00:00Z".into());
+        assert!(since.keeps(&task), "at the given time is kept");
+        task.status.timestamp = Some("2026-01-01T01:59:59+02:00".into());
+        assert!(!since.keeps(&task), "changed before the given time");
+        for unreadable in [None, Some("yesterday".to_string())] {
+            task.status.timestamp = unreadable;
+            assert!(!since.keeps(&task), "no readable time: not kept");
+        }
+    }
 }

@@ -2,6 +2,10 @@
 //! over the canonical bytes of `bindu_schemas::signing` (Python form, then JavaScript form).
 //! Every header is length-capped before decoding; duplicates are refused; the body is read
 //! up to 2 MiB (chunked or not); a signature seen before inside the window is refused.
+//!
+//! What is signed: the body as sent; for an HTTP+JSON request without a body (a `GET`, a
+//! `DELETE`, a bodiless `POST …:cancel`), its request line's method and target instead
+//! ([`RequestLine`]), so a signature authorises that one request, not every bodiless route.
 
 use axum::extract::Request;
 use axum::http::HeaderMap;
@@ -22,6 +26,26 @@ pub const MAX_DID_LEN: usize = 2048;
 pub const MAX_TIMESTAMP_LEN: usize = 24;
 /// Longest `X-DID-Signature`.
 pub const MAX_SIGNATURE_LEN: usize = 128;
+
+/// The method and origin-form target (path and query, percent-encoding untouched) of an
+/// HTTP+JSON request as it arrived, e.g. `GET /v1/tasks/abc?historyLength=2`: what a
+/// request without a body signs ([`bindu_schemas::signing::request_line`]). Set by
+/// [`crate::rest`]'s outer layer before anything rewrites the request; absent on `POST /`.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestLine(pub String);
+
+impl RequestLine {
+    pub(crate) fn of(request: &Request) -> RequestLine {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path(), |p| p.as_str());
+        RequestLine(bindu_schemas::signing::request_line(
+            request.method().as_str(),
+            target,
+        ))
+    }
+}
 
 fn single<'a>(headers: &'a HeaderMap, name: &str, max: usize) -> Option<&'a str> {
     let mut values = headers.get_all(name).iter();
@@ -89,8 +113,12 @@ pub(crate) async fn verify(auth: &Auth, client: &str, req: Request) -> Result<Re
         tracing::info!(%did, ts, "DID signature outside the time window");
         return Err(reject(SignatureFailure::Invalid));
     }
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return Err(reject(SignatureFailure::Invalid));
+    let text = match parts.extensions.get::<RequestLine>() {
+        Some(RequestLine(line)) if body.is_empty() => line.as_str(),
+        _ => match std::str::from_utf8(&body) {
+            Ok(text) => text,
+            Err(_) => return Err(reject(SignatureFailure::Invalid)),
+        },
     };
     let key = match auth.parsed_keys.get(&key) {
         Some(k) => Some(k),

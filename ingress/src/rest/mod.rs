@@ -16,7 +16,8 @@
 //! method the JSON-RPC endpoint runs, and [`crate::rpc::run`] does the rest (scopes,
 //! params, payment, the method), answering with the bare 1.0 object (no JSON-RPC
 //! envelope) and errors as [`error`] says. The routes sit behind the same layers as `POST
-//! /` (authentication, DID request signatures over the body as sent, the `Host` and
+//! /` (authentication, DID request signatures over the body as sent, or the request
+//! line when there is no body, the `Host` and
 //! content-type guard, the x402 extension echo), so nothing is checked differently.
 //!
 //! A task id is one path segment. The verb follows its last `:`, so an id that holds a `:`
@@ -24,8 +25,12 @@
 //!
 //! The binding speaks 1.0 only: `A2A-Version` absent, empty or `1.0` is served (a request
 //! here is a 1.0 client's; 0.3 has no HTTP+JSON binding here), anything else gets
-//! `VERSION_NOT_SUPPORTED` (HTTP 400). `tenant` path prefixes are not served (one agent is
-//! one tenant).
+//! `VERSION_NOT_SUPPORTED` (HTTP 400).
+//!
+//! Tenants: with `server.tenant` set, every route is served under `{base}/{tenant}` too,
+//! its params then carrying that `tenant`; a path, query or body naming another tenant (or
+//! any, without `server.tenant`) is refused with 400 `INVALID_PARAMS`
+//! ([`crate::rpc::params::wrong_tenant`]).
 
 pub mod error;
 
@@ -83,6 +88,39 @@ pub fn base_path(text: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// Checks `server.tenant`: one path segment of unreserved URL characters (not leading
+/// `.`), at most 128, and not `tasks` (`<base>/tasks/…` is `GetTask`'s).
+pub fn tenant_name(text: &str) -> Result<(), String> {
+    let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+    if text.is_empty()
+        || text.len() > 128
+        || !text.chars().all(unreserved)
+        || text.starts_with('.')
+    {
+        return Err(format!(
+            "{:?}: a tenant is one path segment of at most 128 letters, digits, `-`, `_`, `~` or `.` (not leading), e.g. `acme`",
+            text.chars().take(140).collect::<String>()
+        ));
+    }
+    if text == "tasks" {
+        return Err("`tasks` cannot be a tenant: `<base>/tasks/…` names tasks".into());
+    }
+    Ok(())
+}
+
+/// The tenant a path under the base path (`rest`, what follows the base) puts before one
+/// of the binding's routes (`/acme/tasks/x` → `acme`), if it does.
+pub(crate) fn tenant_in_path(rest: &str) -> Option<&str> {
+    let (tenant, route) = rest.strip_prefix('/')?.split_once('/')?;
+    let first = route.split('/').next().unwrap_or_default();
+    let a_route = matches!(
+        first,
+        "message:send" | "message:stream" | "tasks" | "extendedAgentCard"
+    );
+    // `tasks/…` after the base is a task, never a tenant.
+    (a_route && !tenant.is_empty() && tenant != "tasks").then_some(tenant)
+}
+
 /// What a route runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -96,10 +134,23 @@ enum Route {
     ExtendedCard,
 }
 
-/// The binding's routes under `base`, each with the methods it takes (anything else gets
-/// 405 from axum, recoded by [`layer`]).
-pub(crate) fn routes(base: &str) -> Vec<(String, MethodRouter<Ingress>)> {
+/// The binding's routes under `base`, and under `base/tenant` too when the agent is a
+/// tenant, each with the methods it takes (anything else gets 405 from axum, recoded by
+/// [`layer`]).
+pub(crate) fn routes(base: &str, tenant: Option<&str>) -> Vec<(String, MethodRouter<Ingress>)> {
+    let mut all = routes_at(base, None);
+    if let Some(tenant) = tenant {
+        all.extend(routes_at(&format!("{base}/{tenant}"), Some(tenant)));
+    }
+    all
+}
+
+/// The routes under `prefix` (the base path, then the tenant's segment when `tenant`).
+fn routes_at(prefix: &str, tenant: Option<&str>) -> Vec<(String, MethodRouter<Ingress>)> {
+    let base = prefix;
     let at = |route: Route, methods: &'static str| -> MethodRouter<Ingress> {
+        let prefix: std::sync::Arc<str> = prefix.into();
+        let tenant: Option<std::sync::Arc<str>> = tenant.map(Into::into);
         let filter = methods
             .split(", ")
             .map(|m| match m {
@@ -110,7 +161,12 @@ pub(crate) fn routes(base: &str) -> Vec<(String, MethodRouter<Ingress>)> {
             .reduce(MethodFilter::or)
             .unwrap_or(MethodFilter::GET);
         on(filter, move |State(app): State<Ingress>, req: Request| {
-            serve(route, app, req)
+            let at = At {
+                route,
+                prefix: prefix.clone(),
+                tenant: tenant.clone(),
+            };
+            serve(at, app, req)
         })
         // Outside the route's layers: answered here in the binding's form.
         .fallback(move || async move { method_not_allowed(methods) })
@@ -140,6 +196,9 @@ pub(crate) fn routes(base: &str) -> Vec<(String, MethodRouter<Ingress>)> {
 /// header), names it in `A2A-Version`, and gives refusals made before the handler the
 /// binding's error form ([`error::recode`]).
 pub(crate) async fn layer(mut request: Request, next: Next) -> Response {
+    // Before anything rewrites it: what a bodiless request's DID signature covers.
+    let line = crate::auth::signature::RequestLine::of(&request);
+    request.extensions_mut().insert(line);
     let negotiated = Negotiated(version::negotiate_rest(request.headers(), request.uri()));
     request.extensions_mut().insert(negotiated);
     if is_bodiless_subscribe(&request) {
@@ -182,7 +241,15 @@ fn refuse(error: JsonRpcError) -> Response {
     EdgeError::Rest(error).into_response()
 }
 
-async fn serve(route: Route, app: Ingress, request: Request) -> Response {
+/// Which route a request came in on: its kind, the path prefix it is under, and the
+/// tenant that prefix names.
+struct At {
+    route: Route,
+    prefix: std::sync::Arc<str>,
+    tenant: Option<std::sync::Arc<str>>,
+}
+
+async fn serve(at: At, app: Ingress, request: Request) -> Response {
     let metrics = &app.inner.metrics;
     let _in_flight = metrics.in_flight();
     let started = Instant::now();
@@ -197,7 +264,7 @@ async fn serve(route: Route, app: Ingress, request: Request) -> Response {
             ),
         ));
     }
-    let call = match plan(route, &app, &parts, body).await {
+    let call = match plan(&at, &app, &parts, body).await {
         Ok(call) => call,
         Err(refusal) => {
             metrics.observe("invalid", Some(jsonrpc::code::INVALID_REQUEST), started);
@@ -287,22 +354,26 @@ struct Planned {
 
 /// Reads what `route` needs of the request: its method and 1.0 params.
 async fn plan(
-    route: Route,
+    at: &At,
     app: &Ingress,
     parts: &axum::http::request::Parts,
     body: Body,
 ) -> Result<Planned, Refused> {
+    let route = at.route;
     let http = &parts.method;
     let path = parts.uri.path();
-    let base = app.inner.options.rest_base_path.as_str();
-    // The raw (still percent-encoded) segments after `{base}/tasks/`.
+    // The raw (still percent-encoded) segments after `{prefix}/tasks/`.
     let segments: Vec<&str> = path
-        .strip_prefix(base)
+        .strip_prefix(&*at.prefix)
         .and_then(|p| p.strip_prefix("/tasks/"))
         .map(|p| p.split('/').collect())
         .unwrap_or_default();
     let planned = |method: Method, params: Params| Ok(Planned { method, params });
-    let built = |method: Method, object: Map<String, Value>| {
+    let built = |method: Method, mut object: Map<String, Value>| {
+        if let Some(tenant) = &at.tenant {
+            // The path's tenant; a query or body naming another is refused.
+            path_param(&mut object, "tenant", tenant.to_string())?;
+        }
         // Serialising a map of JSON values cannot fail.
         let raw = serde_json::value::to_raw_value(&object)
             .map_err(|e| JsonRpcError::internal(format!("could not build the params: {e}")))?;
@@ -320,7 +391,7 @@ async fn plan(
             Method::MessageStream,
             Params::Body(read(app, parts, body).await?),
         ),
-        Route::ExtendedCard => built(Method::GetAuthenticatedExtendedCard, Map::new()),
+        Route::ExtendedCard => built(Method::GetAuthenticatedExtendedCard, query(parts, &[])?),
         Route::ListTasks => {
             let query = query(
                 parts,
@@ -409,6 +480,16 @@ pub(crate) fn no_route(path: &str) -> Response {
             path.chars().take(200).collect::<String>()
         ),
     ));
+    response.headers_mut().insert(
+        HeaderName::from_static(version::HEADER),
+        HeaderValue::from_static("1.0"),
+    );
+    response
+}
+
+/// 400 for a route under a tenant this agent is not (`served`; any, when `None`).
+pub(crate) fn wrong_tenant(given: &str, served: Option<&str>) -> Response {
+    let mut response = refuse(crate::rpc::params::wrong_tenant(given, served));
     response.headers_mut().insert(
         HeaderName::from_static(version::HEADER),
         HeaderValue::from_static("1.0"),
@@ -513,8 +594,8 @@ enum Kind {
     Boolean,
 }
 
-/// The query parameters of a request as a params object: each of `known` at most once;
-/// `tenant` and `A2A-Version` pass; any other is refused (400), so a misspelt filter is
+/// The query parameters of a request as a params object: each of `known` (and `tenant`,
+/// every request's) at most once; `A2A-Version` passes; any other is refused (400), so a misspelt filter is
 /// never silently ignored.
 fn query(
     parts: &axum::http::request::Parts,
@@ -528,10 +609,11 @@ fn query(
         .map_err(|e| JsonRpcError::invalid_params(format!("the query string cannot be read: {e}")))?
         .0;
     for (name, value) in pairs {
-        if name == "tenant" || name.eq_ignore_ascii_case(version::HEADER) {
+        if name.eq_ignore_ascii_case(version::HEADER) {
             continue;
         }
-        let Some((field, kind)) = known.iter().find(|(k, _)| *k == name) else {
+        let tenant = [("tenant", Kind::Text)];
+        let Some((field, kind)) = known.iter().chain(&tenant).find(|(k, _)| *k == name) else {
             let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
             return Err(JsonRpcError::invalid_params(format!(
                 "unknown query parameter {:?}; this route takes {}",

@@ -214,7 +214,10 @@ pub(crate) async fn run(
     let heavy = request
         .params
         .is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
-    let params = match bindu_engine::cpu::heavy(heavy, || Params::of(&request, version)) {
+    let tenant = app.inner.options.tenant.as_deref();
+    let params = match bindu_engine::cpu::heavy(heavy, || {
+        Params::of_served(&request, version, tenant)
+    }) {
         Ok(p) => p,
         Err(error) => {
             metrics.observe(method.as_str(), Some(error.code), started);

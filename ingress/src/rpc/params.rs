@@ -42,8 +42,18 @@ impl Params {
     /// Under 1.0 the params are read in 1.0's form and converted to the internal ones,
     /// which are then validated as 0.3's are.
     pub fn of(req: &Request<'_>, version: Version) -> Result<Params, JsonRpcError> {
+        Params::of_served(req, version, None)
+    }
+
+    /// [`Params::of`] on an agent that is A2A 1.0 tenant `tenant` (`server.tenant`): a 1.0
+    /// request naming another tenant (or any, when `None`) is refused ([`wrong_tenant`]).
+    pub fn of_served(
+        req: &Request<'_>,
+        version: Version,
+        tenant: Option<&str>,
+    ) -> Result<Params, JsonRpcError> {
         if version == Version::V10 {
-            return Params::of_v10(req);
+            return Params::of_v10(req, tenant);
         }
         Ok(match req.method {
             Method::MessageSend => Params::MessageSend(req.params()?),
@@ -63,44 +73,53 @@ impl Params {
         })
     }
 
-    fn of_v10(req: &Request<'_>) -> Result<Params, JsonRpcError> {
-        /// Reads 1.0 params `W` and converts them to the internal `P`.
-        fn read<W, P>(req: &Request<'_>) -> Result<P, JsonRpcError>
+    fn of_v10(req: &Request<'_>, tenant: Option<&str>) -> Result<Params, JsonRpcError> {
+        /// Reads 1.0 params `W`, checks their tenant and converts them to the internal `P`.
+        fn read<W, P>(req: &Request<'_>, tenant: Option<&str>) -> Result<P, JsonRpcError>
         where
-            W: serde::de::DeserializeOwned + TryInto<P>,
+            W: serde::de::DeserializeOwned + TryInto<P> + a2a10::Tenanted,
             <W as TryInto<P>>::Error: std::fmt::Display,
             P: Validate,
         {
-            let raw = req.params.map_or("{}", |p| p.get());
-            if !raw.trim_start().starts_with('{') {
-                return Err(JsonRpcError::invalid_params("`params` must be an object"));
-            }
-            let wire: W = serde_json::from_str(raw).map_err(JsonRpcError::invalid_params)?;
+            let wire: W = wire(req)?;
+            check_tenant(wire.tenant(), tenant)?;
             let params: P = wire.try_into().map_err(JsonRpcError::invalid_params)?;
             params.validate().map_err(JsonRpcError::invalid_params)?;
             Ok(params)
         }
+        /// The 1.0 params object as `W`.
+        fn wire<W: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<W, JsonRpcError> {
+            let raw = req.params.map_or("{}", |p| p.get());
+            if !raw.trim_start().starts_with('{') {
+                return Err(JsonRpcError::invalid_params("`params` must be an object"));
+            }
+            serde_json::from_str(raw).map_err(JsonRpcError::invalid_params)
+        }
         Ok(match req.method {
-            Method::MessageSend => Params::MessageSend(read::<a2a10::SendMessageRequest, _>(req)?),
+            Method::MessageSend => Params::MessageSend(read::<a2a10::SendMessageRequest, _>(req, tenant)?),
             Method::MessageStream => {
-                Params::MessageStream(read::<a2a10::SendMessageRequest, _>(req)?)
+                Params::MessageStream(read::<a2a10::SendMessageRequest, _>(req, tenant)?)
             }
-            Method::TasksGet => Params::TasksGet(read::<a2a10::GetTaskRequest, _>(req)?),
-            Method::TasksCancel => Params::TasksCancel(read::<a2a10::TaskIdRequest, _>(req)?),
+            Method::TasksGet => Params::TasksGet(read::<a2a10::GetTaskRequest, _>(req, tenant)?),
+            Method::TasksCancel => Params::TasksCancel(read::<a2a10::TaskIdRequest, _>(req, tenant)?),
             Method::TasksResubscribe => {
-                Params::TasksResubscribe(read::<a2a10::TaskIdRequest, _>(req)?)
+                Params::TasksResubscribe(read::<a2a10::TaskIdRequest, _>(req, tenant)?)
             }
-            Method::TasksList => Params::TasksList(read::<a2a10::ListTasksRequest, _>(req)?),
-            Method::GetAuthenticatedExtendedCard => Params::GetAuthenticatedExtendedCard,
+            Method::TasksList => Params::TasksList(read::<a2a10::ListTasksRequest, _>(req, tenant)?),
+            Method::GetAuthenticatedExtendedCard => {
+                let wire: a2a10::GetExtendedAgentCardRequest = wire(req)?;
+                check_tenant(a2a10::Tenanted::tenant(&wire), tenant)?;
+                Params::GetAuthenticatedExtendedCard
+            }
             Method::PushConfigSet => {
-                Params::PushConfigSet(read::<a2a10::TaskPushNotificationConfig, _>(req)?)
+                Params::PushConfigSet(read::<a2a10::TaskPushNotificationConfig, _>(req, tenant)?)
             }
             Method::PushConfigGet => {
-                Params::PushConfigGet(read::<a2a10::PushConfigRequest, _>(req)?)
+                Params::PushConfigGet(read::<a2a10::PushConfigRequest, _>(req, tenant)?)
             }
-            Method::PushConfigList => Params::PushConfigList(read::<a2a10::TaskIdRequest, _>(req)?),
+            Method::PushConfigList => Params::PushConfigList(read::<a2a10::TaskIdRequest, _>(req, tenant)?),
             Method::PushConfigDelete => {
-                Params::PushConfigDelete(read::<a2a10::PushConfigRequest, _>(req)?)
+                Params::PushConfigDelete(read::<a2a10::PushConfigRequest, _>(req, tenant)?)
             }
             // Bindu's extensions have no 1.0 form of their own.
             Method::TasksFeedback | Method::ContextsList | Method::ContextsClear => {
@@ -128,4 +147,29 @@ impl Params {
             Params::ContextsClear(_) => Method::ContextsClear,
         }
     }
+}
+
+/// Refuses a 1.0 request naming a tenant other than `served` (an empty or absent one names
+/// none, and is served).
+pub(crate) fn check_tenant(given: Option<&str>, served: Option<&str>) -> Result<(), JsonRpcError> {
+    match given {
+        Some(given) if Some(given) != served => Err(wrong_tenant(given, served)),
+        _ => Ok(()),
+    }
+}
+
+/// A request for tenant `given`, which this agent is not: invalid params (-32602, HTTP+JSON
+/// 400 `INVALID_PARAMS`). The specification has no error of its own for it, and an agent is
+/// one tenant, so another tenant is a value of the request's `tenant` this agent does not
+/// take; not "task not found", which would hide the mistake.
+pub(crate) fn wrong_tenant(given: &str, served: Option<&str>) -> JsonRpcError {
+    let given: String = given.chars().take(64).collect();
+    JsonRpcError::invalid_params(match served {
+        Some(served) => format!(
+            "this agent is tenant {served:?}, not {given:?}: send `tenant` {served:?} (or none), and use `/{served}/…` or no tenant in HTTP+JSON paths"
+        ),
+        None => format!(
+            "this agent serves no tenants: send no `tenant` (got {given:?}), and no tenant in HTTP+JSON paths"
+        ),
+    })
 }

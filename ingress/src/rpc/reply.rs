@@ -40,8 +40,9 @@ pub(crate) enum Answer {
     Task(Task),
     /// The task a message created or continued (1.0 wraps it: `{"task": …}`).
     Sent(Task),
-    /// A page of tasks, of at most `page_size`.
-    Tasks(ListTasksResult, u32),
+    /// A page of tasks, of at most `page_size`, and (1.0 only) how many tasks all the
+    /// listing's pages hold.
+    Tasks(ListTasksResult, u32, Option<u64>),
     PushConfig(TaskPushNotificationConfig),
     PushConfigs(Vec<TaskPushNotificationConfig>),
     /// A push config was deleted.
@@ -89,7 +90,7 @@ pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
     match call.version {
         Version::V03 => match answer {
             Answer::Task(t) | Answer::Sent(t) => framed(call, &t),
-            Answer::Tasks(page, _) => framed(call, &page),
+            Answer::Tasks(page, _, _) => framed(call, &page),
             Answer::PushConfig(c) => framed(call, &c),
             Answer::PushConfigs(c) => framed(call, &c),
             Answer::Deleted => framed(call, &serde_json::Value::Null),
@@ -98,13 +99,14 @@ pub(crate) fn ok(call: &Call, answer: Answer) -> Result<Reply, JsonRpcError> {
         Version::V10 => match answer {
             Answer::Task(t) => framed(call, &a2a10::Task::from(t)),
             Answer::Sent(t) => framed(call, &a2a10::SendMessageResponse::Task(t.into())),
-            Answer::Tasks(page, page_size) => framed(
+            Answer::Tasks(page, page_size, total) => framed(
                 call,
                 &a2a10::ListTasksResponse {
                     tasks: page.tasks.into_iter().map(a2a10::Task::from).collect(),
                     next_page_token: page.next_cursor.unwrap_or_default(),
                     page_size: page_size.into(),
-                    total_size: None,
+                    // A 1.0 listing always counts (`tasks::list`).
+                    total_size: total.map_or(0, |n| n.min(i32::MAX as u64) as i64),
                 },
             ),
             Answer::PushConfig(c) => framed(call, &a2a10::TaskPushNotificationConfig::from(c)),

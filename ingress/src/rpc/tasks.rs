@@ -2,7 +2,7 @@
 //! `agent/getAuthenticatedExtendedCard`.
 
 use bindu_engine::ledger::AcceptError;
-use bindu_engine::store::{Access, Feedback, ListQuery, ListShape, StoreError};
+use bindu_engine::store::{Access, Feedback, ListQuery, ListShape, StoreError, TaskFilter};
 use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::{
     history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::reply::{json, ok, Answer, Call, Reply};
 use crate::error::{bus_error, store_error};
 use crate::state::Ingress;
+use crate::version::Version;
 
 pub(crate) async fn get(
     app: &Ingress,
@@ -142,32 +143,37 @@ pub(crate) async fn list(
         max_bytes: Some(app.inner.options.max_list_bytes),
     };
     let size = page_size(params.limit);
-    let filter = params.clone();
-    let page = app
-        .inner
-        .store
-        .list_tasks_shaped(
-            Access::Owner(caller.as_deref()),
-            ListQuery {
-                context_id: params.context_id,
-                ..ListQuery::first(size).after(params.cursor)
-            },
-            shape,
-        )
-        .await
-        .map_err(store_error)?;
-    let mut tasks = page.items;
-    if filter.filters() {
-        tasks.retain(|t| filter.keeps(t));
-    }
+    let filter = TaskFilter {
+        state: params.status,
+        status_after: params.status_after(),
+    };
+    let query = ListQuery {
+        context_id: params.context_id,
+        ..ListQuery::first(size).after(params.cursor)
+    };
+    let store = &app.inner.store;
+    let access = Access::Owner(caller.as_deref());
+    let listing = store.list_tasks_matching(access, query.clone(), &filter, shape);
+    // Only 1.0 answers a total (`totalSize`, required there), so only 1.0 pays for the
+    // count; it runs beside the page.
+    let (page, total) = match id.version {
+        Version::V03 => (listing.await, None),
+        Version::V10 => {
+            let (page, total) =
+                tokio::join!(listing, store.count_tasks(access, &query, &filter));
+            (page, Some(total.map_err(store_error)?))
+        }
+    };
+    let page = page.map_err(store_error)?;
     ok(
         id,
         Answer::Tasks(
             ListTasksResult {
-                tasks,
+                tasks: page.items,
                 next_cursor: page.next_cursor,
             },
             size,
+            total,
         ),
     )
 }

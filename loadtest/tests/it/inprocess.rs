@@ -188,6 +188,42 @@ async fn signed_authenticated_requests_are_accepted() {
     assert_eq!(s.rpc_count("message/stream", "ok").await, 0);
 }
 
+/// Over HTTP+JSON a signed run's `GetTask` polls (bodiless `GET`s) sign their request
+/// line, which the server checks, and its sends their bodies: nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_http_json_runs_sign_their_bodiless_polls() {
+    let keys = temp_dir("caller-rest");
+    let (grant, authority_url) = start_authority(&keys).await;
+    let s = server(&[
+        ("auth.enabled", "true"),
+        ("hydra.admin_url", &authority_url),
+    ])
+    .await;
+    let rest = format!("{}v1", s.url);
+    let key_dir = keys.to_str().unwrap();
+    let r = load_n(
+        &rest,
+        "send",
+        "40",
+        "4",
+        &[
+            "--a2a-version",
+            "1.0",
+            "--binding",
+            "http-json",
+            "--token",
+            &grant.token,
+            "--key-dir",
+            key_dir,
+        ],
+    )
+    .await;
+    assert!(r.signed && r.authenticated);
+    assert_eq!(r.errors.total, 0, "{}", r.table());
+    assert_eq!(finished(&r), 40, "{}", r.table());
+    assert!(s.rpc_count("tasks/get", "ok").await >= 40);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_soak_holds_streams_and_measures_server_memory() {
     // Tasks outlive the hold, so every stream stays open until the generator lets go.

@@ -230,38 +230,22 @@ pub struct ListTasksParams {
     /// `false`, A2A v1.0 `ListTasks`'s default, keeps pages small).
     #[serde(alias = "include_artifacts")]
     pub include_artifacts: Option<bool>,
-    /// Only tasks in this state (A2A v1.0 `ListTasks.status`). Filters each page: a page
-    /// may then hold fewer than `limit` tasks and still have a next one.
+    /// Only tasks in this state (A2A v1.0 `ListTasks.status`), filtered by the store.
     pub status: Option<super::TaskState>,
     /// Only tasks whose status changed at or after this RFC 3339 time (A2A v1.0
-    /// `statusTimestampAfter`); filters each page like `status`.
+    /// `statusTimestampAfter`), filtered by the store like `status`.
     #[serde(alias = "status_timestamp_after")]
     pub status_timestamp_after: Option<String>,
     pub metadata: Option<Metadata>,
 }
 
 impl ListTasksParams {
-    /// Whether the `status` and `statusTimestampAfter` filters keep `task` (a task without
-    /// a readable status time is not kept by a time filter).
-    pub fn keeps(&self, task: &Task) -> bool {
-        if self.status.is_some_and(|s| s != task.status.state) {
-            return false;
-        }
-        let Some(after) = &self.status_timestamp_after else {
-            return true;
-        };
-        match (
-            rfc3339(after),
-            task.status.timestamp.as_deref().and_then(rfc3339),
-        ) {
-            (Some(after), Some(at)) => at >= after,
-            _ => false,
-        }
-    }
-
-    /// Whether a filter is set.
-    pub fn filters(&self) -> bool {
-        self.status.is_some() || self.status_timestamp_after.is_some()
+    /// The `statusTimestampAfter` filter's time, when it is set (validated as RFC 3339).
+    pub fn status_after(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.status_timestamp_after
+            .as_deref()
+            .and_then(rfc3339)
+            .map(|t| t.with_timezone(&chrono::Utc))
     }
 }
 

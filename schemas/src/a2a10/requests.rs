@@ -10,7 +10,8 @@
 //! | `CancelTaskRequest`, `SubscribeToTaskRequest`, `ListTaskPushNotificationConfigsRequest` | `TaskIdParams` |
 //! | `GetTaskPushNotificationConfigRequest` / `Delete…` (`taskId`, `id`) | `GetTaskPushNotificationConfigParams` / `Delete…` (`id`, `pushNotificationConfigId`) |
 //!
-//! `tenant` is accepted and ignored: an agent here is one tenant.
+//! `tenant` is read by [`Tenanted`] and checked by the server against the one tenant it is
+//! (`server.tenant`) before the conversion, which drops it.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,37 @@ pub struct SendMessageConfiguration {
     pub history_length: Option<i64>,
     #[serde(alias = "return_immediately")]
     pub return_immediately: Option<bool>,
+}
+
+/// A 1.0 request's `tenant` (empty counts as absent).
+pub trait Tenanted {
+    fn tenant(&self) -> Option<&str>;
+}
+
+macro_rules! tenanted {
+    ($($t:ty),*) => {$(
+        impl Tenanted for $t {
+            fn tenant(&self) -> Option<&str> {
+                self.tenant.as_deref().filter(|t| !t.is_empty())
+            }
+        }
+    )*};
+}
+
+tenanted!(
+    SendMessageRequest,
+    GetTaskRequest,
+    TaskIdRequest,
+    PushConfigRequest,
+    ListTasksRequest,
+    TaskPushNotificationConfig,
+    GetExtendedAgentCardRequest
+);
+
+/// `GetExtendedAgentCardRequest`: only its tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GetExtendedAgentCardRequest {
+    pub tenant: Option<String>,
 }
 
 #[serde_with::skip_serializing_none]
@@ -252,8 +284,9 @@ pub struct ListTasksResponse {
     pub next_page_token: String,
     #[serde(default)]
     pub page_size: i64,
-    /// Not counted (the store pages with cursors): absent.
-    pub total_size: Option<i64>,
+    /// How many tasks all the listing's pages hold (an `int32` on the wire).
+    #[serde(default)]
+    pub total_size: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -94,13 +94,69 @@ async fn http_json_routes_are_authenticated_and_signed_like_json_rpc() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["task"]["status"]["state"], "TASK_STATE_COMPLETED");
     let id = body["task"]["id"].as_str().unwrap().to_string();
-    // A GET has no body: its signature is over the empty body.
-    let mut signed = alice.headers("", now(), SigForm::Python);
+    // A request without a body signs its request line: method, path and query as sent.
+    let target = format!("/v1/tasks/{id}?historyLength=1");
+    let line = |method: &str| bindu_schemas::signing::request_line(method, &target);
+    let ts = now();
+    let mut signed = alice.headers(&line("GET"), ts, SigForm::Python);
     signed.push(bearer("alice"));
-    let (status, _, body) = env
-        .rest(Method::GET, &format!("/v1/tasks/{id}"), &signed, None)
+    env.token("other", "svc-o", json!(now() + 3600), "agent:read agent:write");
+    let (status, _, created) = env
+        .rest(Method::POST, "/v1/message:send", &[bearer("other")], Some(&send))
         .await;
+    assert_eq!(status, 200, "{created}");
+    // That signature, on any other request: refused, and never counted as seen.
+    for (method, path) in [
+        (Method::GET, format!("/v1/tasks/{id}")),
+        (Method::GET, format!("/v1/tasks/{id}?historyLength=2")),
+        (Method::GET, format!("/v1/tasks/{id}?historyLength=1&x=")),
+        (Method::GET, "/v1/tasks?historyLength=1".to_string()),
+        (Method::GET, format!("/v1/tasks/{}?historyLength=1", created["task"]["id"].as_str().unwrap())),
+        (Method::DELETE, target.clone()),
+        (Method::POST, format!("/v1/tasks/{id}:cancel")),
+    ] {
+        // A bodiless POST is declared JSON (the content-type guard comes first).
+        let empty = (method == Method::POST).then_some("");
+        let (status, _, body) = env.rest(method.clone(), &path, &signed, empty).await;
+        assert_eq!(
+            (status, rest_reason(&body)),
+            (403, "INVALID_SIGNATURE"),
+            "{method} {path}: {body}"
+        );
+    }
+    // The empty body's signature (the old rule) is refused.
+    let mut empty = alice.headers("", ts, SigForm::Python);
+    empty.push(bearer("alice"));
+    let (status, _, body) = env.rest(Method::GET, &target, &empty, None).await;
+    assert_eq!(
+        (status, rest_reason(&body)),
+        (403, "INVALID_SIGNATURE"),
+        "{body}"
+    );
+    // The request it was made for passes.
+    let (status, _, body) = env.rest(Method::GET, &target, &signed, None).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["history"].as_array().map(Vec::len), Some(1), "{body}");
+    // A bodiless `POST …:cancel` signs its line too (the task is finished: 409, past the
+    // signature check), and so does a `DELETE`.
+    let cancel = format!("/v1/tasks/{id}:cancel");
+    let mut signed = alice.headers(
+        &bindu_schemas::signing::request_line("POST", &cancel),
+        now(),
+        SigForm::Python,
+    );
+    signed.push(bearer("alice"));
+    let (status, _, body) = env.rest(Method::POST, &cancel, &signed, Some("")).await;
+    assert_eq!((status, rest_reason(&body)), (409, "TASK_NOT_CANCELABLE"), "{body}");
+    let config = format!("/v1/tasks/{id}/pushNotificationConfigs/nope");
+    let mut signed = alice.headers(
+        &bindu_schemas::signing::request_line("DELETE", &config),
+        now(),
+        SigForm::Python,
+    );
+    signed.push(bearer("alice"));
+    let (status, _, body) = env.rest(Method::DELETE, &config, &signed, None).await;
+    assert_ne!(status, 403, "past the signature check: {body}");
     // Ownership: another caller's task answers like a missing one.
     let (status, _, body) = env
         .rest(

@@ -184,6 +184,7 @@ fn the_official_python_sdk_sends_streams_gets_lists_cancels_and_subscribes() {
             serde_json::json!(["TASK_STATE_COMPLETED"])
         );
         assert_eq!(listed["page_size"], 10, "{listed}");
+        assert_eq!(listed["total_size"], 1, "{listed}");
         assert_eq!(listed["next_page_token"], "", "{listed}");
 
         let canceled = step(&report, transport, "cancel");

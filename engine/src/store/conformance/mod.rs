@@ -8,11 +8,13 @@ use bindu_schemas::{Artifact, Message, Part, Role, TaskState};
 
 use super::*;
 
+mod counted;
 mod dedupe;
 mod races;
 mod reads;
 mod writes;
 
+pub use counted::*;
 pub use dedupe::*;
 pub use races::*;
 pub use reads::*;
@@ -117,6 +119,7 @@ where
     a_run_is_recorded_once_with_its_outcome(&make().await).await;
     list_tasks_pages_newest_first(&make().await).await;
     list_tasks_shaped_trims_and_bounds_pages(&make().await).await;
+    counts_are_the_filtered_listings_totals(&make().await).await;
     contexts_list_and_clear(&make().await).await;
     push_configs(&make().await).await;
     updates_say_whether_the_task_has_push_configs(&make().await).await;

@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use bindu_schemas::{ContextSummary, Task};
 
 use super::MemoryStore;
-use crate::store::{json_size, page_has_room, Access, ListQuery, ListShape, Page, StoreError};
+use crate::store::{
+    json_size, page_has_room, Access, ListQuery, ListShape, Page, StoreError, TaskFilter,
+};
 
 /// Most ids one `tasks/list` or `contexts/list` call examines in the memory store; a page
 /// that reaches it (a caller whose tasks are sparse among many others') ends early, with a
@@ -96,32 +98,50 @@ impl MemoryStore {
         })
     }
 
-    pub(super) fn list_tasks_page(
-        &self,
-        access: Access<'_>,
-        query: ListQuery,
-        shape: ListShape,
-    ) -> Result<Page<Task>, StoreError> {
-        let context = query.context_id.as_deref();
-        // A context's own index when filtering on one: its tasks only are examined.
-        let chunk = |before: u64, n: usize| match context {
+    /// Up to `n` task ids below order `before`, newest first: of `context`'s own index when
+    /// the listing names one (its tasks only are examined), else of every task.
+    fn task_chunk(&self, context: Option<&str>, before: u64, n: usize) -> Vec<(u64, String)> {
+        match context {
             Some(c) => self
                 .contexts
                 .get(c)
                 .map(|ctx| chunk_below(&ctx.tasks, before, n))
                 .unwrap_or_default(),
             None => chunk_below(&self.task_index.lock().all, before, n),
-        };
+        }
+    }
+
+    /// `read` of task `id` when the listing of `query` and `filter` holds it for `access`:
+    /// the one test the pages and the count share.
+    fn listed<T>(
+        &self,
+        id: &str,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+        read: impl FnOnce(&Task) -> T,
+    ) -> Option<T> {
+        let e = self.tasks.get(id)?;
+        let listed = access.permits(e.owner.as_deref())
+            && query
+                .context_id
+                .as_deref()
+                .is_none_or(|c| c == e.task.context_id)
+            && filter.keeps(&e.task);
+        listed.then(|| read(&e.task))
+    }
+
+    pub(super) fn list_tasks_page(
+        &self,
+        access: Access<'_>,
+        query: ListQuery,
+        filter: &TaskFilter,
+        shape: ListShape,
+    ) -> Result<Page<Task>, StoreError> {
+        let context = query.context_id.as_deref();
+        let chunk = |before: u64, n: usize| self.task_chunk(context, before, n);
         self.page(chunk, query.cursor.as_deref(), query.limit, &shape, |id| {
-            let e = self.tasks.get(id)?;
-            if !access.permits(e.owner.as_deref()) {
-                return None;
-            }
-            if context.is_some_and(|c| c != e.task.context_id) {
-                return None;
-            }
-            let task = shape.apply(&e.task);
-            drop(e);
+            let task = self.listed(id, access, &query, filter, |t| shape.apply(t))?;
             let size = if shape.max_bytes.is_some() {
                 json_size(&task)
             } else {
@@ -129,6 +149,31 @@ impl MemoryStore {
             };
             Some((task, size))
         })
+    }
+
+    /// The number of tasks every page of the listing holds together: walks the same index
+    /// as the pages, a chunk per lock hold, to its end (no [`MAX_SCAN`] bound: a count is
+    /// whole).
+    pub(super) fn count_matching(
+        &self,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+    ) -> u64 {
+        let context = query.context_id.as_deref();
+        let mut before = u64::MAX;
+        let mut count = 0;
+        loop {
+            let ids = self.task_chunk(context, before, SCAN_CHUNK);
+            let Some((last, _)) = ids.last() else {
+                return count;
+            };
+            before = *last;
+            count += ids
+                .iter()
+                .filter(|(_, id)| self.listed(id, access, query, filter, |_| ()).is_some())
+                .count() as u64;
+        }
     }
 
     pub(super) fn list_contexts_page(

@@ -411,13 +411,23 @@ impl TaskStore for MemoryStore {
         })
     }
 
-    async fn list_tasks_shaped(
+    async fn list_tasks_matching(
         &self,
         access: Access<'_>,
         query: ListQuery,
+        filter: &TaskFilter,
         shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
-        self.list_tasks_page(access, query, shape)
+        self.list_tasks_page(access, query, filter, shape)
+    }
+
+    async fn count_tasks(
+        &self,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+    ) -> Result<u64, StoreError> {
+        Ok(self.count_matching(access, query, filter))
     }
 
     async fn list_contexts(

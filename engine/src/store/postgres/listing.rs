@@ -4,18 +4,21 @@
 use bindu_schemas::{ContextSummary, Task};
 use sqlx::Row;
 
-use super::{db_error, read, PostgresStore};
-use crate::store::{json_size, page_has_room, Access, ListQuery, ListShape, Page, StoreError};
+use super::{db_error, read, writer, PostgresStore};
+use crate::store::{
+    json_size, page_has_room, Access, ListQuery, ListShape, Page, StoreError, TaskFilter,
+};
 
 impl PostgresStore {
     pub(super) async fn list_tasks_page(
         &self,
         access: Access<'_>,
         query: ListQuery,
+        filter: &TaskFilter,
         shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
         let mut before = read::parse_cursor(query.cursor.as_deref())?;
-        let owner = Self::owner_filter(access);
+        let filters = Filters::new(access, &query, filter);
         let (slice, keep) = match shape.history {
             None => (read::HistorySlice::All, 0),
             Some(0) => (read::HistorySlice::None, 0),
@@ -24,12 +27,7 @@ impl PostgresStore {
                 i32::try_from(n).unwrap_or(i32::MAX),
             ),
         };
-        let sql = read::task_page(
-            owner.is_some(),
-            query.context_id.is_some(),
-            slice,
-            shape.artifacts,
-        );
+        let sql = read::task_page(filters.present(), slice, shape.artifacts);
         let limit = query.limit.max(1) as usize;
         // Without a size bound, one query for the page (and one row more: is there a next
         // page?). With one, rows are read in growing batches sized by what the page has
@@ -53,13 +51,7 @@ impl PostgresStore {
                     if slice == read::HistorySlice::Newest {
                         q = q.bind(keep);
                     }
-                    if let Some(o) = owner {
-                        q = q.bind(o);
-                    }
-                    if let Some(c) = &query.context_id {
-                        q = q.bind(c);
-                    }
-                    q.fetch_all(&self.pool)
+                    filters.bind(q).fetch_all(&self.pool)
                 })
                 .await?;
             self.list_rows
@@ -102,6 +94,27 @@ impl PostgresStore {
         }
     }
 
+    /// The number of tasks in every page of the listing of `query` and `filter`: one
+    /// `count(*)` with the pages' conditions (without their cursor).
+    pub(super) async fn count_listed(
+        &self,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+    ) -> Result<u64, StoreError> {
+        let filters = Filters::new(access, query, filter);
+        let sql = read::task_count(filters.present());
+        let row = self
+            .read(|| {
+                filters
+                    .bind(sqlx::query(&sql).bind(self.agent))
+                    .fetch_one(&self.pool)
+            })
+            .await?;
+        let n: i64 = row.try_get(0).map_err(db_error)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub(super) async fn list_contexts_page(
         &self,
         access: Access<'_>,
@@ -132,3 +145,54 @@ impl PostgresStore {
         Ok(Page { items, next_cursor })
     }
 }
+
+/// The values of a task listing's optional conditions, bound in the order
+/// [`read::TaskFilters`] numbers them, by the pages and the count alike.
+struct Filters<'a> {
+    owner: Option<&'a str>,
+    context: Option<&'a str>,
+    state: Option<i16>,
+    status_after: Option<String>,
+}
+
+impl<'a> Filters<'a> {
+    fn new(access: Access<'a>, query: &'a ListQuery, filter: &TaskFilter) -> Self {
+        Filters {
+            owner: PostgresStore::owner_filter(access),
+            context: query.context_id.as_deref(),
+            state: filter.state.map(writer::state_code),
+            status_after: filter
+                .status_after
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        }
+    }
+
+    /// Which conditions the statement has.
+    fn present(&self) -> read::TaskFilters {
+        read::TaskFilters {
+            owner: self.owner.is_some(),
+            context: self.context.is_some(),
+            state: self.state.is_some(),
+            status_after: self.status_after.is_some(),
+        }
+    }
+
+    /// `q` with the conditions' values bound after its own.
+    fn bind<'q>(&'q self, mut q: PgQuery<'q>) -> PgQuery<'q> {
+        if let Some(o) = self.owner {
+            q = q.bind(o);
+        }
+        if let Some(c) = self.context {
+            q = q.bind(c);
+        }
+        if let Some(s) = self.state {
+            q = q.bind(s);
+        }
+        if let Some(t) = &self.status_after {
+            q = q.bind(t.as_str());
+        }
+        q
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

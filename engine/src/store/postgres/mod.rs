@@ -417,13 +417,23 @@ impl TaskStore for PostgresStore {
         Ok(snap)
     }
 
-    async fn list_tasks_shaped(
+    async fn list_tasks_matching(
         &self,
         access: Access<'_>,
         query: ListQuery,
+        filter: &TaskFilter,
         shape: ListShape,
     ) -> Result<Page<Task>, StoreError> {
-        self.list_tasks_page(access, query, shape).await
+        self.list_tasks_page(access, query, filter, shape).await
+    }
+
+    async fn count_tasks(
+        &self,
+        access: Access<'_>,
+        query: &ListQuery,
+        filter: &TaskFilter,
+    ) -> Result<u64, StoreError> {
+        self.count_listed(access, query, filter).await
     }
 
     async fn list_contexts(

@@ -9,7 +9,24 @@ pub fn task_by_id() -> String {
 /// no artifacts): `$1` agent, `$2` cursor, `$3` limit, `$4` messages kept, then the owner
 /// and/or context when filtered.
 pub fn task_page(owner: bool, context: bool) -> String {
-    super::read::task_page(owner, context, super::read::HistorySlice::Newest, false)
+    super::read::task_page(
+        super::read::TaskFilters {
+            owner,
+            context,
+            ..Default::default()
+        },
+        super::read::HistorySlice::Newest,
+        false,
+    )
+}
+/// The number of tasks of a listing (A2A 1.0 `totalSize`): `$1` agent, then the owner
+/// and/or context when filtered.
+pub fn task_count(owner: bool, context: bool) -> String {
+    super::read::task_count(super::read::TaskFilters {
+        owner,
+        context,
+        ..Default::default()
+    })
 }
 /// A page of contexts: `$1` agent, `$2` cursor, `$3` owner when filtered, then the limit.
 pub fn context_page(owner: bool) -> String {

@@ -17,13 +17,13 @@ pub(super) fn task_by_id() -> String {
     format!("{TASK_COLUMNS} WHERE t.agent_id = $1 AND t.id = $2")
 }
 
-/// Newest first, below cursor `$2`, at most `$3` rows; optional owner and context filters
-/// are separate statements so each uses its index. With `history` the rows carry only the
-/// newest `$4` messages (sliced in Postgres, so the rest never leaves it); without
-/// `artifacts` the chunks column is not read at all.
+/// Newest first, below cursor `$2`, at most `$3` rows, of the tasks `filters` keeps (its
+/// parameters follow the statement's own; optional filters are separate statements so
+/// each uses its index). With `history` the rows carry only the newest `$4` messages
+/// (sliced in Postgres, so the rest never leaves it); without `artifacts` the chunks column
+/// is not read at all.
 pub(super) fn task_page(
-    owner: bool,
-    context: bool,
+    filters: TaskFilters,
     slice: HistorySlice,
     artifacts: bool,
 ) -> String {
@@ -40,20 +40,56 @@ pub(super) fn task_page(
     } else {
         "'[]'::jsonb AS chunks"
     };
-    let mut sql = format!(
+    let first = if slice == HistorySlice::Newest { 5 } else { 4 };
+    format!(
         "SELECT t.id, t.context_id, t.owner, t.status, t.version, t.metadata, t.seq_no, \
-         {history}, {chunks} FROM bindu_tasks t WHERE t.agent_id = $1 AND t.seq_no < $2"
-    );
-    let mut n = if slice == HistorySlice::Newest { 5 } else { 4 };
-    if owner {
-        sql.push_str(&format!(" AND t.owner = ${n}"));
-        n += 1;
+         {history}, {chunks} FROM bindu_tasks t WHERE t.agent_id = $1 AND t.seq_no < $2{} \
+         ORDER BY t.seq_no DESC LIMIT $3",
+        filters.conditions(first)
+    )
+}
+
+/// How many tasks every page of a listing holds together: the page's conditions without
+/// its cursor. `$1` agent, then the filters' parameters.
+pub(super) fn task_count(filters: TaskFilters) -> String {
+    format!(
+        "SELECT count(*) FROM bindu_tasks t WHERE t.agent_id = $1{}",
+        filters.conditions(2)
+    )
+}
+
+/// Which of a task listing's optional conditions a statement has; their parameters come
+/// in this order after the statement's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct TaskFilters {
+    pub owner: bool,
+    pub context: bool,
+    pub state: bool,
+    pub status_after: bool,
+}
+
+impl TaskFilters {
+    /// The conditions, each ` AND …`, numbered from `$first`.
+    fn conditions(self, first: usize) -> String {
+        let mut sql = String::new();
+        let mut n = first;
+        let mut add = |on: bool, condition: &str| {
+            if on {
+                sql.push_str(&format!(" AND {}", condition.replace("$n", &format!("${n}"))));
+                n += 1;
+            }
+        };
+        add(self.owner, "t.owner = $n");
+        add(self.context, "t.context_id = $n");
+        add(self.state, "t.state = $n");
+        // Every stored status time is the engine's own RFC 3339 text; one without a time
+        // is not kept (NULL), as in the memory store.
+        add(
+            self.status_after,
+            "(t.status->>'timestamp')::timestamptz >= $n::timestamptz",
+        );
+        sql
     }
-    if context {
-        sql.push_str(&format!(" AND t.context_id = ${n}"));
-    }
-    sql.push_str(" ORDER BY t.seq_no DESC LIMIT $3");
-    sql
 }
 
 /// How much of each history a page query returns.

@@ -403,6 +403,61 @@ async fn listings_and_reads_use_indexes() {
     }
 }
 
+/// A2A 1.0 `ListTasks`'s `totalSize` is one `count(*)` with the listing's conditions: among
+/// many callers' tasks it reads one caller's through the owner index (or one context's
+/// through the context index), never every task of the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_counts_use_the_owner_and_context_indexes() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("did:bindu:test:counts").await);
+    let mut handles = Vec::new();
+    for i in 0..1600 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let owner = format!("did:example:caller-{}", i % 40);
+            submit_new(&*store, Some(&owner)).await
+        }));
+    }
+    for h in handles {
+        h.await.expect("join");
+    }
+    let counted = store
+        .count_tasks(
+            Access::Owner(Some("did:example:caller-7")),
+            &ListQuery::first(10),
+            &TaskFilter::ALL,
+        )
+        .await
+        .expect("count");
+    assert_eq!(counted, 40);
+    let pool = store.pool_handle();
+    sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+    let agent: i32 =
+        sqlx::query_scalar("SELECT id FROM bindu_agents WHERE name = 'did:bindu:test:counts'")
+            .fetch_one(pool)
+            .await
+            .expect("agent id");
+    let mut conn = pool.acquire().await.expect("connection");
+    for (name, sql, args, index) in [
+        (
+            "count_by_owner",
+            queries::task_count(true, false),
+            format!("({agent}, 'did:example:caller-7')"),
+            "bindu_tasks_owner_order",
+        ),
+        (
+            "count_by_context",
+            queries::task_count(true, true),
+            format!("({agent}, 'did:example:caller-7', 'ctx')"),
+            "bindu_tasks_context_order",
+        ),
+    ] {
+        let plan = explain(&mut conn, name, &sql, &args).await;
+        assert!(!plan.contains("Seq Scan"), "{name}: expected an index scan:\n{plan}");
+        assert!(plan.contains(index), "{name}: expected {index}:\n{plan}");
+    }
+}
+
 /// A table that grew from empty faster than autovacuum analyzes it (at most once a minute)
 /// keeps the statistics of an almost empty table, and generic plans cached by long-lived
 /// connections then scan every task of the agent for each lookup by id: each write grew
