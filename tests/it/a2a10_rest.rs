@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::support::{self, read_sse, unique, within, Gate, TestServer};
 
 /// A 1.0 user message: `ROLE_USER`, flat parts.
-fn message10(text: &str, extra: Value) -> Value {
+pub(crate) fn message10(text: &str, extra: Value) -> Value {
     let mut m = json!({"role": "ROLE_USER", "messageId": unique("m"), "parts": [{"text": text}]});
     m.as_object_mut()
         .unwrap()
@@ -19,7 +19,7 @@ fn message10(text: &str, extra: Value) -> Value {
 
 /// An HTTP+JSON request: status, `A2A-Version` answered, and the body as JSON (text when it
 /// is not JSON).
-async fn call(
+pub(crate) async fn call(
     s: &TestServer,
     method: Method,
     path: &str,
@@ -49,20 +49,20 @@ async fn call(
     (status, version, body)
 }
 
-async fn get(s: &TestServer, path: &str) -> (u16, Value) {
+pub(crate) async fn get(s: &TestServer, path: &str) -> (u16, Value) {
     let (status, version, body) = call(s, Method::GET, path, None, &[]).await;
     assert_eq!(version, "1.0", "GET {path}");
     (status, body)
 }
 
-async fn post(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
     let (status, version, body) = call(s, Method::POST, path, Some(&body.to_string()), &[]).await;
     assert_eq!(version, "1.0", "POST {path}");
     (status, body)
 }
 
 /// The `reason` of a `google.rpc.Status` error body, after checking its shape.
-fn reason(status: u16, body: &Value) -> &str {
+pub(crate) fn reason(status: u16, body: &Value) -> &str {
     let error = &body["error"];
     assert_eq!(error["code"], status, "{body}");
     assert!(error["status"].as_str().is_some(), "{body}");

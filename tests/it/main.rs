@@ -15,6 +15,7 @@ mod support;
 
 mod a2a10;
 mod a2a10_rest;
+mod a2a10_tenant;
 mod auth;
 mod cli;
 mod deploy;

@@ -221,6 +221,63 @@ fn list_tasks_reads_its_filters_and_1_0_defaults() {
 }
 
 #[test]
+fn a_task_list_always_says_its_total() {
+    let task: Task = serde_json::from_value(task10()).unwrap();
+    let page = ListTasksResponse {
+        tasks: vec![task],
+        next_page_token: "7".into(),
+        page_size: 1,
+        total_size: 3,
+    };
+    let wire = serde_json::to_value(&page).unwrap();
+    assert_eq!(
+        wire,
+        json!({"tasks": [task10()], "nextPageToken": "7", "pageSize": 1, "totalSize": 3})
+    );
+    assert_eq!(serde_json::from_value::<ListTasksResponse>(wire).unwrap(), page);
+    // Required in the proto: an empty listing says 0, it does not leave it out.
+    let empty = ListTasksResponse {
+        tasks: vec![],
+        next_page_token: String::new(),
+        page_size: 50,
+        total_size: 0,
+    };
+    assert_eq!(serde_json::to_value(&empty).unwrap()["totalSize"], 0);
+}
+
+/// `tenant` is read from every 1.0 request (empty is none) before the conversion drops it.
+#[test]
+fn every_request_says_its_tenant() {
+    fn tenant_of<W: DeserializeOwned + Tenanted>(v: Value) -> Option<String> {
+        serde_json::from_value::<W>(v).unwrap().tenant().map(str::to_string)
+    }
+    let t = |v: Value| {
+        let mut v = v;
+        v["tenant"] = json!("acme");
+        v
+    };
+    assert_eq!(
+        tenant_of::<SendMessageRequest>(t(json!({"message": message10()}))).as_deref(),
+        Some("acme")
+    );
+    assert_eq!(tenant_of::<GetTaskRequest>(t(json!({"id": "x"}))).as_deref(), Some("acme"));
+    assert_eq!(tenant_of::<TaskIdRequest>(t(json!({"id": "x"}))).as_deref(), Some("acme"));
+    assert_eq!(tenant_of::<ListTasksRequest>(t(json!({}))).as_deref(), Some("acme"));
+    assert_eq!(
+        tenant_of::<PushConfigRequest>(t(json!({"taskId": "x", "id": "c"}))).as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        tenant_of::<TaskPushNotificationConfig>(t(json!({"taskId": "x", "url": "http://h/"})))
+            .as_deref(),
+        Some("acme")
+    );
+    assert_eq!(tenant_of::<GetExtendedAgentCardRequest>(t(json!({}))).as_deref(), Some("acme"));
+    assert_eq!(tenant_of::<GetTaskRequest>(json!({"id": "x", "tenant": ""})), None);
+    assert_eq!(tenant_of::<GetTaskRequest>(json!({"id": "x"})), None);
+}
+
+#[test]
 fn every_method_has_a_1_0_name_that_maps_back() {
     for m in crate::jsonrpc::Method::ALL {
         assert_eq!(methods::from_name(methods::name(*m)), Some(*m), "{m:?}");

@@ -112,7 +112,6 @@ async fn http_json_routes_are_authenticated_and_signed_like_json_rpc() {
         (Method::GET, format!("/v1/tasks/{id}?historyLength=1&x=")),
         (Method::GET, "/v1/tasks?historyLength=1".to_string()),
         (Method::GET, format!("/v1/tasks/{}?historyLength=1", created["task"]["id"].as_str().unwrap())),
-        (Method::DELETE, target.clone()),
         (Method::POST, format!("/v1/tasks/{id}:cancel")),
     ] {
         // A bodiless POST is declared JSON (the content-type guard comes first).
@@ -148,15 +147,32 @@ async fn http_json_routes_are_authenticated_and_signed_like_json_rpc() {
     signed.push(bearer("alice"));
     let (status, _, body) = env.rest(Method::POST, &cancel, &signed, Some("")).await;
     assert_eq!((status, rest_reason(&body)), (409, "TASK_NOT_CANCELABLE"), "{body}");
+    // `GET` and `DELETE` of one path: a signature for one is refused on the other.
     let config = format!("/v1/tasks/{id}/pushNotificationConfigs/nope");
-    let mut signed = alice.headers(
-        &bindu_schemas::signing::request_line("DELETE", &config),
-        now(),
-        SigForm::Python,
+    let line = |method: &str| bindu_schemas::signing::request_line(method, &config);
+    let ts = now();
+    let mut get_signed = alice.headers(&line("GET"), ts, SigForm::Python);
+    get_signed.push(bearer("alice"));
+    let (status, _, body) = env.rest(Method::DELETE, &config, &get_signed, None).await;
+    assert_eq!(
+        (status, rest_reason(&body)),
+        (403, "INVALID_SIGNATURE"),
+        "{body}"
     );
-    signed.push(bearer("alice"));
-    let (status, _, body) = env.rest(Method::DELETE, &config, &signed, None).await;
-    assert_ne!(status, 403, "past the signature check: {body}");
+    let mut delete_signed = alice.headers(&line("DELETE"), ts, SigForm::Python);
+    delete_signed.push(bearer("alice"));
+    let (status, _, body) = env.rest(Method::GET, &config, &delete_signed, None).await;
+    assert_eq!(
+        (status, rest_reason(&body)),
+        (403, "INVALID_SIGNATURE"),
+        "{body}"
+    );
+    // Each passes the signature check on its own request (to the method, which answers).
+    for (method, signed) in [(Method::GET, &get_signed), (Method::DELETE, &delete_signed)] {
+        let (status, _, body) = env.rest(method.clone(), &config, signed, None).await;
+        assert_ne!(status, 403, "{method}: {body}");
+        assert!(status < 500, "{method}: {body}");
+    }
     // Ownership: another caller's task answers like a missing one.
     let (status, _, body) = env
         .rest(
