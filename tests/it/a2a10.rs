@@ -229,7 +229,10 @@ async fn tasks_are_sent_got_listed_and_canceled_in_1_0_shapes() {
         .collect();
     assert_eq!(both, [second.as_str(), id.as_str()]);
     assert!(next["result"]["tasks"][0]["artifacts"].is_array(), "{next}");
-    assert_eq!(next["result"]["totalSize"], 2, "the same on every page: {next}");
+    assert_eq!(
+        next["result"]["totalSize"], 2,
+        "the same on every page: {next}"
+    );
     let filtered = s
         .rpc10(
             "ListTasks",

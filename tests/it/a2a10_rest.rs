@@ -156,7 +156,11 @@ async fn messages_are_sent_tasks_got_listed_and_canceled_over_http_json() {
     )
     .await;
     assert_eq!(completed["totalSize"], 2, "{completed}");
-    assert_eq!(completed["tasks"].as_array().unwrap().len(), 1, "a full page: {completed}");
+    assert_eq!(
+        completed["tasks"].as_array().unwrap().len(),
+        1,
+        "a full page: {completed}"
+    );
 
     // A finished task cannot be canceled (409) or continued (400, unsupported operation).
     let (status, body) = post(&s, &format!("/v1/tasks/{id}:cancel"), json!({})).await;

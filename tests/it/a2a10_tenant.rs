@@ -26,7 +26,11 @@ async fn every_route_family_is_served_under_the_tenant() {
     let id = sent["task"]["id"].as_str().unwrap().to_string();
     let ctx = sent["task"]["contextId"].as_str().unwrap().to_string();
     let (status, got) = get(&s, &format!("/v1/acme/tasks/{id}?historyLength=1")).await;
-    assert_eq!((status, got["id"].as_str()), (200, Some(id.as_str())), "{got}");
+    assert_eq!(
+        (status, got["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{got}"
+    );
     let (status, page) = get(&s, &format!("/v1/acme/tasks?contextId={ctx}")).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["totalSize"], 1, "{page}");
@@ -138,13 +142,18 @@ async fn another_tenant_is_refused_in_paths_queries_bodies_and_params() {
         ("GetTask", json!({"id": id, "tenant": "other"})),
         ("ListTasks", json!({"tenant": "other"})),
         ("CancelTask", json!({"id": id, "tenant": "other"})),
-        ("ListTaskPushNotificationConfigs", json!({"taskId": id, "tenant": "other"})),
+        (
+            "ListTaskPushNotificationConfigs",
+            json!({"taskId": id, "tenant": "other"}),
+        ),
         ("GetExtendedAgentCard", json!({"tenant": "other"})),
     ] {
         let answer = s.rpc10(method, params).await;
         assert_eq!(error_code(&answer), -32602, "{method}: {answer}");
     }
-    let got = s.rpc10("GetTask", json!({"id": id, "tenant": "acme"})).await;
+    let got = s
+        .rpc10("GetTask", json!({"id": id, "tenant": "acme"}))
+        .await;
     assert_eq!(got["result"]["id"], id.as_str(), "{got}");
 }
 
@@ -167,9 +176,17 @@ async fn without_a_tenant_any_named_tenant_is_refused_and_task_paths_stay_tasks(
         );
     }
     let (status, body) = post(&s, "/v1/message:send", send(Some("acme"))).await;
-    assert_eq!((status, reason(400, &body)), (400, "INVALID_PARAMS"), "{body}");
+    assert_eq!(
+        (status, reason(400, &body)),
+        (400, "INVALID_PARAMS"),
+        "{body}"
+    );
     let (status, body) = post(&s, "/v1/acme/message:send", send(None)).await;
-    assert_eq!((status, reason(400, &body)), (400, "INVALID_PARAMS"), "{body}");
+    assert_eq!(
+        (status, reason(400, &body)),
+        (400, "INVALID_PARAMS"),
+        "{body}"
+    );
     let answer = s
         .rpc10("GetTask", json!({"id": id, "tenant": "acme"}))
         .await;

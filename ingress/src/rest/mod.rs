@@ -92,10 +92,7 @@ pub fn base_path(text: &str) -> Result<String, String> {
 /// `.`), at most 128, and not `tasks` (`<base>/tasks/…` is `GetTask`'s).
 pub fn tenant_name(text: &str) -> Result<(), String> {
     let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
-    if text.is_empty()
-        || text.len() > 128
-        || !text.chars().all(unreserved)
-        || text.starts_with('.')
+    if text.is_empty() || text.len() > 128 || !text.chars().all(unreserved) || text.starts_with('.')
     {
         return Err(format!(
             "{:?}: a tenant is one path segment of at most 128 letters, digits, `-`, `_`, `~` or `.` (not leading), e.g. `acme`",

@@ -215,15 +215,14 @@ pub(crate) async fn run(
         .params
         .is_some_and(|p| p.get().len() > HEAVY_BODY_BYTES);
     let tenant = app.inner.options.tenant.as_deref();
-    let params = match bindu_engine::cpu::heavy(heavy, || {
-        Params::of_served(&request, version, tenant)
-    }) {
-        Ok(p) => p,
-        Err(error) => {
-            metrics.observe(method.as_str(), Some(error.code), started);
-            return refuse(error);
-        }
-    };
+    let params =
+        match bindu_engine::cpu::heavy(heavy, || Params::of_served(&request, version, tenant)) {
+            Ok(p) => p,
+            Err(error) => {
+                metrics.observe(method.as_str(), Some(error.code), started);
+                return refuse(error);
+            }
+        };
     // Back-pressure and the caller's rate, before payment: a refused message costs nothing.
     if let (Some(limits), Params::MessageSend(_) | Params::MessageStream(_)) =
         (&app.inner.limits, &params)

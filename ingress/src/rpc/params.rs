@@ -96,16 +96,22 @@ impl Params {
             serde_json::from_str(raw).map_err(JsonRpcError::invalid_params)
         }
         Ok(match req.method {
-            Method::MessageSend => Params::MessageSend(read::<a2a10::SendMessageRequest, _>(req, tenant)?),
+            Method::MessageSend => {
+                Params::MessageSend(read::<a2a10::SendMessageRequest, _>(req, tenant)?)
+            }
             Method::MessageStream => {
                 Params::MessageStream(read::<a2a10::SendMessageRequest, _>(req, tenant)?)
             }
             Method::TasksGet => Params::TasksGet(read::<a2a10::GetTaskRequest, _>(req, tenant)?),
-            Method::TasksCancel => Params::TasksCancel(read::<a2a10::TaskIdRequest, _>(req, tenant)?),
+            Method::TasksCancel => {
+                Params::TasksCancel(read::<a2a10::TaskIdRequest, _>(req, tenant)?)
+            }
             Method::TasksResubscribe => {
                 Params::TasksResubscribe(read::<a2a10::TaskIdRequest, _>(req, tenant)?)
             }
-            Method::TasksList => Params::TasksList(read::<a2a10::ListTasksRequest, _>(req, tenant)?),
+            Method::TasksList => {
+                Params::TasksList(read::<a2a10::ListTasksRequest, _>(req, tenant)?)
+            }
             Method::GetAuthenticatedExtendedCard => {
                 let wire: a2a10::GetExtendedAgentCardRequest = wire(req)?;
                 check_tenant(a2a10::Tenanted::tenant(&wire), tenant)?;
@@ -117,7 +123,9 @@ impl Params {
             Method::PushConfigGet => {
                 Params::PushConfigGet(read::<a2a10::PushConfigRequest, _>(req, tenant)?)
             }
-            Method::PushConfigList => Params::PushConfigList(read::<a2a10::TaskIdRequest, _>(req, tenant)?),
+            Method::PushConfigList => {
+                Params::PushConfigList(read::<a2a10::TaskIdRequest, _>(req, tenant)?)
+            }
             Method::PushConfigDelete => {
                 Params::PushConfigDelete(read::<a2a10::PushConfigRequest, _>(req, tenant)?)
             }

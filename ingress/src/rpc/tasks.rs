@@ -159,8 +159,7 @@ pub(crate) async fn list(
     let (page, total) = match id.version {
         Version::V03 => (listing.await, None),
         Version::V10 => {
-            let (page, total) =
-                tokio::join!(listing, store.count_tasks(access, &query, &filter));
+            let (page, total) = tokio::join!(listing, store.count_tasks(access, &query, &filter));
             (page, Some(total.map_err(store_error)?))
         }
     };

@@ -234,7 +234,10 @@ fn a_task_list_always_says_its_total() {
         wire,
         json!({"tasks": [task10()], "nextPageToken": "7", "pageSize": 1, "totalSize": 3})
     );
-    assert_eq!(serde_json::from_value::<ListTasksResponse>(wire).unwrap(), page);
+    assert_eq!(
+        serde_json::from_value::<ListTasksResponse>(wire).unwrap(),
+        page
+    );
     // Required in the proto: an empty listing says 0, it does not leave it out.
     let empty = ListTasksResponse {
         tasks: vec![],
@@ -249,7 +252,10 @@ fn a_task_list_always_says_its_total() {
 #[test]
 fn every_request_says_its_tenant() {
     fn tenant_of<W: DeserializeOwned + Tenanted>(v: Value) -> Option<String> {
-        serde_json::from_value::<W>(v).unwrap().tenant().map(str::to_string)
+        serde_json::from_value::<W>(v)
+            .unwrap()
+            .tenant()
+            .map(str::to_string)
     }
     let t = |v: Value| {
         let mut v = v;
@@ -260,9 +266,18 @@ fn every_request_says_its_tenant() {
         tenant_of::<SendMessageRequest>(t(json!({"message": message10()}))).as_deref(),
         Some("acme")
     );
-    assert_eq!(tenant_of::<GetTaskRequest>(t(json!({"id": "x"}))).as_deref(), Some("acme"));
-    assert_eq!(tenant_of::<TaskIdRequest>(t(json!({"id": "x"}))).as_deref(), Some("acme"));
-    assert_eq!(tenant_of::<ListTasksRequest>(t(json!({}))).as_deref(), Some("acme"));
+    assert_eq!(
+        tenant_of::<GetTaskRequest>(t(json!({"id": "x"}))).as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        tenant_of::<TaskIdRequest>(t(json!({"id": "x"}))).as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        tenant_of::<ListTasksRequest>(t(json!({}))).as_deref(),
+        Some("acme")
+    );
     assert_eq!(
         tenant_of::<PushConfigRequest>(t(json!({"taskId": "x", "id": "c"}))).as_deref(),
         Some("acme")
@@ -272,8 +287,14 @@ fn every_request_says_its_tenant() {
             .as_deref(),
         Some("acme")
     );
-    assert_eq!(tenant_of::<GetExtendedAgentCardRequest>(t(json!({}))).as_deref(), Some("acme"));
-    assert_eq!(tenant_of::<GetTaskRequest>(json!({"id": "x", "tenant": ""})), None);
+    assert_eq!(
+        tenant_of::<GetExtendedAgentCardRequest>(t(json!({}))).as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        tenant_of::<GetTaskRequest>(json!({"id": "x", "tenant": ""})),
+        None
+    );
     assert_eq!(tenant_of::<GetTaskRequest>(json!({"id": "x"})), None);
 }
 

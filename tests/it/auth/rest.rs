@@ -100,9 +100,19 @@ async fn http_json_routes_are_authenticated_and_signed_like_json_rpc() {
     let ts = now();
     let mut signed = alice.headers(&line("GET"), ts, SigForm::Python);
     signed.push(bearer("alice"));
-    env.token("other", "svc-o", json!(now() + 3600), "agent:read agent:write");
+    env.token(
+        "other",
+        "svc-o",
+        json!(now() + 3600),
+        "agent:read agent:write",
+    );
     let (status, _, created) = env
-        .rest(Method::POST, "/v1/message:send", &[bearer("other")], Some(&send))
+        .rest(
+            Method::POST,
+            "/v1/message:send",
+            &[bearer("other")],
+            Some(&send),
+        )
         .await;
     assert_eq!(status, 200, "{created}");
     // That signature, on any other request: refused, and never counted as seen.
@@ -111,7 +121,13 @@ async fn http_json_routes_are_authenticated_and_signed_like_json_rpc() {
         (Method::GET, format!("/v1/tasks/{id}?historyLength=2")),
         (Method::GET, format!("/v1/tasks/{id}?historyLength=1&x=")),
         (Method::GET, "/v1/tasks?historyLength=1".to_string()),
-        (Method::GET, format!("/v1/tasks/{}?historyLength=1", created["task"]["id"].as_str().unwrap())),
+        (
+            Method::GET,
+            format!(
+                "/v1/tasks/{}?historyLength=1",
+                created["task"]["id"].as_str().unwrap()
+            ),
+        ),
         (Method::POST, format!("/v1/tasks/{id}:cancel")),
     ] {
         // A bodiless POST is declared JSON (the content-type guard comes first).
@@ -146,7 +162,11 @@ async fn http_json_routes_are_authenticated_and_signed_like_json_rpc() {
     );
     signed.push(bearer("alice"));
     let (status, _, body) = env.rest(Method::POST, &cancel, &signed, Some("")).await;
-    assert_eq!((status, rest_reason(&body)), (409, "TASK_NOT_CANCELABLE"), "{body}");
+    assert_eq!(
+        (status, rest_reason(&body)),
+        (409, "TASK_NOT_CANCELABLE"),
+        "{body}"
+    );
     // `GET` and `DELETE` of one path: a signature for one is refused on the other.
     let config = format!("/v1/tasks/{id}/pushNotificationConfigs/nope");
     let line = |method: &str| bindu_schemas::signing::request_line(method, &config);

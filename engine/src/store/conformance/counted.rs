@@ -51,11 +51,19 @@ async fn walk(
         assert!(page.items.iter().all(|t| filter.keeps(t)), "{filter:?}");
         cursor = page.next_cursor;
         if cursor.is_some() {
-            assert_eq!(page.items.len(), query.limit as usize, "a page before the last is full");
+            assert_eq!(
+                page.items.len(),
+                query.limit as usize,
+                "a page before the last is full"
+            );
         }
         listed.extend(page.items);
         if cursor.is_none() {
-            assert_eq!(listed.len() as u64, total, "the pages hold the count {filter:?}");
+            assert_eq!(
+                listed.len() as u64,
+                total,
+                "the pages hold the count {filter:?}"
+            );
             return listed;
         }
     }
@@ -95,10 +103,20 @@ pub async fn counts_are_the_filtered_listings_totals(store: &dyn TaskStore) {
         ..TaskFilter::ALL
     };
     assert_eq!(count(store, "owner-a", &all, &TaskFilter::ALL).await, 7);
-    assert_eq!(walk(store, "owner-a", all.clone(), &TaskFilter::ALL).await.len(), 7);
+    assert_eq!(
+        walk(store, "owner-a", all.clone(), &TaskFilter::ALL)
+            .await
+            .len(),
+        7
+    );
     let in_ctx = ListQuery::first(2).in_context(ctx_a.clone());
     assert_eq!(count(store, "owner-a", &in_ctx, &TaskFilter::ALL).await, 5);
-    assert_eq!(walk(store, "owner-a", in_ctx.clone(), &TaskFilter::ALL).await.len(), 5);
+    assert_eq!(
+        walk(store, "owner-a", in_ctx.clone(), &TaskFilter::ALL)
+            .await
+            .len(),
+        5
+    );
     // Filtered by state: full pages, and the count is theirs.
     let mut ids: Vec<String> = walk(store, "owner-a", all.clone(), &working)
         .await
@@ -112,11 +130,19 @@ pub async fn counts_are_the_filtered_listings_totals(store: &dyn TaskStore) {
     assert_eq!(count(store, "owner-a", &all, &submitted).await, 4);
     walk(store, "owner-a", ListQuery::first(3), &submitted).await;
     assert_eq!(count(store, "owner-a", &in_ctx, &submitted).await, 2);
-    walk(store, "owner-a", ListQuery::first(1).in_context(ctx_a.clone()), &submitted).await;
+    walk(
+        store,
+        "owner-a",
+        ListQuery::first(1).in_context(ctx_a.clone()),
+        &submitted,
+    )
+    .await;
     // Another owner's context answers nothing, counted or listed.
     let theirs = ListQuery::first(2).in_context(ctx_other.clone());
     assert_eq!(count(store, "owner-a", &theirs, &TaskFilter::ALL).await, 0);
-    assert!(walk(store, "owner-a", theirs, &TaskFilter::ALL).await.is_empty());
+    assert!(walk(store, "owner-a", theirs, &TaskFilter::ALL)
+        .await
+        .is_empty());
     assert_eq!(count(store, "owner-z", &all, &TaskFilter::ALL).await, 6);
     assert_eq!(count(store, "owner-z", &all, &working).await, 1);
     assert_eq!(count(store, "nobody", &all, &TaskFilter::ALL).await, 0);

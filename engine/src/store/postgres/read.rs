@@ -22,11 +22,7 @@ pub(super) fn task_by_id() -> String {
 /// each uses its index). With `history` the rows carry only the newest `$4` messages
 /// (sliced in Postgres, so the rest never leaves it); without `artifacts` the chunks column
 /// is not read at all.
-pub(super) fn task_page(
-    filters: TaskFilters,
-    slice: HistorySlice,
-    artifacts: bool,
-) -> String {
+pub(super) fn task_page(filters: TaskFilters, slice: HistorySlice, artifacts: bool) -> String {
     let history = match slice {
         HistorySlice::All => "t.history",
         HistorySlice::None => "'[]'::jsonb AS history",
@@ -75,7 +71,10 @@ impl TaskFilters {
         let mut n = first;
         let mut add = |on: bool, condition: &str| {
             if on {
-                sql.push_str(&format!(" AND {}", condition.replace("$n", &format!("${n}"))));
+                sql.push_str(&format!(
+                    " AND {}",
+                    condition.replace("$n", &format!("${n}"))
+                ));
                 n += 1;
             }
         };

@@ -453,7 +453,10 @@ async fn listing_counts_use_the_owner_and_context_indexes() {
         ),
     ] {
         let plan = explain(&mut conn, name, &sql, &args).await;
-        assert!(!plan.contains("Seq Scan"), "{name}: expected an index scan:\n{plan}");
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{name}: expected an index scan:\n{plan}"
+        );
         assert!(plan.contains(index), "{name}: expected {index}:\n{plan}");
     }
 }
