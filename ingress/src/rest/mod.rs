@@ -142,11 +142,10 @@ pub(crate) fn routes(base: &str, tenant: Option<&str>) -> Vec<(String, MethodRou
     all
 }
 
-/// The routes under `prefix` (the base path, then the tenant's segment when `tenant`).
-fn routes_at(prefix: &str, tenant: Option<&str>) -> Vec<(String, MethodRouter<Ingress>)> {
-    let base = prefix;
+/// The routes under `base` (the base path, then the tenant's segment when `tenant`).
+fn routes_at(base: &str, tenant: Option<&str>) -> Vec<(String, MethodRouter<Ingress>)> {
     let at = |route: Route, methods: &'static str| -> MethodRouter<Ingress> {
-        let prefix: std::sync::Arc<str> = prefix.into();
+        let prefix: std::sync::Arc<str> = base.into();
         let tenant: Option<std::sync::Arc<str>> = tenant.map(Into::into);
         let filter = methods
             .split(", ")
@@ -592,8 +591,8 @@ enum Kind {
 }
 
 /// The query parameters of a request as a params object: each of `known` (and `tenant`,
-/// every request's) at most once; `A2A-Version` passes; any other is refused (400), so a misspelt filter is
-/// never silently ignored.
+/// every request's) at most once; `A2A-Version` passes; any other is refused (400), so a
+/// misspelt filter is never silently ignored.
 fn query(
     parts: &axum::http::request::Parts,
     known: &[(&'static str, Kind)],

@@ -5,7 +5,8 @@
 //! for both, so authentication, payments, signatures and limits apply identically.
 //!
 //! Order of checks: body size (HTTP 413) → JSON (-32700) → envelope (-32600) → version
-//! (-32009 under 1.0's codes) → method (-32601) → scope (403) → params (-32602) → for a
+//! (-32009 under 1.0's codes) → method (-32601) → scope (403) → params (-32602; under 1.0,
+//! a `tenant` this agent is not too, see [`params::wrong_tenant`]) → for a
 //! message, the work queue and the caller's rate (HTTP 429, -32029, see [`crate::limits`])
 //! → payment, for a priced method (HTTP 402, see [`crate::payments`]) → the method itself
 //! (a message: the caller's open tasks, HTTP 429). Every JSON-RPC outcome is HTTP 200 and
