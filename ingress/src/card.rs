@@ -263,27 +263,26 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
         );
     }
     if bearer {
-        // Honest card: callers learn they need a Bearer token.
-        card.security_schemes = Some(
-            [(
-                "bearer".to_string(),
-                SecurityScheme::Http {
-                    scheme: "Bearer".into(),
-                    bearer_format: None,
-                    description: Some(
-                        "OAuth2 access token from the agent's Hydra; DID clients also sign requests (X-DID, X-DID-Timestamp, X-DID-Signature)".into(),
-                    ),
-                },
-            )]
-            .into_iter()
-            .collect(),
+        // Honest card: callers learn they need a Bearer token (beside the client
+        // certificate in hybrid mode: one requirement naming both).
+        card.security_schemes.get_or_insert_with(Default::default).insert(
+            "bearer".to_string(),
+            SecurityScheme::Http {
+                scheme: "Bearer".into(),
+                bearer_format: None,
+                description: Some(
+                    "OAuth2 access token from the agent's Hydra; DID clients also sign requests (X-DID, X-DID-Timestamp, X-DID-Signature)".into(),
+                ),
+            },
         );
-        let mut requirement: std::collections::BTreeMap<String, Vec<String>> =
-            [("bearer".to_string(), Vec::new())].into_iter().collect();
-        if client_certs {
-            // Hybrid: both, in one requirement.
-            requirement.insert("mtls".to_string(), Vec::new());
-        }
+    }
+    let requirement: std::collections::BTreeMap<String, Vec<String>> =
+        [(bearer, "bearer"), (client_certs, "mtls")]
+            .into_iter()
+            .filter(|(needed, _)| *needed)
+            .map(|(_, scheme)| (scheme.to_string(), Vec::new()))
+            .collect();
+    if !requirement.is_empty() {
         card.security = Some(vec![requirement]);
     }
     Ok(Cards {

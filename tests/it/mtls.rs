@@ -271,6 +271,7 @@ async fn mtls_mode_the_certificate_is_the_caller() {
         card["securitySchemes"]["mtls"]["type"], "mutualTLS",
         "{card}"
     );
+    assert_eq!(card["security"], json!([{"mtls": []}]), "{card}");
     assert!(card["url"].as_str().unwrap().starts_with("https://"));
 
     // A subject CN naming the DID is the fallback when no URI SAN does.
@@ -432,6 +433,28 @@ async fn hybrid_mode_binds_the_certificate_to_the_token() {
         h
     };
     let alice_cert = https(&pki.ca.pem, Some(&client_leaf(&pki.ca, ALICE)));
+    // The card names both schemes, in one requirement: a certificate and a token.
+    let card: Value = support::get_json(
+        &alice_cert,
+        format!(
+            "https://{}/.well-known/agent-card.json",
+            server.local_addr()
+        ),
+    )
+    .await;
+    assert_eq!(
+        card["securitySchemes"]["mtls"]["type"], "mutualTLS",
+        "{card}"
+    );
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["scheme"], "Bearer",
+        "{card}"
+    );
+    assert_eq!(
+        card["security"],
+        json!([{"bearer": [], "mtls": []}]),
+        "{card}"
+    );
     let body = send_body("hybrid");
     let (status, resp) = post(&alice_cert, &server, &signed(&body), body)
         .await

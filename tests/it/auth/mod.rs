@@ -156,6 +156,7 @@ async fn tokens_are_required_checked_and_cached() {
         card["securitySchemes"]["bearer"]["scheme"], "Bearer",
         "the card says a token is needed"
     );
+    assert_eq!(card["security"], json!([{"bearer": []}]), "{card}");
     // Path tricks do not reach the JSON-RPC route unauthenticated: no path is normalized
     // into `/`, so each is an unknown path (404), not a JSON-RPC answer. Sent raw: an HTTP
     // client would resolve the dot segments before sending.
