@@ -71,6 +71,7 @@ pub fn build_card(
         documentation_url: agent.documentation_url.clone(),
         security_schemes: None,
         security: None,
+        security_requirements: None,
         supports_authenticated_extended_card: None,
         signatures: None,
         // 1.0 clients find their interface here; the newest version first, JSON-RPC (the
@@ -276,14 +277,12 @@ pub fn compose(parts: CardParts<'_>) -> Result<Cards, String> {
             },
         );
     }
-    let requirement: std::collections::BTreeMap<String, Vec<String>> =
-        [(bearer, "bearer"), (client_certs, "mtls")]
-            .into_iter()
-            .filter(|(needed, _)| *needed)
-            .map(|(_, scheme)| (scheme.to_string(), Vec::new()))
-            .collect();
-    if !requirement.is_empty() {
-        card.security = Some(vec![requirement]);
+    if bearer || client_certs {
+        card.require(
+            [(bearer, "bearer"), (client_certs, "mtls")]
+                .into_iter()
+                .filter_map(|(needed, scheme)| needed.then_some(scheme)),
+        );
     }
     Ok(Cards {
         public: card,

@@ -433,28 +433,6 @@ async fn hybrid_mode_binds_the_certificate_to_the_token() {
         h
     };
     let alice_cert = https(&pki.ca.pem, Some(&client_leaf(&pki.ca, ALICE)));
-    // The card names both schemes, in one requirement: a certificate and a token.
-    let card: Value = support::get_json(
-        &alice_cert,
-        format!(
-            "https://{}/.well-known/agent-card.json",
-            server.local_addr()
-        ),
-    )
-    .await;
-    assert_eq!(
-        card["securitySchemes"]["mtls"]["type"], "mutualTLS",
-        "{card}"
-    );
-    assert_eq!(
-        card["securitySchemes"]["bearer"]["scheme"], "Bearer",
-        "{card}"
-    );
-    assert_eq!(
-        card["security"],
-        json!([{"bearer": [], "mtls": []}]),
-        "{card}"
-    );
     let body = send_body("hybrid");
     let (status, resp) = post(&alice_cert, &server, &signed(&body), body)
         .await
@@ -504,9 +482,32 @@ async fn hybrid_mode_binds_the_certificate_to_the_token() {
         ),
     )
     .await;
-    let requirement = &card["security"][0];
+    assert_eq!(
+        card["security"],
+        json!([{"bearer": [], "mtls": []}]),
+        "{card}"
+    );
+    // Each scheme the requirement names is on the card.
+    assert_eq!(
+        card["securitySchemes"]["mtls"]["type"], "mutualTLS",
+        "{card}"
+    );
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["scheme"], "Bearer",
+        "{card}"
+    );
+    // And in A2A 1.0's form, for 1.0 clients reading the same card.
+    assert_eq!(
+        card["securityRequirements"],
+        json!([{"schemes": {"bearer": {"list": []}, "mtls": {"list": []}}}]),
+        "{card}"
+    );
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"], "Bearer",
+        "{card}"
+    );
     assert!(
-        requirement.get("bearer").is_some() && requirement.get("mtls").is_some(),
+        card["securitySchemes"]["mtls"]["mtlsSecurityScheme"].is_object(),
         "{card}"
     );
     server.shutdown();
