@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Steps the T2 bus suites share.
+#[cfg(any(feature = "t2-nats", feature = "t2-redis"))]
+mod support;
 mod vectors;
 mod x402_vectors;
 

@@ -138,6 +138,19 @@ fn the_artifact_signature_vector() {
     ));
 }
 
+/// `id` signs the `form` payload of case `name` as `sig`, and `public` verifies it.
+fn signs_as(id: &Identity, public: &str, payload: &str, sig: &str, name: &str, form: &str) {
+    assert_eq!(
+        id.sign_base58(payload.as_bytes()),
+        sig,
+        "{name}: {form} signature"
+    );
+    assert!(
+        identity::verify_base58(public, payload.as_bytes(), sig),
+        "{name}"
+    );
+}
+
 #[test]
 fn every_request_signing_vector() {
     use bindu_schemas::signing::{signing_payload, Form};
@@ -167,15 +180,7 @@ fn every_request_signing_vector() {
             "{name}: python payload"
         );
         let sig = case["python_signature"].as_str().unwrap();
-        assert_eq!(
-            id.sign_base58(python.as_bytes()),
-            sig,
-            "{name}: python signature"
-        );
-        assert!(
-            identity::verify_base58(public, python.as_bytes(), sig),
-            "{name}"
-        );
+        signs_as(&id, public, &python, sig, name, "python");
         if let Some(hex) = case["signature_hex"].as_str() {
             let raw = bs58::decode(sig).into_vec().unwrap();
             let as_hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -183,15 +188,7 @@ fn every_request_signing_vector() {
         }
         if let Some(js_sig) = case["js_signature"].as_str() {
             let js = signing_payload(&body, did, t, Form::Js);
-            assert_eq!(
-                id.sign_base58(js.as_bytes()),
-                js_sig,
-                "{name}: js signature"
-            );
-            assert!(
-                identity::verify_base58(public, js.as_bytes(), js_sig),
-                "{name}"
-            );
+            signs_as(&id, public, &js, js_sig, name, "js");
         }
     }
 }

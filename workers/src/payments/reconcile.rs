@@ -26,16 +26,18 @@
 //! | invalid otherwise (expired…) | `unpaid` with the reason | `working` with a kept result: `failed`, `payment-failed` |
 //! | no usable answer | `settling` (asked again after another lease) | unchanged |
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindu_engine::bus::Bus;
 use bindu_engine::ledger::{Patience, TaskLedger};
-use bindu_engine::store::payments::{Finish, PaymentRecord, PaymentStore};
+use bindu_engine::store::payments::{Finish, KeptResult, PaymentRecord, PaymentStore};
 use bindu_engine::store::{Access, ArtifactChunk, Expect, StoreError, TaskUpdate};
 use bindu_engine::TaskStore;
 use bindu_schemas::bus::{CommandOp, TaskCommand};
-use bindu_schemas::{Message, Part, Role, TaskState};
+use bindu_schemas::x402::SettleResponse;
+use bindu_schemas::{Message, Metadata, Part, Role, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use super::{completed, unpaid, Settled, Settlement};
@@ -62,6 +64,56 @@ pub struct Reconciled {
     pub task_id: String,
     pub nonce: String,
     pub resolution: Resolution,
+}
+
+impl Reconciled {
+    /// `record`'s payment, resolved by `resolve`.
+    async fn of<F: Future<Output = Resolution>>(
+        record: PaymentRecord,
+        resolve: impl FnOnce(PaymentRecord) -> F,
+    ) -> Reconciled {
+        let (task_id, nonce) = (record.task_id.clone(), record.nonce.clone());
+        Reconciled {
+            task_id,
+            nonce,
+            resolution: resolve(record).await,
+        }
+    }
+}
+
+/// The update that completes `task_id` with the result `kept` for its payer, now paid
+/// (`receipt`).
+fn released(task_id: &str, kept: KeptResult, receipt: &SettleResponse) -> TaskUpdate {
+    let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+        .status(TaskState::Completed, kept.message);
+    update.artifacts = kept
+        .artifacts
+        .into_iter()
+        .map(ArtifactChunk::from)
+        .collect();
+    update.history = kept.history;
+    update.metadata = Some(completed(receipt));
+    update
+}
+
+/// The update that fails `task_id`, unpaid, saying why (`text`) in a message of the agent
+/// that also joins its history, with the payment `metadata`.
+fn unpaid_failure(task_id: &str, text: &str, metadata: Metadata) -> TaskUpdate {
+    let msg = Message::agent(
+        uuid::Uuid::new_v4().to_string(),
+        vec![Part::text(format!("Task failed: {text}"))],
+    );
+    let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
+        .history(msg.clone())
+        .status(TaskState::Failed, Some(msg));
+    update.metadata = Some(metadata);
+    update
+}
+
+/// Whether the facilitator gave no answer about one of `done`.
+fn any_unknown(done: &[Reconciled]) -> bool {
+    done.iter()
+        .any(|r| matches!(r.resolution, Resolution::Unknown(_)))
 }
 
 /// Asks the facilitator about orphaned payments and resolves their tasks.
@@ -118,20 +170,10 @@ impl Reconciler {
             let last = stale.len() < BATCH as usize;
             let before = done.len();
             for record in stale {
-                let (task_id, nonce) = (record.task_id.clone(), record.nonce.clone());
-                tracing::warn!(%task_id, %nonce, since = %record.updated_at, "payment left settling past its lease; asking the facilitator whether it landed");
-                let resolution = self.resolve_stale(record).await;
-                done.push(Reconciled {
-                    task_id,
-                    nonce,
-                    resolution,
-                });
+                tracing::warn!(task_id = %record.task_id, nonce = %record.nonce, since = %record.updated_at, "payment left settling past its lease; asking the facilitator whether it landed");
+                done.push(Reconciled::of(record, |r| self.resolve_stale(r)).await);
             }
-            if last
-                || done[before..]
-                    .iter()
-                    .any(|r| matches!(r.resolution, Resolution::Unknown(_)))
-            {
+            if last || any_unknown(&done[before..]) {
                 return Ok(done);
             }
         }
@@ -144,21 +186,11 @@ impl Reconciler {
             let claimed = self.payments().claim_orphans(BATCH).await?;
             let last = claimed.len() < BATCH as usize;
             for record in claimed {
-                let (task_id, nonce) = (record.task_id.clone(), record.nonce.clone());
-                let resolution = self.resolve(record).await;
-                done.push(Reconciled {
-                    task_id,
-                    nonce,
-                    resolution,
-                });
+                done.push(Reconciled::of(record, |r| self.resolve(r)).await);
             }
             // A payment still unknown goes back to `orphaned` and would be claimed again:
             // one pass asks about each once.
-            if last
-                || done
-                    .iter()
-                    .any(|r| matches!(r.resolution, Resolution::Unknown(_)))
-            {
+            if last || any_unknown(&done) {
                 return Ok(done);
             }
         }
@@ -182,19 +214,7 @@ impl Reconciler {
             Settled::Unknown(e) => Resolution::Unknown(e.to_string()),
             Settled::Yes(receipt) => {
                 let done = match record.kept {
-                    Some(kept) => {
-                        let mut update =
-                            TaskUpdate::new(task_id, Expect::State(TaskState::Working))
-                                .status(TaskState::Completed, kept.message);
-                        update.artifacts = kept
-                            .artifacts
-                            .into_iter()
-                            .map(ArtifactChunk::from)
-                            .collect();
-                        update.history = kept.history;
-                        update.metadata = Some(completed(&receipt));
-                        self.transition(update).await
-                    }
+                    Some(kept) => self.transition(released(task_id, kept, &receipt)).await,
                     None => self.run_again(&record).await,
                 };
                 match done {
@@ -210,14 +230,7 @@ impl Reconciler {
                     _ => String::new(),
                 };
                 let (metadata, text) = unpaid(p, &refused);
-                let msg = Message::agent(
-                    uuid::Uuid::new_v4().to_string(),
-                    vec![Part::text(format!("Task failed: {text}"))],
-                );
-                let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
-                    .history(msg.clone())
-                    .status(TaskState::Failed, Some(msg));
-                update.metadata = Some(metadata);
+                let update = unpaid_failure(task_id, &text, metadata);
                 match self.transition(update).await {
                     Ok(()) => Resolution::Refused(reason),
                     Err(e) => Resolution::TaskNotUpdated(e),
@@ -311,29 +324,14 @@ impl Reconciler {
         // A result kept for the payer: released when paid, dropped (the task failed) when
         // the payment can no longer be settled.
         let update = match settled {
-            Some(receipt) => {
-                let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
-                    .status(TaskState::Completed, kept.message);
-                update.artifacts = kept
-                    .artifacts
-                    .into_iter()
-                    .map(ArtifactChunk::from)
-                    .collect();
-                update.history = kept.history;
-                update.metadata = Some(completed(&receipt));
-                update
-            }
+            Some(receipt) => released(task_id, kept, &receipt),
             None => {
                 let code = finish.error.clone().unwrap_or_default();
-                let msg = Message::agent(
-                    uuid::Uuid::new_v4().to_string(),
-                    vec![Part::text(format!("Task failed: the payment cannot be settled ({code}); the result is withheld and nothing was charged"))],
-                );
-                let mut update = TaskUpdate::new(task_id, Expect::State(TaskState::Working))
-                    .history(msg.clone())
-                    .status(TaskState::Failed, Some(msg));
-                update.metadata = Some(super::not_charged(&code));
-                update
+                unpaid_failure(
+                    task_id,
+                    &format!("the payment cannot be settled ({code}); the result is withheld and nothing was charged"),
+                    super::not_charged(&code),
+                )
             }
         };
         match self.transition(update).await {

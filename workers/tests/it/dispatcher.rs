@@ -11,11 +11,10 @@ use bindu_engine::bus::MemoryBus;
 use bindu_engine::store::{DeadLetterStore, MemoryDeadLetters, MemoryStore};
 use bindu_engine::{Bus, TaskStore};
 use bindu_schemas::{Artifact, Part};
-use bindu_workers::dispatcher::notification;
 use bindu_workers::dispatcher::replay::{self, ReplayError};
 use bindu_workers::dispatcher::{GlobalWebhook, Sender};
 use bindu_workers::handler::handler_fn;
-use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions};
+use bindu_workers::{HandlerError, HandlerInput, HandlerOutput};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -59,13 +58,13 @@ async fn agent(steps: usize) -> Agent {
         Ok::<_, HandlerError>(HandlerOutput::Streamed)
     });
     let stop = CancellationToken::new();
-    let options = WorkerOptions {
-        concurrency: 16,
-        drain_timeout: Duration::from_secs(1),
-        heartbeat: Duration::from_secs(1),
-        ..WorkerOptions::default()
-    };
-    spawn_pool(store.clone(), bus.clone(), handler, options, &stop);
+    spawn_pool(
+        store.clone(),
+        bus.clone(),
+        handler,
+        busy_pool_options(),
+        &stop,
+    );
     Agent {
         store,
         bus,
@@ -78,6 +77,24 @@ impl Agent {
     /// Records and queues task `task_id` with push `configs` (see [`submit`]).
     async fn submit(&self, task_id: &str, configs: Vec<bindu_schemas::PushNotificationConfig>) {
         submit(&self.store, &self.bus, task_id, configs).await;
+    }
+
+    /// Replays dead letter `id` through `sender`; how many attempts it took.
+    async fn replay(
+        &self,
+        sender: &Sender,
+        id: &str,
+        stop: &CancellationToken,
+    ) -> Result<u32, ReplayError> {
+        replay::replay(
+            self.dead.as_ref(),
+            self.store.as_ref(),
+            sender,
+            None,
+            id,
+            stop,
+        )
+        .await
     }
 
     async fn dispatcher(&self, options: bindu_workers::DispatcherOptions) -> Running {
@@ -108,7 +125,6 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
     let n = events_per_task(1);
     let got = receiver.wait_for("every event of the task", n).await;
     assert_eq!(seqs_of(&got, "t-signed"), (1..=n).collect::<Vec<_>>());
-    let id = identity();
     let kinds: Vec<&str> = got
         .iter()
         .map(|r| r.json["kind"].as_str().unwrap())
@@ -126,26 +142,12 @@ async fn notifications_are_signed_by_the_agent_and_carry_tokens_and_sequence() {
         assert_eq!(r.headers["authorization"], "Bearer s3cret");
         assert_eq!(r.headers["x-a2a-notification-token"], "s3cret");
         assert_eq!(r.headers["content-type"], "application/json");
-        let headers: reqwest::header::HeaderMap = r.headers.clone();
-        notification::verify(
-            &headers,
-            &r.body,
-            &id.did,
-            &id.webhook_public_key_base58(),
-            Duration::from_secs(60),
-        )
-        .expect("signed by the agent's webhook key over the exact body");
+        r.verify(&r.body)
+            .expect("signed by the agent's webhook key over the exact body");
         // One changed byte and the signature no longer holds.
         let mut tampered = r.body.to_vec();
         tampered[1] ^= 1;
-        assert!(notification::verify(
-            &headers,
-            &tampered,
-            &id.did,
-            &id.webhook_public_key_base58(),
-            Duration::from_secs(60)
-        )
-        .is_err());
+        assert!(r.verify(&tampered).is_err());
     }
     assert_eq!(outcomes(&_d.metrics, "delivered"), n);
 }
@@ -334,44 +336,18 @@ async fn exhausted_notifications_become_dead_letters_and_replay_delivers_them() 
     let mut ids: Vec<String> = letters.iter().map(|l| l.id.clone()).collect();
     ids.reverse();
     for id in &ids {
-        let attempts = replay::replay(
-            agent.dead.as_ref(),
-            agent.store.as_ref(),
-            &sender,
-            None,
-            id,
-            &stop,
-        )
-        .await
-        .expect("replayed");
+        let attempts = agent.replay(&sender, id, &stop).await.expect("replayed");
         assert_eq!(attempts, 1);
     }
     let replayed = &receiver.got()[before..];
     assert_eq!(seqs_of(replayed, "t-dead"), (1..=n).collect::<Vec<_>>());
-    let id = identity();
     for r in replayed {
         assert_eq!(r.headers["authorization"], "Bearer tok");
-        let headers: reqwest::header::HeaderMap = r.headers.clone();
-        notification::verify(
-            &headers,
-            &r.body,
-            &id.did,
-            &id.webhook_public_key_base58(),
-            Duration::from_secs(60),
-        )
-        .expect("replays are signed afresh");
+        r.verify(&r.body).expect("replays are signed afresh");
     }
     assert_eq!(agent.dead.pending().await.unwrap(), 0);
     // A second replay of the same dead letter is refused.
-    let again = replay::replay(
-        agent.dead.as_ref(),
-        agent.store.as_ref(),
-        &sender,
-        None,
-        &ids[0],
-        &stop,
-    )
-    .await;
+    let again = agent.replay(&sender, &ids[0], &stop).await;
     assert!(matches!(again, Err(ReplayError::AlreadyReplayed(_))));
 }
 
@@ -406,15 +382,7 @@ async fn refused_destinations_are_never_contacted_and_redirects_are_not_followed
     let redirector =
         Receiver::with(move |_, _| Reply::With(302, vec![("location", target_url.clone())])).await;
     let d = agent.dispatcher(options()).await;
-    let port = redirector
-        .url
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let port = redirector.port();
     let refused = [
         "http://10.0.0.7:9/hook".to_string(),  // private
         "http://192.168.1.1/hook".to_string(), // private
@@ -454,15 +422,7 @@ async fn refused_destinations_are_never_contacted_and_redirects_are_not_followed
         ..Default::default()
     };
     let victim = Receiver::start().await;
-    let vport = victim
-        .url
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let vport = victim.port();
     let sender = Sender::new(public_only, None, Default::default()).unwrap();
     let outcome = deliver_to(&sender, format!("http://localhost:{vport}/hook")).await;
     assert!(

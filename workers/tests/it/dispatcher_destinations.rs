@@ -4,16 +4,10 @@
 
 use crate::support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bindu_engine::bus::MemoryBus;
-use bindu_engine::store::{DeadLetterStore, MemoryDeadLetters, MemoryStore};
-use bindu_engine::{Bus, TaskStore};
-use bindu_workers::handler::handler_fn;
-use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions, WorkerPool};
+use bindu_workers::WorkerOptions;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 /// A silent receiver (it takes the request and never answers) with many tasks, and a
 /// healthy receiver on the same host (another port) with one task: the healthy one's
@@ -26,25 +20,12 @@ use tokio_util::sync::CancellationToken;
 /// events were not even read from the bus for minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_receiver_does_not_delay_a_healthy_one() {
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
-    let stop = CancellationToken::new();
-    let handler = handler_fn(|_: HandlerInput| async move {
-        Ok::<_, HandlerError>(HandlerOutput::Text("ok".into()))
-    });
-    let pool = WorkerPool::new(
-        store.clone(),
-        bus.clone(),
-        Arc::new(handler),
-        WorkerOptions {
-            concurrency: 16,
-            drain_timeout: Duration::from_secs(1),
-            heartbeat: Duration::from_secs(1),
-            ..WorkerOptions::default()
-        },
-    );
-    tokio::spawn(pool.run(stop.clone()));
+    let MemoryAgent {
+        store,
+        bus,
+        dead,
+        stop,
+    } = memory_agent(busy_pool_options());
 
     let silent = Receiver::with(|_, _| Reply::Hang).await;
     let healthy = Receiver::start().await;
@@ -58,15 +39,7 @@ async fn a_silent_receiver_does_not_delay_a_healthy_one() {
     options.delivery.timeout = Duration::from_secs(20);
     let d = start_dispatcher(store.clone(), bus.clone(), dead.clone(), options).await;
 
-    for i in 0..30 {
-        submit(
-            &store,
-            &bus,
-            &format!("t-silent-{i}"),
-            vec![config(&silent.url, None)],
-        )
-        .await;
-    }
+    submit_many(&store, &bus, "t-silent", 30, &silent.url).await;
     // Let the silent destination's events take the dispatcher's budget first.
     silent
         .wait_until("the silent receiver's first requests", |g| !g.is_empty())
@@ -82,12 +55,7 @@ async fn a_silent_receiver_does_not_delay_a_healthy_one() {
         0,
         "the healthy receiver waited behind the silent one"
     );
-    let seqs = seqs_of(&got, "t-healthy");
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "in order"
-    );
+    assert_in_order(&got, "t-healthy");
     // The silent destination's backlog was bounded: what did not fit its share became a
     // dead letter at once.
     let overflowed = outcomes(&d.metrics, "overflow");
@@ -115,47 +83,26 @@ async fn a_silent_receiver_does_not_delay_a_healthy_one() {
 /// parked (its events acked) and delivered in order, each letter marked delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_healthy_destination_has_its_backlog_parked_and_delivered() {
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
-    let dead: Arc<dyn DeadLetterStore> = Arc::new(MemoryDeadLetters::default());
-    let stop = CancellationToken::new();
-    let handler = handler_fn(|_: HandlerInput| async move {
-        Ok::<_, HandlerError>(HandlerOutput::Text("ok".into()))
-    });
-    let pool = WorkerPool::new(
-        store.clone(),
-        bus.clone(),
-        Arc::new(handler),
-        WorkerOptions::default(),
-    );
-    tokio::spawn(pool.run(stop.clone()));
+    let MemoryAgent {
+        store,
+        bus,
+        dead,
+        stop,
+    } = memory_agent(WorkerOptions::default());
     let slow = Receiver::start().await;
     slow.set_delay(Duration::from_millis(50));
     let mut options = options();
     options.delivery.per_host_concurrency = 1;
     options.delivery.max_pending_per_destination = 2;
     let d = start_dispatcher(store.clone(), bus.clone(), dead.clone(), options).await;
-    for i in 0..10 {
-        submit(
-            &store,
-            &bus,
-            &format!("t-busy-{i}"),
-            vec![config(&slow.url, None)],
-        )
-        .await;
-    }
+    submit_many(&store, &bus, "t-busy", 10, &slow.url).await;
     let got = slow
         .wait_until("every task's final notification", |g| {
             g.iter().filter(|r| r.json["final"] == true).count() == 10
         })
         .await;
     for i in 0..10 {
-        let seqs = seqs_of(&got, &format!("t-busy-{i}"));
-        assert_eq!(
-            seqs,
-            (1..=seqs.len() as u64).collect::<Vec<_>>(),
-            "in order"
-        );
+        assert_in_order(&got, &format!("t-busy-{i}"));
     }
     assert_eq!(outcomes(&d.metrics, "overflow"), 0);
     assert!(d.metrics.parked.get() > 0, "nothing was parked");

@@ -9,7 +9,15 @@ use bindu_engine::bus::conformance::{self, command, status_event};
 use bindu_engine::bus::nats_server::NatsServer;
 use bindu_engine::bus::{Bus, BusError, NatsBus, NatsOptions};
 use bindu_schemas::TaskState;
-use futures::StreamExt;
+
+use crate::support::{dead_letter_next, next_ok, next_open, stays_quiet};
+
+/// A bus of `agent` on `server`, with the test options.
+async fn connect(server: &NatsServer, agent: &str) -> NatsBus {
+    NatsBus::connect(options(server, agent))
+        .await
+        .expect("connect")
+}
 
 fn options(server: &NatsServer, agent: &str) -> NatsOptions {
     let mut o = NatsOptions::new(server.url(), agent);
@@ -17,8 +25,6 @@ fn options(server: &NatsServer, agent: &str) -> NatsOptions {
     o.max_deliver = 2;
     o
 }
-
-const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
@@ -42,13 +48,7 @@ async fn take(
 ) -> Vec<bindu_engine::bus::Delivery> {
     let mut taken = Vec::new();
     for _ in 0..n {
-        taken.push(
-            tokio::time::timeout(WAIT, commands.next())
-                .await
-                .expect("a command in time")
-                .expect("open")
-                .expect("ok"),
-        );
+        taken.push(next_ok(commands, "a command in time").await);
     }
     taken
 }
@@ -101,8 +101,10 @@ async fn commands_published_together_share_messages() {
         let mut want = ids.clone();
         want.sort();
         assert_eq!(got, want, "each command once");
-        let more = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
-        assert!(more.is_err(), "nothing comes again once all are acked");
+        assert!(
+            stays_quiet(&mut stream, Duration::from_secs(2)).await,
+            "nothing comes again once all are acked"
+        );
     }
 }
 
@@ -129,8 +131,10 @@ async fn a_batch_comes_again_whole_when_one_command_is_handed_back() {
     a.acker.ack().await.expect("ack a");
     b.acker.nack(Duration::ZERO).await.expect("nack b");
     // Not yet: c is still running.
-    let early = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
-    assert!(early.is_err(), "redelivered before every command settled");
+    assert!(
+        stays_quiet(&mut stream, Duration::from_millis(500)).await,
+        "redelivered before every command settled"
+    );
     // c's worker stops before running it.
     drop(c);
     let again = take(&mut stream, 3).await;
@@ -144,8 +148,10 @@ async fn a_batch_comes_again_whole_when_one_command_is_handed_back() {
     for d in again {
         d.acker.ack().await.expect("ack");
     }
-    let more = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
-    assert!(more.is_err(), "acked in full");
+    assert!(
+        stays_quiet(&mut stream, Duration::from_secs(2)).await,
+        "acked in full"
+    );
 }
 
 /// A batch that runs out of deliveries reports each of its commands, and dead-lettering
@@ -165,10 +171,7 @@ async fn an_exhausted_batch_reports_every_command() {
     let held = take(&mut stream, 2).await;
     let mut reported = Vec::new();
     for _ in 0..2 {
-        let ex = tokio::time::timeout(WAIT, exhausted.next())
-            .await
-            .expect("reported in time")
-            .expect("open");
+        let ex = next_open(&mut exhausted, "reported in time").await;
         reported.push(ex.command.task_id.clone());
         bus.dead_letter(&ex).await.expect("dead-lettered");
     }
@@ -196,9 +199,7 @@ async fn concurrent_starts_are_idempotent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_replayed_from_any_position() {
     let server = NatsServer::start();
-    let bus = NatsBus::connect(options(&server, "replay"))
-        .await
-        .expect("connect");
+    let bus = connect(&server, "replay").await;
     bus.publish_events(vec![
         status_event("t", 1, TaskState::Submitted),
         status_event("t", 2, TaskState::Working),
@@ -208,18 +209,12 @@ async fn events_are_replayed_from_any_position() {
     .await
     .expect("publish");
     // Another process (a second connection) replays what it never saw live.
-    let reader = NatsBus::connect(options(&server, "replay"))
-        .await
-        .expect("connect");
+    let reader = connect(&server, "replay").await;
     assert!(reader.keeps_history());
     let mut replay = reader.replay_task("t", 1).await.expect("replay");
     let mut seqs = Vec::new();
     for _ in 0..2 {
-        let e = tokio::time::timeout(WAIT, replay.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("ok");
+        let e = next_ok(&mut replay, "in time").await;
         assert_eq!(e.task_id(), "t");
         seqs.push(e.seq);
     }
@@ -228,20 +223,14 @@ async fn events_are_replayed_from_any_position() {
     bus.publish_events(vec![status_event("t", 4, TaskState::Completed)])
         .await
         .expect("publish");
-    let e = tokio::time::timeout(WAIT, replay.next())
-        .await
-        .expect("in time")
-        .expect("open")
-        .expect("ok");
+    let e = next_ok(&mut replay, "in time").await;
     assert_eq!(e.seq, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_commands_are_redelivered_then_dead_lettered() {
     let server = NatsServer::start();
-    let bus = NatsBus::connect(options(&server, "dlq"))
-        .await
-        .expect("connect");
+    let bus = connect(&server, "dlq").await;
     let mut exhausted = bus.exhausted_commands().await.expect("advisories");
     bus.publish_commands(vec![command("doomed")])
         .await
@@ -249,46 +238,34 @@ async fn unacked_commands_are_redelivered_then_dead_lettered() {
     let mut consumer = bus.consume_commands().await.expect("consume");
     // Two deliveries (max_deliver = 2), never acked: the worker "crashed" each time.
     for attempt in 1..=2u64 {
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("delivery in time")
-            .expect("open")
-            .expect("ok");
+        let d = next_ok(&mut consumer, "delivery in time").await;
         assert_eq!(d.command.task_id, "doomed");
         assert_eq!(d.attempt, attempt);
     }
-    let gone = tokio::time::timeout(WAIT, exhausted.next())
-        .await
-        .expect("advisory in time")
-        .expect("open");
-    assert_eq!(gone.command.task_id, "doomed");
-    assert_eq!(gone.deliveries, 2);
-    bus.dead_letter(&gone).await.expect("dead letter");
+    dead_letter_next(&bus, &mut exhausted, "advisory in time", "doomed", 2).await;
     // Nothing is delivered again.
-    let again = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
-    assert!(again.is_err(), "a dead-lettered command is not redelivered");
+    assert!(
+        stays_quiet(&mut consumer, Duration::from_secs(3)).await,
+        "a dead-lettered command is not redelivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_command_publishes_are_dropped() {
     let server = NatsServer::start();
-    let bus = NatsBus::connect(options(&server, "dedup"))
-        .await
-        .expect("connect");
+    let bus = connect(&server, "dedup").await;
     let c = command("once");
     bus.publish_commands(vec![c.clone(), c.clone()])
         .await
         .expect("publish");
     bus.publish_commands(vec![c]).await.expect("publish again");
     let mut consumer = bus.consume_commands().await.expect("consume");
-    let d = tokio::time::timeout(WAIT, consumer.next())
-        .await
-        .expect("in time")
-        .expect("open")
-        .expect("ok");
+    let d = next_ok(&mut consumer, "in time").await;
     d.acker.ack().await.expect("ack");
-    let more = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await;
-    assert!(more.is_err(), "the same task/message id is queued once");
+    assert!(
+        stays_quiet(&mut consumer, Duration::from_secs(2)).await,
+        "the same task/message id is queued once"
+    );
 }
 
 /// A follow-up that reuses a message id is a new submission of the task (a later version):
@@ -297,9 +274,7 @@ async fn duplicate_command_publishes_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_reusing_a_message_id_is_queued() {
     let server = NatsServer::start();
-    let bus = NatsBus::connect(options(&server, "reuse"))
-        .await
-        .expect("connect");
+    let bus = connect(&server, "reuse").await;
     let mut first = command("again");
     first.version = 1;
     let mut follow_up = first.clone();
@@ -311,11 +286,7 @@ async fn a_follow_up_reusing_a_message_id_is_queued() {
     let mut consumer = bus.consume_commands().await.expect("consume");
     let mut versions = Vec::new();
     for _ in 0..2 {
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("both commands are delivered in time")
-            .expect("open")
-            .expect("ok");
+        let d = next_ok(&mut consumer, "both commands are delivered in time").await;
         versions.push(d.command.version);
         d.acker.ack().await.expect("ack");
     }
@@ -412,10 +383,7 @@ async fn a_one_turn_task_is_one_event_message_on_the_wire() {
     };
 
     async fn next(wire: &mut async_nats::Subscriber) -> async_nats::Message {
-        tokio::time::timeout(WAIT, wire.next())
-            .await
-            .expect("a message in time")
-            .expect("subscription open")
+        next_open(wire, "a message in time").await
     }
 
     run("plain", false).await;
@@ -439,9 +407,5 @@ async fn a_one_turn_task_is_one_event_message_on_the_wire() {
     assert_eq!(outcome.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
     assert!(outcome[0].opens_task && outcome[0].push_configured);
     // Nothing else on the wire.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), wire.next())
-            .await
-            .is_err()
-    );
+    assert!(stays_quiet(&mut wire, Duration::from_millis(300)).await);
 }

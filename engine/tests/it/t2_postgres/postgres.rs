@@ -14,19 +14,20 @@ use bindu_engine::store::postgres::test_db::{OutageProxy, TestDb};
 use bindu_engine::store::*;
 use bindu_schemas::{Part, TaskState};
 
+/// A fresh agent of `suite` (its own namespace: isolation is part of what is tested) and
+/// its store on `db`.
+async fn fresh(db: &TestDb, suite: &str) -> (String, PostgresStore) {
+    let agent = format!("did:bindu:test:{suite}:{}", uuid::Uuid::new_v4());
+    let store = db.store(&agent).await;
+    (agent, store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
     let db = TestDb::new().await;
     // Each check gets its own agent namespace: isolation is part of what is tested.
     let db = &db;
-    conformance::run_all(|| async move {
-        db.store(&format!(
-            "did:bindu:test:conformance:{}",
-            uuid::Uuid::new_v4()
-        ))
-        .await
-    })
-    .await;
+    conformance::run_all(|| async move { fresh(db, "conformance").await.1 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,8 +35,7 @@ async fn dead_letters_conformance_suite() {
     let db = TestDb::new().await;
     let db = &db;
     dead_letters::conformance::run_all(|| async move {
-        let agent = format!("did:bindu:test:dead-letters:{}", uuid::Uuid::new_v4());
-        let store = db.store(&agent).await;
+        let (agent, store) = fresh(db, "dead-letters").await;
         PostgresDeadLetters::new(store.pool_handle().clone(), agent)
     })
     .await;
@@ -46,8 +46,7 @@ async fn payments_conformance_suite() {
     let db = TestDb::new().await;
     let db = &db;
     payments::conformance::run_all(|| async move {
-        let agent = format!("did:bindu:test:payments:{}", uuid::Uuid::new_v4());
-        let store = db.store(&agent).await;
+        let (agent, store) = fresh(db, "payments").await;
         PostgresPayments::new(store.pool_handle().clone(), agent)
     })
     .await;

@@ -9,6 +9,21 @@ use bindu_engine::store::postgres::test_db::TestDb;
 use bindu_engine::store::*;
 use bindu_schemas::{Artifact, Part, TaskState};
 
+/// A store of `agent` on `db` that counts its tasks at most once per `interval`.
+async fn counting(db: &TestDb, agent: &str, interval: Duration) -> PostgresStore {
+    let mut options = db.options(agent);
+    options.count_interval = interval;
+    PostgresStore::connect(options).await.expect("connect")
+}
+
+/// How many tasks `counts` has `submitted`.
+fn submitted(counts: &[(TaskState, u64)]) -> Option<u64> {
+    counts
+        .iter()
+        .find(|(s, _)| *s == TaskState::Submitted)
+        .map(|(_, n)| *n)
+}
+
 /// Completes a fresh task with one artifact of `bytes` bytes of text.
 async fn large_task(store: &PostgresStore, bytes: usize) -> String {
     let id = submit_new(store, None).await.task.id;
@@ -87,9 +102,7 @@ async fn a_size_bounded_page_reads_about_its_bound_not_its_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_counts_are_never_counted_on_the_callers_path() {
     let db = TestDb::new().await;
-    let mut options = db.options("did:bindu:test:counts");
-    options.count_interval = Duration::from_secs(3600);
-    let store = PostgresStore::connect(options).await.expect("connect");
+    let store = counting(&db, "did:bindu:test:counts", Duration::from_secs(3600)).await;
     submit_new(&store, None).await;
     // The first call starts a count in the background and has none to show yet.
     assert_eq!(store.task_counts().await, None);
@@ -103,12 +116,6 @@ async fn task_counts_are_never_counted_on_the_callers_path() {
             "the background count never ended"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let submitted = |counts: &[(TaskState, u64)]| {
-        counts
-            .iter()
-            .find(|(s, _)| *s == TaskState::Submitted)
-            .map(|(_, n)| *n)
     };
     assert_eq!(submitted(&first), Some(1));
     // More tasks, many scrapes within the interval: no scrape counts again (a count would
@@ -129,19 +136,18 @@ async fn task_counts_are_never_counted_on_the_callers_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_counts_catch_up_after_the_interval() {
     let db = TestDb::new().await;
-    let mut options = db.options("did:bindu:test:counts-refresh");
-    options.count_interval = Duration::from_millis(200);
-    let store = PostgresStore::connect(options).await.expect("connect");
+    let store = counting(
+        &db,
+        "did:bindu:test:counts-refresh",
+        Duration::from_millis(200),
+    )
+    .await;
     for _ in 0..3 {
         submit_new(&store, None).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let submitted = store.task_counts().await.and_then(|c| {
-            c.iter()
-                .find(|(s, _)| *s == TaskState::Submitted)
-                .map(|(_, n)| *n)
-        });
+        let submitted = store.task_counts().await.and_then(|c| submitted(&c));
         if submitted == Some(3) {
             break;
         }

@@ -11,7 +11,7 @@ use bindu_engine::bus::{Bus, RedisBus, RedisBusOptions};
 use bindu_schemas::TaskState;
 use futures::StreamExt;
 
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{dead_letter_next, next_ok, stays_quiet, WAIT};
 
 fn url() -> String {
     std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -73,22 +73,14 @@ async fn events_are_replayed_from_any_position() {
         .expect("publish");
     let mut replay = bus.replay_task("t", 1).await.expect("replay");
     for want in [2, 3] {
-        let e = tokio::time::timeout(WAIT, replay.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("ok");
+        let e = next_ok(&mut replay, "in time").await;
         assert_eq!(e.seq, want);
     }
     // Then live, without a gap or a repeat.
     bus.publish_events(vec![status_event("t", 4, TaskState::Completed)])
         .await
         .expect("publish");
-    let e = tokio::time::timeout(WAIT, replay.next())
-        .await
-        .expect("in time")
-        .expect("open")
-        .expect("ok");
+    let e = next_ok(&mut replay, "in time").await;
     assert_eq!(e.seq, 4);
     bus.purge().await.expect("purge");
 }
@@ -103,26 +95,32 @@ async fn a_dead_workers_commands_are_reclaimed_then_dead_lettered() {
     // Two deliveries (max_deliver = 2) to two consumers that never ack (crashed workers).
     for attempt in 1..=2u64 {
         let mut consumer = bus.consume_commands().await.expect("consume");
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("delivery in time")
-            .expect("open")
-            .expect("ok");
+        let d = next_ok(&mut consumer, "delivery in time").await;
         assert_eq!(d.command.task_id, "doomed");
         assert_eq!(d.attempt, attempt);
     }
-    let gone = tokio::time::timeout(WAIT, exhausted.next())
-        .await
-        .expect("exhausted in time")
-        .expect("open");
-    assert_eq!(gone.command.task_id, "doomed");
-    assert_eq!(gone.deliveries, 2);
-    bus.dead_letter(&gone).await.expect("dead letter");
+    dead_letter_next(&bus, &mut exhausted, "exhausted in time", "doomed", 2).await;
     let mut consumer = bus.consume_commands().await.expect("consume");
-    let again = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
-    assert!(again.is_err(), "a dead-lettered command is not redelivered");
+    assert!(
+        stays_quiet(&mut consumer, Duration::from_secs(3)).await,
+        "a dead-lettered command is not redelivered"
+    );
     assert_eq!(bus.queue_depth().await.expect("depth").total(), 0);
     bus.purge().await.expect("purge");
+}
+
+/// The next delivery of `consumer`, while `held` is reported in progress every 300 ms.
+async fn next_keeping(
+    consumer: &mut bindu_engine::bus::CommandStream,
+    held: &bindu_engine::bus::Delivery,
+) -> Option<Result<bindu_engine::bus::Delivery, bindu_engine::bus::BusError>> {
+    let mut ticks = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            d = consumer.next() => return d,
+            _ = ticks.tick() => held.acker.in_progress().await.expect("in progress"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,11 +132,7 @@ async fn nacked_commands_come_again_after_the_delay_and_in_progress_keeps_them()
     let mut consumer = bus.consume_commands().await.expect("consume");
     let mut slow = None;
     for _ in 0..2 {
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("ok");
+        let d = next_ok(&mut consumer, "in time").await;
         if d.command.task_id == "retry" {
             d.acker
                 .nack(Duration::from_millis(300))
@@ -150,33 +144,20 @@ async fn nacked_commands_come_again_after_the_delay_and_in_progress_keeps_them()
     }
     let slow = slow.expect("the slow command");
     // The slow one stays held past the ack wait (1 s) while in progress is reported.
-    let again = tokio::time::timeout(WAIT, async {
-        let mut ticks = tokio::time::interval(Duration::from_millis(300));
-        loop {
-            tokio::select! {
-                d = consumer.next() => return d,
-                _ = ticks.tick() => slow.acker.in_progress().await.expect("in progress"),
-            }
-        }
-    })
-    .await
-    .expect("in time")
-    .expect("open")
-    .expect("ok");
+    let again = tokio::time::timeout(WAIT, next_keeping(&mut consumer, &slow))
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("ok");
     assert_eq!(
         (again.command.task_id.as_str(), again.attempt),
         ("retry", 2)
     );
     again.acker.ack().await.expect("ack");
-    let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
-        let mut ticks = tokio::time::interval(Duration::from_millis(300));
-        loop {
-            tokio::select! {
-                d = consumer.next() => return d,
-                _ = ticks.tick() => slow.acker.in_progress().await.expect("in progress"),
-            }
-        }
-    })
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(2500),
+        next_keeping(&mut consumer, &slow),
+    )
     .await;
     assert!(quiet.is_err(), "a command in progress is not redelivered");
     slow.acker.ack().await.expect("ack");

@@ -53,6 +53,22 @@ impl Received {
             .unwrap_or_default()
             .to_string()
     }
+
+    /// Whether `body` carries this request's signature by the test agent's ([`identity`])
+    /// webhook key, within a minute's skew.
+    pub fn verify(
+        &self,
+        body: &[u8],
+    ) -> Result<(), bindu_workers::dispatcher::notification::VerifyError> {
+        let id = identity();
+        bindu_workers::dispatcher::notification::verify(
+            &self.headers,
+            body,
+            &id.did,
+            &id.webhook_public_key_base58(),
+            Duration::from_secs(60),
+        )
+    }
 }
 
 /// What a receiver answers.
@@ -133,6 +149,18 @@ async fn receive(
 }
 
 impl Receiver {
+    /// The loopback port the receiver listens on.
+    pub fn port(&self) -> String {
+        self.url
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// A receiver answering 200 to everything.
     pub async fn start() -> Receiver {
         Self::with(|_, _| Reply::Status(200)).await
@@ -376,6 +404,26 @@ pub async fn submit(
     .expect("publish command");
 }
 
+/// Records and queues `n` tasks `{prefix}-{i}` (see [`submit`]), each with one push config
+/// for `url`.
+pub async fn submit_many(
+    store: &Arc<dyn TaskStore>,
+    bus: &Arc<dyn Bus>,
+    prefix: &str,
+    n: usize,
+    url: &str,
+) {
+    for i in 0..n {
+        submit(
+            store,
+            bus,
+            &format!("{prefix}-{i}"),
+            vec![config(url, None)],
+        )
+        .await;
+    }
+}
+
 /// Counter value of `bindu_push_deliveries_total{outcome}`.
 pub fn outcomes(metrics: &DispatcherMetrics, outcome: &'static str) -> u64 {
     metrics
@@ -386,9 +434,59 @@ pub fn outcomes(metrics: &DispatcherMetrics, outcome: &'static str) -> u64 {
 
 /// A handler that answers every task with the text "done".
 pub fn done_handler() -> impl Handler {
-    handler_fn(|_input: HandlerInput| async move {
-        Ok::<_, HandlerError>(HandlerOutput::Text("done".into()))
+    answers("done")
+}
+
+/// A handler that answers every task with `text`.
+pub fn answers(text: &'static str) -> impl Handler {
+    handler_fn(move |_input: HandlerInput| async move {
+        Ok::<_, HandlerError>(HandlerOutput::Text(text.into()))
     })
+}
+
+/// A task store, a bus and a dead-letter store in memory, with a worker pool (`options`)
+/// answering every task with "ok" until the token returned is cancelled.
+pub fn memory_agent(options: WorkerOptions) -> MemoryAgent {
+    let store: Arc<dyn TaskStore> = Arc::new(bindu_engine::store::MemoryStore::default());
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let dead: Arc<dyn DeadLetterStore> =
+        Arc::new(bindu_engine::store::MemoryDeadLetters::default());
+    let stop = CancellationToken::new();
+    spawn_pool(store.clone(), bus.clone(), answers("ok"), options, &stop);
+    MemoryAgent {
+        store,
+        bus,
+        dead,
+        stop,
+    }
+}
+
+/// What [`memory_agent`] runs on, and what stops its workers.
+pub struct MemoryAgent {
+    pub store: Arc<dyn TaskStore>,
+    pub bus: Arc<dyn Bus>,
+    pub dead: Arc<dyn DeadLetterStore>,
+    pub stop: CancellationToken,
+}
+
+/// Asserts that `task_id`'s notifications in `got` came in order, numbered from 1.
+pub fn assert_in_order(got: &[Received], task_id: &str) {
+    let seqs = seqs_of(got, task_id);
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "in order"
+    );
+}
+
+/// Worker options of a busy agent: 16 tasks at once, a 1 s drain timeout and heartbeat.
+pub fn busy_pool_options() -> WorkerOptions {
+    WorkerOptions {
+        concurrency: 16,
+        drain_timeout: Duration::from_secs(1),
+        heartbeat: Duration::from_secs(1),
+        ..WorkerOptions::default()
+    }
 }
 
 /// Worker options with `concurrency` and a 5 s drain timeout.
