@@ -94,6 +94,24 @@ mod tests {
         }
     }
 
+    /// Serves a worker's probes on `addr` (`key`) as `config` says.
+    async fn serve_worker(
+        config: &Config,
+        addr: SocketAddr,
+        key: &str,
+        supervisor: &Supervisor,
+    ) -> Result<Option<SocketAddr>> {
+        serve(
+            config,
+            Role::Worker,
+            (addr, key),
+            parts(),
+            Registry::default(),
+            supervisor,
+        )
+        .await
+    }
+
     /// A second worker on one host finds the default probe address taken: it runs without
     /// probes (a warning says so). An address the user chose must be served, or the start
     /// fails naming the key.
@@ -106,16 +124,9 @@ mod tests {
 
         let defaults = Config::defaults();
         assert!(!defaults.is_set(key));
-        let served = serve(
-            &defaults,
-            Role::Worker,
-            (addr, key),
-            parts(),
-            Registry::default(),
-            &supervisor,
-        )
-        .await
-        .expect("a taken default address is not an error");
+        let served = serve_worker(&defaults, addr, key, &supervisor)
+            .await
+            .expect("a taken default address is not an error");
         assert_eq!(served, None);
 
         let env = std::collections::BTreeMap::from([(
@@ -124,16 +135,9 @@ mod tests {
         )]);
         let chosen = Config::load(None, &|k| env.get(k).cloned(), &[]).unwrap();
         assert!(chosen.is_set(key));
-        let err = serve(
-            &chosen,
-            Role::Worker,
-            (addr, key),
-            parts(),
-            Registry::default(),
-            &supervisor,
-        )
-        .await
-        .expect_err("a chosen address that is taken is an error");
+        let err = serve_worker(&chosen, addr, key, &supervisor)
+            .await
+            .expect_err("a chosen address that is taken is an error");
         assert!(err.to_string().contains(key), "{err}");
     }
 }

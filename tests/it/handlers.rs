@@ -47,10 +47,7 @@ async fn the_builder_serves_the_manifest_and_the_handler() {
             .host("127.0.0.1")
             .port(0)
             .handler(handler_fn(|input: HandlerInput| async move {
-                let text = input
-                    .last_user_message()
-                    .map(|m| m.text())
-                    .unwrap_or_default();
+                let text = crate::support::user_text(&input);
                 Ok::<_, HandlerError>(text.to_uppercase())
             }))
             .serve(),
@@ -158,10 +155,7 @@ async fn the_task_timeout_interrupts_a_closure_and_the_worker_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_and_returned_output_count_against_the_limit() {
     let h = handler(|input: HandlerInput| async move {
-        let text = input
-            .last_user_message()
-            .map(|m| m.text())
-            .unwrap_or_default();
+        let text = crate::support::user_text(&input);
         let n: usize = text.parse().unwrap_or(0);
         if text.starts_with("stream") {
             let mut s = input.emitter.stream("out");

@@ -37,14 +37,11 @@ fn headers(pairs: &[(&'static str, String)]) -> reqwest::header::HeaderMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_signature_never_verifies_as_a_webhook() {
     let dir = temp_dir("bindu-webhook-forgery");
-    let server = TestServer::start(
-        &[
-            ("identity.dir", dir.to_str().unwrap()),
-            ("push.enabled", "true"),
-            ("push.destinations", "loopback"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let server = TestServer::echo_with(&[
+        ("identity.dir", dir.to_str().unwrap()),
+        ("push.enabled", "true"),
+        ("push.destinations", "loopback"),
+    ])
     .await;
     let (hook, posted) = receiver().await;
     let (status, _, card) = server.get("/.well-known/agent-card.json").await;
@@ -216,15 +213,9 @@ async fn auth_env_with(
     extra: &[(&str, &str)],
 ) -> AuthEnv {
     let dir = temp_dir("bindu-hardening-auth");
-    let url = format!("http://{addr}");
-    let mut settings = vec![
-        ("auth.enabled", "true"),
-        ("hydra.admin_url", url.as_str()),
-        ("hydra.timeout_secs", "2"),
-        ("identity.dir", dir.to_str().unwrap()),
-    ];
-    settings.extend_from_slice(extra);
-    let server = TestServer::start(&settings, Arc::new(bindu::EchoHandler::default())).await;
+    let server =
+        support::start_authenticated(addr, &dir, extra, Arc::new(bindu::EchoHandler::default()))
+            .await;
     AuthEnv {
         hydra,
         hydra_addr: addr,
@@ -375,20 +366,16 @@ async fn nats_credentials_stay_out_of_connect_errors() {
         format!("nats://bob:hunter2-secret@127.0.0.1:{port}"),
         format!("nats://hunter2-secret@127.0.0.1:{port}"),
     ] {
-        let config = bindu::Config::from_settings(&[
-            ("server.host", "127.0.0.1"),
-            ("server.port", "0"),
-            ("scheduler.type", "nats"),
-            ("nats.url", url.as_str()),
-        ])
-        .unwrap();
-        let err = within(
-            "a start against a closed NATS port",
-            bindu::start(config, Arc::new(bindu::EchoHandler::default())),
+        let err = support::echo_refused(
+            &[
+                ("server.host", "127.0.0.1"),
+                ("server.port", "0"),
+                ("scheduler.type", "nats"),
+                ("nats.url", url.as_str()),
+            ],
+            "no NATS there",
         )
-        .await
-        .err()
-        .expect("no NATS there");
+        .await;
         for shown in [format!("{err:#}"), format!("{err:?}")] {
             assert!(!shown.contains("hunter2-secret"), "{shown}");
             assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
@@ -475,21 +462,17 @@ async fn a_tls_key_readable_by_others_is_refused() {
         ),
         "{refused:?}"
     );
-    let config = bindu::Config::from_settings(&[
-        ("server.host", "127.0.0.1"),
-        ("server.port", "0"),
-        ("identity.dir", dir.to_str().unwrap()),
-        ("mtls.enabled", "true"),
-        ("mtls.mode", "mtls"),
-    ])
-    .unwrap();
-    let err = within(
-        "a start with an open TLS key",
-        bindu::start(config, Arc::new(bindu::EchoHandler::default())),
+    let err = support::echo_refused(
+        &[
+            ("server.host", "127.0.0.1"),
+            ("server.port", "0"),
+            ("identity.dir", dir.to_str().unwrap()),
+            ("mtls.enabled", "true"),
+            ("mtls.mode", "mtls"),
+        ],
+        "an open TLS key must stop the start",
     )
-    .await
-    .err()
-    .expect("an open TLS key must stop the start");
+    .await;
     assert!(
         format!("{err:#}").contains(&key.display().to_string()),
         "{err:#}"
@@ -517,24 +500,12 @@ mod redis {
             let did = format!("did:bindu:redis:test:{}", uuid::Uuid::new_v4().simple());
             let id = Identity::new(ed25519_dalek::SigningKey::from_bytes(&[5; 32]), "x", "y");
             hydra.answer(token, answer(&did, json!({"token_use": "access_token"})));
-            hydra
-                .keys
-                .lock()
-                .unwrap()
-                .insert(did.clone(), id.public_key_base58());
+            crate::support::hydra::register_key(hydra, &did, &id);
             Caller { id, did }
         }
 
         fn signed(&self, body: &str) -> Vec<(&'static str, String)> {
-            let ts = now();
-            let sig = self
-                .id
-                .sign_base58(signing_payload(body, &self.did, ts, Form::Python).as_bytes());
-            vec![
-                ("x-did", self.did.clone()),
-                ("x-did-timestamp", ts.to_string()),
-                ("x-did-signature", sig),
-            ]
+            support::hydra::did_headers(&self.id, &self.did, body, now(), Form::Python)
         }
     }
 

@@ -124,14 +124,11 @@ fn counting() -> (Arc<AtomicUsize>, Arc<dyn bindu::Handler>) {
 #[tokio::test]
 async fn a_slow_loris_run_does_not_keep_a_fresh_client_from_being_served() {
     const SLOW: usize = 200;
-    let srv = TestServer::start(
-        &[
-            ("server.header_timeout_secs", "1"),
-            // Fewer than the slow connections: the rest wait in the accept backlog.
-            ("server.max_connections", "150"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let srv = TestServer::echo_with(&[
+        ("server.header_timeout_secs", "1"),
+        // Fewer than the slow connections: the rest wait in the accept backlog.
+        ("server.max_connections", "150"),
+    ])
     .await;
     let started = Instant::now();
     let mut slow = Vec::with_capacity(SLOW);
@@ -171,11 +168,7 @@ async fn a_slow_loris_run_does_not_keep_a_fresh_client_from_being_served() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let srv = TestServer::start(
-        &[("server.idle_timeout_secs", "1")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let srv = TestServer::echo_with(&[("server.idle_timeout_secs", "1")]).await;
     let mut s = within("connecting", TcpStream::connect(srv.addr))
         .await
         .unwrap();
@@ -279,16 +272,13 @@ fn tls_files() -> (std::path::PathBuf, String) {
 async fn silent_tls_handshakes_are_capped_and_closed_after_the_handshake_timeout() {
     const SILENT: usize = 8;
     let (dir, ca_pem) = tls_files();
-    let srv = TestServer::start(
-        &[
-            ("identity.dir", dir.to_str().unwrap()),
-            ("mtls.enabled", "true"),
-            ("mtls.mode", "off"),
-            ("server.max_tls_handshakes", "4"),
-            ("server.tls_handshake_timeout_secs", "1"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let srv = TestServer::echo_with(&[
+        ("identity.dir", dir.to_str().unwrap()),
+        ("mtls.enabled", "true"),
+        ("mtls.mode", "off"),
+        ("server.max_tls_handshakes", "4"),
+        ("server.tls_handshake_timeout_secs", "1"),
+    ])
     .await;
     // Connections that never send a ClientHello hold every handshake slot.
     let mut silent = Vec::with_capacity(SILENT);
@@ -342,12 +332,7 @@ async fn a_message_with_sixty_thousand_parts_is_refused_at_once_with_the_limit_n
     let (runs, h) = counting();
     let srv = TestServer::with_handler(h).await;
     let started = Instant::now();
-    let resp = srv
-        .rpc(
-            "message/send",
-            json!({"message": message_with_parts(60_000)}),
-        )
-        .await;
+    let resp = srv.rpc_send(message_with_parts(60_000)).await;
     assert_eq!(error_code(&resp), INVALID_PARAMS, "{resp}");
     let message = resp["error"]["message"].as_str().unwrap();
     assert!(message.contains("server.max_parts"), "{message}");
@@ -390,20 +375,14 @@ async fn a_message_at_the_parts_limit_is_answered_with_every_part_signed() {
 
 #[tokio::test]
 async fn too_many_reference_task_ids_are_refused_and_the_limit_is_configurable() {
-    let srv = TestServer::start(
-        &[
-            ("server.max_reference_task_ids", "3"),
-            ("server.max_parts", "2"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let srv = TestServer::echo_with(&[
+        ("server.max_reference_task_ids", "3"),
+        ("server.max_parts", "2"),
+    ])
     .await;
     let refs = |n: usize| (0..n).map(|i| format!("ref-{i}")).collect::<Vec<_>>();
     let resp = srv
-        .rpc(
-            "message/send",
-            json!({"message": user_message_with("x", json!({"referenceTaskIds": refs(4)}))}),
-        )
+        .rpc_send(user_message_with("x", json!({"referenceTaskIds": refs(4)})))
         .await;
     assert_eq!(error_code(&resp), INVALID_PARAMS, "{resp}");
     let message = resp["error"]["message"].as_str().unwrap();
@@ -518,13 +497,10 @@ async fn a_rebound_host_name_gets_421_and_known_names_are_served() {
 
 #[tokio::test]
 async fn configured_and_deployment_host_names_are_served_and_a_star_admits_any() {
-    let srv = TestServer::start(
-        &[
-            ("server.allowed_hosts", "agent.internal, *.corp.example"),
-            ("server.deployment_url", "https://agent.example.com"),
-        ],
-        Arc::new(bindu::EchoHandler::default()),
-    )
+    let srv = TestServer::echo_with(&[
+        ("server.allowed_hosts", "agent.internal, *.corp.example"),
+        ("server.deployment_url", "https://agent.example.com"),
+    ])
     .await;
     let body = send_body("hi");
     for (host, status) in [
@@ -542,11 +518,7 @@ async fn configured_and_deployment_host_names_are_served_and_a_star_admits_any()
         .await;
         assert_eq!(answer.status, status, "{host}: {}", answer.body);
     }
-    let any = TestServer::start(
-        &[("server.allowed_hosts", "*")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let any = TestServer::echo_with(&[("server.allowed_hosts", "*")]).await;
     let answer = request(
         any.addr,
         "POST /",

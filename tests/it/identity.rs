@@ -3,8 +3,6 @@
 
 use crate::support::{self, patient_client};
 
-use std::sync::Arc;
-
 use bindu::engine::identity::verify_base58;
 use serde_json::{json, Value};
 
@@ -18,13 +16,7 @@ async fn start(author: Option<&str>) -> (bindu::Server, std::path::PathBuf) {
     if let Some(a) = author {
         settings.push(("agent.author", a));
     }
-    let config = bindu::Config::from_settings(&settings).unwrap();
-    (
-        bindu::start(config, Arc::new(bindu::EchoHandler::default()))
-            .await
-            .unwrap(),
-        dir,
-    )
+    (support::start_echo(&settings).await, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +77,7 @@ async fn the_did_is_served_and_results_are_signed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(garbage.status().as_u16(), 400);
-    let body: Value = garbage.json().await.unwrap();
-    assert_eq!(body["error"]["code"], -32700);
+    support::assert_error(garbage, 400, -32700).await;
 
     // Every text part of the result (artifact and agent message) is signed by that key.
     let sent: Value = c

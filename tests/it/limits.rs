@@ -176,19 +176,32 @@ pub(crate) async fn two_callers(
 ) -> (TestServer, Arc<Hydra>) {
     let (hydra, addr) = fake_hydra().await;
     let dir = std::env::temp_dir().join(format!("bindu-limits-{}", uuid::Uuid::new_v4().simple()));
-    let hydra_url = format!("http://{addr}");
-    let mut settings = vec![
-        ("auth.enabled", "true"),
-        ("hydra.admin_url", hydra_url.as_str()),
-        ("hydra.timeout_secs", "2"),
-        ("identity.dir", dir.to_str().unwrap()),
-    ];
-    settings.extend_from_slice(limits);
-    let srv = TestServer::start(&settings, h).await;
+    let srv = support::start_authenticated(addr, &dir, limits, h).await;
     for (token, client) in [("noisy", "svc-noisy"), ("quiet", "svc-quiet")] {
         hydra.token(token, client, json!(now() + 3600), "agent:read agent:write");
     }
     (srv, hydra)
+}
+
+/// Sends "later" to `url` with `headers` until it is accepted (panicking with `what` if it
+/// is not in time); each refusal until then is for the caller's open tasks.
+async fn accepted_once_freed(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&'static str, String)],
+    what: &str,
+) {
+    within(what, async {
+        loop {
+            let answer = post(http, url, headers, send_body("later", false)).await;
+            if answer.0 == 200 {
+                return;
+            }
+            assert_refused(&answer, "open_tasks");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
 
 pub(crate) fn bearer(token: &str) -> (&'static str, String) {
@@ -268,17 +281,7 @@ async fn a_caller_at_its_open_task_limit_is_refused_until_one_ends() {
     }
     gate.release(1);
     // Once a run ends, the noisy caller may start another.
-    within("a place to free up", async {
-        loop {
-            let answer = post(&http, &srv.url(), &noisy, send_body("later", false)).await;
-            if answer.0 == 200 {
-                return;
-            }
-            assert_refused(&answer, "open_tasks");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    accepted_once_freed(&http, &srv.url(), &noisy, "a place to free up").await;
     gate.release(1000);
 }
 
@@ -316,9 +319,7 @@ async fn anonymous_callers_have_their_own_limits() {
 #[cfg(feature = "t2-redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_a_callers_bucket_through_redis() {
-    let redis =
-        std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let agent = format!("limits-test-{}", uuid::Uuid::new_v4().simple());
+    let (redis, agent) = crate::support::redis_proxy::shared_agent("limits-test");
     let settings = [
         ("cache.redis_url", redis.as_str()),
         ("storage.namespace", agent.as_str()),
@@ -399,9 +400,7 @@ async fn limits_fall_back_to_the_replicas_own_bucket_when_redis_is_down_through_
 #[cfg(feature = "t2-redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_a_callers_open_runs_through_redis() {
-    let redis =
-        std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let agent = format!("limits-open-{}", uuid::Uuid::new_v4().simple());
+    let (redis, agent) = crate::support::redis_proxy::shared_agent("limits-open");
     let settings = [
         ("cache.redis_url", redis.as_str()),
         ("storage.namespace", agent.as_str()),
@@ -432,17 +431,7 @@ async fn replicas_share_a_callers_open_runs_through_redis() {
     );
     // The run on `a` ends: `a` gives its place back, and `b` may use it.
     gate_a.release(1);
-    within("the ended run to free a place", async {
-        loop {
-            let answer = post(&http, &b.url(), &[], send_body("later", false)).await;
-            if answer.0 == 200 {
-                return;
-            }
-            assert_refused(&answer, "open_tasks");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    accepted_once_freed(&http, &b.url(), &[], "the ended run to free a place").await;
     gate_a.release(100);
     gate_b.release(100);
 }

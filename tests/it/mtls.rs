@@ -125,10 +125,7 @@ async fn start(dir: &Path, settings: &[(&str, &str)]) -> bindu::Server {
         ("mtls.enabled", "true"),
     ];
     all.extend_from_slice(settings);
-    let config = bindu::Config::from_settings(&all).unwrap();
-    bindu::start(config, Arc::new(bindu::EchoHandler::default()))
-        .await
-        .unwrap()
+    support::start_echo(&all).await
 }
 
 fn https(ca_pem: &str, identity: Option<&Leaf>) -> reqwest::Client {
@@ -216,6 +213,20 @@ async fn handshake(
     );
 }
 
+/// The card `server` shows `client`.
+async fn card(client: &reqwest::Client, server: &bindu::Server) -> Value {
+    let url = format!(
+        "https://{}/.well-known/agent-card.json",
+        server.local_addr()
+    );
+    support::get_json(client, url).await
+}
+
+/// Sends `text` to `server` as `client`, with no header of its own; the status and JSON body.
+async fn send_as(client: &reqwest::Client, server: &bindu::Server, text: &str) -> (u16, Value) {
+    post(client, server, &[], send_body(text)).await.unwrap()
+}
+
 async fn post(
     client: &reqwest::Client,
     server: &bindu::Server,
@@ -245,7 +256,7 @@ async fn mtls_mode_the_certificate_is_the_caller() {
     let alice = https(&pki.ca.pem, Some(&client_leaf(&pki.ca, ALICE)));
     let bob = https(&pki.ca.pem, Some(&client_leaf(&pki.ca, BOB)));
 
-    let (status, resp) = post(&alice, &server, &[], send_body("hi")).await.unwrap();
+    let (status, resp) = send_as(&alice, &server, "hi").await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["result"]["status"]["state"], "completed", "{resp}");
     let task_id = resp["result"]["id"].as_str().unwrap().to_string();
@@ -259,14 +270,7 @@ async fn mtls_mode_the_certificate_is_the_caller() {
     assert_eq!(resp["result"]["id"], task_id.as_str(), "{resp}");
 
     // The card says so.
-    let card: Value = support::get_json(
-        &alice,
-        format!(
-            "https://{}/.well-known/agent-card.json",
-            server.local_addr()
-        ),
-    )
-    .await;
+    let card: Value = card(&alice, &server).await;
     assert_eq!(
         card["securitySchemes"]["mtls"]["type"], "mutualTLS",
         "{card}"
@@ -276,14 +280,7 @@ async fn mtls_mode_the_certificate_is_the_caller() {
 
     // A subject CN naming the DID is the fallback when no URI SAN does.
     let cn_only = leaf(&pki.ca, None, ALICE, Usage::Client, false);
-    let (status, resp) = post(
-        &https(&pki.ca.pem, Some(&cn_only)),
-        &server,
-        &[],
-        send_body("cn"),
-    )
-    .await
-    .unwrap();
+    let (status, resp) = send_as(&https(&pki.ca.pem, Some(&cn_only)), &server, "cn").await;
     assert_eq!(status, 200, "{resp}");
 
     // A certificate without a DID is refused with a reason.
@@ -294,14 +291,7 @@ async fn mtls_mode_the_certificate_is_the_caller() {
         Usage::Client,
         false,
     );
-    let (status, resp) = post(
-        &https(&pki.ca.pem, Some(&anonymous)),
-        &server,
-        &[],
-        send_body("who"),
-    )
-    .await
-    .unwrap();
+    let (status, resp) = send_as(&https(&pki.ca.pem, Some(&anonymous)), &server, "who").await;
     assert_eq!(status, 403);
     assert_eq!(resp["reason"], "certificate_lacks_did", "{resp}");
     server.shutdown();
@@ -379,15 +369,15 @@ async fn optional_certificates_leave_public_paths_open_and_allow_lists_apply() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let (status, resp) = post(&nobody, &server, &[], send_body("x")).await.unwrap();
+    let (status, resp) = send_as(&nobody, &server, "x").await;
     assert_eq!(status, 403);
     assert_eq!(resp["reason"], "client_certificate_required", "{resp}");
     let bob = https(&pki.ca.pem, Some(&client_leaf(&pki.ca, BOB)));
-    let (status, resp) = post(&bob, &server, &[], send_body("x")).await.unwrap();
+    let (status, resp) = send_as(&bob, &server, "x").await;
     assert_eq!(status, 403);
     assert_eq!(resp["error"], "DID not admitted", "{resp}");
     let alice = https(&pki.ca.pem, Some(&client_leaf(&pki.ca, ALICE)));
-    let (status, _) = post(&alice, &server, &[], send_body("x")).await.unwrap();
+    let (status, _) = send_as(&alice, &server, "x").await;
     assert_eq!(status, 200);
     server.shutdown();
 }
@@ -412,11 +402,7 @@ async fn hybrid_mode_binds_the_certificate_to_the_token() {
         "alice@example.com",
         "caller",
     ));
-    hydra
-        .keys
-        .lock()
-        .unwrap()
-        .insert(ALICE.into(), alice_key.public_key_base58());
+    crate::support::hydra::register_key(&hydra, ALICE, &alice_key);
     hydra.token(
         "alice-token",
         ALICE,
@@ -467,21 +453,12 @@ async fn hybrid_mode_binds_the_certificate_to_the_token() {
     );
 
     // A certificate without a token is still a missing token.
-    let (status, resp) = post(&alice_cert, &server, &[], send_body("no token"))
-        .await
-        .unwrap();
+    let (status, resp) = send_as(&alice_cert, &server, "no token").await;
     assert_eq!(status, 401, "{resp}");
     assert_eq!(resp["error"]["code"], -32009, "{resp}");
 
     // The card asks for both, in one requirement.
-    let card: Value = support::get_json(
-        &alice_cert,
-        format!(
-            "https://{}/.well-known/agent-card.json",
-            server.local_addr()
-        ),
-    )
-    .await;
+    let card: Value = card(&alice_cert, &server).await;
     assert_eq!(
         card["security"],
         json!([{"bearer": [], "mtls": []}]),
@@ -539,18 +516,17 @@ async fn mode_off_serves_https_without_client_certificates() {
 #[tokio::test]
 async fn misconfiguration_is_refused_at_start_with_the_file_named() {
     let pki = pki();
-    let config = bindu::Config::from_settings(&[
-        ("server.port", "0"),
-        ("identity.dir", pki.dir.to_str().unwrap()),
-        ("mtls.enabled", "true"),
-        ("mtls.mode", "mtls"),
-        ("mtls.cert_file", "/nonexistent/cert.pem"),
-    ])
-    .unwrap();
-    let err = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
-        .await
-        .err()
-        .expect("a missing certificate file must stop the start");
+    let err = support::echo_refused(
+        &[
+            ("server.port", "0"),
+            ("identity.dir", pki.dir.to_str().unwrap()),
+            ("mtls.enabled", "true"),
+            ("mtls.mode", "mtls"),
+            ("mtls.cert_file", "/nonexistent/cert.pem"),
+        ],
+        "a missing certificate file must stop the start",
+    )
+    .await;
     assert!(
         format!("{err:#}").contains("/nonexistent/cert.pem"),
         "{err:#}"
@@ -570,21 +546,20 @@ async fn misconfiguration_is_refused_at_start_with_the_file_named() {
     // A key file that is not a key: named, without echoing its content.
     std::fs::write(pki.dir.join("bad_key.pem"), "secret-looking garbage").unwrap();
     private(&pki.dir.join("bad_key.pem"));
-    let config = bindu::Config::from_settings(&[
-        ("server.port", "0"),
-        ("identity.dir", pki.dir.to_str().unwrap()),
-        ("mtls.enabled", "true"),
-        ("mtls.mode", "mtls"),
-        (
-            "mtls.key_file",
-            pki.dir.join("bad_key.pem").to_str().unwrap(),
-        ),
-    ])
-    .unwrap();
-    let err = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
-        .await
-        .err()
-        .expect("a bad key must stop the start");
+    let err = support::echo_refused(
+        &[
+            ("server.port", "0"),
+            ("identity.dir", pki.dir.to_str().unwrap()),
+            ("mtls.enabled", "true"),
+            ("mtls.mode", "mtls"),
+            (
+                "mtls.key_file",
+                pki.dir.join("bad_key.pem").to_str().unwrap(),
+            ),
+        ],
+        "a bad key must stop the start",
+    )
+    .await;
     let msg = format!("{err:#}");
     assert!(
         msg.contains("bad_key.pem") && !msg.contains("garbage"),

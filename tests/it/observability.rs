@@ -6,11 +6,10 @@
 //! `t2_distributed::observability_distributed`.
 
 use std::io::Read;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindu::engine::identity::Identity;
-use bindu_schemas::signing::{signing_payload, Form};
+use bindu_schemas::signing::Form;
 use serde_json::{json, Value};
 
 use crate::payments::{b64, nonce, payer, payload, PAY_TO};
@@ -30,11 +29,7 @@ impl Client {
     fn register(hydra: &Hydra, token: &str) -> Client {
         let id = Identity::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]), "x", "y");
         let did = id.did_key();
-        hydra
-            .keys
-            .lock()
-            .unwrap()
-            .insert(did.clone(), id.public_key_base58());
+        crate::support::hydra::register_key(hydra, &did, &id);
         hydra.token(token, &did, json!(now() + 600), "agent:read agent:write");
         Client {
             id,
@@ -45,16 +40,15 @@ impl Client {
 
     /// Bearer token and DID signature headers for `body`.
     fn headers(&self, body: &str) -> Vec<(&'static str, String)> {
-        let ts = now();
-        let sig = self
-            .id
-            .sign_base58(signing_payload(body, &self.did, ts, Form::Python).as_bytes());
-        vec![
-            ("authorization", format!("Bearer {}", self.token)),
-            ("x-did", self.did.clone()),
-            ("x-did-timestamp", ts.to_string()),
-            ("x-did-signature", sig),
-        ]
+        let mut headers = vec![("authorization", format!("Bearer {}", self.token))];
+        headers.extend(support::hydra::did_headers(
+            &self.id,
+            &self.did,
+            body,
+            now(),
+            Form::Python,
+        ));
+        headers
     }
 }
 
@@ -105,7 +99,7 @@ async fn serve_exports_every_metric_the_readme_lists_for_it() {
     let client = Client::register(&hydra, "metrics-token");
     let dir = std::env::temp_dir().join(support::unique("bindu-obs"));
     let hydra_url = format!("http://{hydra_addr}");
-    let config = bindu::Config::from_settings(&[
+    let server = support::start_echo(&[
         ("server.port", "0"),
         ("auth.enabled", "true"),
         ("hydra.admin_url", &hydra_url),
@@ -113,10 +107,7 @@ async fn serve_exports_every_metric_the_readme_lists_for_it() {
         ("push.enabled", "true"),
         ("worker.concurrency", "7"),
     ])
-    .unwrap();
-    let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
-        .await
-        .unwrap();
+    .await;
     let base = format!("http://{}", server.local_addr());
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let body = send_body("count me");
@@ -232,6 +223,27 @@ fn wait_for_log(path: &std::path::Path, what: &str, pred: impl Fn(&str) -> bool)
 /// DID-signed send completes; its log lines name the task, the context and the caller; the
 /// file holds no ANSI escape code; and no secret the request carried (the token, the DID
 /// signature, the payment header and its signature) nor the agent's private key appears.
+/// Starts `bindu serve --port 0` with `envs`, its standard error written to `log`; the
+/// process and the address it says it listens on.
+fn serve_logging_to(envs: &[(&str, &str)], log: &std::path::Path) -> (std::process::Child, String) {
+    let child = process::bindu()
+        .envs(envs.iter().copied())
+        .args(["serve", "--port", "0"])
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = wait_for_log(log, "the listening address", |t| {
+        t.contains("bindu: agent listening on ")
+    });
+    let addr = started
+        .split("bindu: agent listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    (child, addr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
     let (hydra, hydra_addr) = fake_hydra().await;
@@ -252,8 +264,8 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
     let log = dir.join("bindu.log");
     let keys = dir.join("keys");
     let hydra_url = format!("http://{hydra_addr}");
-    let mut child = process::bindu()
-        .envs([
+    let (mut child, addr) = serve_logging_to(
+        &[
             ("AUTH__ENABLED", "true"),
             ("HYDRA__ADMIN_URL", hydra_url.as_str()),
             ("BINDU_KEY_DIR", keys.to_str().unwrap()),
@@ -263,20 +275,9 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
                 "LOGGING__DEFAULT_LEVEL",
                 "debug,bindu=trace,bindu_ingress=trace,bindu_workers=trace,bindu_engine=trace",
             ),
-        ])
-        .args(["serve", "--port", "0"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = wait_for_log(&log, "the listening address", |t| {
-        t.contains("bindu: agent listening on ")
-    });
-    let addr = started
-        .split("bindu: agent listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
+        ],
+        &log,
+    );
     let base = format!("http://{addr}");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
 
@@ -375,25 +376,14 @@ async fn json_logs_are_one_object_a_line_with_the_request_span() {
     let dir = std::env::temp_dir().join(support::unique("bindu-json-logs"));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("bindu.log");
-    let mut child = process::bindu()
-        .envs([
+    let (mut child, addr) = serve_logging_to(
+        &[
             ("BINDU_KEY_DIR", dir.join("keys").to_str().unwrap()),
             ("LOGGING__FORMAT", "json"),
             ("LOGGING__DEFAULT_LEVEL", "info,bindu_ingress=debug"),
-        ])
-        .args(["serve", "--port", "0"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = wait_for_log(&log, "the listening address", |t| {
-        t.contains("bindu: agent listening on ")
-    });
-    let addr = started
-        .split("bindu: agent listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
+        ],
+        &log,
+    );
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let (status, sent) = post(&http, &format!("http://{addr}/"), &send_body("json"), &[]).await;
     assert_eq!(status, 200, "{sent}");

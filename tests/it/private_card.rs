@@ -58,17 +58,29 @@ async fn start() -> Env {
 
 impl Env {
     async fn private_json(&self, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = self
-            .srv
-            .client
-            .get(self.srv.endpoint("/agent/private.json"));
+        self.get(token, "/agent/private.json").await
+    }
+
+    /// GET `path` with `token`; the status, headers and JSON body.
+    async fn get(
+        &self,
+        token: Option<&str>,
+        path: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.srv.client.get(self.srv.endpoint(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = within("GET /agent/private.json", req.send()).await.unwrap();
+        let resp = within(&format!("GET {path}"), req.send()).await.unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         (status, headers, resp.json().await.unwrap())
+    }
+
+    /// `message/send` of `message` with `token`.
+    async fn send(&self, token: Option<&str>, message: Value) -> (u16, Value) {
+        self.rpc(token, "message/send", json!({ "message": message }))
+            .await
     }
 
     async fn rpc(&self, token: Option<&str>, method: &str, params: Value) -> (u16, Value) {
@@ -166,18 +178,10 @@ async fn the_extended_card_method_is_gated_the_same_way() {
 async fn the_http_json_extended_card_is_gated_the_same_way() {
     let env = start().await;
     let get = |token: Option<&'static str>| {
-        let mut req = env
-            .srv
-            .client
-            .get(env.srv.endpoint("/v1/extendedAgentCard"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
+        let env = &env;
         async move {
-            let resp = within("GET /v1/extendedAgentCard", req.send())
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            let (status, _, body) = env.get(token, "/v1/extendedAgentCard").await;
+            (status, body)
         }
     };
     let (status, body) = get(None).await;
@@ -237,39 +241,21 @@ async fn private_skills_stay_off_the_public_card_and_routes() {
 async fn only_listed_callers_run_a_task_with_a_private_skill() {
     let env = start().await;
     let message = user_message_with("hallo", json!({"metadata": {"skillId": "translation-v1"}}));
-    let (status, body) = env
-        .rpc(
-            Some("tok-partner"),
-            "message/send",
-            json!({"message": message.clone()}),
-        )
-        .await;
+    let (status, body) = env.send(Some("tok-partner"), message.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(
         first_text(&body["result"]["artifacts"][0]),
         "translation-v1",
         "{body}"
     );
-    let (status, body) = env
-        .rpc(
-            Some("tok-stranger"),
-            "message/send",
-            json!({"message": message}),
-        )
-        .await;
+    let (status, body) = env.send(Some("tok-stranger"), message).await;
     assert_eq!(status, 200);
     assert_eq!(body["error"]["code"], -32030, "{body}");
     let public = user_message_with(
         "q",
         json!({"metadata": {"skillId": "question-answering-v1"}}),
     );
-    let (_, body) = env
-        .rpc(
-            Some("tok-stranger"),
-            "message/send",
-            json!({"message": public}),
-        )
-        .await;
+    let (_, body) = env.send(Some("tok-stranger"), public).await;
     assert_eq!(
         first_text(&body["result"]["artifacts"][0]),
         "question-answering-v1"

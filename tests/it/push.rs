@@ -13,6 +13,13 @@ use axum::http::HeaderMap;
 use serde_json::{json, Value};
 use support::*;
 
+/// Push notifications on, to loopback receivers, retried after 10 ms.
+const LOOPBACK_PUSH: &[(&str, &str)] = &[
+    ("push.enabled", "true"),
+    ("push.destinations", "loopback"),
+    ("push.retry_base_ms", "10"),
+];
+
 /// Requests a receiver got: headers and raw body.
 #[derive(Default)]
 struct Recorded(std::sync::Mutex<Vec<(HeaderMap, Bytes)>>);
@@ -61,12 +68,7 @@ async fn the_card_advertises_push_notifications_only_when_they_are_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inline_push_config_gets_every_event_signed_by_the_agent() {
     let (url, recorded) = receiver().await;
-    let server = TestServer::echo_with(&[
-        ("push.enabled", "true"),
-        ("push.destinations", "loopback"),
-        ("push.retry_base_ms", "10"),
-    ])
-    .await;
+    let server = TestServer::echo_with(LOOPBACK_PUSH).await;
     let task = server
         .rpc_ok(
             "message/send",
@@ -210,15 +212,7 @@ async fn each_webhook_gets_the_payloads_of_the_version_that_configured_it() {
     let (rest10, got_rest10) = receiver().await;
     let (old03, got_old03) = receiver().await;
     let (gate, h) = Gate::new();
-    let server = TestServer::start(
-        &[
-            ("push.enabled", "true"),
-            ("push.destinations", "loopback"),
-            ("push.retry_base_ms", "10"),
-        ],
-        h,
-    )
-    .await;
+    let server = TestServer::start(LOOPBACK_PUSH, h).await;
     // A 1.0 send with its config inline, then one config made over HTTP+JSON (1.0) and one
     // over 0.3, all on the same task while it runs.
     let sent = server

@@ -268,9 +268,7 @@ async fn builder_skills_are_served_and_an_inline_one_has_no_documentation_file()
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], -32030);
+    support::assert_error(resp, 404, -32030).await;
     let card: Value = support::get_json(&c, format!("{base}/.well-known/agent-card.json")).await;
     assert_eq!(card["skills"][0]["id"], "greet-v1");
     assert_eq!(card["skills"][1]["id"], "pdf-processing-v1");
@@ -317,10 +315,7 @@ async fn the_handler_learns_the_skill_a_message_names() {
     assert_eq!(task["history"][0]["metadata"]["skillId"], "translation-v1");
 
     let resp = srv
-        .rpc(
-            "message/send",
-            json!({"message": with_skill("hi", json!({"skillId": "nope"}))}),
-        )
+        .rpc_send(with_skill("hi", json!({"skillId": "nope"})))
         .await;
     assert_eq!(error_code(&resp), -32030);
     assert!(resp["error"]["message"]

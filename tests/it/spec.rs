@@ -115,10 +115,7 @@ fn uuid_like() -> String {
 #[tokio::test]
 async fn server_output_matches_the_a2a_schema() {
     let spec = Spec::load();
-    let config = bindu::Config::from_settings(&[("server.port", "0")]).unwrap();
-    let server = bindu::start(config, Arc::new(bindu::EchoHandler::default()))
-        .await
-        .unwrap();
+    let server = support::start_echo(&[("server.port", "0")]).await;
     let base = format!("http://{}", server.local_addr());
     let url = format!("{base}/");
 
@@ -163,27 +160,32 @@ async fn server_output_matches_the_a2a_schema() {
         .as_str()
         .unwrap()
         .to_string();
-    let get = rpc(
-        &url,
-        "tasks/pushNotificationConfig/get",
-        json!({"id": task_id, "pushNotificationConfigId": config_id}),
-    )
-    .await;
-    spec.check("GetTaskPushNotificationConfigSuccessResponse", &get);
-    let list = rpc(
-        &url,
-        "tasks/pushNotificationConfig/list",
-        json!({"id": task_id}),
-    )
-    .await;
-    spec.check("ListTaskPushNotificationConfigSuccessResponse", &list);
-    let delete = rpc(
-        &url,
-        "tasks/pushNotificationConfig/delete",
-        json!({"id": task_id, "pushNotificationConfigId": config_id}),
-    )
-    .await;
-    spec.check("DeleteTaskPushNotificationConfigSuccessResponse", &delete);
+    let one = json!({"id": task_id, "pushNotificationConfigId": config_id});
+    for (method, params, definition) in [
+        (
+            "get",
+            one.clone(),
+            "GetTaskPushNotificationConfigSuccessResponse",
+        ),
+        (
+            "list",
+            json!({"id": task_id}),
+            "ListTaskPushNotificationConfigSuccessResponse",
+        ),
+        (
+            "delete",
+            one,
+            "DeleteTaskPushNotificationConfigSuccessResponse",
+        ),
+    ] {
+        let answer = rpc(
+            &url,
+            &format!("tasks/pushNotificationConfig/{method}"),
+            params,
+        )
+        .await;
+        spec.check(definition, &answer);
+    }
 
     for (method, params, definition) in [
         (

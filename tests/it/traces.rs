@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::process::{self, exits_2, Agent};
 use crate::support::otlp::{Collector, Span};
-use crate::support::{self, patient_client};
+use crate::support::{self, get_text, metric, patient_client, post_rpc, send_params};
 
 /// A trace id and parent span id of the caller's own trace.
 pub const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -224,20 +224,8 @@ async fn an_unreachable_collector_fails_no_request_and_its_spans_are_counted_as_
         ]);
         let client = patient_client();
         for i in 0..20 {
-            let resp: Value = client
-                .post(agent.url())
-                .json(
-                    &json!({"jsonrpc": "2.0", "id": i, "method": "message/send", "params": {
-                    "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
-                                "parts": [{"kind": "text", "text": "hello"}]},
-                    "configuration": {"blocking": true}}}),
-                )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let params = send_params("hello", json!({"blocking": true}));
+            let resp = post_rpc(&client, &agent.url(), json!(i), "message/send", params).await;
             assert_eq!(
                 resp["result"]["status"]["state"], "completed",
                 "{protocol}: {resp}"
@@ -246,19 +234,8 @@ async fn an_unreachable_collector_fails_no_request_and_its_spans_are_counted_as_
         // The failed exports' spans are counted (bounded wait: exports run every 20 ms).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let text = client
-                .get(format!("http://{}/metrics", agent.addr))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let dropped = text
-                .lines()
-                .find_map(|l| l.strip_prefix("bindu_telemetry_spans_dropped_total "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
+            let text = get_text(&client, format!("http://{}/metrics", agent.addr)).await;
+            let dropped = metric(&text, "bindu_telemetry_spans_dropped_total");
             if dropped > 0.0 {
                 break;
             }
@@ -312,12 +289,8 @@ async fn the_openai_handlers_call_is_a_genai_span_that_sends_the_trace_on() {
     let resp: Value = patient_client()
         .post(agent.url())
         .header("traceparent", traceparent())
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
-            "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
-                        "parts": [{"kind": "text", "text": "greet me"}]},
-            "configuration": {"blocking": true}}}),
-        )
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+                      "params": send_params("greet me", json!({"blocking": true}))}))
         .send()
         .await
         .unwrap()

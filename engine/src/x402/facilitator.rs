@@ -100,6 +100,22 @@ impl HttpFacilitator {
         serde_json::from_slice(&body).map_err(|e| FacilitatorError::Invalid(e.to_string()))
     }
 
+    /// POSTs `payload` for `requirements` to the facilitator's `/{path}`; its answer.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        payload: &serde_json::Value,
+        requirements: &PaymentRequirements,
+    ) -> Result<T, FacilitatorError> {
+        let url = format!("{}/{path}", self.base);
+        self.read(
+            self.client
+                .post(url)
+                .json(&Self::body(payload, requirements)),
+        )
+        .await
+    }
+
     fn body(payload: &serde_json::Value, requirements: &PaymentRequirements) -> FacilitatorRequest {
         FacilitatorRequest {
             x402_version: X402_VERSION,
@@ -116,13 +132,7 @@ impl Facilitator for HttpFacilitator {
         payload: &serde_json::Value,
         requirements: &PaymentRequirements,
     ) -> Result<VerifyResponse, FacilitatorError> {
-        let url = format!("{}/verify", self.base);
-        self.read(
-            self.client
-                .post(url)
-                .json(&Self::body(payload, requirements)),
-        )
-        .await
+        self.post("verify", payload, requirements).await
     }
 
     async fn settle(
@@ -130,13 +140,7 @@ impl Facilitator for HttpFacilitator {
         payload: &serde_json::Value,
         requirements: &PaymentRequirements,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let url = format!("{}/settle", self.base);
-        self.read(
-            self.client
-                .post(url)
-                .json(&Self::body(payload, requirements)),
-        )
-        .await
+        self.post("settle", payload, requirements).await
     }
 
     async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {

@@ -32,6 +32,13 @@ fn unavailable(e: reqwest::Error) -> AuthorityError {
 }
 
 /// Percent-encodes one path segment (a DID's `:` becomes `%3A`).
+/// The JSON body of an answer from Hydra.
+async fn json_of(resp: reqwest::Response) -> Result<Value, AuthorityError> {
+    resp.json()
+        .await
+        .map_err(|e| AuthorityError::Invalid(e.without_url().to_string()))
+}
+
 fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
@@ -65,10 +72,7 @@ impl TokenAuthority for Hydra {
                 "introspection answered {status}"
             )));
         }
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| AuthorityError::Invalid(e.without_url().to_string()))?;
+        let body = json_of(resp).await?;
         let Some(active) = body.get("active").and_then(Value::as_bool) else {
             return Err(AuthorityError::Invalid("no boolean `active`".into()));
         };
@@ -116,10 +120,7 @@ impl TokenAuthority for Hydra {
                 "client lookup answered {status}"
             )));
         }
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| AuthorityError::Invalid(e.without_url().to_string()))?;
+        let body = json_of(resp).await?;
         Ok(body
             .pointer("/metadata/public_key")
             .and_then(Value::as_str)

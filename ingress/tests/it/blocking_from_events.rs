@@ -42,11 +42,7 @@ async fn send(truncate: bool) -> (Value, usize) {
     let shutdown = CancellationToken::new();
     let (addr, _server) = support::serve(store.clone(), bus.clone(), &shutdown).await;
     let worker = tokio::spawn(run_one(store.clone(), bus, truncate));
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = support::client_within(std::time::Duration::from_secs(10));
     let answer: Value = client
         .post(format!("http://{addr}/"))
         .json(

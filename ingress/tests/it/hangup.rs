@@ -25,11 +25,7 @@ async fn a_hang_up_during_submit_still_queues_the_task() {
     let (addr, server) = support::serve(store.clone(), bus.clone(), &shutdown).await;
 
     // The client gives up long before the store has recorded the message.
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
+    let client = support::client_within(Duration::from_millis(50));
     let sent = client
         .post(format!("http://{addr}/"))
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {

@@ -22,11 +22,7 @@ async fn a_stream_accepted_during_shutdown_still_names_its_task() {
     let shutdown = CancellationToken::new();
     let (addr, server) = support::serve(store.clone(), bus.clone(), &shutdown).await;
 
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = support::client_within(Duration::from_secs(20));
     let request = client
         .post(format!("http://{addr}/"))
         .header("accept", "text/event-stream")

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bindu::engine::identity::Identity;
-use bindu_schemas::signing::{signing_payload, Form as SigForm};
+use bindu_schemas::signing::Form as SigForm;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 
@@ -291,14 +291,7 @@ fn signer(seed: u8, did: &str) -> Signer {
 
 impl Signer {
     fn headers(&self, body: &str, ts: i64, form: SigForm) -> Vec<(&'static str, String)> {
-        let sig = self
-            .id
-            .sign_base58(signing_payload(body, &self.did, ts, form).as_bytes());
-        vec![
-            ("x-did", self.did.clone()),
-            ("x-did-timestamp", ts.to_string()),
-            ("x-did-signature", sig),
-        ]
+        crate::support::hydra::did_headers(&self.id, &self.did, body, ts, form)
     }
 }
 
@@ -308,11 +301,7 @@ async fn did_clients_must_sign_and_hostile_input_is_refused() {
     let did = "did:bindu:alice_at_example_com:caller:0000";
     let alice = signer(1, did);
     env.token("alice", did, json!(now() + 3600), "agent:read agent:write");
-    env.hydra
-        .keys
-        .lock()
-        .unwrap()
-        .insert(did.into(), alice.id.public_key_base58());
+    crate::support::hydra::register_key(&env.hydra, did, &alice.id);
     let reason = |b: &Value| {
         b["details"]["reason"]
             .as_str()
@@ -546,9 +535,7 @@ async fn an_unreachable_hydra_is_503() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 503);
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"]["code"], -32603);
+    support::assert_error(resp, 503, -32603).await;
     server.shutdown();
 }
 
@@ -616,11 +603,7 @@ async fn the_library_client_signs_and_authenticates() {
         "client",
     ));
     env.token("carol", did, json!(now() + 3600), "agent:read agent:write");
-    env.hydra
-        .keys
-        .lock()
-        .unwrap()
-        .insert(did.into(), carol.public_key_base58());
+    crate::support::hydra::register_key(&env.hydra, did, &carol);
     let client = bindu::client::Client::new(env.url.clone())
         .unwrap()
         .with_token("carol")
@@ -654,9 +637,7 @@ async fn the_library_client_signs_and_authenticates() {
 #[cfg(feature = "t2-redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_the_token_cache_and_the_replay_guard_through_redis() {
-    let redis =
-        std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let agent = format!("redis-test-{}", uuid::Uuid::new_v4().simple());
+    let (redis, agent) = crate::support::redis_proxy::shared_agent("redis-test");
     let (hydra, addr) = fake_hydra().await;
     // Replicas of one agent share its namespace (normally its DID, from a shared key dir).
     let extra = [
@@ -682,11 +663,7 @@ async fn replicas_share_the_token_cache_and_the_replay_guard_through_redis() {
     let did = "did:bindu:dave:client:1";
     let dave = signer(4, did);
     a.token("dave", did, json!(now() + 3600), "");
-    hydra
-        .keys
-        .lock()
-        .unwrap()
-        .insert(did.into(), dave.id.public_key_base58());
+    crate::support::hydra::register_key(&hydra, did, &dave.id);
     let body = send_body("once");
     let mut h = dave.headers(&body, now(), SigForm::Python);
     h.push(bearer("dave"));

@@ -141,10 +141,7 @@ async fn a_follow_up_resumes_an_input_required_task_then_it_is_immutable() {
             if counter.fetch_add(1, Ordering::SeqCst) == 0 {
                 return Ok(HandlerOutput::InputRequired("Which city?".into()));
             }
-            let city = input
-                .last_user_message()
-                .map(|m| m.text())
-                .unwrap_or_default();
+            let city = crate::support::user_text(&input);
             Ok(HandlerOutput::Text(format!(
                 "Sunny in {city} ({} messages)",
                 input.history.len()
@@ -224,10 +221,7 @@ async fn a_message_for_a_running_task_is_invalid_params() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_errors_rejections_and_panics_end_the_task() {
     let h = handler(|input: HandlerInput| async move {
-        let text = input
-            .last_user_message()
-            .map(|m| m.text())
-            .unwrap_or_default();
+        let text = crate::support::user_text(&input);
         match text.as_str() {
             "fail" => Err("boom: upstream model unavailable".into()),
             "reject" => Ok(HandlerOutput::Rejected("not my job".into())),

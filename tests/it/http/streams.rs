@@ -175,10 +175,7 @@ async fn dropping_a_stream_does_not_cancel_the_task() {
                         return Err("canceled".into());
                     }
                 }
-                let text = input
-                    .last_user_message()
-                    .map(|m| m.text())
-                    .unwrap_or_default();
+                let text = crate::support::user_text(&input);
                 Ok(HandlerOutput::Text(format!("done: {text}")))
             }
         })

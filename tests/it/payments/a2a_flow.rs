@@ -195,6 +195,21 @@ async fn webhook() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
     (url, got)
 }
 
+/// The notifications in `got` once one of them shows `state` (panicking with `what` if none
+/// does in time).
+async fn hooked_until(got: &std::sync::Mutex<Vec<Value>>, what: &str, state: &str) -> Vec<Value> {
+    within(what, async {
+        loop {
+            let now = got.lock().unwrap().clone();
+            if now.iter().any(|v| v["status"]["state"] == state) {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// The task state (or event kind) of each notification.
 fn states(got: &[Value]) -> Vec<String> {
     got.iter()
@@ -233,16 +248,7 @@ async fn the_pause_for_payment_reaches_webhooks_like_every_transition() {
     assert_eq!(status, 200, "{body}");
     let id = body["result"]["id"].as_str().unwrap().to_string();
     assert_eq!(body["result"]["status"]["state"], "input-required");
-    let paused = within("the pause to reach the webhook", async {
-        loop {
-            let now = got.lock().unwrap().clone();
-            if now.iter().any(|v| v["status"]["state"] == "input-required") {
-                return now;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let paused = hooked_until(&got, "the pause to reach the webhook", "input-required").await;
     assert_eq!(
         states(&paused),
         ["submitted", "input-required"],
@@ -268,16 +274,7 @@ async fn the_pause_for_payment_reaches_webhooks_like_every_transition() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["status"]["state"], "completed");
-    let all = within("the completion to reach the webhook", async {
-        loop {
-            let now = got.lock().unwrap().clone();
-            if now.iter().any(|v| v["status"]["state"] == "completed") {
-                return now;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let all = hooked_until(&got, "the completion to reach the webhook", "completed").await;
     let seen = states(&all);
     assert_eq!(seen[..2], ["submitted", "input-required"]);
     assert_eq!(seen.last().unwrap(), "completed", "{seen:?}");
@@ -286,33 +283,16 @@ async fn the_pause_for_payment_reaches_webhooks_like_every_transition() {
     }
 }
 
-/// `message/stream` for `message` with no payment header; the raw response.
-async fn open_stream(p: &Priced, message: Value) -> reqwest::Response {
-    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "message/stream",
-                      "params": {"message": message}});
-    let resp = within(
-        "opening the stream",
-        p.srv
-            .client
-            .post(p.srv.url())
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    resp
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_pauses_for_payment_and_its_paid_resumption_holds_chunks_until_settled() {
-    use super::settlement::{artifact_updates, events_within, gated_streamer};
+    use super::settlement::{
+        artifact_updates, events_within, gated_streamer, held_until_settled, open_stream,
+    };
     let (sent, go, h) = gated_streamer();
     let p = Priced::start(&[("x402.flow", "a2a")], h).await;
 
     // Unpaid: the stream shows the task paused, asking for the payment, and ends.
-    let mut resp = open_stream(&p, user_message("stream it")).await;
+    let mut resp = open_stream(&p, user_message("stream it"), &[]).await;
     let mut buf = String::new();
     let paused = events_within(&mut resp, support::TIMEOUT, &mut buf).await;
     let last = paused.last().unwrap_or_else(|| panic!("no event: {buf}"));
@@ -333,23 +313,10 @@ async fn a_stream_pauses_for_payment_and_its_paid_resumption_holds_chunks_until_
     let mut resp = open_stream(
         &p,
         follow_up(&id, "stream it", json!({"x402.payment.payload": pay})),
+        &[],
     )
     .await;
-    within("the first chunk", sent.notified()).await;
-    let mut buf = String::new();
-    let early = events_within(&mut resp, Duration::from_millis(500), &mut buf).await;
-    assert!(
-        artifact_updates(&early).is_empty(),
-        "a chunk left before settlement: {early:?}"
-    );
-    assert_eq!(p.fac.settles.load(Ordering::SeqCst), 0);
-    go.notify_one();
-    let all = events_within(&mut resp, support::TIMEOUT, &mut buf).await;
-    let chunks = artifact_updates(&all);
-    assert_eq!(chunks.len(), 2, "{all:?}");
-    let last = all.last().unwrap();
-    assert_eq!(last["status"]["state"], "completed", "{all:?}");
-    assert_eq!(last["final"], true);
+    held_until_settled(&p, &mut resp, &sent, &go).await;
     assert_eq!(p.fac.settled_count(), 1);
     let stored = p.srv.get_task(&id).await;
     assert_eq!(

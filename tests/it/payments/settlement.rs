@@ -56,14 +56,29 @@ fn orphaned<'a>(body: &'a Value, nonce: &Value) -> &'a Value {
     task
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_settlement_is_reconciled_and_the_result_released_once_paid() {
-    // Reconciliation passes every second.
-    let p = Priced::start(
+/// An echo agent whose reconciliation passes every second.
+async fn reconciling() -> Priced {
+    Priced::start(
         &[("x402.reconcile_interval", "1s")],
         Arc::new(bindu::EchoHandler::default()),
     )
-    .await;
+    .await
+}
+
+/// Sends a paid message whose settlement has no answer: its task (checked by [`orphaned`])
+/// and the response headers.
+async fn send_orphaned(p: &Priced) -> (String, reqwest::header::HeaderMap) {
+    let payment = p.pay();
+    let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
+    let (_, headers, body) = p.send_paid("payment-signature", payment).await;
+    let id = orphaned(&body, &nonce)["id"].as_str().unwrap().to_string();
+    (id, headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_settlement_is_reconciled_and_the_result_released_once_paid() {
+    // Reconciliation passes every second.
+    let p = reconciling().await;
     // HTTP 500 (nothing transferred) and a late answer (the transfer landed, the answer
     // came after the worker stopped waiting): the outcome is unknown; the blocking answer
     // says so at once.
@@ -71,10 +86,7 @@ async fn an_unknown_settlement_is_reconciled_and_the_result_released_once_paid()
         p.fac.set_settle(mode);
         let before = p.fac.settles.load(Ordering::SeqCst);
         let landed = p.fac.settled_count();
-        let payment = p.pay();
-        let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
-        let (_, headers, body) = p.send_paid("payment-signature", payment).await;
-        let id = orphaned(&body, &nonce)["id"].as_str().unwrap().to_string();
+        let (id, headers) = send_orphaned(&p).await;
         assert!(headers.get("payment-response").is_none());
         // Still waiting while the facilitator gives no answer.
         let stored = p.srv.get_task(&id).await;
@@ -103,16 +115,9 @@ async fn an_unknown_settlement_is_reconciled_and_the_result_released_once_paid()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_settlement_the_facilitator_then_refuses_is_never_charged() {
-    let p = Priced::start(
-        &[("x402.reconcile_interval", "1s")],
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let p = reconciling().await;
     p.fac.set_settle(Mode::Broken);
-    let payment = p.pay();
-    let nonce = unb64(&payment)["payload"]["authorization"]["nonce"].clone();
-    let (_, _, body) = p.send_paid("payment-signature", payment).await;
-    let id = orphaned(&body, &nonce)["id"].as_str().unwrap().to_string();
+    let (id, _) = send_orphaned(&p).await;
     p.fac.set_settle(Mode::Refuse);
     let done = p.srv.wait_for_state(&id, "failed").await;
     assert_eq!(
@@ -182,23 +187,64 @@ pub(super) fn gated_streamer() -> (
     (sent, go, h)
 }
 
-async fn open_paid_stream(p: &Priced) -> reqwest::Response {
-    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "message/stream",
-                      "params": {"message": user_message("stream it")}});
-    let resp = within(
-        "opening the stream",
-        p.srv
-            .client
-            .post(p.srv.url())
-            .header("content-type", "application/json")
-            .header("payment-signature", p.pay())
-            .body(body.to_string())
-            .send(),
-    )
-    .await
-    .unwrap();
+/// `message/stream` for `message` with `headers`; the raw response, a 200.
+pub(super) async fn open_stream(
+    p: &Priced,
+    message: Value,
+    headers: &[(&str, String)],
+) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "message/stream",
+                      "params": {"message": message}});
+    let mut req = p
+        .srv
+        .client
+        .post(p.srv.url())
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = within("opening the stream", req.body(body.to_string()).send())
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     resp
+}
+
+/// A paid `message/stream` of "stream it".
+async fn open_paid_stream(p: &Priced) -> reqwest::Response {
+    open_stream(
+        p,
+        user_message("stream it"),
+        &[("payment-signature", p.pay())],
+    )
+    .await
+}
+
+/// Reads `resp`, the stream of a [`gated_streamer`] run (`sent`, `go`) whose payment settles
+/// after the run: no chunk reaches the client before the settlement; once the handler goes
+/// on, both chunks and the final `completed` do. Every event read.
+pub(super) async fn held_until_settled(
+    p: &Priced,
+    resp: &mut reqwest::Response,
+    sent: &tokio::sync::Notify,
+    go: &tokio::sync::Notify,
+) -> Vec<Value> {
+    within("the first chunk", sent.notified()).await;
+    let mut buf = String::new();
+    let early = events_within(resp, Duration::from_millis(500), &mut buf).await;
+    assert!(
+        artifact_updates(&early).is_empty(),
+        "a chunk left before settlement: {early:?}"
+    );
+    assert_eq!(p.fac.settles.load(Ordering::SeqCst), 0);
+    go.notify_one();
+    let all = events_within(resp, support::TIMEOUT, &mut buf).await;
+    let chunks = artifact_updates(&all);
+    assert_eq!(chunks.len(), 2, "{all:?}");
+    let last = all.last().unwrap();
+    assert_eq!(last["status"]["state"], "completed", "{all:?}");
+    assert_eq!(last["final"], true);
+    all
 }
 
 /// The `result` of every SSE data line read from `resp` within `limit`.
@@ -232,22 +278,9 @@ async fn a_paid_stream_holds_its_chunks_until_the_payment_settled() {
     let (sent, go, h) = gated_streamer();
     let p = Priced::start(&[], h).await;
     let mut resp = open_paid_stream(&p).await;
-    within("the first chunk", sent.notified()).await;
-    let mut buf = String::new();
-    let early = events_within(&mut resp, Duration::from_millis(500), &mut buf).await;
-    assert!(
-        artifact_updates(&early).is_empty(),
-        "a chunk left before settlement: {early:?}"
-    );
-    assert_eq!(p.fac.settles.load(Ordering::SeqCst), 0);
-    go.notify_one();
-    let all = events_within(&mut resp, support::TIMEOUT, &mut buf).await;
+    let all = held_until_settled(&p, &mut resp, &sent, &go).await;
     let chunks = artifact_updates(&all);
-    assert_eq!(chunks.len(), 2, "{all:?}");
     assert_eq!(chunks[0]["artifact"]["parts"][0]["text"], "first ");
-    let last = all.last().unwrap();
-    assert_eq!(last["status"]["state"], "completed", "{all:?}");
-    assert_eq!(last["final"], true);
     assert_eq!(p.fac.settles.load(Ordering::SeqCst), 1);
 
     // A stream whose settlement fails ends failed, and no chunk ever reaches the client.

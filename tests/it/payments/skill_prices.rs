@@ -23,11 +23,29 @@ fn priced_skills() -> Vec<SkillSource> {
     ]
 }
 
+/// An unpaid follow-up, "that one", on `task_id`.
+fn that_one(task_id: &str) -> Value {
+    user_message_with("that one", json!({"taskId": task_id}))
+}
+
 fn targeting(skill: &str, text: &str) -> Value {
     user_message_with(text, json!({"metadata": {"skillId": skill}}))
 }
 
 impl Priced {
+    /// An echo agent at $0.01 with [`priced_skills`].
+    async fn with_priced_skills() -> Priced {
+        Priced::configured(
+            &[],
+            |c| {
+                c.agent.execution_cost = vec![PriceOption::usdc("$0.01")];
+                c.agent.skills = priced_skills();
+            },
+            Arc::new(bindu::EchoHandler::default()),
+        )
+        .await
+    }
+
     /// The x402 extension of the public card.
     async fn x402_extension(&self) -> Value {
         let (_, card) = self.srv.get_json("/.well-known/agent-card.json").await;
@@ -55,15 +73,7 @@ impl Priced {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skill_price_replaces_the_agents_in_the_402_and_the_card() {
-    let p = Priced::configured(
-        &[],
-        |c| {
-            c.agent.execution_cost = vec![PriceOption::usdc("$0.01")];
-            c.agent.skills = priced_skills();
-        },
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let p = Priced::with_priced_skills().await;
     // The card: the agent's price, and the skills with a price of their own.
     let ext = p.x402_extension().await;
     assert_eq!(ext["required"], true);
@@ -170,12 +180,7 @@ async fn a_free_agent_charges_only_for_its_priced_skill_and_its_follow_ups_pay_i
     // The free skill's task paused; its follow-up naming no skill stays free.
     let (_, _, body) = p.send_message(targeting("gift", "hi"), None).await;
     let gift_task = body["result"]["id"].as_str().unwrap().to_string();
-    let (status, _, body) = p
-        .send_message(
-            user_message_with("that one", json!({"taskId": gift_task})),
-            None,
-        )
-        .await;
+    let (status, _, body) = p.send_message(that_one(&gift_task), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["status"]["state"], "completed", "{body}");
 
@@ -192,12 +197,7 @@ async fn a_free_agent_charges_only_for_its_priced_skill_and_its_follow_ups_pay_i
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["status"]["state"], "input-required");
     let dear_task = body["result"]["id"].as_str().unwrap().to_string();
-    let (status, _, body) = p
-        .send_message(
-            user_message_with("that one", json!({"taskId": dear_task})),
-            None,
-        )
-        .await;
+    let (status, _, body) = p.send_message(that_one(&dear_task), None).await;
     assert_eq!(status, 200, "{body}");
     let done = &body["result"];
     assert_eq!(done["status"]["state"], "completed", "{done}");
@@ -272,15 +272,7 @@ async fn rest_send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_skill_asks_for_payment_over_http_json_too() {
-    let p = Priced::configured(
-        &[],
-        |c| {
-            c.agent.execution_cost = vec![PriceOption::usdc("$0.01")];
-            c.agent.skills = priced_skills();
-        },
-        Arc::new(bindu::EchoHandler::default()),
-    )
-    .await;
+    let p = Priced::with_priced_skills().await;
     let dear_req = p.x402_extension().await["params"]["skills"]["dear"]["accepts"][0].clone();
     // Unpaid: x402's 402 answer, as on JSON-RPC, with the skill's price.
     let (status, headers, body) = rest_send(&p, "dear", None).await;

@@ -87,6 +87,14 @@ where
     Arc::new(bindu::handler_fn(f))
 }
 
+/// The text of the last user message a handler got ("" when there is none).
+pub fn user_text(input: &HandlerInput) -> String {
+    input
+        .last_user_message()
+        .map(|m| m.text())
+        .unwrap_or_default()
+}
+
 /// The text of the first part of a JSON message or artifact.
 pub fn first_text(v: &Value) -> &str {
     v["parts"][0]["text"].as_str().unwrap_or_else(|| {
@@ -386,6 +394,12 @@ impl TestServer {
             .await
     }
 
+    /// `message/send` of `message`; the whole JSON-RPC response, result or error.
+    pub async fn rpc_send(&self, message: Value) -> Value {
+        self.rpc("message/send", json!({ "message": message }))
+            .await
+    }
+
     /// Blocking `message/send`; returns the task.
     pub async fn send(&self, message: Value) -> Value {
         self.rpc_ok("message/send", json!({ "message": message }))
@@ -501,6 +515,80 @@ pub async fn sse_json(resp: reqwest::Response, limit: Duration) -> Vec<Value> {
         .iter()
         .map(|d| serde_json::from_str(d).unwrap())
         .collect()
+}
+
+/// Starts `h` with authentication against the Hydra at `hydra` (a 2 s timeout), its keys in
+/// `dir`, and the `extra` settings.
+pub async fn start_authenticated(
+    hydra: SocketAddr,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+    h: Arc<dyn Handler>,
+) -> TestServer {
+    let url = format!("http://{hydra}");
+    let mut settings = vec![
+        ("auth.enabled", "true"),
+        ("hydra.admin_url", url.as_str()),
+        ("hydra.timeout_secs", "2"),
+        ("identity.dir", dir.to_str().unwrap()),
+    ];
+    settings.extend_from_slice(extra);
+    TestServer::start(&settings, h).await
+}
+
+/// Starts the echo agent with the configuration `settings` make (config key, value).
+pub async fn start_echo(settings: &[(&str, &str)]) -> bindu::Server {
+    let config = Config::from_settings(settings).unwrap();
+    bindu::start(config, Arc::new(bindu::EchoHandler::default()))
+        .await
+        .unwrap()
+}
+
+/// The error that stops the echo agent's start with `settings`, within [`TIMEOUT`];
+/// `why` says why it must not start.
+pub async fn echo_refused(settings: &[(&str, &str)], why: &str) -> bindu::Error {
+    let config = Config::from_settings(settings).unwrap();
+    within(
+        why,
+        bindu::start(config, Arc::new(bindu::EchoHandler::default())),
+    )
+    .await
+    .err()
+    .expect(why)
+}
+
+/// A user message as a plain A2A client writes it: a random `messageId`, one text part, no
+/// `kind`.
+pub fn plain_message(text: &str) -> Value {
+    json!({"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
+           "parts": [{"kind": "text", "text": text}]})
+}
+
+/// `message/send` params: the [`plain_message`] `text` with `configuration`.
+pub fn send_params(text: &str, configuration: Value) -> Value {
+    json!({"message": plain_message(text), "configuration": configuration})
+}
+
+/// GETs `url` with `c` and returns the body as text.
+pub async fn get_text(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The value of the label-less sample `name` in the Prometheus exposition `text` (0 when it
+/// is not there).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// Asserts that `resp` is a `status` whose JSON body is the error `code`; the body.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: i64) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code);
+    body
 }
 
 /// GETs `url` with `c` and returns the parsed JSON body.

@@ -6,9 +6,20 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The real Redis of the T2 tests: `BINDU_TEST_REDIS_URL`, else the local one.
+pub fn redis_url() -> String {
+    std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The Redis URL, and a fresh namespace (`{prefix}-…`) for replicas of one agent that
+/// share it.
+pub fn shared_agent(prefix: &str) -> (String, String) {
+    let agent = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    (redis_url(), agent)
+}
+
 pub fn redis_addr() -> String {
-    let url =
-        std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = redis_url();
     url.trim_start_matches("redis://")
         .trim_end_matches('/')
         .rsplit('@')

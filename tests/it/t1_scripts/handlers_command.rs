@@ -136,6 +136,41 @@ async fn agent(command: &str, processes: &str, extra: &[(&str, &str)]) -> TestSe
     TestServer::start(&settings, handler).await
 }
 
+/// The pid of the agent process that runs the next task.
+async fn pid_of(srv: &TestServer) -> String {
+    first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string()
+}
+
+/// `text` makes `srv`'s one agent process fail its task with a reason naming each of `why`;
+/// the next task completes in a new process.
+async fn fails_and_is_replaced(srv: &TestServer, text: &str, why: &[&str]) {
+    let first_pid = pid_of(srv).await;
+    let failed = srv.send(user_message(text)).await;
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = first_text(&failed["status"]["message"]);
+    for w in why {
+        assert!(reason.contains(w), "{reason}");
+    }
+    let done = srv.send(user_message("pid")).await;
+    assert_eq!(state(&done), "completed", "{done}");
+    assert_ne!(
+        first_text(&done["artifacts"][0]),
+        first_pid,
+        "a new process"
+    );
+}
+
+/// One agent process with the setting `limit`: the task `over` fails naming `why`, and the
+/// next one, `within`, is echoed.
+async fn fails_then_echoes(limit: (&str, &str), over: &str, why: &str, within: &str) {
+    let fx = Fixture::new();
+    let srv = agent(&fx.command(), "1", &[limit]).await;
+    let failed = srv.send(user_message(over)).await;
+    assert_failed_with(&failed, why);
+    let done = srv.send(user_message(within)).await;
+    assert_eq!(first_text(&done["artifacts"][0]), format!("echo: {within}"));
+}
+
 fn texts(artifact: &Value) -> Vec<String> {
     artifact["parts"]
         .as_array()
@@ -251,13 +286,13 @@ async fn file_parts_inline_and_by_uri_reach_the_artifact() {
 async fn rejected_and_error_lines_end_the_task_and_keep_the_process() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
-    let before = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
+    let before = pid_of(&srv).await;
     let rejected = srv.send(user_message("reject")).await;
     assert_eq!(state(&rejected), "rejected");
     assert_eq!(first_text(&rejected["status"]["message"]), "not my job");
     let failed = srv.send(user_message("error")).await;
     assert_failed_with(&failed, "the tool failed");
-    let after = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
+    let after = pid_of(&srv).await;
     assert_eq!(before, after, "the same process served every task");
 }
 
@@ -265,34 +300,19 @@ async fn rejected_and_error_lines_end_the_task_and_keep_the_process() {
 async fn a_crashing_process_fails_only_its_task_and_is_replaced() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
-    let first_pid = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
-    let crashed = srv.send(user_message("crash")).await;
-    assert_eq!(state(&crashed), "failed", "{crashed}");
-    let reason = first_text(&crashed["status"]["message"]);
-    assert!(reason.contains("exit status: 3"), "{reason}");
-    assert!(reason.contains("fatal: something broke"), "{reason}");
-    let done = srv.send(user_message("pid")).await;
-    assert_eq!(state(&done), "completed", "{done}");
-    assert_ne!(
-        first_text(&done["artifacts"][0]),
-        first_pid,
-        "a new process"
-    );
+    fails_and_is_replaced(&srv, "crash", &["exit status: 3", "fatal: something broke"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_printing_invalid_json_fails_its_task_and_is_replaced() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
-    let first_pid = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
-    let failed = srv.send(user_message("garbage")).await;
-    assert_eq!(state(&failed), "failed", "{failed}");
-    let reason = first_text(&failed["status"]["message"]);
-    assert!(reason.contains("not a protocol message"), "{reason}");
-    assert!(reason.contains("this is not json"), "{reason}");
-    let done = srv.send(user_message("pid")).await;
-    assert_eq!(state(&done), "completed");
-    assert_ne!(first_text(&done["artifacts"][0]), first_pid);
+    fails_and_is_replaced(
+        &srv,
+        "garbage",
+        &["not a protocol message", "this is not json"],
+    )
+    .await;
     assert_eq!(
         first_text(&srv.send(user_message("still here")).await["artifacts"][0]),
         "echo: still here"
@@ -328,7 +348,7 @@ async fn start_until_status(srv: &TestServer, text: &str, status: &str) -> (Stri
 async fn cancel_reaches_the_process_which_keeps_serving() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
-    let pid = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
+    let pid = pid_of(&srv).await;
     let (tid, _stream) = start_until_status(&srv, "slow", "working slowly").await;
     let canceled = srv.rpc_ok("tasks/cancel", json!({"id": tid})).await;
     assert_eq!(state(&canceled), "canceled");
@@ -340,7 +360,7 @@ async fn cancel_reaches_the_process_which_keeps_serving() {
     .await;
     let later = srv.get_task(&tid).await;
     assert_eq!(state(&later), "canceled", "{later}");
-    let again = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
+    let again = pid_of(&srv).await;
     assert_eq!(again, pid, "a process that stopped on request is reused");
 }
 
@@ -359,7 +379,7 @@ fn alive(pid: &str) -> bool {
 async fn a_process_ignoring_cancel_is_killed_and_replaced() {
     let fx = Fixture::new();
     let srv = agent(&fx.command(), "1", &[]).await;
-    let pid = first_text(&srv.send(user_message("pid")).await["artifacts"][0]).to_string();
+    let pid = pid_of(&srv).await;
     let (tid, _stream) = start_until_status(&srv, "stubborn", "not listening").await;
     let canceled = srv.rpc_ok("tasks/cancel", json!({"id": tid})).await;
     assert_eq!(state(&canceled), "canceled");
@@ -376,22 +396,24 @@ async fn a_process_ignoring_cancel_is_killed_and_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_timeout_fails_a_run_that_takes_too_long() {
-    let fx = Fixture::new();
-    let srv = agent(&fx.command(), "1", &[("worker.task_timeout", "1s")]).await;
-    let failed = srv.send(user_message("stubborn")).await;
-    assert_failed_with(&failed, "task timeout");
-    let done = srv.send(user_message("quick")).await;
-    assert_eq!(first_text(&done["artifacts"][0]), "echo: quick");
+    fails_then_echoes(
+        ("worker.task_timeout", "1s"),
+        "stubborn",
+        "task timeout",
+        "quick",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_over_the_limit_fails_the_task() {
-    let fx = Fixture::new();
-    let srv = agent(&fx.command(), "1", &[("worker.max_output_bytes", "2048")]).await;
-    let failed = srv.send(user_message("big")).await;
-    assert_failed_with(&failed, "2048 bytes");
-    let done = srv.send(user_message("small")).await;
-    assert_eq!(first_text(&done["artifacts"][0]), "echo: small");
+    fails_then_echoes(
+        ("worker.max_output_bytes", "2048"),
+        "big",
+        "2048 bytes",
+        "small",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

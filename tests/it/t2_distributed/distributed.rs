@@ -148,6 +148,27 @@ async fn sse(resp: reqwest::Response) -> Vec<Value> {
     support::sse_json(resp, Duration::from_secs(60)).await
 }
 
+/// `tasks/resubscribe` (JSON-RPC id `id`) to task `sid` at `url`, with `Last-Event-ID` if
+/// any; every event until the stream ends.
+async fn resubscribe(
+    c: &reqwest::Client,
+    url: &str,
+    id: u64,
+    sid: &str,
+    last_event_id: Option<&str>,
+) -> Vec<Value> {
+    let mut req = c.post(url);
+    if let Some(last) = last_event_id {
+        req = req.header("Last-Event-ID", last);
+    }
+    let resp = req
+        .json(&json!({"jsonrpc": "2.0", "id": id, "method": "tasks/resubscribe", "params": {"id": sid}}))
+        .send()
+        .await
+        .unwrap();
+    sse(resp).await
+}
+
 /// A JSON-lines agent (the `command` handler's protocol) whose task runs until it is
 /// canceled: it appends each cancel line it receives to the file named by its argument.
 const CANCEL_RECORDING_AGENT: &str = r#"
@@ -442,13 +463,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries(kind: Kind) 
         serde_json::from_str(line.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
     let sid = task["result"]["id"].as_str().unwrap().to_string();
     drop(first);
-    let resumed = c
-        .post(ingress_b.url())
-        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/resubscribe", "params": {"id": sid}}))
-        .send()
-        .await
-        .unwrap();
-    let events = sse(resumed).await;
+    let events = resubscribe(&c, &ingress_b.url(), 2, &sid, None).await;
     assert_eq!(
         events[0]["result"]["kind"], "task",
         "snapshot first: {events:?}"
@@ -457,14 +472,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries(kind: Kind) 
     assert_eq!(last["result"]["final"], true, "{events:?}");
     assert_eq!(last["result"]["status"]["state"], "completed");
     // Last-Event-ID: replay from the bus exactly what came after event 1.
-    let replay = c
-        .post(ingress_b.url())
-        .header("Last-Event-ID", "1")
-        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tasks/resubscribe", "params": {"id": sid}}))
-        .send()
-        .await
-        .unwrap();
-    let replayed = sse(replay).await;
+    let replayed = resubscribe(&c, &ingress_b.url(), 3, &sid, Some("1")).await;
     assert_eq!(
         result_kinds(&replayed),
         ["status-update", "artifact-update", "status-update"],
@@ -473,14 +481,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries(kind: Kind) 
     assert_eq!(replayed[0]["result"]["status"]["state"], "working");
     // Last-Event-ID 0: nothing seen yet, so the task first (its `submitted` event was never
     // on the bus: no webhook), then everything after it.
-    let replay = c
-        .post(ingress_b.url())
-        .header("Last-Event-ID", "0")
-        .json(&json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/resubscribe", "params": {"id": sid}}))
-        .send()
-        .await
-        .unwrap();
-    let replayed = sse(replay).await;
+    let replayed = resubscribe(&c, &ingress_b.url(), 4, &sid, Some("0")).await;
     assert_eq!(replayed[0]["result"]["kind"], "task", "{replayed:?}");
     assert_eq!(replayed[0]["result"]["id"], sid.as_str(), "{replayed:?}");
     let last = replayed.last().unwrap();

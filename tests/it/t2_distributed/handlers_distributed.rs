@@ -19,10 +19,7 @@ use serde_json::{json, Value};
 const AGENT: &str = "handlers-dist";
 
 async fn streamer(input: HandlerInput) -> Result<HandlerOutput, HandlerError> {
-    let text = input
-        .last_user_message()
-        .map(|m| m.text())
-        .unwrap_or_default();
+    let text = crate::support::user_text(&input);
     if text == "ask" {
         return Ok(HandlerOutput::InputRequired("Which city?".into()));
     }

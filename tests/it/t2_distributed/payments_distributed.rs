@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::payments::{b64, nonce, now, payer, payload, unb64, PAY_TO};
 use crate::process::{self, Agent};
+use crate::support::redis_proxy::redis_url;
 use crate::support::{self, patient_client};
 
 const AGENT: &str = "paid-dist";
@@ -36,6 +37,29 @@ struct Paid {
 }
 
 impl Paid {
+    /// Holds the next settlement's answer open while the transfer lands, sends a paid
+    /// message (`req`) to `ingress` and kills `victim`, the worker settling it, once the
+    /// facilitator holds `landed` transfers (panicking with `what` if not in time); then the
+    /// facilitator answers honestly again. The task id and the payment.
+    async fn killed_mid_settlement(
+        &self,
+        c: &reqwest::Client,
+        ingress: &Agent,
+        req: &Value,
+        victim: Agent,
+        what: &str,
+        landed: usize,
+    ) -> (String, Value) {
+        self.fac.delay_ms.store(120_000, Ordering::SeqCst);
+        self.fac.set_settle(Mode::Late);
+        let (_, body, pay) = send_paid(c, ingress, req, false).await;
+        let id = body["result"]["id"].as_str().unwrap().to_string();
+        until(what, || self.fac.settled_count() == landed).await;
+        victim.kill();
+        self.fac.set_settle(Mode::Honest);
+        (id, pay)
+    }
+
     async fn start() -> Paid {
         let (fac_url, fac) = fake_facilitator::start().await.unwrap();
         let dir = std::env::temp_dir().join(format!("bindu-paid-{}", uuid::Uuid::new_v4()));
@@ -113,10 +137,6 @@ impl Paid {
         let store = self.db.store(AGENT).await;
         PostgresPayments::new(store.pool_handle().clone(), AGENT)
     }
-}
-
-fn redis_url() -> String {
-    std::env::var("BINDU_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// `accepts[0]` of the agent's card.
@@ -248,14 +268,7 @@ async fn a_paid_task_settles_once_even_when_its_worker_dies_between_settle_and_a
         kept[0].receipt.as_ref().unwrap().transaction,
         receipt["transaction"]
     );
-    let metrics = c
-        .get(format!("http://{metrics_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::get_text(&c, format!("http://{metrics_addr}/metrics")).await;
     for line in [
         "bindu_payment_settlements_total{outcome=\"settled\"} 1",
         "bindu_payment_settle_duration_seconds_count 1",
@@ -265,15 +278,11 @@ async fn a_paid_task_settles_once_even_when_its_worker_dies_between_settle_and_a
 
     // The next settlement lands, and its answer is held open: the worker is killed while
     // it waits, between the settlement and its ack.
-    p.fac.delay_ms.store(120_000, Ordering::SeqCst);
-    p.fac.set_settle(Mode::Late);
-    let (_, body, pay) = send_paid(&c, &ingress, &req, false).await;
-    let id = body["result"]["id"].as_str().unwrap().to_string();
-    until("the second transfer lands", || p.fac.settled_count() == 2).await;
-    victim.kill();
+    let (id, pay) = p
+        .killed_mid_settlement(&c, &ingress, &req, victim, "the second transfer lands", 2)
+        .await;
     // Another worker gets the command again; the facilitator answers at once now, and
     // says the nonce is used.
-    p.fac.set_settle(Mode::Honest);
     let settles = p.fac.settles.load(Ordering::SeqCst);
     let _survivor = p.process("worker", &patient);
     let done = wait_state(&c, &ingress, &id, "completed").await;
@@ -382,13 +391,9 @@ async fn a_settlement_left_by_a_killed_worker_is_resolved_after_its_lease_withou
     let c = patient_client();
     let req = requirement(&c, &ingress).await;
     // The settlement lands and its answer is held open: the worker is killed mid-settlement.
-    p.fac.delay_ms.store(120_000, Ordering::SeqCst);
-    p.fac.set_settle(Mode::Late);
-    let (_, body, pay) = send_paid(&c, &ingress, &req, false).await;
-    let id = body["result"]["id"].as_str().unwrap().to_string();
-    until("the transfer lands", || p.fac.settled_count() == 1).await;
-    victim.kill();
-    p.fac.set_settle(Mode::Honest);
+    let (id, pay) = p
+        .killed_mid_settlement(&c, &ingress, &req, victim, "the transfer lands", 1)
+        .await;
     let nonce = pay["payload"]["authorization"]["nonce"].as_str().unwrap();
     let payments = p.payments().await;
     let left = payments.get(&id, nonce).await.unwrap().expect("kept");

@@ -5,7 +5,7 @@
 //! dispatcher's metrics are served on PUSH__METRICS_ADDR.
 
 use crate::process;
-use crate::support::{self, patient_client};
+use crate::support::{self, get_text, metric, patient_client, post_rpc, send_params};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,16 @@ fn front(db: &TestDb, nats: &NatsServer, push: &[(&str, &str)]) -> (Agent, Agent
 }
 
 type Recorded = Arc<Mutex<Vec<Bytes>>>;
+
+/// The JSON bodies recorded so far.
+fn bodies(recorded: &Recorded) -> Vec<Value> {
+    recorded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect()
+}
 
 /// A receiver that takes 30 ms per notification.
 async fn receiver() -> (String, Recorded) {
@@ -95,21 +105,10 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     let tasks = 30;
     let mut ids = Vec::new();
     for i in 0..tasks {
-        let resp: Value = client
-            .post(&url)
-            .json(
-                &json!({"jsonrpc": "2.0", "id": i, "method": "message/send", "params": {
-                "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
-                            "parts": [{"kind": "text", "text": format!("task {i}")}]},
-                "configuration": {"blocking": false,
-                                  "pushNotificationConfig": {"url": hook, "token": "dist"}}}}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let configuration =
+            json!({"blocking": false, "pushNotificationConfig": {"url": hook, "token": "dist"}});
+        let params = send_params(&format!("task {i}"), configuration);
+        let resp = post_rpc(&client, &url, json!(i), "message/send", params).await;
         ids.push(resp["result"]["id"].as_str().unwrap().to_string());
     }
     // Echo tasks: submitted, working, artifact, completed.
@@ -147,12 +146,7 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
     let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
     wait(total, "every notification after the restart").await;
 
-    let got: Vec<Value> = recorded
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| serde_json::from_slice(b).unwrap())
-        .collect();
+    let got = bodies(&recorded);
     let mut first: HashMap<String, &Value> = HashMap::new();
     for id in &ids {
         let mut order = Vec::new();
@@ -173,14 +167,7 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
         got.len()
     );
 
-    let metrics = client
-        .get(format!("http://{metrics_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, format!("http://{metrics_addr}/metrics")).await;
     assert!(
         metrics.contains("bindu_push_deliveries_total{outcome=\"delivered\"}"),
         "{metrics}"
@@ -192,37 +179,21 @@ async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
 
 /// Sends a non-blocking message; returns the task id.
 async fn send_plain(client: &reqwest::Client, url: &str, i: usize) -> String {
-    let resp: Value = client
-        .post(url)
-        .json(
-            &json!({"jsonrpc": "2.0", "id": i, "method": "message/send", "params": {
-            "message": {"role": "user", "messageId": uuid::Uuid::new_v4().to_string(),
-                        "parts": [{"kind": "text", "text": format!("task {i}")}]},
-            "configuration": {"blocking": false}}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let params = send_params(&format!("task {i}"), json!({"blocking": false}));
+    let resp = post_rpc(client, url, json!(i), "message/send", params).await;
     resp["result"]["id"].as_str().unwrap().to_string()
 }
 
 /// Sets a push config for `task_id` to `hook`.
 async fn set_config(client: &reqwest::Client, url: &str, task_id: &str, hook: &str) {
-    let set: Value = client
-        .post(url)
-        .json(
-            &json!({"jsonrpc": "2.0", "id": "set", "method": "tasks/pushNotificationConfig/set",
-            "params": {"taskId": task_id, "pushNotificationConfig": {"url": hook, "token": "t"}}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let set = post_rpc(
+        client,
+        url,
+        json!("set"),
+        "tasks/pushNotificationConfig/set",
+        json!({"taskId": task_id, "pushNotificationConfig": {"url": hook, "token": "t"}}),
+    )
+    .await;
     assert_eq!(set["result"]["taskId"], task_id, "{set}");
 }
 
@@ -230,12 +201,7 @@ async fn set_config(client: &reqwest::Client, url: &str, task_id: &str, hook: &s
 async fn until_final(recorded: &Recorded) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got: Vec<Value> = recorded
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|b| serde_json::from_slice(b).unwrap())
-            .collect();
+        let got = bodies(recorded);
         if got.iter().any(|v| v["final"] == true) {
             return got;
         }
@@ -248,19 +214,8 @@ async fn until_final(recorded: &Recorded) -> Vec<Value> {
 async fn skipped_reaches(client: &reqwest::Client, metrics_addr: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let metrics = client
-            .get(format!("http://{metrics_addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let skipped = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("bindu_push_events_skipped_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let metrics = get_text(client, format!("http://{metrics_addr}/metrics")).await;
+        let skipped = metric(&metrics, "bindu_push_events_skipped_total");
         if skipped >= at_least {
             return;
         }
@@ -341,16 +296,14 @@ async fn a_config_set_while_queued_survives_a_dispatcher_restart() {
     // The run's outcome is on the bus before the dispatcher comes back.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let task: Value = client
-            .post(&url)
-            .json(&json!({"jsonrpc": "2.0", "id": "g", "method": "tasks/get",
-                          "params": {"id": queued}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let task = post_rpc(
+            &client,
+            &url,
+            json!("g"),
+            "tasks/get",
+            json!({"id": queued}),
+        )
+        .await;
         if task["result"]["status"]["state"] == "completed" {
             break;
         }

@@ -9,7 +9,7 @@ use bindu_engine::store::postgres::test_db::TestDb;
 
 use crate::process::{self, Agent};
 use crate::support::otlp::Collector;
-use crate::support::patient_client;
+use crate::support::{self, patient_client};
 use crate::traces::{hook, send_in_the_callers_trace};
 
 const AGENT: &str = "traces-dist-agent";
@@ -75,14 +75,8 @@ async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
     );
     // Every process kind counts the spans it drops on its own /metrics.
     for (kind, agent) in [("worker", &worker), ("dispatcher", &dispatcher)] {
-        let metrics = patient_client()
-            .get(format!("http://{}/metrics", agent.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics =
+            support::get_text(&patient_client(), format!("http://{}/metrics", agent.addr)).await;
         assert!(
             metrics.contains("bindu_telemetry_spans_dropped_total"),
             "{kind}'s /metrics:\n{metrics}"

@@ -126,10 +126,7 @@ async fn the_ingress_reports_a_postgres_outage_and_recovers() {
     let (status, body) = health().await;
     assert_eq!((status, &body["ready"]), (200, &json!(true)), "{body}");
     let before = srv
-        .rpc(
-            "message/send",
-            json!({"message": support::user_message("before the outage")}),
-        )
+        .rpc_send(support::user_message("before the outage"))
         .await;
     assert_eq!(before["result"]["status"]["state"], "completed", "{before}");
     let before_id = before["result"]["id"].as_str().unwrap().to_string();
@@ -173,10 +170,7 @@ async fn the_ingress_reports_a_postgres_outage_and_recovers() {
     let got = srv.rpc("tasks/get", json!({"id": before_id})).await;
     assert_eq!(got["result"]["status"]["state"], "completed", "{got}");
     let after = srv
-        .rpc(
-            "message/send",
-            json!({"message": support::user_message("after the outage")}),
-        )
+        .rpc_send(support::user_message("after the outage"))
         .await;
     assert_eq!(after["result"]["status"]["state"], "completed", "{after}");
 }

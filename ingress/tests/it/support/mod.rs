@@ -13,6 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use bindu_engine::store::flaky::Flaky;
 
+/// A client for the loopback ingress (no proxy) that gives up after `timeout`.
+pub fn client_within(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
 /// An ingress on `store` and `bus` (default card and options) serving a free port of
 /// 127.0.0.1 until `shutdown`: its address and the server's task.
 pub async fn serve(
