@@ -289,13 +289,7 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
         .json()
         .await
         .unwrap();
-    let req = card["capabilities"]["extensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["uri"] == bindu_schemas::x402::EXTENSION_URI)
-        .map(|e| e["params"]["accepts"][0].clone())
-        .expect("a priced card");
+    let req = crate::payments::x402_extension(&card)["params"]["accepts"][0].clone();
     let paid = payload(&payer(), &req, crate::payments::now() + 300, nonce());
     let payment_signature = paid["payload"]["signature"].as_str().unwrap().to_string();
     let payment = b64(&paid);

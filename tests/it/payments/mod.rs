@@ -94,6 +94,17 @@ pub(crate) fn payload(key: &SigningKey, req: &Value, valid_before: u64, nonce: [
     })
 }
 
+/// The x402 extension `card` lists (panics if it lists none).
+pub(crate) fn x402_extension(card: &Value) -> Value {
+    card["capabilities"]["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["uri"] == bindu_schemas::x402::EXTENSION_URI)
+        .cloned()
+        .expect("the card lists the x402 extension")
+}
+
 /// A priced agent (0.01 USDC on base-sepolia) and its fake facilitator.
 pub(crate) struct Priced {
     pub(crate) srv: TestServer,
@@ -132,13 +143,7 @@ impl Priced {
         let (status, _, card) = srv.get("/.well-known/agent-card.json").await;
         assert_eq!(status, 200);
         let card: Value = serde_json::from_str(&card).unwrap();
-        let ext = card["capabilities"]["extensions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["uri"] == bindu_schemas::x402::EXTENSION_URI)
-            .cloned()
-            .expect("the card lists the x402 extension");
+        let ext = x402_extension(&card);
         let req = ext["params"]["accepts"][0].clone();
         Priced { srv, fac, req }
     }
@@ -272,13 +277,7 @@ async fn a_priced_agent_answers_402_with_its_requirements_and_says_so_in_its_car
         bindu_schemas::x402::EXTENSION_URI
     );
     let card: Value = card.json().await.unwrap();
-    let ext = card["capabilities"]["extensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["uri"] == bindu_schemas::x402::EXTENSION_URI)
-        .unwrap()
-        .clone();
+    let ext = x402_extension(&card);
     assert_eq!(ext["required"], true);
 
     // Nothing was recorded or verified for the refused calls; reads stay free.

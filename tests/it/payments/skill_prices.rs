@@ -49,13 +49,7 @@ impl Priced {
     /// The x402 extension of the public card.
     async fn x402_extension(&self) -> Value {
         let (_, card) = self.srv.get_json("/.well-known/agent-card.json").await;
-        card["capabilities"]["extensions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["uri"] == bindu_schemas::x402::EXTENSION_URI)
-            .cloned()
-            .expect("the card lists the x402 extension")
+        super::x402_extension(&card)
     }
 
     async fn send_message(

@@ -149,13 +149,7 @@ async fn requirement(c: &reqwest::Client, ingress: &Agent) -> Value {
         .json()
         .await
         .unwrap();
-    card["capabilities"]["extensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["uri"] == bindu_schemas::x402::EXTENSION_URI)
-        .map(|e| e["params"]["accepts"][0].clone())
-        .expect("the card lists the x402 extension")
+    crate::payments::x402_extension(&card)["params"]["accepts"][0].clone()
 }
 
 /// Sends a paid `message/send`; the response's `PAYMENT-RESPONSE` header and body.

@@ -68,6 +68,15 @@ async fn receiver() -> (String, Recorded) {
     (url, recorded)
 }
 
+/// A private nats-server, a fresh database and a webhook [`receiver`] (its URL and what it
+/// recorded).
+async fn servers() -> (NatsServer, TestDb, String, Recorded) {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let (hook, recorded) = receiver().await;
+    (nats, db, hook, recorded)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -78,9 +87,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_dispatcher_process_is_replaced_without_loss_or_reordering() {
-    let nats = NatsServer::start();
-    let db = TestDb::new().await;
-    let (hook, recorded) = receiver().await;
+    let (nats, db, hook, recorded) = servers().await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let push = [
         ("PUSH__DESTINATIONS", "loopback"),
@@ -234,9 +241,7 @@ async fn skipped_reaches(client: &reqwest::Client, metrics_addr: &str, at_least:
 /// second worker) is notified of the task's later events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_skipped() {
-    let nats = NatsServer::start();
-    let db = TestDb::new().await;
-    let (hook, recorded) = receiver().await;
+    let (nats, db, hook, recorded) = servers().await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let push = [
         ("PUSH__DESTINATIONS", "loopback"),
@@ -279,9 +284,7 @@ async fn a_config_set_on_a_running_task_is_notified_and_tasks_without_one_are_sk
 /// still notifies it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_set_while_queued_survives_a_dispatcher_restart() {
-    let nats = NatsServer::start();
-    let db = TestDb::new().await;
-    let (hook, recorded) = receiver().await;
+    let (nats, db, hook, recorded) = servers().await;
     let push = [("PUSH__DESTINATIONS", "loopback")];
     let (dispatcher, ingress) = front(&db, &nats, &push);
     let url = ingress.url();

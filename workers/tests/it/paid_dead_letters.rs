@@ -10,7 +10,7 @@ use bindu_engine::bus::conformance::command_for;
 use bindu_engine::bus::MemoryBus;
 use bindu_engine::store::flaky::Flaky;
 use bindu_engine::store::payments::conformance::payment;
-use bindu_engine::store::{Access, MemoryPayments, PaymentState, PaymentStore, TaskStore};
+use bindu_engine::store::{MemoryPayments, PaymentState, PaymentStore};
 use bindu_engine::x402::{HttpFacilitator, SettleMode};
 use bindu_engine::Bus;
 use bindu_schemas::TaskState;
@@ -18,7 +18,7 @@ use bindu_workers::payments::Settlement;
 use bindu_workers::WorkerPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{done_handler, pool_options, submit_task};
+use crate::support::{done_handler, pool_options, settled, submit_task};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_command_that_runs_out_of_deliveries_is_not_charged() {
@@ -75,19 +75,7 @@ async fn a_paid_command_that_runs_out_of_deliveries_is_not_charged() {
     }
     // The store back, the task fails saying nothing was charged.
     store.down.store(false, Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let task = loop {
-        let t = store.get(task_id, Access::Internal).await.unwrap().task;
-        if t.status.state.is_final() {
-            break t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "task still {}",
-            t.status.state
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let task = settled(store.as_ref(), task_id, Duration::from_secs(30)).await;
     assert_eq!(task.status.state, TaskState::Failed);
     let meta = task.metadata.unwrap_or_default();
     assert_eq!(meta["x402.payment.status"], "payment-failed", "{meta:?}");

@@ -5,10 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bindu_engine::store::*;
 use bindu_schemas::{Part, TaskState};
 
-use crate::support::{submit_task, FlakyPool};
+use crate::support::{self, submit_task, FlakyPool};
 
 type Run = FlakyPool;
 
@@ -29,19 +28,15 @@ async fn accept(run: &Run, task_id: &str) {
 
 /// Polls (bounded) until the task is terminal or paused; returns the task.
 async fn settled(run: &Run, task_id: &str) -> bindu_schemas::Task {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = run.store.get(task_id, Access::Internal).await.unwrap().task;
-        if t.status.state.is_final() {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "task {task_id} still {} after 20 s",
-            t.status.state
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::settled(run.store.as_ref(), task_id, Duration::from_secs(20)).await
+}
+
+/// Lets the store refuse its next `refusals` writes, then accepts `task_id`; the task once
+/// it settled.
+async fn refused_then_settled(run: &Run, refusals: usize, task_id: &str) -> bindu_schemas::Task {
+    run.store.refuse_applies.store(refusals, Ordering::SeqCst);
+    accept(run, task_id).await;
+    settled(run, task_id).await
 }
 
 fn status_text(t: &bindu_schemas::Task) -> String {
@@ -62,9 +57,7 @@ async fn stop(run: Run) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_store_refuses_fails_the_task_with_the_reason() {
     let run = start();
-    run.store.refuse_applies.store(1, Ordering::SeqCst);
-    accept(&run, "refused-once").await;
-    let t = settled(&run, "refused-once").await;
+    let t = refused_then_settled(&run, 1, "refused-once").await;
     assert_eq!(t.status.state, TaskState::Failed);
     assert!(
         status_text(&t).contains("could not be stored"),
@@ -80,9 +73,7 @@ async fn a_store_that_refuses_even_the_failure_hands_the_command_back_until_it_e
     let run = start();
     // The outcome and the failure record are both refused: the command goes back to the
     // bus (memory bus nack), the second delivery runs it again and records it.
-    run.store.refuse_applies.store(2, Ordering::SeqCst);
-    accept(&run, "refused-twice").await;
-    let t = settled(&run, "refused-twice").await;
+    let t = refused_then_settled(&run, 2, "refused-twice").await;
     assert_eq!(t.status.state, TaskState::Completed);
     assert!(
         run.store.applies.load(Ordering::SeqCst) >= 3,
@@ -97,9 +88,7 @@ async fn a_store_that_refuses_every_write_ends_the_task_after_the_last_delivery(
     // Every delivery is refused twice (outcome, failure); after the bus's last delivery the
     // exhausted command fails the task with a reason.
     let refusals = 2 * bindu_engine::bus::memory::MAX_DELIVER as usize;
-    run.store.refuse_applies.store(refusals, Ordering::SeqCst);
-    accept(&run, "always-refused").await;
-    let t = settled(&run, "always-refused").await;
+    let t = refused_then_settled(&run, refusals, "always-refused").await;
     assert_eq!(t.status.state, TaskState::Failed);
     assert!(
         status_text(&t).contains("delivery attempts"),

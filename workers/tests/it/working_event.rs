@@ -113,6 +113,12 @@ async fn read_until_final(events: &mut EventStream) -> Vec<(u64, String)> {
     panic!("no final status in 20 events: {out:?}");
 }
 
+/// Sends task `text` with the text `text`; its events up to the final one.
+async fn run_to_the_end(run: &Run, text: &str) -> Vec<(u64, String)> {
+    let mut events = send(run, text, text).await;
+    read_until_final(&mut events).await
+}
+
 fn labels(events: &[(u64, String)]) -> Vec<&str> {
     events.iter().map(|(_, l)| l.as_str()).collect()
 }
@@ -129,8 +135,7 @@ fn assert_numbered_in_order(events: &[(u64, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_run_announces_working_first_then_its_outcome() {
     let run = start();
-    let mut events = send(&run, "fast", "fast").await;
-    let got = read_until_final(&mut events).await;
+    let got = run_to_the_end(&run, "fast").await;
     assert_eq!(
         labels(&got),
         ["status:working", "artifact", "status:completed"]
@@ -164,8 +169,7 @@ async fn a_slow_run_announces_working_while_the_handler_still_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_run_announces_working_before_its_first_chunk() {
     let run = start();
-    let mut events = send(&run, "stream", "stream").await;
-    let got = read_until_final(&mut events).await;
+    let got = run_to_the_end(&run, "stream").await;
     assert_eq!(
         labels(&got),
         ["status:working", "artifact", "artifact", "status:completed"]

@@ -510,6 +510,41 @@ pub fn spawn_pool(
     tokio::spawn(pool.run(stop.clone()))
 }
 
+/// Polls `store` (bounded by `within`) until task `task_id` is terminal or paused; the task.
+pub async fn settled(
+    store: &dyn TaskStore,
+    task_id: &str,
+    within: Duration,
+) -> bindu_schemas::Task {
+    task_once(store, task_id, within, |s| s.is_final()).await
+}
+
+/// Polls `store` (bounded by `within`) until task `task_id`'s state is `done`; the task.
+pub async fn task_once(
+    store: &dyn TaskStore,
+    task_id: &str,
+    within: Duration,
+    done: impl Fn(&bindu_schemas::TaskState) -> bool,
+) -> bindu_schemas::Task {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let t = store
+            .get(task_id, bindu_engine::store::Access::Internal)
+            .await
+            .expect("get")
+            .task;
+        if done(&t.status.state) {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task_id} still {:?} after {within:?}",
+            t.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Records task `task_id` with the user message `text` (no owner, context or push config).
 pub async fn submit_task(store: &dyn TaskStore, task_id: &str, text: &str) -> Submitted {
     store

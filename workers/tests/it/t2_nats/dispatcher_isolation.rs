@@ -85,6 +85,15 @@ impl Rig {
     }
 }
 
+/// What `healthy` got once every event reached it.
+async fn every_event_at(healthy: &Receiver) -> Vec<Received> {
+    healthy
+        .wait_until("every event at the healthy webhook", |g| {
+            g.len() as u64 >= EVENTS
+        })
+        .await
+}
+
 fn all_events() -> Vec<u64> {
     (1..=EVENTS).collect()
 }
@@ -106,11 +115,7 @@ async fn a_silent_webhook_never_holds_up_another_webhook_of_the_same_task() {
         vec![config(&silent.url, None), config(&healthy.url, None)],
     )
     .await;
-    let got = healthy
-        .wait_until("every event at the healthy webhook", |g| {
-            g.len() as u64 >= EVENTS
-        })
-        .await;
+    let got = every_event_at(&healthy).await;
     assert_eq!(seqs_of(&got, "t-both"), all_events(), "in order, each once");
     assert_eq!(
         timeouts(&d.metrics),
@@ -143,11 +148,7 @@ async fn a_failing_webhook_recovers_in_order_while_the_tasks_other_webhook_goes_
         vec![config(&flaky.url, None), config(&healthy.url, None)],
     )
     .await;
-    let got = healthy
-        .wait_until("every event at the healthy webhook", |g| {
-            g.len() as u64 >= EVENTS
-        })
-        .await;
+    let got = every_event_at(&healthy).await;
     assert_eq!(seqs_of(&got, "t-flaky"), all_events());
     assert!(
         seqs_of(&flaky.got(), "t-flaky").iter().all(|&s| s == 1),

@@ -13,27 +13,11 @@ use bindu_workers::handler::handler_fn;
 use bindu_workers::{HandlerError, HandlerInput, HandlerOutput, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{pool_options, spawn_pool, submit_task};
+use crate::support::{pool_options, spawn_pool, submit_task, task_once};
 
 /// Task `task_id` once it has ended (at most 30 s).
 async fn terminal(store: &dyn TaskStore, task_id: &str) -> bindu_schemas::Task {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = store
-            .get(task_id, Access::Internal)
-            .await
-            .expect("get")
-            .task;
-        if t.status.state.is_terminal() {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{task_id} never finished: {:?}",
-            t.status
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    task_once(store, task_id, Duration::from_secs(30), |s| s.is_terminal()).await
 }
 
 /// Runs one 3.5 s task on a bus with a 1 s redelivery deadline and 3 deliveries at most.
