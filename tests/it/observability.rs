@@ -12,7 +12,7 @@ use bindu::engine::identity::Identity;
 use bindu_schemas::signing::Form;
 use serde_json::{json, Value};
 
-use crate::payments::{b64, nonce, payer, payload, PAY_TO};
+use crate::payments::{b64, nonce, payer, payload};
 use crate::process;
 use crate::support::hydra::{fake_hydra, now, Hydra};
 use crate::support::metrics_table::{check_scrape, deploy_file, readme_rows, referenced};
@@ -252,15 +252,7 @@ async fn logs_name_task_context_and_caller_and_never_a_secret_nor_a_colour() {
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(support::unique("bindu-logs"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("paid.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\nname = \"log-agent\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n"
-        ),
-    )
-    .unwrap();
+    let config = crate::payments::write_priced_config(&dir, "log-agent", "");
     let log = dir.join("bindu.log");
     let keys = dir.join("keys");
     let hydra_url = format!("http://{hydra_addr}");

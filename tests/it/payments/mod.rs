@@ -94,6 +94,25 @@ pub(crate) fn payload(key: &SigningKey, req: &Value, valid_before: u64, nonce: [
     })
 }
 
+/// Writes `dir/paid.toml`, the configuration of agent `name` at 0.01 USDC on base-sepolia
+/// paid to [`PAY_TO`], followed by the TOML `more`; its path.
+pub(crate) fn write_priced_config(
+    dir: &std::path::Path,
+    name: &str,
+    more: &str,
+) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("paid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nname = \"{name}\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n{more}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// The x402 extension `card` lists (panics if it lists none).
 pub(crate) fn x402_extension(card: &Value) -> Value {
     card["capabilities"]["extensions"]

@@ -615,6 +615,29 @@ pub async fn post_rpc(
         .unwrap()
 }
 
+/// Polls `tasks/get` of `task_id` at `url` (bounded by `within`) until the task is in
+/// `state`; the task.
+pub async fn rpc_wait_for_state(
+    c: &reqwest::Client,
+    url: &str,
+    task_id: &str,
+    state: &str,
+    within: Duration,
+) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let t = post_rpc(c, url, json!("g"), "tasks/get", json!({ "id": task_id })).await;
+        if t["result"]["status"]["state"] == state {
+            return t["result"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {task_id} never became {state}: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads `data:` events from an SSE response.
 pub struct SseReader {
     resp: reqwest::Response,

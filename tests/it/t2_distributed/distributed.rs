@@ -127,22 +127,6 @@ fn send_params(text: &str, blocking: bool) -> Value {
            "configuration": {"blocking": blocking}})
 }
 
-#[allow(dead_code)]
-async fn wait_state(c: &reqwest::Client, url: &str, task_id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = rpc(c, url, "tasks/get", json!({"id": task_id})).await;
-        if t["result"]["status"]["state"] == want {
-            return t["result"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {task_id} never reached {want}: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Reads an SSE body until it ends, returning each `data:` JSON.
 async fn sse(resp: reqwest::Response) -> Vec<Value> {
     support::sse_json(resp, Duration::from_secs(60)).await

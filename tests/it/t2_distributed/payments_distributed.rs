@@ -63,15 +63,13 @@ impl Paid {
     async fn start() -> Paid {
         let (fac_url, fac) = fake_facilitator::start().await.unwrap();
         let dir = std::env::temp_dir().join(format!("bindu-paid-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("paid.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[agent]\nname = \"{AGENT}\"\n\n[[agent.execution_cost]]\namount = \"$0.01\"\nnetwork = \"base-sepolia\"\npay_to_address = \"{PAY_TO}\"\n\n[[agent.skills]]\nid = \"dear\"\nname = \"dear\"\ndescription = \"Costs more\"\nexecution_cost = [{{ amount = \"$0.50\", pay_to_address = \"{PAY_TO}\" }}]\n"
+        let config = crate::payments::write_priced_config(
+            &dir,
+            AGENT,
+            &format!(
+                "\n[[agent.skills]]\nid = \"dear\"\nname = \"dear\"\ndescription = \"Costs more\"\nexecution_cost = [{{ amount = \"$0.50\", pay_to_address = \"{PAY_TO}\" }}]\n"
             ),
-        )
-        .unwrap();
+        );
         Paid {
             nats: NatsServer::start(),
             db: TestDb::new().await,
@@ -179,19 +177,7 @@ async fn send_paid(
 }
 
 async fn wait_state(c: &reqwest::Client, ingress: &Agent, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t =
-            support::post_rpc(c, &ingress.url(), json!(1), "tasks/get", json!({"id": id})).await;
-        if t["result"]["status"]["state"] == want {
-            return t["result"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} never became {want}: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::rpc_wait_for_state(c, &ingress.url(), id, want, Duration::from_secs(60)).await
 }
 
 /// Waits (bounded) until `f` holds.

@@ -297,25 +297,7 @@ async fn a_config_set_while_queued_survives_a_dispatcher_restart() {
     dispatcher.kill();
     let worker = Agent::start(command("worker", &db, &nats, &[]));
     // The run's outcome is on the bus before the dispatcher comes back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let task = post_rpc(
-            &client,
-            &url,
-            json!("g"),
-            "tasks/get",
-            json!({"id": queued}),
-        )
-        .await;
-        if task["result"]["status"]["state"] == "completed" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the task never completed: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::rpc_wait_for_state(&client, &url, &queued, "completed", Duration::from_secs(20)).await;
     let dispatcher = Agent::start(command("dispatcher", &db, &nats, &push));
     let got = until_final(&recorded).await;
     assert!(

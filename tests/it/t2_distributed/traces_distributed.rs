@@ -51,21 +51,10 @@ async fn one_request_is_one_trace_across_ingress_worker_and_dispatcher() {
     let collector = Collector::start().await;
     let (hook, got) = hook().await;
     // The dispatcher first, so its consumer exists before the first event.
-    let dispatcher = start(
-        "dispatcher",
-        &db,
-        &nats,
-        &collector,
-        &[("PUSH__DESTINATIONS", "loopback")],
-    );
-    let ingress = start(
-        "ingress",
-        &db,
-        &nats,
-        &collector,
-        &[("PUSH__ENABLED", "true")],
-    );
-    let worker = start("worker", &db, &nats, &collector, &[]);
+    let start = |role: &str, extra: &[(&str, &str)]| start(role, &db, &nats, &collector, extra);
+    let dispatcher = start("dispatcher", &[("PUSH__DESTINATIONS", "loopback")]);
+    let ingress = start("ingress", &[("PUSH__ENABLED", "true")]);
+    let worker = start("worker", &[]);
 
     let (rpc, run, post) = send_in_the_callers_trace(&ingress.url(), &hook, &got, &collector).await;
     assert_eq!(
