@@ -31,7 +31,6 @@ fn unavailable(e: reqwest::Error) -> AuthorityError {
     AuthorityError::Unavailable(e.without_url().to_string())
 }
 
-/// Percent-encodes one path segment (a DID's `:` becomes `%3A`).
 /// The JSON body of an answer from Hydra.
 async fn json_of(resp: reqwest::Response) -> Result<Value, AuthorityError> {
     resp.json()
@@ -39,6 +38,7 @@ async fn json_of(resp: reqwest::Response) -> Result<Value, AuthorityError> {
         .map_err(|e| AuthorityError::Invalid(e.without_url().to_string()))
 }
 
+/// Percent-encodes one path segment (a DID's `:` becomes `%3A`).
 fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
