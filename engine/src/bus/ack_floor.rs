@@ -30,6 +30,16 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
+/// Whether a flush waits for the server to confirm its ack. The last flush of a reader
+/// does: the server applies acks apart from the requests of the same connection, so a
+/// reader reopening the consumer right after (it reads the ack floor, see `nats::durable`)
+/// could otherwise read the floor from before that ack and deliver those events again.
+#[derive(Clone, Copy)]
+enum Confirm {
+    No,
+    Yes,
+}
+
 /// The messages of one consumer delivered and not yet acked.
 pub(super) struct AckFloor {
     state: Mutex<FloorState>,
@@ -57,7 +67,7 @@ impl AckFloor {
                 tokio::select! {
                     _ = flusher.wake.notified() => {}
                     _ = stop.cancelled() => {
-                        flusher.flush().await;
+                        flusher.flush(Confirm::Yes).await;
                         return;
                     }
                 }
@@ -65,7 +75,13 @@ impl AckFloor {
                     _ = tokio::time::sleep(FLUSH_EVERY) => {}
                     _ = stop.cancelled() => {}
                 }
-                flusher.flush().await;
+                let last = stop.is_cancelled();
+                flusher
+                    .flush(if last { Confirm::Yes } else { Confirm::No })
+                    .await;
+                if last {
+                    return;
+                }
             }
         });
         (floor, task)
@@ -106,10 +122,14 @@ impl AckFloor {
         }
     }
 
-    async fn flush(&self) {
+    async fn flush(&self, confirm: Confirm) {
         let floor = self.lock().floor.take();
         if let Some(acker) = floor {
-            if let Err(e) = acker.ack().await {
+            let acked = match confirm {
+                Confirm::No => acker.ack().await,
+                Confirm::Yes => acker.double_ack().await,
+            };
+            if let Err(e) = acked {
                 tracing::debug!(error = %e, "could not ack the event consumer's floor; its events may come again");
             }
         }

@@ -144,6 +144,7 @@ where
     durable_consumers_resume_after_their_last_ack(&make().await).await;
     events_published_together_arrive_in_order_and_come_again_together(&make().await).await;
     a_nacked_event_comes_again_after_later_ones_are_acked(&make().await).await;
+    acks_made_just_before_a_reader_stops_hold_when_it_reopens(&make().await).await;
     publishing_never_waits_for_a_durable_consumer(&make().await).await;
     closing_intake_ends_command_streams(&make().await).await;
     push_notices_reach_durable_consumers_in_order_and_nobody_else(&make().await).await;
@@ -447,6 +448,30 @@ pub async fn a_nacked_event_comes_again_after_later_ones_are_acked(bus: &dyn Bus
         .map(|d| d.event.seq)
         .collect();
     assert!(left.is_empty(), "everything was acked: {left:?}");
+}
+
+/// A reader that acks and stops, reopened at once (as a restarted dispatcher is), gets none
+/// of what it acked again: twenty times over, one event each, so a stop that races its
+/// last ack shows.
+pub async fn acks_made_just_before_a_reader_stops_hold_when_it_reopens(bus: &dyn Bus) {
+    for seq in 1..=20 {
+        let mut consumer = bus.consume_events("restarts").await.expect("consume");
+        let again: Vec<u64> = drain(&mut consumer, Duration::from_millis(100))
+            .await
+            .iter()
+            .map(|d| d.event.seq)
+            .collect();
+        assert!(
+            again.is_empty(),
+            "round {seq}: acked before, delivered again: {again:?}"
+        );
+        bus.publish_events(vec![status_event("r", seq, TaskState::Working)])
+            .await
+            .expect("publish");
+        let d = next_delivery(&mut consumer).await;
+        assert_eq!(d.event.seq, seq);
+        d.acker.ack().await.expect("ack");
+    }
 }
 
 pub async fn publishing_never_waits_for_a_durable_consumer(bus: &dyn Bus) {
