@@ -256,7 +256,7 @@ fn rfc3339(t: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 fn validate_limit(limit: Option<i64>) -> Result<(), String> {
     match limit {
         Some(n) if n < 1 || n > MAX_PAGE_SIZE as i64 => Err(format!(
-            "`limit` must be between 1 and {MAX_PAGE_SIZE}, got {n}"
+            "`limit` (A2A 1.0: `pageSize`) must be between 1 and {MAX_PAGE_SIZE}, got {n}"
         )),
         _ => Ok(()),
     }
