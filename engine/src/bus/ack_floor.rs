@@ -52,6 +52,9 @@ struct FloorState {
     open: BTreeMap<u64, (bool, Arc<JsAcker>)>,
     /// The newest message with everything up to it handled, not acked yet.
     floor: Option<Arc<JsAcker>>,
+    /// The last floor acked without waiting for the server: a reader's last flush confirms
+    /// it when nothing newer is left to ack.
+    unconfirmed: Option<Arc<JsAcker>>,
 }
 
 impl AckFloor {
@@ -123,12 +126,23 @@ impl AckFloor {
     }
 
     async fn flush(&self, confirm: Confirm) {
-        let floor = self.lock().floor.take();
+        let floor = {
+            let mut state = self.lock();
+            match confirm {
+                Confirm::No => state.floor.take(),
+                // Acking a message again is harmless; its answer says every ack before it
+                // has been applied.
+                Confirm::Yes => state.floor.take().or_else(|| state.unconfirmed.take()),
+            }
+        };
         if let Some(acker) = floor {
             let acked = match confirm {
                 Confirm::No => acker.ack().await,
                 Confirm::Yes => acker.double_ack().await,
             };
+            if acked.is_ok() && matches!(confirm, Confirm::No) {
+                self.lock().unconfirmed = Some(acker);
+            }
             if let Err(e) = acked {
                 tracing::debug!(error = %e, "could not ack the event consumer's floor; its events may come again");
             }
