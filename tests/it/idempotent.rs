@@ -151,23 +151,13 @@ async fn a_follow_up_resent_continues_the_task_once() {
 async fn two_callers_with_one_message_id_get_two_tasks() {
     let (srv, _hydra) = two_callers(&[], Arc::new(bindu::EchoHandler::default())).await;
     let message = user_message("mine");
-    let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for token in ["noisy", "quiet"] {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
                           "params": {"message": message.clone()}});
         let (k, v) = bearer(token);
-        let resp: Value = http
-            .post(srv.url())
-            .header("content-type", "application/json")
-            .header(k, v)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, resp) = srv.raw_post_with(&[(k, &v)], &body.to_string()).await;
+        assert_eq!(status, 200, "{resp}");
         assert_eq!(state(&resp["result"]), "completed", "{resp}");
         ids.push(task_id(&resp["result"]));
     }
