@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::limits::{bearer, two_callers};
 use crate::support::{self, handler, state, task_id, user_message, Gate, TestServer};
