@@ -124,26 +124,21 @@ impl TaskStore for Flaky {
         self.check()?;
         self.inner.get(task_id, access).await
     }
-    async fn list_tasks_matching(
+    async fn list_tasks(
         &self,
         access: Access<'_>,
-        query: ListQuery,
-        filter: &TaskFilter,
-        shape: ListShape,
+        listing: TaskListing,
     ) -> Result<Page<Task>, StoreError> {
         self.check()?;
-        self.inner
-            .list_tasks_matching(access, query, filter, shape)
-            .await
+        self.inner.list_tasks(access, listing).await
     }
     async fn count_tasks(
         &self,
         access: Access<'_>,
-        query: &ListQuery,
-        filter: &TaskFilter,
+        listing: &TaskListing,
     ) -> Result<u64, StoreError> {
         self.check()?;
-        self.inner.count_tasks(access, query, filter).await
+        self.inner.count_tasks(access, listing).await
     }
     async fn list_contexts(
         &self,

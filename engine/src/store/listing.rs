@@ -1,5 +1,6 @@
 //! What a listing asks for and gets back: the query and its page, the filter of A2A 1.0
-//! `ListTasks`, and the shape (fields and size bound) each listed task takes.
+//! `ListTasks`, and the shape (fields and size bound) each listed task takes; a task
+//! listing ([`TaskListing`]) holds all three.
 
 use bindu_schemas::{Task, TaskState};
 
@@ -150,6 +151,37 @@ pub fn page_has_room(
         || shape
             .max_bytes
             .is_none_or(|max| total.saturating_add(size) <= max)
+}
+
+/// One task listing: the page ([`ListQuery`]), which tasks ([`TaskFilter`]) and what of
+/// each ([`ListShape`]). From a bare query: every task the caller may see, whole.
+#[derive(Debug, Clone)]
+pub struct TaskListing {
+    pub query: ListQuery,
+    pub filter: TaskFilter,
+    pub shape: ListShape,
+}
+
+impl TaskListing {
+    /// Only the tasks `filter` keeps.
+    pub fn filtered(self, filter: TaskFilter) -> Self {
+        TaskListing { filter, ..self }
+    }
+
+    /// Each task as `shape` says.
+    pub fn shaped(self, shape: ListShape) -> Self {
+        TaskListing { shape, ..self }
+    }
+}
+
+impl From<ListQuery> for TaskListing {
+    fn from(query: ListQuery) -> Self {
+        TaskListing {
+            query,
+            filter: TaskFilter::ALL,
+            shape: ListShape::FULL,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

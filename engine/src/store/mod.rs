@@ -37,7 +37,7 @@ pub mod postgres;
 #[cfg(feature = "postgres")]
 pub use dead_letters::PostgresDeadLetters;
 pub use dead_letters::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
-pub use listing::{json_size, page_has_room, ListQuery, ListShape, Page, TaskFilter};
+pub use listing::{json_size, page_has_room, ListQuery, ListShape, Page, TaskFilter, TaskListing};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use payments::PostgresPayments;
@@ -514,47 +514,22 @@ pub trait TaskStore: Send + Sync + 'static {
 
     async fn get(&self, task_id: &str, access: Access<'_>) -> Result<TaskSnapshot, StoreError>;
 
-    /// Newest first, whole tasks.
+    /// One page of a task listing, newest first: the tasks `access` may see (of the query's
+    /// context when it names one) that the listing's filter keeps, each as its shape says;
+    /// a page ends early (with a cursor) once it would grow past the shape's `max_bytes`.
     async fn list_tasks(
         &self,
         access: Access<'_>,
-        query: ListQuery,
-    ) -> Result<Page<Task>, StoreError> {
-        self.list_tasks_shaped(access, query, ListShape::FULL).await
-    }
-
-    /// Newest first, each task as `shape` says; a page ends early (with a cursor) once it
-    /// would grow past `shape.max_bytes`.
-    async fn list_tasks_shaped(
-        &self,
-        access: Access<'_>,
-        query: ListQuery,
-        shape: ListShape,
-    ) -> Result<Page<Task>, StoreError> {
-        self.list_tasks_matching(access, query, &TaskFilter::ALL, shape)
-            .await
-    }
-
-    /// Newest first, only the tasks `filter` keeps, each as `shape` says (pages as in
-    /// [`TaskStore::list_tasks_shaped`]).
-    async fn list_tasks_matching(
-        &self,
-        access: Access<'_>,
-        query: ListQuery,
-        filter: &TaskFilter,
-        shape: ListShape,
+        listing: TaskListing,
     ) -> Result<Page<Task>, StoreError>;
 
-    /// How many tasks the listing of `query` and `filter` holds in all its pages (the
-    /// query's cursor and limit aside): the tasks `access` may see, of the query's context
-    /// when it names one, that `filter` keeps. Counted now: a read of every matching task's
-    /// index entry, so only callers that must answer a total (A2A 1.0 `ListTasks`'s
-    /// `totalSize`) ask for it.
+    /// How many tasks a listing holds in all its pages (the query's cursor and limit
+    /// aside). Counted now: a read of every matching task's index entry, so only callers
+    /// that must answer a total (A2A 1.0 `ListTasks`'s `totalSize`) ask for it.
     async fn count_tasks(
         &self,
         access: Access<'_>,
-        query: &ListQuery,
-        filter: &TaskFilter,
+        listing: &TaskListing,
     ) -> Result<u64, StoreError>;
 
     /// Newest first.

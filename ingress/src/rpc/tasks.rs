@@ -2,7 +2,9 @@
 //! `agent/getAuthenticatedExtendedCard`.
 
 use bindu_engine::ledger::AcceptError;
-use bindu_engine::store::{Access, Feedback, ListQuery, ListShape, StoreError, TaskFilter};
+use bindu_engine::store::{
+    Access, Feedback, ListQuery, ListShape, StoreError, TaskFilter, TaskListing,
+};
 use bindu_schemas::jsonrpc::JsonRpcError;
 use bindu_schemas::{
     history_length, page_size, ListTasksParams, ListTasksResult, TaskFeedbackParams,
@@ -151,15 +153,18 @@ pub(crate) async fn list(
         context_id: params.context_id,
         ..ListQuery::first(size).after(params.cursor)
     };
+    let listing = TaskListing::from(query).filtered(filter).shaped(shape);
     let store = &app.inner.store;
     let access = Access::Owner(caller.as_deref());
-    let listing = store.list_tasks_matching(access, query.clone(), &filter, shape);
     // Only 1.0 answers a total (`totalSize`, required there), so only 1.0 pays for the
     // count; it runs beside the page.
     let (page, total) = match id.version {
-        Version::V03 => (listing.await, None),
+        Version::V03 => (store.list_tasks(access, listing).await, None),
         Version::V10 => {
-            let (page, total) = tokio::join!(listing, store.count_tasks(access, &query, &filter));
+            let (page, total) = tokio::join!(
+                store.list_tasks(access, listing.clone()),
+                store.count_tasks(access, &listing)
+            );
             (page, Some(total.map_err(store_error)?))
         }
     };

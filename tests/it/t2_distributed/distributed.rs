@@ -297,7 +297,7 @@ async fn tasks_survive_a_killed_worker_and_cross_process_boundaries(kind: Kind) 
         let page = store
             .list_tasks(
                 Access::Internal,
-                ListQuery::first(500).after(cursor.clone()),
+                ListQuery::first(500).after(cursor.clone()).into(),
             )
             .await
             .unwrap();

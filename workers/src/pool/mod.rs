@@ -739,7 +739,11 @@ impl Inner {
             limit: u32::try_from(wanted + 1).unwrap_or(u32::MAX),
             context_id: Some(context_id.to_string()),
         };
-        match self.store.list_tasks(Access::Owner(owner), query).await {
+        match self
+            .store
+            .list_tasks(Access::Owner(owner), query.into())
+            .await
+        {
             Ok(page) => {
                 let mut tasks: Vec<_> = page
                     .items

@@ -15,7 +15,10 @@ async fn submit_in(store: &dyn TaskStore, owner: &str, ctx: &str) -> String {
 
 async fn count(store: &dyn TaskStore, owner: &str, query: &ListQuery, filter: &TaskFilter) -> u64 {
     store
-        .count_tasks(Access::Owner(Some(owner)), query, filter)
+        .count_tasks(
+            Access::Owner(Some(owner)),
+            &TaskListing::from(query.clone()).filtered(filter.clone()),
+        )
         .await
         .expect("count")
 }
@@ -35,11 +38,9 @@ async fn walk(
     for _ in 0..50 {
         let page_query = query.clone().after(cursor.clone());
         let page = store
-            .list_tasks_matching(
+            .list_tasks(
                 Access::Owner(Some(owner)),
-                page_query.clone(),
-                filter,
-                ListShape::FULL,
+                TaskListing::from(page_query.clone()).filtered(filter.clone()),
             )
             .await
             .expect("list");
@@ -148,7 +149,7 @@ pub async fn counts_are_the_filtered_listings_totals(store: &dyn TaskStore) {
     assert_eq!(count(store, "nobody", &all, &TaskFilter::ALL).await, 0);
     assert_eq!(
         store
-            .count_tasks(Access::Internal, &all, &TaskFilter::ALL)
+            .count_tasks(Access::Internal, &all.clone().into())
             .await
             .expect("count"),
         13,

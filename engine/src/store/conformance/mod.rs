@@ -118,7 +118,7 @@ where
     artifact_chunks_merge(&make().await).await;
     a_run_is_recorded_once_with_its_outcome(&make().await).await;
     list_tasks_pages_newest_first(&make().await).await;
-    list_tasks_shaped_trims_and_bounds_pages(&make().await).await;
+    shaped_listings_trim_and_bound_pages(&make().await).await;
     counts_are_the_filtered_listings_totals(&make().await).await;
     contexts_list_and_clear(&make().await).await;
     push_configs(&make().await).await;

@@ -19,7 +19,7 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         let page = store
             .list_tasks(
                 Access::Owner(Some("owner-a")),
-                ListQuery::first(2).after(cursor.clone()),
+                ListQuery::first(2).after(cursor.clone()).into(),
             )
             .await
             .expect("list");
@@ -36,7 +36,7 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         "newest first, every task once, other owners hidden"
     );
     let exact = store
-        .list_tasks(Access::Owner(Some("owner-a")), ListQuery::first(5))
+        .list_tasks(Access::Owner(Some("owner-a")), ListQuery::first(5).into())
         .await
         .expect("list");
     assert_eq!(exact.items.len(), 5);
@@ -48,7 +48,7 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
         store
             .list_tasks(
                 Access::Owner(None),
-                ListQuery::first(2).after(Some("garbage".into()))
+                ListQuery::first(2).after(Some("garbage".into())).into()
             )
             .await,
         Err(StoreError::Invalid(_))
@@ -90,10 +90,9 @@ pub async fn all_pages(
     let mut cursor = None;
     for _ in 0..100 {
         let page = store
-            .list_tasks_shaped(
+            .list_tasks(
                 Access::Owner(owner),
-                ListQuery::first(limit).after(cursor.clone()),
-                shape,
+                TaskListing::from(ListQuery::first(limit).after(cursor.clone())).shaped(shape),
             )
             .await
             .expect("list");
@@ -109,7 +108,7 @@ pub async fn all_pages(
 /// A listing's shape is applied by the store: only the newest messages, artifacts only
 /// when asked, and a size bound that ends a page early (with a cursor) but never cuts a
 /// task or leaves one out.
-pub async fn list_tasks_shaped_trims_and_bounds_pages(store: &dyn TaskStore) {
+pub async fn shaped_listings_trim_and_bound_pages(store: &dyn TaskStore) {
     const ARTIFACT: usize = 64 * 1024;
     let owner = Some("shaped");
     let mut ids = Vec::new();
@@ -202,7 +201,7 @@ pub async fn contexts_list_and_clear(store: &dyn TaskStore) {
     let by_ctx = store
         .list_tasks(
             Access::Owner(None),
-            ListQuery::first(10).in_context(ctx.clone()),
+            ListQuery::first(10).in_context(ctx.clone()).into(),
         )
         .await
         .expect("by context");

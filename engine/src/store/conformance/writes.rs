@@ -261,7 +261,7 @@ pub async fn owners_are_isolated(store: &dyn TaskStore) {
             Err(StoreError::ContextNotFound(_))
         ));
         let page = store
-            .list_tasks(other, ListQuery::first(100))
+            .list_tasks(other, ListQuery::first(100).into())
             .await
             .expect("list");
         assert!(page.items.iter().all(|t| t.id != *id));

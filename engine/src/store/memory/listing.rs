@@ -11,6 +11,7 @@ use bindu_schemas::{ContextSummary, Task};
 use super::MemoryStore;
 use crate::store::{
     json_size, page_has_room, Access, ListQuery, ListShape, Page, StoreError, TaskFilter,
+    TaskListing,
 };
 
 /// Most ids one `tasks/list` or `contexts/list` call examines in the memory store; a page
@@ -134,14 +135,17 @@ impl MemoryStore {
     pub(super) fn list_tasks_page(
         &self,
         access: Access<'_>,
-        query: ListQuery,
-        filter: &TaskFilter,
-        shape: ListShape,
+        listing: &TaskListing,
     ) -> Result<Page<Task>, StoreError> {
+        let TaskListing {
+            query,
+            filter,
+            shape,
+        } = listing;
         let context = query.context_id.as_deref();
         let chunk = |before: u64, n: usize| self.task_chunk(context, before, n);
-        self.page(chunk, query.cursor.as_deref(), query.limit, &shape, |id| {
-            let task = self.listed(id, access, &query, filter, |t| shape.apply(t))?;
+        self.page(chunk, query.cursor.as_deref(), query.limit, shape, |id| {
+            let task = self.listed(id, access, query, filter, |t| shape.apply(t))?;
             let size = if shape.max_bytes.is_some() {
                 json_size(&task)
             } else {
@@ -154,12 +158,8 @@ impl MemoryStore {
     /// The number of tasks every page of the listing holds together: walks the same index
     /// as the pages, a chunk per lock hold, to its end (no [`MAX_SCAN`] bound: a count is
     /// whole).
-    pub(super) fn count_matching(
-        &self,
-        access: Access<'_>,
-        query: &ListQuery,
-        filter: &TaskFilter,
-    ) -> u64 {
+    pub(super) fn count_matching(&self, access: Access<'_>, listing: &TaskListing) -> u64 {
+        let TaskListing { query, filter, .. } = listing;
         let context = query.context_id.as_deref();
         let mut before = u64::MAX;
         let mut count = 0;
@@ -217,7 +217,7 @@ mod tests {
         }
         let before = store.ids_examined();
         let page = store
-            .list_tasks(Access::Owner(None), ListQuery::first(10))
+            .list_tasks(Access::Owner(None), ListQuery::first(10).into())
             .await
             .expect("list");
         assert_eq!(page.items.len(), 10);
@@ -230,7 +230,9 @@ mod tests {
         let page = store
             .list_tasks(
                 Access::Owner(None),
-                ListQuery::first(10).in_context(s.task.context_id.clone()),
+                ListQuery::first(10)
+                    .in_context(s.task.context_id.clone())
+                    .into(),
             )
             .await
             .expect("list");
@@ -247,14 +249,14 @@ mod tests {
         }
         let query = |cursor| ListQuery::first(10).after(cursor);
         let first = store
-            .list_tasks(Access::Owner(Some("me")), query(None))
+            .list_tasks(Access::Owner(Some("me")), query(None).into())
             .await
             .expect("list");
         assert!(first.items.is_empty(), "my task is beyond the scan bound");
         let examined = store.ids_examined();
         assert_eq!(examined, MAX_SCAN as u64);
         let second = store
-            .list_tasks(Access::Owner(Some("me")), query(first.next_cursor))
+            .list_tasks(Access::Owner(Some("me")), query(first.next_cursor).into())
             .await
             .expect("list");
         assert_eq!(second.items.len(), 1);

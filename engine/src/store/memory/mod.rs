@@ -411,23 +411,20 @@ impl TaskStore for MemoryStore {
         })
     }
 
-    async fn list_tasks_matching(
+    async fn list_tasks(
         &self,
         access: Access<'_>,
-        query: ListQuery,
-        filter: &TaskFilter,
-        shape: ListShape,
+        listing: TaskListing,
     ) -> Result<Page<Task>, StoreError> {
-        self.list_tasks_page(access, query, filter, shape)
+        self.list_tasks_page(access, &listing)
     }
 
     async fn count_tasks(
         &self,
         access: Access<'_>,
-        query: &ListQuery,
-        filter: &TaskFilter,
+        listing: &TaskListing,
     ) -> Result<u64, StoreError> {
-        Ok(self.count_matching(access, query, filter))
+        Ok(self.count_matching(access, listing))
     }
 
     async fn list_contexts(

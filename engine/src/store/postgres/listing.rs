@@ -6,19 +6,22 @@ use sqlx::Row;
 
 use super::{db_error, read, writer, PostgresStore};
 use crate::store::{
-    json_size, page_has_room, Access, ListQuery, ListShape, Page, StoreError, TaskFilter,
+    json_size, page_has_room, Access, ListQuery, Page, StoreError, TaskFilter, TaskListing,
 };
 
 impl PostgresStore {
     pub(super) async fn list_tasks_page(
         &self,
         access: Access<'_>,
-        query: ListQuery,
-        filter: &TaskFilter,
-        shape: ListShape,
+        listing: &TaskListing,
     ) -> Result<Page<Task>, StoreError> {
+        let TaskListing {
+            query,
+            filter,
+            shape,
+        } = listing;
         let mut before = read::parse_cursor(query.cursor.as_deref())?;
-        let filters = Filters::new(access, &query, filter);
+        let filters = Filters::new(access, query, filter);
         let (slice, keep) = match shape.history {
             None => (read::HistorySlice::All, 0),
             Some(0) => (read::HistorySlice::None, 0),
@@ -66,7 +69,7 @@ impl PostgresStore {
                 } else {
                     0
                 };
-                if !page_has_room(items.len(), total, size, limit, &shape) {
+                if !page_has_room(items.len(), total, size, limit, shape) {
                     return Ok(Page {
                         items,
                         next_cursor: last.map(|s| s.to_string()),
@@ -94,15 +97,14 @@ impl PostgresStore {
         }
     }
 
-    /// The number of tasks in every page of the listing of `query` and `filter`: one
-    /// `count(*)` with the pages' conditions (without their cursor).
+    /// The number of tasks in every page of `listing`: one `count(*)` with the pages'
+    /// conditions (without their cursor).
     pub(super) async fn count_listed(
         &self,
         access: Access<'_>,
-        query: &ListQuery,
-        filter: &TaskFilter,
+        listing: &TaskListing,
     ) -> Result<u64, StoreError> {
-        let filters = Filters::new(access, query, filter);
+        let filters = Filters::new(access, &listing.query, &listing.filter);
         let sql = read::task_count(filters.present());
         let row = self
             .read(|| {

@@ -417,23 +417,20 @@ impl TaskStore for PostgresStore {
         Ok(snap)
     }
 
-    async fn list_tasks_matching(
+    async fn list_tasks(
         &self,
         access: Access<'_>,
-        query: ListQuery,
-        filter: &TaskFilter,
-        shape: ListShape,
+        listing: TaskListing,
     ) -> Result<Page<Task>, StoreError> {
-        self.list_tasks_page(access, query, filter, shape).await
+        self.list_tasks_page(access, &listing).await
     }
 
     async fn count_tasks(
         &self,
         access: Access<'_>,
-        query: &ListQuery,
-        filter: &TaskFilter,
+        listing: &TaskListing,
     ) -> Result<u64, StoreError> {
-        self.count_listed(access, query, filter).await
+        self.count_listed(access, listing).await
     }
 
     async fn list_contexts(

@@ -193,7 +193,7 @@ async fn agents_sharing_a_database_never_see_each_other() {
     ));
     let all = ListQuery::first(100);
     assert!(y
-        .list_tasks(Access::Internal, all.clone())
+        .list_tasks(Access::Internal, all.clone().into())
         .await
         .expect("list")
         .items
@@ -423,8 +423,7 @@ async fn listing_counts_use_the_owner_and_context_indexes() {
     let counted = store
         .count_tasks(
             Access::Owner(Some("did:example:caller-7")),
-            &ListQuery::first(10),
-            &TaskFilter::ALL,
+            &ListQuery::first(10).into(),
         )
         .await
         .expect("count");
@@ -681,7 +680,7 @@ async fn resends_racing_on_two_processes_make_one_task() {
         );
     }
     let listed = a
-        .list_tasks(Access::Owner(Some("carol")), ListQuery::first(100))
+        .list_tasks(Access::Owner(Some("carol")), ListQuery::first(100).into())
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 5, "one task per message");

@@ -69,7 +69,10 @@ async fn a_size_bounded_page_reads_about_its_bound_not_its_limit() {
     };
     let before = store.list_rows_read();
     let page = store
-        .list_tasks_shaped(Access::Owner(None), query.clone(), shape)
+        .list_tasks(
+            Access::Owner(None),
+            TaskListing::from(query.clone()).shaped(shape),
+        )
         .await
         .expect("list");
     let read = store.list_rows_read() - before;
@@ -81,13 +84,12 @@ async fn a_size_bounded_page_reads_about_its_bound_not_its_limit() {
 
     // Without artifacts the same page is small, and only the newest message is read.
     let small = store
-        .list_tasks_shaped(
+        .list_tasks(
             Access::Owner(None),
-            query,
-            ListShape {
+            TaskListing::from(query).shaped(ListShape {
                 artifacts: false,
                 ..shape
-            },
+            }),
         )
         .await
         .expect("list");
