@@ -4,6 +4,8 @@
 
 use bindu_schemas::{Task, TaskState};
 
+use super::StoreError;
+
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub cursor: Option<String>,
@@ -151,6 +153,20 @@ pub fn page_has_room(
         || shape
             .max_bytes
             .is_none_or(|max| total.saturating_add(size) <= max)
+}
+
+/// The refusal of a page cursor this store did not issue (A2A 1.0 calls it `pageToken`). It
+/// quotes at most 64 characters of what was sent, so a huge token makes no huge answer.
+pub fn invalid_cursor(cursor: &str) -> StoreError {
+    let shown: String = cursor.chars().take(64).collect();
+    let more = if shown.len() < cursor.len() {
+        "…"
+    } else {
+        ""
+    };
+    StoreError::Invalid(format!(
+        "`cursor` (A2A 1.0: `pageToken`) {shown:?}{more} is not a cursor this server issued; send the `nextPageToken` of the previous page, or none for the first"
+    ))
 }
 
 /// One task listing: the page ([`ListQuery`]), which tasks ([`TaskFilter`]) and what of

@@ -37,7 +37,9 @@ pub mod postgres;
 #[cfg(feature = "postgres")]
 pub use dead_letters::PostgresDeadLetters;
 pub use dead_letters::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
-pub use listing::{json_size, page_has_room, ListQuery, ListShape, Page, TaskFilter, TaskListing};
+pub use listing::{
+    invalid_cursor, json_size, page_has_room, ListQuery, ListShape, Page, TaskFilter, TaskListing,
+};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use payments::PostgresPayments;

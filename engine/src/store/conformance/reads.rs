@@ -51,8 +51,19 @@ pub async fn list_tasks_pages_newest_first(store: &dyn TaskStore) {
                 ListQuery::first(2).after(Some("garbage".into())).into()
             )
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Invalid(m)) if m.contains("pageToken") && m.contains("\"garbage\"")
     ));
+    // A huge token is quoted in part: the refusal stays small.
+    match store
+        .list_tasks(
+            Access::Owner(None),
+            ListQuery::first(2).after(Some("x".repeat(100_000))).into(),
+        )
+        .await
+    {
+        Err(StoreError::Invalid(m)) => assert!(m.len() < 300, "{} bytes", m.len()),
+        other => panic!("a huge cursor must be refused as invalid: {other:?}"),
+    }
 }
 
 /// Completes a fresh task of `owner` with `replies` agent messages and one artifact of

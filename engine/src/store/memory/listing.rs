@@ -25,9 +25,9 @@ const SCAN_CHUNK: usize = 128;
 fn parse_cursor(cursor: Option<&str>) -> Result<u64, StoreError> {
     match cursor {
         None => Ok(u64::MAX),
-        Some(c) => c.parse::<u64>().map_err(|_| {
-            StoreError::Invalid(format!("`cursor` {c:?} is not a cursor this server issued"))
-        }),
+        Some(c) => c
+            .parse::<u64>()
+            .map_err(|_| crate::store::invalid_cursor(c)),
     }
 }
 

@@ -183,8 +183,8 @@ pub(super) fn cursor_of(row: &PgRow) -> Result<String, StoreError> {
 pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<i64, StoreError> {
     match cursor {
         None => Ok(i64::MAX),
-        Some(c) => c.parse::<i64>().map_err(|_| {
-            StoreError::Invalid(format!("`cursor` {c:?} is not a cursor this server issued"))
-        }),
+        Some(c) => c
+            .parse::<i64>()
+            .map_err(|_| crate::store::invalid_cursor(c)),
     }
 }
