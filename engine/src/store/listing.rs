@@ -165,7 +165,7 @@ pub fn invalid_cursor(cursor: &str) -> StoreError {
         ""
     };
     StoreError::Invalid(format!(
-        "`cursor` (A2A 1.0: `pageToken`) {shown:?}{more} is not a cursor this server issued; send the `nextPageToken` of the previous page, or none for the first"
+        "`cursor` (A2A 1.0: `pageToken`) {shown:?}{more} is not a cursor this server issued; send the previous page's `nextCursor` (1.0: `nextPageToken`), or none for the first page"
     ))
 }
 
