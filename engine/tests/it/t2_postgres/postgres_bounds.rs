@@ -2,6 +2,7 @@
 //! `tasks/list` page reads about its bound, and the task counts metrics show are never
 //! counted on the caller's path.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindu_engine::store::conformance::{run_to, submit_new};
@@ -159,4 +160,89 @@ async fn task_counts_catch_up_after_the_interval() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A one-turn task as a worker finishes it: the agent's reply and an artifact with the same
+/// signed text, and the terminal status, in one update.
+fn one_turn_outcome(task_id: &str) -> TaskUpdate {
+    let signature =
+        "2oBQPuoesNDp3Yqg5J81YX4VLuE52kNK5RrupWcmu78287vsS1StSWUZkRBJuffDKWDXaEQWtb1dLQT9a6SBaZLB";
+    let mut text = Part::text("hello");
+    if let Part::Text(t) = &mut text {
+        let mut meta = bindu_schemas::Metadata::new();
+        meta.insert("did.message.signature".into(), signature.into());
+        t.metadata = Some(meta);
+    }
+    let reply = bindu_schemas::Message::agent(uuid::Uuid::new_v4().to_string(), vec![text.clone()]);
+    TaskUpdate::new(task_id, Expect::Active)
+        .history(reply)
+        .artifact(ArtifactChunk {
+            artifact: Artifact {
+                artifact_id: uuid::Uuid::new_v4().to_string(),
+                parts: vec![text],
+                name: Some("result".into()),
+                description: None,
+                metadata: None,
+                extensions: None,
+            },
+            append: false,
+            last_chunk: true,
+        })
+        .status(TaskState::Completed, None)
+        // The run announced its `working` status only (workers never write it on its own).
+        .after_run(1, Vec::new())
+}
+
+/// The page each task's row is on.
+async fn pages(pool: &sqlx::PgPool, ids: &[String]) -> std::collections::HashMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT id, (ctid::text::point)[0]::bigint FROM bindu_tasks WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .expect("read pages")
+    .into_iter()
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_turn_outcome_is_written_beside_its_task() {
+    // Accepted in concurrent batches, as an ingress writes them, then finished in batches,
+    // as workers do: each outcome must fit on its task's page (a HOT update, no index
+    // touched). A row that moved page was rewritten in every index too.
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("did:bindu:test:hot").await);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let mut handles = Vec::new();
+        for _ in 0..100 {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                submit_new(&*store, None).await.task.id
+            }));
+        }
+        for h in handles {
+            ids.push(h.await.expect("join"));
+        }
+    }
+    let before = pages(store.pool_handle(), &ids).await;
+    for batch in ids.chunks(25) {
+        for r in store
+            .apply(batch.iter().map(|id| one_turn_outcome(id)).collect())
+            .await
+        {
+            r.expect("complete");
+        }
+    }
+    let after = pages(store.pool_handle(), &ids).await;
+    let moved = ids
+        .iter()
+        .filter(|id| before.get(*id) != after.get(*id))
+        .count();
+    assert!(
+        moved * 20 <= ids.len(),
+        "{moved} of {} outcomes moved their task to another page",
+        ids.len()
+    );
 }

@@ -1,0 +1,15 @@
+-- Room on each page for a task's outcome.
+--
+-- A one-turn task is written twice: at accept (the user's message, ~0.45 KB) and at its
+-- outcome, which adds the agent's reply and the artifact (the echo's row ends at ~1.1 KB; a
+-- chat model's longer). The outcome UPDATE is HOT (no index touched, the new version on the
+-- same page) only when the page has room for the whole new version. At fillfactor 80 a page
+-- took ~14 new tasks and room for about one outcome: measured under load, 29 % of outcome
+-- updates were HOT, so the other 71 % wrote a row version on another page and an entry in
+-- each of the table's four indexes (and left the indexes twice the size).
+--
+-- At 30 a page takes ~5 new tasks whose outcomes then fit beside them: 100 % HOT in the
+-- same run (scripts/bench-dist prints the share), ~10 % less Postgres CPU per task, and a
+-- smaller table and indexes once the tasks are done (fewer dead versions and entries).
+-- Pages written before this migration keep their old fill; new pages use the new one.
+ALTER TABLE bindu_tasks SET (fillfactor = 30);
