@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bindu_engine::store::conformance::{run_to, submit_new};
+use bindu_engine::store::conformance::{chunk, run_to, submit_new};
 use bindu_engine::store::postgres::test_db::TestDb;
 use bindu_engine::store::*;
 use bindu_schemas::{Artifact, Part, TaskState};
@@ -167,27 +167,19 @@ async fn task_counts_catch_up_after_the_interval() {
 fn one_turn_outcome(task_id: &str) -> TaskUpdate {
     let signature =
         "2oBQPuoesNDp3Yqg5J81YX4VLuE52kNK5RrupWcmu78287vsS1StSWUZkRBJuffDKWDXaEQWtb1dLQT9a6SBaZLB";
-    let mut text = Part::text("hello");
-    if let Part::Text(t) = &mut text {
+    let mut artifact = chunk(&uuid::Uuid::new_v4().to_string(), "hello", false, true);
+    if let Some(Part::Text(t)) = artifact.artifact.parts.first_mut() {
         let mut meta = bindu_schemas::Metadata::new();
         meta.insert("did.message.signature".into(), signature.into());
         t.metadata = Some(meta);
     }
-    let reply = bindu_schemas::Message::agent(uuid::Uuid::new_v4().to_string(), vec![text.clone()]);
+    let reply = bindu_schemas::Message::agent(
+        uuid::Uuid::new_v4().to_string(),
+        artifact.artifact.parts.clone(),
+    );
     TaskUpdate::new(task_id, Expect::Active)
         .history(reply)
-        .artifact(ArtifactChunk {
-            artifact: Artifact {
-                artifact_id: uuid::Uuid::new_v4().to_string(),
-                parts: vec![text],
-                name: Some("result".into()),
-                description: None,
-                metadata: None,
-                extensions: None,
-            },
-            append: false,
-            last_chunk: true,
-        })
+        .artifact(artifact)
         .status(TaskState::Completed, None)
         // The run announced its `working` status only (workers never write it on its own).
         .after_run(1, Vec::new())
