@@ -391,7 +391,10 @@ impl Limits {
         }
         let key = key(caller);
         let wait = match &self.shared {
-            Some(redis) => match shared::take(redis, &key, class.rate, class.burst).await {
+            // Boxed: a Redis round trip's future is ~10 KiB, and every request's future would
+            // otherwise reserve room for it whether or not limits are shared.
+            Some(redis) => match Box::pin(shared::take(redis, &key, class.rate, class.burst)).await
+            {
                 Ok(wait) => {
                     self.shared_answered();
                     wait
@@ -420,7 +423,16 @@ impl Limits {
         let key = key(caller);
         let counted = match &self.shared {
             Some(redis) => {
-                match shared::open(redis, &key, task_id, class.max_open, self.open_ttl).await {
+                // Boxed, as in `admit`.
+                match Box::pin(shared::open(
+                    redis,
+                    &key,
+                    task_id,
+                    class.max_open,
+                    self.open_ttl,
+                ))
+                .await
+                {
                     Ok(counted) => {
                         self.shared_answered();
                         counted
@@ -454,7 +466,8 @@ impl Limits {
         self.local.close(&key, task_id);
         if let Some(redis) = &self.shared {
             // Not counted by Redis any more when it is down: the entry expires there.
-            if let Err(why) = shared::close(redis, &key, task_id).await {
+            // Boxed, as in `admit`.
+            if let Err(why) = Box::pin(shared::close(redis, &key, task_id)).await {
                 tracing::debug!(error = %why, "could not release an open task in Redis; it expires there");
             }
         }
@@ -594,6 +607,18 @@ mod tests {
         run_to(&store, &ended, TaskState::Completed).await;
         assert_eq!(limits.reconcile(&store).await, 1);
         assert_eq!(limits.open(Some("c"), "third").await, Ok(true));
+    }
+
+    #[test]
+    fn the_limits_add_little_to_every_requests_future() {
+        // Every request awaits `admit`, and every send `open` and `close`: a Redis round
+        // trip inlined in them made each request's future ~10 KiB larger (moved whole into
+        // its task, and past the allocator's small sizes), limits shared or not.
+        let limits = Limits::new(&LimitsConfig::default(), None);
+        let bus: Arc<dyn Bus> = Arc::new(bindu_engine::bus::MemoryBus::default());
+        assert!(std::mem::size_of_val(&limits.admit(&bus, None)) < 1024);
+        assert!(std::mem::size_of_val(&limits.open(None, "t")) < 1024);
+        assert!(std::mem::size_of_val(&limits.close("t")) < 1024);
     }
 
     #[test]

@@ -132,7 +132,12 @@ async fn submit(
     }
     .deduplicated_for(inner.options.dedupe_window);
     if let Some(required) = ask {
-        return ask_payment(app, id, request, *required, stream, events, trim).await;
+        // Boxed: only priced agents take this path, and its future would otherwise make
+        // every send's future larger.
+        return Box::pin(ask_payment(
+            app, id, request, *required, stream, events, trim,
+        ))
+        .await;
     }
     // Recording the task and queueing its command run as one detached unit: a client that
     // hangs up mid-request must not leave a recorded task that no worker will ever run.
