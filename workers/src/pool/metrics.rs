@@ -135,3 +135,27 @@ impl WorkerMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn timing_a_run_keeps_one_copy_of_it() {
+        // A run's future is several KiB and is moved whole into its task: the timing wrapper
+        // must hold it once, not once as an argument and again in what it awaits.
+        let run = async {
+            let buf = [7u8; 4096];
+            tokio::task::yield_now().await;
+            buf.iter().map(|b| u32::from(*b)).sum::<u32>()
+        };
+        let alone = std::mem::size_of_val(&run);
+        let timed = timed(run);
+        assert!(
+            std::mem::size_of_val(&timed) < alone + 256,
+            "{} bytes around a {alone}-byte run",
+            std::mem::size_of_val(&timed)
+        );
+        assert_eq!(timed.await, 7 * 4096);
+    }
+}
